@@ -1,0 +1,55 @@
+"""What the command files share: the error handler and option parsers."""
+
+from __future__ import annotations
+
+import functools
+import json
+import warnings
+from typing import Any, Callable
+
+import typer
+
+from ppmodels.errors import PPModelsError
+
+warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn a ppmodels error into one line on stderr and exit code 2, instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PPModelsError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def parse_int_list(text: str | None) -> list[int] | None:
+    """``"500,500"`` -> ``[500, 500]``."""
+    if text is None:
+        return None
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of integers, e.g. 500,500") from None
+    if not values or any(v < 1 for v in values):
+        raise typer.BadParameter(f"{text!r} must list positive layer sizes, e.g. 500,500")
+    return values
+
+
+def parse_settings(items: list[str] | None) -> dict[str, Any]:
+    """``["alpha=0.1", "classifier=logistic"]`` -> a dict; values are read as JSON where they parse, else as text."""
+    settings: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE, e.g. --set classifier=logistic")
+        try:
+            settings[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key.strip().replace("-", "_")] = value
+    return settings

@@ -1,0 +1,30 @@
+"""The ``ppmodels`` Typer app: one thin command per file, each calling an importable function."""
+
+from __future__ import annotations
+
+import typer
+
+from .encode import encode
+from .models import models
+from .sample import sample
+from .train import train
+
+app = typer.Typer(
+    name="ppmodels",
+    help="Deep generative models for semi-supervised learning, written in Pyro: train, encode, sample.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(models)
+app.command()(train)
+app.command()(encode)
+app.command()(sample)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""``ppmodels train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ppmodels.api import train as train_run
+from ppmodels.train import TrainConfig
+
+from .common import handle_errors, parse_int_list, parse_settings
+
+
+@handle_errors
+def train(
+    model: Annotated[str, typer.Argument(help="Registered model name (see `ppmodels models`).")],
+    data: Annotated[str, typer.Option(help="Data spec: digits, mnist, npz:PATH, npy:PATH, csv:PATH?label=COL, h5:PATH.")] = "digits",
+    data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first (MNIST).")] = None,
+    download: Annotated[bool, typer.Option(help="Download missing data files (checksummed, cached).")] = False,
+    labels: Annotated[Optional[int], typer.Option(min=0, help="Keep this many class-balanced training labels; hide the rest.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Maximum number of epochs.")] = 100,
+    batch_size: Annotated[int, typer.Option(min=1, help="Minibatch size.")] = 100,
+    lr: Annotated[float, typer.Option(min=0, help="Adam learning rate.")] = 1e-3,
+    z_dim: Annotated[Optional[int], typer.Option(min=1, help="Latent size (model default if not given).")] = None,
+    hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes, comma-separated, e.g. 500,500.")] = None,
+    likelihood: Annotated[Optional[str], typer.Option(help="bernoulli or gaussian (default: from the data's range).")] = None,
+    binarize: Annotated[str, typer.Option(help="Binarize [0,1] data: none, threshold, or dynamic (resampled each epoch).")] = "none",
+    max_per_class: Annotated[Optional[int], typer.Option(min=1, help="Keep at most this many training examples per class.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (data split, initialisation, batches).")] = 0,
+    patience: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many epochs without a better validation ELBO.")] = 20,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Write checkpoints/last.pt every this many epochs.")] = 1,
+    clip_norm: Annotated[Optional[float], typer.Option(min=0, help="Clip the gradient norm to this value.")] = None,
+    skip_nonfinite: Annotated[bool, typer.Option(help="Skip batches with a non-finite loss or gradient instead of stopping.")] = False,
+    sample_every: Annotated[int, typer.Option(min=0, help="Save a PNG grid of samples every this many epochs (image data; 0: never).")] = 10,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Other model options as KEY=VALUE (repeatable), e.g. --set classifier=logistic.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder to write (default: runs/MODEL).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint, with its saved options.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train MODEL on --data and write a run folder (config.json, metrics.jsonl, checkpoints/, model.safetensors, summary.json)."""
+    options = {"z_dim": z_dim, "hidden": parse_int_list(hidden), "likelihood": likelihood, **parse_settings(set_)}
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
+                         checkpoint_every=checkpoint_every, clip_norm=clip_norm, skip_nonfinite=skip_nonfinite)
+    out = out or Path("runs") / model
+    _, summary = train_run(model, data, out, data_dir=data_dir, download=download, labels=labels, binarize=binarize,
+                           max_per_class=max_per_class, train_config=config, model_options=options, overwrite=overwrite,
+                           resume=resume, progress=not quiet, sample_every=sample_every)
+    typer.echo(f"run folder: {out}")
+    for key in ("epochs", "train_elbo", "valid_elbo", "test_elbo", "test_accuracy", "wall_time_s"):
+        if key in summary:
+            value = summary[key]
+            typer.echo(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")

@@ -1,0 +1,153 @@
+"""Importable functions behind the CLI commands: train, encode, sample. The CLI only parses options and calls these."""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import Dataset, TrainData, load_dataset, prepare_data
+from .errors import ConfigError, DataError
+from .registry import get_model_class
+from .run import CONFIG, SUMMARY, load, prepare_run_dir, read_json, save_model, write_json
+from .train import BestCheckpoint, MetricsLog, ProgressBar, SampleGrid, TrainConfig
+
+DATA_OPTIONS = ("spec", "data_dir", "labels", "binarize", "max_per_class")
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries that decide a run's numbers (recorded in ``summary.json``)."""
+    import arviz
+    import pyro
+    import sklearn
+
+    from . import __version__
+
+    return {"python": platform.python_version(), "ppmodels": __version__, "torch": torch.__version__, "pyro": pyro.__version__,
+            "numpy": np.__version__, "scikit-learn": sklearn.__version__, "arviz": arviz.__version__}
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def open_data(spec: str, data_dir: str | None = None, download: bool = False, labels: int | None = None, binarize: str = "none",
+              max_per_class: int | None = None, seed: int = 0) -> TrainData:
+    """Load a dataset and hide all but ``labels`` class-balanced training labels (``None`` keeps them all)."""
+    dataset = load_dataset(spec, data_dir=data_dir, download=download, binarize=binarize, max_per_class=max_per_class, seed=seed)
+    return prepare_data(dataset, labels, seed=seed)
+
+
+def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest", *, data_dir: str | None = None,
+          download: bool = False, labels: int | None = None, binarize: str = "none", max_per_class: int | None = None,
+          train_config: TrainConfig | None = None, model_options: dict[str, Any] | None = None, overwrite: bool = False,
+          resume: bool = False, progress: bool = True, sample_every: int = 10):
+    """Train a registered model on a data spec and write a run folder; returns ``(model, summary)``.
+
+    With ``resume=True`` everything (model, data, training options) is read back from ``out/config.json``
+    and training continues from ``out/checkpoints/last.pt``.
+    """
+    out = prepare_run_dir(out, overwrite=overwrite, resume=resume)
+    if resume:
+        saved = read_json(out / CONFIG)
+        model_name, cfg = saved["model"], saved["data"]
+        data, data_dir, labels, binarize, max_per_class = (cfg[k] for k in DATA_OPTIONS)
+        train_config = TrainConfig(**saved["train"])
+    train_config = train_config or TrainConfig()
+    train_config.validate()
+    cls = get_model_class(model_name)
+    bundle = open_data(data, data_dir, download, labels, binarize, max_per_class, train_config.seed)
+    if resume:
+        model = cls(cls.Config(**saved["model_config"]))
+    else:
+        model = cls(cls.config_from_data(bundle.dataset, **(model_options or {})))
+        write_json(out / CONFIG, {
+            "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
+            "data": dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), "seed": train_config.seed,
+        })
+    callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out)]
+    if sample_every and bundle.dataset.is_image:
+        callbacks.append(SampleGrid(out, every=sample_every, seed=train_config.seed))
+    start = time.perf_counter()
+    model.fit(bundle, train_config, callbacks=callbacks, run_dir=out, resume=resume)
+    save_model(model, out)
+    summary = summarize(model, bundle, wall_time=time.perf_counter() - start)
+    write_json(out / SUMMARY, summary)
+    return model, summary
+
+
+def summarize(model, data: TrainData, wall_time: float) -> dict[str, Any]:
+    """Final ELBOs per datum on each split, epochs, time, memory, and test accuracy for classifiers."""
+    state = getattr(model, "train_state_", None)
+    summary: dict[str, Any] = {"model": model.name, "data": data.dataset.spec, "num_labels": data.train.num_labeled}
+    for name in ("train", "valid", "test"):
+        split = getattr(data, name)
+        if split is not None:
+            summary[f"{name}_elbo"] = model.elbo_per_datum(split)
+    if state is not None:
+        summary.update(epochs=state.epoch, best_epoch=state.best_epoch, stopped_early=state.stopped_early,
+                       skipped_batches=state.skipped_batches, train_time_s=round(state.elapsed, 2))
+    if hasattr(model, "predict") and data.test is not None and data.test.y is not None:
+        predicted = np.asarray(model.predict(data.test.x))
+        summary["test_accuracy"] = float((predicted == data.test.y.numpy()).mean())
+    summary.update(wall_time_s=round(wall_time, 2), peak_memory_mb=round(peak_memory_mb(), 1), seed=getattr(model, "seed", None),
+                   versions=versions())
+    return summary
+
+
+def select_split(dataset: Dataset, split: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``x`` and ``y`` of one split, or of the whole dataset for ``split='all'``."""
+    if split == "all":
+        return torch.from_numpy(dataset.x), None if dataset.y is None else torch.from_numpy(dataset.y)
+    part = dataset.split(split)
+    return part.x, part.y
+
+
+def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None = None, split: str = "all") -> Path:
+    """Write ``z_loc``, ``z_scale`` (and ``y`` when known) of q(z|x) for the chosen data to an ``.npz`` file."""
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise ConfigError(f"--out {out} must end in .npz")
+    model = load(run)
+    if not hasattr(model, "encode"):
+        raise ConfigError(f"model {model.name!r} has no encoder; encode works for models with a latent z")
+    x, y = select_split(load_dataset(data, data_dir=data_dir), split)
+    z_loc, z_scale = model.encode(x)
+    arrays = {"z_loc": z_loc, "z_scale": z_scale}
+    if y is not None:
+        arrays["y"] = y.numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **arrays)
+    return out
+
+
+def sample(run: str | Path, num: int, out: str | Path, *, seed: int = 0) -> Path:
+    """Write ``num`` prior samples (decoded means) of a trained model to a ``.png`` grid (image data) or ``.npy``."""
+    from .plots import save_image_grid
+
+    out = Path(out)
+    if num < 1:
+        raise ConfigError(f"--num must be at least 1, got {num}")
+    model = load(run)
+    if not hasattr(model, "sample"):
+        raise ConfigError(f"model {model.name!r} cannot sample")
+    images = model.sample(num, generator=torch.Generator().manual_seed(seed))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".png":
+        if len(model.config.x_shape) != 3:
+            raise DataError(f"--out {out.name}: PNG needs image data (C x H x W) but the model's data has shape {model.config.x_shape}; write .npy instead")
+        save_image_grid(images, out)
+    elif out.suffix == ".npy":
+        np.save(out, images)
+    else:
+        raise ConfigError(f"--out {out} must end in .png or .npy")
+    return out

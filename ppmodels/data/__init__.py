@@ -1,0 +1,66 @@
+"""The data layer: every model and command gets its data here.
+
+:func:`load_dataset` opens a spec (``digits``, ``mnist``, ``npz:PATH``, ...) as a :class:`Dataset`;
+:func:`prepare_data` turns it into the train/valid/test :class:`Split` tensors a model trains on,
+with labels hidden except for a class-balanced few when ``num_labels`` is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError
+from .dataset import BINARIZE_MODES, LIKELIHOODS, UNLABELED, Dataset, Split, in_unit_interval
+from .sources import from_arrays, known_kinds, open_source, parse_spec, register_source
+from .splits import cap_per_class, draw_labeled, hide_labels, stratified_splits
+
+__all__ = [
+    "BINARIZE_MODES", "LIKELIHOODS", "UNLABELED", "Dataset", "Split", "TrainData", "cap_per_class", "draw_labeled",
+    "from_arrays", "hide_labels", "in_unit_interval", "known_kinds", "load_dataset", "parse_spec", "prepare_data",
+    "register_source", "stratified_splits",
+]
+
+
+def load_dataset(spec: str, data_dir: str | None = None, download: bool = False, binarize: str = "none",
+                 max_per_class: int | None = None, seed: int = 0) -> Dataset:
+    """Open the data named by ``spec``.
+
+    :param spec: ``digits``, ``mnist``, ``npz:PATH``, ``npy:PATH``, ``csv:PATH?label=COL``, ``h5:PATH`` or a path.
+    :param data_dir: where to look for files first (MNIST).
+    :param download: allow downloading missing files (checksummed, cached).
+    :param binarize: ``none``, ``threshold`` (x > 0.5) or ``dynamic`` (Bernoulli resampling each epoch).
+    :param max_per_class: keep at most this many examples of each class in the training split.
+    :param seed: seed of the per-class cap.
+    """
+    dataset = open_source(spec, data_dir=data_dir, download=download)
+    if binarize != "none":
+        dataset.binarize = binarize
+        dataset.__post_init__()
+    if max_per_class is not None:
+        if dataset.y is None:
+            raise DataError("--max-per-class needs labeled data; the data has no labels")
+        dataset.splits["train"] = cap_per_class(dataset.splits["train"], dataset.y, max_per_class, seed)
+    return dataset
+
+
+@dataclass
+class TrainData:
+    """What a model trains on: the training split (labels hidden except the chosen few) and held-out splits."""
+
+    dataset: Dataset
+    train: Split
+    valid: Split | None
+    test: Split | None
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.dataset.num_classes
+
+
+def prepare_data(dataset: Dataset, num_labels: int | None = None, seed: int = 0) -> TrainData:
+    """Tensors for training: ``num_labels`` class-balanced labels visible (``None``: all), the rest hidden."""
+    train = hide_labels(dataset.split("train"), num_labels, dataset.num_classes, seed)
+    held_out = {name: dataset.split(name) if name in dataset.splits and len(dataset.splits[name]) else None for name in ("valid", "test")}
+    return TrainData(dataset, train, held_out["valid"], held_out["test"])

@@ -1,0 +1,138 @@
+"""The in-memory dataset: arrays, labels, a likelihood hint and standard splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+BINARIZE_MODES = ("none", "threshold", "dynamic")
+UNLABELED = -1  # label value of training points whose label is hidden from the model
+
+
+@dataclass
+class Dataset:
+    """Arrays ``x`` of shape ``(N, *x_shape)`` (``(N, D)`` or ``(N, C, H, W)`` for images), optional integer labels ``y``.
+
+    :param name: a short name (``digits``, ``mnist``, the file name).
+    :param x: float32 array.
+    :param y: int64 labels in ``0..num_classes-1`` or ``None``.
+    :param likelihood: the natural observation model: ``bernoulli`` for values in [0, 1], else ``gaussian``.
+    :param splits: index arrays by split name (``train``, ``valid``, ``test``).
+    :param class_names: names of the classes, when the source had them.
+    :param spec: the data spec this was loaded from (recorded in a run's config).
+    """
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray | None
+    likelihood: str
+    splits: dict[str, np.ndarray]
+    class_names: list[str] | None = None
+    spec: str = ""
+    binarize: str = "none"
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.x = np.ascontiguousarray(self.x, dtype=np.float32)
+        if self.x.ndim < 2 or len(self.x) == 0:
+            raise DataError(f"data {self.name!r} has shape {self.x.shape}; expected at least one example with one feature (N x D, or N x C x H x W for images)")
+        if not np.isfinite(self.x).all():
+            bad = int((~np.isfinite(self.x)).reshape(len(self.x), -1).any(1).sum())
+            raise DataError(f"data {self.name!r} has NaN or infinite values in {bad} rows; remove or impute them first")
+        if self.y is not None:
+            self.y = _check_labels(self.y, len(self.x), self.name)
+        if self.likelihood not in LIKELIHOODS:
+            raise DataError(f"unknown likelihood {self.likelihood!r}; use one of {', '.join(LIKELIHOODS)}")
+        if self.binarize not in BINARIZE_MODES:
+            raise DataError(f"unknown binarize mode {self.binarize!r}; use one of {', '.join(BINARIZE_MODES)}")
+        if self.binarize != "none" and not in_unit_interval(self.x):
+            raise DataError(f"binarize={self.binarize} needs values in [0, 1], but {self.name!r} spans [{self.x.min():g}, {self.x.max():g}]")
+        if self.binarize == "threshold":
+            self.x = (self.x > 0.5).astype(np.float32)
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.ndim == 4
+
+    @property
+    def num_classes(self) -> int | None:
+        if self.y is None:
+            return None
+        return len(self.class_names) if self.class_names else int(self.y.max()) + 1
+
+    def split(self, name: str) -> "Split":
+        """The split ``name`` as torch tensors (all labels visible)."""
+        if name not in self.splits:
+            raise DataError(f"data {self.name!r} has no split {name!r}; it has {', '.join(self.splits)}")
+        idx = self.splits[name]
+        y = None if self.y is None else torch.from_numpy(self.y[idx])
+        return Split(name, torch.from_numpy(self.x[idx]), y, binarize=self.binarize)
+
+
+def in_unit_interval(x: np.ndarray | torch.Tensor) -> bool:
+    return bool((x >= 0).all() and (x <= 1).all())
+
+
+def _check_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise DataError(f"labels of {name!r} have shape {y.shape}; expected ({n},), one label per example")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all() or (y != np.round(y)).any():
+            raise DataError(f"labels of {name!r} are not whole numbers; give integer class labels 0..K-1")
+    elif y.dtype.kind not in "iub":
+        raise DataError(f"labels of {name!r} have type {y.dtype}; give integer class labels 0..K-1")
+    y = y.astype(np.int64)
+    if (y < 0).any():
+        raise DataError(f"labels of {name!r} include negative values ({int(y.min())}); give class labels 0..K-1")
+    return y
+
+
+@dataclass
+class Split:
+    """One split as torch tensors, what models and the trainer consume.
+
+    ``y`` holds ``UNLABELED`` (-1) where a training label is hidden from the model (semi-supervised training).
+    """
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+    binarize: str = "none"
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def labeled(self) -> torch.Tensor:
+        """Boolean mask of the examples whose label the model may see."""
+        if self.y is None:
+            return torch.zeros(len(self.x), dtype=torch.bool)
+        return self.y >= 0
+
+    @property
+    def num_labeled(self) -> int:
+        return int(self.labeled.sum())
+
+    def subset(self, idx) -> "Split":
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return Split(self.name, self.x[idx], None if self.y is None else self.y[idx], self.binarize)
+
+    def epoch_x(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The inputs for one training epoch: resampled binary pixels under dynamic binarization, else ``x``."""
+        if self.binarize == "dynamic":
+            return torch.bernoulli(self.x, generator=generator)
+        return self.x

@@ -1,0 +1,183 @@
+"""Data sources by spec: ``digits``, ``mnist``, ``npz:PATH``, ``npy:PATH``, ``csv:PATH``, ``h5:PATH``.
+
+A spec is ``KIND`` or ``KIND:PATH``, optionally followed by ``?key=value&key=value`` options, e.g.
+``csv:cells.csv?label=type`` or ``npz:cubes.npz?x=pixels&y=classes``. A bare path ending in ``.npz``,
+``.npy``, ``.csv``, ``.h5`` or ``.hdf5`` is read by its suffix. More sources register with :func:`register_source`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+from urllib.parse import parse_qsl
+
+import numpy as np
+
+from ..errors import DataError, DataNotFoundError
+from . import mnist
+from .dataset import Dataset, in_unit_interval
+from .splits import stratified_splits
+
+Loader = Callable[..., Dataset]
+_SOURCES: dict[str, Loader] = {}
+_SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".h5": "h5", ".hdf5": "h5"}
+
+
+def register_source(kind: str) -> Callable[[Loader], Loader]:
+    """Register ``loader(path, options, data_dir=..., download=...) -> Dataset`` for specs ``KIND[:PATH]``."""
+
+    def decorator(fn: Loader) -> Loader:
+        _SOURCES[kind] = fn
+        return fn
+
+    return decorator
+
+
+def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
+    """``(kind, path, options)`` of a data spec."""
+    if not spec or not spec.strip():
+        raise DataError("empty data spec; use digits, mnist, npz:PATH, npy:PATH, csv:PATH or h5:PATH")
+    body, _, query = spec.partition("?")
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    kind, sep, path = body.partition(":")
+    if sep and kind in _SOURCES:
+        return kind, path, options
+    if body in _SOURCES:
+        return body, "", options
+    suffix = Path(body).suffix.lower()
+    if suffix in _SUFFIXES:
+        return _SUFFIXES[suffix], body, options
+    raise DataError(f"unknown data spec {spec!r}; use one of {', '.join(known_kinds())}, or a path ending in {', '.join(_SUFFIXES)}")
+
+
+def known_kinds() -> list[str]:
+    return [k if k in ("digits", "mnist") else f"{k}:PATH" for k in _SOURCES]
+
+
+def open_source(spec: str, data_dir: str | None = None, download: bool = False) -> Dataset:
+    kind, path, options = parse_spec(spec)
+    dataset = _SOURCES[kind](path, options, data_dir=data_dir, download=download)
+    dataset.spec = spec
+    return dataset
+
+
+def _existing(path: str) -> Path:
+    if not path:
+        raise DataError("the data spec names no file; write it as KIND:PATH, e.g. npz:data/cells.npz")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataNotFoundError(f"data file {p} does not exist; check the path")
+    if p.stat().st_size == 0:
+        raise DataError(f"data file {p} is empty; give a file with data")
+    return p
+
+
+def from_arrays(name: str, x: np.ndarray, y: np.ndarray | None = None, likelihood: str | None = None,
+                class_names: list[str] | None = None, splits: dict | None = None, seed: int = 0) -> Dataset:
+    """A :class:`Dataset` from arrays: likelihood guessed from the value range, fixed stratified 70/10/20 splits."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise DataError(f"data {name!r} has non-numeric values (dtype {x.dtype}); give numbers only")
+    if x.dtype == np.uint8:
+        x = x / 255.0  # 8-bit images
+    x = x.astype(np.float32)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim == 3:
+        x = x[:, None]  # (N, H, W) images get one channel
+    if y is not None and np.asarray(y).dtype.kind not in "fiub":  # text labels become classes 0..K-1
+        names, y = np.unique(np.asarray(y).astype(str), return_inverse=True)
+        class_names = [str(c) for c in names]
+    if likelihood is None:
+        likelihood = "bernoulli" if np.isfinite(x).all() and in_unit_interval(x) else "gaussian"
+    if splits is None:
+        y_for_split = np.asarray(y, dtype=np.int64) if y is not None and np.asarray(y).dtype.kind in "iub" else None
+        splits = stratified_splits(y_for_split, len(x), seed=seed)
+    return Dataset(name, x, y, likelihood, splits, class_names=class_names)
+
+
+@register_source("digits")
+def _digits(path: str, options: dict, **_) -> Dataset:
+    """scikit-learn's handwritten digits: 1797 8x8 images, scaled to [0, 1], fixed stratified splits."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8)
+    return from_arrays("digits", x, bunch.target, likelihood="bernoulli", splits=stratified_splits(bunch.target, len(x), seed=0))
+
+
+@register_source("mnist")
+def _mnist(path: str, options: dict, data_dir: str | None = None, download: bool = False) -> Dataset:
+    """MNIST: the first 50,000 training images train, the last 10,000 validate, the 10,000 test images test."""
+    x_train, y_train, x_test, y_test = mnist.load_arrays(path or data_dir, download)
+    x = np.concatenate([x_train, x_test])[:, None].astype(np.float32) / 255.0
+    y = np.concatenate([y_train, y_test]).astype(np.int64)
+    splits = {"train": np.arange(50_000), "valid": np.arange(50_000, 60_000), "test": np.arange(60_000, 70_000)}
+    return Dataset("mnist", x, y, "bernoulli", splits)
+
+
+@register_source("npz")
+def _npz(path: str, options: dict, **_) -> Dataset:
+    p = _existing(path)
+    x_key, y_key = options.get("x", "x"), options.get("y", "y")
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            if x_key not in f:
+                raise DataError(f"{p} has no array {x_key!r} (it has {', '.join(f.files) or 'none'}); name it with ?x=KEY")
+            x = f[x_key]
+            y = f[y_key] if y_key in f else None
+    except (ValueError, OSError, EOFError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{p} is not a readable .npz file ({exc}); check the file") from None
+    return from_arrays(p.stem, x, y, likelihood=options.get("likelihood"))
+
+
+@register_source("npy")
+def _npy(path: str, options: dict, **_) -> Dataset:
+    p = _existing(path)
+    try:
+        x = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{p} is not a readable .npy file ({exc}); check the file") from None
+    return from_arrays(p.stem, x, None, likelihood=options.get("likelihood"))
+
+
+@register_source("csv")
+def _csv(path: str, options: dict, **_) -> Dataset:
+    """Numeric columns with a header row; ``?label=COLUMN`` names the label column."""
+    p = _existing(path)
+    with open(p, newline="") as f:
+        header = f.readline().strip().split(",")
+    label = options.get("label")
+    if label is not None and label not in header:
+        raise DataError(f"{p} has no column {label!r} (columns: {', '.join(header)}); fix ?label=COLUMN")
+    table = np.genfromtxt(p, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    if table.size == 0:
+        raise DataError(f"{p} has a header but no rows; give a file with data")
+    table = np.atleast_1d(table)
+    names = table.dtype.names
+    features = [n for n, h in zip(names, header) if h != label]
+    text = [h for n, h in zip(names, header) if h != label and table.dtype[n].kind not in "fiub"]
+    if text:
+        raise DataError(f"{p} has text in numeric column(s) {', '.join(text)}; fix the values or name the label column with ?label=COLUMN")
+    x = np.stack([table[n].astype(np.float32) for n in features], axis=1)
+    y = table[names[header.index(label)]] if label is not None else None
+    return from_arrays(p.stem, x, y, likelihood=options.get("likelihood"))
+
+
+@register_source("h5")
+def _h5(path: str, options: dict, **_) -> Dataset:
+    import h5py
+
+    p = _existing(path)
+    x_key, y_key = options.get("x", "x"), options.get("y", "y")
+    try:
+        with h5py.File(p, "r") as f:
+            if x_key not in f:
+                raise DataError(f"{p} has no dataset {x_key!r} (it has {', '.join(f.keys())}); name it with ?x=KEY")
+            x = f[x_key][()]
+            y = f[y_key][()] if y_key in f else None
+    except OSError as exc:
+        raise DataError(f"{p} is not a readable HDF5 file ({exc}); check the file") from None
+    return from_arrays(p.stem, x, y, likelihood=options.get("likelihood"))

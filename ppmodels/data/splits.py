@@ -1,0 +1,75 @@
+"""Split helpers: fixed stratified splits, class-balanced label draws, per-class caps."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from ..errors import DataError
+from .dataset import UNLABELED, Split
+
+
+def stratified_splits(y: np.ndarray | None, n: int, valid: float = 0.1, test: float = 0.2, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fixed train/valid/test index arrays, stratified by ``y`` when labels exist and every class has enough examples."""
+    idx = np.arange(n)
+    strat = y if y is not None and np.bincount(y).min(initial=n) >= 3 and n >= 10 else None
+    if n < 3:
+        raise DataError(f"data has only {n} examples; need at least 3 to make train/valid/test splits")
+    rest, test_idx = train_test_split(idx, test_size=test, random_state=seed, stratify=strat)
+    strat_rest = None if strat is None else strat[rest]
+    train_idx, valid_idx = train_test_split(rest, test_size=valid / (1 - test), random_state=seed, stratify=strat_rest)
+    return {"train": np.sort(train_idx), "valid": np.sort(valid_idx), "test": np.sort(test_idx)}
+
+
+def cap_per_class(idx: np.ndarray, y: np.ndarray, cap: int, seed: int = 0) -> np.ndarray:
+    """Keep at most ``cap`` examples of each class among ``idx`` (for data where one class dominates)."""
+    if cap < 1:
+        raise DataError(f"max-per-class must be at least 1, got {cap}")
+    rng = np.random.default_rng(seed)
+    kept = []
+    for c in np.unique(y[idx]):
+        members = idx[y[idx] == c]
+        kept.append(members if len(members) <= cap else rng.choice(members, cap, replace=False))
+    return np.sort(np.concatenate(kept))
+
+
+def draw_labeled(y: np.ndarray, num_labels: int, num_classes: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``num_labels`` examples drawn class-balanced: ``num_labels // num_classes`` per class.
+
+    When ``num_labels`` does not divide evenly, the first ``num_labels % num_classes`` classes get one more.
+    """
+    if num_labels < num_classes:
+        raise DataError(f"--labels {num_labels} is fewer than one per class ({num_classes} classes); ask for at least {num_classes}")
+    if num_labels > len(y):
+        raise DataError(f"--labels {num_labels} is more than the {len(y)} labeled training examples; ask for at most {len(y)}")
+    rng = np.random.default_rng(seed)
+    per_class = np.full(num_classes, num_labels // num_classes)
+    per_class[: num_labels % num_classes] += 1
+    chosen = []
+    for c in range(num_classes):
+        members = np.flatnonzero(y == c)
+        if len(members) < per_class[c]:
+            raise DataError(
+                f"--labels {num_labels} needs {per_class[c]} examples of class {c}, but the training split has {len(members)}; ask for fewer labels"
+            )
+        chosen.append(rng.choice(members, per_class[c], replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def hide_labels(split: Split, num_labels: int | None, num_classes: int | None, seed: int = 0) -> Split:
+    """A copy of a training split whose labels are hidden (set to -1) except for ``num_labels`` class-balanced ones.
+
+    ``num_labels=None`` keeps every label; ``0`` hides all of them.
+    """
+    if split.y is None:
+        if num_labels:
+            raise DataError("--labels was given but the data has no labels; give labeled data or drop --labels")
+        return split
+    if num_labels is None:
+        return split
+    y = split.y.clone()
+    keep = draw_labeled(y.numpy(), num_labels, num_classes, seed) if num_labels > 0 else np.array([], dtype=np.int64)
+    hidden = np.ones(len(y), dtype=bool)
+    hidden[keep] = False
+    y[hidden] = UNLABELED
+    return Split(split.name, split.x, y, split.binarize)

@@ -1,0 +1,7 @@
+"""The model zoo. Importing this package registers every built-in model by name."""
+
+from .base import ModelConfig, PPModel, data_plate
+from .m1 import M1, M1Config
+from .vae import VAE, VAEConfig, observation_dist
+
+__all__ = ["M1", "M1Config", "ModelConfig", "PPModel", "VAE", "VAEConfig", "data_plate", "observation_dist"]

@@ -1,0 +1,190 @@
+"""What every ppmodels model shares: its config, the Pyro loss, batching, and the scikit-learn style surface.
+
+A model is an ``nn.Module`` holding plain networks, with a Pyro ``model()``/``guide()`` pair. The trainer only
+calls :meth:`PPModel.training_batches`, :meth:`PPModel.loss` and :meth:`PPModel.elbo_per_datum`, so a model
+with an unusual objective (the M2 classifier term, say) overrides those and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from contextlib import contextmanager
+from typing import Any, ClassVar, Iterator
+
+import numpy as np
+import pyro
+import torch
+from pyro.infer import TraceEnum_ELBO
+from torch import nn
+
+from ..data import Dataset, Split, TrainData, in_unit_interval, prepare_data
+from ..errors import ConfigError, DataError
+
+Batch = dict[str, Any]
+
+# Every model trains with TraceEnum_ELBO so that discrete latents are enumerated wherever they appear; for models
+# without one (the VAE) Pyro warns on each step that there is nothing to enumerate, which is expected here.
+warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites configured for enumeration")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Fields every model has. ``x_shape`` and ``likelihood`` are filled in from the data when not given."""
+
+    x_shape: list[int] = dataclasses.field(default_factory=list)
+    likelihood: str = "bernoulli"
+
+    def validate(self) -> None:
+        if not self.x_shape or any(int(d) < 1 for d in self.x_shape):
+            raise ConfigError(f"x_shape must list positive sizes, got {self.x_shape}")
+        if self.likelihood not in ("bernoulli", "gaussian"):
+            raise ConfigError(f"unknown likelihood {self.likelihood!r}; use bernoulli or gaussian")
+
+
+def data_plate(batch_size: int, num_data: int | None, device: torch.device) -> pyro.plate:
+    """The per-datum plate: a batch of ``batch_size`` standing for ``num_data`` points scales log-probs by N/B."""
+    return pyro.plate("data", size=num_data or batch_size, subsample=torch.arange(batch_size, device=device))
+
+
+class PPModel(nn.Module):
+    """Base class of the registered models. Subclasses set ``Config`` and write ``model``/``guide``."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    #: models that need labels to fit (classifiers) set this; ``fit`` then refuses data without labels
+    needs_labels: ClassVar[bool] = False
+
+    def __init__(self, config: ModelConfig | None = None, **kwargs: Any):
+        super().__init__()
+        if config is None:
+            config = self.Config(**kwargs)
+        elif kwargs:
+            config = dataclasses.replace(config, **kwargs)
+        config.x_shape = [int(d) for d in config.x_shape]
+        config.validate()
+        self.config = config
+        self._elbo: TraceEnum_ELBO | None = None
+
+    # ----- construction from data ---------------------------------------------------------------------------
+    @classmethod
+    def config_from_data(cls, dataset: Dataset, **options: Any) -> ModelConfig:
+        """A config for ``dataset``: shapes, likelihood and class count from the data, the rest from ``options``."""
+        names = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(k for k, v in options.items() if v is not None and k not in names)
+        if unknown:
+            raise ConfigError(f"option(s) {', '.join(unknown)} do not apply to model {cls.name!r}; it takes {', '.join(sorted(names))}")
+        values = {k: v for k, v in options.items() if v is not None}
+        derived = {"x_shape": list(dataset.x_shape), "likelihood": dataset.likelihood, "num_classes": dataset.num_classes}
+        for key, value in derived.items():
+            if key in names and key not in values and value is not None:
+                values[key] = value
+        return cls.Config(**values)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def x_event_dim(self) -> int:
+        return len(self.config.x_shape)
+
+    # ----- the Pyro pair and its loss -------------------------------------------------------------------------
+    def model(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def guide(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    @property
+    def elbo(self) -> TraceEnum_ELBO:
+        if self._elbo is None:
+            self._elbo = TraceEnum_ELBO(max_plate_nesting=1)
+        return self._elbo
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Differentiable negative ELBO of a batch, scaled to stand for the whole training set."""
+        return self.elbo.differentiable_loss(self.model, self.guide, **batch)
+
+    def training_batches(self, train: Split, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        """One epoch of shuffled minibatches as keyword arguments of ``model``/``guide``."""
+        x = train.epoch_x(generator)
+        perm = torch.randperm(len(x), generator=generator)
+        for idx in perm.split(batch_size):
+            yield {"x": x[idx].to(self.device), "num_data": len(x)}
+
+    def evaluation_batches(self, split: Split, batch_size: int = 1000) -> Iterator[Batch]:
+        """Unscaled batches (``num_data`` = batch size) covering ``split`` once, in order."""
+        for x in split.x.split(batch_size):
+            yield {"x": x.to(self.device), "num_data": len(x)}
+
+    @torch.no_grad()
+    def elbo_per_datum(self, split: Split, batch_size: int = 1000) -> float:
+        """The ELBO of ``split`` divided by its size (one Monte Carlo sample per datum)."""
+        with self.evaluating():
+            total = sum(self.elbo.loss(self.model, self.guide, **batch) for batch in self.evaluation_batches(split, batch_size))
+        return -total / len(split)
+
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
+
+    # ----- checks -------------------------------------------------------------------------------------------
+    def check_x(self, x: Any) -> torch.Tensor:
+        """``x`` as a float tensor on the model's device, after checking its shape, finiteness and range."""
+        x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float32)
+        shape = tuple(self.config.x_shape)
+        if tuple(x.shape[1:]) != shape:
+            if x.dim() >= 2 and x[0].numel() == int(np.prod(shape)):
+                x = x.reshape(len(x), *shape)
+            else:
+                raise DataError(f"inputs have {int(np.prod(x.shape[1:]))} features (shape {tuple(x.shape[1:])}) but the model was trained on shape {shape}; give data like the training data")
+        if not torch.isfinite(x).all():
+            raise DataError("inputs have NaN or infinite values; remove or impute them first")
+        if self.config.likelihood == "bernoulli" and not in_unit_interval(x):
+            raise DataError(f"inputs span [{float(x.min()):g}, {float(x.max()):g}] but a Bernoulli likelihood needs [0, 1]; rescale them or use --likelihood gaussian")
+        return x.to(self.device)
+
+    def check_data(self, data: TrainData) -> None:
+        """Refuse data the model cannot fit (wrong shape, range, missing labels) with one clear line."""
+        self.check_x(data.train.x[:1])
+        if self.config.likelihood == "bernoulli" and not in_unit_interval(data.train.x):
+            raise DataError("training data leaves [0, 1] but the likelihood is Bernoulli; use --likelihood gaussian or rescale the data")
+        if self.needs_labels and data.train.num_labeled == 0:
+            raise DataError(f"model {self.name!r} needs labels, but the training data has none; pass --labels N with labeled data")
+
+    # ----- fitting and the scikit-learn surface -------------------------------------------------------------
+    def fit(self, data: TrainData | Dataset, train_config: Any = None, callbacks: list | None = None,
+            run_dir: Any = None, resume: bool = False) -> "PPModel":
+        """Train with the shared :class:`~ppmodels.train.Trainer`, then run :meth:`after_fit`; returns ``self``."""
+        from ..train import Trainer
+
+        if isinstance(data, Dataset):
+            data = prepare_data(data)
+        self.check_data(data)
+        trainer = Trainer(train_config, callbacks or [])
+        trainer.fit(self, data, run_dir=run_dir, resume=resume)
+        self.train_state_ = trainer.state
+        self.after_fit(data)
+        return self
+
+    def after_fit(self, data: TrainData) -> None:
+        """Work after the variational fit (M1 fits its classifier here)."""
+
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        """Fitted state outside ``state_dict`` (saved beside the weights, as tensors)."""
+        return {}
+
+    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`extra_tensors` saved."""
+
+    def save(self, path: Any) -> None:
+        """Write the weights (safetensors) and config (JSON) into folder ``path``; :func:`ppmodels.load` reads it."""
+        from ..run import save_model
+
+        save_model(self, path)

@@ -1,0 +1,137 @@
+"""The variational autoencoder (Kingma & Welling 2014) as a Pyro model/guide pair."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..nets import Decoder, GaussianEncoder, flatten_event
+from ..registry import register_model
+from .base import ModelConfig, PPModel, data_plate
+
+
+@dataclasses.dataclass
+class VAEConfig(ModelConfig):
+    """:param z_dim: latent size. :param hidden: hidden layer sizes of encoder and decoder. :param activation: nonlinearity."""
+
+    z_dim: int = 10
+    hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
+    activation: str = "relu"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.z_dim < 1:
+            raise ConfigError(f"z_dim must be at least 1, got {self.z_dim}")
+        if any(h < 1 for h in self.hidden):
+            raise ConfigError(f"hidden sizes must be positive, got {self.hidden}")
+
+
+def observation_dist(out: torch.Tensor, likelihood: str, x_scale: torch.Tensor | None, event_dim: int) -> dist.Distribution:
+    """p(x | .) from a decoder output: Bernoulli(logits=out) or Normal(out, x_scale), independent over ``event_dim``.
+
+    The Bernoulli skips support checks so that grey values in [0, 1] score as the usual cross-entropy.
+    """
+    if likelihood == "bernoulli":
+        base = dist.Bernoulli(logits=out, validate_args=False)
+    else:
+        base = dist.Normal(out, x_scale.expand_as(out))
+    return base.to_event(event_dim)
+
+
+@register_model("vae")
+class VAE(PPModel):
+    """Variational autoencoder.
+
+    Generative story, for each datum::
+
+        z ~ Normal(0, I)                                   (z_dim)
+        x ~ Bernoulli(logits = f(z))  or  Normal(f(z), sigma)   (x_shape; sigma learned per feature)
+
+    Guide: ``q(z | x) = Normal(mu(x), sigma(x))`` with an MLP encoder.
+
+    Sample sites: ``z`` (batch, z_dim) and ``x`` (batch, *x_shape), under the plate ``data``.
+
+    :param x_shape: shape of one datum, e.g. ``[1, 28, 28]`` or ``[64]``.
+    :param likelihood: ``bernoulli`` (data in [0, 1]) or ``gaussian``.
+    :param z_dim: latent size.
+    :param hidden: hidden layer sizes.
+    :param activation: ``softplus``, ``relu``, ``tanh``, ``elu`` or ``leaky_relu``.
+
+    Example::
+
+        data = ppmodels.data.load_dataset("digits")
+        vae = VAE(x_shape=data.x_shape, z_dim=8).fit(data, TrainConfig(epochs=20))
+        z = vae.transform(data.split("test").x)        # (N, 8) posterior means
+
+    Reference: D. P. Kingma, M. Welling, "Auto-Encoding Variational Bayes", ICLR 2014.
+    """
+
+    Config = VAEConfig
+    config: VAEConfig
+
+    def __init__(self, config: VAEConfig | None = None, **kwargs):
+        super().__init__(config, **kwargs)
+        c = self.config
+        x_dim = math.prod(c.x_shape)
+        self.encoder = GaussianEncoder(x_dim, c.hidden, c.z_dim, c.activation)
+        self.decoder = Decoder(c.z_dim, list(reversed(c.hidden)), c.x_shape, c.activation)
+        # per-feature observation noise of the Gaussian likelihood (unused, but harmless, for Bernoulli)
+        self.x_log_scale = nn.Parameter(torch.zeros(c.x_shape))
+
+    def x_dist(self, z: torch.Tensor) -> dist.Distribution:
+        """p(x | z)."""
+        return observation_dist(self.decoder(z), self.config.likelihood, self.x_log_scale.exp(), self.x_event_dim)
+
+    def model(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
+        """``z ~ N(0, I)``, ``x ~ p(x|z)``; with ``x=None`` it samples ``batch_size`` new data."""
+        pyro.module(self.name, self)
+        n = len(x) if x is not None else batch_size or 1
+        with data_plate(n, num_data, self.device):
+            zeros = torch.zeros(n, self.config.z_dim, device=self.device)
+            z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
+            return pyro.sample("x", self.x_dist(z), obs=x)
+
+    def guide(self, x: torch.Tensor, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
+        """``z ~ q(z|x)``."""
+        pyro.module(self.name, self)
+        with data_plate(len(x), num_data, x.device):
+            loc, scale = self.encoder(flatten_event(x, self.config.x_shape))
+            return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # ----- scikit-learn style helpers -----------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, x, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior ``(z_loc, z_scale)`` of q(z|x), each ``(N, z_dim)``."""
+        x = self.check_x(x)
+        with self.evaluating():
+            parts = [self.encoder(flatten_event(xb, self.config.x_shape)) for xb in x.split(batch_size)]
+        return torch.cat([p[0] for p in parts]).cpu().numpy(), torch.cat([p[1] for p in parts]).cpu().numpy()
+
+    def transform(self, x) -> np.ndarray:
+        """Latent features: the posterior means ``(N, z_dim)``."""
+        return self.encode(x)[0]
+
+    @torch.no_grad()
+    def decode(self, z) -> np.ndarray:
+        """Mean of p(x|z) for latents ``z`` ``(N, z_dim)``: pixel probabilities or Gaussian means, ``(N, *x_shape)``."""
+        z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
+        with self.evaluating():
+            out = self.decoder(z)
+        return (out.sigmoid() if self.config.likelihood == "bernoulli" else out).cpu().numpy()
+
+    @torch.no_grad()
+    def sample(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:
+        """``num`` draws from the prior, decoded to the mean of p(x|z): ``(num, *x_shape)``."""
+        z = torch.randn(num, self.config.z_dim, generator=generator)
+        return self.decode(z)
+
+    def reconstruct(self, x) -> np.ndarray:
+        """Decoded posterior means: the mean of p(x | z = E[z|x])."""
+        return self.decode(self.transform(x))

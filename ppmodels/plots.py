@@ -1,0 +1,42 @@
+"""Pictures a person looks at: image grids (matplotlib writes the PNG)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .run import atomic_write
+
+
+def tile(images: np.ndarray, ncol: int | None = None, pad: int = 1) -> np.ndarray:
+    """Arrange ``(N, C, H, W)`` images (first channel shown; 3 channels as RGB) into one 2-D or RGB array."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 3:
+        images = images[:, None]
+    n, c, h, w = images.shape
+    images = images.transpose(0, 2, 3, 1) if c == 3 else images[:, 0, :, :, None]
+    ncol = ncol or math.ceil(math.sqrt(n))
+    nrow = math.ceil(n / ncol)
+    grid = np.ones((nrow * (h + pad) + pad, ncol * (w + pad) + pad, images.shape[-1]), dtype=np.float32)
+    for i, image in enumerate(images):
+        r, col = divmod(i, ncol)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = image
+    return grid[..., 0] if grid.shape[-1] == 1 else grid
+
+
+def save_image_grid(images: np.ndarray, path: str | Path, ncol: int | None = None) -> Path:
+    """Write a PNG grid of ``images`` (values in [0, 1], or rescaled to it) to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    grid = tile(images, ncol)
+    lo, hi = float(grid.min()), float(grid.max())
+    if lo < 0 or hi > 1:
+        grid = (grid - lo) / (hi - lo or 1.0)
+    path = Path(path)
+    atomic_write(path, lambda tmp: plt.imsave(tmp, grid, cmap="gray", vmin=0, vmax=1, format="png"))
+    return path

@@ -1,0 +1,225 @@
+"""One trainer for every model: stochastic variational inference on the model's own differentiable loss.
+
+The model supplies minibatches (:meth:`~ppmodels.models.PPModel.training_batches`) and a differentiable negative
+ELBO (:meth:`~ppmodels.models.PPModel.loss`, by default ``TraceEnum_ELBO.differentiable_loss`` of its Pyro
+pair); the trainer owns the loop: Adam steps, validation ELBO, early stopping, the NaN guard, checkpoints and
+resume, and it reports everything to callbacks. Models never loop, print or save.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+
+from ..data import TrainData
+from ..errors import ConfigError, TrainingError
+from ..run import CHECKPOINTS, load_checkpoint, load_state, save_checkpoint
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """:param epochs: maximum passes over the training data. :param batch_size: minibatch size.
+    :param lr: Adam learning rate. :param patience: stop after this many epochs without a better validation ELBO
+    (``None``: never). :param seed: seeds Pyro, torch and the batch order. :param checkpoint_every: write
+    ``checkpoints/last.pt`` every this many epochs. :param clip_norm: clip the gradient norm (``None``: no clipping).
+    :param skip_nonfinite: skip a batch whose loss or gradient is not finite (counted in the metrics) instead of stopping.
+    """
+
+    epochs: int = 100
+    batch_size: int = 100
+    lr: float = 1e-3
+    patience: int | None = 20
+    seed: int = 0
+    checkpoint_every: int = 1
+    clip_norm: float | None = None
+    skip_nonfinite: bool = False
+
+    def validate(self) -> None:
+        checks = [(self.epochs >= 1, "epochs must be at least 1"), (self.batch_size >= 1, "batch size must be at least 1"),
+                  (self.lr > 0 and math.isfinite(self.lr), "learning rate must be a positive number"),
+                  (self.patience is None or self.patience >= 1, "patience must be at least 1"),
+                  (self.checkpoint_every >= 1, "checkpoint_every must be at least 1")]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything about progress that a resumed run needs besides weights and optimizer."""
+
+    epoch: int = 0
+    step: int = 0
+    best_valid_elbo: float = -math.inf
+    best_epoch: int = 0
+    epochs_without_improvement: int = 0
+    skipped_batches: int = 0
+    stopped_early: bool = False
+    elapsed: float = 0.0
+
+
+class Trainer:
+    """Runs SVI for any :class:`~ppmodels.models.PPModel` and reports to callbacks.
+
+    :param config: a :class:`TrainConfig` (defaults when ``None``).
+    :param callbacks: objects with any of ``on_train_start(trainer)``, ``on_step_end(trainer, loss)``,
+        ``on_epoch_end(trainer, record)``, ``on_best(trainer)``, ``on_train_end(trainer)``.
+    """
+
+    def __init__(self, config: TrainConfig | None = None, callbacks: list | None = None):
+        self.config = config or TrainConfig()
+        self.config.validate()
+        self.callbacks = list(callbacks or [])
+        self.state = TrainState()
+        self.model = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.run_dir: Path | None = None
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.generator = torch.Generator()
+
+    # ----- the loop -------------------------------------------------------------------------------------------
+    def fit(self, model, data: TrainData, run_dir: str | Path | None = None, resume: bool = False):
+        self.model, self.data = model, data
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
+        pyro.set_rng_seed(self.config.seed)
+        self.generator.manual_seed(self.config.seed)
+        if resume:
+            self._restore()
+        self._emit("on_train_start")
+        start = time.perf_counter() - self.state.elapsed
+        while self.state.epoch < self.config.epochs and not self.state.stopped_early:
+            record = self._run_epoch()
+            self.state.elapsed = time.perf_counter() - start
+            record["elapsed"] = round(self.state.elapsed, 3)
+            self._emit("on_epoch_end", record)
+            if self.run_dir is not None and (self.state.epoch % self.config.checkpoint_every == 0 or self._done()):
+                self.save_checkpoint()
+        if self.best_weights is not None:
+            model.load_state_dict(self.best_weights)  # end on the best validation ELBO, as early stopping promises
+        model.eval()
+        self._emit("on_train_end")
+        return model
+
+    def _done(self) -> bool:
+        return self.state.epoch >= self.config.epochs or self.state.stopped_early
+
+    def _run_epoch(self) -> dict[str, Any]:
+        model, state = self.model, self.state
+        model.train()
+        state.epoch += 1
+        losses, skipped = [], 0
+        for batch in model.training_batches(self.data.train, self.config.batch_size, self.generator):
+            loss = self._step(batch)
+            if loss is None:
+                skipped += 1
+                continue
+            losses.append(loss)
+            state.step += 1
+            self._emit("on_step_end", loss / len(self.data.train))
+        state.skipped_batches += skipped
+        if not losses:
+            raise TrainingError(f"every batch of epoch {state.epoch} was non-finite and skipped; lower --lr or check the data")
+        record = {"epoch": state.epoch, "step": state.step, "train_elbo": -sum(losses) / len(losses) / len(self.data.train)}
+        if self.data.valid is not None:
+            record["valid_elbo"] = model.elbo_per_datum(self.data.valid, batch_size=max(self.config.batch_size, 500))
+        self._update_early_stopping(record)
+        record.update(best_epoch=state.best_epoch, epochs_without_improvement=state.epochs_without_improvement, skipped_batches=skipped)
+        return record
+
+    def _step(self, batch: dict) -> float | None:
+        """One Adam step; returns the batch loss, or ``None`` when a non-finite batch was skipped."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.model.loss(batch)
+        if not torch.isfinite(loss):
+            return self._nonfinite("loss", batch)
+        loss.backward()
+        if self.config.clip_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        else:
+            norm = torch.stack([p.grad.norm() for p in self.model.parameters() if p.grad is not None]).norm()
+        if not torch.isfinite(norm):
+            return self._nonfinite("gradient", batch)
+        self.optimizer.step()
+        return loss.item()
+
+    def _nonfinite(self, what: str, batch: dict) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.config.skip_nonfinite:
+            return None
+        terms = nonfinite_terms(self.model, batch)
+        where = f"epoch {self.state.epoch}, step {self.state.step + 1}"
+        last = self.run_dir / CHECKPOINTS / "last.pt" if self.run_dir is not None else None
+        kept = f"the last good checkpoint is {last}" if last is not None and last.is_file() else "no checkpoint was written yet"
+        raise TrainingError(f"the {what} became non-finite at {where} (terms: {terms}); {kept}; lower --lr, add --clip-norm, or pass --skip-nonfinite")
+
+    def _update_early_stopping(self, record: dict) -> None:
+        state = self.state
+        score = record.get("valid_elbo", record["train_elbo"])
+        if score > state.best_valid_elbo:
+            state.best_valid_elbo, state.best_epoch, state.epochs_without_improvement = score, state.epoch, 0
+            self.best_weights = copy.deepcopy(self.model.state_dict())
+            self._emit("on_best")
+        else:
+            state.epochs_without_improvement += 1
+            if self.config.patience is not None and state.epochs_without_improvement >= self.config.patience:
+                state.stopped_early = True
+
+    def _emit(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            method = getattr(callback, hook, None)
+            if method is not None:
+                method(self, *args)
+
+    # ----- checkpoints ----------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/last.pt``: weights, optimizer, progress, best weights and every RNG state."""
+        path = self.run_dir / CHECKPOINTS / "last.pt"
+        save_checkpoint(path, {
+            "model": self.model.state_dict(),
+            "best_model": self.best_weights,
+            "optimizer": self.optimizer.state_dict(),
+            "state": dataclasses.asdict(self.state),
+            "rng": {"torch": torch.get_rng_state(), "batches": self.generator.get_state()},
+        })
+        return path
+
+    def _restore(self) -> None:
+        path = self.run_dir / CHECKPOINTS / "last.pt"
+        payload = load_checkpoint(path)
+        try:
+            load_state(self.model, payload["model"], path)
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.state = TrainState(**payload["state"])
+            self.best_weights = payload["best_model"]
+            torch.set_rng_state(payload["rng"]["torch"])
+            self.generator.set_state(payload["rng"]["batches"])
+        except (KeyError, TypeError, ValueError) as exc:
+            from ..errors import RunError
+
+            raise RunError(f"checkpoint {path} is incomplete or from another version ({exc}); start a new run") from None
+
+
+def nonfinite_terms(model, batch: dict) -> str:
+    """Names of the sample sites whose log-probability is not finite for ``batch`` (a guide trace replayed in the model)."""
+    from pyro import poutine
+
+    try:
+        with torch.no_grad():
+            guide_trace = poutine.trace(model.guide).get_trace(**batch)
+            model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(**batch)
+        bad = []
+        for label, trace in (("model", model_trace), ("guide", guide_trace)):
+            for name, site in trace.nodes.items():
+                if site["type"] == "sample" and not torch.isfinite(site["fn"].log_prob(site["value"]).sum()):
+                    bad.append(f"{label} site {name!r}")
+        return ", ".join(bad) or "the loss only (every site's log-probability is finite)"
+    except Exception as exc:  # the model itself may fail on non-finite parameters
+        return f"could not be traced ({type(exc).__name__}: {exc})"

@@ -1,0 +1,121 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ppmodels_cli.main import app
+
+runner = CliRunner()
+FAST = ["--epochs", "2", "--batch-size", "256", "--hidden", "16", "--z-dim", "3", "--quiet"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_no_args_shows_help():
+    result = invoke()
+    assert "train" in result.output and "encode" in result.output
+
+
+def test_models_lists_registered_models():
+    result = invoke("models")
+    assert result.exit_code == 0
+    assert "vae" in result.output and "m1" in result.output
+
+
+def test_train_encode_sample_end_to_end(tmp_path):
+    run = tmp_path / "vae"
+    result = invoke("train", "vae", "--data", "digits", "--out", run, *FAST, "--sample-every", "1")
+    assert result.exit_code == 0, result.output
+    for name in ("config.json", "metrics.jsonl", "model.safetensors", "summary.json", "checkpoints/last.pt", "checkpoints/best.pt", "samples/epoch_0002.png"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "vae" and config["model_config"]["z_dim"] == 3 and config["data"]["spec"] == "digits"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 2 and np.isfinite(summary["test_elbo"]) and "torch" in summary["versions"]
+
+    result = invoke("encode", run, "--data", "digits", "--out", tmp_path / "z.npz")
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "z.npz") as z:
+        assert z["z_loc"].shape == (1797, 3) and z["z_scale"].shape == (1797, 3) and z["y"].shape == (1797,)
+
+    for name in ("s.png", "s.npy"):
+        result = invoke("sample", run, "--num", 16, "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "s.npy").shape == (16, 1, 8, 8)
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_m1_prints_accuracy(tmp_path):
+    result = invoke("train", "m1", "--data", "digits", "--labels", 50, "--out", tmp_path / "m1", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "test_accuracy" in result.output
+    assert 0 <= json.loads((tmp_path / "m1" / "summary.json").read_text())["test_accuracy"] <= 1
+
+
+def test_model_options_via_set(tmp_path):
+    result = invoke("train", "m1", "--labels", 20, "--out", tmp_path / "m1", *FAST, "--set", "classifier=logistic")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m1" / "config.json").read_text())["model_config"]["classifier"] == "logistic"
+
+
+def test_resume_continues_a_run(tmp_path):
+    run = tmp_path / "vae"
+    assert invoke("train", "vae", "--out", run, *FAST).exit_code == 0
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["epochs"] = 3  # a longer run, as if the first had been cut short
+    (run / "config.json").write_text(json.dumps(config))
+    result = invoke("train", "vae", "--out", run, "--resume", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(l)["epoch"] for l in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "nosuchmodel"], "unknown model"),
+    (["train", "vae", "--data", "imagenet"], "unknown data spec"),
+    (["train", "vae", "--data", "npz:/no/such.npz"], "does not exist"),
+    (["train", "m1", "--labels", "100000"], "more than"),
+    (["train", "m1", "--labels", "3"], "fewer than one per class"),
+    (["train", "vae", "--set", "classifier=svm"], "do not apply to model 'vae'"),
+    (["train", "vae", "--likelihood", "poisson"], "unknown likelihood"),
+    (["train", "vae", "--resume"], "cannot resume"),
+    (["train", "m1"], None),  # all labels visible: trains fine
+])
+def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, message):
+    result = runner.invoke(app, args + ["--out", str(tmp_path / "run"), *FAST])
+    if message is None:
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_option_values_are_usage_errors(tmp_path):
+    assert invoke("train", "vae", "--epochs", 0).exit_code == 2
+    assert invoke("train", "vae", "--hidden", "a,b").exit_code == 2
+
+
+def test_existing_out_is_refused_then_overwritten(tmp_path):
+    run = tmp_path / "vae"
+    assert invoke("train", "vae", "--out", run, *FAST).exit_code == 0
+    result = invoke("train", "vae", "--out", run, *FAST)
+    assert result.exit_code == 2 and "--overwrite" in result.stderr
+    assert invoke("train", "vae", "--out", run, *FAST, "--overwrite").exit_code == 0
+
+
+def test_sample_png_needs_image_data(tmp_path):
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    np.savez(tmp_path / "t.npz", x=x)
+    assert invoke("train", "vae", "--data", f"npz:{tmp_path}/t.npz", "--out", tmp_path / "run", *FAST).exit_code == 0
+    result = invoke("sample", tmp_path / "run", "--out", tmp_path / "s.png")
+    assert result.exit_code == 2 and "PNG needs image data" in result.stderr
+
+
+def test_mnist_one_epoch(tmp_path, mnist_dir):
+    result = invoke("train", "vae", "--data", "mnist", "--data-dir", mnist_dir, "--epochs", 1, "--batch-size", 500, "--hidden", "64",
+                    "--z-dim", 4, "--quiet", "--out", tmp_path / "mnist", "--max-per-class", 300)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "mnist" / "summary.json").read_text())["epochs"] == 1

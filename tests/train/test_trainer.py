@@ -1,0 +1,112 @@
+import json
+import math
+
+import pytest
+import torch
+
+from ppmodels.data import prepare_data
+from ppmodels.errors import ConfigError, TrainingError
+from ppmodels.models import VAE
+from ppmodels.run import prepare_run_dir
+from ppmodels.train import BestCheckpoint, MetricsLog, TrainConfig, Trainer
+
+
+def small_vae():
+    return VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[16])
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def on_train_start(self, trainer):
+        self.events.append("start")
+
+    def on_epoch_end(self, trainer, record):
+        self.events.append(record)
+
+    def on_train_end(self, trainer):
+        self.events.append("end")
+
+
+def test_callbacks_and_records(digits):
+    rec = Recorder()
+    Trainer(TrainConfig(epochs=3, batch_size=256, patience=None), [rec]).fit(small_vae(), prepare_data(digits))
+    assert rec.events[0] == "start" and rec.events[-1] == "end"
+    records = rec.events[1:-1]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert all(math.isfinite(r["train_elbo"]) and math.isfinite(r["valid_elbo"]) for r in records)
+
+
+def test_early_stopping_restores_best_weights(digits):
+    data = prepare_data(digits)
+    model = small_vae()
+    trainer = Trainer(TrainConfig(epochs=200, batch_size=256, lr=0.05, patience=2))
+    trainer.fit(model, data)
+    assert trainer.state.stopped_early and trainer.state.epoch < 200
+    assert trainer.state.epoch - trainer.state.best_epoch == 2
+    assert all(torch.equal(trainer.best_weights[k], v) for k, v in model.state_dict().items())
+
+
+def test_metrics_log_and_checkpoints_are_written(digits, tmp_path):
+    run = prepare_run_dir(tmp_path / "run")
+    Trainer(TrainConfig(epochs=2, batch_size=256, patience=None), [MetricsLog(run), BestCheckpoint(run)]).fit(small_vae(), prepare_data(digits), run_dir=run)
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [1, 2]
+    assert (run / "checkpoints" / "last.pt").is_file() and (run / "checkpoints" / "best.pt").is_file()
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(digits, tmp_path):
+    data = prepare_data(digits)
+    config = TrainConfig(epochs=4, batch_size=128, patience=None, seed=3)
+    torch.manual_seed(0)
+    straight = small_vae()
+    Trainer(config).fit(straight, data)
+
+    torch.manual_seed(0)
+    first = small_vae()
+    run = prepare_run_dir(tmp_path / "run")
+    Trainer(TrainConfig(epochs=2, batch_size=128, patience=None, seed=3)).fit(first, data, run_dir=run)
+    torch.manual_seed(123)  # a fresh process: different init, different global RNG
+    resumed = small_vae()
+    trainer = Trainer(config)
+    trainer.fit(resumed, data, run_dir=run, resume=True)
+    assert trainer.state.epoch == 4
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_nonfinite_loss_stops_with_a_clear_message(digits, tmp_path):
+    data = prepare_data(digits)
+    model = small_vae()
+    run = prepare_run_dir(tmp_path / "run")
+    Trainer(TrainConfig(epochs=1, batch_size=256, patience=None)).fit(model, data, run_dir=run)
+    good = (run / "checkpoints" / "last.pt").read_bytes()
+    with torch.no_grad():
+        model.decoder.net.net[0].weight.fill_(float("nan"))
+    with pytest.raises(TrainingError, match=r"non-finite at epoch 1, step 1 .*model site 'x'.*last good checkpoint"):
+        Trainer(TrainConfig(epochs=2, batch_size=256, patience=None)).fit(model, data, run_dir=run)
+    assert (run / "checkpoints" / "last.pt").read_bytes() == good
+
+
+def test_skip_nonfinite_counts_skipped_batches(digits):
+    data = prepare_data(digits)
+    model = small_vae()
+    calls = {"n": 0}
+    original = model.loss
+
+    def flaky(batch):
+        calls["n"] += 1
+        loss = original(batch)
+        return loss * float("nan") if calls["n"] == 2 else loss
+
+    model.loss = flaky
+    trainer = Trainer(TrainConfig(epochs=1, batch_size=256, patience=None, skip_nonfinite=True))
+    trainer.fit(model, data)
+    assert trainer.state.skipped_batches == 1
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", -1.0), ("patience", 0)])
+def test_bad_train_config(field, value):
+    with pytest.raises(ConfigError):
+        TrainConfig(**{field: value}).validate()
