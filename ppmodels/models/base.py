@@ -125,6 +125,24 @@ class PPModel(nn.Module):
             total = sum(self.elbo.loss(self.model, self.guide, **batch) for batch in self.evaluation_batches(split, batch_size))
         return -total / len(split)
 
+    def log_importance_weights(self, x: torch.Tensor, num_particles: int = 10, **kwargs: Any) -> torch.Tensor:
+        """``log p(x, z) - log q(z | x)`` for ``num_particles`` guide draws per datum: shape ``(num_particles, N)``.
+
+        The generic version (:func:`ppmodels.inference.log_importance_weights`) samples every guide site; a model
+        with a discrete latent may override it with an exact sum.
+        """
+        from ..inference import log_importance_weights
+
+        return log_importance_weights(self, self.check_x(x), num_particles, **kwargs)
+
+    @torch.no_grad()
+    def iw_log_likelihood(self, x: torch.Tensor, num_particles: int = 100, batch_size: int = 500) -> torch.Tensor:
+        """Per-datum importance-weighted lower bound on log p(x) with ``num_particles`` samples: shape ``(N,)``."""
+        from ..inference import iw_log_likelihood
+
+        x = self.check_x(x)
+        return torch.cat([iw_log_likelihood(self.log_importance_weights(xb, num_particles)) for xb in x.split(batch_size)])
+
     @contextmanager
     def evaluating(self) -> Iterator[None]:
         was_training = self.training
