@@ -45,7 +45,7 @@ class Dataset:
             bad = int((~np.isfinite(self.x)).reshape(len(self.x), -1).any(1).sum())
             raise DataError(f"data {self.name!r} has NaN or infinite values in {bad} rows; remove or impute them first")
         if self.y is not None:
-            self.y = _check_labels(self.y, len(self.x), self.name)
+            self.y = check_labels(self.y, len(self.x), self.name)
         if self.likelihood not in LIKELIHOODS:
             raise DataError(f"unknown likelihood {self.likelihood!r}; use one of {', '.join(LIKELIHOODS)}")
         if self.binarize not in BINARIZE_MODES:
@@ -82,7 +82,8 @@ def in_unit_interval(x: np.ndarray | torch.Tensor) -> bool:
     return bool((x >= 0).all() and (x <= 1).all())
 
 
-def _check_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
+def check_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
+    """``y`` as int64 class labels, after checking there is one per example and each is a whole number >= 0."""
     y = np.asarray(y)
     if y.shape != (n,):
         raise DataError(f"labels of {name!r} have shape {y.shape}; expected ({n},), one label per example")
