@@ -133,7 +133,7 @@ class Trainer:
             raise TrainingError(f"every batch of epoch {state.epoch} was non-finite and skipped; lower --lr or check the data")
         record = {"epoch": state.epoch, "step": state.step, "train_elbo": -sum(losses) / len(losses) / len(self.data.train)}
         if self.data.valid is not None:
-            record["valid_elbo"] = model.elbo_per_datum(self.data.valid, batch_size=max(self.config.batch_size, 500))
+            record["valid_elbo"] = self._valid_elbo()
         self._update_early_stopping(record)
         record.update(best_epoch=state.best_epoch, epochs_without_improvement=state.epochs_without_improvement, skipped_batches=skipped)
         return record
@@ -141,7 +141,12 @@ class Trainer:
     def _step(self, batch: dict) -> float | None:
         """One Adam step; returns the batch loss, or ``None`` when a non-finite batch was skipped."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.model.loss(batch)
+        try:
+            loss = self.model.loss(batch)
+        except ValueError as exc:  # a distribution's argument validation caught non-finite parameters before the loss did
+            if "invalid values" not in str(exc):
+                raise
+            return self._nonfinite("loss", f"a distribution got non-finite parameters: {str(exc).splitlines()[0].rstrip(':')}")
         if not torch.isfinite(loss):
             return self._nonfinite("loss", batch)
         loss.backward()
@@ -172,6 +177,19 @@ class Trainer:
             return "no checkpoint was written yet"
         epoch = f" (epoch {self.saved_epoch})" if self.saved_epoch is not None else ""
         return f"the last good checkpoint is {last}{epoch}, left untouched"
+
+    def _valid_elbo(self) -> float:
+        """The validation ELBO; a non-finite one stops training before the epoch is checkpointed."""
+        try:
+            value = self.model.elbo_per_datum(self.data.valid, batch_size=max(self.config.batch_size, 500))
+        except ValueError as exc:  # argument validation of a distribution fed non-finite parameters
+            if "invalid values" not in str(exc):
+                raise
+            value = math.nan
+        if not math.isfinite(value):
+            raise TrainingError(f"the validation ELBO became non-finite after epoch {self.state.epoch} (the weights no longer give finite "
+                                f"distributions); {self._last_good()}; lower --lr or add --clip-norm")
+        return value
 
     def _check_parameters(self) -> None:
         """Refuse to go on (and to checkpoint) with weights that are no longer finite."""
@@ -265,4 +283,4 @@ def nonfinite_terms(model, batch: dict) -> str:
                     bad.append(f"{label} site {name!r}")
         return ", ".join(bad) or "the loss only (every site's log-probability is finite)"
     except Exception as exc:  # the model itself may fail on non-finite parameters
-        return f"could not be traced ({type(exc).__name__}: {exc})"
+        return f"could not be traced ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"

@@ -1,7 +1,8 @@
 """Every hostile input of issue 6, through the CLI and the Python API.
 
 The CLI must exit with code 2 and print exactly one line on stderr (``error: PROBLEM; FIX``), never a traceback;
-the API must raise a :class:`~ppmodels.errors.PPModelsError` that is also a ``ValueError`` or ``FileNotFoundError``,
+the API must raise a :class:`~ppmodels.errors.PPModelsError` that is also a ``ValueError`` or ``FileNotFoundError``
+(``RuntimeError`` for training that diverges),
 with the same message. A request that fails must not leave a run folder behind.
 """
 
@@ -42,13 +43,14 @@ class Case:
 
 def train_case(tmp: Path, name: str, model: str, data: str = "digits", message: str = "", builtin: type = ValueError, *,
                out: Path | None = None, labels: int | None = None, settings: dict | None = None, resume: bool = False,
-               overwrite: bool = False, data_dir: Path | None = None, keep_out: bool = False) -> Case:
+               overwrite: bool = False, data_dir: Path | None = None, keep_out: bool = False, lr: float = 1e-3,
+               skip_nonfinite: bool = False) -> Case:
     """``ppmodels train`` and :func:`ppmodels.api.train` with the same options."""
     out = out or tmp / "runs" / name
     cli = ["train", model, "--data", data, "--out", str(out), *FAST]
     cli += ["--labels", str(labels)] if labels is not None else []
     cli += ["--data-dir", str(data_dir)] if data_dir is not None else []
-    cli += ["--resume"] * resume + ["--overwrite"] * overwrite
+    cli += ["--resume"] * resume + ["--overwrite"] * overwrite + ["--lr", str(lr)] + ["--skip-nonfinite"] * skip_nonfinite
     options = dict(TINY)
     for key, value in (settings or {}).items():
         cli += ["--likelihood", value] if key == "likelihood" else ["--set", f"{key}={json.dumps(value)}"]
@@ -56,7 +58,7 @@ def train_case(tmp: Path, name: str, model: str, data: str = "digits", message: 
 
     def call():
         return api.train(model, data, out, data_dir=None if data_dir is None else str(data_dir), labels=labels,
-                         train_config=TrainConfig(epochs=1, batch_size=256), model_options=options, resume=resume,
+                         train_config=TrainConfig(epochs=1, batch_size=256, lr=lr, skip_nonfinite=skip_nonfinite), model_options=options, resume=resume,
                          overwrite=overwrite, progress=False, sample_every=0)
 
     return Case(cli, call, message, builtin, None if keep_out or resume or overwrite else out)
@@ -206,6 +208,10 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         "fewer labels than classes": t("too_few", "m1", labels=3, message="fewer than one per class"),
         "labels asked of unlabeled data": t("unlabeled", "vae", s["unlabeled"], "the data has no labels", labels=10),
         "classifier on unlabeled data": t("m1_unlabeled", "m1", s["unlabeled"], "needs labels"),
+        # training that diverges (the run folder stays, with no checkpoint: overwrite lets the API call reuse it)
+        "learning rate that diverges": t("diverges", "vae", message="the loss became non-finite at epoch 1, step 2", builtin=RuntimeError, lr=1e30, overwrite=True),
+        "learning rate that diverges, skipping bad batches": t("diverges_skip", "vae", message="the validation ELBO became non-finite after epoch 1", builtin=RuntimeError,
+                                                             lr=1e30, overwrite=True, skip_nonfinite=True),
         # files
         "empty npz file": t("empty_npz", "vae", s["empty"], "is empty"),
         "empty csv file": t("empty_csv", "vae", s["empty_csv"], "is empty"),
@@ -279,6 +285,7 @@ CASE_NAMES = [
     "nan in data to encode", "x outside [0,1] to encode", "labels beyond num_classes", "labels are numbers stored as text",
     "labels are pickled objects", "labels with fractions", "negative labels", "fewer labels than examples",
     "more labels than exist", "fewer labels than classes", "labels asked of unlabeled data", "classifier on unlabeled data",
+    "learning rate that diverges", "learning rate that diverges, skipping bad batches",
     "empty npz file", "empty csv file", "csv with a header only", "csv with text in a numeric column", "csv label column missing",
     "npz without the x array", "missing npz", "missing csv", "missing mnist file", "truncated npz", "truncated npy",
     "truncated csv", "csv row with too few columns", "truncated h5", "truncated mnist gzip", "mnist file that is not gzip", "mnist IDX shorter than its header says",
