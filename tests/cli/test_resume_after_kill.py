@@ -116,6 +116,7 @@ def test_sigkill_after_first_and_later_checkpoint_then_resume(tmp_path):
     kill_when(resume, lambda: max(metrics_epochs(run), default=0) >= 5)
     later = checkpoint_epoch(run)
     assert first >= 1 and later >= 4, (first, later)
+    print(f"killed twice, with checkpoints/last.pt at epochs {first} and {later}")
     finish(resume)
 
     wait_for(background)
