@@ -95,6 +95,10 @@ def check_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
     y = y.astype(np.int64)
     if (y < 0).any():
         raise DataError(f"labels of {name!r} include negative values ({int(y.min())}); give class labels 0..K-1")
+    used, top = len(np.unique(y)), int(y.max()) if len(y) else 0
+    if top + 1 > 2 * used:  # 1-based labels pass; codes like 0, 1000, 2000 would make thousands of empty classes
+        raise DataError(f"labels of {name!r} use {used} distinct values but run up to {top}, so most classes would have no examples; "
+                        f"relabel them 0..K-1 (e.g. np.unique(y, return_inverse=True)[1])")
     return y
 
 

@@ -201,6 +201,8 @@ def _csv(path: str, options: dict, **_) -> Dataset:
     table = table.data
     features = [n for n, h in zip(names, header) if h != label]
     text = [h for n, h in zip(names, header) if h != label and table.dtype[n].kind not in "fiub"]
+    if text and len(header) == 1 and ";" in header[0]:
+        raise DataError(f"{p} looks separated by semicolons (its header is the one column {header[0]!r}); save it comma-separated")
     if text:
         raise DataError(f"{p} has text in numeric column(s) {', '.join(text)}; fix the values or name the label column with ?label=COLUMN")
     x = np.stack([table[n].astype(np.float32) for n in features], axis=1)

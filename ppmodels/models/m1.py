@@ -47,7 +47,7 @@ class M1Config(VAEConfig):
         if self.class_weight not in CLASS_WEIGHTS:
             raise ConfigError(f"unknown class_weight {self.class_weight!r}; use one of {', '.join(CLASS_WEIGHTS)}")
         if self.num_classes < 2:
-            raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
+            raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}; a classifier needs labels of two or more classes")
 
 
 @register_model("m1")

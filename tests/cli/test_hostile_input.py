@@ -90,7 +90,8 @@ def write_files(tmp: Path) -> dict[str, str]:
         "gauss64": {"x": rng.normal(size=(60, 64))},
         "unlabeled": {"x": x}, "text_numbers": {"x": x, "y": np.array([str(v) for v in np.arange(60) % 12])},
         "fractions": {"x": x, "y": y + 0.5}, "negative": {"x": x, "y": y - 1}, "short_labels": {"x": x, "y": y[:50]},
-        "no_rows": {"x": np.zeros((0, 5))}, "other_key": {"pixels": x},
+        "no_rows": {"x": np.zeros((0, 5))}, "other_key": {"pixels": x}, "one_class": {"x": x, "y": np.zeros(60, int)},
+        "sparse_labels": {"x": x, "y": y * 1000},
     }
     for name, content in arrays.items():
         np.savez(d / f"{name}.npz", **content)
@@ -105,6 +106,7 @@ def write_files(tmp: Path) -> dict[str, str]:
     (d / "truncated.csv").write_text(csv[: csv.index(",", len(csv) // 2) + 1])  # cut mid-row
     (d / "short_row.csv").write_text(csv.replace("0.143,0.200,1\n", "0.143\n", 1))
     (d / "text.csv").write_text("a,b\n1,x\n2,3\n4,5\n")
+    (d / "semicolons.csv").write_text("a;b\n1;2\n3;4\n5;6\n")
     (d / "header.csv").write_text("a,b\n")
     (d / "empty.csv").write_text("")
     import h5py
@@ -114,7 +116,7 @@ def write_files(tmp: Path) -> dict[str, str]:
     (d / "truncated.h5").write_bytes((d / "good.h5").read_bytes()[:1000])
     specs = {name: f"npz:{d / name}.npz" for name in [*arrays, "objects", "truncated", "empty"]}
     specs.update({f"{n}_npy": f"npy:{d / n}.npy" for n in ("good", "truncated")})
-    specs.update({f"{n}_csv": f"csv:{d / n}.csv" for n in ("good", "truncated", "short_row", "text", "header", "empty")})
+    specs.update({f"{n}_csv": f"csv:{d / n}.csv" for n in ("good", "truncated", "short_row", "text", "semicolons", "header", "empty")})
     specs.update(truncated_h5=f"h5:{d / 'truncated'}.h5", missing_npz=f"npz:{d / 'missing'}.npz",
                  missing_csv=f"csv:{d / 'missing'}.csv", missing_label="csv:" + str(d / "good.csv") + "?label=kind")
     return specs
@@ -201,6 +203,8 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         "labels beyond num_classes": t("num_classes", "m1", s["good"], "num_classes=2", settings={"num_classes": 2}),
         "labels are numbers stored as text": t("text_numbers", "m1", s["text_numbers"], "numbers stored as text"),
         "labels are pickled objects": t("objects", "m1", s["objects"], "holds Python objects"),
+        "labels far beyond the classes used": t("sparse_labels", "m1", s["sparse_labels"], "use 3 distinct values but run up to 2000"),
+        "labels of one class only": t("one_class", "m1", s["one_class"], "num_classes must be at least 2"),
         "labels with fractions": t("fractions", "m1", s["fractions"], "not whole numbers"),
         "negative labels": t("negative", "m1", s["negative"], "negative values"),
         "fewer labels than examples": t("short_labels", "m1", s["short_labels"], "one label per example"),
@@ -217,6 +221,7 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         "empty csv file": t("empty_csv", "vae", s["empty_csv"], "is empty"),
         "csv with a header only": t("header_csv", "vae", s["header_csv"], "no rows"),
         "csv with text in a numeric column": t("text_csv", "vae", s["text_csv"], "text in numeric column(s) b"),
+        "csv separated by semicolons": t("semicolons", "vae", s["semicolons_csv"], "looks separated by semicolons"),
         "csv label column missing": t("missing_label", "vae", s["missing_label"], "no column 'kind'"),
         "npz without the x array": t("other_key", "vae", s["other_key"], "has no array 'x'"),
         "missing npz": t("missing_npz", "vae", s["missing_npz"], "does not exist", FileNotFoundError),
@@ -283,10 +288,10 @@ def cases(tmp_path_factory, request):
 CASE_NAMES = [
     "nan in data", "inf in data", "x outside [0,1] with bernoulli", "no examples", "wrong feature count for a trained model",
     "nan in data to encode", "x outside [0,1] to encode", "labels beyond num_classes", "labels are numbers stored as text",
-    "labels are pickled objects", "labels with fractions", "negative labels", "fewer labels than examples",
+    "labels are pickled objects", "labels far beyond the classes used", "labels of one class only", "labels with fractions", "negative labels", "fewer labels than examples",
     "more labels than exist", "fewer labels than classes", "labels asked of unlabeled data", "classifier on unlabeled data",
     "learning rate that diverges", "learning rate that diverges, skipping bad batches",
-    "empty npz file", "empty csv file", "csv with a header only", "csv with text in a numeric column", "csv label column missing",
+    "empty npz file", "empty csv file", "csv with a header only", "csv with text in a numeric column", "csv separated by semicolons", "csv label column missing",
     "npz without the x array", "missing npz", "missing csv", "missing mnist file", "truncated npz", "truncated npy",
     "truncated csv", "csv row with too few columns", "truncated h5", "truncated mnist gzip", "mnist file that is not gzip", "mnist IDX shorter than its header says",
     "unknown data spec", "unknown model", "weights truncated", "weights corrupt", "weights that are a pickle",
