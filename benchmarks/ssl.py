@@ -41,9 +41,9 @@ from ppmodels.train import TrainConfig  # noqa: E402
 
 # Model options and training settings per (dataset, model); the MNIST ones follow the paper's sizes.
 PRESETS = {
-    ("digits", "m2"): ({"z_dim": 10, "hidden": [256]}, {"epochs": 300, "lr": 1e-3, "batch_size": 100}),
-    ("digits", "m1m2"): ({"z1_dim": 20, "z2_dim": 10, "m1_hidden": [256], "m2_hidden": [256], "m1_epochs": 150},
-                         {"epochs": 400, "lr": 1e-3, "batch_size": 100}),
+    ("digits", "m2"): ({"z_dim": 10, "hidden": [256]}, {"epochs": 150, "lr": 1e-3, "batch_size": 100}),
+    ("digits", "m1m2"): ({"z1_dim": 20, "z2_dim": 10, "m1_hidden": [256], "m2_hidden": [256], "m1_epochs": 100},
+                         {"epochs": 250, "lr": 1e-3, "batch_size": 100}),
     ("mnist", "m2"): ({"z_dim": 50, "hidden": [500]}, {"epochs": 500, "lr": 3e-4, "batch_size": 100}),
     ("mnist", "m1m2"): ({"z1_dim": 50, "z2_dim": 50, "m1_hidden": [600, 600], "m2_hidden": [500], "m1_epochs": 300},
                         {"epochs": 600, "lr": 3e-4, "batch_size": 100}),
