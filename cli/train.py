@@ -25,7 +25,7 @@ def train(
     lr: Annotated[float, typer.Option(min=0, help="Adam learning rate.")] = 1e-3,
     z_dim: Annotated[Optional[int], typer.Option(min=1, help="Latent size (model default if not given).")] = None,
     hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes, comma-separated, e.g. 500,500.")] = None,
-    likelihood: Annotated[Optional[str], typer.Option(help="bernoulli or gaussian (default: from the data's range).")] = None,
+    likelihood: Annotated[Optional[str], typer.Option(help="bernoulli, gaussian, or binomial:N for data k/N (digits: binomial:16) (default: from the data's range).")] = None,
     binarize: Annotated[str, typer.Option(help="Binarize [0,1] data: none, threshold, or dynamic (resampled each epoch).")] = "none",
     max_per_class: Annotated[Optional[int], typer.Option(min=1, help="Keep at most this many training examples per class.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (data split, initialisation, batches).")] = 0,
