@@ -2,6 +2,7 @@
 
 from .base import ModelConfig, PPModel, data_plate
 from .m1 import M1, M1Config
+from .ppca import PPCA, PPCAConfig
 from .vae import VAE, VAEConfig, observation_dist
 
-__all__ = ["M1", "M1Config", "ModelConfig", "PPModel", "VAE", "VAEConfig", "data_plate", "observation_dist"]
+__all__ = ["M1", "M1Config", "ModelConfig", "PPCA", "PPCAConfig", "PPModel", "VAE", "VAEConfig", "data_plate", "observation_dist"]
