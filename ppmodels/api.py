@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .data import Dataset, TrainData, load_dataset, prepare_data
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, RunError
 from .registry import get_model_class
 from .run import CONFIG, SUMMARY, load, prepare_run_dir, read_json, save_model, write_json
 from .train import BestCheckpoint, MetricsLog, ProgressBar, SampleGrid, TrainConfig
@@ -130,8 +130,23 @@ def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None 
     return out
 
 
+def latent_decoder(model):
+    """The model whose decoder maps ``model``'s data back to observations when ``model`` was fitted on
+    ``latents:RUN`` (its config names ``decoder_run``), else ``None``."""
+    run = getattr(model.config, "decoder_run", "")
+    if not run:
+        return None
+    decoder = load(run)
+    if not hasattr(decoder, "decode"):
+        raise RunError(f"run {run} (the decoder of these latents) holds model {decoder.name!r}, which cannot decode")
+    return decoder
+
+
 def sample(run: str | Path, num: int, out: str | Path, *, seed: int = 0) -> Path:
-    """Write ``num`` prior samples (decoded means) of a trained model to a ``.png`` grid (image data) or ``.npy``."""
+    """Write ``num`` prior samples (decoded means) of a trained model to a ``.png`` grid (image data) or ``.npy``.
+
+    For a density fitted on ``latents:RUN`` (e.g. ``gmm``) the draws are latent codes and are decoded with RUN's decoder.
+    """
     from .plots import save_image_grid
 
     out = Path(out)
@@ -141,6 +156,9 @@ def sample(run: str | Path, num: int, out: str | Path, *, seed: int = 0) -> Path
     if not hasattr(model, "sample"):
         raise ConfigError(f"model {model.name!r} cannot sample")
     images = model.sample(num, generator=torch.Generator().manual_seed(seed))
+    decoder = latent_decoder(model)
+    if decoder is not None:  # a density fitted on latents:RUN: its draws are codes z, decoded by RUN
+        images, model = decoder.decode(images), decoder
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".png":
         if len(model.config.x_shape) != 3:

@@ -1,8 +1,9 @@
 """The model zoo. Importing this package registers every built-in model by name."""
 
 from .base import ModelConfig, PPModel, data_plate
+from .gmm import GMM, GMMConfig
 from .m1 import M1, M1Config
 from .ppca import PPCA, PPCAConfig
 from .vae import VAE, VAEConfig, observation_dist
 
-__all__ = ["M1", "M1Config", "ModelConfig", "PPCA", "PPCAConfig", "PPModel", "VAE", "VAEConfig", "data_plate", "observation_dist"]
+__all__ = ["GMM", "GMMConfig", "M1", "M1Config", "ModelConfig", "PPCA", "PPCAConfig", "PPModel", "VAE", "VAEConfig", "data_plate", "observation_dist"]
