@@ -15,6 +15,7 @@ import torch
 
 from .data import Dataset, TrainData, load_dataset, prepare_data
 from .errors import ConfigError, DataError, RunError
+from .metrics import clustering_accuracy
 from .registry import get_model_class
 from .run import CONFIG, SUMMARY, load, prepare_run_dir, read_json, save_model, write_json
 from .train import BestCheckpoint, MetricsLog, ProgressBar, SampleGrid, TrainConfig
@@ -99,6 +100,8 @@ def summarize(model, data: TrainData, wall_time: float) -> dict[str, Any]:
     if hasattr(model, "predict") and data.test is not None and data.test.y is not None:
         predicted = np.asarray(model.predict(data.test.x))
         summary["test_accuracy"] = float((predicted == data.test.y.numpy()).mean())
+    if hasattr(model, "cluster") and data.test is not None and data.test.y is not None:
+        summary["test_cluster_accuracy"] = clustering_accuracy(data.test.y.numpy(), model.cluster(data.test.x))
     summary.update(wall_time_s=round(wall_time, 2), peak_memory_mb=round(peak_memory_mb(), 1), seed=getattr(model, "seed", None),
                    versions=versions())
     return summary

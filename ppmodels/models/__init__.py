@@ -2,8 +2,9 @@
 
 from .base import ModelConfig, PPModel, data_plate
 from .gmm import GMM, GMMConfig
+from .gmvae import GMVAE, GMVAEConfig
 from .m1 import M1, M1Config
 from .ppca import PPCA, PPCAConfig
 from .vae import VAE, VAEConfig, observation_dist
 
-__all__ = ["GMM", "GMMConfig", "M1", "M1Config", "ModelConfig", "PPCA", "PPCAConfig", "PPModel", "VAE", "VAEConfig", "data_plate", "observation_dist"]
+__all__ = ["GMM", "GMMConfig", "GMVAE", "GMVAEConfig", "M1", "M1Config", "ModelConfig", "PPCA", "PPCAConfig", "PPModel", "VAE", "VAEConfig", "data_plate", "observation_dist"]
