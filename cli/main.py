@@ -7,11 +7,12 @@ import typer
 from .encode import encode
 from .models import models
 from .sample import sample
+from .score import score
 from .train import train
 
 app = typer.Typer(
     name="ppmodels",
-    help="Deep generative models for semi-supervised learning, written in Pyro: train, encode, sample.",
+    help="Deep generative models for semi-supervised learning, written in Pyro: train, encode, sample, score.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -20,6 +21,7 @@ app.command()(models)
 app.command()(train)
 app.command()(encode)
 app.command()(sample)
+app.command()(score)
 
 
 def main() -> None:
