@@ -57,8 +57,12 @@ def test_latent_mixture_scores_and_consistency(vae_run, others, tmp_path):
     # no assertion on the direction of log p(z) for noise: the encoder may map noise right into the densest
     # region of code space (AUROC digits vs noise measured anywhere from 0.12 to 0.86 across runs), which is
     # why log p(x), not the latent density, is the OOD score to trust (docs/models/gmm.md)
-    with pytest.raises(ConfigError, match="not fitted on latents"):
+    with pytest.raises(ConfigError, match="already a mixture"):
         score_data(gmm_run, x[:5], mixture=gmm_run)
+    other = tmp_path / "other_vae"
+    ppmodels.train("vae", "digits", other, train_config=TrainConfig(epochs=1, patience=None), model_options={"z_dim": 4, "hidden": [8]}, progress=False)
+    with pytest.raises(ConfigError, match="not fitted on latents"):
+        score_data(other, x[:5], mixture=gmm_run)
 
 
 def test_percentile_of_and_exact_scores_for_ppca(tmp_path):
