@@ -42,3 +42,13 @@ def test_score_errors_are_one_line(tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.stderr
     result = invoke("train", "gmm", "--data", "latents:", "--out", tmp_path / "g", "--quiet")
     assert result.exit_code == 2 and "names no run folder" in result.stderr
+
+
+def test_conv_and_denoising_options_from_the_cli(tmp_path):
+    result = invoke("train", "gmvae", "--data", "digits", "--out", tmp_path / "g", "--net", "conv", "--corruption", "mask",
+                    "--noise-level", "0.2", "--set", "channels=[4,8]", "--set", "num_components=3", *FAST)
+    assert result.exit_code == 0, result.output
+    config = __import__("json").loads((tmp_path / "g" / "config.json").read_text())["model_config"]
+    assert config["net"] == "conv" and config["corruption"] == "mask" and config["noise_level"] == 0.2
+    result = invoke("train", "ppca", "--data", "digits", "--out", tmp_path / "p", "--net", "conv", "--quiet")
+    assert result.exit_code == 2 and "do not apply to model 'ppca'" in result.stderr
