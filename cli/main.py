@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from .encode import encode
+from .evaluate import evaluate
 from .models import models
 from .sample import sample
 from .score import score
@@ -12,7 +13,7 @@ from .train import train
 
 app = typer.Typer(
     name="ppmodels",
-    help="Deep generative models for semi-supervised learning, written in Pyro: train, encode, sample, score.",
+    help="Deep generative models for semi-supervised learning, written in Pyro: train, encode, sample, evaluate, score.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -21,6 +22,7 @@ app.command()(models)
 app.command()(train)
 app.command()(encode)
 app.command()(sample)
+app.command()(evaluate)
 app.command()(score)
 
 

@@ -16,13 +16,14 @@ from typing import Any
 import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 
 
 def site_log_probs(trace: poutine.Trace, num_particles: int, batch_size: int) -> torch.Tensor:
     """Sum of the unscaled log-probabilities of a trace's sample sites, as a ``(num_particles, batch_size)`` table."""
     total = torch.zeros(num_particles, batch_size)
     for site in trace.nodes.values():
-        if site["type"] != "sample":
+        if site["type"] != "sample" or site_is_subsample(site):
             continue
         log_prob = site["fn"].log_prob(site["value"])
         total = total + log_prob.reshape(log_prob.shape[-2:] if log_prob.dim() >= 2 else log_prob.shape).expand(num_particles, batch_size)
@@ -30,17 +31,20 @@ def site_log_probs(trace: poutine.Trace, num_particles: int, batch_size: int) ->
 
 
 @torch.no_grad()
-def log_importance_weights(model, x: torch.Tensor, num_particles: int = 10, **kwargs: Any) -> torch.Tensor:
-    """``log p(x, z_s) - log q(z_s | x)`` for ``z_s ~ q(z | x)``: a tensor of shape ``(num_particles, N)``.
-
-    ``kwargs`` go to both ``model.model`` and ``model.guide`` (e.g. ``y=`` for observed labels). The weights are
-    unscaled: the data plate sees the batch as the whole data set.
-    """
+def trace_particles(model, x: torch.Tensor, num_particles: int, **kwargs: Any) -> tuple[poutine.Trace, poutine.Trace]:
+    """``(guide_trace, model_trace)``: ``num_particles`` guide draws per datum (plate ``particles``, dim -2),
+    replayed in the model. ``kwargs`` go to both (e.g. ``y=`` for observed labels); the batch is the whole data."""
     n = len(x)
     with model.evaluating(), pyro.plate("particles", num_particles, dim=-2):
         guide_trace = poutine.trace(model.guide).get_trace(x, num_data=n, **kwargs)
         model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(x, num_data=n, **kwargs)
-    return site_log_probs(model_trace, num_particles, n) - site_log_probs(guide_trace, num_particles, n)
+    return guide_trace, model_trace
+
+
+def log_importance_weights(model, x: torch.Tensor, num_particles: int = 10, **kwargs: Any) -> torch.Tensor:
+    """``log p(x, z_s) - log q(z_s | x)`` for ``z_s ~ q(z | x)``: a tensor of shape ``(num_particles, N)``."""
+    guide_trace, model_trace = trace_particles(model, x, num_particles, **kwargs)
+    return site_log_probs(model_trace, num_particles, len(x)) - site_log_probs(guide_trace, num_particles, len(x))
 
 
 def iw_log_likelihood(log_weights: torch.Tensor) -> torch.Tensor:

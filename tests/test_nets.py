@@ -59,3 +59,21 @@ def test_conv_needs_image_data():
         VAE(x_shape=[64], net="conv")
     with pytest.raises(ConfigError, match="unknown net"):
         VAE(x_shape=[1, 8, 8], net="resnet")
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_conv_m2_trains_on_labeled_five_band_cutouts(likelihood):
+    from ppmodels.models import M2
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((30, 5, 64, 64)).astype(np.float32)
+    data = prepare_data(from_arrays("cutouts", x, rng.integers(0, 2, 30), likelihood=likelihood), num_labels=6)
+    model = M2(x_shape=[5, 64, 64], likelihood=likelihood, num_classes=2, net="conv", channels=[4, 8], hidden=[16], z_dim=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.fit(data, TrainConfig(epochs=1, batch_size=8, lr=1e-3, patience=None))
+    changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+    assert {"x_features", "classifier", "encoder", "decoder"} <= changed
+    assert model.predict_proba(x[:4]).shape == (4, 2)
+    assert model.sample(3, generator=torch.Generator().manual_seed(0)).shape == (3, 5, 64, 64)
+    assert model.iw_log_likelihood(torch.from_numpy(x[:2]), num_particles=2).shape == (2,)
