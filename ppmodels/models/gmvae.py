@@ -10,6 +10,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from ..data import TrainData
 from ..errors import ConfigError
 from ..registry import register_model
 from .base import data_plate
@@ -20,10 +21,13 @@ from .vae import VAE, VAEConfig
 @dataclasses.dataclass
 class GMVAEConfig(VAEConfig):
     """:param num_components: K, the prior's components. :param prior_spread: standard deviation of the random
-    initial component means (spread apart so the components do not start on top of each other)."""
+    initial component means (spread apart so the components do not start on top of each other).
+    :param init_from: a ``gmm`` run fitted on ``latents:VAE_RUN`` (VaDE's recipe): start the encoder and decoder
+    from VAE_RUN (same net options) and the prior from the mixture, instead of at random."""
 
     num_components: int = 10
     prior_spread: float = 2.0
+    init_from: str = ""
 
     def validate(self) -> None:
         super().validate()
@@ -68,6 +72,29 @@ class GMVAE(VAE):
         self.prior_logits = nn.Parameter(torch.zeros(c.num_components))
         self.prior_locs = nn.Parameter(c.prior_spread * torch.randn(c.num_components, c.z_dim))
         self.prior_log_scales = nn.Parameter(torch.zeros(c.num_components, c.z_dim))
+
+    def before_fit(self, data: TrainData) -> None:
+        """With ``init_from``: the VAE's networks and the mixture fitted on its codes as the starting point."""
+        if not self.config.init_from:
+            return
+        from ..api import latent_decoder
+        from ..run import load
+
+        mixture = load(self.config.init_from)
+        vae = latent_decoder(mixture)
+        if vae is None or not hasattr(mixture, "locs"):
+            raise ConfigError(f"init_from={self.config.init_from} is not a gmm run fitted on latents:RUN; train one with `ppmodels train gmm --data latents:RUN`")
+        if mixture.locs.shape != self.prior_locs.shape:
+            raise ConfigError(f"init_from mixture has {tuple(mixture.locs.shape)} (components, z_dim) but this model has {tuple(self.prior_locs.shape)}; match num_components and z_dim")
+        nets = {k: v for k, v in vae.state_dict().items() if not k.startswith("prior_")}
+        try:
+            self.load_state_dict(nets, strict=False)
+        except RuntimeError as exc:
+            raise ConfigError(f"init_from's VAE networks do not fit this model ({str(exc).splitlines()[0]}); use the same hidden, net and channels") from None
+        with torch.no_grad():
+            self.prior_logits.copy_(mixture.logits)
+            self.prior_locs.copy_(mixture.locs)
+            self.prior_log_scales.copy_((mixture.scales - 1e-3).clamp_min(1e-4).log())
 
     @property
     def prior_scales(self) -> torch.Tensor:

@@ -61,3 +61,22 @@ def test_training_moves_the_prior_and_clusters(digits):
 def test_clustering_accuracy_matches_under_relabelling():
     assert clustering_accuracy([0, 0, 1, 1, 2], [7, 7, 3, 3, 3]) == 0.8
     assert clustering_accuracy(np.arange(4), np.arange(4)[::-1]) == 1.0
+
+
+def test_init_from_a_mixture_on_vae_latents(tmp_path, digits):
+    """VaDE's start: the VAE's networks and the mixture fitted on its codes."""
+    import ppmodels
+    from ppmodels.errors import ConfigError
+
+    cfg = TrainConfig(epochs=1, batch_size=256, patience=None)
+    ppmodels.train("vae", "digits", tmp_path / "vae", train_config=cfg, model_options={"z_dim": 2, "hidden": [16]}, progress=False)
+    ppmodels.train("gmm", f"latents:{tmp_path / 'vae'}", tmp_path / "gmm", train_config=cfg, model_options={"num_components": 3}, progress=False)
+    model = small_gmvae(init_from=str(tmp_path / "gmm"))
+    model.before_fit(prepare_data(digits))
+    vae, gmm = ppmodels.load(tmp_path / "vae"), ppmodels.load(tmp_path / "gmm")
+    assert torch.equal(model.encoder.net.net[0].weight, vae.encoder.net.net[0].weight)
+    assert torch.allclose(model.prior_locs, gmm.locs) and torch.allclose(model.prior_scales, gmm.scales, atol=1e-6)
+    with pytest.raises(ConfigError, match="match num_components"):
+        GMVAE(x_shape=[1, 8, 8], z_dim=2, hidden=[16], num_components=4, init_from=str(tmp_path / "gmm")).before_fit(prepare_data(digits))
+    with pytest.raises(ConfigError, match="not a gmm run"):
+        small_gmvae(init_from=str(tmp_path / "vae")).before_fit(prepare_data(digits))
