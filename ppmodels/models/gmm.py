@@ -29,6 +29,14 @@ def component_log_posterior(x: torch.Tensor, logits: torch.Tensor, locs: torch.T
     return joint - torch.logsumexp(joint, dim=-1, keepdim=True)
 
 
+@torch.no_grad()
+def sample_mixture(num: int, logits: torch.Tensor, locs: torch.Tensor, scales: torch.Tensor,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """``num`` draws ``k ~ softmax(logits)``, ``x ~ Normal(loc_k, scale_k)`` on the CPU: shape ``(num, D)``."""
+    k = torch.multinomial(logits.detach().softmax(-1).cpu(), num, replacement=True, generator=generator)
+    return locs.detach().cpu()[k] + scales.detach().cpu()[k] * torch.randn(num, locs.shape[-1], generator=generator)
+
+
 @dataclasses.dataclass
 class GMMConfig(ModelConfig):
     """:param num_components: K. :param decoder_run: set when fitted on ``latents:RUN`` data: the run whose decoder
@@ -153,7 +161,5 @@ class GMM(PPModel):
     @torch.no_grad()
     def sample(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:
         """``num`` draws from the mixture, shape ``(num, *x_shape)``."""
-        k = torch.multinomial(self.logits.detach().softmax(-1).cpu(), num, replacement=True, generator=generator)
-        noise = torch.randn(num, self.locs.shape[1], generator=generator)
-        draws = self.locs.detach().cpu()[k] + self.scales.detach().cpu()[k] * noise
+        draws = sample_mixture(num, self.logits, self.locs, self.scales, generator)
         return draws.reshape(num, *self.config.x_shape).numpy()

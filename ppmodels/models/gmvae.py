@@ -14,7 +14,7 @@ from ..data import TrainData
 from ..errors import ConfigError
 from ..registry import register_model
 from .base import data_plate
-from .gmm import component_log_posterior, mixture_log_prob
+from .gmm import component_log_posterior, mixture_log_prob, sample_mixture
 from .vae import VAE, VAEConfig
 
 
@@ -136,6 +136,4 @@ class GMVAE(VAE):
     @torch.no_grad()
     def sample(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:
         """``num`` draws ``c ~ pi``, ``z ~ N(mu_c, sigma_c)``, decoded to the mean of p(x|z)."""
-        c = torch.multinomial(self.prior_logits.detach().softmax(-1).cpu(), num, replacement=True, generator=generator)
-        z = self.prior_locs.detach().cpu()[c] + self.prior_scales.detach().cpu()[c] * torch.randn(num, self.config.z_dim, generator=generator)
-        return self.decode(z)
+        return self.decode(sample_mixture(num, self.prior_logits, self.prior_locs, self.prior_scales, generator))
