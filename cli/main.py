@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from .diagnose import diagnose
 from .encode import encode
 from .models import models
 from .sample import sample
@@ -20,6 +21,7 @@ app.command()(models)
 app.command()(train)
 app.command()(encode)
 app.command()(sample)
+app.command()(diagnose)
 
 
 def main() -> None:
