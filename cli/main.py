@@ -6,13 +6,14 @@ import typer
 
 from .diagnose import diagnose
 from .encode import encode
+from .evaluate import evaluate
 from .models import models
 from .sample import sample
 from .train import train
 
 app = typer.Typer(
     name="ppmodels",
-    help="Deep generative models for semi-supervised learning, written in Pyro: train, encode, sample.",
+    help="Deep generative models for semi-supervised learning, written in Pyro: train, encode, sample, evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -21,6 +22,7 @@ app.command()(models)
 app.command()(train)
 app.command()(encode)
 app.command()(sample)
+app.command()(evaluate)
 app.command()(diagnose)
 
 
