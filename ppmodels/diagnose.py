@@ -21,7 +21,9 @@ from . import diagnostics as dg
 from .api import select_split
 from .data import load_dataset
 from .errors import ConfigError, PPModelsError, RunError
-from .posterior import add_class_probabilities, add_training_trace, batched_posterior_arrays, posterior_idata
+from .evaluation import classification_metrics
+from .posterior import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
+                        has_own_log_weights, posterior_idata)
 from .run import CONFIG, METRICS, atomic_write, load, read_json, write_json
 
 IDATA, DIAGNOSTICS, REPORT = "idata.nc", "diagnostics.json", "report.html"
@@ -68,8 +70,14 @@ def open_run_data(run_config: dict, spec: str | None, data_dir: str | None):
 def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndarray | None, seed: int = 0) -> dict[str, Any]:
     """Every diagnostic of :mod:`ppmodels.diagnostics` from an InferenceData of :func:`posterior_idata`."""
     datum = idata.observed_data["datum"].values
-    log_weights = idata.sample_stats["log_weight"].values[0].T  # (datum, draw): samples last, as psislw wants
-    result: dict[str, Any] = {"khat": dg.pareto_khat(log_weights, datum), "log_likelihood": dg.log_likelihood_summary(log_weights)}
+    stats = idata.sample_stats
+    weights = "iw_log_weight" if "iw_log_weight" in stats else "log_weight"
+    log_weights = stats[weights].values[0].T  # (datum, draw): samples last, as psislw wants
+    result: dict[str, Any] = {"khat": dg.pareto_khat(log_weights, datum), "log_likelihood": dg.log_likelihood_summary(log_weights),
+                              "log_weights": weights}
+    if weights != "log_weight":  # also judge the whole guide, discrete latents sampled rather than summed
+        result["khat_sampled_guide"] = dg.pareto_khat(stats["log_weight"].values[0].T, datum)
+    result["active_units"] = {name: dg.active_units(means) for name, means in dg.continuous_latents(idata).items()}
     errors = -idata.log_likelihood["x"].values[0].mean(0)
     result["reconstruction_error"] = errors
     observed = idata.observed_data["x"].values.reshape(len(datum), -1)
@@ -80,7 +88,7 @@ def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndar
     if "predictions" in idata.groups() and "y" in idata.observed_data:
         probs, labels = idata.predictions["y_prob"].values, idata.observed_data["y"].values
         result["calibration"] = dg.calibration(probs, labels)
-        result["confusion_matrix"] = dg.confusion_matrix(labels, probs.argmax(1), probs.shape[1])
+        result["classification"] = classification_metrics(labels, probs.argmax(1), probs.shape[1])
     result["convergence"] = dg.training_convergence(records) if records else None
     return result
 
@@ -117,6 +125,8 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     x, y = x[idx], None if y is None else y[idx]
     idata = posterior_idata(model, x, y, num_draws=particles, seed=seed, datum_index=idx, batch_size=batch_size,
                             predictive_draws=min(predictive_draws, particles))
+    if has_own_log_weights(model):
+        add_model_log_weights(idata, model, x, particles, seed, batch_size)
     records = read_metrics(run)
     add_training_trace(idata, records)
     if hasattr(model, "predict_proba") and y is not None:

@@ -127,13 +127,6 @@ def calibration(probs: np.ndarray, labels: np.ndarray, num_bins: int = 10) -> di
             "mean_confidence": float(confidence.mean()), "num_bins": num_bins, "bins": bins}
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts ``C[true, predicted]``."""
-    matrix = np.zeros((num_classes, num_classes), dtype=int)
-    np.add.at(matrix, (np.asarray(labels), np.asarray(predicted)), 1)
-    return matrix
-
-
 # ----- posterior predictive checks ----------------------------------------------------------------------------
 def predictive_pit(observed: np.ndarray, replicates: np.ndarray, likelihood: str, seed: int = 0, num_bins: int = 10) -> dict[str, Any]:
     """Randomized probability integral transform of each observed feature under its posterior predictive.
@@ -192,16 +185,43 @@ def reconstruction_shift(held_out: np.ndarray, train: np.ndarray) -> dict[str, A
             "ks": float(ks_2samp(held_out, train).statistic)}
 
 
+def continuous_latents(idata) -> dict[str, np.ndarray]:
+    """Posterior means ``(datum, dim)`` of each continuous latent site of an InferenceData (z; z1, z2), skipping
+    discrete ones (a one-hot y)."""
+    means = {}
+    for name, values in idata.posterior.data_vars.items():
+        array = values.values
+        if array.ndim == 4 and np.issubdtype(array.dtype, np.floating) and not np.all(array == np.round(array)):
+            means[name] = array.mean(axis=(0, 1))
+    return means
+
+
+def active_units(posterior_means: np.ndarray, threshold: float = 0.01) -> dict[str, Any]:
+    """Latent dimensions whose posterior mean ``E_q[z_d | x]`` varies over the data (Burda et al. 2016: variance
+    over x above ``threshold``). ``posterior_means`` is ``(N, dim)``. An inactive dimension carries no information
+    about x; none active is posterior collapse: the decoder ignores the latent and the guide returns the prior."""
+    variance = np.asarray(posterior_means, dtype=float).var(0)
+    return {"active": int((variance > threshold).sum()), "dims": int(len(variance)), "threshold": threshold, "variance": variance}
+
+
 # ----- training -----------------------------------------------------------------------------------------------
 def training_convergence(records: list[dict], last: int = 5) -> dict[str, Any]:
     """The ELBO trace of training: curves, the slope over the ``last`` epochs (nats per datum per epoch, of the
-    validation ELBO when there is one), the best validation epoch and the epochs since it."""
+    validation ELBO when there is one), the best validation epoch and the epochs since it.
+
+    Records of a staged model (M1+M2: ``stage`` m1, then m2) optimise different objectives per stage, so the slope
+    and the best epoch are those of the last stage; ``stage_starts`` gives the first epoch of each stage.
+    """
     epochs = [r["epoch"] for r in records]
     train = [r.get("train_elbo") for r in records]
     valid = [r.get("valid_elbo") for r in records]
     has_valid = any(v is not None for v in valid)
+    stages = [r.get("stage") for r in records]
+    starts = {s: epochs[stages.index(s)] for s in dict.fromkeys(stages) if s is not None}
     trace = np.array([np.nan if v is None else v for v in (valid if has_valid else train)], dtype=float)
-    result: dict[str, Any] = {"epochs": epochs, "train_elbo": train, "valid_elbo": valid if has_valid else None,
+    if records:
+        trace[np.array([stage != stages[-1] for stage in stages], dtype=bool)] = np.nan
+    result: dict[str, Any] = {"epochs": epochs, "train_elbo": train, "valid_elbo": valid if has_valid else None, "stage_starts": starts,
                               "slope_of": "valid_elbo" if has_valid else "train_elbo", "num_epochs": len(records)}
     finite = np.isfinite(trace)
     if not finite.any():
@@ -237,13 +257,13 @@ def log_likelihood_verdict(ll: dict) -> str:
     return text + "."
 
 
-def calibration_verdict(cal: dict) -> str:
+def calibration_verdict(cal: dict, warnings: list[str] = ()) -> str:
     ece = cal["ece"]
     quality = "well calibrated" if ece < 0.03 else "roughly calibrated" if ece < 0.1 else "poorly calibrated"
     direction = "overconfident" if cal["overconfidence"] > 0 else "underconfident"
     return (f"Accuracy {100 * cal['accuracy']:.1f}% at mean confidence {100 * cal['mean_confidence']:.1f}%; ECE {ece:.3f}: "
             f"q(y|x) is {quality}" + (f" and {direction}: trust its probabilities less than they claim" if ece >= 0.03 and direction == "overconfident" else
-                                      f" and {direction}" if ece >= 0.03 else "") + ".")
+                                      f" and {direction}" if ece >= 0.03 else "") + "." + "".join(f" Warning: {w}." for w in warnings))
 
 
 def ppc_verdict(pit: dict | None, shift: dict | None) -> str:
@@ -282,15 +302,28 @@ def convergence_verdict(conv: dict) -> str:
     return text + ": it has levelled off."
 
 
+def active_verdict(units: dict[str, dict]) -> str:
+    parts = [f"{u['active']} of {u['dims']} dimensions of {name} are active" for name, u in units.items()]
+    text = "; ".join(parts) + f" (posterior mean varies over the data by more than {next(iter(units.values()))['threshold']:g})"
+    if any(u["active"] == 0 for u in units.values()):
+        return text + ": posterior collapse, the decoder ignores that latent and the guide returns the prior."
+    return text + "."
+
+
 def verdicts(report: dict, noun: str = "data points") -> dict[str, str]:
     """One plain sentence per diagnostic present in ``report`` (the content of ``diagnostics.json``)."""
     out = {}
     if "khat" in report:
         out["khat"] = khat_verdict(report["khat"], noun)
+    if report.get("khat_sampled_guide"):
+        out["khat_sampled_guide"] = ("With the discrete latent sampled from the guide instead of summed exactly: "
+                                     + khat_verdict(report["khat_sampled_guide"], noun))
+    if report.get("active_units"):
+        out["active_units"] = active_verdict(report["active_units"])
     if "log_likelihood" in report:
         out["log_likelihood"] = log_likelihood_verdict(report["log_likelihood"])
     if report.get("calibration"):
-        out["calibration"] = calibration_verdict(report["calibration"])
+        out["calibration"] = calibration_verdict(report["calibration"], (report.get("classification") or {}).get("warnings", []))
     if report.get("pit") or report.get("reconstruction"):
         out["ppc"] = ppc_verdict(report.get("pit"), report.get("reconstruction"))
     if report.get("convergence"):

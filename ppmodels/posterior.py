@@ -12,6 +12,9 @@ and replayed in the model. Groups and dims::
 ``diagnose`` adds (see :func:`add_training_trace` and :func:`add_class_probabilities`)::
 
     sample_stats           train_elbo, valid_elbo: the per-datum ELBO by training epoch: (epoch)
+    sample_stats           iw_log_weight: the model's own importance log-weights (chain, draw, datum), for models
+                           that override ``log_importance_weights`` (M2 and M1+M2 sum over y exactly); they are
+                           fresh draws, not those of ``posterior``
     predictions            y_prob: q(y | x) (datum, class); y_pred: its argmax (datum). No chain/draw dims: an
                            amortized classifier gives one deterministic answer per datum.
 
@@ -127,3 +130,19 @@ def add_class_probabilities(idata, probs: np.ndarray) -> None:
     coords = {"datum": idata.observed_data["datum"].values, "class": np.arange(probs.shape[1])}
     dataset = xr.Dataset({"y_prob": (["datum", "class"], probs), "y_pred": (["datum"], probs.argmax(1))}, coords=coords)
     idata.add_groups(predictions=dataset)
+
+
+def has_own_log_weights(model) -> bool:
+    """Whether ``model`` overrides the generic importance weights (e.g. with an exact sum over a discrete latent)."""
+    from .models.base import PPModel
+
+    return type(model).log_importance_weights is not PPModel.log_importance_weights
+
+
+@torch.no_grad()
+def add_model_log_weights(idata, model, x: torch.Tensor, num_draws: int, seed: int = 0, batch_size: int = 100) -> None:
+    """Add ``model.log_importance_weights`` (``num_draws`` per datum) as ``sample_stats.iw_log_weight``."""
+    pyro.set_rng_seed(seed)
+    lw = torch.cat([model.log_importance_weights(xb, num_draws) for xb in model.check_x(x).split(batch_size)], dim=1)
+    coords = {"draw": np.arange(num_draws), "datum": idata.sample_stats["datum"].values}
+    idata.sample_stats["iw_log_weight"] = xr.DataArray(lw.cpu().numpy()[None], dims=["chain", "draw", "datum"], coords=coords)

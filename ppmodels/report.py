@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .diagnostics import KHAT_BAD, KHAT_GOOD
+from .diagnostics import KHAT_BAD, KHAT_GOOD, continuous_latents
 from .plots import tile
 from .run import atomic_write
 
@@ -65,6 +65,9 @@ def elbo_figure(conv: dict) -> str:
         ax.plot(conv["epochs"], conv["train_elbo"], marker=".", label="train ELBO")
         if conv.get("valid_elbo"):
             ax.plot(conv["epochs"], [np.nan if v is None else v for v in conv["valid_elbo"]], marker=".", label="validation ELBO")
+        for stage, start in list(conv.get("stage_starts", {}).items())[1:]:
+            ax.axvline(start - 0.5, color="black", linewidth=1)
+            ax.annotate(f"stage {stage}", (start - 0.4, 0.03), xycoords=("data", "axes fraction"), fontsize=8)
         if conv.get("best_epoch") is not None:
             ax.axvline(conv["best_epoch"], color="grey", linestyle=":", label=f"best epoch {conv['best_epoch']}")
         ax.set_xlabel("epoch")
@@ -199,16 +202,6 @@ def table(rows: list[tuple[str, str]], header: tuple[str, str] | None = None) ->
     return f"<table>{head}{body}</table>"
 
 
-def continuous_latents(idata) -> dict[str, np.ndarray]:
-    """Posterior means ``(datum, dim)`` of each continuous latent site (z; z1, z2), skipping discrete ones (y)."""
-    means = {}
-    for name, values in idata.posterior.data_vars.items():
-        array = values.values
-        if array.ndim == 4 and np.issubdtype(array.dtype, np.floating) and not np.all(array == np.round(array)):
-            means[name] = array.mean(axis=(0, 1))
-    return means
-
-
 def class_conditional_samples(model, num_classes: int, per_class: int, seed: int) -> np.ndarray | None:
     """``(num_classes * per_class, *x_shape)`` samples of p(x | y) for models whose ``sample`` takes ``y``, else ``None``."""
     if not hasattr(model, "sample") or "y" not in inspect.signature(model.sample).parameters:
@@ -270,7 +263,8 @@ def write_report(path: str | Path, model, idata, result: dict) -> Path:
     if is_image:
         parts.extend(image_sections(model, idata, result))
     for name, points in continuous_latents(idata).items():
-        parts.append(section(f"Latent space {name}", None, latent_figure(points, labels, name),
+        parts.append(section(f"Latent space {name}", verdicts.get("active_units") if name == next(iter(continuous_latents(idata))) else None,
+                             latent_figure(points, labels, name),
                              "Coloured by the true label. Classes that form separate clusters are easy to classify from this latent code."))
     if result.get("pit"):
         parts.append(section("Posterior predictive checks", verdicts.get("ppc"),
@@ -280,7 +274,7 @@ def write_report(path: str | Path, model, idata, result: dict) -> Path:
                              "data means overfitting. Right (images): red pixels are brighter in the data than the model predicts, blue ones darker."))
     if result.get("calibration"):
         parts.append(section("Classifier q(y|x): calibration and confusion", verdicts.get("calibration"),
-                             classifier_figure(result["calibration"], np.asarray(result["confusion_matrix"])),
+                             classifier_figure(result["calibration"], np.asarray(result["classification"]["confusion_matrix"])),
                              "Bars below the diagonal: the classifier is more confident than it is accurate. Counts per bin are written at the bottom."))
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>ppmodels diagnostics</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
     path = Path(path)

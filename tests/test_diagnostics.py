@@ -126,11 +126,6 @@ def test_ece_of_a_calibrated_classifier_is_near_zero_and_of_an_overconfident_one
     assert over["accuracy"] == pytest.approx(calibrated["accuracy"])  # sharpening keeps the argmax
 
 
-def test_confusion_matrix_counts():
-    matrix = dg.confusion_matrix(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
-    np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 1, 0], [1, 0, 1]])
-
-
 def test_pit_is_uniform_for_a_right_predictive_and_piles_at_the_ends_for_a_narrow_one():
     rng = np.random.default_rng(7)
     loc = rng.normal(size=(400, 6))
@@ -176,8 +171,20 @@ def test_training_convergence_slope_best_epoch_and_verdicts():
     flat = dg.training_convergence([{"epoch": e, "train_elbo": -50.0} for e in range(1, 6)])
     assert flat["slope_of"] == "train_elbo" and "levelled off" in dg.convergence_verdict(flat)
     assert "too few" in dg.convergence_verdict(dg.training_convergence(rising[:1]))
+    staged = [{**r, "stage": "m1", "valid_elbo": -20.0 + r["epoch"]} for r in rising[:5]] + [{**r, "stage": "m2"} for r in rising[5:]]
+    conv = dg.training_convergence(staged)  # the m2 stage's ELBO is lower than m1's best, but m1 optimised another objective
+    assert conv["stage_starts"] == {"m1": 1, "m2": 6} and conv["best_epoch"] == 10 and conv["slope"] == pytest.approx(2.0)
 
 
 def test_khat_verdict_names_the_share_of_bad_data():
     text = dg.khat_verdict({"frac_above_0.7": 0.12, "frac_above_0.5": 0.3, "num_particles": 200}, "test images")
     assert text.startswith("12.0% of test images have k-hat > 0.7") and "too narrow" in text
+
+
+def test_active_units_count_dimensions_that_carry_information():
+    rng = np.random.default_rng(0)
+    means = np.column_stack([rng.normal(size=500), 0.01 * rng.normal(size=500), rng.normal(size=500)])
+    units = dg.active_units(means)
+    assert units["active"] == 2 and units["dims"] == 3
+    collapsed = dg.active_units(0.001 * rng.normal(size=(500, 4)))
+    assert collapsed["active"] == 0 and "posterior collapse" in dg.active_verdict({"z": collapsed})
