@@ -240,7 +240,7 @@ def image_sections(model, idata, result: dict) -> list[str]:
 
 
 def write_report(path: str | Path, model, idata, result: dict) -> Path:
-    """Write ``report.html`` for a :func:`ppmodels.diagnose.diagnose` result and its InferenceData."""
+    """Write ``report.html`` for a :func:`ppmodels.diagnosis.diagnose` result and its InferenceData."""
     verdicts = result["verdicts"]
     is_image = len(model.config.x_shape) == 3
     labels = idata.observed_data["y"].values if "y" in idata.observed_data else None

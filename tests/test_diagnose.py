@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ppmodels.api import train
-from ppmodels.diagnose import DIAGNOSTICS, IDATA, REPORT, diagnose
+from ppmodels.diagnosis import DIAGNOSTICS, IDATA, REPORT, diagnose
 from ppmodels.train import TrainConfig
 
 M, S = 24, 30
