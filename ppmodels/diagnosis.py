@@ -113,8 +113,8 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         result = ppmodels.diagnose("runs/vae", split="test", num_data=500, particles=200)
         result["verdicts"]["khat"]
     """
-    if num_data < 1 or particles < 2:
-        raise ConfigError(f"need --num-data >= 1 and --particles >= 2 (k-hat needs many draws; 200 is a good start), got {num_data} and {particles}")
+    if num_data < 1 or particles < dg.MIN_DRAWS:
+        raise ConfigError(f"need --num-data >= 1 and --particles >= {dg.MIN_DRAWS} (k-hat needs many draws; 200 is a good start), got {num_data} and {particles}")
     run = Path(run)
     model = load(run)
     run_config = read_json(run / CONFIG)
@@ -179,18 +179,15 @@ def summary_table(result: dict) -> str:
             ("k-hat > 0.7 / > 0.5", f"{100 * khat['frac_above_0.7']:.1f}% / {100 * khat['frac_above_0.5']:.1f}%  (median {khat['median']:.2f})"),
             ("IW log-likelihood", f"{ll['iw']:.2f} +- {ll['iw_se']:.2f}  (PSIS {ll['psis']:.2f})"),
             ("ELBO (same draws)", f"{ll['elbo']:.2f} +- {ll['elbo_se']:.2f}  (gap {ll['gap']:.2f} +- {ll['gap_se']:.2f})")]
-    if result.get("calibration"):
-        cal = result["calibration"]
-        rows.append(("accuracy / ECE", f"{100 * cal['accuracy']:.1f}% / {cal['ece']:.3f}"))
-    pit = result.get("pit")
-    if pit and pit.get("tail_fraction") is not None:
-        rows.append(("PIT tails (uniform 10%)", f"{100 * pit['tail_fraction']:.1f}%  (KS {pit['ks_distance']:.3f})"))
-    if result.get("reconstruction"):
-        rec = result["reconstruction"]
-        rows.append(("recon. error held-out - train", f"{rec['difference']:+.2f} +- {rec['difference_se']:.2f} nats"))
-    conv = result.get("convergence")
-    if conv and conv.get("slope") is not None:
-        rows.append(("ELBO slope, last epochs", f"{conv['slope']:+.3f} per epoch  (best epoch {conv['best_epoch']}, {conv['epochs_since_best']} ago)"))
+    optional = {
+        "calibration": lambda c: ("accuracy / ECE", f"{100 * c['accuracy']:.1f}% / {c['ece']:.3f}"),
+        "pit": lambda p: p.get("tail_fraction") is not None and
+        ("PIT tails (uniform 10%)", f"{100 * p['tail_fraction']:.1f}%  (KS {p['ks_distance']:.3f})"),
+        "reconstruction": lambda r: ("recon. error held-out - train", f"{r['difference']:+.2f} +- {r['difference_se']:.2f} nats"),
+        "convergence": lambda c: c.get("slope") is not None and
+        ("ELBO slope, last epochs", f"{c['slope']:+.3f} per epoch  (best epoch {c['best_epoch']}, {c['epochs_since_best']} ago)"),
+    }
+    rows += [row for key, make in optional.items() if result.get(key) and (row := make(result[key]))]
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
     lines += ["", *(f"{name}: {text}" for name, text in result["verdicts"].items())]

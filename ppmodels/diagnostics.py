@@ -24,7 +24,11 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
+from .errors import ConfigError
+
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7
+#: PSIS fits the largest min(0.2 S, 3 sqrt(S)) weights and gives up (k-hat = inf) below 5 of them: S >= 21
+MIN_DRAWS = 21
 
 
 def _arviz():
@@ -49,6 +53,8 @@ def psis(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     exact guide) have no tail to fit; their k-hat is set to -inf, the limit of a bounded tail.
     """
     lw = np.asarray(log_weights, dtype=np.float64)
+    if lw.shape[-1] < MIN_DRAWS:
+        raise ConfigError(f"PSIS needs at least {MIN_DRAWS} draws per datum to fit a tail (100 or more to be reliable), got {lw.shape[-1]}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # arviz warns once per call when some k-hat > 0.7
         smoothed, khat = _arviz().psislw(lw.copy(), normalize=False)

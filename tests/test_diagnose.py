@@ -119,4 +119,22 @@ def test_diagnose_refuses_too_few_particles(tmp_path):
     from ppmodels.errors import ConfigError
 
     with pytest.raises(ConfigError, match="particles"):
-        diagnose(tmp_path, particles=1)
+        diagnose(tmp_path, particles=20)
+
+
+def test_batched_posterior_keeps_the_layout():
+    import torch
+
+    from ppmodels.models import M2
+    from ppmodels.posterior import posterior_idata
+
+    m2 = M2(x_shape=[1, 8, 8], z_dim=2, hidden=[8])
+    x, y = torch.rand(7, 1, 8, 8), torch.tensor([0, 1, 2, 3, 4, 5, 6])
+    whole = posterior_idata(m2, x, num_draws=4, seed=3, y=y)
+    batched = posterior_idata(m2, x, num_draws=4, seed=3, y=y, batch_size=3, predictive_draws=2)
+    assert batched.posterior["z"].shape == whole.posterior["z"].shape == (1, 4, 7, 2)
+    assert batched.posterior_predictive["x"].shape == (1, 2, 7, 1, 8, 8)
+    assert batched.sample_stats["log_weight"].shape == (1, 4, 7)
+    assert batched.posterior["y"].shape == (1, 4, 7, 10)  # y is a latent of M2: sampled from q(y|x)
+    np.testing.assert_array_equal(batched.observed_data["y"].values, y.numpy())
+    assert np.isfinite(batched.sample_stats["log_weight"].values).all()

@@ -97,6 +97,14 @@ def test_a_too_narrow_guide_underestimates_the_evidence_and_the_gap_shows_it(dat
     assert math.isclose(ll["gap"], ll["iw"] - ll["elbo"], rel_tol=1e-9)
 
 
+def test_too_few_draws_for_a_tail_fit_are_refused():
+    from ppmodels.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least 21 draws"):
+        dg.pareto_khat(np.zeros((3, 20)))
+    assert np.isfinite(dg.pareto_khat(np.random.default_rng(0).normal(size=(3, 21)))["khat"]).all()
+
+
 def test_worst_reports_the_named_data_with_the_largest_khat():
     rng = np.random.default_rng(0)
     lw = rng.normal(size=(5, 1000))
