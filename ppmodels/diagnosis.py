@@ -73,10 +73,11 @@ def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndar
     stats = idata.sample_stats
     weights = "iw_log_weight" if "iw_log_weight" in stats else "log_weight"
     log_weights = stats[weights].values[0].T  # (datum, draw): samples last, as psislw wants
-    result: dict[str, Any] = {"khat": dg.pareto_khat(log_weights, datum), "log_likelihood": dg.log_likelihood_summary(log_weights),
-                              "log_weights": weights}
+    guide_weights = stats["log_weight"].values[0].T
+    result: dict[str, Any] = {"khat": dg.pareto_khat(log_weights, datum), "log_weights": weights,
+                              "log_likelihood": dg.log_likelihood_summary(log_weights, guide_weights)}
     if weights != "log_weight":  # also judge the whole guide, discrete latents sampled rather than summed
-        result["khat_sampled_guide"] = dg.pareto_khat(stats["log_weight"].values[0].T, datum)
+        result["khat_sampled_guide"] = dg.pareto_khat(guide_weights, datum)
     result["active_units"] = {name: dg.active_units(means) for name, means in dg.continuous_latents(idata).items()}
     errors = -idata.log_likelihood["x"].values[0].mean(0)
     result["reconstruction_error"] = errors
@@ -178,7 +179,7 @@ def summary_table(result: dict) -> str:
     rows = [("data points x draws", f"{result['num_data']} x {result['particles']} ({result['data']}, {result['split']})"),
             ("k-hat > 0.7 / > 0.5", f"{100 * khat['frac_above_0.7']:.1f}% / {100 * khat['frac_above_0.5']:.1f}%  (median {khat['median']:.2f})"),
             ("IW log-likelihood", f"{ll['iw']:.2f} +- {ll['iw_se']:.2f}  (PSIS {ll['psis']:.2f})"),
-            ("ELBO (same draws)", f"{ll['elbo']:.2f} +- {ll['elbo_se']:.2f}  (gap {ll['gap']:.2f} +- {ll['gap_se']:.2f})")]
+            ("ELBO (guide draws)", f"{ll['elbo']:.2f} +- {ll['elbo_se']:.2f}  (gap {ll['gap']:.2f} +- {ll['gap_se']:.2f})")]
     optional = {
         "calibration": lambda c: ("accuracy / ECE", f"{100 * c['accuracy']:.1f}% / {c['ece']:.3f}"),
         "pit": lambda p: p.get("tail_fraction") is not None and

@@ -87,18 +87,21 @@ def pareto_khat(log_weights: np.ndarray, datum_index: np.ndarray | None = None, 
     }
 
 
-def log_likelihood_summary(log_weights: np.ndarray) -> dict[str, Any]:
+def log_likelihood_summary(log_weights: np.ndarray, guide_log_weights: np.ndarray | None = None) -> dict[str, Any]:
     """Per-datum estimates of log p(x) from ``(N, S)`` log-weights, with mean and standard error over data.
 
     - ``iw``: ``log mean_s w_s``, the importance-weighted bound (Burda et al. 2016); it rises towards log p(x) with S.
     - ``psis``: the same with Pareto-smoothed weights (less variance when a few weights dominate).
-    - ``elbo``: ``mean_s log w_s``, the ELBO from the same draws.
+    - ``elbo``: ``mean_s log w_s``, the ELBO; from ``guide_log_weights`` when given: a model that sums a discrete
+      latent exactly in ``log_weights`` has the per-draw weights of its whole guide there (y sampled), whose mean
+      log is the ELBO it trained; the mean log of the exact-sum weights would be a tighter bound, not the ELBO.
     - ``gap``: ``iw - elbo`` >= 0, the part of the ELBO's slack that S draws recover: the guide's looseness.
     """
     lw = np.asarray(log_weights, dtype=np.float64)
     smoothed, _ = psis(lw)
     s = lw.shape[-1]
-    per_datum = {"iw": logsumexp(lw, axis=-1) - math.log(s), "psis": logsumexp(smoothed, axis=-1) - math.log(s), "elbo": lw.mean(-1)}
+    elbo = (lw if guide_log_weights is None else np.asarray(guide_log_weights, dtype=np.float64)).mean(-1)
+    per_datum = {"iw": logsumexp(lw, axis=-1) - math.log(s), "psis": logsumexp(smoothed, axis=-1) - math.log(s), "elbo": elbo}
     per_datum["gap"] = per_datum["iw"] - per_datum["elbo"]
     summary: dict[str, Any] = {"num_particles": s, "per_datum": per_datum}
     for name, values in per_datum.items():
@@ -252,7 +255,8 @@ def khat_verdict(khat: dict, noun: str = "data points") -> str:
         tail = f"the guide covers the posterior of most {noun}; the worst ones (listed) are where it fails"
     else:
         tail = "the guide covers the posterior well; importance sampling from it is reliable"
-    return f"{head}: {tail}."
+    caution = " With fewer than 100 draws per datum k-hat itself is noisy." if khat["num_particles"] < 100 else ""
+    return f"{head}: {tail}.{caution}"
 
 
 def log_likelihood_verdict(ll: dict) -> str:

@@ -215,10 +215,11 @@ def image_sections(model, idata, result: dict) -> list[str]:
     x = idata.observed_data["x"].values
     show = min(16, len(x))
     if hasattr(model, "reconstruct"):
-        recon = np.asarray(model.reconstruct(torch.as_tensor(x[:show])))
-    else:  # the mean of the stored posterior predictive draws
-        recon = idata.posterior_predictive["x"].values[0, :, :show].mean(0)
-    out = [section("Reconstructions", None, images_figure([("originals", x[:show]), ("reconstructions (mean of p(x|z) at E[z|x])", recon)], show, "reconstructions"),
+        recon, how = np.asarray(model.reconstruct(torch.as_tensor(x[:show]))), "mean of p(x|z) at z = E[z|x]"
+    else:  # models with a discrete latent: average the stored posterior predictive draws
+        draws = idata.posterior_predictive["x"].values[0, :, :show]
+        recon, how = draws.mean(0), f"average of {len(draws)} posterior predictive draws"
+    out = [section("Reconstructions", None, images_figure([("originals", x[:show]), (f"reconstructions ({how})", recon)], show, "reconstructions"),
                    "Each reconstruction sits below its original. Blurry but recognisable is normal for a VAE; a wrong digit means the latent code lost it.")]
     khat = result["khat"]["khat"]
     worst = np.argsort(-np.nan_to_num(khat, neginf=-1e9))[:show]
@@ -256,7 +257,7 @@ def write_report(path: str | Path, model, idata, result: dict) -> Path:
                          "k-hat (Yao et al. 2018) estimates how heavy the tail of the importance weights p(x,z)/q(z|x) is. Below 0.5 (dashed) the guide covers the "
                          "posterior; above 0.7 (solid) it is too narrow and importance sampling from it is unreliable."))
     parts.append(section("How tight is the ELBO?", verdicts["log_likelihood"],
-                         table([("ELBO (same draws)", f"{ll['elbo']:.3f} +- {ll['elbo_se']:.3f}"), ("importance-weighted bound", f"{ll['iw']:.3f} +- {ll['iw_se']:.3f}"),
+                         table([("ELBO (guide draws)", f"{ll['elbo']:.3f} +- {ll['elbo_se']:.3f}"), ("importance-weighted bound", f"{ll['iw']:.3f} +- {ll['iw_se']:.3f}"),
                                 ("PSIS-smoothed bound", f"{ll['psis']:.3f} +- {ll['psis_se']:.3f}"), ("gap (IW - ELBO)", f"{ll['gap']:.3f} +- {ll['gap_se']:.3f}")],
                                ("estimate, nats per datum", "mean +- standard error")) + gap_figure(ll["per_datum"]),
                          "Points far above the diagonal are data whose posterior the guide approximates poorly."))

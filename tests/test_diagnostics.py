@@ -196,3 +196,11 @@ def test_active_units_count_dimensions_that_carry_information():
     assert units["active"] == 2 and units["dims"] == 3
     collapsed = dg.active_units(0.001 * rng.normal(size=(500, 4)))
     assert collapsed["active"] == 0 and "posterior collapse" in dg.active_verdict({"z": collapsed})
+
+
+def test_the_elbo_comes_from_the_guide_weights_when_the_bound_uses_exact_sums():
+    rng = np.random.default_rng(0)
+    exact, sampled = rng.normal(-10, 0.3, size=(4, 50)), rng.normal(-12, 1.0, size=(4, 50))
+    ll = dg.log_likelihood_summary(exact, sampled)
+    np.testing.assert_allclose(ll["per_datum"]["elbo"], sampled.mean(1))
+    assert ll["gap"] == pytest.approx(ll["iw"] - sampled.mean())
