@@ -263,10 +263,14 @@ def write_report(path: str | Path, model, idata, result: dict) -> Path:
                          "Points far above the diagonal are data whose posterior the guide approximates poorly."))
     if is_image:
         parts.extend(image_sections(model, idata, result))
-    for name, points in continuous_latents(idata).items():
-        parts.append(section(f"Latent space {name}", verdicts.get("active_units") if name == next(iter(continuous_latents(idata))) else None,
-                             latent_figure(points, labels, name),
-                             "Coloured by the true label. Classes that form separate clusters are easy to classify from this latent code."))
+    latents = continuous_latents(idata)
+    with_label = "y" in idata.posterior  # then z (z2 in M1+M2) should hold style, not class
+    for i, (name, points) in enumerate(latents.items()):
+        hint = "Coloured by the true label. Classes that form separate clusters are easy to classify from this latent code."
+        if with_label and name == list(latents)[-1]:
+            hint = ("Coloured by the true label. The label has its own latent y here, so this style latent should not cluster by "
+                    "class: clusters mean the class leaked into it and p(x | y) will hardly depend on y.")
+        parts.append(section(f"Latent space {name}", verdicts.get("active_units") if i == 0 else None, latent_figure(points, labels, name), hint))
     if result.get("pit"):
         parts.append(section("Posterior predictive checks", verdicts.get("ppc"),
                              pit_figure(result["pit"], result["reconstruction_error"], result.get("train_reconstruction_error"), model.config.x_shape),
