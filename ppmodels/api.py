@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from .data import Dataset, TrainData, load_dataset, prepare_data
-from .errors import ConfigError, DataError
+from .errors import ConfigError
+from .plugins import config_entry, import_plugins
 from .registry import get_model_class
 from .run import CONFIG, SUMMARY, load, prepare_run_dir, read_json, save_model, write_json
 from .train import BestCheckpoint, MetricsLog, ProgressBar, SampleGrid, TrainConfig
@@ -50,15 +51,18 @@ def open_data(spec: str, data_dir: str | None = None, download: bool = False, la
 def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest", *, data_dir: str | None = None,
           download: bool = False, labels: int | None = None, binarize: str = "none", max_per_class: int | None = None,
           train_config: TrainConfig | None = None, model_options: dict[str, Any] | None = None, overwrite: bool = False,
-          resume: bool = False, progress: bool = True, sample_every: int = 10):
+          resume: bool = False, progress: bool = True, sample_every: int = 10, plugins: list[str] | None = None):
     """Train a registered model on a data spec and write a run folder; returns ``(model, summary)``.
 
     With ``resume=True`` everything (model, data, training options) is read back from ``out/config.json``
-    and training continues from ``out/checkpoints/last.pt``.
+    and training continues from ``out/checkpoints/last.pt``. ``plugins`` (``.py`` files or module names) are
+    imported first so that user models they register can be named (see :mod:`ppmodels.plugins`).
     """
+    import_plugins(plugins)
     out = prepare_run_dir(out, overwrite=overwrite, resume=resume)
     if resume:
         saved = read_json(out / CONFIG)
+        import_plugins(saved.get("plugins"))
         model_name, cfg = saved["model"], saved["data"]
         data, data_dir, labels, binarize, max_per_class = (cfg[k] for k in DATA_OPTIONS)
         train_config = TrainConfig(**saved["train"])
@@ -73,6 +77,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         write_json(out / CONFIG, {
             "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
             "data": dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), "seed": train_config.seed,
+            **config_entry(cls),
         })
     callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out)]
     if sample_every and bundle.dataset.is_image:
@@ -131,23 +136,10 @@ def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None 
 
 
 def sample(run: str | Path, num: int, out: str | Path, *, seed: int = 0) -> Path:
-    """Write ``num`` prior samples (decoded means) of a trained model to a ``.png`` grid (image data) or ``.npy``."""
-    from .plots import save_image_grid
+    """Write ``num`` prior samples (decoded means) of a trained model to a ``.png`` grid (image data) or ``.npy``.
 
-    out = Path(out)
-    if num < 1:
-        raise ConfigError(f"--num must be at least 1, got {num}")
-    model = load(run)
-    if not hasattr(model, "sample"):
-        raise ConfigError(f"model {model.name!r} cannot sample")
-    images = model.sample(num, generator=torch.Generator().manual_seed(seed))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".png":
-        if len(model.config.x_shape) != 3:
-            raise DataError(f"--out {out.name}: PNG needs image data (C x H x W) but the model's data has shape {model.config.x_shape}; write .npy instead")
-        save_image_grid(images, out)
-    elif out.suffix == ".npy":
-        np.save(out, images)
-    else:
-        raise ConfigError(f"--out {out} must end in .png or .npy")
-    return out
+    The other modes of ``ppmodels sample`` (posterior, class-conditional, analogies) are in :mod:`ppmodels.sampling`.
+    """
+    from .sampling import sample_prior
+
+    return sample_prior(run, num, out, seed=seed)
