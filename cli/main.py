@@ -6,6 +6,7 @@ import typer
 
 from .encode import encode
 from .models import models
+from .plugins import plugins
 from .sample import sample
 from .train import train
 
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.callback()(plugins)
 app.command()(models)
 app.command()(train)
 app.command()(encode)

@@ -34,7 +34,6 @@ def train(
     clip_norm: Annotated[Optional[float], typer.Option(min=0, help="Clip the gradient norm to this value.")] = None,
     skip_nonfinite: Annotated[bool, typer.Option(help="Skip batches with a non-finite loss or gradient instead of stopping.")] = False,
     sample_every: Annotated[int, typer.Option(min=0, help="Save a PNG grid of samples every this many epochs (image data; 0: never).")] = 10,
-    plugin: Annotated[Optional[list[str]], typer.Option(help="A .py file or module that registers a user model (repeatable); recorded in the run.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Other model options as KEY=VALUE (repeatable), e.g. --set classifier=logistic.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder to write (default: runs/MODEL).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
@@ -48,7 +47,7 @@ def train(
     out = out or Path("runs") / model
     _, summary = train_run(model, data, out, data_dir=data_dir, download=download, labels=labels, binarize=binarize,
                            max_per_class=max_per_class, train_config=config, model_options=options, overwrite=overwrite,
-                           resume=resume, progress=not quiet, sample_every=sample_every, plugins=plugin)
+                           resume=resume, progress=not quiet, sample_every=sample_every)
     typer.echo(f"run folder: {out}")
     for key in ("epochs", "train_elbo", "valid_elbo", "test_elbo", "test_accuracy", "wall_time_s"):
         if key in summary:

@@ -15,7 +15,7 @@ import torch
 
 from .data import Dataset, TrainData, load_dataset, prepare_data
 from .errors import ConfigError
-from .plugins import config_entry, import_plugins
+from .plugins import config_entry, import_plugins, require_plugins
 from .registry import get_model_class
 from .run import CONFIG, SUMMARY, load, prepare_run_dir, read_json, save_model, write_json
 from .train import BestCheckpoint, MetricsLog, ProgressBar, SampleGrid, TrainConfig
@@ -62,7 +62,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     out = prepare_run_dir(out, overwrite=overwrite, resume=resume)
     if resume:
         saved = read_json(out / CONFIG)
-        import_plugins(saved.get("plugins"))
+        require_plugins(saved.get("plugins"), saved.get("model"))
         model_name, cfg = saved["model"], saved["data"]
         data, data_dir, labels, binarize, max_per_class = (cfg[k] for k in DATA_OPTIONS)
         train_config = TrainConfig(**saved["train"])

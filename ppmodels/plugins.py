@@ -3,14 +3,15 @@
 A user model is a class decorated with :func:`ppmodels.register_model` in a file of its own. Three ways make it
 known to the registry, all of which just import that file or module:
 
-1. ``ppmodels train NAME --plugin my_model.py`` (or ``--plugin my_package.my_model``). The run's ``config.json``
-   records the plugin, so :func:`ppmodels.load` and every command on the run import it again.
+1. The CLI option ``ppmodels --plugin my_model.py COMMAND ...`` (or ``--plugin my_package.my_model``), and in
+   Python :func:`import_plugin` (or ``ppmodels.train(..., plugins=[...])``).
 2. The environment variable ``PPMODELS_PLUGINS``: files or modules separated by ``:`` (``;`` on Windows),
    imported at the first registry lookup of every process.
 3. An installed package's entry point in the group ``ppmodels.models``, loaded at the first registry lookup.
 
-Loading a run folder that names a plugin imports that plugin, i.e. runs its code, as importing it would:
-load run folders written by people you trust (the weights themselves are safetensors and run nothing).
+A run of a user model records its plugin in ``config.json``. Loading the run does *not* import it on its own
+(that would let a run folder from someone else run code, which the safetensors weights were chosen to avoid):
+:func:`ppmodels.load` asks for the plugin by name, with a one-line error saying how to pass it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from .errors import ConfigError, PPModelsError
+from .errors import ConfigError, PPModelsError, RunError
 
 ENV_VAR = "PPMODELS_PLUGINS"
 ENTRY_POINT_GROUP = "ppmodels.models"
@@ -45,7 +46,7 @@ def import_plugin(spec: str) -> ModuleType:
         except ModuleNotFoundError as exc:
             raise ConfigError(f"plugin module {spec!r} cannot be imported ({exc}); give an importable module or a .py file path") from None
     path = Path(spec).expanduser().resolve()
-    name = MODULE_PREFIX + path.stem + "_" + hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    name = _file_module_name(path)
     if name in sys.modules:
         return sys.modules[name]
     if not path.is_file():
@@ -64,9 +65,28 @@ def import_plugin(spec: str) -> ModuleType:
     return module
 
 
+def _file_module_name(path: Path) -> str:
+    return MODULE_PREFIX + path.stem + "_" + hashlib.sha1(str(path).encode()).hexdigest()[:8]
+
+
 def import_plugins(specs: list[str] | None) -> None:
     for spec in specs or []:
         import_plugin(spec)
+
+
+def is_imported(spec: str) -> bool:
+    """Whether the plugin ``spec`` has been imported in this process."""
+    spec = str(spec).strip()
+    return (_file_module_name(Path(spec).expanduser().resolve()) if is_file_spec(spec) else spec) in sys.modules
+
+
+def require_plugins(specs: list[str] | None, model_name: str) -> None:
+    """Check that the plugins a run recorded are imported (by ``--plugin``, ``PPMODELS_PLUGINS`` or the caller)."""
+    load_external_plugins()
+    for spec in specs or []:
+        if not is_imported(spec):
+            raise RunError(f"this run's model {model_name!r} comes from the plugin {spec}, which is not imported: pass "
+                           f"--plugin {spec} (before the command), set {ENV_VAR}={spec}, or call ppmodels.import_plugin first")
 
 
 def load_external_plugins() -> None:

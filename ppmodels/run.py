@@ -117,12 +117,12 @@ def save_model(model, path: str | Path) -> None:
 
 def build_model(config: dict):
     """A fresh, untrained model from a run's ``config.json`` content, found by its registered name."""
-    from .plugins import import_plugins
+    from .plugins import require_plugins
     from .registry import get_model_class
 
     if not isinstance(config, dict) or "model" not in config:
         raise RunError("config.json names no model; the run folder is damaged")
-    import_plugins(config.get("plugins"))  # a user model's file, recorded at training time
+    require_plugins(config.get("plugins"), config["model"])
     cls = get_model_class(config["model"])
     try:
         return cls(cls.Config(**config.get("model_config", {})))

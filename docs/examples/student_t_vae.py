@@ -74,11 +74,16 @@ class StudentTVAE(PPModel):
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
     @torch.no_grad()
-    def transform(self, x) -> np.ndarray:
-        """Posterior means of z: ``(N, z_dim)``."""
+    def encode(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """``(z_loc, z_scale)`` of q(z|x), each ``(N, z_dim)`` (``ppmodels encode`` writes these)."""
         x = self.check_x(x)
         with self.evaluating():
-            return self.encoder(flatten_event(x, self.config.x_shape))[0].cpu().numpy()
+            loc, scale = self.encoder(flatten_event(x, self.config.x_shape))
+        return loc.cpu().numpy(), scale.cpu().numpy()
+
+    def transform(self, x) -> np.ndarray:
+        """Posterior means of z: ``(N, z_dim)``."""
+        return self.encode(x)[0]
 
     @torch.no_grad()
     def sample(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:
