@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 from .api import encode, sample, train  # noqa: E402
 from .data import load_dataset, prepare_data  # noqa: E402
+from .evaluation import evaluate  # noqa: E402
 from .errors import ConfigError, DataError, DataNotFoundError, PPModelsError, RunError, TrainingError  # noqa: E402
 from .plugins import import_plugin  # noqa: E402
 from .registry import get_model_class, list_models, register_model  # noqa: E402
@@ -20,5 +21,6 @@ from .train import TrainConfig, Trainer  # noqa: E402
 
 __all__ = [
     "ConfigError", "DataError", "DataNotFoundError", "PPModelsError", "RunError", "TrainConfig", "Trainer", "TrainingError",
-    "encode", "get_model_class", "import_plugin", "list_models", "load", "load_dataset", "prepare_data", "register_model", "sample", "train",
+    "encode", "evaluate", "get_model_class", "import_plugin", "list_models", "load", "load_dataset", "prepare_data", "register_model", "sample",
+    "train",
 ]

@@ -2,6 +2,8 @@
 
 from .base import ModelConfig, PPModel, data_plate
 from .m1 import M1, M1Config
+from .m1m2 import M1M2, M1M2Config
+from .m2 import M2, M2Config
 from .vae import VAE, VAEConfig, observation_dist
 
-__all__ = ["M1", "M1Config", "ModelConfig", "PPModel", "VAE", "VAEConfig", "data_plate", "observation_dist"]
+__all__ = ["M1", "M1Config", "M1M2", "M1M2Config", "M2", "M2Config", "ModelConfig", "PPModel", "VAE", "VAEConfig", "data_plate", "observation_dist"]

@@ -1,7 +1,8 @@
 """What every ppmodels model shares: its config, the Pyro loss, batching, and the scikit-learn style surface.
 
 A model is an ``nn.Module`` holding plain networks, with a Pyro ``model()``/``guide()`` pair. The trainer only
-calls :meth:`PPModel.training_batches`, :meth:`PPModel.loss` and :meth:`PPModel.elbo_per_datum`, so a model
+calls :meth:`PPModel.training_batches`, :meth:`PPModel.loss`, :meth:`PPModel.elbo_per_datum` and the stage hooks
+(:meth:`PPModel.training_stage`, :meth:`PPModel.start_stage`), so a model
 with an unusual objective (the M2 classifier term, say) overrides those and nothing else changes.
 """
 
@@ -112,6 +113,15 @@ class PPModel(nn.Module):
         perm = torch.randperm(len(x), generator=generator)
         for idx in perm.split(batch_size):
             yield {"x": x[idx].to(self.device), "num_data": len(x)}
+
+    def training_stage(self, epoch: int, num_epochs: int) -> str:
+        """The stage that epoch ``epoch`` (1-based) of ``num_epochs`` belongs to. Models trained in stages (M1+M2)
+        override this; when it changes the trainer calls :meth:`start_stage` and restarts early stopping, which
+        only ends training in the final stage."""
+        return "fit"
+
+    def start_stage(self, stage: str, data: TrainData) -> None:
+        """Prepare for ``stage`` (the trainer calls this before its first epoch, and again when resuming)."""
 
     def evaluation_batches(self, split: Split, batch_size: int = 1000) -> Iterator[Batch]:
         """Unscaled batches (``num_data`` = batch size) covering ``split`` once, in order."""

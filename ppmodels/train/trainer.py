@@ -63,6 +63,7 @@ class TrainState:
     skipped_batches: int = 0
     stopped_early: bool = False
     elapsed: float = 0.0
+    stage: str = ""
 
 
 class Trainer:
@@ -95,7 +96,9 @@ class Trainer:
             self._restore()
         self._emit("on_train_start")
         start = time.perf_counter() - self.state.elapsed
+        self._stage = None
         while self.state.epoch < self.config.epochs and not self.state.stopped_early:
+            self._enter_stage()
             record = self._run_epoch()
             self.state.elapsed = time.perf_counter() - start
             record["elapsed"] = round(self.state.elapsed, 3)
@@ -110,6 +113,20 @@ class Trainer:
 
     def _done(self) -> bool:
         return self.state.epoch >= self.config.epochs or self.state.stopped_early
+
+    def _enter_stage(self) -> None:
+        """Tell the model which training stage the next epoch is in; a new stage starts from the best weights of the
+        last one, with early stopping restarted (M1+M2 trains its M1 first, then its M2)."""
+        state = self.state
+        stage = self.model.training_stage(state.epoch + 1, self.config.epochs)
+        if stage == self._stage:
+            return
+        if state.stage and stage != state.stage:
+            if self.best_weights is not None:
+                self.model.load_state_dict(self.best_weights)
+            state.best_valid_elbo, state.epochs_without_improvement, self.best_weights = -math.inf, 0, None
+        state.stage = self._stage = stage
+        self.model.start_stage(stage, self.data)
 
     def _run_epoch(self) -> dict[str, Any]:
         model, state = self.model, self.state
@@ -127,7 +144,7 @@ class Trainer:
         state.skipped_batches += skipped
         if not losses:
             raise TrainingError(f"every batch of epoch {state.epoch} was non-finite and skipped; lower --lr or check the data")
-        record = {"epoch": state.epoch, "step": state.step, "train_elbo": -sum(losses) / len(losses) / len(self.data.train)}
+        record = {"epoch": state.epoch, "stage": state.stage, "step": state.step, "train_elbo": -sum(losses) / len(losses) / len(self.data.train)}
         if self.data.valid is not None:
             record["valid_elbo"] = model.elbo_per_datum(self.data.valid, batch_size=max(self.config.batch_size, 500))
         self._update_early_stopping(record)
@@ -169,7 +186,8 @@ class Trainer:
             self._emit("on_best")
         else:
             state.epochs_without_improvement += 1
-            if self.config.patience is not None and state.epochs_without_improvement >= self.config.patience:
+            final_stage = self.model.training_stage(self.config.epochs, self.config.epochs) == state.stage
+            if self.config.patience is not None and state.epochs_without_improvement >= self.config.patience and final_stage:
                 state.stopped_early = True
 
     def _emit(self, hook: str, *args: Any) -> None:

@@ -1,0 +1,40 @@
+"""``ppmodels evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ppmodels.evaluation import evaluate as evaluate_run
+
+from .common import handle_errors
+
+SCALARS = ("num_examples", "accuracy", "balanced_accuracy", "majority_rate", "elbo", "iw_log_likelihood")
+
+
+@handle_errors
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `ppmodels train`.")],
+    data: Annotated[Optional[str], typer.Option(help="Data spec to evaluate on (default: the run's own data).")] = None,
+    data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first.")] = None,
+    split: Annotated[str, typer.Option(help="Held-out split: test or valid.")] = "test",
+    iw_samples: Annotated[int, typer.Option(min=0, help="Importance samples per datum for the IW log-likelihood bound (0: skip).")] = 100,
+    out: Annotated[Optional[Path], typer.Option(help="Write the JSON here instead of RUN/evaluation.json.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the Monte Carlo estimates.")] = 0,
+) -> None:
+    """Evaluate a trained run on a held-out split: accuracy, balanced accuracy, per-class accuracy, confusion matrix,
+    ELBO and importance-weighted log-likelihood per datum. Writes RUN/evaluation.json."""
+    result = evaluate_run(run, data, split, iw_samples, data_dir=data_dir, out=out, seed=seed)
+    typer.echo(f"{result['model']} on {result['data']} ({result['split']} split)")
+    for key in SCALARS:
+        if key in result:
+            value = result[key]
+            typer.echo(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    if "per_class_accuracy" in result:
+        cells = " ".join("-" if a is None else f"{a:.3f}" for a in result["per_class_accuracy"])
+        typer.echo(f"per_class_accuracy: {cells}")
+    for warning in result["warnings"]:
+        typer.secho(f"WARNING: {warning}", err=True, fg=typer.colors.RED, bold=True)
+    typer.echo(f"wrote {out or run / 'evaluation.json'}")

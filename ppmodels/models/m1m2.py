@@ -1,0 +1,190 @@
+"""The stacked M1+M2 model (Kingma et al. 2014): M2 on the latent features z1 of an M1 (VAE), trained in two stages."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+
+from ..data import Split, TrainData
+from ..errors import ConfigError
+from ..nets import flatten_event
+from ..registry import register_model
+from .base import Batch, ModelConfig, PPModel, data_plate
+from .m2 import CLASS_PRIORS, M2
+from .vae import VAE
+
+STAGES = ("m1", "m2")
+
+
+@dataclasses.dataclass
+class M1M2Config(ModelConfig):
+    """:param num_classes: K. :param z1_dim, z2_dim: sizes of the M1 latent z1 and the M2 style latent z2.
+    :param m1_hidden, m2_hidden: hidden layer sizes of the M1 (VAE) and M2 networks. :param activation: nonlinearity.
+    :param alpha, class_prior, balanced_labeled, labeled_batch_size: as in :class:`~ppmodels.models.m2.M2Config`.
+    :param m1_epochs: epochs of the first stage (``None``: half of the epochs). :param drop_inactive: model only the
+    z1 dimensions whose posterior mean varies over the training data (std above ``active_std``); the others follow
+    N(0, 1) and M2 ignores them, as in the original code.
+    """
+
+    num_classes: int = 10
+    z1_dim: int = 50
+    z2_dim: int = 50
+    m1_hidden: list[int] = dataclasses.field(default_factory=lambda: [600, 600])
+    m2_hidden: list[int] = dataclasses.field(default_factory=lambda: [500])
+    activation: str = "softplus"
+    alpha: float | None = None
+    class_prior: str = "uniform"
+    balanced_labeled: bool = True
+    labeled_batch_size: int | None = None
+    m1_epochs: int | None = None
+    drop_inactive: bool = True
+    active_std: float = 0.1
+
+    def validate(self) -> None:
+        super().validate()
+        if self.m1_epochs is not None and self.m1_epochs < 1:
+            raise ConfigError(f"m1_epochs must be at least 1, got {self.m1_epochs}")
+        if self.class_prior not in CLASS_PRIORS:
+            raise ConfigError(f"unknown class_prior {self.class_prior!r}; use uniform or labeled")
+
+
+@register_model("m1m2")
+class M1M2(PPModel):
+    """M1+M2: a VAE (M1) learns features z1 of x; an M2 models z1 with a label y and a style z2.
+
+    Generative story, for each datum::
+
+        y ~ Categorical(pi),   z2 ~ Normal(0, I)                  (z2_dim)
+        z1 ~ Normal(mu(y, z2), sigma(y, z2))                      (z1_dim; inactive dims ~ Normal(0, 1))
+        x ~ p(x | z1)                                             (the M1 decoder)
+
+    Guide: ``q(z1 | x)`` (the M1 encoder), ``q(y | z1)`` (enumerated for the ELBO), ``q(z2 | z1, y)``.
+    Training, as in the paper: stage ``m1`` trains the VAE alone for ``m1_epochs``; stage ``m2`` then trains the
+    M2 on draws ``z1 ~ q(z1 | x)``, resampled every epoch, with its semi-supervised objective ``J_alpha``. Both run
+    in the one trainer, through the stage hooks. Prediction goes from pixels to labels:
+    ``argmax_y q(y | E[z1 | x])``.
+
+    Example::
+
+        data = prepare_data(load_dataset("digits"), num_labels=50)
+        model = M1M2(x_shape=[1, 8, 8], z1_dim=16, z2_dim=8, m1_hidden=[256], m2_hidden=[256], m1_epochs=100)
+        model.fit(data, TrainConfig(epochs=200)).predict(data.test.x)
+
+    Reference: D. P. Kingma, D. J. Rezende, S. Mohamed, M. Welling, "Semi-supervised learning with deep generative
+    models", NeurIPS 2014, section 3.2 (stacked model).
+    """
+
+    Config = M1M2Config
+    config: M1M2Config
+
+    def __init__(self, config: M1M2Config | None = None, **kwargs):
+        super().__init__(config, **kwargs)
+        c = self.config
+        self.m1 = VAE(x_shape=c.x_shape, likelihood=c.likelihood, z_dim=c.z1_dim, hidden=c.m1_hidden, activation=c.activation)
+        self.m2 = M2(x_shape=[c.z1_dim], likelihood="gaussian", num_classes=c.num_classes, z_dim=c.z2_dim, hidden=c.m2_hidden,
+                     activation=c.activation, alpha=c.alpha, class_prior=c.class_prior, balanced_labeled=c.balanced_labeled,
+                     labeled_batch_size=c.labeled_batch_size)
+        self.stage_ = "m2"  # a built or loaded model is the whole stack
+
+    # ----- the stacked Pyro pair (evaluation: ELBO of x) ----------------------------------------------------
+    def model(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
+        """``y ~ p(y)``, ``z2 ~ N(0, I)``, ``z1 ~ p(z1 | y, z2)``, ``x ~ p(x | z1)``."""
+        pyro.module(self.name, self)
+        n = len(x) if x is not None else batch_size or 1
+        with data_plate(n, num_data, self.device):
+            y = pyro.sample("y", self.m2.y_prior(n))
+            z2 = pyro.sample("z2", dist.Normal(torch.zeros(n, self.config.z2_dim, device=self.device), 1.0).to_event(1))
+            z1 = pyro.sample("z1", self.m2.x_dist(z2, y))
+            return pyro.sample("x", self.m1.x_dist(z1), obs=x)
+
+    def guide(self, x: torch.Tensor, num_data: int | None = None, batch_size: int | None = None) -> None:
+        """``z1 ~ q(z1 | x)``, ``y ~ q(y | z1)`` (enumerated), ``z2 ~ q(z2 | z1, y)``."""
+        pyro.module(self.name, self)
+        with data_plate(len(x), num_data, x.device):
+            loc, scale = self.m1.encoder(flatten_event(x, self.config.x_shape))
+            z1 = pyro.sample("z1", dist.Normal(loc, scale).to_event(1))
+            y = pyro.sample("y", dist.OneHotCategorical(logits=self.m2.y_logits(z1)), infer={"enumerate": "parallel"})
+            loc2, scale2 = self.m2.encoder(self.m2.features(z1), y)
+            pyro.sample("z2", dist.Normal(loc2, scale2).to_event(1))
+
+    # ----- two training stages through the shared trainer ---------------------------------------------------
+    def m1_epochs(self, num_epochs: int) -> int:
+        m1 = self.config.m1_epochs or max(1, num_epochs // 2)
+        if m1 >= num_epochs:
+            raise ConfigError(f"m1_epochs ({m1}) leaves no epoch for M2 out of --epochs {num_epochs}; raise --epochs or lower m1_epochs")
+        return m1
+
+    def training_stage(self, epoch: int, num_epochs: int) -> str:
+        return "m1" if epoch <= self.m1_epochs(num_epochs) else "m2"
+
+    def start_stage(self, stage: str, data: TrainData) -> None:
+        self.stage_ = stage
+        if stage == "m2":
+            self.set_active_dims(data.train.x)
+            self.m2.set_class_prior(data.train)
+
+    @torch.no_grad()
+    def set_active_dims(self, x: torch.Tensor) -> None:
+        """Keep the z1 dimensions whose posterior mean has std above ``active_std`` over ``x`` (at least one)."""
+        std = torch.from_numpy(self.m1.encode(x)[0]).std(0)
+        keep = std > self.config.active_std if self.config.drop_inactive else torch.ones_like(std, dtype=torch.bool)
+        keep[std.argmax()] = True
+        self.m2.feature_mask.copy_(keep.float())
+
+    @property
+    def active_dims(self) -> list[int]:
+        return torch.nonzero(self.m2.feature_mask).flatten().tolist()
+
+    def training_batches(self, train: Split, batch_size: int, generator: torch.Generator):
+        if self.stage_ == "m1":
+            yield from self.m1.training_batches(train, batch_size, generator)
+            return
+        z1 = self.sample_z1(train.epoch_x(generator), generator)  # fresh draws from q(z1|x) every epoch
+        yield from self.m2.training_batches(Split(train.name, z1, train.y), batch_size, generator)
+
+    @torch.no_grad()
+    def sample_z1(self, x: torch.Tensor, generator: torch.Generator | None = None, batch_size: int = 2000) -> torch.Tensor:
+        loc, scale = (torch.from_numpy(a) for a in self.m1.encode(x, batch_size))
+        return loc + scale * torch.randn(loc.shape, generator=generator)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        return self.m1.loss(batch) if self.stage_ == "m1" else self.m2.loss(batch)
+
+    def elbo_per_datum(self, split: Split, batch_size: int = 1000) -> float:
+        """In stage ``m1`` the VAE's ELBO (what that stage optimises); otherwise the ELBO of the whole stack."""
+        if self.stage_ == "m1":
+            return self.m1.elbo_per_datum(split, batch_size)
+        return super().elbo_per_datum(split, batch_size)
+
+    # ----- prediction, importance weights, sampling ---------------------------------------------------------
+    def encode(self, x, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior ``(z1_loc, z1_scale)`` of q(z1 | x)."""
+        return self.m1.encode(self.check_x(x), batch_size)
+
+    def predict_proba(self, x) -> np.ndarray:
+        """q(y | z1 = E[z1 | x]): class probabilities ``(N, K)``."""
+        return self.m2.predict_proba(self.encode(x)[0])
+
+    def predict(self, x) -> np.ndarray:
+        return self.predict_proba(x).argmax(1)
+
+    @torch.no_grad()
+    def log_importance_weights(self, x: torch.Tensor, num_particles: int = 10, **kwargs) -> torch.Tensor:
+        """``log p(x|z1) + log p_hat(z1) - log q(z1|x)`` for ``z1 ~ q(z1|x)``, where ``p_hat(z1)`` is M2's unbiased
+        exact-over-y estimate of p(z1) (one z2 draw per class): unbiased for p(x). Shape ``(S, N)``."""
+        x = self.check_x(x)
+        with self.evaluating():
+            loc, scale = self.m1.encoder(flatten_event(x, self.config.x_shape))
+            q = dist.Normal(loc, scale).to_event(1)
+            z1 = q.sample((num_particles,))  # (S, N, z1)
+            log_pz1 = self.m2.exact_log_weights(z1.reshape(-1, self.config.z1_dim), 1).reshape(num_particles, len(x))
+            return self.m1.x_dist(z1).log_prob(x) + log_pz1 - q.log_prob(z1)
+
+    @torch.no_grad()
+    def sample(self, num: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> np.ndarray:
+        """``num`` draws: z1 = the mean of p(z1 | y, z2), decoded to the mean of p(x | z1)."""
+        return self.m1.decode(self.m2.sample(num, generator=generator, y=y))

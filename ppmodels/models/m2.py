@@ -1,0 +1,236 @@
+"""M2, the generative semi-supervised model (Kingma et al. 2014), with the label enumerated for unlabeled data."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Iterator
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch import nn
+from torch.nn import functional as F
+
+from ..data import Split, TrainData
+from ..errors import ConfigError
+from ..nets import Classifier, Decoder, GaussianEncoder, flatten_event
+from ..registry import register_model
+from .base import Batch, ModelConfig, PPModel, data_plate
+from .ssl_batches import labeled_unlabeled_batches
+
+CLASS_PRIORS = ("uniform", "labeled")
+
+
+@dataclasses.dataclass
+class M2Config(ModelConfig):
+    """:param num_classes: number of classes K. :param z_dim: size of the style latent z. :param hidden: hidden layer
+    sizes of the encoder, decoder and classifier. :param activation: nonlinearity. :param alpha: weight of the
+    classification term (``None``: 0.1 * N, N the training-set size, as in the paper). :param class_prior: p(y),
+    ``uniform`` or the ``labeled`` class frequencies. :param balanced_labeled: draw labeled minibatches class-balanced
+    (reweighted so the objective stays unbiased). :param labeled_batch_size: labeled examples per step (``None``:
+    the unlabeled batch size, at most the number of labels).
+    """
+
+    num_classes: int = 10
+    z_dim: int = 50
+    hidden: list[int] = dataclasses.field(default_factory=lambda: [500])
+    activation: str = "softplus"
+    alpha: float | None = None
+    class_prior: str = "uniform"
+    balanced_labeled: bool = True
+    labeled_batch_size: int | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        checks = [(self.num_classes >= 2, f"num_classes must be at least 2, got {self.num_classes}"),
+                  (self.z_dim >= 1, f"z_dim must be at least 1, got {self.z_dim}"),
+                  (all(h >= 1 for h in self.hidden), f"hidden sizes must be positive, got {self.hidden}"),
+                  (self.alpha is None or self.alpha >= 0, f"alpha must be at least 0, got {self.alpha}"),
+                  (self.class_prior in CLASS_PRIORS, f"unknown class_prior {self.class_prior!r}; use uniform or labeled"),
+                  (self.labeled_batch_size is None or self.labeled_batch_size >= 1, "labeled_batch_size must be at least 1")]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+@register_model("m2")
+class M2(PPModel):
+    """M2: a class label y and a style z generate x; unlabeled data sum over y exactly.
+
+    Generative story, for each datum::
+
+        y ~ Categorical(pi)                 (uniform, or the labeled class frequencies)
+        z ~ Normal(0, I)                    (z_dim)
+        x ~ p(x | y, z)                     (Bernoulli(logits=f(y, z)), or Normal(mu(y, z), sigma(y, z)))
+
+    Guide: ``q(y | x) = Categorical(classifier(x))`` and ``q(z | x, y) = Normal(mu(x, y), sigma(x, y))``. For
+    unlabeled data ``y`` is enumerated in parallel (``TraceEnum_ELBO``), never sampled; for labeled data it is
+    observed. The objective is the paper's
+    ``J_alpha = sum_labeled L(x, y) + sum_unlabeled U(x) + alpha * E_labeled[-log q(y | x)]``; each part of a
+    minibatch is scaled by its full-data count, so every step is an unbiased estimate of ``J_alpha``.
+
+    Sample sites: ``y`` (one-hot, batch x K), ``z`` (batch, z_dim), ``x`` (batch, *x_shape), in the plate ``data``.
+    Features whose ``feature_mask`` entry is 0 are not modelled by the networks: they follow Bernoulli(1/2) or
+    Normal(0, 1) (the stacked M1+M2 uses this to drop uninformative latent dimensions).
+
+    :param x_shape, likelihood, num_classes, z_dim, hidden, activation, alpha, class_prior, balanced_labeled,
+        labeled_batch_size: see :class:`M2Config`.
+
+    Example::
+
+        data = prepare_data(load_dataset("digits"), num_labels=50)
+        m2 = M2(x_shape=[1, 8, 8], z_dim=10, hidden=[256]).fit(data, TrainConfig(epochs=100))
+        m2.predict(data.test.x)                       # argmax q(y|x)
+
+    Reference: D. P. Kingma, D. J. Rezende, S. Mohamed, M. Welling, "Semi-supervised learning with deep generative
+    models", NeurIPS 2014, section 3.2.
+    """
+
+    Config = M2Config
+    config: M2Config
+
+    def __init__(self, config: M2Config | None = None, **kwargs):
+        super().__init__(config, **kwargs)
+        c = self.config
+        x_dim, k = math.prod(c.x_shape), c.num_classes
+        out_shape = c.x_shape if c.likelihood == "bernoulli" else [2, *c.x_shape]  # Gaussian: loc and scale
+        self.classifier = Classifier(x_dim, c.hidden, k, c.activation)
+        self.encoder = GaussianEncoder(x_dim + k, c.hidden, c.z_dim, c.activation)
+        self.decoder = Decoder(c.z_dim + k, list(reversed(c.hidden)), out_shape, c.activation)
+        self.register_buffer("log_prior", torch.full((k,), -math.log(k)))
+        self.register_buffer("feature_mask", torch.ones(c.x_shape))
+
+    # ----- distributions ------------------------------------------------------------------------------------
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Flattened inputs of the guide networks, with masked-out features zeroed."""
+        return flatten_event(x * self.feature_mask, self.config.x_shape)
+
+    def y_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of q(y | x), ``(..., K)``."""
+        return self.classifier(self.features(x))
+
+    def x_dist(self, z: torch.Tensor, y: torch.Tensor) -> dist.Distribution:
+        """p(x | y, z) for a one-hot ``y``; leading (enumeration) dims of ``y`` and ``z`` broadcast."""
+        out = self.decoder(z, y)
+        keep = self.feature_mask.bool()
+        if self.config.likelihood == "bernoulli":
+            base = dist.Bernoulli(logits=torch.where(keep, out, torch.zeros(())), validate_args=False)
+        else:
+            d = len(self.config.x_shape)
+            loc, raw = out.select(-d - 1, 0), out.select(-d - 1, 1)
+            base = dist.Normal(torch.where(keep, loc, 0.0), torch.where(keep, F.softplus(raw) + 1e-3, 1.0))
+        return base.to_event(self.x_event_dim)
+
+    def y_prior(self, n: int) -> dist.OneHotCategorical:
+        return dist.OneHotCategorical(logits=self.log_prior.expand(n, -1))
+
+    def one_hot(self, y: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(y.long(), self.config.num_classes).to(self.log_prior.dtype)
+
+    # ----- the Pyro pair ------------------------------------------------------------------------------------
+    def model(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_data: int | None = None,
+              batch_size: int | None = None) -> torch.Tensor:
+        """``y ~ p(y)``, ``z ~ N(0, I)``, ``x ~ p(x | y, z)``; ``y`` (class indices) is observed when given."""
+        pyro.module(self.name, self)
+        n = len(x) if x is not None else batch_size or 1
+        with data_plate(n, num_data, self.device):
+            y = pyro.sample("y", self.y_prior(n), obs=None if y is None else self.one_hot(y))
+            z = pyro.sample("z", dist.Normal(torch.zeros(n, self.config.z_dim, device=self.device), 1.0).to_event(1))
+            return pyro.sample("x", self.x_dist(z, y), obs=x)
+
+    def guide(self, x: torch.Tensor, y: torch.Tensor | None = None, num_data: int | None = None,
+              batch_size: int | None = None) -> None:
+        """``y ~ q(y | x)`` (enumerated) unless observed, then ``z ~ q(z | x, y)``."""
+        pyro.module(self.name, self)
+        with data_plate(len(x), num_data, x.device):
+            if y is None:
+                y = pyro.sample("y", dist.OneHotCategorical(logits=self.y_logits(x)), infer={"enumerate": "parallel"})
+            else:
+                y = self.one_hot(y)
+            loc, scale = self.encoder(self.features(x), y)
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # ----- training -----------------------------------------------------------------------------------------
+    def start_stage(self, stage: str, data: TrainData) -> None:
+        """Set p(y) from the labeled class frequencies when ``class_prior='labeled'``."""
+        self.set_class_prior(data.train)
+
+    def set_class_prior(self, train: Split) -> None:
+        if self.config.class_prior != "labeled" or train.num_labeled == 0:
+            return
+        counts = torch.bincount(train.y[train.labeled], minlength=self.config.num_classes).float()
+        self.log_prior.copy_((counts + 1).log() - (counts + 1).sum().log())  # add-one smoothing keeps every class possible
+
+    def alpha_for(self, num_data: int) -> float:
+        return 0.1 * num_data if self.config.alpha is None else float(self.config.alpha)
+
+    def training_batches(self, train: Split, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        """Unlabeled minibatches (``x``, ``num_data``) each paired with a reweighted labeled one (``x_labeled``...)."""
+        c = self.config
+        yield from labeled_unlabeled_batches(train, batch_size, c.labeled_batch_size, c.balanced_labeled, generator,
+                                             self.device, alpha=self.alpha_for(len(train)))
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """``-J_alpha`` estimated from one batch: unlabeled ELBO (y enumerated) + labeled ELBO + alpha * classification."""
+        total = torch.zeros((), device=self.device)
+        if "x" in batch:
+            total = total + self.elbo.differentiable_loss(self.model, self.guide, x=batch["x"], num_data=batch["num_data"])
+        if "x_labeled" in batch:
+            x, y, w = batch["x_labeled"], batch["y_labeled"], batch["labeled_weights"]
+            scaled = (poutine.scale(self.model, scale=w), poutine.scale(self.guide, scale=w))
+            total = total + self.elbo.differentiable_loss(*scaled, x=x, y=y, num_data=len(x))
+            total = total + self.classification_loss(x, y, w, batch["alpha"], batch["num_labeled"])
+        return total
+
+    def classification_loss(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, alpha: float, num_labeled: int) -> torch.Tensor:
+        """``alpha * E_labeled[-log q(y|x)]`` estimated with importance ``weights`` (sum of weights ~ ``num_labeled``)."""
+        if alpha == 0:
+            return torch.zeros((), device=self.device)
+        nll = F.cross_entropy(self.y_logits(x), y.long(), reduction="none")
+        return alpha * (weights * nll).sum() / num_labeled
+
+    # ----- prediction, importance weights, sampling ---------------------------------------------------------
+    @torch.no_grad()
+    def predict_proba(self, x, batch_size: int = 2000) -> np.ndarray:
+        """q(y | x): class probabilities ``(N, K)``."""
+        x = self.check_x(x)
+        with self.evaluating():
+            return torch.cat([self.y_logits(xb).softmax(-1) for xb in x.split(batch_size)]).cpu().numpy()
+
+    def predict(self, x) -> np.ndarray:
+        """``argmax_y q(y | x)``, ``(N,)``."""
+        return self.predict_proba(x).argmax(1)
+
+    def log_importance_weights(self, x: torch.Tensor, num_particles: int = 10, **kwargs) -> torch.Tensor:
+        """Exact sum over y: particle s holds one ``z ~ q(z|x,y)`` per class and weighs
+        ``w_s = sum_y p(y) p(x, z_sy | y) / q(z_sy | x, y)``, an unbiased estimate of p(x). Shape ``(S, N)``."""
+        return self.exact_log_weights(self.check_x(x), num_particles)
+
+    @torch.no_grad()
+    def exact_log_weights(self, x: torch.Tensor, num_particles: int) -> torch.Tensor:
+        k, n = self.config.num_classes, len(x)
+        eye = torch.eye(k, device=x.device).unsqueeze(1)  # (K, 1, K): every class for every datum
+        chunk = max(1, int(2e7 // max(1, k * n * math.prod(self.config.x_shape))))  # bound the (S, K, N, D) tensors
+        out = []
+        with self.evaluating():
+            loc, scale = self.encoder(self.features(x), eye)  # (K, N, z)
+            for start in range(0, num_particles, chunk):
+                q = dist.Normal(loc, scale).to_event(1)
+                z = q.sample((min(chunk, num_particles - start),))  # (s, K, N, z)
+                log_w = (self.x_dist(z, eye).log_prob(x) + dist.Normal(0.0, 1.0).log_prob(z).sum(-1) - q.log_prob(z)
+                         + self.log_prior[:, None])
+                out.append(torch.logsumexp(log_w, dim=1))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def sample(self, num: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> np.ndarray:
+        """``num`` draws decoded to the mean of p(x | y, z); ``y`` (class indices) fixes the classes, else p(y)."""
+        if y is None:
+            y = torch.multinomial(self.log_prior.exp().cpu(), num, replacement=True, generator=generator)
+        z = torch.randn(num, self.config.z_dim, generator=generator).to(self.device)
+        with self.evaluating():
+            d = self.x_dist(z, self.one_hot(torch.as_tensor(y, device=self.device)))
+        return d.base_dist.mean.cpu().numpy() if self.config.likelihood == "gaussian" else d.base_dist.probs.cpu().numpy()

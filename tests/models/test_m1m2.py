@@ -1,0 +1,98 @@
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from ppmodels import load
+from ppmodels.data import prepare_data
+from ppmodels.errors import ConfigError
+from ppmodels.inference import iw_log_likelihood
+from ppmodels.models import M1M2
+from ppmodels.train import TrainConfig, Trainer
+
+
+def small(**kw):
+    return M1M2(**{"x_shape": [1, 8, 8], "num_classes": 10, "z1_dim": 6, "z2_dim": 3, "m1_hidden": [32], "m2_hidden": [16], **kw})
+
+
+def test_stacked_elbo_equals_brute_force_sum_over_classes():
+    torch.manual_seed(0)
+    model = small()
+    model.m2.feature_mask[4:] = 0  # two inactive z1 dims: N(0, 1) in the model, ignored by q(y|z1), q(z2|z1,y)
+    x = torch.rand(5, 1, 8, 8)
+    pyro.set_rng_seed(2)
+    loss = model.elbo.differentiable_loss(model.model, model.guide, x=x, num_data=50)
+    pyro.set_rng_seed(2)
+    loc1, scale1 = model.m1.encoder(x.reshape(5, -1))
+    z1 = dist.Normal(loc1, scale1).rsample()  # (B, z1), drawn before y as in the guide
+    ys = torch.eye(10).unsqueeze(1)  # (K, 1, K)
+    z1_seen = z1 * model.m2.feature_mask
+    loc2, scale2 = model.m2.encoder(z1_seen, ys)
+    z2 = dist.Normal(loc2, scale2).rsample()  # (K, B, z2)
+    out = model.m2.decoder(z2, ys)  # (K, B, 2, z1): loc and raw scale
+    keep = model.m2.feature_mask.bool()
+    p_z1 = dist.Normal(torch.where(keep, out[..., 0, :], 0.0), torch.where(keep, torch.nn.functional.softplus(out[..., 1, :]) + 1e-3, 1.0))
+    per_y = (p_z1.log_prob(z1).sum(-1) + dist.Normal(0.0, 1.0).log_prob(z2).sum(-1) - dist.Normal(loc2, scale2).log_prob(z2).sum(-1)
+             - np.log(10))  # (K, B)
+    log_q_y = model.m2.classifier(z1_seen).log_softmax(-1).T  # (K, B)
+    log_px = dist.Bernoulli(logits=model.m1.decoder(z1), validate_args=False).log_prob(x).sum((1, 2, 3))
+    elbo = log_px - dist.Normal(loc1, scale1).log_prob(z1).sum(-1) + (log_q_y.exp() * (per_y - log_q_y)).sum(0)
+    assert torch.allclose(loss, -elbo.sum() * 50 / 5, rtol=1e-5)
+
+
+def test_two_stages_run_in_the_shared_trainer(digits):
+    data = prepare_data(digits, num_labels=50, seed=0)
+    model = small(m1_epochs=2, active_std=0.0)
+
+    class Snapshots:
+        def __init__(self):
+            self.records, self.states = [], []
+
+        def on_epoch_end(self, trainer, record):
+            self.records.append(record)
+            self.states.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    snaps = Snapshots()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    Trainer(TrainConfig(epochs=4, batch_size=200, patience=None), [snaps]).fit(model, data)
+    assert [r["stage"] for r in snaps.records] == ["m1", "m1", "m2", "m2"]
+
+    def changed(a, b, prefix):
+        return any(not torch.equal(a[k], b[k]) for k in a if k.startswith(prefix) and k != "m2.feature_mask")
+
+    after_m1, after_m2 = snaps.states[1], snaps.states[3]
+    assert changed(start, after_m1, "m1.") and not changed(start, after_m1, "m2.")  # stage 1 trains only M1
+    assert changed(after_m1, after_m2, "m2.") and not changed(after_m1, after_m2, "m1.")  # stage 2 only M2
+    assert model.stage_ == "m2" and len(model.active_dims) == 6  # active_std 0 keeps every dimension
+    proba = model.predict_proba(data.test.x)
+    assert proba.shape == (len(data.test), 10) and np.allclose(proba.sum(1), 1, atol=1e-5)
+
+
+def test_inactive_dims_are_dropped_by_posterior_mean_spread(digits):
+    model = small(active_std=0.1)
+    with torch.no_grad():  # make the encoder's mean ignore x in dims 0-2: their posterior-mean std is 0
+        model.m1.encoder.net.net[-1].weight[:3] = 0
+    model.set_active_dims(digits.split("train").x)
+    assert model.active_dims and all(d >= 3 for d in model.active_dims)
+    assert small(drop_inactive=False).active_dims == list(range(6))
+
+
+def test_m1_epochs_must_leave_room_for_m2():
+    with pytest.raises(ConfigError, match="no epoch for M2"):
+        small(m1_epochs=5).training_stage(1, 5)
+    assert [small().training_stage(e, 4) for e in range(1, 5)] == ["m1", "m1", "m2", "m2"]
+
+
+def test_importance_weights_bound_and_round_trip(digits, tmp_path):
+    data = prepare_data(digits, num_labels=50, seed=0)
+    model = small(m1_epochs=1).fit(data, TrainConfig(epochs=2, batch_size=200, patience=None))
+    x = data.test.x[:20]
+    lw = model.log_importance_weights(x, num_particles=30)
+    assert lw.shape == (30, 20) and torch.isfinite(lw).all()
+    assert (iw_log_likelihood(lw) >= lw.mean(0)).all()
+    model.save(tmp_path)
+    again = load(tmp_path)
+    assert np.array_equal(again.predict_proba(x), model.predict_proba(x))
+    assert again.active_dims == model.active_dims
+    assert again.elbo_per_datum(data.valid) == pytest.approx(model.elbo_per_datum(data.valid), abs=2.0)  # one MC draw each

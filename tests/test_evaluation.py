@@ -1,0 +1,49 @@
+import json
+
+import numpy as np
+import pytest
+
+from ppmodels import evaluate
+from ppmodels.data import prepare_data
+from ppmodels.errors import ConfigError
+from ppmodels.evaluation import classification_metrics
+from ppmodels.models import M2
+from ppmodels.train import TrainConfig
+
+
+def test_metrics_by_hand():
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    y_pred = np.array([0, 0, 1, 0, 1, 0, 2, 2])
+    m = classification_metrics(y_true, y_pred, 4)
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    assert m["per_class_accuracy"] == [0.75, 0.5, 1.0, None]  # class 3 never occurs
+    assert m["balanced_accuracy"] == pytest.approx((0.75 + 0.5 + 1.0) / 3)
+    assert m["confusion_matrix"][0] == [3, 1, 0, 0] and m["confusion_matrix"][1] == [1, 1, 0, 0]
+    assert m["majority_rate"] == 0.5 and m["warnings"] == []
+
+
+def test_collapse_and_majority_warnings():
+    y_true = np.array([0] * 6 + [1] * 2 + [2] * 2)
+    collapsed = classification_metrics(y_true, np.zeros(10, dtype=int), 3)
+    assert any("collapsed" in w for w in collapsed["warnings"])
+    assert any("not better than the majority-class rate" in w for w in collapsed["warnings"])
+    leaning = classification_metrics(np.array([0, 1, 2, 3] * 5), np.array([1] * 14 + [0, 1, 2, 3, 0, 2]), 4)
+    assert any("collapsing" in w and "class 1" in w for w in leaning["warnings"])
+
+
+def test_evaluate_a_model_and_a_run(digits, tmp_path):
+    data = prepare_data(digits, num_labels=50, seed=0)
+    m2 = M2(M2.config_from_data(digits, z_dim=4, hidden=[32])).fit(data, TrainConfig(epochs=3, batch_size=200, patience=None))
+    result = evaluate(m2, "digits", split="valid", iw_samples=5)
+    assert result["split"] == "valid" and result["num_examples"] == len(data.valid)
+    predicted = m2.predict(data.valid.x)
+    assert result["accuracy"] == pytest.approx((predicted == data.valid.y.numpy()).mean())
+    assert np.array(result["confusion_matrix"]).sum() == len(data.valid)
+    assert np.isfinite(result["elbo"]) and result["iw_log_likelihood"] >= result["elbo"] - 1.0  # IW bound at least ~ the ELBO
+    m2.save(tmp_path / "run")
+    (tmp_path / "run" / "config.json").write_text(json.dumps({**json.loads((tmp_path / "run" / "config.json").read_text()), "data": {"spec": "digits"}}))
+    again = evaluate(tmp_path / "run", split="valid", iw_samples=0)
+    assert again["accuracy"] == result["accuracy"] and "iw_log_likelihood" not in again
+    assert json.loads((tmp_path / "run" / "evaluation.json").read_text())["accuracy"] == again["accuracy"]
+    with pytest.raises(ConfigError, match="unknown split"):
+        evaluate(m2, "digits", split="train")
