@@ -34,15 +34,16 @@ class LabeledGenerator(Protocol):
     ``num_classes``                 the number of classes K; labels are ``0..K-1``.
     ``sample(num, label, generator)`` ``num`` draws x ~ p(x | y=label, z), z ~ p(z), decoded to the mean of
                                     p(x | y, z): ``(num, *x_shape)``; ``label=None`` draws y from p(y).
-    ``decode_with_labels(x)``       the analogies: z inferred from each ``x`` ``(N, *x_shape)`` by the guide (its
-                                    mean), decoded with every class: ``(N, K, *x_shape)``.
+    ``decode_with_labels(x, y)``    the analogies: z inferred from each ``x`` ``(N, *x_shape)`` by the guide (its
+                                    mean, given the classes ``y`` ``(N,)`` when known, else the predicted ones),
+                                    decoded with every class: ``(N, K, *x_shape)``.
     """
 
     num_classes: int
 
     def sample(self, num: int, label: int | None = None, generator: torch.Generator | None = None) -> np.ndarray: ...
 
-    def decode_with_labels(self, x) -> np.ndarray: ...
+    def decode_with_labels(self, x, y=None) -> np.ndarray: ...
 
 
 def require_labels(model, option: str) -> LabeledGenerator:
@@ -129,12 +130,15 @@ def sample_analogies(run: str | Path, style_from: str, out: str | Path, *, num_d
     """Write the analogies grid: each input image's z (from the guide) decoded with every class y.
 
     The PNG has one row per input image: the input, then classes ``0..K-1``. The ``.npy`` array has shape
-    ``(N, K, *x_shape)``. z is the guide's mean, so the output needs no seed.
+    ``(N, K, *x_shape)``. z is the guide's mean given the data's labels when it has them (else the predicted
+    class), so the output needs no seed.
     """
     model = require_labels(_model(run), "--style-from")
     _check_out(model, out, 1)
-    x, _, _ = pick_data(model, style_from, num_data, data_dir, split)
-    decoded = np.asarray(model.decode_with_labels(x))
+    x, y, _ = pick_data(model, style_from, num_data, data_dir, split)
+    if y is not None and int(y.max()) >= model.num_classes:
+        raise DataError(f"--style-from data has labels up to {int(y.max())} but the model has classes 0..{model.num_classes - 1}; give data like the training data")
+    decoded = np.asarray(model.decode_with_labels(x, y))
     if Path(out).suffix == ".npy":
         return _write_images(model, decoded, out)
     rows = np.concatenate([x.cpu().numpy()[:, None], decoded], axis=1)  # input first, then one column per class

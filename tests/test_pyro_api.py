@@ -82,3 +82,35 @@ def test_sklearn_surface(loaded_vae, x):
     assert loaded_vae.sample(4).shape == (4, 1, 8, 8)
     fitted = VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[8])
     assert fitted.fit(ppmodels.load_dataset("digits"), TrainConfig(epochs=1, patience=None)) is fitted
+
+
+@pytest.fixture(scope="module")
+def loaded_m2(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "m2"
+    ppmodels.train("m2", "digits", out=out, labels=50, train_config=TrainConfig(epochs=1, batch_size=256, patience=None),
+                   model_options={"hidden": [16], "z_dim": 3}, progress=False, sample_every=0)
+    return ppmodels.load(out)
+
+
+def test_predictive_on_a_loaded_m2(loaded_m2, x):
+    m = loaded_m2
+    out = Predictive(m.model, guide=m.guide, num_samples=6)(x)
+    assert set(out) == {"y", "z", "x"}
+    assert out["y"].shape == (6, 5, 10) and torch.equal(out["y"].sum(-1), torch.ones(6, 5))  # one-hot draws of q(y|x)
+    assert out["z"].shape == (6, 5, 3) and out["x"].shape == (6, 5, 1, 8, 8)
+    # labeled data: y observed, so only z is drawn from the guide
+    labeled = Predictive(m.model, guide=m.guide, num_samples=2, return_sites=["z"])(x, y=torch.arange(5))
+    assert labeled["z"].shape == (2, 5, 3)
+    # q(y|x) draws follow predict_proba
+    many = Predictive(m.guide, num_samples=3000, return_sites=["y"])(x)["y"].mean(0)
+    assert torch.allclose(many, torch.as_tensor(m.predict_proba(x), dtype=torch.float32), atol=0.04)
+
+
+def test_do_on_y_gives_the_class_conditional(loaded_m2):
+    m = loaded_m2
+    y = torch.nn.functional.one_hot(torch.full((4,), 3), 10).float()
+    z = torch.randn(4, 3)
+    trace = poutine.trace(poutine.do(m.model, data={"y": y, "z": z})).get_trace(None, batch_size=4)
+    mean = trace.nodes["x"]["fn"].mean.detach()
+    expected = torch.as_tensor(m.decode_every_class(z)[:, 3])
+    assert torch.allclose(mean, expected, atol=1e-6)

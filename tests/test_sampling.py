@@ -33,7 +33,7 @@ class ClassImages(VAE):
         noise = torch.rand(num, 1, generator=generator).numpy()[:, :, None, None] * 0.01
         return np.full((num, 1, 8, 8), (label + 1) / (self.num_classes + 1), dtype=np.float32) + noise
 
-    def decode_with_labels(self, x):
+    def decode_with_labels(self, x, y=None):
         x = self.check_x(x)
         levels = (np.arange(self.num_classes) + 1) / (self.num_classes + 1)
         return np.broadcast_to(levels[None, :, None, None, None], (len(x), self.num_classes, 1, 8, 8)).copy()
@@ -129,3 +129,38 @@ def test_png_needs_image_data(tmp_path):
     model = ClassImages(x_shape=[64], z_dim=2, hidden=[4])
     with pytest.raises(DataError, match="PNG needs image data"):
         sample_conditional(model, 0, tmp_path / "c.png")
+
+
+def test_m2_label_interface_matches_its_networks():
+    from ppmodels.models import M2
+
+    m2 = M2(x_shape=[1, 8, 8], num_classes=4, z_dim=3, hidden=[8]).eval()
+    assert isinstance(m2, LabeledGenerator) and m2.num_classes == 4
+    drawn = m2.sample(5, label=2, generator=torch.Generator().manual_seed(0))
+    z = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    logits = m2.decoder(z, torch.nn.functional.one_hot(torch.full((5,), 2), 4).float())
+    np.testing.assert_allclose(drawn, logits.sigmoid().detach().numpy(), atol=1e-6)
+    x, y = torch.rand(3, 1, 8, 8), torch.tensor([0, 3, 1])
+    style = m2.encoder(m2.features(x), torch.nn.functional.one_hot(y, 4).float())[0]
+    every = m2.decode_with_labels(x, y)
+    assert every.shape == (3, 4, 1, 8, 8)
+    for k in range(4):
+        expected = m2.decoder(style, torch.nn.functional.one_hot(torch.full((3,), k), 4).float()).sigmoid()
+        np.testing.assert_allclose(every[:, k], expected.detach().numpy(), atol=1e-6)
+    predicted = torch.as_tensor(m2.predict(x))
+    np.testing.assert_allclose(m2.decode_with_labels(x), m2.decode_with_labels(x, predicted), atol=1e-6)
+    with pytest.raises(ConfigError, match="out of range"):
+        m2.sample(2, label=4)
+
+
+def test_m1m2_analogies_go_through_both_layers():
+    from ppmodels.models import M1M2
+
+    model = M1M2(x_shape=[1, 8, 8], num_classes=3, z1_dim=4, z2_dim=2, m1_hidden=[8], m2_hidden=[8]).eval()
+    x, y = torch.rand(2, 1, 8, 8), torch.tensor([1, 2])
+    every = model.decode_with_labels(x, y)
+    assert every.shape == (2, 3, 1, 8, 8)
+    z1 = torch.from_numpy(model.encode(x)[0])
+    z2 = model.m2.encoder(model.m2.features(z1), torch.nn.functional.one_hot(y, 3).float())[0]
+    z1_given_class_2 = model.m2.decoder(z2, torch.nn.functional.one_hot(torch.full((2,), 2), 3).float())[:, 0]  # Gaussian loc
+    np.testing.assert_allclose(every[:, 2], model.m1.decode(z1_given_class_2.detach()), atol=1e-5)
