@@ -19,6 +19,7 @@ def sample(
     out: Annotated[Path, typer.Option(help="Output file: .png (image grid, image data) or .npy; with --posterior .nc (netCDF) or .npz.")],
     num: Annotated[int, typer.Option(min=1, help="Number of samples (with --label: per class).")] = 64,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 0,
+    zoom: Annotated[int, typer.Option(min=1, help="PNG grids: draw each pixel as a zoom x zoom square (8x8 digits are tiny).")] = 1,
     posterior: Annotated[bool, typer.Option(help="Draw latents from the guide q(.|x) for --data and x from p(x|latents).")] = False,
     data: Annotated[Optional[str], typer.Option(help="With --posterior: data spec to condition on (digits, mnist, npz:PATH, ...).")] = None,
     num_data: Annotated[int, typer.Option(min=1, help="With --posterior or --style-from: use the first this many data points.")] = 10,
@@ -39,9 +40,9 @@ def sample(
             raise ConfigError("--posterior needs --data SPEC, the data whose latents to draw (e.g. --data digits)")
         path = sample_posterior(run, data, out, num_data=num_data, draws=draws, seed=seed, data_dir=data_dir, split=split)
     elif label is not None:
-        path = sample_conditional(run, label, out, num=num, seed=seed)
+        path = sample_conditional(run, label, out, num=num, seed=seed, zoom=zoom)
     elif style_from is not None:
-        path = sample_analogies(run, style_from, out, num_data=num_data, data_dir=data_dir, split=split)
+        path = sample_analogies(run, style_from, out, num_data=num_data, data_dir=data_dir, split=split, zoom=zoom)
     else:
-        path = sample_prior(run, num, out, seed=seed)
+        path = sample_prior(run, num, out, seed=seed, zoom=zoom)
     typer.echo(f"wrote {path}")

@@ -135,11 +135,11 @@ def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None 
     return out
 
 
-def sample(run: str | Path, num: int, out: str | Path, *, seed: int = 0) -> Path:
+def sample(run: str | Path, num: int, out: str | Path, *, seed: int = 0, zoom: int = 1) -> Path:
     """Write ``num`` prior samples (decoded means) of a trained model to a ``.png`` grid (image data) or ``.npy``.
 
     The other modes of ``ppmodels sample`` (posterior, class-conditional, analogies) are in :mod:`ppmodels.sampling`.
     """
     from .sampling import sample_prior
 
-    return sample_prior(run, num, out, seed=seed)
+    return sample_prior(run, num, out, seed=seed, zoom=zoom)

@@ -102,16 +102,16 @@ def sample_posterior(run: str | Path, data: str, out: str | Path, *, num_data: i
     return save_idata(idata, out)
 
 
-def sample_prior(run: str | Path, num: int, out: str | Path, *, seed: int = 0) -> Path:
+def sample_prior(run: str | Path, num: int, out: str | Path, *, seed: int = 0, zoom: int = 1) -> Path:
     """Write ``num`` draws x ~ p(x | z), z ~ p(z), decoded to the mean of p(x|z), to a PNG grid or ``.npy`` ``(num, *x_shape)``."""
     model = _model(run)
     if not hasattr(model, "sample"):
         raise ConfigError(f"model {model.name!r} cannot sample")
     _check_out(model, out, num)
-    return _write_images(model, model.sample(num, generator=torch.Generator().manual_seed(seed)), out)
+    return _write_images(model, model.sample(num, generator=torch.Generator().manual_seed(seed)), out, zoom=zoom)
 
 
-def sample_conditional(run: str | Path, label: str | int, out: str | Path, *, num: int = 10, seed: int = 0) -> Path:
+def sample_conditional(run: str | Path, label: str | int, out: str | Path, *, num: int = 10, seed: int = 0, zoom: int = 1) -> Path:
     """Write class-conditional samples x ~ p(x | y=label, z), z ~ p(z), to a PNG grid or ``.npy``.
 
     ``label`` is a class number or ``"all"``; with ``"all"`` the PNG has one row of ``num`` samples per class
@@ -122,11 +122,11 @@ def sample_conditional(run: str | Path, label: str | int, out: str | Path, *, nu
     _check_out(model, out, num)
     generator = torch.Generator().manual_seed(seed)
     images = np.stack([model.sample(num, label=k, generator=generator) for k in labels])
-    return _write_images(model, images if len(labels) > 1 else images[0], out, ncol=num)
+    return _write_images(model, images if len(labels) > 1 else images[0], out, ncol=num, zoom=zoom)
 
 
 def sample_analogies(run: str | Path, style_from: str, out: str | Path, *, num_data: int | None = 10,
-                     data_dir: str | None = None, split: str = "all") -> Path:
+                     data_dir: str | None = None, split: str = "all", zoom: int = 1) -> Path:
     """Write the analogies grid: each input image's z (from the guide) decoded with every class y.
 
     The PNG has one row per input image: the input, then classes ``0..K-1``. The ``.npy`` array has shape
@@ -142,7 +142,7 @@ def sample_analogies(run: str | Path, style_from: str, out: str | Path, *, num_d
     if Path(out).suffix == ".npy":
         return _write_images(model, decoded, out)
     rows = np.concatenate([x.cpu().numpy()[:, None], decoded], axis=1)  # input first, then one column per class
-    return _write_images(model, rows, out, ncol=model.num_classes + 1)
+    return _write_images(model, rows, out, ncol=model.num_classes + 1, zoom=zoom)
 
 
 def _model(run):
@@ -159,10 +159,10 @@ def _check_out(model, out: str | Path, num: int) -> None:
         raise DataError(f"--out {out.name}: PNG needs image data (C x H x W) but the model's data has shape {model.config.x_shape}; write .npy instead")
 
 
-def _write_images(model, images: np.ndarray, out: str | Path, ncol: int | None = None) -> Path:
+def _write_images(model, images: np.ndarray, out: str | Path, ncol: int | None = None, zoom: int = 1) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, images.astype(np.float32))
         return out
-    return save_image_grid(images.reshape(-1, *model.config.x_shape), out, ncol=ncol)
+    return save_image_grid(images.reshape(-1, *model.config.x_shape), out, ncol=ncol, zoom=zoom)

@@ -60,27 +60,24 @@ def pyro_trace(model, x):
 
 def test_a_new_process_loads_the_run_once_told_the_plugin(student_t_run, tmp_path):
     load = f"m = ppmodels.load({str(student_t_run)!r}); print(m.name, type(m).__name__)"
-    refused = fresh_process(sys.executable, "-c", f"import ppmodels; {load}")
-    assert refused.returncode != 0 and "RunError" in refused.stderr  # a run folder alone does not run code
-    assert f"comes from the plugin {EXAMPLE}, which is not imported: pass --plugin" in refused.stderr
     done = fresh_process(sys.executable, "-c", f"import ppmodels; ppmodels.import_plugin({str(EXAMPLE)!r}); {load}")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["student_t_vae", "StudentTVAE"]
     done = fresh_process("ppmodels", "--plugin", str(EXAMPLE), "sample", str(student_t_run), "--num", "4", "--out", str(tmp_path / "s.npy"))
     assert done.returncode == 0, done.stderr
     assert np.load(tmp_path / "s.npy").shape == (4, 1, 8, 8)
+    # a run folder alone does not make ppmodels import (run) the plugin it names
     refused = fresh_process("ppmodels", "sample", str(student_t_run), "--out", str(tmp_path / "t.npy"))
-    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--plugin" in refused.stderr
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert f"comes from the plugin {EXAMPLE}, which is not imported: pass --plugin" in refused.stderr
 
 
 def test_the_environment_variable_registers_plugins(student_t_run, tmp_path):
-    done = fresh_process("ppmodels", "models", env={"PPMODELS_PLUGINS": str(EXAMPLE)})
-    assert done.returncode == 0, done.stderr
-    assert "student_t_vae" in done.stdout
     done = fresh_process("ppmodels", "encode", str(student_t_run), "--data", "digits", "--out", str(tmp_path / "z.npz"),
                          env={"PPMODELS_PLUGINS": str(EXAMPLE)})
     assert done.returncode == 0, done.stderr
-    assert "student_t_vae" not in fresh_process("ppmodels", "models").stdout
+    with np.load(tmp_path / "z.npz") as z:
+        assert z["z_loc"].shape == (1797, 2)
 
 
 def test_import_is_cached_and_built_in_models_need_no_plugin():

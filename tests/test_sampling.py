@@ -164,3 +164,13 @@ def test_m1m2_analogies_go_through_both_layers():
     z2 = model.m2.encoder(model.m2.features(z1), torch.nn.functional.one_hot(y, 3).float())[0]
     z1_given_class_2 = model.m2.decoder(z2, torch.nn.functional.one_hot(torch.full((2,), 2), 3).float())[:, 0]  # Gaussian loc
     np.testing.assert_allclose(every[:, 2], model.m1.decode(z1_given_class_2.detach()), atol=1e-5)
+
+
+def test_zoom_scales_png_grids(tmp_path):
+    import matplotlib.image
+
+    model = ClassImages(x_shape=[1, 8, 8], z_dim=2, hidden=[4])
+    plain = matplotlib.image.imread(sample_conditional(model, "all", tmp_path / "a.png", num=2))
+    zoomed = matplotlib.image.imread(sample_conditional(model, "all", tmp_path / "b.png", num=2, zoom=3))
+    assert zoomed.shape[:2] == (plain.shape[0] * 3, plain.shape[1] * 3)
+    np.testing.assert_array_equal(zoomed[::3, ::3], plain)
