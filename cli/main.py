@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from .diagnose import diagnose
 from .encode import encode
 from .evaluate import evaluate
 from .models import models
@@ -14,7 +15,7 @@ from .train import train
 
 app = typer.Typer(
     name="ppmodels",
-    help="Deep generative models for semi-supervised learning, written in Pyro: train, encode, sample, evaluate, score.",
+    help="Deep generative models for semi-supervised learning, written in Pyro: train, encode, sample, evaluate, score, diagnose.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -26,6 +27,7 @@ app.command()(encode)
 app.command()(sample)
 app.command()(evaluate)
 app.command()(score)
+app.command()(diagnose)
 
 
 def main() -> None:

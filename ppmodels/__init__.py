@@ -25,3 +25,14 @@ __all__ = [
     "encode", "evaluate", "get_model_class", "import_plugin", "list_models", "load", "load_dataset", "prepare_data", "register_model",
     "sample", "score", "score_data", "train",
 ]
+
+__all__ += ["diagnose"]
+
+
+def __getattr__(name: str):
+    # diagnose pulls in xarray and ArviZ (seconds to import): load it on first use, not with the package
+    if name == "diagnose":
+        from .diagnosis import diagnose
+
+        return diagnose
+    raise AttributeError(f"module 'ppmodels' has no attribute {name!r}")

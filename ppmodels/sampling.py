@@ -105,18 +105,18 @@ def sample_posterior(run: str | Path, data: str, out: str | Path, *, num_data: i
 def sample_prior(run: str | Path, num: int, out: str | Path, *, seed: int = 0, zoom: int = 1) -> Path:
     """Write ``num`` draws x ~ p(x | z), z ~ p(z), decoded to the mean of p(x|z), to a PNG grid or ``.npy`` ``(num, *x_shape)``.
 
-    A density fitted on ``latents:RUN`` draws codes, decoded with RUN's decoder (see :func:`ppmodels.api.latent_decoder`).
+    For a density fitted on ``latents:RUN`` (e.g. ``gmm``) the draws are latent codes, decoded with RUN's decoder.
     """
     model = _model(run)
     if not hasattr(model, "sample"):
         raise ConfigError(f"model {model.name!r} cannot sample")
-    _check_out(model, out, num, image_check=False)
+    decoder = latent_decoder(model)  # a density fitted on latents:RUN draws codes z, which RUN's decoder turns into x
+    shown = decoder or model
+    _check_out(shown, out, num)
     images = model.sample(num, generator=torch.Generator().manual_seed(seed))
-    decoder = latent_decoder(model)
-    if decoder is not None:  # a density fitted on latents:RUN: its draws are codes z, decoded by RUN
-        images, model = decoder.decode(images), decoder
-    _check_out(model, out, num)
-    return _write_images(model, images, out, zoom=zoom)
+    if decoder is not None:
+        images = decoder.decode(images)
+    return _write_images(shown, images, out, zoom=zoom)
 
 
 def sample_conditional(run: str | Path, label: str | int, out: str | Path, *, num: int = 10, seed: int = 0, zoom: int = 1) -> Path:
@@ -157,13 +157,13 @@ def _model(run):
     return load(run) if isinstance(run, (str, Path)) else run
 
 
-def _check_out(model, out: str | Path, num: int, image_check: bool = True) -> None:
+def _check_out(model, out: str | Path, num: int) -> None:
     out = Path(out)
     if num < 1:
         raise ConfigError(f"--num must be at least 1, got {num}")
     if out.suffix not in (".png", ".npy"):
         raise ConfigError(f"--out {out.name} must end in .png (image grid) or .npy")
-    if image_check and out.suffix == ".png" and len(model.config.x_shape) != 3:
+    if out.suffix == ".png" and len(model.config.x_shape) != 3:
         raise DataError(f"--out {out.name}: PNG needs image data (C x H x W) but the model's data has shape {model.config.x_shape}; write .npy instead")
 
 
