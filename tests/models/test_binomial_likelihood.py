@@ -17,6 +17,8 @@ def test_binomial_fraction_scores_the_counts():
     d = observation_dist(logits, "binomial:16", None, 1)
     assert torch.allclose(d.log_prob(x), expected.sum(-1))
     assert torch.allclose(d.base_dist.mean, logits.sigmoid())
+    draws = d.sample((2000,))
+    assert draws.max() <= 1 and torch.allclose(draws.mean(0), logits.sigmoid(), atol=0.02)  # fractions k/16, mean p
     # N = 1 is the Bernoulli on binary data
     b = torch.bernoulli(torch.full((4, 3), 0.5))
     assert torch.allclose(observation_dist(logits, "binomial:1", None, 1).log_prob(b), observation_dist(logits, "bernoulli", None, 1).log_prob(b))
