@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..nets import Classifier, Decoder, GaussianEncoder, flatten_event
 from ..registry import register_model
 from .base import Batch, ModelConfig, PPModel, data_plate
+from .closed_form import m2_closed_form_loss
 from .ssl_batches import labeled_unlabeled_batches
 
 CLASS_PRIORS = ("uniform", "labeled")
@@ -174,6 +175,10 @@ class M2(PPModel):
                                              self.device, alpha=self.alpha_for(len(train)))
 
     def loss(self, batch: Batch) -> torch.Tensor:
+        """:meth:`pyro_loss` in closed form over y, in one pass over both parts of the batch (what the trainer uses)."""
+        return m2_closed_form_loss(self, batch)
+
+    def pyro_loss(self, batch: Batch) -> torch.Tensor:
         """``-J_alpha`` estimated from one batch: unlabeled ELBO (y enumerated) + labeled ELBO + alpha * classification."""
         total = torch.zeros((), device=self.device)
         if "x" in batch:

@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..nets import Decoder, GaussianEncoder, flatten_event
 from ..registry import register_model
 from .base import ModelConfig, PPModel, data_plate
+from .closed_form import vae_closed_form_loss
 
 
 @dataclasses.dataclass
@@ -104,6 +105,10 @@ class VAE(PPModel):
         with data_plate(len(x), num_data, x.device):
             loc, scale = self.encoder(flatten_event(x, self.config.x_shape))
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        """:meth:`pyro_loss` written in torch (what the trainer uses): the same draws, value and gradients."""
+        return vae_closed_form_loss(self, batch)
 
     # ----- scikit-learn style helpers -----------------------------------------------------------------------
     @torch.no_grad()
