@@ -48,6 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant before timing")
     p.add_argument("--rounds", type=int, default=15, help="timed steps per variant (interleaved rounds)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    p.add_argument("--compile-batch-sizes", default=None, help="batch sizes that get the torch.compile variant (default: all)")
     p.add_argument("--compile-timeout", type=int, default=240, help="seconds allowed for one torch.compile warm-up")
     p.add_argument("--full-epoch", action="store_true", help="also time one real epoch of m2 (batch 200) with the trainer")
     p.add_argument("--mnist-dir", default=str(MNIST_DIR), help="folder with the MNIST IDX files (random binary data if absent)")
@@ -207,7 +208,8 @@ def batches_for(name: str, data, batch_size: int, count: int):
 def bench(name: str, batch_size: int, data, args) -> dict:
     n_batches = args.warmup + args.rounds
     batches, steps_per_epoch = batches_for(name, data, batch_size, n_batches)
-    variants = make_variants(name, data, not args.no_compile)
+    compile_sizes = args.batch_sizes if args.compile_batch_sizes is None else args.compile_batch_sizes
+    variants = make_variants(name, data, not args.no_compile and str(batch_size) in compile_sizes.split(","))
     compile_s = None
     for v in variants:
         v.model.train()

@@ -138,8 +138,13 @@ class PPModel(nn.Module):
     def elbo_per_datum(self, split: Split, batch_size: int = 1000) -> float:
         """The ELBO of ``split`` divided by its size (one Monte Carlo sample per datum)."""
         with self.evaluating():
-            total = sum(self.elbo.loss(self.model, self.guide, **batch) for batch in self.evaluation_batches(split, batch_size))
+            total = sum(self.eval_loss(batch) for batch in self.evaluation_batches(split, batch_size))
         return -total / len(split)
+
+    def eval_loss(self, batch: Batch) -> float:
+        """Negative ELBO of an evaluation batch: ``TraceEnum_ELBO.loss`` of the Pyro pair, unless a model has it in
+        closed form (then its :meth:`loss`, which equals the Pyro pair's)."""
+        return self.elbo.loss(self.model, self.guide, **batch)
 
     def log_importance_weights(self, x: torch.Tensor, num_particles: int = 10, **kwargs: Any) -> torch.Tensor:
         """``log p(x, z) - log q(z | x)`` for ``num_particles`` guide draws per datum: shape ``(num_particles, N)``.

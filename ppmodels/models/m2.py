@@ -178,6 +178,9 @@ class M2(PPModel):
         """:meth:`pyro_loss` in closed form over y, in one pass over both parts of the batch (what the trainer uses)."""
         return m2_closed_form_loss(self, batch)
 
+    def eval_loss(self, batch: Batch) -> float:
+        return float(self.loss(batch))  # the validation ELBO without Pyro tracing
+
     def pyro_loss(self, batch: Batch) -> torch.Tensor:
         """``-J_alpha`` estimated from one batch: unlabeled ELBO (y enumerated) + labeled ELBO + alpha * classification."""
         total = torch.zeros((), device=self.device)

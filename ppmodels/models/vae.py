@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..nets import Decoder, GaussianEncoder, flatten_event
 from ..registry import register_model
-from .base import ModelConfig, PPModel, data_plate
+from .base import Batch, ModelConfig, PPModel, data_plate
 from .closed_form import vae_closed_form_loss
 
 
@@ -109,6 +109,9 @@ class VAE(PPModel):
     def loss(self, batch: dict) -> torch.Tensor:
         """:meth:`pyro_loss` written in torch (what the trainer uses): the same draws, value and gradients."""
         return vae_closed_form_loss(self, batch)
+
+    def eval_loss(self, batch: Batch) -> float:
+        return float(self.loss(batch))  # the validation ELBO without Pyro tracing
 
     # ----- scikit-learn style helpers -----------------------------------------------------------------------
     @torch.no_grad()

@@ -105,3 +105,16 @@ def test_the_trainer_step_minimises_the_pyro_objective():
     pyro.set_rng_seed(3)
     assert trainer._step(batch) == pytest.approx(expected, rel=1e-5)
     assert not torch.equal(before, m2.encoder.net.net[0].weight)
+
+
+@pytest.mark.parametrize("make", [lambda: M2(x_shape=[5], num_classes=3, z_dim=2, hidden=[7]), lambda: VAE(x_shape=[5], z_dim=2, hidden=[6])])
+def test_validation_elbo_without_pyro_equals_traceenum_elbo(make):
+    """``elbo_per_datum`` (the trainer's validation ELBO) uses the closed form; it equals Pyro's ``TraceEnum_ELBO.loss``."""
+    torch.manual_seed(0)
+    model, split = make(), Split("valid", torch.rand(12, 5), torch.full((12,), -1))
+    pyro.set_rng_seed(5)
+    fast = model.elbo_per_datum(split, batch_size=5)
+    pyro.set_rng_seed(5)
+    with torch.no_grad():
+        pyro_elbo = -sum(model.elbo.loss(model.model, model.guide, **b) for b in model.evaluation_batches(split, 5)) / 12
+    assert fast == pytest.approx(pyro_elbo, rel=1e-5)
