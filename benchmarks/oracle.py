@@ -13,7 +13,7 @@ import torch
 from torch.distributions import Normal
 from torch.nn import functional as F
 
-from ppmodels.nets import broadcast_cat, flatten_event
+from ppmodels.nets import broadcast_cat
 
 
 def encode(encoder, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,6 +59,6 @@ def m2_loss(m2, batch: dict) -> torch.Tensor:
 def vae_loss(vae, batch: dict) -> torch.Tensor:
     """``-ELBO`` of a VAE batch scaled by ``num_data / B``."""
     x = batch["x"]
-    loc, scale = vae.encoder(flatten_event(x, vae.config.x_shape))
+    loc, scale = vae.encoder(vae.features(x))
     z, log_ratio = _log_ratio(loc, scale)
     return -(vae.x_dist(z).log_prob(x) + log_ratio).sum() * batch["num_data"] / len(x)

@@ -7,6 +7,8 @@ import torch
 from benchmarks import oracle
 from ppmodels.data import Split
 from ppmodels.models import M1M2, M2, VAE
+from ppmodels.models.closed_form import vae_closed_form_loss
+from ppmodels.models.gmvae import GMVAE
 from ppmodels.train import TrainConfig, Trainer
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -118,3 +120,30 @@ def test_validation_elbo_without_pyro_equals_traceenum_elbo(make):
     with torch.no_grad():
         pyro_elbo = -sum(model.elbo.loss(model.model, model.guide, **b) for b in model.evaluation_batches(split, 5)) / 12
     assert fast == pytest.approx(pyro_elbo, rel=1e-5)
+
+
+@pytest.mark.parametrize("options", [{"corruption": "mask", "noise_level": 0.3}, {"corruption": "gaussian", "noise_level": 0.2},
+                                     {"net": "conv", "channels": [2, 3]}])
+def test_closed_forms_with_denoising_and_conv_nets(options):
+    """The corrupted copy the encoder sees is drawn in the guide's order; conv features and decoders broadcast alike."""
+    torch.manual_seed(0)
+    x_shape = [1, 4, 4]
+    m2 = M2(x_shape=x_shape, num_classes=3, z_dim=2, hidden=[7], **options)
+    assert_same_objective(m2, m2_batch(torch.float32, x_shape=tuple(x_shape)))
+    vae = VAE(x_shape=x_shape, z_dim=2, hidden=[6], **options)
+    assert_same_objective(vae, {"x": torch.rand(5, *x_shape), "num_data": 50})
+
+
+def test_a_subclass_with_its_own_pair_keeps_pyro_loss():
+    """GMVAE inherits the VAE but changes the prior: its loss must stay the Pyro pair's, not the VAE's closed form."""
+    torch.manual_seed(0)
+    gmvae = GMVAE(x_shape=[5], z_dim=2, hidden=[6])
+    batch = {"x": torch.rand(4, 5), "num_data": 8}
+    assert_same_objective(gmvae, batch)
+    vae_objective = value_and_grads(gmvae, lambda b: vae_closed_form_loss(gmvae, b), batch)[0]
+    assert not torch.allclose(vae_objective, value_and_grads(gmvae, gmvae.loss, batch)[0])  # the guard matters
+    split = Split("valid", batch["x"], torch.full((4,), -1))
+    pyro.set_rng_seed(2)
+    elbo = gmvae.elbo_per_datum(split)
+    pyro.set_rng_seed(2)
+    assert elbo == pytest.approx(-gmvae.elbo.loss(gmvae.model, gmvae.guide, x=batch["x"], num_data=4) / 4, rel=1e-6)
