@@ -32,7 +32,7 @@ def _log_ratio(loc: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, to
 def m2_elbo(m2, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     """Per-datum M2 ELBO ``(B,)``: an exact sum over the K classes for unlabeled ``x``, ``y`` observed otherwise."""
     k = m2.config.num_classes
-    ys = torch.eye(k).unsqueeze(1) if y is None else F.one_hot(y, k).float()  # (K, 1, K): Pyro's enumeration layout
+    ys = torch.eye(k, device=x.device).unsqueeze(1) if y is None else F.one_hot(y, k).to(x)  # (K, 1, K): Pyro's enumeration layout
     loc, scale = encode(m2.encoder, m2.features(x), ys)
     z, log_ratio = _log_ratio(loc, scale)
     terms = m2.x_dist(z, ys).log_prob(x) + log_ratio + (ys * m2.log_prior).sum(-1)
@@ -44,7 +44,7 @@ def m2_elbo(m2, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
 
 def m2_loss(m2, batch: dict) -> torch.Tensor:
     """``-J_alpha`` of an M2 training batch: unlabeled ELBO * N_u/B_u + weighted labeled ELBO + alpha term."""
-    total = torch.zeros(())
+    total = torch.zeros((), device=m2.log_prior.device)
     if "x" in batch:
         total = total - m2_elbo(m2, batch["x"]).sum() * batch["num_data"] / len(batch["x"])
     if "x_labeled" in batch:
