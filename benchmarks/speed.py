@@ -16,7 +16,7 @@ everything to ``benchmarks/results/speed.json``.
 
 Run (one command; threads are fixed before torch is imported)::
 
-    .venv/bin/python benchmarks/speed.py --threads 1
+    .venv/bin/python benchmarks/speed.py --threads 1 --compile-batch-sizes 200 --compile-timeout 300 --full-epoch
     .venv/bin/python benchmarks/speed.py --threads 1 --models m2 --batch-sizes 200 --no-compile   # quicker
 """
 
