@@ -144,7 +144,8 @@ def latent_figure(points: np.ndarray, labels: np.ndarray | None, name: str) -> s
         points = np.column_stack([points[:, 0], np.zeros(len(points))])
 
     def draw(ax):
-        scatter = ax.scatter(points[:, 0], points[:, 1], s=8, c=labels if labels is not None else "tab:blue", cmap="tab10")
+        colours = {"c": labels, "cmap": "tab10"} if labels is not None else {"color": "tab:blue"}
+        scatter = ax.scatter(points[:, 0], points[:, 1], s=8, **colours)
         if labels is not None:
             ax.legend(*scatter.legend_elements(), title="label", loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
         ax.set(title=f"{name}: {how}", xlabel="axis 1", ylabel="axis 2")
