@@ -16,7 +16,7 @@ import torch
 
 from .data import Dataset, TrainData, load_dataset, prepare_data
 from .errors import ConfigError, DataError, RunError
-from .metrics import classification_report
+from .metrics import classification_report, clustering_accuracy
 from .registry import get_model_class
 from .run import CONFIG, SUMMARY, build_model, check_run_dir, load, prepare_run_dir, read_json, save_model, write_json
 from .train import BestCheckpoint, MetricsLog, ProgressBar, SampleGrid, TrainConfig
@@ -109,6 +109,8 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None)
     if hasattr(model, "predict") and data.test is not None and data.test.y is not None:
         report = classification_report(data.test.y.numpy(), np.asarray(model.predict(data.test.x)), data.num_classes)
         summary.update({f"test_{key}": value for key, value in report.items()})
+    if hasattr(model, "cluster") and data.test is not None and data.test.y is not None:
+        summary["test_cluster_accuracy"] = clustering_accuracy(data.test.y.numpy(), model.cluster(data.test.x))
     summary.update(wall_time_s=round(wall_time, 2), peak_memory_mb=round(peak_memory_mb(), 1), seed=seed,
                    versions=versions())
     return summary
@@ -140,8 +142,23 @@ def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None 
     return out
 
 
+def latent_decoder(model):
+    """The model whose decoder maps ``model``'s data back to observations when ``model`` was fitted on
+    ``latents:RUN`` (its config names ``decoder_run``), else ``None``."""
+    run = getattr(model.config, "decoder_run", "")
+    if not run:
+        return None
+    decoder = load(run)
+    if not hasattr(decoder, "decode"):
+        raise RunError(f"run {run} (the decoder of these latents) holds model {decoder.name!r}, which cannot decode")
+    return decoder
+
+
 def sample(run: str | Path, num: int, out: str | Path, *, seed: int = 0) -> Path:
-    """Write ``num`` prior samples (decoded means) of a trained model to a ``.png`` grid (image data) or ``.npy``."""
+    """Write ``num`` prior samples (decoded means) of a trained model to a ``.png`` grid (image data) or ``.npy``.
+
+    For a density fitted on ``latents:RUN`` (e.g. ``gmm``) the draws are latent codes and are decoded with RUN's decoder.
+    """
     from .plots import save_image_grid
 
     out = Path(out)
@@ -151,6 +168,9 @@ def sample(run: str | Path, num: int, out: str | Path, *, seed: int = 0) -> Path
     if not hasattr(model, "sample"):
         raise ConfigError(f"model {model.name!r} cannot sample")
     images = model.sample(num, generator=torch.Generator().manual_seed(seed))
+    decoder = latent_decoder(model)
+    if decoder is not None:  # a density fitted on latents:RUN: its draws are codes z, decoded by RUN
+        images, model = decoder.decode(images), decoder
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".png":
         if len(model.config.x_shape) != 3:
