@@ -67,25 +67,32 @@ def open_run_data(run_config: dict, spec: str | None, data_dir: str | None):
         return dataset, None
 
 
-def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndarray | None, seed: int = 0) -> dict[str, Any]:
-    """Every diagnostic of :mod:`ppmodels.diagnostics` from an InferenceData of :func:`posterior_idata`."""
-    datum = idata.observed_data["datum"].values
-    stats = idata.sample_stats
+def weight_diagnostics(idata) -> dict[str, Any]:
+    """k-hat and the bound against the ELBO, from the model's own weights when it has them (exact sums over y)."""
+    datum, stats = idata.observed_data["datum"].values, idata.sample_stats
     weights = "iw_log_weight" if "iw_log_weight" in stats else "log_weight"
     log_weights = stats[weights].values[0].T  # (datum, draw): samples last, as psislw wants
-    guide_weights = stats["log_weight"].values[0].T
-    result: dict[str, Any] = {"khat": dg.pareto_khat(log_weights, datum), "log_weights": weights,
+    # with no latent in the guide (the GMM) the stored draws come from the prior: they say nothing about a guide
+    guided = "posterior" in idata.groups()
+    guide_weights = stats["log_weight"].values[0].T if guided else None
+    result: dict[str, Any] = {"khat": dg.pareto_khat(log_weights, datum), "log_weights": weights, "guide_samples_latents": guided,
                               "log_likelihood": dg.log_likelihood_summary(log_weights, guide_weights)}
-    if weights != "log_weight":  # also judge the whole guide, discrete latents sampled rather than summed
+    if weights != "log_weight" and guided:  # also judge the whole guide, discrete latents sampled rather than summed
         result["khat_sampled_guide"] = dg.pareto_khat(guide_weights, datum)
+    return result
+
+
+def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndarray | None, seed: int = 0) -> dict[str, Any]:
+    """Every diagnostic of :mod:`ppmodels.diagnostics` from an InferenceData of :func:`posterior_idata`."""
+    result = weight_diagnostics(idata)
     result["active_units"] = {name: dg.active_units(means) for name, means in dg.continuous_latents(idata).items()}
-    errors = -idata.log_likelihood["x"].values[0].mean(0)
-    result["reconstruction_error"] = errors
-    observed = idata.observed_data["x"].values.reshape(len(datum), -1)
-    replicates = idata.posterior_predictive["x"].values[0].reshape(-1, len(datum), observed.shape[1])
-    result["pit"] = dg.predictive_pit(observed, replicates, model.config.likelihood, seed)
-    result["reconstruction"] = dg.reconstruction_shift(errors, train_errors) if train_errors is not None else None
+    result["reconstruction_error"] = errors = -idata.log_likelihood["x"].values[0].mean(0)
     result["train_reconstruction_error"] = train_errors
+    if result["guide_samples_latents"]:  # posterior predictive checks need posterior draws
+        observed = idata.observed_data["x"].values.reshape(len(errors), -1)
+        replicates = idata.posterior_predictive["x"].values[0].reshape(-1, len(errors), observed.shape[1])
+        result["pit"] = dg.predictive_pit(observed, replicates, model.config.likelihood, seed)
+        result["reconstruction"] = dg.reconstruction_shift(errors, train_errors) if train_errors is not None else None
     if "predictions" in idata.groups() and "y" in idata.observed_data:
         probs, labels = idata.predictions["y_prob"].values, idata.observed_data["y"].values
         result["calibration"] = dg.calibration(probs, labels)

@@ -198,6 +198,8 @@ def continuous_latents(idata) -> dict[str, np.ndarray]:
     """Posterior means ``(datum, dim)`` of each continuous latent site of an InferenceData (z; z1, z2), skipping
     discrete ones (a one-hot y)."""
     means = {}
+    if "posterior" not in idata.groups():  # a model whose guide samples nothing (the GMM sums its k exactly)
+        return means
     for name, values in idata.posterior.data_vars.items():
         array = values.values
         if array.ndim == 4 and np.issubdtype(array.dtype, np.floating) and not np.all(array == np.round(array)):

@@ -211,8 +211,8 @@ def class_conditional_samples(model, num_classes: int, per_class: int, seed: int
     return np.asarray(model.sample(len(y), generator=torch.Generator().manual_seed(seed), y=y))
 
 
-def image_sections(model, idata, result: dict) -> list[str]:
-    """Reconstructions beside originals, the worst-fitted images, prior and class-conditional samples."""
+def fit_sections(model, idata, result: dict) -> list[str]:
+    """Reconstructions beside originals and the images with the largest k-hat (models whose guide samples a latent)."""
     x = idata.observed_data["x"].values
     show = min(16, len(x))
     if hasattr(model, "reconstruct"):
@@ -227,6 +227,12 @@ def image_sections(model, idata, result: dict) -> list[str]:
     labels = ", ".join(f"{khat[i]:.2f}" for i in worst)
     out.append(section("The data the guide fits worst", None, images_figure([("largest k-hat first", x[worst])], show, "worst k-hat images"),
                        f"k-hat, left to right: {labels}. These are the images whose posterior the guide misses most; unusual writing styles are expected here."))
+    return out
+
+
+def image_sections(model, idata, result: dict) -> list[str]:
+    """Reconstructions and the worst-fitted images (when the guide samples a latent), prior and class-conditional samples."""
+    out = fit_sections(model, idata, result) if result.get("guide_samples_latents", True) else []
     rows = []
     if hasattr(model, "sample"):
         rows.append(("prior samples (mean of p(x|z), z ~ p(z))", np.asarray(model.sample(32, generator=torch.Generator().manual_seed(result.get("seed", 0))))))
@@ -270,7 +276,7 @@ def latent_sections(idata, result: dict) -> list[str]:
     """One scatter of posterior means per continuous latent, coloured by label."""
     labels = idata.observed_data["y"].values if "y" in idata.observed_data else None
     latents = continuous_latents(idata)
-    with_label = "y" in idata.posterior  # then z (z2 in M1+M2) should hold style, not class
+    with_label = "posterior" in idata.groups() and "y" in idata.posterior  # then z (z2 in M1+M2) should hold style, not class
     out = []
     for i, (name, points) in enumerate(latents.items()):
         hint = "Coloured by the true label. Classes that form separate clusters are easy to classify from this latent code."
