@@ -22,11 +22,14 @@ from .api import select_split
 from .data import load_dataset
 from .errors import ConfigError, PPModelsError, RunError
 from .evaluation import classification_metrics
+from .inference import prior_sampled_sites, trace_particles
 from .posterior import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
                         has_own_log_weights, posterior_idata)
 from .run import CONFIG, METRICS, atomic_write, load, read_json, write_json
 
 IDATA, DIAGNOSTICS, REPORT = "idata.nc", "diagnostics.json", "report.html"
+#: attribute of ``sample_stats``: the model's latents that the guide leaves to the prior, comma-separated
+PRIOR_SAMPLED = "prior_sampled_latents"
 
 
 def read_metrics(run: str | Path) -> list[dict]:
@@ -72,12 +75,14 @@ def weight_diagnostics(idata) -> dict[str, Any]:
     datum, stats = idata.observed_data["datum"].values, idata.sample_stats
     weights = "iw_log_weight" if "iw_log_weight" in stats else "log_weight"
     log_weights = stats[weights].values[0].T  # (datum, draw): samples last, as psislw wants
-    # with no latent in the guide (the GMM) the stored draws come from the prior: they say nothing about a guide
+    # the stored weights are those of the guide's own ELBO only when the guide samples every latent: with none (the
+    # GMM) or some left to the prior (the GMVAE's component c, summed exactly in training) they judge another proposal
     guided = "posterior" in idata.groups()
-    guide_weights = stats["log_weight"].values[0].T if guided else None
+    whole_guide = guided and not stats.attrs.get(PRIOR_SAMPLED)
+    guide_weights = stats["log_weight"].values[0].T if whole_guide else None
     result: dict[str, Any] = {"khat": dg.pareto_khat(log_weights, datum), "log_weights": weights, "guide_samples_latents": guided,
                               "log_likelihood": dg.log_likelihood_summary(log_weights, guide_weights)}
-    if weights != "log_weight" and guided:  # also judge the whole guide, discrete latents sampled rather than summed
+    if weights != "log_weight" and whole_guide:  # also judge the whole guide, discrete latents sampled rather than summed
         result["khat_sampled_guide"] = dg.pareto_khat(guide_weights, datum)
     return result
 
@@ -135,6 +140,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
                             predictive_draws=min(predictive_draws, particles))
     if has_own_log_weights(model):
         add_model_log_weights(idata, model, x, particles, seed, batch_size)
+    idata.sample_stats.attrs[PRIOR_SAMPLED] = ",".join(prior_sampled_sites(*trace_particles(model, model.check_x(x[:2]), 1)))
     records = read_metrics(run)
     add_training_trace(idata, records)
     if hasattr(model, "predict_proba") and y is not None:

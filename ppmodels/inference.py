@@ -48,12 +48,17 @@ def replay_log_weights(guide_trace: poutine.Trace, model_trace: poutine.Trace, n
     target alike and cancels, so it is left out (otherwise the weight of a model with an empty guide would count
     log p(k) once too often).
     """
-    guided = {name for name, site in guide_trace.nodes.items() if site["type"] == "sample"}
     target = model_trace.copy()
-    for name, site in model_trace.nodes.items():
-        if site["type"] == "sample" and not site["is_observed"] and name not in guided:
-            target.remove_node(name)
+    for name in prior_sampled_sites(guide_trace, model_trace):
+        target.remove_node(name)
     return site_log_probs(target, num_particles, batch_size) - site_log_probs(guide_trace, num_particles, batch_size)
+
+
+def prior_sampled_sites(guide_trace: poutine.Trace, model_trace: poutine.Trace) -> list[str]:
+    """Latent sites of the model that the guide does not sample (they are drawn from their prior on replay)."""
+    guided = {name for name, site in guide_trace.nodes.items() if site["type"] == "sample"}
+    return [name for name, site in model_trace.nodes.items()
+            if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site) and name not in guided]
 
 
 def log_importance_weights(model, x: torch.Tensor, num_particles: int = 10, **kwargs: Any) -> torch.Tensor:

@@ -180,3 +180,15 @@ def test_a_model_without_guide_latents_is_diagnosed_by_its_exact_weights(tmp_pat
     idata = az.from_netcdf(str(run / "diagnostics" / IDATA))
     assert "posterior" not in idata.groups() and idata.posterior_predictive["x"].shape == (1, 20, M, 1, 8, 8)
     assert json.loads((run / "diagnostics" / DIAGNOSTICS).read_text())["khat"]["median"] is None  # -inf: an exact guide
+
+
+def test_a_latent_left_to_the_prior_keeps_the_stored_weights_out_of_the_elbo(tmp_path):
+    run = tmp_path / "gmvae"
+    train("gmvae", "digits", run, model_options={"z_dim": 2, "hidden": [16]}, progress=False, sample_every=0,
+          train_config=TrainConfig(epochs=2, batch_size=256, patience=None, seed=0))
+    result = diagnose(run, num_data=M, particles=S, batch_size=10, report=False)
+    idata = result["idata"]
+    assert idata.sample_stats.attrs["prior_sampled_latents"] == "c"  # the component is summed in training
+    own = idata.sample_stats["iw_log_weight"].values[0]
+    assert result["log_likelihood"]["elbo"] == pytest.approx(own.mean())  # the ELBO with c summed, as trained
+    assert "khat_sampled_guide" not in result and "pit" in result  # x depends on z alone: the PPC stands
