@@ -8,6 +8,7 @@ from .diagnose import diagnose
 from .encode import encode
 from .evaluate import evaluate
 from .models import models
+from .plugins import plugins
 from .sample import sample
 from .score import score
 from .train import train
@@ -19,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.callback()(plugins)
 app.command()(models)
 app.command()(train)
 app.command()(encode)

@@ -24,8 +24,8 @@ from .errors import ConfigError, PPModelsError, RunError
 from .evaluation import classification_metrics
 from .inference import prior_sampled_sites, trace_particles
 from .posterior import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
-                        has_own_log_weights, posterior_idata)
-from .run import CONFIG, METRICS, atomic_write, load, read_json, write_json
+                        has_own_log_weights, posterior_idata, save_idata)
+from .run import CONFIG, METRICS, load, read_json, write_json
 
 IDATA, DIAGNOSTICS, REPORT = "idata.nc", "diagnostics.json", "report.html"
 #: attribute of ``sample_stats``: the model's latents that the guide leaves to the prior, comma-separated
@@ -154,7 +154,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     result.update(run=str(run), model=model.name, data=dataset.spec or data, split=split, num_data=len(idx), particles=particles,
                   seed=seed, verdicts=dg.verdicts(result, noun))
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / IDATA, lambda tmp: idata.to_netcdf(tmp))
+    save_idata(idata, out / IDATA)
     write_json(out / DIAGNOSTICS, json_ready(summary_only(result)))
     if report:
         from .report import write_report

@@ -24,6 +24,8 @@ Feature dims are ``feature`` for flat data and ``channel, row, col`` for images.
 from __future__ import annotations
 
 import warnings
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +35,9 @@ import torch
 
 from pyro.poutine.util import site_is_subsample
 
+from .errors import ConfigError
 from .inference import replay_log_weights, trace_particles
+from .run import atomic_write
 
 OBSERVED_SITE = "x"
 
@@ -147,3 +151,44 @@ def add_model_log_weights(idata, model, x: torch.Tensor, num_draws: int, seed: i
     lw = torch.cat([model.log_importance_weights(xb, num_draws) for xb in model.check_x(x).split(batch_size)], dim=1)
     coords = {"draw": np.arange(num_draws), "datum": idata.sample_stats["datum"].values}
     idata.sample_stats["iw_log_weight"] = xr.DataArray(lw.cpu().numpy()[None], dims=["chain", "draw", "datum"], coords=coords)
+
+
+def save_idata(idata, path: str | Path) -> Path:
+    """Write ``idata`` to ``path``: netCDF for ``.nc``, or ``.npz`` with one key per array.
+
+    npz keys are ``GROUP/VAR`` (e.g. ``posterior/z``) with ``GROUP/VAR.dims`` naming its dims and ``coords/datum``
+    holding the datum coordinate. The time stamps ArviZ and zip add are left out, so the same draws give
+    byte-identical files (``--seed`` reproducibility).
+    """
+    path = Path(path)
+    if path.suffix not in (".nc", ".npz"):
+        raise ConfigError(f"--out {path.name} must end in .nc (netCDF InferenceData) or .npz")
+    for group in idata.groups():
+        idata[group].attrs.pop("created_at", None)
+    if path.suffix == ".nc":
+        atomic_write(path, lambda tmp: idata.to_netcdf(tmp))
+    else:
+        atomic_write(path, lambda tmp: _write_npz(idata_arrays(idata), tmp))
+    return path
+
+
+def idata_arrays(idata) -> dict[str, np.ndarray]:
+    """The arrays of ``idata`` flattened to ``{"GROUP/VAR": values, "GROUP/VAR.dims": names, "coords/datum": ...}``."""
+    arrays: dict[str, np.ndarray] = {}
+    for group in idata.groups():
+        dataset = idata[group]
+        for name, var in dataset.data_vars.items():
+            arrays[f"{group}/{name}"] = var.values
+            arrays[f"{group}/{name}.dims"] = np.array(var.dims, dtype=str)
+        for name, coord in dataset.coords.items():
+            arrays.setdefault(f"coords/{name}", coord.values)
+    return arrays
+
+
+def _write_npz(arrays: dict[str, np.ndarray], path: str) -> None:
+    """``np.savez`` without the zip entries' modification times (fixed to 1980-01-01) so output is reproducible."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
