@@ -53,7 +53,10 @@ def train(
                            max_per_class=max_per_class, train_config=config, model_options=options, overwrite=overwrite,
                            resume=resume, progress=not quiet, sample_every=sample_every)
     typer.echo(f"run folder: {out}")
-    for key in ("epochs", "train_elbo", "valid_elbo", "test_elbo", "test_accuracy", "test_cluster_accuracy", "wall_time_s"):
+    for key in ("epochs", "train_elbo", "valid_elbo", "test_elbo", "test_accuracy", "test_balanced_accuracy", "test_cluster_accuracy",
+                "wall_time_s"):
         if key in summary:
             value = summary[key]
             typer.echo(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    for warning in summary.get("test_warnings", []):
+        typer.echo(f"WARNING: {warning}", err=True)

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyro
 import torch
 
 from .data import Dataset, TrainData, load_dataset, prepare_data
 from .errors import ConfigError, DataError, RunError
-from .metrics import clustering_accuracy
+from .metrics import classification_report, clustering_accuracy
 from .registry import get_model_class
-from .run import CONFIG, SUMMARY, load, prepare_run_dir, read_json, save_model, write_json
+from .run import CONFIG, SUMMARY, build_model, check_run_dir, load, prepare_run_dir, read_json, save_model, write_json
 from .train import BestCheckpoint, MetricsLog, ProgressBar, SampleGrid, TrainConfig
 
 DATA_OPTIONS = ("spec", "data_dir", "labels", "binarize", "max_per_class")
@@ -57,20 +58,19 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     With ``resume=True`` everything (model, data, training options) is read back from ``out/config.json``
     and training continues from ``out/checkpoints/last.pt``.
     """
-    out = prepare_run_dir(out, overwrite=overwrite, resume=resume)
+    out = check_run_dir(out, overwrite=overwrite, resume=resume)
     if resume:
         saved = read_json(out / CONFIG)
-        model_name, cfg = saved["model"], saved["data"]
-        data, data_dir, labels, binarize, max_per_class = (cfg[k] for k in DATA_OPTIONS)
-        train_config = TrainConfig(**saved["train"])
+        model_name, (data, data_dir, labels, binarize, max_per_class), train_config = saved_options(saved, out / CONFIG)
     train_config = train_config or TrainConfig()
     train_config.validate()
     cls = get_model_class(model_name)
     bundle = open_data(data, data_dir, download, labels, binarize, max_per_class, train_config.seed)
-    if resume:
-        model = cls(cls.Config(**saved["model_config"]))
-    else:
-        model = cls(cls.config_from_data(bundle.dataset, **(model_options or {})))
+    pyro.set_rng_seed(train_config.seed)  # the initial weights follow the seed, not whatever ran before in this process
+    model = build_model(saved) if resume else cls(cls.config_from_data(bundle.dataset, **(model_options or {})))
+    model.check_data(bundle)
+    out = prepare_run_dir(out, overwrite=overwrite, resume=resume)  # only now: a request that fails leaves no folder behind
+    if not resume:
         write_json(out / CONFIG, {
             "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
             "data": dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), "seed": train_config.seed,
@@ -81,13 +81,22 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     start = time.perf_counter()
     model.fit(bundle, train_config, callbacks=callbacks, run_dir=out, resume=resume)
     save_model(model, out)
-    summary = summarize(model, bundle, wall_time=time.perf_counter() - start)
+    summary = summarize(model, bundle, wall_time=time.perf_counter() - start, seed=train_config.seed)
     write_json(out / SUMMARY, summary)
     return model, summary
 
 
-def summarize(model, data: TrainData, wall_time: float) -> dict[str, Any]:
-    """Final ELBOs per datum on each split, epochs, time, memory, and test accuracy for classifiers."""
+def saved_options(saved: dict, source: Path) -> tuple[str, tuple, TrainConfig]:
+    """The model name, data options and training config a run folder's ``config.json`` recorded, for ``--resume``."""
+    try:
+        cfg = saved["data"]
+        return saved["model"], tuple(cfg[k] for k in DATA_OPTIONS), TrainConfig(**saved["train"])
+    except (KeyError, TypeError) as exc:
+        raise RunError(f"{source} lacks or garbles {exc} that --resume needs; the run folder is damaged, start again with --overwrite") from None
+
+
+def summarize(model, data: TrainData, wall_time: float, seed: int | None = None) -> dict[str, Any]:
+    """Final ELBOs per datum on each split, epochs, time, memory, test accuracy for classifiers, the seed and versions."""
     state = getattr(model, "train_state_", None)
     summary: dict[str, Any] = {"model": model.name, "data": data.dataset.spec, "num_labels": data.train.num_labeled}
     for name in ("train", "valid", "test"):
@@ -98,11 +107,11 @@ def summarize(model, data: TrainData, wall_time: float) -> dict[str, Any]:
         summary.update(epochs=state.epoch, best_epoch=state.best_epoch, stopped_early=state.stopped_early,
                        skipped_batches=state.skipped_batches, train_time_s=round(state.elapsed, 2))
     if hasattr(model, "predict") and data.test is not None and data.test.y is not None:
-        predicted = np.asarray(model.predict(data.test.x))
-        summary["test_accuracy"] = float((predicted == data.test.y.numpy()).mean())
+        report = classification_report(data.test.y.numpy(), np.asarray(model.predict(data.test.x)), data.num_classes)
+        summary.update({f"test_{key}": value for key, value in report.items()})
     if hasattr(model, "cluster") and data.test is not None and data.test.y is not None:
         summary["test_cluster_accuracy"] = clustering_accuracy(data.test.y.numpy(), model.cluster(data.test.x))
-    summary.update(wall_time_s=round(wall_time, 2), peak_memory_mb=round(peak_memory_mb(), 1), seed=getattr(model, "seed", None),
+    summary.update(wall_time_s=round(wall_time, 2), peak_memory_mb=round(peak_memory_mb(), 1), seed=seed,
                    versions=versions())
     return summary
 

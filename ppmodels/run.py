@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from .errors import RunError
 
@@ -82,18 +83,29 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
-def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Create ``path`` for a new run; an existing non-empty folder is refused unless ``overwrite`` or ``resume``."""
+def check_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """Refuse, without touching anything, an output folder that :func:`prepare_run_dir` would not take."""
     path = Path(path)
     if resume:
         if not (path / CHECKPOINTS / "last.pt").is_file():
-            raise RunError(f"cannot resume: {path / CHECKPOINTS / 'last.pt'} does not exist; train without --resume")
-        return path
-    if path.exists() and any(path.iterdir()):
+            again = "start it again with --overwrite" if (path / CONFIG).is_file() else "train without --resume"
+            raise RunError(f"cannot resume: {path / CHECKPOINTS / 'last.pt'} does not exist (the run stopped before its first checkpoint); {again}")
+    elif path.exists() and (not path.is_dir() or any(path.iterdir())):
         if not overwrite:
             raise RunError(f"output folder {path} already exists; pass --overwrite to replace it or --resume to continue it")
         if not (path / CONFIG).is_file():
             raise RunError(f"refusing to overwrite {path}: it is not a ppmodels run folder (no {CONFIG}); choose another --out")
+    return path
+
+
+def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """Create ``path`` for a new run; an existing non-empty folder is refused unless ``overwrite`` or ``resume``."""
+    path = check_run_dir(path, overwrite, resume)
+    if resume:
+        for stale in path.rglob(".*.tmp"):  # half-written files of a run that was killed mid-write
+            stale.unlink()
+        return path
+    if path.exists() and any(path.iterdir()):
         shutil.rmtree(path)
     (path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     return path
@@ -136,9 +148,13 @@ def load(path: str | Path):
     if not weights.is_file():
         raise RunError(f"{weights} does not exist; the run did not finish (resume it with `ppmodels train ... --resume`)")
     try:
-        tensors = load_file(str(weights))
+        with safe_open(str(weights), framework="pt") as f:
+            saved_by = (f.metadata() or {}).get("model")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise RunError(f"{weights} is not a readable safetensors file ({exc}); it is truncated or corrupt") from None
+    if saved_by is not None and saved_by != model.name:
+        raise RunError(f"{weights} holds weights of model {saved_by!r} but {path / CONFIG} names {model.name!r}; it is from another run, copy back the right file")
     extra = {k[len(EXTRA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)}
     state = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
     load_state(model, state, weights)

@@ -45,7 +45,7 @@ class Dataset:
             bad = int((~np.isfinite(self.x)).reshape(len(self.x), -1).any(1).sum())
             raise DataError(f"data {self.name!r} has NaN or infinite values in {bad} rows; remove or impute them first")
         if self.y is not None:
-            self.y = _check_labels(self.y, len(self.x), self.name)
+            self.y = check_labels(self.y, len(self.x), self.name)
         if self.likelihood not in LIKELIHOODS:
             raise DataError(f"unknown likelihood {self.likelihood!r}; use one of {', '.join(LIKELIHOODS)}")
         if self.binarize not in BINARIZE_MODES:
@@ -82,7 +82,8 @@ def in_unit_interval(x: np.ndarray | torch.Tensor) -> bool:
     return bool((x >= 0).all() and (x <= 1).all())
 
 
-def _check_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
+def check_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
+    """``y`` as int64 class labels, after checking there is one per example and each is a whole number >= 0."""
     y = np.asarray(y)
     if y.shape != (n,):
         raise DataError(f"labels of {name!r} have shape {y.shape}; expected ({n},), one label per example")
@@ -94,6 +95,10 @@ def _check_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
     y = y.astype(np.int64)
     if (y < 0).any():
         raise DataError(f"labels of {name!r} include negative values ({int(y.min())}); give class labels 0..K-1")
+    used, top = len(np.unique(y)), int(y.max()) if len(y) else 0
+    if top + 1 > 2 * used:  # 1-based labels pass; codes like 0, 1000, 2000 would make thousands of empty classes
+        raise DataError(f"labels of {name!r} use {used} distinct values but run up to {top}, so most classes would have no examples; "
+                        f"relabel them 0..K-1 (e.g. np.unique(y, return_inverse=True)[1])")
     return y
 
 

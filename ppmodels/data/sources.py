@@ -7,6 +7,7 @@ A spec is ``KIND`` or ``KIND:PATH``, optionally followed by ``?key=value&key=val
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qsl
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError, DataNotFoundError
 from . import mnist
-from .dataset import Dataset, in_unit_interval
+from .dataset import Dataset, check_labels, in_unit_interval
 from .splits import stratified_splits
 
 Loader = Callable[..., Dataset]
@@ -85,15 +86,37 @@ def from_arrays(name: str, x: np.ndarray, y: np.ndarray | None = None, likelihoo
         x = x[:, None]
     if x.ndim == 3:
         x = x[:, None]  # (N, H, W) images get one channel
-    if y is not None and np.asarray(y).dtype.kind not in "fiub":  # text labels become classes 0..K-1
-        names, y = np.unique(np.asarray(y).astype(str), return_inverse=True)
-        class_names = [str(c) for c in names]
+    if y is not None:
+        y, class_names = _labels_as_classes(name, np.asarray(y), len(x), class_names)
     if likelihood is None:
         likelihood = "bernoulli" if np.isfinite(x).all() and in_unit_interval(x) else "gaussian"
     if splits is None:
-        y_for_split = np.asarray(y, dtype=np.int64) if y is not None and np.asarray(y).dtype.kind in "iub" else None
-        splits = stratified_splits(y_for_split, len(x), seed=seed)
+        splits = stratified_splits(y, len(x), seed=seed)
     return Dataset(name, x, y, likelihood, splits, class_names=class_names)
+
+
+def _labels_as_classes(name: str, y: np.ndarray, n: int, class_names: list[str] | None) -> tuple[np.ndarray, list[str] | None]:
+    """Integer labels 0..K-1, checked before they are used to split; text labels become named classes."""
+    if y.dtype.kind == "S":
+        y = y.astype(str)
+    if y.dtype.kind in "fiub":
+        return check_labels(y, n, name), class_names
+    if y.dtype.kind != "U":
+        raise DataError(f"labels of {name!r} have type {y.dtype}; give integer class labels 0..K-1 or text class names")
+    text = np.char.strip(y)
+    if _all_numbers(text):
+        # sorting "10" before "2" would silently renumber the classes, so numbers stored as text are refused
+        raise DataError(f"labels of {name!r} are numbers stored as text (e.g. {str(text[0])!r}); store them as integers 0..K-1")
+    names, y = np.unique(text, return_inverse=True)
+    return y.astype(np.int64), [str(c) for c in names]
+
+
+def _all_numbers(text: np.ndarray) -> bool:
+    try:
+        text.astype(np.float64)
+    except ValueError:
+        return False
+    return True
 
 
 @register_source("digits")
@@ -116,6 +139,13 @@ def _mnist(path: str, options: dict, data_dir: str | None = None, download: bool
     return Dataset("mnist", x, y, "bernoulli", splits)
 
 
+def _unreadable(p: Path, kind: str, exc: Exception) -> DataError:
+    if "allow_pickle" in str(exc):  # object arrays are pickles, and unpickling a stranger's file can run code
+        return DataError(f"{p} holds Python objects (pickled), which ppmodels never loads because they can run code; save plain numeric arrays")
+    reason = " ".join(str(exc).split())[:200]
+    return DataError(f"{p} is not a readable .{kind} file ({type(exc).__name__}: {reason}); it is truncated or corrupt, check the file")
+
+
 @register_source("npz")
 def _npz(path: str, options: dict, **_) -> Dataset:
     p = _existing(path)
@@ -126,10 +156,10 @@ def _npz(path: str, options: dict, **_) -> Dataset:
                 raise DataError(f"{p} has no array {x_key!r} (it has {', '.join(f.files) or 'none'}); name it with ?x=KEY")
             x = f[x_key]
             y = f[y_key] if y_key in f else None
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         if isinstance(exc, DataError):
             raise
-        raise DataError(f"{p} is not a readable .npz file ({exc}); check the file") from None
+        raise _unreadable(p, "npz", exc) from None
     return from_arrays(p.stem, x, y, likelihood=options.get("likelihood"))
 
 
@@ -139,7 +169,7 @@ def _npy(path: str, options: dict, **_) -> Dataset:
     try:
         x = np.load(p, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{p} is not a readable .npy file ({exc}); check the file") from None
+        raise _unreadable(p, "npy", exc) from None
     return from_arrays(p.stem, x, None, likelihood=options.get("likelihood"))
 
 
@@ -152,13 +182,27 @@ def _csv(path: str, options: dict, **_) -> Dataset:
     label = options.get("label")
     if label is not None and label not in header:
         raise DataError(f"{p} has no column {label!r} (columns: {', '.join(header)}); fix ?label=COLUMN")
-    table = np.genfromtxt(p, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    try:
+        table = np.genfromtxt(p, delimiter=",", names=True, dtype=None, encoding="utf-8", usemask=True)
+    except UnicodeDecodeError:
+        raise DataError(f"{p} is not a UTF-8 text CSV file; check the file") from None
+    except ValueError as exc:  # rows with the wrong number of columns: a truncated or hand-edited file
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
+        raise DataError(f"{p} has rows with the wrong number of columns ({detail}); it is truncated or malformed, fix those rows") from None
     if table.size == 0:
         raise DataError(f"{p} has a header but no rows; give a file with data")
-    table = np.atleast_1d(table)
+    table = np.ma.atleast_1d(table)
     names = table.dtype.names
+    # genfromtxt would fill empty cells with -1 or NaN, a silent wrong answer for a file cut short mid-row
+    empty = [h for n, h in zip(names, header) if np.ma.getmaskarray(table[n]).any()]
+    if empty:
+        rows = np.flatnonzero(np.any([np.ma.getmaskarray(table[n]) for n in names], axis=0)) + 2
+        raise DataError(f"{p} has empty cells in column(s) {', '.join(empty)} (line {rows[0]}); the file is truncated or incomplete, fill them in or drop those rows")
+    table = table.data
     features = [n for n, h in zip(names, header) if h != label]
     text = [h for n, h in zip(names, header) if h != label and table.dtype[n].kind not in "fiub"]
+    if text and len(header) == 1 and ";" in header[0]:
+        raise DataError(f"{p} looks separated by semicolons (its header is the one column {header[0]!r}); save it comma-separated")
     if text:
         raise DataError(f"{p} has text in numeric column(s) {', '.join(text)}; fix the values or name the label column with ?label=COLUMN")
     x = np.stack([table[n].astype(np.float32) for n in features], axis=1)

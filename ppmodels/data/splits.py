@@ -12,9 +12,12 @@ from .dataset import UNLABELED, Split
 def stratified_splits(y: np.ndarray | None, n: int, valid: float = 0.1, test: float = 0.2, seed: int = 0) -> dict[str, np.ndarray]:
     """Fixed train/valid/test index arrays, stratified by ``y`` when labels exist and every class has enough examples."""
     idx = np.arange(n)
-    strat = y if y is not None and np.bincount(y).min(initial=n) >= 3 and n >= 10 else None
     if n < 3:
         raise DataError(f"data has only {n} examples; need at least 3 to make train/valid/test splits")
+    # stratify only when every class can appear in every split (scikit-learn refuses otherwise)
+    counts = np.bincount(y) if y is not None else np.zeros(0)
+    fits = len(counts) and counts.min() >= 3 and min(valid, test) * n >= len(counts)
+    strat = y if fits else None
     rest, test_idx = train_test_split(idx, test_size=test, random_state=seed, stratify=strat)
     strat_rest = None if strat is None else strat[rest]
     train_idx, valid_idx = train_test_split(rest, test_size=valid / (1 - test), random_state=seed, stratify=strat_rest)

@@ -19,12 +19,15 @@ from .vae import VAE, VAEConfig
 
 CLASSIFIERS = ("svm", "logistic")
 FEATURES = ("loc", "sample")
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 @dataclasses.dataclass
 class M1Config(VAEConfig):
     """:param classifier: ``svm`` (RBF SVC) or ``logistic``. :param features: ``loc`` (posterior means) or
     ``sample`` (draws from q(z|x), ``num_feature_samples`` per labeled image). :param C: inverse regularisation.
+    :param class_weight: ``none``, or ``balanced`` to weight each labeled example by ``n / (K * n_class)`` so that a
+    class holding 90% of the labels cannot win by being predicted everywhere.
     """
 
     num_classes: int = 10
@@ -33,6 +36,7 @@ class M1Config(VAEConfig):
     num_feature_samples: int = 10
     C: float = 10.0
     seed: int = 0
+    class_weight: str = "none"
 
     def validate(self) -> None:
         super().validate()
@@ -40,8 +44,10 @@ class M1Config(VAEConfig):
             raise ConfigError(f"unknown classifier {self.classifier!r}; use one of {', '.join(CLASSIFIERS)}")
         if self.features not in FEATURES:
             raise ConfigError(f"unknown features {self.features!r}; use one of {', '.join(FEATURES)}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ConfigError(f"unknown class_weight {self.class_weight!r}; use one of {', '.join(CLASS_WEIGHTS)}")
         if self.num_classes < 2:
-            raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
+            raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}; a classifier needs labels of two or more classes")
 
 
 @register_model("m1")
@@ -91,13 +97,14 @@ class M1(VAE):
     def _fit_classifier(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         c = self.config
         x, y = features.numpy(), labels.numpy()
+        weight = None if c.class_weight == "none" else c.class_weight
         if c.classifier == "svm":
-            self.classifier_ = make_pipeline(StandardScaler(), SVC(C=c.C, gamma="scale")).fit(x, y)
+            self.classifier_ = make_pipeline(StandardScaler(), SVC(C=c.C, gamma="scale", class_weight=weight)).fit(x, y)
             # Platt-scaled probabilities from cross-validation, where every class has at least two labels
             folds = min(3, int(np.unique(y, return_counts=True)[1].min()))
             self.calibrated_ = CalibratedClassifierCV(self.classifier_, cv=folds, ensemble=False).fit(x, y) if folds >= 2 else None
         else:
-            self.classifier_ = make_pipeline(StandardScaler(), LogisticRegression(C=c.C, max_iter=2000)).fit(x, y)
+            self.classifier_ = make_pipeline(StandardScaler(), LogisticRegression(C=c.C, max_iter=2000, class_weight=weight)).fit(x, y)
             self.calibrated_ = self.classifier_
         self._features, self._labels = features.float(), labels.long()
 

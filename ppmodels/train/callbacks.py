@@ -6,12 +6,14 @@ A callback is any object with some of the hooks ``on_train_start``, ``on_step_en
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import torch
 
 from ..plots import save_image_grid
-from ..run import CHECKPOINTS, METRICS, append_jsonl, save_checkpoint
+from ..run import CHECKPOINTS, METRICS, append_jsonl, atomic_write, save_checkpoint
 
 
 class ProgressBar:
@@ -50,13 +52,19 @@ class MetricsLog:
     def on_train_start(self, trainer) -> None:
         if not self.path.is_file():
             return
-        import json
-
-        kept = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line)["epoch"] <= trainer.state.epoch]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        kept = "".join(line + "\n" for line in self.path.read_text().splitlines() if _epoch_of(line) <= trainer.state.epoch)
+        atomic_write(self.path, lambda tmp: Path(tmp).write_text(kept))
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         append_jsonl(self.path, record)
+
+
+def _epoch_of(line: str) -> float:
+    """The epoch of a metrics record; a line cut short by a kill mid-write counts as past every checkpoint."""
+    try:
+        return json.loads(line)["epoch"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
 
 
 class BestCheckpoint:

@@ -11,15 +11,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import random
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyro
 import torch
 
 from ..data import TrainData
-from ..errors import ConfigError, TrainingError
+from ..errors import ConfigError, RunError, TrainingError
 from ..run import CHECKPOINTS, load_checkpoint, load_state, save_checkpoint
 
 
@@ -83,6 +85,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.run_dir: Path | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None
+        self.saved_epoch: int | None = None  # epoch of the last checkpoint this trainer wrote or resumed from
         self.generator = torch.Generator()
 
     # ----- the loop -------------------------------------------------------------------------------------------
@@ -142,11 +145,12 @@ class Trainer:
             state.step += 1
             self._emit("on_step_end", loss / len(self.data.train))
         state.skipped_batches += skipped
+        self._check_parameters()
         if not losses:
             raise TrainingError(f"every batch of epoch {state.epoch} was non-finite and skipped; lower --lr or check the data")
         record = {"epoch": state.epoch, "stage": state.stage, "step": state.step, "train_elbo": -sum(losses) / len(losses) / len(self.data.train)}
         if self.data.valid is not None:
-            record["valid_elbo"] = model.elbo_per_datum(self.data.valid, batch_size=max(self.config.batch_size, 500))
+            record["valid_elbo"] = self._valid_elbo()
         self._update_early_stopping(record)
         record.update(best_epoch=state.best_epoch, epochs_without_improvement=state.epochs_without_improvement, skipped_batches=skipped)
         return record
@@ -154,28 +158,61 @@ class Trainer:
     def _step(self, batch: dict) -> float | None:
         """One Adam step; returns the batch loss, or ``None`` when a non-finite batch was skipped."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.model.loss(batch)
+        try:
+            loss = self.model.loss(batch)
+        except ValueError as exc:  # a distribution's argument validation caught non-finite parameters before the loss did
+            if "invalid values" not in str(exc):
+                raise
+            return self._nonfinite("loss", f"a distribution got non-finite parameters: {str(exc).splitlines()[0].rstrip(':')}")
         if not torch.isfinite(loss):
             return self._nonfinite("loss", batch)
         loss.backward()
+        grads = [(name, p.grad) for name, p in self.model.named_parameters() if p.grad is not None]
+        # one finiteness check per step, without autograd's anomaly mode; names are worked out only on failure
+        if grads and not torch.stack([torch.isfinite(g).all() for _, g in grads]).all():
+            bad = [name for name, g in grads if not torch.isfinite(g).all()]
+            more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
+            return self._nonfinite("gradient", f"non-finite gradient of {', '.join(bad[:4])}{more}, while the loss was finite ({loss.item():.6g})")
         if self.config.clip_norm is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
-        else:
-            norm = torch.stack([p.grad.norm() for p in self.model.parameters() if p.grad is not None]).norm()
-        if not torch.isfinite(norm):
-            return self._nonfinite("gradient", batch)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
         self.optimizer.step()
         return loss.item()
 
-    def _nonfinite(self, what: str, batch: dict) -> None:
+    def _nonfinite(self, what: str, detail: str | dict) -> None:
+        """Skip the batch (``skip_nonfinite``) or stop, naming where, which term, and the checkpoint that is still good."""
         self.optimizer.zero_grad(set_to_none=True)
         if self.config.skip_nonfinite:
             return None
-        terms = nonfinite_terms(self.model, batch)
+        if isinstance(detail, dict):  # a batch whose loss is not finite: find the sample sites responsible
+            detail = f"terms: {nonfinite_terms(self.model, detail)}"
         where = f"epoch {self.state.epoch}, step {self.state.step + 1}"
+        raise TrainingError(f"the {what} became non-finite at {where} ({detail}); {self._last_good()}; lower --lr, add --clip-norm, or pass --skip-nonfinite")
+
+    def _last_good(self) -> str:
         last = self.run_dir / CHECKPOINTS / "last.pt" if self.run_dir is not None else None
-        kept = f"the last good checkpoint is {last}" if last is not None and last.is_file() else "no checkpoint was written yet"
-        raise TrainingError(f"the {what} became non-finite at {where} (terms: {terms}); {kept}; lower --lr, add --clip-norm, or pass --skip-nonfinite")
+        if last is None or not last.is_file():
+            return "no checkpoint was written yet"
+        epoch = f" (epoch {self.saved_epoch})" if self.saved_epoch is not None else ""
+        return f"the last good checkpoint is {last}{epoch}, left untouched"
+
+    def _valid_elbo(self) -> float:
+        """The validation ELBO; a non-finite one stops training before the epoch is checkpointed."""
+        try:
+            value = self.model.elbo_per_datum(self.data.valid, batch_size=max(self.config.batch_size, 500))
+        except ValueError as exc:  # argument validation of a distribution fed non-finite parameters
+            if "invalid values" not in str(exc):
+                raise
+            value = math.nan
+        if not math.isfinite(value):
+            raise TrainingError(f"the validation ELBO became non-finite after epoch {self.state.epoch} (the weights no longer give finite "
+                                f"distributions); {self._last_good()}; lower --lr or add --clip-norm")
+        return value
+
+    def _check_parameters(self) -> None:
+        """Refuse to go on (and to checkpoint) with weights that are no longer finite."""
+        bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise TrainingError(f"parameters {', '.join(bad[:4])} became non-finite in epoch {self.state.epoch}; {self._last_good()}; lower --lr or add --clip-norm")
 
     def _update_early_stopping(self, record: dict) -> None:
         state = self.state
@@ -198,31 +235,55 @@ class Trainer:
 
     # ----- checkpoints ----------------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/last.pt``: weights, optimizer, progress, best weights and every RNG state."""
+        """Write ``checkpoints/last.pt``: weights, optimizer, progress (early stopping too), best weights, every RNG state."""
         path = self.run_dir / CHECKPOINTS / "last.pt"
         save_checkpoint(path, {
+            "model_name": self.model.name,
+            "model_config": dataclasses.asdict(self.model.config),
             "model": self.model.state_dict(),
             "best_model": self.best_weights,
             "optimizer": self.optimizer.state_dict(),
             "state": dataclasses.asdict(self.state),
-            "rng": {"torch": torch.get_rng_state(), "batches": self.generator.get_state()},
+            "rng": rng_states(self.generator),
         })
+        self.saved_epoch = self.state.epoch
         return path
 
     def _restore(self) -> None:
         path = self.run_dir / CHECKPOINTS / "last.pt"
         payload = load_checkpoint(path)
+        saved_by = payload.get("model_name", self.model.name)
+        if saved_by != self.model.name:
+            raise RunError(f"checkpoint {path} was written by model {saved_by!r}, not {self.model.name!r}; it is from another run, start again with --overwrite")
+        saved_config = payload.get("model_config")
+        if saved_config is not None and saved_config != dataclasses.asdict(self.model.config):
+            raise RunError(f"checkpoint {path} was written for another {self.model.name} config ({saved_config}); it does not match config.json, start again with --overwrite")
         try:
             load_state(self.model, payload["model"], path)
             self.optimizer.load_state_dict(payload["optimizer"])
             self.state = TrainState(**payload["state"])
             self.best_weights = payload["best_model"]
-            torch.set_rng_state(payload["rng"]["torch"])
-            self.generator.set_state(payload["rng"]["batches"])
-        except (KeyError, TypeError, ValueError) as exc:
-            from ..errors import RunError
+            set_rng_states(payload["rng"], self.generator)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RunError(f"checkpoint {path} is incomplete or from another version ({type(exc).__name__}: {exc}); start again with --overwrite") from None
+        self.saved_epoch = self.state.epoch
 
-            raise RunError(f"checkpoint {path} is incomplete or from another version ({exc}); start a new run") from None
+
+def rng_states(generator: torch.Generator) -> dict:
+    """Every random state a training run draws from, as tensors and numbers (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "batches": generator.get_state(), "python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]}
+
+
+def set_rng_states(states: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(states["torch"])
+    generator.set_state(states["batches"])
+    if "python" in states:
+        random.setstate(states["python"])
+    if "numpy" in states:
+        kind, keys, pos, has_gauss, cached = states["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
 def nonfinite_terms(model, batch: dict) -> str:
@@ -240,4 +301,4 @@ def nonfinite_terms(model, batch: dict) -> str:
                     bad.append(f"{label} site {name!r}")
         return ", ".join(bad) or "the loss only (every site's log-probability is finite)"
     except Exception as exc:  # the model itself may fail on non-finite parameters
-        return f"could not be traced ({type(exc).__name__}: {exc})"
+        return f"could not be traced ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"

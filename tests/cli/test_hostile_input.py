@@ -1,0 +1,333 @@
+"""Every hostile input of issue 6, through the CLI and the Python API.
+
+The CLI must exit with code 2 and print exactly one line on stderr (``error: PROBLEM; FIX``), never a traceback;
+the API must raise a :class:`~ppmodels.errors.PPModelsError` that is also a ``ValueError`` or ``FileNotFoundError``
+(``RuntimeError`` for training that diverges),
+with the same message. A request that fails must not leave a run folder behind.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ppmodels import api
+from ppmodels.data.mnist import FILES as MNIST_FILES
+from ppmodels.errors import PPModelsError
+from ppmodels.train import TrainConfig
+from ppmodels_cli.main import app
+
+runner = CliRunner()
+TINY = {"hidden": [8], "z_dim": 2}
+FAST = ["--epochs", "1", "--batch-size", "256", "--hidden", "8", "--z-dim", "2", "--quiet", "--sample-every", "0"]
+
+
+@dataclass
+class Case:
+    """One hostile request: its CLI arguments, the same request through the API, and what the message must say."""
+
+    cli: list[str]
+    call: Callable[[], Any]
+    message: str
+    builtin: type = ValueError
+    out: Path | None = None  # a folder that must not exist afterwards
+
+
+def train_case(tmp: Path, name: str, model: str, data: str = "digits", message: str = "", builtin: type = ValueError, *,
+               out: Path | None = None, labels: int | None = None, settings: dict | None = None, resume: bool = False,
+               overwrite: bool = False, data_dir: Path | None = None, keep_out: bool = False, lr: float = 1e-3,
+               skip_nonfinite: bool = False) -> Case:
+    """``ppmodels train`` and :func:`ppmodels.api.train` with the same options."""
+    out = out or tmp / "runs" / name
+    cli = ["train", model, "--data", data, "--out", str(out), *FAST]
+    cli += ["--labels", str(labels)] if labels is not None else []
+    cli += ["--data-dir", str(data_dir)] if data_dir is not None else []
+    cli += ["--resume"] * resume + ["--overwrite"] * overwrite + ["--lr", str(lr)] + ["--skip-nonfinite"] * skip_nonfinite
+    options = dict(TINY)
+    for key, value in (settings or {}).items():
+        cli += ["--likelihood", value] if key == "likelihood" else ["--set", f"{key}={json.dumps(value)}"]
+        options[key] = value
+
+    def call():
+        return api.train(model, data, out, data_dir=None if data_dir is None else str(data_dir), labels=labels,
+                         train_config=TrainConfig(epochs=1, batch_size=256, lr=lr, skip_nonfinite=skip_nonfinite), model_options=options, resume=resume,
+                         overwrite=overwrite, progress=False, sample_every=0)
+
+    return Case(cli, call, message, builtin, None if keep_out or resume or overwrite else out)
+
+
+def encode_case(run: Path, data: str, out: Path, message: str, builtin: type = ValueError) -> Case:
+    return Case(["encode", str(run), "--data", data, "--out", str(out)], lambda: api.encode(run, data, out), message, builtin)
+
+
+def copy_run(source: Path, target: Path, replace: dict[str, Any] | None = None) -> Path:
+    """A copy of a run folder with some of its files replaced by bytes, or by the same file of another run."""
+    shutil.copytree(source, target)
+    for name, content in (replace or {}).items():
+        (target / name).write_bytes(content.read_bytes() if isinstance(content, Path) else content)
+    return target
+
+
+def write_files(tmp: Path) -> dict[str, str]:
+    """The hostile data files; returns data specs by name."""
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 5)).astype(np.float32)
+    y = np.arange(60) % 3
+    d = tmp / "data"
+    d.mkdir()
+    with_nan, with_inf = x.copy(), x.copy()
+    with_nan[3, 2], with_inf[7, 1] = np.nan, np.inf
+    arrays = {
+        "good": {"x": x, "y": y}, "nan": {"x": with_nan}, "inf": {"x": with_inf}, "gauss": {"x": rng.normal(size=(60, 5))},
+        "gauss64": {"x": rng.normal(size=(60, 64))},
+        "unlabeled": {"x": x}, "text_numbers": {"x": x, "y": np.array([str(v) for v in np.arange(60) % 12])},
+        "fractions": {"x": x, "y": y + 0.5}, "negative": {"x": x, "y": y - 1}, "short_labels": {"x": x, "y": y[:50]},
+        "no_rows": {"x": np.zeros((0, 5))}, "other_key": {"pixels": x}, "one_class": {"x": x, "y": np.zeros(60, int)},
+        "sparse_labels": {"x": x, "y": y * 1000},
+    }
+    for name, content in arrays.items():
+        np.savez(d / f"{name}.npz", **content)
+    np.savez(d / "objects.npz", x=x, y=np.array([{"label": int(v)} for v in y], dtype=object))
+    whole = (d / "good.npz").read_bytes()
+    (d / "truncated.npz").write_bytes(whole[: len(whole) // 2])
+    (d / "empty.npz").write_bytes(b"")
+    np.save(d / "good.npy", x)
+    (d / "truncated.npy").write_bytes((d / "good.npy").read_bytes()[:100])
+    csv = "a,b,label\n" + "".join(f"{i % 7 / 7:.3f},{i % 5 / 5:.3f},{i % 3}\n" for i in range(60))
+    (d / "good.csv").write_text(csv)
+    (d / "truncated.csv").write_text(csv[: csv.index(",", len(csv) // 2) + 1])  # cut mid-row
+    (d / "short_row.csv").write_text(csv.replace("0.143,0.200,1\n", "0.143\n", 1))
+    (d / "text.csv").write_text("a,b\n1,x\n2,3\n4,5\n")
+    (d / "semicolons.csv").write_text("a;b\n1;2\n3;4\n5;6\n")
+    (d / "header.csv").write_text("a,b\n")
+    (d / "empty.csv").write_text("")
+    import h5py
+
+    with h5py.File(d / "good.h5", "w") as f:
+        f["x"] = x
+    (d / "truncated.h5").write_bytes((d / "good.h5").read_bytes()[:1000])
+    specs = {name: f"npz:{d / name}.npz" for name in [*arrays, "objects", "truncated", "empty"]}
+    specs.update({f"{n}_npy": f"npy:{d / n}.npy" for n in ("good", "truncated")})
+    specs.update({f"{n}_csv": f"csv:{d / n}.csv" for n in ("good", "truncated", "short_row", "text", "semicolons", "header", "empty")})
+    specs.update(truncated_h5=f"h5:{d / 'truncated'}.h5", missing_npz=f"npz:{d / 'missing'}.npz",
+                 missing_csv=f"csv:{d / 'missing'}.csv", missing_label="csv:" + str(d / "good.csv") + "?label=kind")
+    return specs
+
+
+def write_mnist(tmp: Path, mnist_dir: str | None) -> dict[str, Path]:
+    """MNIST folders with one file missing, cut in half, replaced by junk, or a valid gzip of too few bytes."""
+    folders = {}
+    for kind in ("missing", "truncated", "junk", "short"):
+        folder = tmp / f"mnist_{kind}"
+        folder.mkdir()
+        for name in MNIST_FILES:
+            if name == "train-images-idx3-ubyte.gz":
+                if kind == "missing":
+                    continue
+                if kind == "junk":
+                    (folder / name).write_bytes(b"this is not gzip" * 100)
+                    continue
+                if kind == "short" or mnist_dir is None:
+                    with gzip.open(folder / name, "wb") as f:
+                        f.write((0x0803).to_bytes(4, "big") + (60000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(784 * 5))
+                    continue
+                whole = (Path(mnist_dir) / name).read_bytes()
+                (folder / name).write_bytes(whole[: len(whole) // 2])
+            else:
+                (folder / name).symlink_to(Path(mnist_dir) / name) if mnist_dir else (folder / name).write_bytes(b"")
+        folders[kind] = folder
+    return folders
+
+
+def trained_runs(tmp: Path) -> dict[str, Path]:
+    """Tiny finished runs to damage: a VAE, an M1 with the same networks, and a VAE with another latent size."""
+    runs = {}
+    for name, model, options in (("vae", "vae", TINY), ("m1", "m1", TINY), ("vae_z3", "vae", {**TINY, "z_dim": 3})):
+        runs[name] = tmp / "trained" / name
+        api.train(model, "digits", runs[name], train_config=TrainConfig(epochs=1, batch_size=256), model_options=options,
+                  progress=False, sample_every=0)
+    return runs
+
+
+def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
+    s, mnist, runs = write_files(tmp), write_mnist(tmp, mnist_dir), trained_runs(tmp)
+    vae, damaged = runs["vae"], tmp / "damaged"
+    last, weights = "checkpoints/last.pt", "model.safetensors"
+    evil = tmp / "evil.pt"
+    write_pickle_bomb(evil, tmp / "pwned")
+    no_train = copy_run(vae, damaged / "no_train_key")
+    config = json.loads((no_train / "config.json").read_text())
+    del config["train"]
+    (no_train / "config.json").write_text(json.dumps(config))
+    extra_field = copy_run(vae, damaged / "extra_field")
+    config = json.loads((extra_field / "config.json").read_text())
+    config["model_config"]["dropout"] = 0.5
+    (extra_field / "config.json").write_text(json.dumps(config))
+    unknown_model = copy_run(vae, damaged / "unknown_model")
+    (unknown_model / "config.json").write_text(json.dumps({**config, "model": "transformer"}))
+    not_run = tmp / "thesis"
+    not_run.mkdir()
+    (not_run / "thesis.tex").write_text("precious")
+    never_checkpointed = copy_run(vae, damaged / "never_checkpointed")
+    (never_checkpointed / last).unlink()
+    junk = np.random.default_rng(1).bytes(4000)
+    z = tmp / "z.npz"
+
+    def t(name, model, data="digits", message="", builtin=ValueError, **kw):
+        return train_case(tmp, name, model, data, message, builtin, **kw)
+
+    def damaged_encode(name, replace, message):
+        return encode_case(copy_run(vae, damaged / name, replace), "digits", z, message)
+
+    def damaged_resume(name, replace, message):
+        return t(name, "vae", message=message, out=copy_run(vae, damaged / name, replace), resume=True)
+
+    return {
+        # data values
+        "nan in data": t("nan", "vae", s["nan"], "NaN or infinite"),
+        "inf in data": t("inf", "vae", s["inf"], "NaN or infinite"),
+        "x outside [0,1] with bernoulli": t("bern", "vae", s["gauss"], "Bernoulli likelihood needs [0, 1]", settings={"likelihood": "bernoulli"}),
+        "no examples": t("no_rows", "vae", s["no_rows"], "only 0 examples"),
+        "wrong feature count for a trained model": encode_case(vae, s["good"], z, "the model was trained on shape (1, 8, 8)"),
+        "nan in data to encode": encode_case(vae, s["nan"], z, "NaN or infinite"),
+        "x outside [0,1] to encode": encode_case(vae, s["gauss64"], z, "Bernoulli likelihood needs [0, 1]"),
+        # labels
+        "labels beyond num_classes": t("num_classes", "m1", s["good"], "num_classes=2", settings={"num_classes": 2}),
+        "labels are numbers stored as text": t("text_numbers", "m1", s["text_numbers"], "numbers stored as text"),
+        "labels are pickled objects": t("objects", "m1", s["objects"], "holds Python objects"),
+        "labels far beyond the classes used": t("sparse_labels", "m1", s["sparse_labels"], "use 3 distinct values but run up to 2000"),
+        "labels of one class only": t("one_class", "m1", s["one_class"], "num_classes must be at least 2"),
+        "labels with fractions": t("fractions", "m1", s["fractions"], "not whole numbers"),
+        "negative labels": t("negative", "m1", s["negative"], "negative values"),
+        "fewer labels than examples": t("short_labels", "m1", s["short_labels"], "one label per example"),
+        "more labels than exist": t("too_many", "m1", labels=100000, message="more than the"),
+        "fewer labels than classes": t("too_few", "m1", labels=3, message="fewer than one per class"),
+        "labels asked of unlabeled data": t("unlabeled", "vae", s["unlabeled"], "the data has no labels", labels=10),
+        "classifier on unlabeled data": t("m1_unlabeled", "m1", s["unlabeled"], "needs labels"),
+        # training that diverges (the run folder stays, with no checkpoint: overwrite lets the API call reuse it)
+        "learning rate that diverges": t("diverges", "vae", message="the loss became non-finite at epoch 1, step 2", builtin=RuntimeError, lr=1e30, overwrite=True),
+        "learning rate that diverges, skipping bad batches": t("diverges_skip", "vae", message="the validation ELBO became non-finite after epoch 1", builtin=RuntimeError,
+                                                             lr=1e30, overwrite=True, skip_nonfinite=True),
+        # files
+        "empty npz file": t("empty_npz", "vae", s["empty"], "is empty"),
+        "empty csv file": t("empty_csv", "vae", s["empty_csv"], "is empty"),
+        "csv with a header only": t("header_csv", "vae", s["header_csv"], "no rows"),
+        "csv with text in a numeric column": t("text_csv", "vae", s["text_csv"], "text in numeric column(s) b"),
+        "csv separated by semicolons": t("semicolons", "vae", s["semicolons_csv"], "looks separated by semicolons"),
+        "csv label column missing": t("missing_label", "vae", s["missing_label"], "no column 'kind'"),
+        "npz without the x array": t("other_key", "vae", s["other_key"], "has no array 'x'"),
+        "missing npz": t("missing_npz", "vae", s["missing_npz"], "does not exist", FileNotFoundError),
+        "missing csv": t("missing_csv", "vae", s["missing_csv"], "does not exist", FileNotFoundError),
+        "missing mnist file": t("mnist_missing", "vae", "mnist", "not found in", FileNotFoundError, data_dir=mnist["missing"]),
+        "truncated npz": t("truncated_npz", "vae", s["truncated"], "truncated or corrupt"),
+        "truncated npy": t("truncated_npy", "vae", s["truncated_npy"], "truncated or corrupt"),
+        "truncated csv": t("truncated_csv", "vae", s["truncated_csv"], "truncated"),
+        "csv row with too few columns": t("short_row_csv", "vae", s["short_row_csv"], "wrong number of columns (Line #3"),
+        "truncated h5": t("truncated_h5", "vae", s["truncated_h5"], "not a readable HDF5 file"),
+        "truncated mnist gzip": t("mnist_truncated", "vae", "mnist", "not a readable gzip IDX file", data_dir=mnist["truncated"]),
+        "mnist file that is not gzip": t("mnist_junk", "vae", "mnist", "not a readable gzip IDX file", data_dir=mnist["junk"]),
+        "mnist IDX shorter than its header says": t("mnist_short", "vae", "mnist", "is truncated", data_dir=mnist["short"]),
+        "unknown data spec": t("imagenet", "vae", "imagenet", "unknown data spec"),
+        "unknown model": t("unknown", "transformer", message="unknown model"),
+        # weights (model.safetensors), read by encode/sample/load
+        "weights truncated": damaged_encode("w_truncated", {weights: (vae / weights).read_bytes()[:60]}, "truncated or corrupt"),
+        "weights corrupt": damaged_encode("w_corrupt", {weights: junk}, "truncated or corrupt"),
+        "weights that are a pickle": damaged_encode("w_pickle", {weights: evil}, "truncated or corrupt"),
+        "weights from another model": damaged_encode("w_m1", {weights: runs["m1"] / weights}, "holds weights of model 'm1'"),
+        "weights from another config": damaged_encode("w_z3", {weights: runs["vae_z3"] / weights}, "does not fit model 'vae'"),
+        "config.json corrupt": damaged_encode("c_corrupt", {"config.json": b"{not json"}, "not valid JSON"),
+        "config.json with a field the model lacks": encode_case(extra_field, "digits", z, "does not fit model 'vae'"),
+        "config.json naming an unknown model": encode_case(unknown_model, "digits", z, "unknown model 'transformer'"),
+        "run folder missing": encode_case(tmp / "no_such_run", "digits", z, "does not exist"),
+        # checkpoints (checkpoints/last.pt), read by train --resume
+        "checkpoint truncated": damaged_resume("ck_truncated", {last: (vae / last).read_bytes()[:500]}, "cannot be loaded safely"),
+        "checkpoint corrupt": damaged_resume("ck_corrupt", {last: junk}, "cannot be loaded safely"),
+        "checkpoint that runs code when unpickled": damaged_resume("ck_pickle", {last: evil}, "cannot be loaded safely"),
+        "checkpoint from another model": damaged_resume("ck_m1", {last: runs["m1"] / last}, "written by model 'm1'"),
+        "checkpoint from another config": damaged_resume("ck_z3", {last: runs["vae_z3"] / last}, "another vae config"),
+        "resume without a checkpoint": t("never", "vae", message="start it again with --overwrite", out=never_checkpointed, resume=True),
+        "resume of a folder that is no run": t("no_run", "vae", message="train without --resume", out=tmp / "nothing_here", resume=True),
+        "resume with config.json missing keys": t("no_train", "vae", message="lacks or garbles 'train'", out=no_train, resume=True),
+        # output folders
+        "output folder exists": t("exists", "vae", message="pass --overwrite to replace it or --resume", out=vae, keep_out=True),
+        "overwrite of a folder that is no run": t("thesis", "vae", message="not a ppmodels run folder", out=not_run, overwrite=True),
+    }
+
+
+def write_pickle_bomb(path: Path, marker: Path) -> None:
+    """A torch checkpoint whose unpickling would create ``marker``."""
+    import os
+
+    import torch
+
+    class Bomb:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"model": Bomb()}, path)
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory, request):
+    tmp = tmp_path_factory.mktemp("hostile")
+    try:
+        mnist_dir = request.getfixturevalue("mnist_dir")
+    except pytest.skip.Exception:
+        mnist_dir = None
+    return tmp, build_cases(tmp, mnist_dir)
+
+
+CASE_NAMES = [
+    "nan in data", "inf in data", "x outside [0,1] with bernoulli", "no examples", "wrong feature count for a trained model",
+    "nan in data to encode", "x outside [0,1] to encode", "labels beyond num_classes", "labels are numbers stored as text",
+    "labels are pickled objects", "labels far beyond the classes used", "labels of one class only", "labels with fractions", "negative labels", "fewer labels than examples",
+    "more labels than exist", "fewer labels than classes", "labels asked of unlabeled data", "classifier on unlabeled data",
+    "learning rate that diverges", "learning rate that diverges, skipping bad batches",
+    "empty npz file", "empty csv file", "csv with a header only", "csv with text in a numeric column", "csv separated by semicolons", "csv label column missing",
+    "npz without the x array", "missing npz", "missing csv", "missing mnist file", "truncated npz", "truncated npy",
+    "truncated csv", "csv row with too few columns", "truncated h5", "truncated mnist gzip", "mnist file that is not gzip", "mnist IDX shorter than its header says",
+    "unknown data spec", "unknown model", "weights truncated", "weights corrupt", "weights that are a pickle",
+    "weights from another model", "weights from another config", "config.json corrupt", "config.json with a field the model lacks",
+    "config.json naming an unknown model", "run folder missing", "checkpoint truncated", "checkpoint corrupt",
+    "checkpoint that runs code when unpickled", "checkpoint from another model", "checkpoint from another config",
+    "resume without a checkpoint", "resume of a folder that is no run", "resume with config.json missing keys",
+    "output folder exists", "overwrite of a folder that is no run",
+]
+
+
+def test_the_table_lists_every_case(cases):
+    assert sorted(cases[1]) == sorted(CASE_NAMES)
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_hostile_input(cases, name, monkeypatch):
+    tmp, table = cases
+    case = table[name]
+    # MNIST must not be found anywhere but in the folder a case names
+    monkeypatch.setenv("PPMODELS_DATA", str(tmp / "no_data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp / "no_cache"))
+
+    result = runner.invoke(app, case.cli)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    line = lines[0]
+    assert line.startswith("error: ") and case.message in line, line
+    problem, _, fix = line.partition("; ")
+    assert problem and fix, f"the message names no fix: {line}"
+    if case.out is not None:
+        assert not case.out.exists(), "a failed request left a run folder behind"
+
+    with pytest.raises(PPModelsError) as info:
+        case.call()
+    assert isinstance(info.value, case.builtin)
+    assert f"error: {info.value}" == line, "the API and the CLI give different messages"
+    assert not (tmp / "pwned").exists(), "a pickle payload ran"

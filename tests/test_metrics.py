@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score, recall_score
+
+from ppmodels.errors import DataError
+from ppmodels.metrics import balanced_accuracy, classification_report, collapse_warnings, majority_rate, per_class_recall
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_scores_match_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    y_true = rng.choice(5, size=200, p=[0.6, 0.1, 0.1, 0.1, 0.1])
+    y_pred = np.where(rng.random(200) < 0.6, y_true, rng.integers(0, 5, 200))
+    assert balanced_accuracy(y_true, y_pred) == pytest.approx(balanced_accuracy_score(y_true, y_pred), abs=1e-12)
+    assert np.allclose(per_class_recall(y_true, y_pred), recall_score(y_true, y_pred, average=None))
+
+
+def test_recall_of_a_class_without_examples_is_nan_and_left_out_of_the_mean():
+    recall = per_class_recall([0, 0, 1, 1], [0, 1, 1, 1], num_classes=5)
+    assert recall[:2].tolist() == [0.5, 1.0] and np.isnan(recall[2:]).all()
+    assert balanced_accuracy([0, 0, 1, 1], [0, 1, 1, 1]) == 0.75
+
+
+def test_the_majority_class_predictor_is_caught():
+    y_true = np.array([0] * 90 + list(range(1, 10)) * 1 + [1])
+    y_pred = np.zeros_like(y_true)
+    assert majority_rate(y_true) == (0, 0.9)
+    assert balanced_accuracy(y_true, y_pred) == pytest.approx(0.1)
+    warnings = collapse_warnings(y_true, y_pred)
+    assert len(warnings) == 2
+    assert "no better than always predicting the majority class 0 (0.900" in warnings[0]
+    assert "predictions collapse onto class 0: it is predicted for 100% of the examples, including 100% of those of other classes" in warnings[1]
+
+
+def test_a_good_classifier_on_imbalanced_labels_raises_no_warning():
+    y_true = np.array([0] * 90 + [1] * 5 + [2] * 5)
+    y_pred = y_true.copy()
+    y_pred[[0, 95]] = [1, 0]  # one mistake each way
+    assert collapse_warnings(y_true, y_pred) == []
+
+
+def test_collapse_is_judged_on_the_other_classes_not_on_the_share():
+    y_true = np.repeat([0, 1, 2, 3], 25)
+    half_absorbed = np.where((y_true > 0) & (np.arange(100) % 25 < 13), 0, y_true)  # 13 of 25 of each other class
+    assert any("collapse onto class 0" in w for w in collapse_warnings(y_true, half_absorbed))
+    fewer = np.where((y_true > 0) & (np.arange(100) % 25 < 12), 0, y_true)  # 12 of 25: not more than half
+    assert not any("collapse" in w for w in collapse_warnings(y_true, fewer))
+
+
+def test_report_is_json_ready():
+    import json
+
+    report = classification_report([0, 0, 1], [0, 0, 0], num_classes=3)
+    assert json.loads(json.dumps(report)) == report
+    assert report["per_class_recall"] == [1.0, 0.0, None] and report["majority_rate"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("y_true, y_pred", [([0, 1], [0]), ([], []), ([0, -1], [0, 0])])
+def test_bad_inputs(y_true, y_pred):
+    with pytest.raises(DataError):
+        classification_report(y_true, y_pred)

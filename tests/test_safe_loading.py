@@ -1,0 +1,119 @@
+"""No file ppmodels loads can run code: weights, checkpoints and data files crafted to run code when unpickled
+are refused with a clear error, and the code does not run."""
+
+from __future__ import annotations
+
+import ast
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ppmodels
+from ppmodels import load, load_dataset
+from ppmodels.errors import DataError, RunError
+from ppmodels.models import VAE
+from ppmodels.run import load_checkpoint
+
+
+class Bomb:
+    """Unpickling this runs ``touch MARKER``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def marker(tmp_path):
+    path = tmp_path / "pwned"
+    yield path
+    assert not path.exists(), "the pickle payload ran"
+
+
+def test_the_bomb_is_live(tmp_path, marker):
+    """The payloads below would run if unpickled: prove it once, with plain pickle, then clean up."""
+    pickle.loads(pickle.dumps(Bomb(marker)))
+    assert marker.exists()
+    marker.unlink()
+
+
+@pytest.mark.parametrize("writer", ["torch zip", "torch legacy", "raw pickle"])
+def test_checkpoint_with_a_payload_is_refused(tmp_path, marker, writer):
+    path = tmp_path / "last.pt"
+    payload = {"model": Bomb(marker), "state": {"epoch": 1}}
+    if writer == "torch zip":
+        torch.save(payload, path)
+    elif writer == "torch legacy":
+        torch.save(payload, path, _use_new_zipfile_serialization=False)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    with pytest.raises(RunError, match="cannot be loaded safely"):
+        load_checkpoint(path)
+
+
+def test_resume_from_a_checkpoint_with_a_payload_is_refused(tmp_path, marker):
+    run = tmp_path / "run"
+    options = {"hidden": [8], "z_dim": 2}
+    ppmodels.train("vae", "digits", run, train_config=ppmodels.TrainConfig(epochs=1, batch_size=256), model_options=options, progress=False)
+    torch.save({"model": Bomb(marker)}, run / "checkpoints" / "last.pt")
+    with pytest.raises(RunError, match="cannot be loaded safely"):
+        ppmodels.train("vae", "digits", run, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("writer", ["torch", "raw pickle"])
+def test_weights_file_with_a_payload_is_refused(tmp_path, marker, writer):
+    VAE(x_shape=[4], z_dim=2, hidden=[4]).save(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    if writer == "torch":
+        torch.save({"encoder.net.0.weight": Bomb(marker)}, weights)
+    else:
+        weights.write_bytes(pickle.dumps(Bomb(marker)))
+    with pytest.raises(RunError, match="truncated or corrupt"):
+        load(tmp_path)
+
+
+@pytest.mark.parametrize("where", ["x", "y"])
+def test_npz_with_pickled_objects_is_refused(tmp_path, marker, where):
+    arrays = {"x": np.ones((10, 3)), "y": np.arange(10) % 2}
+    arrays[where] = np.array([Bomb(marker)] * 10, dtype=object)
+    np.savez(tmp_path / "evil.npz", **arrays)
+    with pytest.raises(DataError, match="holds Python objects"):
+        load_dataset(f"npz:{tmp_path}/evil.npz")
+
+
+def test_npy_with_pickled_objects_is_refused(tmp_path, marker):
+    np.save(tmp_path / "evil.npy", np.array([Bomb(marker)], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="holds Python objects"):
+        load_dataset(f"npy:{tmp_path}/evil.npy")
+
+
+UNSAFE = {"pickle.load", "pickle.loads", "pickle.Unpickler", "joblib.load", "dill.load", "dill.loads", "cloudpickle.load",
+          "cloudpickle.loads", "torch.jit.load", "pd.read_pickle", "pandas.read_pickle"}
+
+
+def calls(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield ast.unparse(node.func), {k.arg: ast.unparse(k.value) for k in node.keywords}
+
+
+def test_no_loader_in_the_library_can_unpickle():
+    """Every load call in ppmodels/ is one that refuses pickles: a guard against a future ``torch.load(path)``."""
+    root = Path(ppmodels.__file__).parent
+    problems = []
+    for path in root.rglob("*.py"):
+        for func, kwargs in calls(ast.parse(path.read_text())):
+            where = f"{path.relative_to(root)}: {func}"
+            if func in UNSAFE:
+                problems.append(where)
+            elif func == "torch.load" and kwargs.get("weights_only") != "True":
+                problems.append(where + " without weights_only=True")
+            elif func in ("np.load", "numpy.load") and kwargs.get("allow_pickle") != "False":
+                problems.append(where + " without allow_pickle=False")
+    assert not problems, problems

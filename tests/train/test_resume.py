@@ -1,0 +1,76 @@
+"""Resume restores everything a run depends on: weights, optimizer, RNG states, early-stopping state, metrics log."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ppmodels.data import prepare_data
+from ppmodels.models import VAE
+from ppmodels.run import prepare_run_dir
+from ppmodels.train import MetricsLog, TrainConfig, Trainer
+
+# lr 0.05, patience 3, seed 1: early stopping ends this run at epoch 13 (best epoch 10), measured
+CONFIG = dict(epochs=200, batch_size=128, lr=0.05, patience=3, seed=1)
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAt:
+    """Stands for a kill: raises at the end of ``epoch``, after its metrics line and before its checkpoint."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, record):
+        if record["epoch"] == self.epoch:
+            raise Crash
+
+
+def fit(data, run, crash_at=None, resume=False):
+    torch.manual_seed(0 if not resume else 99)  # a resumed process starts from other random weights
+    model = VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[16])
+    trainer = Trainer(TrainConfig(**CONFIG), [MetricsLog(run)] + ([CrashAt(crash_at)] if crash_at else []))
+    trainer.fit(model, data, run_dir=run, resume=resume)
+    return model, trainer
+
+
+def records(run):
+    return [{k: v for k, v in json.loads(line).items() if k != "elapsed"} for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("crash_at", [2, 12])
+def test_resume_restores_early_stopping_and_the_metrics_log(digits, tmp_path, crash_at):
+    data = prepare_data(digits)
+    straight, reference = fit(data, prepare_run_dir(tmp_path / "straight"))
+    assert reference.state.stopped_early and reference.state.epoch == 13
+
+    run = prepare_run_dir(tmp_path / "crashed")
+    with pytest.raises(Crash):
+        fit(data, run, crash_at=crash_at)
+    assert [r["epoch"] for r in records(run)] == list(range(1, crash_at + 1))  # one line past the checkpoint
+    resumed, trainer = fit(data, run, resume=True)
+
+    assert trainer.state.epoch == 13 and trainer.state.best_epoch == 10 and trainer.state.stopped_early
+    assert trainer.state.epochs_without_improvement == reference.state.epochs_without_improvement == 3
+    assert records(run) == records(tmp_path / "straight")
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_a_metrics_line_cut_short_by_a_kill_is_dropped_on_resume(digits, tmp_path):
+    data = prepare_data(digits)
+    run = prepare_run_dir(tmp_path / "run")
+    with pytest.raises(Crash):
+        fit(data, run, crash_at=3)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 4, "step": 4')  # the kill landed mid-write
+    (run / "checkpoints" / ".last.pt.abc.tmp").write_bytes(b"half a checkpoint")
+    prepare_run_dir(run, resume=True)
+    assert not (run / "checkpoints" / ".last.pt.abc.tmp").exists()
+    _, trainer = fit(data, run, resume=True)
+    assert [r["epoch"] for r in records(run)] == list(range(1, trainer.state.epoch + 1))
