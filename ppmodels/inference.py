@@ -19,11 +19,11 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 
-def site_log_probs(trace: poutine.Trace, num_particles: int, batch_size: int) -> torch.Tensor:
-    """Sum of the unscaled log-probabilities of a trace's sample sites, as a ``(num_particles, batch_size)`` table."""
+def site_log_probs(trace: poutine.Trace, num_particles: int, batch_size: int, skip: frozenset[str] = frozenset()) -> torch.Tensor:
+    """Sum of the unscaled log-probabilities of a trace's sample sites (but ``skip``), as a ``(num_particles, batch_size)`` table."""
     total = torch.zeros(num_particles, batch_size)
-    for site in trace.nodes.values():
-        if site["type"] != "sample" or site_is_subsample(site):
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site) or name in skip:
             continue
         log_prob = site["fn"].log_prob(site["value"])
         total = total + log_prob.reshape(log_prob.shape[-2:] if log_prob.dim() >= 2 else log_prob.shape).expand(num_particles, batch_size)
@@ -41,10 +41,22 @@ def trace_particles(model, x: torch.Tensor, num_particles: int, **kwargs: Any) -
     return guide_trace, model_trace
 
 
+def trace_log_weights(guide_trace: poutine.Trace, model_trace: poutine.Trace, num_particles: int, batch_size: int) -> torch.Tensor:
+    """``log p(x, z) - log q(z | x)`` per particle and datum from traces made by :func:`trace_particles`.
+
+    A latent site of the model that the guide lacks (the GMM's ``k``, the GMVAE's ``c``: enumerated in training)
+    was drawn from its prior during the replay, so the prior is its proposal and its log-probability cancels:
+    it is left out, which keeps ``exp(weight)`` an unbiased estimate of p(x).
+    """
+    prior_drawn = frozenset(name for name, site in model_trace.nodes.items()
+                            if site["type"] == "sample" and not site["is_observed"] and name not in guide_trace.nodes)
+    return site_log_probs(model_trace, num_particles, batch_size, prior_drawn) - site_log_probs(guide_trace, num_particles, batch_size)
+
+
 def log_importance_weights(model, x: torch.Tensor, num_particles: int = 10, **kwargs: Any) -> torch.Tensor:
     """``log p(x, z_s) - log q(z_s | x)`` for ``z_s ~ q(z | x)``: a tensor of shape ``(num_particles, N)``."""
     guide_trace, model_trace = trace_particles(model, x, num_particles, **kwargs)
-    return site_log_probs(model_trace, num_particles, len(x)) - site_log_probs(guide_trace, num_particles, len(x))
+    return trace_log_weights(guide_trace, model_trace, num_particles, len(x))
 
 
 def iw_log_likelihood(log_weights: torch.Tensor) -> torch.Tensor:
