@@ -17,6 +17,7 @@ import torch
 from .data import Dataset, TrainData, load_dataset, prepare_data
 from .errors import ConfigError, DataError, RunError
 from .metrics import classification_report, clustering_accuracy
+from .plugins import config_entry, import_plugins, require_plugins
 from .registry import get_model_class
 from .run import CONFIG, SUMMARY, build_model, check_run_dir, load, prepare_run_dir, read_json, save_model, write_json
 from .train import BestCheckpoint, MetricsLog, ProgressBar, SampleGrid, TrainConfig
@@ -52,15 +53,18 @@ def open_data(spec: str, data_dir: str | None = None, download: bool = False, la
 def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest", *, data_dir: str | None = None,
           download: bool = False, labels: int | None = None, binarize: str = "none", max_per_class: int | None = None,
           train_config: TrainConfig | None = None, model_options: dict[str, Any] | None = None, overwrite: bool = False,
-          resume: bool = False, progress: bool = True, sample_every: int = 10):
+          resume: bool = False, progress: bool = True, sample_every: int = 10, plugins: list[str] | None = None):
     """Train a registered model on a data spec and write a run folder; returns ``(model, summary)``.
 
     With ``resume=True`` everything (model, data, training options) is read back from ``out/config.json``
-    and training continues from ``out/checkpoints/last.pt``.
+    and training continues from ``out/checkpoints/last.pt``. ``plugins`` (``.py`` files or module names) are
+    imported first so that user models they register can be named (see :mod:`ppmodels.plugins`).
     """
+    import_plugins(plugins)
     out = check_run_dir(out, overwrite=overwrite, resume=resume)
     if resume:
         saved = read_json(out / CONFIG)
+        require_plugins(saved.get("plugins"), saved.get("model"))
         model_name, (data, data_dir, labels, binarize, max_per_class), train_config = saved_options(saved, out / CONFIG)
     train_config = train_config or TrainConfig()
     train_config.validate()
@@ -74,6 +78,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         write_json(out / CONFIG, {
             "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
             "data": dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), "seed": train_config.seed,
+            **config_entry(cls),
         })
     callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out)]
     if sample_every and bundle.dataset.is_image:
@@ -154,30 +159,13 @@ def latent_decoder(model):
     return decoder
 
 
-def sample(run: str | Path, num: int, out: str | Path, *, seed: int = 0) -> Path:
+def sample(run: str | Path, num: int, out: str | Path, *, seed: int = 0, zoom: int = 1) -> Path:
     """Write ``num`` prior samples (decoded means) of a trained model to a ``.png`` grid (image data) or ``.npy``.
 
-    For a density fitted on ``latents:RUN`` (e.g. ``gmm``) the draws are latent codes and are decoded with RUN's decoder.
+    For a density fitted on ``latents:RUN`` (e.g. ``gmm``) the draws are latent codes and are decoded with RUN's
+    decoder. The other modes of ``ppmodels sample`` (posterior, class-conditional, analogies) are in
+    :mod:`ppmodels.sampling`.
     """
-    from .plots import save_image_grid
+    from .sampling import sample_prior
 
-    out = Path(out)
-    if num < 1:
-        raise ConfigError(f"--num must be at least 1, got {num}")
-    model = load(run)
-    if not hasattr(model, "sample"):
-        raise ConfigError(f"model {model.name!r} cannot sample")
-    images = model.sample(num, generator=torch.Generator().manual_seed(seed))
-    decoder = latent_decoder(model)
-    if decoder is not None:  # a density fitted on latents:RUN: its draws are codes z, decoded by RUN
-        images, model = decoder.decode(images), decoder
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".png":
-        if len(model.config.x_shape) != 3:
-            raise DataError(f"--out {out.name}: PNG needs image data (C x H x W) but the model's data has shape {model.config.x_shape}; write .npy instead")
-        save_image_grid(images, out)
-    elif out.suffix == ".npy":
-        np.save(out, images)
-    else:
-        raise ConfigError(f"--out {out} must end in .png or .npy")
-    return out
+    return sample_prior(run, num, out, seed=seed, zoom=zoom)

@@ -1,4 +1,5 @@
-"""Classification scores that stay honest on imbalanced labels: balanced accuracy, per-class recall, collapse warnings.
+"""Scores of predictions: balanced accuracy, per-class recall and collapse warnings (honest on imbalanced labels),
+unsupervised clustering accuracy and the out-of-distribution AUROC.
 
 Plain accuracy rewards a classifier that predicts the majority class everywhere: with 90% of the labels in one class
 it scores 0.9 while knowing nothing (the failure of a hyperspectral M1/M2 student project). Balanced accuracy, the

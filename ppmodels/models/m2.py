@@ -232,12 +232,44 @@ class M2(PPModel):
                 out.append(torch.logsumexp(log_w, dim=1))
         return torch.cat(out)
 
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
     @torch.no_grad()
-    def sample(self, num: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> np.ndarray:
-        """``num`` draws decoded to the mean of p(x | y, z); ``y`` (class indices) fixes the classes, else p(y)."""
+    def sample(self, num: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None,
+               label: int | None = None) -> np.ndarray:
+        """``num`` draws decoded to the mean of p(x | y, z), ``(num, *x_shape)``; ``y`` (class indices, ``(num,)``)
+        fixes the class of each draw, ``label`` that of all draws, else y ~ p(y)."""
+        if label is not None:
+            y = torch.full((num,), self.check_label(label), dtype=torch.long)
         if y is None:
             y = torch.multinomial(self.log_prior.exp().cpu(), num, replacement=True, generator=generator)
         z = torch.randn(num, self.config.z_dim, generator=generator).to(self.device)
         with self.evaluating():
             d = self.x_dist(z, self.one_hot(torch.as_tensor(y, device=self.device)))
         return d.base_dist.mean.cpu().numpy() if self.config.likelihood == "gaussian" else d.base_dist.probs.cpu().numpy()
+
+    def check_label(self, label: int) -> int:
+        if not 0 <= int(label) < self.num_classes:
+            raise ConfigError(f"label {label} is out of range: the model has classes 0..{self.num_classes - 1}")
+        return int(label)
+
+    @torch.no_grad()
+    def decode_with_labels(self, x, y=None) -> np.ndarray:
+        """Analogies (Kingma et al. 2014, Fig. 1 right): the style ``z = E[z | x, y]`` of each datum decoded with every
+        class, ``(N, K, *x_shape)`` means of p(x | y=k, z). ``y``: the data's classes ``(N,)`` if known, else
+        ``argmax q(y | x)``."""
+        x = self.check_x(x)
+        with self.evaluating():
+            return self.decode_every_class(self.style(x, y)).cpu().numpy()
+
+    def style(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``E[z | x, y]``, ``(N, z_dim)``, with ``y`` the given classes or ``argmax q(y | x)``."""
+        y = self.y_logits(x).argmax(-1) if y is None else torch.as_tensor(y, device=x.device)
+        return self.encoder(self.features(x), self.one_hot(y))[0]
+
+    def decode_every_class(self, z: torch.Tensor) -> torch.Tensor:
+        """The mean of p(x | y=k, z) for every class k and each row of ``z``: ``(N, K, *x_shape)``."""
+        every = torch.eye(self.num_classes, device=z.device).unsqueeze(1)  # (K, 1, K) broadcasts against (N, z_dim)
+        return self.x_dist(z, every).base_dist.mean.transpose(0, 1)
