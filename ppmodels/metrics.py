@@ -6,9 +6,6 @@ it scores 0.9 while knowing nothing (the failure of a hyperspectral M1/M2 studen
 mean of the per-class recalls, scores that classifier 1/K. These are plain functions of label arrays, for
 ``ppmodels evaluate``, the training summary and user code alike.
 
-Also the label-free scores: :func:`clustering_accuracy` (clusters against labels, Hungarian matching) and
-:func:`auroc` (out-of-distribution detection).
-
 Example::
 
     report = classification_report(y_test, model.predict(x_test))
@@ -93,7 +90,6 @@ def classification_report(y_true, y_pred, num_classes: int | None = None) -> dic
         "majority_rate": rate,
         "warnings": collapse_warnings(y_true, y_pred),
     }
-
 
 def clustering_accuracy(labels, clusters) -> float:
     """Accuracy of cluster ids against labels under the best one-to-one matching (Hungarian algorithm).
