@@ -19,11 +19,11 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 
-def site_log_probs(trace: poutine.Trace, num_particles: int, batch_size: int) -> torch.Tensor:
-    """Sum of the unscaled log-probabilities of a trace's sample sites, as a ``(num_particles, batch_size)`` table."""
+def site_log_probs(trace: poutine.Trace, num_particles: int, batch_size: int, skip: frozenset[str] = frozenset()) -> torch.Tensor:
+    """Sum of the unscaled log-probabilities of a trace's sample sites (but ``skip``), as a ``(num_particles, batch_size)`` table."""
     total = torch.zeros(num_particles, batch_size)
-    for site in trace.nodes.values():
-        if site["type"] != "sample" or site_is_subsample(site):
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site) or name in skip:
             continue
         log_prob = site["fn"].log_prob(site["value"])
         total = total + log_prob.reshape(log_prob.shape[-2:] if log_prob.dim() >= 2 else log_prob.shape).expand(num_particles, batch_size)
@@ -48,10 +48,8 @@ def replay_log_weights(guide_trace: poutine.Trace, model_trace: poutine.Trace, n
     target alike and cancels, so it is left out (otherwise the weight of a model with an empty guide would count
     log p(k) once too often).
     """
-    target = model_trace.copy()
-    for name in prior_sampled_sites(guide_trace, model_trace):
-        target.remove_node(name)
-    return site_log_probs(target, num_particles, batch_size) - site_log_probs(guide_trace, num_particles, batch_size)
+    prior_drawn = frozenset(prior_sampled_sites(guide_trace, model_trace))
+    return site_log_probs(model_trace, num_particles, batch_size, prior_drawn) - site_log_probs(guide_trace, num_particles, batch_size)
 
 
 def prior_sampled_sites(guide_trace: poutine.Trace, model_trace: poutine.Trace) -> list[str]:
