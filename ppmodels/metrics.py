@@ -56,22 +56,25 @@ def majority_rate(y_true) -> tuple[int, float]:
 def collapse_warnings(y_true, y_pred) -> list[str]:
     """One sentence per sign that the classifier learned the label frequencies rather than the classes.
 
-    - accuracy no better than always predicting the majority class (when there are two or more classes);
-    - predictions collapse onto one class: it is predicted for more than half of the examples of the other classes.
+    - predictions collapsed: every example is predicted as one class (when there are two or more);
+    - predictions collapsing: one class is predicted for more than half of the examples of the *other* classes
+      (the 90%-one-class failure: accuracy 0.9, balanced accuracy near 1/K, yet not every prediction the same);
+    - accuracy not better than the majority-class rate, that of always predicting the most frequent class.
     """
     y_true, y_pred = _labels(y_true, y_pred)
-    warnings = []
-    accuracy, balanced = float((y_true == y_pred).mean()), balanced_accuracy(y_true, y_pred)
-    majority, rate = majority_rate(y_true)
-    if len(np.unique(y_true)) > 1 and accuracy <= rate:
-        warnings.append(f"accuracy {accuracy:.3f} is no better than always predicting the majority class {majority} "
-                        f"({rate:.3f} of the examples); judge the model by balanced accuracy ({balanced:.3f}) instead")
+    warnings, remedy = [], "try class_weight=balanced, --max-per-class, or class-balanced labels"
+    several = len(np.unique(y_true)) > 1
     top = int(np.bincount(y_pred).argmax())
     others = y_true != top
-    if others.any() and (y_pred[others] == top).mean() > 0.5:
-        warnings.append(f"predictions collapse onto class {top}: it is predicted for {(y_pred == top).mean():.0%} of the examples, "
-                        f"including {(y_pred[others] == top).mean():.0%} of those of other classes; try class_weight=balanced, "
-                        f"--max-per-class, or class-balanced labels")
+    if several and (y_pred == top).all():
+        warnings.append(f"predictions collapsed: all {len(y_pred)} examples are predicted as class {top}; {remedy}")
+    elif others.any() and (y_pred[others] == top).mean() > 0.5:
+        warnings.append(f"predictions collapsing onto class {top}: it is predicted for {(y_pred == top).mean():.0%} of the examples, "
+                        f"including {(y_pred[others] == top).mean():.0%} of those of other classes; {remedy}")
+    accuracy, (majority, rate) = float((y_true == y_pred).mean()), majority_rate(y_true)
+    if several and accuracy <= rate:
+        warnings.append(f"accuracy {accuracy:.4f} is not better than the majority-class rate {rate:.4f} (always predicting class "
+                        f"{majority}); judge the model by balanced accuracy ({balanced_accuracy(y_true, y_pred):.4f}) instead")
     return warnings
 
 

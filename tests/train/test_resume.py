@@ -74,3 +74,29 @@ def test_a_metrics_line_cut_short_by_a_kill_is_dropped_on_resume(digits, tmp_pat
     assert not (run / "checkpoints" / ".last.pt.abc.tmp").exists()
     _, trainer = fit(data, run, resume=True)
     assert [r["epoch"] for r in records(run)] == list(range(1, trainer.state.epoch + 1))
+
+
+def small_model(name, seed=0):
+    from ppmodels.models import M2, M1M2
+
+    torch.manual_seed(seed)
+    if name == "m2":
+        return M2(x_shape=[1, 8, 8], num_classes=10, z_dim=3, hidden=[16], class_prior="labeled")
+    return M1M2(x_shape=[1, 8, 8], num_classes=10, z1_dim=6, z2_dim=3, m1_hidden=[32], m2_hidden=[16], m1_epochs=2)
+
+
+@pytest.mark.parametrize("name, crash_at", [("m2", 2), ("m1m2", 2), ("m1m2", 4)])
+def test_resume_is_exact_for_semi_supervised_models(digits, tmp_path, name, crash_at):
+    """M2 (labeled and unlabeled batches) and M1+M2 (two stages; killed in the M1 stage and in the M2 stage)."""
+    data = prepare_data(digits, num_labels=50, seed=0)
+    config = TrainConfig(epochs=5, batch_size=200, patience=None, seed=2)
+    straight = small_model(name)
+    Trainer(config, [MetricsLog(prepare_run_dir(tmp_path / "straight"))]).fit(straight, data, run_dir=tmp_path / "straight")
+    run = prepare_run_dir(tmp_path / "crashed")
+    with pytest.raises(Crash):
+        Trainer(config, [MetricsLog(run), CrashAt(crash_at)]).fit(small_model(name), data, run_dir=run)
+    resumed = small_model(name, seed=99)  # a fresh process starts from other random weights
+    Trainer(config, [MetricsLog(run)]).fit(resumed, data, run_dir=run, resume=True)
+    assert records(run) == records(tmp_path / "straight")
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
