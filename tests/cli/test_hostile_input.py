@@ -68,6 +68,12 @@ def encode_case(run: Path, data: str, out: Path, message: str, builtin: type = V
     return Case(["encode", str(run), "--data", data, "--out", str(out)], lambda: api.encode(run, data, out), message, builtin)
 
 
+def evaluate_case(run: Path, data: str, message: str) -> Case:
+    from ppmodels import evaluate
+
+    return Case(["evaluate", str(run), "--data", data, "--iw-samples", "0"], lambda: evaluate(run, data, iw_samples=0), message)
+
+
 def copy_run(source: Path, target: Path, replace: dict[str, Any] | None = None) -> Path:
     """A copy of a run folder with some of its files replaced by bytes, or by the same file of another run."""
     shutil.copytree(source, target)
@@ -92,6 +98,7 @@ def write_files(tmp: Path) -> dict[str, str]:
         "fractions": {"x": x, "y": y + 0.5}, "negative": {"x": x, "y": y - 1}, "short_labels": {"x": x, "y": y[:50]},
         "no_rows": {"x": np.zeros((0, 5))}, "other_key": {"pixels": x}, "one_class": {"x": x, "y": np.zeros(60, int)},
         "sparse_labels": {"x": x, "y": y * 1000},
+        "digits12": {"x": np.tile(x[:, :1], (1, 64)), "y": np.arange(60) % 12},
     }
     for name, content in arrays.items():
         np.savez(d / f"{name}.npz", **content)
@@ -199,7 +206,9 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         "wrong feature count for a trained model": encode_case(vae, s["good"], z, "the model was trained on shape (1, 8, 8)"),
         "nan in data to encode": encode_case(vae, s["nan"], z, "NaN or infinite"),
         "x outside [0,1] to encode": encode_case(vae, s["gauss64"], z, "Bernoulli likelihood needs [0, 1]"),
+        "wrong feature count to evaluate": evaluate_case(runs["m1"], s["good"], "the model was trained on shape (1, 8, 8)"),
         # labels
+        "labels beyond a trained model's classes": evaluate_case(runs["m1"], s["digits12"], "labels go up to 11 but model 'm1' has num_classes=10"),
         "labels beyond num_classes": t("num_classes", "m1", s["good"], "num_classes=2", settings={"num_classes": 2}),
         "labels are numbers stored as text": t("text_numbers", "m1", s["text_numbers"], "numbers stored as text"),
         "labels are pickled objects": t("objects", "m1", s["objects"], "holds Python objects"),
@@ -287,7 +296,7 @@ def cases(tmp_path_factory, request):
 
 CASE_NAMES = [
     "nan in data", "inf in data", "x outside [0,1] with bernoulli", "no examples", "wrong feature count for a trained model",
-    "nan in data to encode", "x outside [0,1] to encode", "labels beyond num_classes", "labels are numbers stored as text",
+    "nan in data to encode", "x outside [0,1] to encode", "wrong feature count to evaluate", "labels beyond a trained model's classes", "labels beyond num_classes", "labels are numbers stored as text",
     "labels are pickled objects", "labels far beyond the classes used", "labels of one class only", "labels with fractions", "negative labels", "fewer labels than examples",
     "more labels than exist", "fewer labels than classes", "labels asked of unlabeled data", "classifier on unlabeled data",
     "learning rate that diverges", "learning rate that diverges, skipping bad batches",
