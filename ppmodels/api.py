@@ -18,7 +18,7 @@ from .data import Dataset, TrainData, load_dataset, prepare_data
 from .errors import ConfigError, DataError, RunError
 from .metrics import classification_report
 from .registry import get_model_class
-from .run import CONFIG, SUMMARY, build_model, check_run_dir, load, prepare_run_dir, read_json, save_model, write_json
+from .run import CONFIG, SUMMARY, build_model, check_run_dir, load, prepare_run_dir, read_json, save_model, write_arrays, write_json
 from .train import BestCheckpoint, MetricsLog, ProgressBar, SampleGrid, TrainConfig
 
 DATA_OPTIONS = ("spec", "data_dir", "labels", "binarize", "max_per_class")
@@ -135,8 +135,7 @@ def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None 
     arrays = {"z_loc": z_loc, "z_scale": z_scale}
     if y is not None:
         arrays["y"] = y.numpy()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **arrays)
+    write_arrays(out, arrays)
     return out
 
 
@@ -157,7 +156,7 @@ def sample(run: str | Path, num: int, out: str | Path, *, seed: int = 0) -> Path
             raise DataError(f"--out {out.name}: PNG needs image data (C x H x W) but the model's data has shape {model.config.x_shape}; write .npy instead")
         save_image_grid(images, out)
     elif out.suffix == ".npy":
-        np.save(out, images)
+        write_arrays(out, images)
     else:
         raise ConfigError(f"--out {out} must end in .png or .npy")
     return out
