@@ -61,7 +61,10 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     out = check_run_dir(out, overwrite=overwrite, resume=resume)
     if resume:
         saved = read_json(out / CONFIG)
+        asked = model_name
         model_name, (data, data_dir, labels, binarize, max_per_class), train_config = saved_options(saved, out / CONFIG)
+        if asked != model_name:
+            raise RunError(f"{out} is a run of model {model_name!r}, not {asked!r}; resume it as `ppmodels train {model_name} --out {out} --resume`")
     train_config = train_config or TrainConfig()
     train_config.validate()
     cls = get_model_class(model_name)

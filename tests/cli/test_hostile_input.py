@@ -35,7 +35,7 @@ class Case:
     """One hostile request: its CLI arguments, the same request through the API, and what the message must say."""
 
     cli: list[str]
-    call: Callable[[], Any]
+    call: Callable[[], Any] | None  # None: a CLI-only case
     message: str
     builtin: type = ValueError
     out: Path | None = None  # a folder that must not exist afterwards
@@ -47,10 +47,13 @@ def train_case(tmp: Path, name: str, model: str, data: str = "digits", message: 
                skip_nonfinite: bool = False) -> Case:
     """``ppmodels train`` and :func:`ppmodels.api.train` with the same options."""
     out = out or tmp / "runs" / name
-    cli = ["train", model, "--data", data, "--out", str(out), *FAST]
+    if resume:  # everything else comes from the run's config.json
+        cli = ["train", model, "--out", str(out), "--resume", "--quiet"]
+    else:
+        cli = ["train", model, "--data", data, "--out", str(out), *FAST, "--lr", str(lr)] + ["--overwrite"] * overwrite
     cli += ["--labels", str(labels)] if labels is not None else []
     cli += ["--data-dir", str(data_dir)] if data_dir is not None else []
-    cli += ["--resume"] * resume + ["--overwrite"] * overwrite + ["--lr", str(lr)] + ["--skip-nonfinite"] * skip_nonfinite
+    cli += ["--skip-nonfinite"] * skip_nonfinite
     options = dict(TINY)
     for key, value in (settings or {}).items():
         cli += ["--likelihood", value] if key == "likelihood" else ["--set", f"{key}={json.dumps(value)}"]
@@ -264,6 +267,9 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         "checkpoint from another config": damaged_resume("ck_z3", {last: runs["vae_z3"] / last}, "another vae config"),
         "resume without a checkpoint": t("never", "vae", message="start it again with --overwrite", out=never_checkpointed, resume=True),
         "resume of a folder that is no run": t("no_run", "vae", message="train without --resume", out=tmp / "nothing_here", resume=True),
+        "resume naming another model": t("resume_m1", "m1", message="is a run of model 'vae', not 'm1'", out=copy_run(vae, damaged / "resume_m1"), resume=True),
+        "resume with options it would ignore": Case(["train", "vae", "--out", str(vae), "--resume", "--epochs", "5", "--quiet"],
+                                                    None, "so --epochs would be ignored"),  # the API takes no options with resume=True
         "resume with config.json missing keys": t("no_train", "vae", message="lacks or garbles 'train'", out=no_train, resume=True),
         # output folders
         "output folder exists": t("exists", "vae", message="pass --overwrite to replace it or --resume", out=vae, keep_out=True),
@@ -307,7 +313,7 @@ CASE_NAMES = [
     "weights from another model", "weights from another config", "config.json corrupt", "config.json with a field the model lacks",
     "config.json naming an unknown model", "run folder missing", "checkpoint truncated", "checkpoint corrupt",
     "checkpoint that runs code when unpickled", "checkpoint from another model", "checkpoint from another config",
-    "resume without a checkpoint", "resume of a folder that is no run", "resume with config.json missing keys",
+    "resume without a checkpoint", "resume of a folder that is no run", "resume naming another model", "resume with options it would ignore", "resume with config.json missing keys",
     "output folder exists", "overwrite of a folder that is no run",
 ]
 
@@ -335,6 +341,8 @@ def test_hostile_input(cases, name, monkeypatch):
     if case.out is not None:
         assert not case.out.exists(), "a failed request left a run folder behind"
 
+    if case.call is None:
+        return
     with pytest.raises(PPModelsError) as info:
         case.call()
     assert isinstance(info.value, case.builtin)
