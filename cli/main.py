@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import typer
 
+from .diagnose import diagnose
 from .encode import encode
 from .evaluate import evaluate
 from .models import models
+from .plugins import plugins
 from .sample import sample
+from .score import score
 from .train import train
 
 app = typer.Typer(
     name="ppmodels",
-    help="Deep generative models for semi-supervised learning, written in Pyro: train, encode, sample, evaluate.",
+    help="Deep generative models for semi-supervised learning, written in Pyro: train, encode, sample, evaluate, score, diagnose.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.callback()(plugins)
 app.command()(models)
 app.command()(train)
 app.command()(encode)
 app.command()(sample)
 app.command()(evaluate)
+app.command()(score)
+app.command()(diagnose)
 
 
 def main() -> None:

@@ -42,6 +42,9 @@ def train(
     z_dim: Annotated[Optional[int], typer.Option(min=1, help="Latent size (model default if not given).")] = None,
     hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes, comma-separated, e.g. 500,500.")] = None,
     likelihood: Annotated[Optional[str], typer.Option(help="bernoulli or gaussian (default: from the data's range).")] = None,
+    net: Annotated[Optional[str], typer.Option(help="Encoder/decoder networks: mlp, or conv for C x H x W images (any number of channels).")] = None,
+    corruption: Annotated[Optional[str], typer.Option(help="Denoising: none, mask or gaussian corruption of the encoder's input (the loss scores the clean x).")] = None,
+    noise_level: Annotated[Optional[float], typer.Option(min=0, help="Masking rate, or Gaussian noise standard deviation, for --corruption.")] = None,
     binarize: Annotated[str, typer.Option(help="Binarize [0,1] data: none, threshold, or dynamic (resampled each epoch).")] = "none",
     max_per_class: Annotated[Optional[int], typer.Option(min=1, help="Keep at most this many training examples per class.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (data split, initialisation, batches).")] = 0,
@@ -61,14 +64,16 @@ def train(
     if resume:
         check_run_dir(out, resume=True)  # a folder that cannot be resumed is the first thing to hear about
         refuse_options_on_resume(ctx)
-    options = {"z_dim": z_dim, "hidden": parse_int_list(hidden), "likelihood": likelihood, **parse_settings(set_)}
+    options = {"z_dim": z_dim, "hidden": parse_int_list(hidden), "likelihood": likelihood, "net": net, "corruption": corruption,
+               "noise_level": noise_level, **parse_settings(set_)}
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                          checkpoint_every=checkpoint_every, clip_norm=clip_norm, skip_nonfinite=skip_nonfinite)
     _, summary = train_run(model, data, out, data_dir=data_dir, download=download, labels=labels, binarize=binarize,
                            max_per_class=max_per_class, train_config=config, model_options=options, overwrite=overwrite,
                            resume=resume, progress=not quiet, sample_every=sample_every)
     typer.echo(f"run folder: {out}")
-    for key in ("epochs", "train_elbo", "valid_elbo", "test_elbo", "test_accuracy", "test_balanced_accuracy", "wall_time_s"):
+    for key in ("epochs", "train_elbo", "valid_elbo", "test_elbo", "test_accuracy", "test_balanced_accuracy", "test_cluster_accuracy",
+                "wall_time_s"):
         if key in summary:
             value = summary[key]
             typer.echo(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")

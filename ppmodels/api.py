@@ -16,7 +16,8 @@ import torch
 
 from .data import Dataset, TrainData, load_dataset, prepare_data
 from .errors import ConfigError, DataError, RunError
-from .metrics import classification_report
+from .metrics import classification_report, clustering_accuracy
+from .plugins import config_entry, import_plugins, require_plugins
 from .registry import get_model_class
 from .run import CONFIG, SUMMARY, build_model, check_run_dir, load, prepare_run_dir, read_json, save_model, write_arrays, write_json
 from .train import BestCheckpoint, MetricsLog, ProgressBar, SampleGrid, TrainConfig
@@ -52,16 +53,19 @@ def open_data(spec: str, data_dir: str | None = None, download: bool = False, la
 def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest", *, data_dir: str | None = None,
           download: bool = False, labels: int | None = None, binarize: str = "none", max_per_class: int | None = None,
           train_config: TrainConfig | None = None, model_options: dict[str, Any] | None = None, overwrite: bool = False,
-          resume: bool = False, progress: bool = True, sample_every: int = 10):
+          resume: bool = False, progress: bool = True, sample_every: int = 10, plugins: list[str] | None = None):
     """Train a registered model on a data spec and write a run folder; returns ``(model, summary)``.
 
     With ``resume=True`` everything (model, data, training options) is read back from ``out/config.json``
-    and training continues from ``out/checkpoints/last.pt``.
+    and training continues from ``out/checkpoints/last.pt``. ``plugins`` (``.py`` files or module names) are
+    imported first so that user models they register can be named (see :mod:`ppmodels.plugins`).
     """
+    import_plugins(plugins)
     out = check_run_dir(out, overwrite=overwrite, resume=resume)
     if resume:
         saved = read_json(out / CONFIG)
         asked = model_name
+        require_plugins(saved.get("plugins"), saved.get("model"))
         model_name, (data, data_dir, labels, binarize, max_per_class), train_config = saved_options(saved, out / CONFIG)
         if asked != model_name:
             raise RunError(f"{out} is a run of model {model_name!r}, not {asked!r}; resume it as `ppmodels train {model_name} --out {out} --resume`")
@@ -77,6 +81,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         write_json(out / CONFIG, {
             "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
             "data": dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), "seed": train_config.seed,
+            **config_entry(cls),
         })
     callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out)]
     if sample_every and bundle.dataset.is_image:
@@ -112,6 +117,8 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None)
     if hasattr(model, "predict") and data.test is not None and data.test.y is not None:
         report = classification_report(data.test.y.numpy(), np.asarray(model.predict(data.test.x)), data.num_classes)
         summary.update({f"test_{key}": value for key, value in report.items()})
+    if hasattr(model, "cluster") and data.test is not None and data.test.y is not None:
+        summary["test_cluster_accuracy"] = clustering_accuracy(data.test.y.numpy(), model.cluster(data.test.x))
     summary.update(wall_time_s=round(wall_time, 2), peak_memory_mb=round(peak_memory_mb(), 1), seed=seed,
                    versions=versions())
     return summary
@@ -142,24 +149,23 @@ def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None 
     return out
 
 
-def sample(run: str | Path, num: int, out: str | Path, *, seed: int = 0) -> Path:
-    """Write ``num`` prior samples (decoded means) of a trained model to a ``.png`` grid (image data) or ``.npy``."""
-    from .plots import save_image_grid
+def latent_decoder(model):
+    """The model whose decoder maps ``model``'s data back to observations when ``model`` was fitted on
+    ``latents:RUN`` (its config names ``decoder_run``), else ``None``."""
+    run = getattr(model.config, "decoder_run", "")
+    if not run:
+        return None
+    decoder = load(run)
+    if not hasattr(decoder, "decode"):
+        raise RunError(f"run {run} (the decoder of these latents) holds model {decoder.name!r}, which cannot decode")
+    return decoder
 
-    out = Path(out)
-    if num < 1:
-        raise ConfigError(f"--num must be at least 1, got {num}")
-    model = load(run)
-    if not hasattr(model, "sample"):
-        raise ConfigError(f"model {model.name!r} cannot sample")
-    images = model.sample(num, generator=torch.Generator().manual_seed(seed))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".png":
-        if len(model.config.x_shape) != 3:
-            raise DataError(f"--out {out.name}: PNG needs image data (C x H x W) but the model's data has shape {model.config.x_shape}; write .npy instead")
-        save_image_grid(images, out)
-    elif out.suffix == ".npy":
-        write_arrays(out, images)
-    else:
-        raise ConfigError(f"--out {out} must end in .png or .npy")
-    return out
+
+def sample(run: str | Path, num: int, out: str | Path, *, seed: int = 0, zoom: int = 1) -> Path:
+    """Write ``num`` prior samples (decoded means) of a trained model to a ``.png`` grid (image data) or ``.npy``.
+
+    The other modes of ``ppmodels sample`` (posterior, class-conditional, analogies) are in :mod:`ppmodels.sampling`.
+    """
+    from .sampling import sample_prior
+
+    return sample_prior(run, num, out, seed=seed, zoom=zoom)

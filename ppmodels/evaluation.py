@@ -23,15 +23,13 @@ SPLITS = ("test", "valid")
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
-    """Accuracy, balanced accuracy (mean recall over the classes present), per-class accuracy (``None`` for a
-    class absent from ``y_true``), the confusion matrix (rows: true class, columns: predicted) and the
-    majority-class rate, plus ``warnings`` for a collapsed or no-better-than-majority classifier
-    (:func:`ppmodels.metrics.collapse_warnings`, the same ones ``ppmodels train`` prints)."""
-    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    """:func:`ppmodels.metrics.classification_report` (accuracy, balanced accuracy, majority-class rate, collapse
+    warnings) with its per-class recall as ``per_class_accuracy`` (``None`` for a class absent from ``y_true``) and
+    the confusion matrix (rows: true class, columns: predicted)."""
     report = classification_report(y_true, y_pred, num_classes)
     k = len(report["per_class_recall"])
     confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (y_true, y_pred), 1)
+    np.add.at(confusion, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
     return {"accuracy": report["accuracy"], "balanced_accuracy": report["balanced_accuracy"], "per_class_accuracy": report["per_class_recall"],
             "confusion_matrix": confusion.tolist(), "majority_rate": report["majority_rate"], "warnings": report["warnings"]}
 

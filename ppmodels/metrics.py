@@ -1,4 +1,5 @@
-"""Classification scores that stay honest on imbalanced labels: balanced accuracy, per-class recall, collapse warnings.
+"""Scores of predictions: balanced accuracy, per-class recall and collapse warnings (honest on imbalanced labels),
+unsupervised clustering accuracy and the out-of-distribution AUROC.
 
 Plain accuracy rewards a classifier that predicts the majority class everywhere: with 90% of the labels in one class
 it scores 0.9 while knowing nothing (the failure of a hyperspectral M1/M2 student project). Balanced accuracy, the
@@ -18,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from .errors import DataError
 
@@ -56,25 +58,22 @@ def majority_rate(y_true) -> tuple[int, float]:
 def collapse_warnings(y_true, y_pred) -> list[str]:
     """One sentence per sign that the classifier learned the label frequencies rather than the classes.
 
-    - predictions collapsed: every example is predicted as one class (when there are two or more);
-    - predictions collapsing: one class is predicted for more than half of the examples of the *other* classes
-      (the 90%-one-class failure: accuracy 0.9, balanced accuracy near 1/K, yet not every prediction the same);
-    - accuracy not better than the majority-class rate, that of always predicting the most frequent class.
+    - accuracy no better than always predicting the majority class (when there are two or more classes);
+    - predictions collapse onto one class: it is predicted for more than half of the examples of the other classes.
     """
     y_true, y_pred = _labels(y_true, y_pred)
-    warnings, remedy = [], "try class_weight=balanced, --max-per-class, or class-balanced labels"
-    several = len(np.unique(y_true)) > 1
+    warnings = []
+    accuracy, balanced = float((y_true == y_pred).mean()), balanced_accuracy(y_true, y_pred)
+    majority, rate = majority_rate(y_true)
+    if len(np.unique(y_true)) > 1 and accuracy <= rate:
+        warnings.append(f"accuracy {accuracy:.3f} is no better than always predicting the majority class {majority} "
+                        f"({rate:.3f} of the examples); judge the model by balanced accuracy ({balanced:.3f}) instead")
     top = int(np.bincount(y_pred).argmax())
     others = y_true != top
-    if several and (y_pred == top).all():
-        warnings.append(f"predictions collapsed: all {len(y_pred)} examples are predicted as class {top}; {remedy}")
-    elif others.any() and (y_pred[others] == top).mean() > 0.5:
-        warnings.append(f"predictions collapsing onto class {top}: it is predicted for {(y_pred == top).mean():.0%} of the examples, "
-                        f"including {(y_pred[others] == top).mean():.0%} of those of other classes; {remedy}")
-    accuracy, (majority, rate) = float((y_true == y_pred).mean()), majority_rate(y_true)
-    if several and accuracy <= rate:
-        warnings.append(f"accuracy {accuracy:.4f} is not better than the majority-class rate {rate:.4f} (always predicting class "
-                        f"{majority}); judge the model by balanced accuracy ({balanced_accuracy(y_true, y_pred):.4f}) instead")
+    if others.any() and (y_pred[others] == top).mean() > 0.5:
+        warnings.append(f"predictions collapse onto class {top}: it is predicted for {(y_pred == top).mean():.0%} of the examples, "
+                        f"including {(y_pred[others] == top).mean():.0%} of those of other classes; try class_weight=balanced, "
+                        f"--max-per-class, or class-balanced labels")
     return warnings
 
 
@@ -91,3 +90,31 @@ def classification_report(y_true, y_pred, num_classes: int | None = None) -> dic
         "majority_rate": rate,
         "warnings": collapse_warnings(y_true, y_pred),
     }
+
+def clustering_accuracy(labels, clusters) -> float:
+    """Accuracy of cluster ids against labels under the best one-to-one matching (Hungarian algorithm).
+
+    With more clusters than classes, the unmatched clusters count as errors (no many-to-one majority vote).
+
+    Example::
+
+        clustering_accuracy([0, 0, 1, 1], [5, 5, 2, 2])     # 1.0
+    """
+    labels, clusters = np.asarray(labels).ravel(), np.asarray(clusters).ravel()
+    if labels.shape != clusters.shape or labels.size == 0:
+        raise ValueError(f"need as many cluster ids as labels (got {clusters.size} and {labels.size})")
+    _, label_idx = np.unique(labels, return_inverse=True)
+    _, cluster_idx = np.unique(clusters, return_inverse=True)
+    counts = np.zeros((cluster_idx.max() + 1, label_idx.max() + 1), dtype=np.int64)
+    np.add.at(counts, (cluster_idx, label_idx), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, cols].sum() / labels.size)
+
+
+def auroc(inlier_scores, outlier_scores) -> float:
+    """Area under the ROC curve of telling inliers (higher scores) from outliers: 1 separates them perfectly."""
+    from sklearn.metrics import roc_auc_score
+
+    inlier_scores, outlier_scores = np.asarray(inlier_scores), np.asarray(outlier_scores)
+    truth = np.r_[np.ones(len(inlier_scores)), np.zeros(len(outlier_scores))]
+    return float(roc_auc_score(truth, np.r_[inlier_scores, outlier_scores]))

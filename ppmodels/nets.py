@@ -15,7 +15,10 @@ from torch.nn import functional as F
 
 from .errors import ConfigError
 
-ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
+# "linear" (no nonlinearity) turns an encoder/decoder pair into a linear autoencoder, the bridge from PCA to the VAE
+ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU,
+               "linear": nn.Identity}
+NETS = ("mlp", "conv")
 
 
 def activation(name: str) -> nn.Module:
@@ -88,3 +91,103 @@ class Classifier(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.net(broadcast_cat(*inputs))
+
+
+# ----- convolutional encoders/decoders for images with any number of channels ------------------------------------
+def _halvings(size: int, num: int) -> list[int]:
+    """Spatial sizes after each stride-2 convolution (kernel 3, padding 1): ``ceil(size / 2)`` each time."""
+    sizes = [size]
+    for _ in range(num):
+        sizes.append((sizes[-1] + 1) // 2)
+    return sizes
+
+
+def _fold_batch(x: torch.Tensor, event_dim: int) -> tuple[torch.Tensor, torch.Size]:
+    """``(..., *event)`` -> ``(prod(...), *event)`` and the leading shape, for layers that take one batch dim."""
+    lead = x.shape[: x.dim() - event_dim]
+    return x.reshape(-1, *x.shape[x.dim() - event_dim:]), lead
+
+
+class ConvFeatures(nn.Module):
+    """``(..., C, H, W) -> (..., out_dim)``: stride-2 convolutions (kernel 3) with ``channels`` filters each, flattened.
+
+    Any number of input channels (1 for MNIST, 5 for ugriz galaxy cutouts) and any image size: each layer halves
+    H and W (rounding up), so 28x28 -> 14 -> 7 and 64x64 -> 32 -> 16.
+    """
+
+    def __init__(self, x_shape: Sequence[int], channels: Sequence[int], activation_name: str = "relu"):
+        super().__init__()
+        if len(x_shape) != 3:
+            raise ConfigError(f"a convolutional net needs image data (C x H x W), but the data has shape {list(x_shape)}; use --net mlp")
+        in_ch, h, w = x_shape
+        layers: list[nn.Module] = []
+        for out_ch in channels:
+            layers += [nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=2, padding=1), activation(activation_name)]
+            in_ch = out_ch
+        self.net = nn.Sequential(*layers)
+        self.out_shape = (in_ch, _halvings(h, len(channels))[-1], _halvings(w, len(channels))[-1])
+        self.out_dim = math.prod(self.out_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat, lead = _fold_batch(x, 3)
+        return self.net(flat).reshape(*lead, self.out_dim)
+
+
+class FlatFeatures(nn.Module):
+    """``(..., *x_shape) -> (..., prod(x_shape))``: the MLP encoder's view of the data (no parameters)."""
+
+    def __init__(self, x_shape: Sequence[int]):
+        super().__init__()
+        self.x_shape = tuple(x_shape)
+        self.out_dim = math.prod(self.x_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return flatten_event(x, self.x_shape)
+
+
+class ConvDecoder(nn.Module):
+    """``(inputs...) -> (..., C, H, W)``: an MLP to a small feature map, then stride-2 transposed convolutions.
+
+    The mirror of :class:`ConvFeatures`: ``output_padding`` is chosen per layer so every size is met exactly
+    (7 -> 14 -> 28, 16 -> 32 -> 64, odd sizes too).
+    """
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], x_shape: Sequence[int], channels: Sequence[int],
+                 activation_name: str = "relu"):
+        super().__init__()
+        if len(x_shape) != 3:
+            raise ConfigError(f"a convolutional net needs image data (C x H x W), but the data has shape {list(x_shape)}; use --net mlp")
+        out_ch, h, w = x_shape
+        hs, ws = _halvings(h, len(channels)), _halvings(w, len(channels))
+        rev = list(reversed(channels))
+        self.start_shape = (rev[0], hs[-1], ws[-1])
+        self.mlp = nn.Sequential(MLP(in_dim, hidden, math.prod(self.start_shape), activation_name), activation(activation_name))
+        layers: list[nn.Module] = []
+        for i, in_ch in enumerate(rev):
+            last = i == len(rev) - 1
+            target_h, target_w = hs[-2 - i], ws[-2 - i]
+            pad = (target_h - (2 * hs[-1 - i] - 1), target_w - (2 * ws[-1 - i] - 1))
+            layers.append(nn.ConvTranspose2d(in_ch, out_ch if last else rev[i + 1], 3, stride=2, padding=1, output_padding=pad))
+            if not last:
+                layers.append(activation(activation_name))
+        self.net = nn.Sequential(*layers)
+        self.x_shape = tuple(x_shape)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        flat, lead = _fold_batch(self.mlp(broadcast_cat(*inputs)), 1)
+        return self.net(flat.reshape(-1, *self.start_shape)).reshape(*lead, *self.x_shape)
+
+
+def x_features(net: str, x_shape: Sequence[int], channels: Sequence[int], activation_name: str) -> nn.Module:
+    """What an encoder sees of ``x``: flattened features (``mlp``) or convolutional features (``conv``); has ``out_dim``."""
+    if net == "conv":
+        return ConvFeatures(x_shape, channels, activation_name)
+    return FlatFeatures(x_shape)
+
+
+def x_decoder(net: str, in_dim: int, hidden: Sequence[int], x_shape: Sequence[int], channels: Sequence[int],
+              activation_name: str) -> nn.Module:
+    """A decoder ``(inputs...) -> (..., *x_shape)`` of either kind."""
+    if net == "conv":
+        return ConvDecoder(in_dim, hidden, x_shape, channels, activation_name)
+    return Decoder(in_dim, hidden, x_shape, activation_name)

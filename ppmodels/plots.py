@@ -26,8 +26,8 @@ def tile(images: np.ndarray, ncol: int | None = None, pad: int = 1) -> np.ndarra
     return grid[..., 0] if grid.shape[-1] == 1 else grid
 
 
-def save_image_grid(images: np.ndarray, path: str | Path, ncol: int | None = None) -> Path:
-    """Write a PNG grid of ``images`` (values in [0, 1], or rescaled to it) to ``path``."""
+def save_image_grid(images: np.ndarray, path: str | Path, ncol: int | None = None, zoom: int = 1) -> Path:
+    """Write a PNG grid of ``images`` (values in [0, 1], or rescaled to it) to ``path``, each pixel ``zoom`` x ``zoom``."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -37,6 +37,8 @@ def save_image_grid(images: np.ndarray, path: str | Path, ncol: int | None = Non
     lo, hi = float(grid.min()), float(grid.max())
     if lo < 0 or hi > 1:
         grid = (grid - lo) / (hi - lo or 1.0)
+    if zoom > 1:  # nearest-neighbour: small images (8x8 digits) stay sharp
+        grid = grid.repeat(zoom, axis=0).repeat(zoom, axis=1)
     path = Path(path)
     atomic_write(path, lambda tmp: plt.imsave(tmp, grid, cmap="gray", vmin=0, vmax=1, format="png"))
     return path

@@ -44,7 +44,7 @@ def get_model_class(name: str) -> type["PPModel"]:
         return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
-        raise ConfigError(f"unknown model {name!r}; known models: {known} (see `ppmodels models`)") from None
+        raise ConfigError(f"unknown model {name!r}; known models: {known} (see `ppmodels models`; user models: --plugin FILE.py)") from None
 
 
 def list_models() -> dict[str, type["PPModel"]]:
@@ -55,3 +55,6 @@ def list_models() -> dict[str, type["PPModel"]]:
 
 def _import_builtin_models() -> None:
     from . import models  # noqa: F401  (importing the package registers the built-in models)
+    from .plugins import load_external_plugins
+
+    load_external_plugins()

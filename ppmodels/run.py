@@ -128,10 +128,12 @@ def save_model(model, path: str | Path) -> None:
     """Write ``config.json`` (if absent) and ``model.safetensors`` for ``model`` into folder ``path``."""
     import dataclasses
 
+    from .plugins import config_entry
+
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     if not (path / CONFIG).is_file():
-        write_json(path / CONFIG, {"model": model.name, "model_config": dataclasses.asdict(model.config)})
+        write_json(path / CONFIG, {"model": model.name, "model_config": dataclasses.asdict(model.config), **config_entry(type(model))})
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tensors.update({EXTRA_PREFIX + k: v.detach().contiguous().cpu() for k, v in model.extra_tensors().items()})
     atomic_write(path / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"model": model.name}))
@@ -139,10 +141,12 @@ def save_model(model, path: str | Path) -> None:
 
 def build_model(config: dict):
     """A fresh, untrained model from a run's ``config.json`` content, found by its registered name."""
+    from .plugins import require_plugins
     from .registry import get_model_class
 
     if not isinstance(config, dict) or "model" not in config:
         raise RunError("config.json names no model; the run folder is damaged")
+    require_plugins(config.get("plugins"), config["model"])
     cls = get_model_class(config["model"])
     try:
         return cls(cls.Config(**config.get("model_config", {})))

@@ -15,6 +15,7 @@ from ..errors import DataError
 from .dataset import BINARIZE_MODES, LIKELIHOODS, UNLABELED, Dataset, Split, in_unit_interval
 from .sources import from_arrays, known_kinds, open_source, parse_spec, register_source
 from .splits import cap_per_class, draw_labeled, hide_labels, stratified_splits
+from . import latents  # noqa: E402,F401  (registers the latents:RUN source)
 
 __all__ = [
     "BINARIZE_MODES", "LIKELIHOODS", "UNLABELED", "Dataset", "Split", "TrainData", "cap_per_class", "draw_labeled",

@@ -19,8 +19,10 @@ import torch
 from pyro.infer import TraceEnum_ELBO
 from torch import nn
 
+from ..corruption import check_corruption, corrupt
 from ..data import Dataset, Split, TrainData, in_unit_interval, prepare_data
 from ..errors import ConfigError, DataError
+from ..nets import NETS
 
 Batch = dict[str, Any]
 
@@ -41,6 +43,34 @@ class ModelConfig:
             raise ConfigError(f"x_shape must list positive sizes, got {self.x_shape}")
         if self.likelihood not in ("bernoulli", "gaussian"):
             raise ConfigError(f"unknown likelihood {self.likelihood!r}; use bernoulli or gaussian")
+
+
+@dataclasses.dataclass
+class EncoderConfig(ModelConfig):
+    """Options of every model with an encoder q(z | x) (``vae``, ``m1``, ``gmvae``, ...).
+
+    :param net: ``mlp`` (flattened inputs) or ``conv`` (convolutions over C x H x W images, any number of channels).
+    :param channels: filters of each stride-2 convolution (``conv`` only); the decoder mirrors them.
+    :param corruption: denoising: ``none``, ``mask`` (zero each input feature with rate ``noise_level``) or
+        ``gaussian`` (add noise of standard deviation ``noise_level``). The encoder sees the corrupted copy in
+        training; the likelihood scores the clean x.
+    :param noise_level: the masking rate nu or the Gaussian noise standard deviation.
+    """
+
+    net: str = "mlp"
+    channels: list[int] = dataclasses.field(default_factory=lambda: [32, 64])
+    corruption: str = "none"
+    noise_level: float = 0.0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.net not in NETS:
+            raise ConfigError(f"unknown net {self.net!r}; use one of {', '.join(NETS)}")
+        if self.net == "conv" and len(self.x_shape) != 3:
+            raise ConfigError(f"--net conv needs image data (C x H x W), but the data has shape {self.x_shape}; use --net mlp")
+        if not self.channels or any(int(c) < 1 for c in self.channels):
+            raise ConfigError(f"channels must list positive filter counts, got {self.channels}")
+        check_corruption(self.corruption, self.noise_level)
 
 
 def data_plate(batch_size: int, num_data: int | None, device: torch.device) -> pyro.plate:
@@ -106,6 +136,16 @@ class PPModel(nn.Module):
     def loss(self, batch: Batch) -> torch.Tensor:
         """Differentiable negative ELBO of a batch, scaled to stand for the whole training set."""
         return self.elbo.differentiable_loss(self.model, self.guide, **batch)
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What a guide's encoder sees of ``x``: in training, a corrupted copy when the config asks for denoising.
+
+        Guides call this instead of using ``x`` directly; the model keeps scoring the clean ``x``.
+        """
+        config = self.config
+        if not self.training or not isinstance(config, EncoderConfig):
+            return x
+        return corrupt(x, config.corruption, config.noise_level)
 
     def training_batches(self, train: Split, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """One epoch of shuffled minibatches as keyword arguments of ``model``/``guide``."""
@@ -204,11 +244,16 @@ class PPModel(nn.Module):
         if isinstance(data, Dataset):
             data = prepare_data(data)
         self.check_data(data)
+        if not resume:
+            self.before_fit(data)
         trainer = Trainer(train_config, callbacks or [])
         trainer.fit(self, data, run_dir=run_dir, resume=resume)
         self.train_state_ = trainer.state
         self.after_fit(data)
         return self
+
+    def before_fit(self, data: TrainData) -> None:
+        """Data-dependent initialisation before the variational fit (the GMM seeds its means with k-means here)."""
 
     def after_fit(self, data: TrainData) -> None:
         """Work after the variational fit (M1 fits its classifier here)."""

@@ -184,7 +184,21 @@ class M1M2(PPModel):
             log_pz1 = self.m2.exact_log_weights(z1.reshape(-1, self.config.z1_dim), 1).reshape(num_particles, len(x))
             return self.m1.x_dist(z1).log_prob(x) + log_pz1 - q.log_prob(z1)
 
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
     @torch.no_grad()
-    def sample(self, num: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> np.ndarray:
-        """``num`` draws: z1 = the mean of p(z1 | y, z2), decoded to the mean of p(x | z1)."""
-        return self.m1.decode(self.m2.sample(num, generator=generator, y=y))
+    def sample(self, num: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None,
+               label: int | None = None) -> np.ndarray:
+        """``num`` draws: z1 = the mean of p(z1 | y, z2), decoded to the mean of p(x | z1); ``y``/``label`` as in M2."""
+        return self.m1.decode(self.m2.sample(num, generator=generator, y=y, label=label))
+
+    @torch.no_grad()
+    def decode_with_labels(self, x, y=None) -> np.ndarray:
+        """Analogies: z1 = E[z1 | x], the style z2 = E[z2 | z1, y], then for every class k the mean of
+        p(z1 | y=k, z2) decoded to the mean of p(x | z1): ``(N, K, *x_shape)``. ``y`` as in M2."""
+        z1 = torch.from_numpy(self.encode(x)[0]).to(self.device)
+        with self.evaluating():
+            z1_every = self.m2.decode_every_class(self.m2.style(z1, y))  # (N, K, z1_dim)
+        return self.m1.decode(z1_every.reshape(-1, self.config.z1_dim)).reshape(len(z1), self.num_classes, *self.config.x_shape)

@@ -16,22 +16,23 @@ from torch.nn import functional as F
 
 from ..data import Split, TrainData
 from ..errors import ConfigError
-from ..nets import Classifier, Decoder, GaussianEncoder, flatten_event
+from ..nets import Classifier, GaussianEncoder, x_decoder, x_features
 from ..registry import register_model
-from .base import Batch, ModelConfig, PPModel, data_plate
+from .base import Batch, EncoderConfig, PPModel, data_plate
 from .ssl_batches import labeled_unlabeled_batches
 
 CLASS_PRIORS = ("uniform", "labeled")
 
 
 @dataclasses.dataclass
-class M2Config(ModelConfig):
+class M2Config(EncoderConfig):
     """:param num_classes: number of classes K. :param z_dim: size of the style latent z. :param hidden: hidden layer
     sizes of the encoder, decoder and classifier. :param activation: nonlinearity. :param alpha: weight of the
     classification term (``None``: 0.1 * N, N the training-set size, as in the paper). :param class_prior: p(y),
     ``uniform`` or the ``labeled`` class frequencies. :param balanced_labeled: draw labeled minibatches class-balanced
     (reweighted so the objective stays unbiased). :param labeled_batch_size: labeled examples per step (``None``:
-    the unlabeled batch size, at most the number of labels).
+    the unlabeled batch size, at most the number of labels). ``net`` (``mlp`` or ``conv``), ``channels``, ``corruption``
+    and ``noise_level`` come from :class:`~ppmodels.models.base.EncoderConfig`.
     """
 
     num_classes: int = 10
@@ -95,18 +96,22 @@ class M2(PPModel):
     def __init__(self, config: M2Config | None = None, **kwargs):
         super().__init__(config, **kwargs)
         c = self.config
-        x_dim, k = math.prod(c.x_shape), c.num_classes
-        out_shape = c.x_shape if c.likelihood == "bernoulli" else [2, *c.x_shape]  # Gaussian: loc and scale
-        self.classifier = Classifier(x_dim, c.hidden, k, c.activation)
-        self.encoder = GaussianEncoder(x_dim + k, c.hidden, c.z_dim, c.activation)
-        self.decoder = Decoder(c.z_dim + k, list(reversed(c.hidden)), out_shape, c.activation)
+        k = c.num_classes
+        self.out_shape = c.x_shape if c.likelihood == "bernoulli" else [2, *c.x_shape]  # Gaussian: loc and scale
+        # a conv decoder emits channels: the Gaussian's loc and scale become 2C channels, split again in x_dist
+        decoded = self.out_shape if c.net == "mlp" or c.likelihood == "bernoulli" else [2 * c.x_shape[0], *c.x_shape[1:]]
+        # one feature extractor (flattening, or a conv trunk) shared by q(y|x) and q(z|x,y); no weights for mlp
+        self.x_features = x_features(c.net, c.x_shape, c.channels, c.activation)
+        self.classifier = Classifier(self.x_features.out_dim, c.hidden, k, c.activation)
+        self.encoder = GaussianEncoder(self.x_features.out_dim + k, c.hidden, c.z_dim, c.activation)
+        self.decoder = x_decoder(c.net, c.z_dim + k, list(reversed(c.hidden)), decoded, c.channels, c.activation)
         self.register_buffer("log_prior", torch.full((k,), -math.log(k)))
         self.register_buffer("feature_mask", torch.ones(c.x_shape))
 
     # ----- distributions ------------------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Flattened inputs of the guide networks, with masked-out features zeroed."""
-        return flatten_event(x * self.feature_mask, self.config.x_shape)
+        """What the guide networks see of ``x`` (flattened, or conv features), with masked-out features zeroed."""
+        return self.x_features(x * self.feature_mask)
 
     def y_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of q(y | x), ``(..., K)``."""
@@ -115,6 +120,7 @@ class M2(PPModel):
     def x_dist(self, z: torch.Tensor, y: torch.Tensor) -> dist.Distribution:
         """p(x | y, z) for a one-hot ``y``; leading (enumeration) dims of ``y`` and ``z`` broadcast."""
         out = self.decoder(z, y)
+        out = out.reshape(*out.shape[: out.dim() - len(self.decoder.x_shape)], *self.out_shape)
         keep = self.feature_mask.bool()
         if self.config.likelihood == "bernoulli":
             base = dist.Bernoulli(logits=torch.where(keep, out, torch.zeros(())), validate_args=False)
@@ -145,12 +151,13 @@ class M2(PPModel):
               batch_size: int | None = None) -> None:
         """``y ~ q(y | x)`` (enumerated) unless observed, then ``z ~ q(z | x, y)``."""
         pyro.module(self.name, self)
+        x_in = self.encoder_input(x)  # a corrupted copy in denoising training, else x
         with data_plate(len(x), num_data, x.device):
             if y is None:
-                y = pyro.sample("y", dist.OneHotCategorical(logits=self.y_logits(x)), infer={"enumerate": "parallel"})
+                y = pyro.sample("y", dist.OneHotCategorical(logits=self.y_logits(x_in)), infer={"enumerate": "parallel"})
             else:
                 y = self.one_hot(y)
-            loc, scale = self.encoder(self.features(x), y)
+            loc, scale = self.encoder(self.features(x_in), y)
             pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
     # ----- training -----------------------------------------------------------------------------------------
@@ -225,12 +232,44 @@ class M2(PPModel):
                 out.append(torch.logsumexp(log_w, dim=1))
         return torch.cat(out)
 
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
     @torch.no_grad()
-    def sample(self, num: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> np.ndarray:
-        """``num`` draws decoded to the mean of p(x | y, z); ``y`` (class indices) fixes the classes, else p(y)."""
+    def sample(self, num: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None,
+               label: int | None = None) -> np.ndarray:
+        """``num`` draws decoded to the mean of p(x | y, z), ``(num, *x_shape)``; ``y`` (class indices, ``(num,)``)
+        fixes the class of each draw, ``label`` that of all draws, else y ~ p(y)."""
+        if label is not None:
+            y = torch.full((num,), self.check_label(label), dtype=torch.long)
         if y is None:
             y = torch.multinomial(self.log_prior.exp().cpu(), num, replacement=True, generator=generator)
         z = torch.randn(num, self.config.z_dim, generator=generator).to(self.device)
         with self.evaluating():
             d = self.x_dist(z, self.one_hot(torch.as_tensor(y, device=self.device)))
         return d.base_dist.mean.cpu().numpy() if self.config.likelihood == "gaussian" else d.base_dist.probs.cpu().numpy()
+
+    def check_label(self, label: int) -> int:
+        if not 0 <= int(label) < self.num_classes:
+            raise ConfigError(f"label {label} is out of range: the model has classes 0..{self.num_classes - 1}")
+        return int(label)
+
+    @torch.no_grad()
+    def decode_with_labels(self, x, y=None) -> np.ndarray:
+        """Analogies (Kingma et al. 2014, Fig. 1 right): the style ``z = E[z | x, y]`` of each datum decoded with every
+        class, ``(N, K, *x_shape)`` means of p(x | y=k, z). ``y``: the data's classes ``(N,)`` if known, else
+        ``argmax q(y | x)``."""
+        x = self.check_x(x)
+        with self.evaluating():
+            return self.decode_every_class(self.style(x, y)).cpu().numpy()
+
+    def style(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``E[z | x, y]``, ``(N, z_dim)``, with ``y`` the given classes or ``argmax q(y | x)``."""
+        y = self.y_logits(x).argmax(-1) if y is None else torch.as_tensor(y, device=x.device)
+        return self.encoder(self.features(x), self.one_hot(y))[0]
+
+    def decode_every_class(self, z: torch.Tensor) -> torch.Tensor:
+        """The mean of p(x | y=k, z) for every class k and each row of ``z``: ``(N, K, *x_shape)``."""
+        every = torch.eye(self.num_classes, device=z.device).unsqueeze(1)  # (K, 1, K) broadcasts against (N, z_dim)
+        return self.x_dist(z, every).base_dist.mean.transpose(0, 1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import pyro
@@ -12,18 +11,23 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..nets import Decoder, GaussianEncoder, flatten_event
+from ..nets import GaussianEncoder, x_decoder, x_features
 from ..registry import register_model
-from .base import ModelConfig, PPModel, data_plate
+from .base import EncoderConfig, PPModel, data_plate
 
 
 @dataclasses.dataclass
-class VAEConfig(ModelConfig):
-    """:param z_dim: latent size. :param hidden: hidden layer sizes of encoder and decoder. :param activation: nonlinearity."""
+class VAEConfig(EncoderConfig):
+    """:param z_dim: latent size. :param hidden: hidden layer sizes of encoder and decoder (``[]``: linear maps).
+    :param activation: nonlinearity (``linear`` for none). ``net``, ``channels``, ``corruption`` and ``noise_level``
+    come from :class:`~ppmodels.models.base.EncoderConfig`.
+    """
 
     z_dim: int = 10
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
     activation: str = "relu"
+    #: Gaussian likelihood noise: ``feature`` (one learned scale per feature) or ``shared`` (one isotropic scale, as PPCA)
+    x_scale: str = "feature"
 
     def validate(self) -> None:
         super().validate()
@@ -31,6 +35,8 @@ class VAEConfig(ModelConfig):
             raise ConfigError(f"z_dim must be at least 1, got {self.z_dim}")
         if any(h < 1 for h in self.hidden):
             raise ConfigError(f"hidden sizes must be positive, got {self.hidden}")
+        if self.x_scale not in ("feature", "shared"):
+            raise ConfigError(f"unknown x_scale {self.x_scale!r}; use feature or shared")
 
 
 def observation_dist(out: torch.Tensor, likelihood: str, x_scale: torch.Tensor | None, event_dim: int) -> dist.Distribution:
@@ -62,7 +68,10 @@ class VAE(PPModel):
     :param likelihood: ``bernoulli`` (data in [0, 1]) or ``gaussian``.
     :param z_dim: latent size.
     :param hidden: hidden layer sizes.
-    :param activation: ``softplus``, ``relu``, ``tanh``, ``elu`` or ``leaky_relu``.
+    :param activation: ``softplus``, ``relu``, ``tanh``, ``elu``, ``leaky_relu`` or ``linear``. With ``hidden=[]``
+        and a Gaussian likelihood the decoder is linear: the model is probabilistic PCA with an amortized guide.
+    :param net: ``mlp`` or ``conv`` (image data of any number of channels).
+    :param corruption: ``none``, ``mask`` or ``gaussian`` for a denoising VAE (see :mod:`ppmodels.corruption`).
 
     Example::
 
@@ -79,11 +88,12 @@ class VAE(PPModel):
     def __init__(self, config: VAEConfig | None = None, **kwargs):
         super().__init__(config, **kwargs)
         c = self.config
-        x_dim = math.prod(c.x_shape)
-        self.encoder = GaussianEncoder(x_dim, c.hidden, c.z_dim, c.activation)
-        self.decoder = Decoder(c.z_dim, list(reversed(c.hidden)), c.x_shape, c.activation)
+        # the MLP's features are the flattened pixels (no weights), so mlp runs keep their old state_dict keys
+        self.features = x_features(c.net, c.x_shape, c.channels, c.activation)
+        self.encoder = GaussianEncoder(self.features.out_dim, c.hidden, c.z_dim, c.activation)
+        self.decoder = x_decoder(c.net, c.z_dim, list(reversed(c.hidden)), c.x_shape, c.channels, c.activation)
         # per-feature observation noise of the Gaussian likelihood (unused, but harmless, for Bernoulli)
-        self.x_log_scale = nn.Parameter(torch.zeros(c.x_shape))
+        self.x_log_scale = nn.Parameter(torch.zeros(c.x_shape if c.x_scale == "feature" else ()))
 
     def x_dist(self, z: torch.Tensor) -> dist.Distribution:
         """p(x | z)."""
@@ -102,7 +112,7 @@ class VAE(PPModel):
         """``z ~ q(z|x)``."""
         pyro.module(self.name, self)
         with data_plate(len(x), num_data, x.device):
-            loc, scale = self.encoder(flatten_event(x, self.config.x_shape))
+            loc, scale = self.encoder(self.features(self.encoder_input(x)))
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
     # ----- scikit-learn style helpers -----------------------------------------------------------------------
@@ -111,7 +121,7 @@ class VAE(PPModel):
         """Posterior ``(z_loc, z_scale)`` of q(z|x), each ``(N, z_dim)``."""
         x = self.check_x(x)
         with self.evaluating():
-            parts = [self.encoder(flatten_event(xb, self.config.x_shape)) for xb in x.split(batch_size)]
+            parts = [self.encoder(self.features(xb)) for xb in x.split(batch_size)]
         return torch.cat([p[0] for p in parts]).cpu().numpy(), torch.cat([p[1] for p in parts]).cpu().numpy()
 
     def transform(self, x) -> np.ndarray:

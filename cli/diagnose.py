@@ -1,0 +1,34 @@
+"""``ppmodels diagnose``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ppmodels.diagnosis import DIAGNOSTICS, IDATA, REPORT, diagnose as diagnose_run, summary_table
+
+from .common import handle_errors
+
+
+@handle_errors
+def diagnose(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `ppmodels train`.")],
+    data: Annotated[Optional[str], typer.Option(help="Data spec to diagnose on (default: the run's own data).")] = None,
+    split: Annotated[str, typer.Option(help="Which part of the data: test, valid, train or all.")] = "test",
+    num_data: Annotated[int, typer.Option(min=1, help="Number of data points to diagnose (drawn at random from the split).")] = 500,
+    particles: Annotated[int, typer.Option(min=21, help="Guide draws per data point (at least 21; k-hat needs 100 or more to be reliable).")] = 200,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN/diagnostics).")] = None,
+    data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first (MNIST).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (which data, which draws).")] = 0,
+    report: Annotated[bool, typer.Option(help="Write report.html with figures.")] = True,
+) -> None:
+    """Check the posterior of a trained run: Pareto k-hat, importance-weighted log-likelihood against the ELBO,
+    calibration of q(y|x), posterior predictive checks and training convergence. Writes idata.nc (ArviZ),
+    diagnostics.json and report.html."""
+    result = diagnose_run(run, data, out, split=split, num_data=num_data, particles=particles, seed=seed, data_dir=data_dir, report=report)
+    typer.echo(summary_table(result))
+    folder = Path(out) if out is not None else Path(run) / "diagnostics"
+    written = [IDATA, DIAGNOSTICS] + ([REPORT] if report else [])
+    typer.echo(f"wrote {', '.join(str(folder / name) for name in written)}")

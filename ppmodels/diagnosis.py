@@ -1,0 +1,195 @@
+"""``ppmodels diagnose``: posterior draws of a trained run as ArviZ data, the diagnostics, and a report.
+
+Writes into ``out`` (default ``RUN/diagnostics``)::
+
+    idata.nc           arviz.InferenceData (see ppmodels.posterior), plus the training ELBO trace and q(y|x)
+    diagnostics.json   every number of ppmodels.diagnostics, one plain-language verdict per diagnostic
+    report.html        one self-contained page with figures (see ppmodels.report)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import diagnostics as dg
+from .api import select_split
+from .data import load_dataset
+from .errors import ConfigError, PPModelsError, RunError
+from .evaluation import classification_metrics
+from .posterior import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
+                        has_own_log_weights, posterior_idata)
+from .run import CONFIG, METRICS, atomic_write, load, read_json, write_json
+
+IDATA, DIAGNOSTICS, REPORT = "idata.nc", "diagnostics.json", "report.html"
+
+
+def read_metrics(run: str | Path) -> list[dict]:
+    """The per-epoch records of ``RUN/metrics.jsonl`` (empty when the file is missing)."""
+    path = Path(run) / METRICS
+    if not path.is_file():
+        return []
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path} is not valid JSON lines ({exc}); the run folder is damaged") from None
+
+
+def choose_data(num: int, available: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``num`` data drawn without replacement (all of them when ``num >= available``)."""
+    if num >= available:
+        return np.arange(available)
+    return np.sort(np.random.default_rng(seed).choice(available, size=num, replace=False))
+
+
+def open_run_data(run_config: dict, spec: str | None, data_dir: str | None):
+    """The dataset to diagnose (``spec``, default the run's own) with the run's binarization, and the run's own
+    training data for the overfitting check (``None`` when it cannot be opened any more)."""
+    saved = run_config.get("data") or {}
+    options = {"binarize": saved.get("binarize") or "none", "seed": run_config.get("seed") or 0}
+    own_spec = saved.get("spec", "digits")
+
+    def own():
+        return load_dataset(own_spec, data_dir=data_dir or saved.get("data_dir"), max_per_class=saved.get("max_per_class"), **options)
+
+    if spec is None or spec == own_spec:
+        dataset = own()
+        return dataset, dataset
+    dataset = load_dataset(spec, data_dir=data_dir, **options)
+    try:
+        return dataset, own()
+    except PPModelsError:
+        return dataset, None
+
+
+def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndarray | None, seed: int = 0) -> dict[str, Any]:
+    """Every diagnostic of :mod:`ppmodels.diagnostics` from an InferenceData of :func:`posterior_idata`."""
+    datum = idata.observed_data["datum"].values
+    stats = idata.sample_stats
+    weights = "iw_log_weight" if "iw_log_weight" in stats else "log_weight"
+    log_weights = stats[weights].values[0].T  # (datum, draw): samples last, as psislw wants
+    guide_weights = stats["log_weight"].values[0].T
+    result: dict[str, Any] = {"khat": dg.pareto_khat(log_weights, datum), "log_weights": weights,
+                              "log_likelihood": dg.log_likelihood_summary(log_weights, guide_weights)}
+    if weights != "log_weight":  # also judge the whole guide, discrete latents sampled rather than summed
+        result["khat_sampled_guide"] = dg.pareto_khat(guide_weights, datum)
+    result["active_units"] = {name: dg.active_units(means) for name, means in dg.continuous_latents(idata).items()}
+    errors = -idata.log_likelihood["x"].values[0].mean(0)
+    result["reconstruction_error"] = errors
+    observed = idata.observed_data["x"].values.reshape(len(datum), -1)
+    replicates = idata.posterior_predictive["x"].values[0].reshape(-1, len(datum), observed.shape[1])
+    result["pit"] = dg.predictive_pit(observed, replicates, model.config.likelihood, seed)
+    result["reconstruction"] = dg.reconstruction_shift(errors, train_errors) if train_errors is not None else None
+    result["train_reconstruction_error"] = train_errors
+    if "predictions" in idata.groups() and "y" in idata.observed_data:
+        probs, labels = idata.predictions["y_prob"].values, idata.observed_data["y"].values
+        result["calibration"] = dg.calibration(probs, labels)
+        result["classification"] = classification_metrics(labels, probs.argmax(1), probs.shape[1])
+    result["convergence"] = dg.training_convergence(records) if records else None
+    return result
+
+
+def train_reconstruction_errors(model, train_x: torch.Tensor, num: int, particles: int, seed: int, batch_size: int) -> np.ndarray:
+    """``-E_q[log p(x|z)]`` for ``num`` training data (the reference for held-out reconstruction errors)."""
+    idx = choose_data(num, len(train_x), seed + 1)
+    arrays = batched_posterior_arrays(model, train_x[idx], particles, seed + 1, batch_size, predictive_draws=1)
+    return -arrays["log_likelihood"]["x"][0].mean(0)
+
+
+def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = None, *, split: str = "test",
+             num_data: int = 500, particles: int = 200, seed: int = 0, data_dir: str | None = None,
+             batch_size: int = 100, predictive_draws: int = 20, report: bool = True) -> dict[str, Any]:
+    """Diagnose the run in folder ``run`` on ``num_data`` data of ``split`` with ``particles`` guide draws each.
+
+    Returns the content of ``diagnostics.json`` (with per-datum arrays) and writes the files of the module
+    docstring into ``out``.
+
+    Example::
+
+        result = ppmodels.diagnose("runs/vae", split="test", num_data=500, particles=200)
+        result["verdicts"]["khat"]
+    """
+    if num_data < 1 or particles < dg.MIN_DRAWS:
+        raise ConfigError(f"need --num-data >= 1 and --particles >= {dg.MIN_DRAWS} (k-hat needs many draws; 200 is a good start), got {num_data} and {particles}")
+    run = Path(run)
+    model = load(run)
+    run_config = read_json(run / CONFIG)
+    out = Path(out) if out is not None else run / "diagnostics"
+    dataset, train_data = open_run_data(run_config, data, data_dir)
+    x, y = select_split(dataset, split)
+    idx = choose_data(num_data, len(x), seed)
+    x, y = x[idx], None if y is None else y[idx]
+    idata = posterior_idata(model, x, y, num_draws=particles, seed=seed, datum_index=idx, batch_size=batch_size,
+                            predictive_draws=min(predictive_draws, particles))
+    if has_own_log_weights(model):
+        add_model_log_weights(idata, model, x, particles, seed, batch_size)
+    records = read_metrics(run)
+    add_training_trace(idata, records)
+    if hasattr(model, "predict_proba") and y is not None:
+        add_class_probabilities(idata, model.predict_proba(x))
+    train_errors = None
+    if train_data is not None and split != "train":
+        train_x = train_data.split("train").x
+        train_errors = train_reconstruction_errors(model, train_x, len(idx), min(particles, 20), seed, batch_size)
+    result = compute_diagnostics(model, idata, records, train_errors, seed)
+    noun = f"{split} {'images' if dataset.is_image else 'data'}"
+    result.update(run=str(run), model=model.name, data=dataset.spec or data, split=split, num_data=len(idx), particles=particles,
+                  seed=seed, verdicts=dg.verdicts(result, noun))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / IDATA, lambda tmp: idata.to_netcdf(tmp))
+    write_json(out / DIAGNOSTICS, json_ready(summary_only(result)))
+    if report:
+        from .report import write_report
+
+        write_report(out / REPORT, model, idata, result)
+    result["idata"] = idata
+    return result
+
+
+def summary_only(result: dict) -> dict:
+    """``result`` without the bulky per-datum and per-feature arrays (k-hat per datum stays: it is what the plot shows)."""
+    drop = {("log_likelihood", "per_datum"), ("pit", "pit"), ("pit", "feature_mean")}
+    return {key: ({k: v for k, v in value.items() if (key, k) not in drop} if isinstance(value, dict) else value)
+            for key, value in result.items() if key not in ("reconstruction_error", "train_reconstruction_error", "idata")}
+
+
+def json_ready(obj: Any) -> Any:
+    """Arrays to lists and non-finite floats to ``None``, so that the file is strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_ready(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def summary_table(result: dict) -> str:
+    """A short plain-text table of the headline numbers of a :func:`diagnose` result."""
+    khat, ll = result["khat"], result["log_likelihood"]
+    rows = [("data points x draws", f"{result['num_data']} x {result['particles']} ({result['data']}, {result['split']})"),
+            ("k-hat > 0.7 / > 0.5", f"{100 * khat['frac_above_0.7']:.1f}% / {100 * khat['frac_above_0.5']:.1f}%  (median {khat['median']:.2f})"),
+            ("IW log-likelihood", f"{ll['iw']:.2f} +- {ll['iw_se']:.2f}  (PSIS {ll['psis']:.2f})"),
+            ("ELBO (guide draws)", f"{ll['elbo']:.2f} +- {ll['elbo_se']:.2f}  (gap {ll['gap']:.2f} +- {ll['gap_se']:.2f})")]
+    optional = {
+        "calibration": lambda c: ("accuracy / ECE", f"{100 * c['accuracy']:.1f}% / {c['ece']:.3f}"),
+        "pit": lambda p: p.get("tail_fraction") is not None and
+        ("PIT tails (uniform 10%)", f"{100 * p['tail_fraction']:.1f}%  (KS {p['ks_distance']:.3f})"),
+        "reconstruction": lambda r: ("recon. error held-out - train", f"{r['difference']:+.2f} +- {r['difference_se']:.2f} nats"),
+        "convergence": lambda c: c.get("slope") is not None and
+        ("ELBO slope, last epochs", f"{c['slope']:+.3f} per epoch  (best epoch {c['best_epoch']}, {c['epochs_since_best']} ago)"),
+    }
+    rows += [row for key, make in optional.items() if result.get(key) and (row := make(result[key]))]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    lines += ["", *(f"{name}: {text}" for name, text in result["verdicts"].items())]
+    return "\n".join(lines)

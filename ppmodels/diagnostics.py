@@ -1,0 +1,341 @@
+"""Can I trust this posterior and these predictions? Each diagnostic is a plain function of arrays.
+
+For an amortized guide q(z | x) and S draws per datum, the importance log-weights
+``log w_s = log p(x, z_s) - log q(z_s | x)`` answer most questions:
+
+- :func:`pareto_khat`: the Pareto shape k-hat of each datum's weights (PSIS, Vehtari et al. 2015/2024; used to check
+  variational inference by Yao et al. 2018). k-hat <= 0.5: the guide covers the posterior; 0.5-0.7: usable with
+  care; > 0.7: the weights have (nearly) infinite variance, the guide is too narrow, importance sampling from it fails.
+- :func:`log_likelihood_summary`: the importance-weighted bound on log p(x), plain and PSIS-smoothed, against the
+  ELBO from the same draws; their difference is the guide's slack.
+- :func:`calibration`: expected calibration error of q(y | x), a reliability diagram and accuracy by confidence.
+- :func:`predictive_pit` and :func:`reconstruction_shift`: posterior predictive checks of the reconstructions.
+- :func:`training_convergence`: the ELBO trace of training (``metrics.jsonl``).
+
+:func:`verdicts` turns the numbers into one plain sentence each. ``docs/diagnostics.md`` says when not to trust them.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy.special import logsumexp
+
+from .errors import ConfigError
+
+KHAT_GOOD, KHAT_BAD = 0.5, 0.7
+#: PSIS fits the largest min(0.2 S, 3 sqrt(S)) weights and gives up (k-hat = inf) below 5 of them: S >= 21
+MIN_DRAWS = 21
+
+
+def _arviz():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz as az
+    return az
+
+
+def mean_and_se(values: np.ndarray) -> tuple[float, float]:
+    """Mean of ``values`` and its standard error (sample std / sqrt(n))."""
+    values = np.asarray(values, dtype=float)
+    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return float(values.mean()), se
+
+
+# ----- importance weights -------------------------------------------------------------------------------------
+def psis(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PSIS-smoothed log-weights (unnormalized, same scale) and k-hat per datum, for ``(N, S)`` log-weights.
+
+    Samples are on the last axis, as ``arviz.psislw`` wants. Weights that are constant up to float rounding (an
+    exact guide) have no tail to fit; their k-hat is set to -inf, the limit of a bounded tail.
+    """
+    lw = np.asarray(log_weights, dtype=np.float64)
+    if lw.shape[-1] < MIN_DRAWS:
+        raise ConfigError(f"PSIS needs at least {MIN_DRAWS} draws per datum to fit a tail (100 or more to be reliable), got {lw.shape[-1]}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # arviz warns once per call when some k-hat > 0.7
+        smoothed, khat = _arviz().psislw(lw.copy(), normalize=False)
+    khat = np.asarray(khat, dtype=float)
+    spread = lw.max(-1) - lw.min(-1)
+    flat = spread <= 1e-4 * np.maximum(1.0, np.abs(lw).max(-1))
+    khat[flat] = -np.inf
+    smoothed[flat] = lw[flat]
+    return smoothed, khat
+
+
+def pareto_khat(log_weights: np.ndarray, datum_index: np.ndarray | None = None, num_worst: int = 10) -> dict[str, Any]:
+    """k-hat per datum for ``(N, S)`` log-weights: fractions above 0.5 and 0.7 and the worst data.
+
+    :param datum_index: names of the data (e.g. their index in the split); ``worst`` reports these.
+    :returns: ``khat`` (N,), ``frac_above_0.5``, ``frac_above_0.7``, ``median``, ``max``, ``worst`` (index, k-hat).
+
+    Example::
+
+        pareto_khat(np.random.default_rng(0).normal(size=(3, 1000)))["frac_above_0.7"]   # 0.0
+    """
+    _, khat = psis(log_weights)
+    index = np.arange(len(khat)) if datum_index is None else np.asarray(datum_index)
+    order = np.argsort(-np.nan_to_num(khat, nan=np.inf, neginf=-1e9))[:num_worst]
+    return {
+        "khat": khat, "num_particles": int(np.shape(log_weights)[-1]),
+        f"frac_above_{KHAT_GOOD}": float(np.mean(khat > KHAT_GOOD)), f"frac_above_{KHAT_BAD}": float(np.mean(khat > KHAT_BAD)),
+        "median": float(np.median(khat)), "max": float(np.max(khat)),
+        "worst": [{"datum": int(index[i]), "khat": float(khat[i])} for i in order],
+    }
+
+
+def log_likelihood_summary(log_weights: np.ndarray, guide_log_weights: np.ndarray | None = None) -> dict[str, Any]:
+    """Per-datum estimates of log p(x) from ``(N, S)`` log-weights, with mean and standard error over data.
+
+    - ``iw``: ``log mean_s w_s``, the importance-weighted bound (Burda et al. 2016); it rises towards log p(x) with S.
+    - ``psis``: the same with Pareto-smoothed weights (less variance when a few weights dominate).
+    - ``elbo``: ``mean_s log w_s``, the ELBO; from ``guide_log_weights`` when given: a model that sums a discrete
+      latent exactly in ``log_weights`` has the per-draw weights of its whole guide there (y sampled), whose mean
+      log is the ELBO it trained; the mean log of the exact-sum weights would be a tighter bound, not the ELBO.
+    - ``gap``: ``iw - elbo`` >= 0, the part of the ELBO's slack that S draws recover: the guide's looseness.
+    """
+    lw = np.asarray(log_weights, dtype=np.float64)
+    smoothed, _ = psis(lw)
+    s = lw.shape[-1]
+    elbo = (lw if guide_log_weights is None else np.asarray(guide_log_weights, dtype=np.float64)).mean(-1)
+    per_datum = {"iw": logsumexp(lw, axis=-1) - math.log(s), "psis": logsumexp(smoothed, axis=-1) - math.log(s), "elbo": elbo}
+    per_datum["gap"] = per_datum["iw"] - per_datum["elbo"]
+    summary: dict[str, Any] = {"num_particles": s, "per_datum": per_datum}
+    for name, values in per_datum.items():
+        summary[name], summary[f"{name}_se"] = mean_and_se(values)
+    return summary
+
+
+# ----- classification -----------------------------------------------------------------------------------------
+def calibration(probs: np.ndarray, labels: np.ndarray, num_bins: int = 10) -> dict[str, Any]:
+    """Top-label calibration of class probabilities ``(N, K)`` against true ``labels`` ``(N,)``.
+
+    Confidence is the largest probability; data are put in ``num_bins`` equal-width confidence bins. ECE is
+    ``sum_b n_b / N * |accuracy_b - confidence_b|``; ``overconfidence`` is the same sum without the absolute value
+    (positive: the classifier claims more than it delivers). ``bins`` is the reliability diagram.
+    """
+    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels)
+    confidence, predicted = probs.max(1), probs.argmax(1)
+    correct = (predicted == labels).astype(float)
+    edges = np.linspace(0.0, 1.0, num_bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, num_bins - 1)
+    bins, ece, over = [], 0.0, 0.0
+    for b in range(num_bins):
+        members = which == b
+        count = int(members.sum())
+        acc = float(correct[members].mean()) if count else None
+        conf = float(confidence[members].mean()) if count else None
+        if count:
+            ece += count / len(labels) * abs(acc - conf)
+            over += count / len(labels) * (conf - acc)
+        bins.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": count, "accuracy": acc, "confidence": conf})
+    return {"ece": float(ece), "overconfidence": float(over), "accuracy": float(correct.mean()),
+            "mean_confidence": float(confidence.mean()), "num_bins": num_bins, "bins": bins}
+
+
+# ----- posterior predictive checks ----------------------------------------------------------------------------
+def predictive_pit(observed: np.ndarray, replicates: np.ndarray, likelihood: str, seed: int = 0, num_bins: int = 10) -> dict[str, Any]:
+    """Randomized probability integral transform of each observed feature under its posterior predictive.
+
+    ``observed`` ``(N, D)``; ``replicates`` ``(S, N, D)`` drawn from p(x | z), z ~ q(z | x). The PIT of a value is
+    its randomized rank among the replicates, ``(#{rep < obs} + V * (#{rep = obs} + 1)) / (S + 1)`` with
+    V ~ Uniform(0, 1): exactly uniform when the observed value is exchangeable with the replicates, for discrete
+    pixels and for any S (the plain ``P(rep < obs)`` would be lumpy with few replicates). Grey values under a Bernoulli likelihood are first binarized by a Bernoulli
+    draw with the grey level as probability, as dynamic binarization does in training.
+
+    Under a Bernoulli likelihood most features (an image's background) are predicted 0 or 1 in every draw; their
+    PIT is then pure noise V and drowns the rest, so the histogram and its summaries use only the features whose
+    predictive mean lies strictly between 0.05 and 0.95 (``informative_fraction`` of them). Selecting on the
+    predictive alone, not on the observed value, keeps a calibrated model's PITs uniform.
+
+    The reconstruction uses x twice (through q(z | x)), so PITs bunch in the middle even for a good model; PITs
+    piled at 0 and 1 (``tail_fraction`` well above its uniform value 0.1) mean the decoder is overconfident.
+    ``feature_mean`` is the mean PIT of each feature over data (0.5 +- noise when unbiased; above 0.5: the data
+    are larger, brighter, than the model predicts there).
+    """
+    rng = np.random.default_rng(seed)
+    obs = np.asarray(observed, dtype=np.float32)
+    if likelihood == "bernoulli" and not np.isin(obs, (0.0, 1.0)).all():
+        obs = (rng.random(obs.shape) < obs).astype(np.float32)
+    reps = np.asarray(replicates, dtype=np.float32)
+    below, ties = (reps < obs).sum(0), (reps == obs).sum(0)
+    pit = (below + rng.random(obs.shape) * (ties + 1)) / (len(reps) + 1)
+    if likelihood == "bernoulli":
+        rep_mean = reps.mean(0)
+        informative = (rep_mean > 0.05) & (rep_mean < 0.95)
+    else:
+        informative = np.ones(obs.shape, dtype=bool)
+    flat = np.sort(pit[informative])
+    if len(flat) == 0:
+        return {"pit": pit, "informative_fraction": 0.0, "tail_fraction": None, "ks_distance": None, "histogram": None,
+                "edges": None, "feature_mean": pit.mean(0), "num_replicates": int(len(reps))}
+    ecdf_gap = float(np.max(np.abs(np.arange(1, len(flat) + 1) / len(flat) - flat)))
+    histogram, edges = np.histogram(flat, bins=num_bins, range=(0, 1))
+    return {"pit": pit, "informative_fraction": float(informative.mean()), "tail_fraction": float(np.mean((flat < 0.05) | (flat > 0.95))),
+            "ks_distance": ecdf_gap, "histogram": (histogram / len(flat) * num_bins).tolist(), "edges": edges.tolist(),
+            "feature_mean": pit.mean(0), "num_replicates": int(len(reps))}
+
+
+def reconstruction_shift(held_out: np.ndarray, train: np.ndarray) -> dict[str, Any]:
+    """Compare per-datum reconstruction errors ``-E_q[log p(x|z)]`` of held-out data with those of training data.
+
+    A model that memorised its training data reconstructs it better than held-out data: ``difference`` (held-out
+    minus train, nats per datum) is then clearly positive. ``ks`` is the two-sample Kolmogorov-Smirnov statistic.
+    """
+    from scipy.stats import ks_2samp
+
+    held_mean, held_se = mean_and_se(held_out)
+    train_mean, train_se = mean_and_se(train)
+    return {"held_out": held_mean, "held_out_se": held_se, "train": train_mean, "train_se": train_se,
+            "difference": held_mean - train_mean, "difference_se": math.hypot(held_se, train_se),
+            "ks": float(ks_2samp(held_out, train).statistic)}
+
+
+def continuous_latents(idata) -> dict[str, np.ndarray]:
+    """Posterior means ``(datum, dim)`` of each continuous latent site of an InferenceData (z; z1, z2), skipping
+    discrete ones (a one-hot y)."""
+    means = {}
+    for name, values in idata.posterior.data_vars.items():
+        array = values.values
+        if array.ndim == 4 and np.issubdtype(array.dtype, np.floating) and not np.all(array == np.round(array)):
+            means[name] = array.mean(axis=(0, 1))
+    return means
+
+
+def active_units(posterior_means: np.ndarray, threshold: float = 0.01) -> dict[str, Any]:
+    """Latent dimensions whose posterior mean ``E_q[z_d | x]`` varies over the data (Burda et al. 2016: variance
+    over x above ``threshold``). ``posterior_means`` is ``(N, dim)``. An inactive dimension carries no information
+    about x; none active is posterior collapse: the decoder ignores the latent and the guide returns the prior."""
+    variance = np.asarray(posterior_means, dtype=float).var(0)
+    return {"active": int((variance > threshold).sum()), "dims": int(len(variance)), "threshold": threshold, "variance": variance}
+
+
+# ----- training -----------------------------------------------------------------------------------------------
+def training_convergence(records: list[dict], last: int = 5) -> dict[str, Any]:
+    """The ELBO trace of training: curves, the slope over the ``last`` epochs (nats per datum per epoch, of the
+    validation ELBO when there is one), the best validation epoch and the epochs since it.
+
+    Records of a staged model (M1+M2: ``stage`` m1, then m2) optimise different objectives per stage, so the slope
+    and the best epoch are those of the last stage; ``stage_starts`` gives the first epoch of each stage.
+    """
+    epochs = [r["epoch"] for r in records]
+    train = [r.get("train_elbo") for r in records]
+    valid = [r.get("valid_elbo") for r in records]
+    has_valid = any(v is not None for v in valid)
+    stages = [r.get("stage") for r in records]
+    starts = {s: epochs[stages.index(s)] for s in dict.fromkeys(stages) if s is not None}
+    trace = np.array([np.nan if v is None else v for v in (valid if has_valid else train)], dtype=float)
+    if records:
+        trace[np.array([stage != stages[-1] for stage in stages], dtype=bool)] = np.nan
+    result: dict[str, Any] = {"epochs": epochs, "train_elbo": train, "valid_elbo": valid if has_valid else None, "stage_starts": starts,
+                              "slope_of": "valid_elbo" if has_valid else "train_elbo", "num_epochs": len(records)}
+    finite = np.isfinite(trace)
+    if not finite.any():
+        return {**result, "slope": None, "relative_slope": None, "best_epoch": None, "epochs_since_best": None}
+    tail = np.flatnonzero(finite)[-last:]
+    slope = float(np.polyfit(np.array(epochs, dtype=float)[tail], trace[tail], 1)[0]) if len(tail) >= 2 else None
+    best = int(np.nanargmax(trace))
+    return {**result, "slope": slope, "relative_slope": None if slope is None else slope / max(abs(float(trace[tail].mean())), 1e-12),
+            "slope_epochs": int(len(tail)), "best_epoch": int(epochs[best]), "best_elbo": float(trace[best]),
+            "epochs_since_best": int(epochs[-1] - epochs[best])}
+
+
+# ----- plain language -----------------------------------------------------------------------------------------
+def khat_verdict(khat: dict, noun: str = "data points") -> str:
+    bad, fair = khat[f"frac_above_{KHAT_BAD}"], khat[f"frac_above_{KHAT_GOOD}"]
+    head = f"{100 * bad:.1f}% of {noun} have k-hat > {KHAT_BAD} and {100 * fair:.1f}% > {KHAT_GOOD} ({khat['num_particles']} draws each)"
+    if bad > 0.1:
+        tail = "the guide is too narrow for many of them: importance sampling from it, and its IW bound, are unreliable there"
+    elif fair > 0.5:
+        tail = "the guide is usable but loose: importance-sampling estimates converge slowly (k-hat 0.5-0.7 for most)"
+    elif bad > 0:
+        tail = f"the guide covers the posterior of most {noun}; the worst ones (listed) are where it fails"
+    else:
+        tail = "the guide covers the posterior well; importance sampling from it is reliable"
+    caution = " With fewer than 100 draws per datum k-hat itself is noisy." if khat["num_particles"] < 100 else ""
+    return f"{head}: {tail}.{caution}"
+
+
+def log_likelihood_verdict(ll: dict) -> str:
+    text = (f"log p(x) >= {ll['iw']:.2f} +- {ll['iw_se']:.2f} nats per datum (importance-weighted, {ll['num_particles']} draws; "
+            f"PSIS-smoothed {ll['psis']:.2f}); the ELBO is {ll['elbo']:.2f}, so the guide's slack is at least {ll['gap']:.2f} nats per datum")
+    if abs(ll["psis"] - ll["iw"]) > 0.1:  # a paired difference: the spread of log p(x) over data is no yardstick
+        text += "; plain and smoothed estimates differ, so a few large weights drive the plain one"
+    return text + "."
+
+
+def calibration_verdict(cal: dict, warnings: list[str] = ()) -> str:
+    ece = cal["ece"]
+    quality = "well calibrated" if ece < 0.03 else "roughly calibrated" if ece < 0.1 else "poorly calibrated"
+    direction = "overconfident" if cal["overconfidence"] > 0 else "underconfident"
+    return (f"Accuracy {100 * cal['accuracy']:.1f}% at mean confidence {100 * cal['mean_confidence']:.1f}%; ECE {ece:.3f}: "
+            f"q(y|x) is {quality}" + (f" and {direction}: trust its probabilities less than they claim" if ece >= 0.03 and direction == "overconfident" else
+                                      f" and {direction}" if ece >= 0.03 else "") + "." + "".join(f" Warning: {w}." for w in warnings))
+
+
+def ppc_verdict(pit: dict | None, shift: dict | None) -> str:
+    parts = []
+    if pit is not None and pit.get("tail_fraction") is not None:
+        tail = pit["tail_fraction"]
+        shape = ("piles at 0 and 1: the decoder is overconfident about features it gets wrong" if tail > 0.15 else
+                 "is bunched in the middle, as expected when x is reconstructed from itself" if tail < 0.07 else
+                 "is close to uniform")
+        parts.append(f"the PIT of the reconstructed features {shape} ({100 * tail:.1f}% in the outer 10% where 10% is uniform, "
+                     f"KS distance {pit['ks_distance']:.3f}, over the {100 * pit['informative_fraction']:.0f}% of features the model is unsure of)")
+    if shift is not None:
+        diff, se = shift["difference"], shift["difference_se"]
+        if diff > 3 * se and diff > 0.02 * abs(shift["train"]):
+            judged = "noticeably worse than training data: the model fits its training set more closely (overfitting)"
+        elif diff < -3 * se:
+            judged = "better than training data (these held-out data are easier): no sign of overfitting"
+        else:
+            judged = "about as well as training data: no sign of overfitting"
+        parts.append(f"held-out data are reconstructed {judged} ({shift['held_out']:.2f} vs {shift['train']:.2f} nats per datum, "
+                     f"difference {diff:+.2f} +- {se:.2f})")
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "." if parts else "No posterior predictive check ran."
+
+
+def convergence_verdict(conv: dict) -> str:
+    if conv.get("slope") is None:
+        return f"Only {conv['num_epochs']} epoch(s) logged: too few to judge convergence."
+    what = "validation ELBO" if conv["slope_of"] == "valid_elbo" else "training ELBO"
+    text = (f"The {what} changed by {conv['slope']:+.3f} nats per datum per epoch over the last {conv['slope_epochs']} epochs; "
+            f"best at epoch {conv['best_epoch']} ({conv['epochs_since_best']} epoch(s) ago)")
+    if conv["slope"] > 0 and conv["relative_slope"] > 1e-3:
+        return text + ": still improving, train longer."
+    if conv["epochs_since_best"] >= 3 and conv["relative_slope"] < -1e-3:
+        return text + ": past its best, later epochs overfit (the saved weights are those of the best epoch)."
+    return text + ": it has levelled off."
+
+
+def active_verdict(units: dict[str, dict]) -> str:
+    parts = [f"{u['active']} of {u['dims']} dimensions of {name} are active" for name, u in units.items()]
+    text = "; ".join(parts) + f" (posterior mean varies over the data by more than {next(iter(units.values()))['threshold']:g})"
+    if any(u["active"] == 0 for u in units.values()):
+        return text + ": posterior collapse, the decoder ignores that latent and the guide returns the prior."
+    return text + "."
+
+
+def verdicts(report: dict, noun: str = "data points") -> dict[str, str]:
+    """One plain sentence per diagnostic present in ``report`` (the content of ``diagnostics.json``)."""
+    out = {}
+    if "khat" in report:
+        out["khat"] = khat_verdict(report["khat"], noun)
+    if report.get("khat_sampled_guide"):
+        out["khat_sampled_guide"] = ("With the discrete latent sampled from the guide instead of summed exactly: "
+                                     + khat_verdict(report["khat_sampled_guide"], noun))
+    if report.get("active_units"):
+        out["active_units"] = active_verdict(report["active_units"])
+    if "log_likelihood" in report:
+        out["log_likelihood"] = log_likelihood_verdict(report["log_likelihood"])
+    if report.get("calibration"):
+        out["calibration"] = calibration_verdict(report["calibration"], (report.get("classification") or {}).get("warnings", []))
+    if report.get("pit") or report.get("reconstruction"):
+        out["ppc"] = ppc_verdict(report.get("pit"), report.get("reconstruction"))
+    if report.get("convergence"):
+        out["convergence"] = convergence_verdict(report["convergence"])
+    return out

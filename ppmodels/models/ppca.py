@@ -1,0 +1,157 @@
+"""Probabilistic PCA (Tipping & Bishop 1999) as a Pyro model/guide pair with the exact posterior as guide."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from ..data import Dataset, TrainData
+from ..errors import ConfigError
+from ..registry import register_model
+from .base import ModelConfig, PPModel, data_plate
+
+
+@dataclasses.dataclass
+class PPCAConfig(ModelConfig):
+    """:param z_dim: number of principal components K (less than the number of features D)."""
+
+    likelihood: str = "gaussian"
+    z_dim: int = 2
+
+    def validate(self) -> None:
+        super().validate()
+        if self.likelihood != "gaussian":
+            raise ConfigError(f"ppca has a Gaussian likelihood, got likelihood={self.likelihood!r}; drop --likelihood or use gaussian")
+        if not 1 <= self.z_dim < math.prod(self.x_shape):
+            raise ConfigError(f"ppca needs 1 <= z_dim < {math.prod(self.x_shape)} (the number of features), got {self.z_dim}")
+
+
+@register_model("ppca")
+class PPCA(PPModel):
+    """Probabilistic PCA: a linear-Gaussian latent variable model.
+
+    Generative story, for each datum (D features, K = z_dim)::
+
+        z ~ Normal(0, I_K)
+        x ~ Normal(W z + mu, sigma^2 I_D)
+
+    ``W`` (D x K), ``mu`` and ``sigma`` are point estimates (``nn.Parameter``), fitted by maximum likelihood.
+
+    Guide: the exact posterior ``q(z | x) = Normal(M^-1 W^T (x - mu), sigma^2 M^-1)`` with ``M = W^T W + sigma^2 I``,
+    computed from the current parameters. The KL term is then zero for every parameter value, so the ELBO *is*
+    ``log p(x) = log Normal(x; mu, W W^T + sigma^2 I)``, with zero Monte Carlo variance: SVI here is gradient
+    ascent on the exact log-likelihood. At its maximum the columns of ``W`` span the top-K principal subspace
+    and ``sigma^2`` is the mean of the discarded eigenvalues of the sample covariance.
+
+    :param x_shape: shape of one datum (flattened to D features).
+    :param z_dim: K.
+
+    Example::
+
+        ppca = PPCA(x_shape=[64], z_dim=5).fit(load_dataset("npz:data.npz"), TrainConfig(epochs=500, batch_size=1000, lr=0.05))
+        ppca.noise_variance_, ppca.components_        # sigma^2 and an orthonormal basis of span(W)
+
+    Reference: M. E. Tipping, C. M. Bishop, "Probabilistic principal component analysis", JRSS B 61(3), 1999.
+    """
+
+    Config = PPCAConfig
+    config: PPCAConfig
+
+    def __init__(self, config: PPCAConfig | None = None, **kwargs):
+        super().__init__(config, **kwargs)
+        d, k = math.prod(self.config.x_shape), self.config.z_dim
+        self.weight = nn.Parameter(0.1 * torch.randn(d, k))
+        self.loc = nn.Parameter(torch.zeros(d))
+        self.log_noise_scale = nn.Parameter(torch.zeros(()))
+
+    @classmethod
+    def config_from_data(cls, dataset: Dataset, **options) -> PPCAConfig:
+        # PPCA is Gaussian whatever the data's range suggests (digits in [0, 1] would otherwise ask for Bernoulli)
+        options = {**options, "likelihood": options.get("likelihood") or "gaussian"}
+        return super().config_from_data(dataset, **options)
+
+    def before_fit(self, data: TrainData) -> None:
+        """Start at mu = the sample mean (its ML value whatever W is) and a random W of the data's scale.
+
+        The likelihood is flat along the length of W's columns, so Adam's bounded steps take long to grow a
+        small W to eigenvalues of 100; a random direction whose W W^T carries the data's total variance does not.
+        """
+        x = data.train.x.reshape(len(data.train), -1)
+        d, k = self.weight.shape
+        with torch.no_grad():
+            self.loc.copy_(x.mean(0))
+            total_variance = x.var(0, unbiased=False).sum()
+            self.weight.copy_(torch.randn(d, k) * (total_variance / (d * k)).sqrt())
+
+    @property
+    def noise_scale(self) -> torch.Tensor:
+        return self.log_noise_scale.exp()
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(len(x), -1)
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loc, scale_tril)`` of the exact p(z | x) for a batch ``x``."""
+        w, var = self.weight, self.noise_scale**2
+        m = w.T @ w + var * torch.eye(w.shape[1], device=w.device)
+        m_inv = torch.linalg.inv(m)
+        loc = (self._flat(x) - self.loc) @ w @ m_inv
+        return loc, torch.linalg.cholesky(var * m_inv)
+
+    def model(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
+        """``z ~ N(0, I)``, ``x ~ N(W z + mu, sigma^2 I)``; with ``x=None`` it samples ``batch_size`` new data."""
+        n = len(x) if x is not None else batch_size or 1
+        with data_plate(n, num_data, self.weight.device):
+            z = pyro.sample("z", dist.Normal(torch.zeros(n, self.config.z_dim, device=self.weight.device), 1.0).to_event(1))
+            mean = (z @ self.weight.T + self.loc).reshape(*z.shape[:-1], *self.config.x_shape)
+            return pyro.sample("x", dist.Normal(mean, self.noise_scale).to_event(self.x_event_dim), obs=x)
+
+    def guide(self, x: torch.Tensor, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
+        """``z ~ p(z | x)``, the exact posterior."""
+        with data_plate(len(x), num_data, x.device):
+            loc, scale_tril = self.posterior(x)
+            return pyro.sample("z", dist.MultivariateNormal(loc, scale_tril=scale_tril))
+
+    # ----- closed forms and the scikit-learn surface --------------------------------------------------------
+    @torch.no_grad()
+    def log_marginal(self, x) -> torch.Tensor:
+        """Exact ``log p(x) = log Normal(x; mu, W W^T + sigma^2 I)`` per datum, shape ``(N,)``."""
+        x = self._flat(self.check_x(x))
+        cov = self.weight @ self.weight.T + self.noise_scale**2 * torch.eye(len(self.loc), device=x.device)
+        return dist.MultivariateNormal(self.loc, covariance_matrix=cov).log_prob(x)
+
+    @property
+    def components_(self) -> np.ndarray:
+        """An orthonormal basis ``(D, K)`` of the learned principal subspace span(W)."""
+        return torch.linalg.qr(self.weight.detach())[0].cpu().numpy()
+
+    @property
+    def noise_variance_(self) -> float:
+        return float(self.noise_scale.detach() ** 2)
+
+    @torch.no_grad()
+    def encode(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior ``(z_loc, z_scale)`` (marginal standard deviations), each ``(N, z_dim)``."""
+        loc, scale_tril = self.posterior(self.check_x(x))
+        scale = scale_tril.pow(2).sum(-1).sqrt().expand_as(loc)
+        return loc.cpu().numpy(), scale.cpu().numpy()
+
+    def transform(self, x) -> np.ndarray:
+        return self.encode(x)[0]
+
+    @torch.no_grad()
+    def decode(self, z) -> np.ndarray:
+        """``W z + mu`` reshaped to the data shape."""
+        z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.weight.device)
+        return (z @ self.weight.T + self.loc).reshape(len(z), *self.config.x_shape).cpu().numpy()
+
+    @torch.no_grad()
+    def sample(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:
+        """``num`` draws ``W z + mu`` (the mean of p(x|z)) for ``z ~ N(0, I)``."""
+        return self.decode(torch.randn(num, self.config.z_dim, generator=generator))

@@ -1,0 +1,176 @@
+"""The sampling modes behind ``ppmodels sample`` beside the prior: posterior, class-conditional, analogies.
+
+``posterior``      S draws of every latent from the guide q(. | x) for M data points and x ~ p(x | latents),
+                   written with :func:`ppmodels.posterior.save_idata` (netCDF ``.nc`` or ``.npz``), the file
+                   layout ``ppmodels diagnose`` writes too.
+``conditional``    x ~ p(x | y=k, z), z ~ p(z), for one class or every class (one row per class in a PNG grid).
+``analogies``      Kingma et al. (2014), Figure 1 right: z inferred from each given image, decoded with every
+                   class y; one row per input image, the input first.
+
+Models with a class variable ``y`` in their generative story (M2, M1+M2) take part in the last two through the
+small interface :class:`LabeledGenerator`; any other model gets a one-line :class:`~ppmodels.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from .api import latent_decoder, select_split
+from .data import load_dataset
+from .errors import ConfigError, DataError
+from .plots import save_image_grid
+from .posterior import posterior_idata, save_idata
+from .run import load, write_arrays
+
+
+@runtime_checkable
+class LabeledGenerator(Protocol):
+    """What a model whose generative story has a class ``y ~ Cat(pi)`` provides to the sampling modes.
+
+    ``num_classes``                 the number of classes K; labels are ``0..K-1``.
+    ``sample(num, label, generator)`` ``num`` draws x ~ p(x | y=label, z), z ~ p(z), decoded to the mean of
+                                    p(x | y, z): ``(num, *x_shape)``; ``label=None`` draws y from p(y).
+    ``decode_with_labels(x, y)``    the analogies: z inferred from each ``x`` ``(N, *x_shape)`` by the guide (its
+                                    mean, given the classes ``y`` ``(N,)`` when known, else the predicted ones),
+                                    decoded with every class: ``(N, K, *x_shape)``.
+    """
+
+    num_classes: int
+
+    def sample(self, num: int, label: int | None = None, generator: torch.Generator | None = None) -> np.ndarray: ...
+
+    def decode_with_labels(self, x, y=None) -> np.ndarray: ...
+
+
+def require_labels(model, option: str) -> LabeledGenerator:
+    """``model`` if it has a class variable y, else a :class:`ConfigError` naming ``option``."""
+    if not isinstance(model, LabeledGenerator):
+        raise ConfigError(f"{option} needs a model with a class variable y (m2, m1m2); model {model.name!r} has none")
+    return model
+
+
+def parse_labels(label: str | int, num_classes: int) -> list[int]:
+    """``"all"`` -> ``[0, ..., K-1]``; ``"3"`` -> ``[3]``, checked against the model's ``num_classes``."""
+    if str(label).strip().lower() == "all":
+        return list(range(num_classes))
+    try:
+        value = int(str(label))
+    except ValueError:
+        raise ConfigError(f"--label {label!r} is not a class number; give 0..{num_classes - 1} or all") from None
+    if not 0 <= value < num_classes:
+        raise ConfigError(f"--label {value} is out of range: the model has classes 0..{num_classes - 1}; give one of them or all")
+    return [value]
+
+
+def pick_data(model, spec: str, num_data: int | None, data_dir: str | None = None, split: str = "all"):
+    """The first ``num_data`` points of ``split`` of ``spec``: ``(x, y or None, dataset indices)``, ``x`` checked."""
+    if num_data is not None and num_data < 1:
+        raise ConfigError(f"--num-data must be at least 1, got {num_data}")
+    dataset = load_dataset(spec, data_dir=data_dir)
+    x, y = select_split(dataset, split)
+    index = np.arange(len(dataset.x)) if split == "all" else dataset.splits[split]
+    n = len(x) if num_data is None else min(num_data, len(x))
+    x = model.check_x(x[:n])
+    return x, None if y is None else y[:n], index[:n]
+
+
+def sample_posterior(run: str | Path, data: str, out: str | Path, *, num_data: int | None = 10, draws: int = 100,
+                     seed: int = 0, data_dir: str | None = None, split: str = "all") -> Path:
+    """Write posterior draws for the first ``num_data`` points of ``data`` to ``out`` (``.nc`` or ``.npz``).
+
+    :param run: a run folder (or a model object).
+    :param data: data spec whose points to condition on; its feature shape must be the run's.
+    :param draws: draws S per datum from the guide; arrays have dims ``(chain=1, draw=S, datum=M, ...)``.
+    :param seed: the same seed gives a byte-identical file.
+
+    Example::
+
+        sample_posterior("runs/vae", "digits", "post.nc", num_data=10, draws=50)
+    """
+    out = Path(out)
+    if draws < 1:
+        raise ConfigError(f"--draws must be at least 1, got {draws}")
+    if out.suffix not in (".nc", ".npz"):
+        raise ConfigError(f"--out {out.name} must end in .nc (netCDF InferenceData) or .npz for --posterior")
+    model = _model(run)
+    x, y, index = pick_data(model, data, num_data, data_dir, split)
+    idata = posterior_idata(model, x, y, num_draws=draws, seed=seed, datum_index=index)
+    return save_idata(idata, out)
+
+
+def sample_prior(run: str | Path, num: int, out: str | Path, *, seed: int = 0, zoom: int = 1) -> Path:
+    """Write ``num`` draws x ~ p(x | z), z ~ p(z), decoded to the mean of p(x|z), to a PNG grid or ``.npy`` ``(num, *x_shape)``.
+
+    For a density fitted on ``latents:RUN`` (e.g. ``gmm``) the draws are latent codes, decoded with RUN's decoder.
+    """
+    model = _model(run)
+    if not hasattr(model, "sample"):
+        raise ConfigError(f"model {model.name!r} cannot sample")
+    decoder = latent_decoder(model)  # a density fitted on latents:RUN draws codes z, which RUN's decoder turns into x
+    shown = decoder or model
+    _check_out(shown, out, num)
+    images = model.sample(num, generator=torch.Generator().manual_seed(seed))
+    if decoder is not None:
+        images = decoder.decode(images)
+    return _write_images(shown, images, out, zoom=zoom)
+
+
+def sample_conditional(run: str | Path, label: str | int, out: str | Path, *, num: int = 10, seed: int = 0, zoom: int = 1) -> Path:
+    """Write class-conditional samples x ~ p(x | y=label, z), z ~ p(z), to a PNG grid or ``.npy``.
+
+    ``label`` is a class number or ``"all"``; with ``"all"`` the PNG has one row of ``num`` samples per class
+    and the ``.npy`` array has shape ``(K, num, *x_shape)``; one class gives ``(num, *x_shape)``.
+    """
+    model = require_labels(_model(run), "--label")
+    labels = parse_labels(label, model.num_classes)
+    _check_out(model, out, num)
+    generator = torch.Generator().manual_seed(seed)
+    images = np.stack([model.sample(num, label=k, generator=generator) for k in labels])
+    return _write_images(model, images if len(labels) > 1 else images[0], out, ncol=num, zoom=zoom)
+
+
+def sample_analogies(run: str | Path, style_from: str, out: str | Path, *, num_data: int | None = 10,
+                     data_dir: str | None = None, split: str = "all", zoom: int = 1) -> Path:
+    """Write the analogies grid: each input image's z (from the guide) decoded with every class y.
+
+    The PNG has one row per input image: the input, then classes ``0..K-1``. The ``.npy`` array has shape
+    ``(N, K, *x_shape)``. z is the guide's mean given the data's labels when it has them (else the predicted
+    class), so the output needs no seed.
+    """
+    model = require_labels(_model(run), "--style-from")
+    _check_out(model, out, 1)
+    x, y, _ = pick_data(model, style_from, num_data, data_dir, split)
+    if y is not None and int(y.max()) >= model.num_classes:
+        raise DataError(f"--style-from data has labels up to {int(y.max())} but the model has classes 0..{model.num_classes - 1}; give data like the training data")
+    decoded = np.asarray(model.decode_with_labels(x, y))
+    if Path(out).suffix == ".npy":
+        return _write_images(model, decoded, out)
+    rows = np.concatenate([x.cpu().numpy()[:, None], decoded], axis=1)  # input first, then one column per class
+    return _write_images(model, rows, out, ncol=model.num_classes + 1, zoom=zoom)
+
+
+def _model(run):
+    return load(run) if isinstance(run, (str, Path)) else run
+
+
+def _check_out(model, out: str | Path, num: int) -> None:
+    out = Path(out)
+    if num < 1:
+        raise ConfigError(f"--num must be at least 1, got {num}")
+    if out.suffix not in (".png", ".npy"):
+        raise ConfigError(f"--out {out.name} must end in .png (image grid) or .npy")
+    if out.suffix == ".png" and len(model.config.x_shape) != 3:
+        raise DataError(f"--out {out.name}: PNG needs image data (C x H x W) but the model's data has shape {model.config.x_shape}; write .npy instead")
+
+
+def _write_images(model, images: np.ndarray, out: str | Path, ncol: int | None = None, zoom: int = 1) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        write_arrays(out, images.astype(np.float32))
+        return out
+    return save_image_grid(images.reshape(-1, *model.config.x_shape), out, ncol=ncol, zoom=zoom)

@@ -1,0 +1,83 @@
+"""Probabilistic PCA against its closed form (Tipping & Bishop 1999), and the linear VAE against the same subspace."""
+
+import numpy as np
+import pytest
+import pyro.distributions as dist
+import torch
+from scipy.linalg import subspace_angles
+
+from ppmodels.data import TrainData, from_arrays, prepare_data
+from ppmodels.errors import ConfigError
+from ppmodels.models import PPCA, VAE
+from ppmodels.train import TrainConfig
+
+D, K = 8, 2
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """1000 points near a 2-D plane in 8-D, isotropic noise 0.5, and the closed-form ML solution on the train split."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(D, K)) * np.array([3.0, 1.5])
+    x = rng.normal(size=(1000, K)) @ w.T + 0.5 * rng.normal(size=(1000, D)) + 1.0
+    full = prepare_data(from_arrays("toy", x.astype(np.float32)))
+    # no validation split: the trainer then keeps the weights with the best *training* likelihood, the ML estimate
+    data = TrainData(full.dataset, full.train, None, None)
+    cov = np.cov(data.train.x.numpy().astype(np.float64).T, bias=True)  # the ML estimate divides by N
+    eigval, eigvec = np.linalg.eigh(cov)
+    eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
+    return data, eigvec[:, :K], eigval[K:].mean()
+
+
+def test_elbo_is_the_exact_log_likelihood():
+    """With the exact posterior as guide the ELBO equals log N(x; mu, WW^T + sigma^2 I) for every z drawn."""
+    torch.manual_seed(0)
+    ppca = PPCA(x_shape=[D], z_dim=K)
+    with torch.no_grad():
+        ppca.loc.normal_()
+        ppca.log_noise_scale.fill_(-0.3)
+    x = torch.randn(7, D)
+    cov = ppca.weight @ ppca.weight.T + ppca.noise_scale**2 * torch.eye(D)
+    exact = dist.MultivariateNormal(ppca.loc, covariance_matrix=cov).log_prob(x).sum()
+    for _ in range(3):
+        assert torch.allclose(-ppca.loss({"x": x, "num_data": 7}), exact, rtol=1e-5)
+    assert torch.allclose(ppca.log_importance_weights(x, num_particles=5), ppca.log_marginal(x).expand(5, 7), atol=1e-4)
+
+
+def test_learns_principal_subspace_and_noise_variance(toy):
+    data, top, noise_var = toy
+    ppca = PPCA(x_shape=[D], z_dim=K).fit(data, TrainConfig(epochs=1000, batch_size=len(data.train), lr=0.05, patience=None))
+    angles = np.degrees(subspace_angles(ppca.components_, top))
+    assert angles.max() < 0.5, angles
+    assert ppca.noise_variance_ == pytest.approx(noise_var, rel=0.01)
+    # W^T W has eigenvalues lambda_k - sigma^2 (the likelihood is flat along them, so the tolerance is looser)
+    cov = np.cov(data.train.x.numpy().astype(np.float64).T, bias=True)
+    w = ppca.weight.detach().numpy()
+    expected = np.sort(np.linalg.eigvalsh(cov))[::-1][:K] - noise_var
+    assert np.sort(np.linalg.eigvalsh(w.T @ w))[::-1] == pytest.approx(expected, rel=0.03)
+    # and the log-likelihood reaches the closed-form maximum
+    eigval = np.linalg.eigvalsh(cov)
+    best = -0.5 * (D * np.log(2 * np.pi) + np.log(eigval[::-1][:K]).sum() + (D - K) * np.log(noise_var) + D)
+    assert float(ppca.log_marginal(data.train.x).mean()) == pytest.approx(best, abs=1e-3)
+
+
+def test_linear_vae_recovers_the_same_subspace(toy):
+    """A VAE with linear encoder and decoder and isotropic Gaussian noise is PPCA with an amortized guide."""
+    data, top, noise_var = toy
+    torch.manual_seed(0)
+    vae = VAE(x_shape=[D], z_dim=K, hidden=[], likelihood="gaussian", x_scale="shared")
+    vae.fit(data, TrainConfig(epochs=300, batch_size=100, lr=0.01, patience=None))
+    decoder_weight = vae.decoder.net.net[0].weight.detach().numpy()
+    angles = np.degrees(subspace_angles(decoder_weight, top))
+    assert angles.max() < 2.0, angles
+    assert float(vae.x_log_scale.detach().exp() ** 2) == pytest.approx(noise_var, rel=0.1)
+
+
+def test_sample_encode_shapes_and_config_checks(digits):
+    ppca = PPCA(x_shape=[1, 8, 8], z_dim=3)
+    assert ppca.sample(4, generator=torch.Generator().manual_seed(0)).shape == (4, 1, 8, 8)
+    loc, scale = ppca.encode(digits.split("test").x[:5])
+    assert loc.shape == scale.shape == (5, 3) and (scale > 0).all()
+    assert PPCA.config_from_data(digits, z_dim=3).likelihood == "gaussian"
+    with pytest.raises(ConfigError, match="z_dim"):
+        PPCA(x_shape=[4], z_dim=4)

@@ -1,0 +1,140 @@
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from ppmodels.api import train
+from ppmodels.diagnosis import DIAGNOSTICS, IDATA, REPORT, diagnose
+from ppmodels.train import TrainConfig
+
+M, S = 24, 30
+RUNS = {
+    "vae": ({"z_dim": 3, "hidden": [16]}, None, 3),
+    "m1": ({"z_dim": 3, "hidden": [16]}, 50, 3),
+    "m2": ({"z_dim": 3, "hidden": [16]}, 50, 3),
+    "m1m2": ({"z1_dim": 4, "z2_dim": 2, "m1_hidden": [16], "m2_hidden": [16]}, 50, 4),
+}
+LATENTS = {"vae": {"z": 3}, "m1": {"z": 3}, "m2": {"z": 3, "y": 10}, "m1m2": {"z1": 4, "y": 10, "z2": 2}}
+
+
+@pytest.fixture(scope="module", params=list(RUNS))
+def diagnosed(request, tmp_path_factory):
+    name = request.param
+    options, labels, epochs = RUNS[name]
+    run = tmp_path_factory.mktemp(name) / "run"
+    train(name, "digits", run, labels=labels, model_options=options, progress=False, sample_every=0,
+          train_config=TrainConfig(epochs=epochs, batch_size=128, patience=None, seed=0))
+    result = diagnose(run, num_data=M, particles=S, batch_size=10)
+    return name, run, result
+
+
+def test_every_group_has_its_shape_after_reloading(diagnosed):
+    import arviz as az
+
+    name, run, result = diagnosed
+    idata = az.from_netcdf(str(run / "diagnostics" / IDATA))
+    for site, size in LATENTS[name].items():
+        assert idata.posterior[site].dims == ("chain", "draw", "datum", f"{site}_dim")
+        assert idata.posterior[site].shape == (1, S, M, size)
+    assert set(idata.posterior.data_vars) == set(LATENTS[name])
+    assert idata.posterior_predictive["x"].shape == (1, 20, M, 1, 8, 8)  # 20 predictive draws kept
+    assert idata.log_likelihood["x"].shape == (1, S, M)
+    assert idata.sample_stats["log_weight"].shape == (1, S, M)
+    assert idata.observed_data["x"].shape == (M, 1, 8, 8) and idata.observed_data["y"].shape == (M,)
+    epochs = RUNS[name][2]
+    assert idata.sample_stats["train_elbo"].dims == ("epoch",) and idata.sample_stats["train_elbo"].shape == (epochs,)
+    assert np.isfinite(idata.sample_stats["valid_elbo"].values).all()
+    # data are a random subset of the test split, named by their index in it
+    assert np.all(np.diff(idata.observed_data["datum"].values) > 0) and idata.observed_data["datum"].values.max() < 360
+    if name == "vae":
+        assert "predictions" not in idata.groups()
+    else:
+        assert idata.predictions["y_prob"].shape == (M, 10) and idata.predictions["y_pred"].shape == (M,)
+        np.testing.assert_allclose(idata.predictions["y_prob"].values.sum(1), 1.0, rtol=1e-5)
+    if name in ("m2", "m1m2"):  # the exact sum over y, beside the sampled-y weights of the stored draws
+        assert idata.sample_stats["iw_log_weight"].shape == (1, S, M)
+        assert result["log_weights"] == "iw_log_weight" and "khat_sampled_guide" in result
+    else:
+        assert "iw_log_weight" not in idata.sample_stats and result["log_weights"] == "log_weight"
+
+
+def test_diagnostics_json_is_strict_and_consistent_with_the_idata(diagnosed):
+    import arviz as az
+
+    name, run, result = diagnosed
+    folder = run / "diagnostics"
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    saved = json.loads((folder / DIAGNOSTICS).read_text(), parse_constant=refuse)
+    assert saved["model"] == name and saved["num_data"] == M and saved["particles"] == S
+    assert len(saved["khat"]["khat"]) == M and 0 <= saved["khat"]["frac_above_0.7"] <= saved["khat"]["frac_above_0.5"] <= 1
+    ll = saved["log_likelihood"]
+    assert ll["iw"] >= ll["elbo"] and ll["gap"] == pytest.approx(ll["iw"] - ll["elbo"])
+    # the IW estimate recomputed from the stored weights
+    idata = az.from_netcdf(str(folder / IDATA))
+    lw = idata.sample_stats[saved["log_weights"]].values[0]
+    iw = np.logaddexp.reduce(lw.astype(float), axis=0) - np.log(S)
+    assert ll["iw"] == pytest.approx(iw.mean(), rel=1e-6)
+    assert saved["convergence"]["num_epochs"] == RUNS[name][2]
+    assert set(saved["verdicts"]) >= {"khat", "log_likelihood", "ppc", "convergence"}
+    assert ("calibration" in saved["verdicts"]) == (name != "vae")
+    if name != "vae":
+        cal = saved["calibration"]
+        assert sum(b["count"] for b in cal["bins"]) == M and 0 <= cal["ece"] <= 1
+
+
+def test_report_is_one_self_contained_page(diagnosed):
+    name, run, _ = diagnosed
+    page = (run / "diagnostics" / REPORT).read_text()
+    assert page.startswith("<!doctype html>") and "src=\"http" not in page and "<script" not in page
+    images = page.count('src="data:image/png;base64,')
+    # ELBO, k-hat, bound, reconstructions, worst images, samples, latent, PPC (+ calibration, + class-conditional)
+    assert images >= 8 + (name != "vae") + (name in ("m2", "m1m2"))
+    assert "Class-conditional samples" in page if name in ("m2", "m1m2") else "Class-conditional samples" not in page
+    for heading in ("Pareto k-hat", "How tight is the ELBO", "Reconstructions", "Latent space", "Posterior predictive checks"):
+        assert heading in page
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_report_renders_in_headless_chromium(diagnosed, tmp_path):
+    from PIL import Image
+
+    name, run, _ = diagnosed
+    if name != "m2":
+        pytest.skip("one browser run is enough: the M2 page has every section")
+    shot = tmp_path / "report.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    f"--screenshot={shot}", "--window-size=1200,3000", (run / "diagnostics" / REPORT).resolve().as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape == (3000, 1200)
+    assert (pixels < 128).mean() > 0.01  # text and figures were drawn, not a blank page
+
+
+def test_diagnose_refuses_too_few_particles(tmp_path):
+    from ppmodels.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="particles"):
+        diagnose(tmp_path, particles=20)
+
+
+def test_batched_posterior_keeps_the_layout():
+    import torch
+
+    from ppmodels.models import M2
+    from ppmodels.posterior import posterior_idata
+
+    m2 = M2(x_shape=[1, 8, 8], z_dim=2, hidden=[8])
+    x, y = torch.rand(7, 1, 8, 8), torch.tensor([0, 1, 2, 3, 4, 5, 6])
+    whole = posterior_idata(m2, x, num_draws=4, seed=3, y=y)
+    batched = posterior_idata(m2, x, num_draws=4, seed=3, y=y, batch_size=3, predictive_draws=2)
+    assert batched.posterior["z"].shape == whole.posterior["z"].shape == (1, 4, 7, 2)
+    assert batched.posterior_predictive["x"].shape == (1, 2, 7, 1, 8, 8)
+    assert batched.sample_stats["log_weight"].shape == (1, 4, 7)
+    assert batched.posterior["y"].shape == (1, 4, 7, 10)  # y is a latent of M2: sampled from q(y|x)
+    np.testing.assert_array_equal(batched.observed_data["y"].values, y.numpy())
+    assert np.isfinite(batched.sample_stats["log_weight"].values).all()

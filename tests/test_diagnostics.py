@@ -1,0 +1,206 @@
+import dataclasses
+import math
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from ppmodels import diagnostics as dg
+from ppmodels.models.base import ModelConfig, PPModel, data_plate
+from ppmodels.posterior import posterior_idata
+
+
+@dataclasses.dataclass
+class LinearGaussianConfig(ModelConfig):
+    guide_scale: float = 1.0
+
+
+class LinearGaussian(PPModel):
+    """z ~ N(0, I_2), x ~ N(W z, s^2 I_3), whose posterior is Gaussian in closed form.
+
+    The guide is that exact posterior with its covariance multiplied by ``guide_scale**2``: 1 is exact, below 1
+    too narrow. The importance weights then have a Pareto tail with shape k = 1 - guide_scale**2 (z_dim = 2: the
+    squared radius of the guide's standard normal is exponential, so P(w > t) = t^(-1 / (1 - c^2))).
+    """
+
+    Config = LinearGaussianConfig
+    W = torch.tensor([[1.0, 0.5], [-0.3, 0.8], [0.6, -1.2]])
+    noise = 0.7
+
+    def __init__(self, **kwargs):
+        super().__init__(x_shape=[3], likelihood="gaussian", **kwargs)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))  # device lookup needs a parameter
+        precision = torch.eye(2) + self.W.T @ self.W / self.noise**2
+        self.post_cov = torch.linalg.inv(precision)
+        self.post_chol = torch.linalg.cholesky(self.post_cov)
+
+    def model(self, x, num_data=None):
+        with data_plate(len(x), num_data, x.device):
+            z = pyro.sample("z", dist.Normal(torch.zeros(len(x), 2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ self.W.T, self.noise).to_event(1), obs=x)
+
+    def guide(self, x, num_data=None):
+        with data_plate(len(x), num_data, x.device):
+            loc = x @ self.W / self.noise**2 @ self.post_cov
+            pyro.sample("z", dist.MultivariateNormal(loc, scale_tril=self.config.guide_scale * self.post_chol))
+
+    def exact_log_evidence(self, x):
+        cov = self.W @ self.W.T + self.noise**2 * torch.eye(3)
+        return dist.MultivariateNormal(torch.zeros(3), cov).log_prob(x).numpy()
+
+
+def log_weights(model, x, draws, seed=0):
+    idata = posterior_idata(model, x, num_draws=draws, seed=seed)
+    return idata.sample_stats["log_weight"].values[0].T  # (datum, draw)
+
+
+@pytest.fixture
+def data():
+    torch.manual_seed(1)
+    z = torch.randn(30, 2)
+    return z @ LinearGaussian.W.T + LinearGaussian.noise * torch.randn(30, 3)
+
+
+def test_exact_guide_gives_flat_weights_and_the_exact_evidence(data):
+    model = LinearGaussian(guide_scale=1.0)
+    lw = log_weights(model, data, 200)
+    khat = dg.pareto_khat(lw)
+    assert khat["frac_above_0.5"] == 0.0 and np.all(khat["khat"] < 0.5)
+    ll = dg.log_likelihood_summary(lw)
+    exact = model.exact_log_evidence(data)
+    np.testing.assert_allclose(ll["per_datum"]["iw"], exact, atol=1e-4)
+    np.testing.assert_allclose(ll["per_datum"]["psis"], exact, atol=1e-4)
+    np.testing.assert_allclose(ll["per_datum"]["elbo"], exact, atol=1e-4)
+    assert abs(ll["gap"]) < 1e-4
+
+
+@pytest.mark.parametrize("scale", [0.3, 0.6, 0.85])
+def test_khat_matches_the_known_tail_of_a_too_narrow_guide(data, scale):
+    model = LinearGaussian(guide_scale=scale)
+    khat = dg.pareto_khat(log_weights(model, data, 4000))
+    expected = 1 - scale**2  # 0.91, 0.64, 0.28
+    assert abs(khat["median"] - expected) < 0.12, (khat["median"], expected)
+    if expected > 0.7:
+        assert khat["frac_above_0.7"] > 0.5
+    if expected < 0.5:
+        assert khat["frac_above_0.7"] == 0.0
+
+
+def test_a_too_narrow_guide_underestimates_the_evidence_and_the_gap_shows_it(data):
+    model = LinearGaussian(guide_scale=0.5)
+    ll = dg.log_likelihood_summary(log_weights(model, data, 500))
+    exact = model.exact_log_evidence(data)
+    assert ll["elbo"] < ll["iw"] <= exact.mean() + 0.05
+    assert ll["gap"] > 0.1 and ll["gap_se"] > 0
+    assert math.isclose(ll["gap"], ll["iw"] - ll["elbo"], rel_tol=1e-9)
+
+
+def test_too_few_draws_for_a_tail_fit_are_refused():
+    from ppmodels.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least 21 draws"):
+        dg.pareto_khat(np.zeros((3, 20)))
+    assert np.isfinite(dg.pareto_khat(np.random.default_rng(0).normal(size=(3, 21)))["khat"]).all()
+
+
+def test_worst_reports_the_named_data_with_the_largest_khat():
+    rng = np.random.default_rng(0)
+    lw = rng.normal(size=(5, 1000))
+    lw[3] = rng.standard_t(1, size=1000) * 3  # a Cauchy-tailed datum
+    khat = dg.pareto_khat(lw, datum_index=np.array([10, 11, 12, 13, 14]), num_worst=2)
+    assert khat["worst"][0]["datum"] == 13 and khat["worst"][0]["khat"] == khat["max"]
+
+
+def synthetic_classifier(n=20000, k=5, seed=0, sharpen=1.0):
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(k), size=n)
+    labels = np.array([rng.choice(k, p=p) for p in probs])  # the labels follow the probabilities: calibrated
+    sharp = probs**sharpen
+    return sharp / sharp.sum(1, keepdims=True), labels
+
+
+def test_ece_of_a_calibrated_classifier_is_near_zero_and_of_an_overconfident_one_is_not():
+    probs, labels = synthetic_classifier()
+    calibrated = dg.calibration(probs, labels)
+    assert calibrated["ece"] < 0.015
+    assert sum(b["count"] for b in calibrated["bins"]) == len(labels)
+    for b in calibrated["bins"]:
+        if b["count"] > 500:
+            assert abs(b["accuracy"] - b["confidence"]) < 0.04
+    over = dg.calibration(*synthetic_classifier(sharpen=4.0))
+    assert over["ece"] > 0.1 and over["overconfidence"] > 0.1
+    assert over["accuracy"] == pytest.approx(calibrated["accuracy"])  # sharpening keeps the argmax
+
+
+def test_pit_is_uniform_for_a_right_predictive_and_piles_at_the_ends_for_a_narrow_one():
+    rng = np.random.default_rng(7)
+    loc = rng.normal(size=(400, 6))
+    observed = loc + rng.normal(size=loc.shape)
+    right = dg.predictive_pit(observed, loc + rng.normal(size=(50, *loc.shape)), "gaussian")
+    assert abs(right["tail_fraction"] - 0.1) < 0.02 and right["ks_distance"] < 0.03
+    narrow = dg.predictive_pit(observed, loc + 0.3 * rng.normal(size=(50, *loc.shape)), "gaussian")
+    assert narrow["tail_fraction"] > 0.4
+    np.testing.assert_allclose(right["feature_mean"], 0.5, atol=0.05)
+
+
+def test_randomized_pit_of_binary_data_is_uniform_when_probabilities_are_right():
+    rng = np.random.default_rng(7)  # not the PIT's own seed 0: its uniform draws must not repeat these
+    p = rng.uniform(0.1, 0.9, size=(500, 20))
+    observed = (rng.random(p.shape) < p).astype(float)
+    replicates = (rng.random((200, *p.shape)) < p).astype(float)
+    pit = dg.predictive_pit(observed, replicates, "bernoulli")
+    assert pit["informative_fraction"] > 0.95
+    assert abs(pit["tail_fraction"] - 0.1) < 0.02 and pit["ks_distance"] < 0.03
+    wrong = dg.predictive_pit(observed, (rng.random((200, *p.shape)) < 1 - p).astype(float), "bernoulli")
+    assert wrong["ks_distance"] > pit["ks_distance"] + 0.05
+
+
+def test_reconstruction_shift_detects_worse_held_out_errors():
+    rng = np.random.default_rng(0)
+    train = rng.normal(100, 10, size=500)
+    same = dg.reconstruction_shift(rng.normal(100, 10, size=500), train)
+    assert abs(same["difference"]) < 3 * same["difference_se"]
+    worse = dg.reconstruction_shift(rng.normal(110, 10, size=500), train)
+    assert worse["difference"] > 5 * worse["difference_se"]
+    assert "overfitting" in dg.ppc_verdict(None, worse) and "noticeably worse" in dg.ppc_verdict(None, worse)
+
+
+def test_training_convergence_slope_best_epoch_and_verdicts():
+    rising = [{"epoch": e, "train_elbo": -100 + 2 * e, "valid_elbo": -101 + 2 * e} for e in range(1, 11)]
+    conv = dg.training_convergence(rising)
+    assert conv["slope"] == pytest.approx(2.0) and conv["best_epoch"] == 10 and conv["epochs_since_best"] == 0
+    assert "still improving" in dg.convergence_verdict(conv)
+    peaked = [{"epoch": e, "train_elbo": -100 + e, "valid_elbo": -100 + 5 - abs(e - 5)} for e in range(1, 11)]
+    conv = dg.training_convergence(peaked)
+    assert conv["best_epoch"] == 5 and conv["epochs_since_best"] == 5 and conv["slope"] == pytest.approx(-1.0)
+    assert "past its best" in dg.convergence_verdict(conv)
+    flat = dg.training_convergence([{"epoch": e, "train_elbo": -50.0} for e in range(1, 6)])
+    assert flat["slope_of"] == "train_elbo" and "levelled off" in dg.convergence_verdict(flat)
+    assert "too few" in dg.convergence_verdict(dg.training_convergence(rising[:1]))
+    staged = [{**r, "stage": "m1", "valid_elbo": -20.0 + r["epoch"]} for r in rising[:5]] + [{**r, "stage": "m2"} for r in rising[5:]]
+    conv = dg.training_convergence(staged)  # the m2 stage's ELBO is lower than m1's best, but m1 optimised another objective
+    assert conv["stage_starts"] == {"m1": 1, "m2": 6} and conv["best_epoch"] == 10 and conv["slope"] == pytest.approx(2.0)
+
+
+def test_khat_verdict_names_the_share_of_bad_data():
+    text = dg.khat_verdict({"frac_above_0.7": 0.12, "frac_above_0.5": 0.3, "num_particles": 200}, "test images")
+    assert text.startswith("12.0% of test images have k-hat > 0.7") and "too narrow" in text
+
+
+def test_active_units_count_dimensions_that_carry_information():
+    rng = np.random.default_rng(0)
+    means = np.column_stack([rng.normal(size=500), 0.01 * rng.normal(size=500), rng.normal(size=500)])
+    units = dg.active_units(means)
+    assert units["active"] == 2 and units["dims"] == 3
+    collapsed = dg.active_units(0.001 * rng.normal(size=(500, 4)))
+    assert collapsed["active"] == 0 and "posterior collapse" in dg.active_verdict({"z": collapsed})
+
+
+def test_the_elbo_comes_from_the_guide_weights_when_the_bound_uses_exact_sums():
+    rng = np.random.default_rng(0)
+    exact, sampled = rng.normal(-10, 0.3, size=(4, 50)), rng.normal(-12, 1.0, size=(4, 50))
+    ll = dg.log_likelihood_summary(exact, sampled)
+    np.testing.assert_allclose(ll["per_datum"]["elbo"], sampled.mean(1))
+    assert ll["gap"] == pytest.approx(ll["iw"] - sampled.mean())
