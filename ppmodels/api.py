@@ -164,7 +164,9 @@ def latent_decoder(model):
 def sample(run: str | Path, num: int, out: str | Path, *, seed: int = 0, zoom: int = 1) -> Path:
     """Write ``num`` prior samples (decoded means) of a trained model to a ``.png`` grid (image data) or ``.npy``.
 
-    The other modes of ``ppmodels sample`` (posterior, class-conditional, analogies) are in :mod:`ppmodels.sampling`.
+    For a density fitted on ``latents:RUN`` (e.g. ``gmm``) the draws are latent codes and are decoded with RUN's
+    decoder. The other modes of ``ppmodels sample`` (posterior, class-conditional, analogies) are in
+    :mod:`ppmodels.sampling`.
     """
     from .sampling import sample_prior
 
