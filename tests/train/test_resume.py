@@ -133,3 +133,14 @@ def test_every_model_resumes_exactly(tmp_path, name):
     assert straight.keys() == resumed.keys()
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
+
+
+def test_diagnose_reads_the_metrics_of_a_killed_run(tmp_path):
+    from ppmodels.diagnosis import read_metrics
+    from ppmodels.errors import RunError
+
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3, "st')
+    assert read_metrics(tmp_path) == [{"epoch": 1}, {"epoch": 2}]
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"ep\n{"epoch": 3}\n')
+    with pytest.raises(RunError, match="not valid JSON lines"):
+        read_metrics(tmp_path)
