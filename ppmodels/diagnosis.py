@@ -37,10 +37,16 @@ def read_metrics(run: str | Path) -> list[dict]:
     path = Path(run) / METRICS
     if not path.is_file():
         return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
     try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = [json.loads(line) for line in lines[:-1]]
     except json.JSONDecodeError as exc:
         raise RunError(f"{path} is not valid JSON lines ({exc}); the run folder is damaged") from None
+    try:
+        records += [json.loads(line) for line in lines[-1:]]
+    except json.JSONDecodeError:  # the last line of a run killed mid-write; resuming drops it too
+        pass
+    return records
 
 
 def choose_data(num: int, available: int, seed: int) -> np.ndarray:
