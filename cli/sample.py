@@ -27,7 +27,7 @@ def sample(
     split: Annotated[str, typer.Option(help="With --posterior or --style-from: all, train, valid or test.")] = "all",
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first.")] = None,
     label: Annotated[Optional[str], typer.Option(help="Models with y: class-conditional samples of class K, or all (one row per class).")] = None,
-    style_from: Annotated[Optional[str], typer.Option(help="Models with y: data spec whose images' z is decoded with every class (analogies).")] = None,
+    style_from: Annotated[Optional[str], typer.Option(help="Models with y: analogies: z inferred from each image of this data spec, decoded with every class (a row per image).")] = None,
 ) -> None:
     """Draw samples: from the prior (default), the posterior (--posterior), one class (--label) or as analogies (--style-from)."""
     modes = [name for name, on in (("--posterior", posterior), ("--label", label is not None), ("--style-from", style_from is not None)) if on]

@@ -15,6 +15,7 @@ import pyro
 
 from .data import load_dataset
 from .errors import ConfigError
+from .metrics import classification_report
 from .run import CONFIG, load, read_json, write_json
 
 EVALUATION = "evaluation.json"
@@ -22,36 +23,15 @@ SPLITS = ("test", "valid")
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
-    """Accuracy, balanced accuracy (mean recall over the classes present), per-class accuracy (``None`` for a
-    class absent from ``y_true``), the confusion matrix (rows: true class, columns: predicted) and the
-    majority-class rate, plus ``warnings`` for a collapsed or no-better-than-majority classifier."""
-    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    k = max(num_classes, int(y_true.max()) + 1, int(y_pred.max()) + 1)
+    """:func:`ppmodels.metrics.classification_report` (accuracy, balanced accuracy, majority-class rate, collapse
+    warnings) with its per-class recall as ``per_class_accuracy`` (``None`` for a class absent from ``y_true``) and
+    the confusion matrix (rows: true class, columns: predicted)."""
+    report = classification_report(y_true, y_pred, num_classes)
+    k = len(report["per_class_recall"])
     confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (y_true, y_pred), 1)
-    support = confusion.sum(1)
-    per_class = [float(confusion[c, c] / support[c]) if support[c] else None for c in range(k)]
-    accuracy = float(np.trace(confusion) / len(y_true))
-    majority = float(support.max() / len(y_true))
-    result = {"accuracy": accuracy, "balanced_accuracy": float(np.mean([a for a in per_class if a is not None])),
-              "per_class_accuracy": per_class, "confusion_matrix": confusion.tolist(), "majority_rate": majority}
-    result["warnings"] = prediction_warnings(support, confusion.sum(0), accuracy, majority)
-    return result
-
-
-def prediction_warnings(true_counts: np.ndarray, predicted_counts: np.ndarray, accuracy: float, majority: float) -> list[str]:
-    """Loud messages for a classifier that collapsed onto one class or does not beat always guessing the majority."""
-    n = int(true_counts.sum())
-    top = int(predicted_counts.argmax())
-    share, true_share = predicted_counts[top] / n, true_counts[top] / n
-    warnings = []
-    if (true_counts > 0).sum() > 1 and (predicted_counts > 0).sum() == 1:
-        warnings.append(f"predictions collapsed: all {n} examples are predicted as class {top}")
-    elif share >= max(0.5, 2 * true_share):
-        warnings.append(f"predictions collapsing: {share:.0%} of examples are predicted as class {top}, whose true share is {true_share:.0%}")
-    if accuracy <= majority:
-        warnings.append(f"accuracy {accuracy:.4f} is not better than the majority-class rate {majority:.4f}")
-    return warnings
+    np.add.at(confusion, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return {"accuracy": report["accuracy"], "balanced_accuracy": report["balanced_accuracy"], "per_class_accuracy": report["per_class_recall"],
+            "confusion_matrix": confusion.tolist(), "majority_rate": report["majority_rate"], "warnings": report["warnings"]}
 
 
 def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test", iw_samples: int = 100, *,
@@ -85,6 +65,7 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
         part = part.subset(np.arange(min(max_examples, len(part))))
     pyro.set_rng_seed(seed)
     result: dict[str, Any] = {"model": model.name, "data": spec, "split": split, "num_examples": len(part)}
+    model.check_y(part.y)
     if hasattr(model, "predict") and part.y is not None:
         result.update(classification_metrics(part.y.numpy(), np.asarray(model.predict(part.x)), dataset.num_classes or 0))
     result["elbo"] = float(model.elbo_per_datum(part))

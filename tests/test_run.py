@@ -82,3 +82,11 @@ def test_existing_run_folder_is_protected(tmp_path):
     with pytest.raises(RunError, match="not a ppmodels run folder"):
         prepare_run_dir(other, overwrite=True)
     assert (other / "thesis.tex").exists()
+
+
+def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
+    path = tmp_path / "summary.json"
+    atomic_write(path, lambda tmp: open(tmp, "w").write("{}"))
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    assert (path.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)

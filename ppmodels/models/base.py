@@ -236,10 +236,15 @@ class PPModel(nn.Module):
             raise DataError("training data leaves [0, 1] but the likelihood is Bernoulli; use --likelihood gaussian or rescale the data")
         if self.needs_labels and data.train.num_labeled == 0:
             raise DataError(f"model {self.name!r} needs labels, but the training data has none; pass --labels N with labeled data")
+        self.check_y(*(s.y for s in (data.train, data.valid, data.test) if s is not None))
+
+    def check_y(self, *labels: torch.Tensor | None) -> None:
+        """Refuse labels beyond the model's classes (a classifier would score them silently wrong)."""
         num_classes = getattr(self.config, "num_classes", None)
-        top = max((int(s.y.max()) for s in (data.train, data.valid, data.test) if s is not None and s.y is not None and len(s.y)), default=-1)
+        top = max((int(y.max()) for y in labels if y is not None and len(y)), default=-1)
         if num_classes is not None and top >= num_classes:
-            raise DataError(f"labels go up to {top} but model {self.name!r} has num_classes={num_classes}; drop --set num_classes or relabel the data 0..{num_classes - 1}")
+            raise DataError(f"labels go up to {top} but model {self.name!r} has num_classes={num_classes}; "
+                            f"give data labelled 0..{num_classes - 1} (or drop --set num_classes when training)")
 
     # ----- fitting and the scikit-learn surface -------------------------------------------------------------
     def fit(self, data: TrainData | Dataset, train_config: Any = None, callbacks: list | None = None,

@@ -53,7 +53,7 @@ def test_evaluate_warns_loudly_on_a_collapsed_classifier(tmp_path):
     result = invoke("evaluate", run, "--iw-samples", 0)
     assert result.exit_code == 0, result.output
     saved = json.loads((run / "evaluation.json").read_text())
-    assert any("collapsed" in w for w in saved["warnings"]) and any("majority-class rate" in w for w in saved["warnings"])
+    assert any("collapse onto class 3" in w for w in saved["warnings"]) and any("majority class" in w for w in saved["warnings"])
     assert [f"WARNING: {w}" for w in saved["warnings"]] == [l for l in result.stderr.splitlines() if l.startswith("WARNING")]
 
 
