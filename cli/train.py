@@ -8,13 +8,29 @@ from typing import Annotated, Optional
 import typer
 
 from ppmodels.api import train as train_run
+from ppmodels.errors import ConfigError
+from ppmodels.run import check_run_dir
 from ppmodels.train import TrainConfig
 
 from .common import handle_errors, parse_int_list, parse_settings
 
 
+# options that may change on --resume: where the run is, where its data lies, and how it reports
+RESUME_OPTIONS = {"model", "out", "resume", "quiet", "data_dir", "download"}
+
+
+def refuse_options_on_resume(ctx: typer.Context) -> None:
+    """``--resume`` continues with the options saved in config.json; others given with it would be silently ignored."""
+    given = [name for name in ctx.params if name not in RESUME_OPTIONS and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+    if given:
+        flags = ", ".join("--" + ("set" if name == "set_" else name.replace("_", "-")) for name in given)
+        raise ConfigError(f"--resume continues the run with the options saved in its config.json, so {flags} would be ignored; "
+                          "drop them (to train longer, raise train.epochs in config.json)")
+
+
 @handle_errors
 def train(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Registered model name (see `ppmodels models`).")],
     data: Annotated[str, typer.Option(help="Data spec: digits, mnist, npz:PATH, npy:PATH, csv:PATH?label=COL, h5:PATH.")] = "digits",
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first (MNIST).")] = None,
@@ -44,11 +60,14 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train MODEL on --data and write a run folder (config.json, metrics.jsonl, checkpoints/, model.safetensors, summary.json)."""
+    out = out or Path("runs") / model
+    if resume:
+        check_run_dir(out, resume=True)  # a folder that cannot be resumed is the first thing to hear about
+        refuse_options_on_resume(ctx)
     options = {"z_dim": z_dim, "hidden": parse_int_list(hidden), "likelihood": likelihood, "net": net, "corruption": corruption,
                "noise_level": noise_level, **parse_settings(set_)}
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                          checkpoint_every=checkpoint_every, clip_norm=clip_norm, skip_nonfinite=skip_nonfinite)
-    out = out or Path("runs") / model
     _, summary = train_run(model, data, out, data_dir=data_dir, download=download, labels=labels, binarize=binarize,
                            max_per_class=max_per_class, train_config=config, model_options=options, overwrite=overwrite,
                            resume=resume, progress=not quiet, sample_every=sample_every)

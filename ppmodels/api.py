@@ -19,7 +19,7 @@ from .errors import ConfigError, DataError, RunError
 from .metrics import classification_report, clustering_accuracy
 from .plugins import config_entry, import_plugins, require_plugins
 from .registry import get_model_class
-from .run import CONFIG, SUMMARY, build_model, check_run_dir, load, prepare_run_dir, read_json, save_model, write_json
+from .run import CONFIG, SUMMARY, build_model, check_run_dir, load, prepare_run_dir, read_json, save_model, write_arrays, write_json
 from .train import BestCheckpoint, MetricsLog, ProgressBar, SampleGrid, TrainConfig
 
 DATA_OPTIONS = ("spec", "data_dir", "labels", "binarize", "max_per_class")
@@ -64,8 +64,11 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     out = check_run_dir(out, overwrite=overwrite, resume=resume)
     if resume:
         saved = read_json(out / CONFIG)
+        asked = model_name
         require_plugins(saved.get("plugins"), saved.get("model"))
         model_name, (data, data_dir, labels, binarize, max_per_class), train_config = saved_options(saved, out / CONFIG)
+        if asked != model_name:
+            raise RunError(f"{out} is a run of model {model_name!r}, not {asked!r}; resume it as `ppmodels train {model_name} --out {out} --resume`")
     train_config = train_config or TrainConfig()
     train_config.validate()
     cls = get_model_class(model_name)
@@ -142,8 +145,7 @@ def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None 
     arrays = {"z_loc": z_loc, "z_scale": z_scale}
     if y is not None:
         arrays["y"] = y.numpy()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **arrays)
+    write_arrays(out, arrays)
     return out
 
 

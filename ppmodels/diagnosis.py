@@ -22,11 +22,14 @@ from .api import select_split
 from .data import load_dataset
 from .errors import ConfigError, PPModelsError, RunError
 from .evaluation import classification_metrics
+from .inference import prior_sampled_sites, trace_particles
 from .posterior import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
-                        has_own_log_weights, posterior_idata)
-from .run import CONFIG, METRICS, atomic_write, load, read_json, write_json
+                        has_own_log_weights, posterior_idata, save_idata)
+from .run import CONFIG, METRICS, load, read_json, write_json
 
 IDATA, DIAGNOSTICS, REPORT = "idata.nc", "diagnostics.json", "report.html"
+#: attribute of ``sample_stats``: the model's latents that the guide leaves to the prior, comma-separated
+PRIOR_SAMPLED = "prior_sampled_latents"
 
 
 def read_metrics(run: str | Path) -> list[dict]:
@@ -34,10 +37,16 @@ def read_metrics(run: str | Path) -> list[dict]:
     path = Path(run) / METRICS
     if not path.is_file():
         return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
     try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = [json.loads(line) for line in lines[:-1]]
     except json.JSONDecodeError as exc:
         raise RunError(f"{path} is not valid JSON lines ({exc}); the run folder is damaged") from None
+    try:
+        records += [json.loads(line) for line in lines[-1:]]
+    except json.JSONDecodeError:  # the last line of a run killed mid-write; resuming drops it too
+        pass
+    return records
 
 
 def choose_data(num: int, available: int, seed: int) -> np.ndarray:
@@ -67,25 +76,34 @@ def open_run_data(run_config: dict, spec: str | None, data_dir: str | None):
         return dataset, None
 
 
-def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndarray | None, seed: int = 0) -> dict[str, Any]:
-    """Every diagnostic of :mod:`ppmodels.diagnostics` from an InferenceData of :func:`posterior_idata`."""
-    datum = idata.observed_data["datum"].values
-    stats = idata.sample_stats
+def weight_diagnostics(idata) -> dict[str, Any]:
+    """k-hat and the bound against the ELBO, from the model's own weights when it has them (exact sums over y)."""
+    datum, stats = idata.observed_data["datum"].values, idata.sample_stats
     weights = "iw_log_weight" if "iw_log_weight" in stats else "log_weight"
     log_weights = stats[weights].values[0].T  # (datum, draw): samples last, as psislw wants
-    guide_weights = stats["log_weight"].values[0].T
-    result: dict[str, Any] = {"khat": dg.pareto_khat(log_weights, datum), "log_weights": weights,
+    # the stored weights are those of the guide's own ELBO only when the guide samples every latent: with none (the
+    # GMM) or some left to the prior (the GMVAE's component c, summed exactly in training) they judge another proposal
+    guided = "posterior" in idata.groups()
+    whole_guide = guided and not stats.attrs.get(PRIOR_SAMPLED)
+    guide_weights = stats["log_weight"].values[0].T if whole_guide else None
+    result: dict[str, Any] = {"khat": dg.pareto_khat(log_weights, datum), "log_weights": weights, "guide_samples_latents": guided,
                               "log_likelihood": dg.log_likelihood_summary(log_weights, guide_weights)}
-    if weights != "log_weight":  # also judge the whole guide, discrete latents sampled rather than summed
+    if weights != "log_weight" and whole_guide:  # also judge the whole guide, discrete latents sampled rather than summed
         result["khat_sampled_guide"] = dg.pareto_khat(guide_weights, datum)
+    return result
+
+
+def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndarray | None, seed: int = 0) -> dict[str, Any]:
+    """Every diagnostic of :mod:`ppmodels.diagnostics` from an InferenceData of :func:`posterior_idata`."""
+    result = weight_diagnostics(idata)
     result["active_units"] = {name: dg.active_units(means) for name, means in dg.continuous_latents(idata).items()}
-    errors = -idata.log_likelihood["x"].values[0].mean(0)
-    result["reconstruction_error"] = errors
-    observed = idata.observed_data["x"].values.reshape(len(datum), -1)
-    replicates = idata.posterior_predictive["x"].values[0].reshape(-1, len(datum), observed.shape[1])
-    result["pit"] = dg.predictive_pit(observed, replicates, model.config.likelihood, seed)
-    result["reconstruction"] = dg.reconstruction_shift(errors, train_errors) if train_errors is not None else None
+    result["reconstruction_error"] = errors = -idata.log_likelihood["x"].values[0].mean(0)
     result["train_reconstruction_error"] = train_errors
+    if result["guide_samples_latents"]:  # posterior predictive checks need posterior draws
+        observed = idata.observed_data["x"].values.reshape(len(errors), -1)
+        replicates = idata.posterior_predictive["x"].values[0].reshape(-1, len(errors), observed.shape[1])
+        result["pit"] = dg.predictive_pit(observed, replicates, model.config.likelihood, seed)
+        result["reconstruction"] = dg.reconstruction_shift(errors, train_errors) if train_errors is not None else None
     if "predictions" in idata.groups() and "y" in idata.observed_data:
         probs, labels = idata.predictions["y_prob"].values, idata.observed_data["y"].values
         result["calibration"] = dg.calibration(probs, labels)
@@ -128,6 +146,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
                             predictive_draws=min(predictive_draws, particles))
     if has_own_log_weights(model):
         add_model_log_weights(idata, model, x, particles, seed, batch_size)
+    idata.sample_stats.attrs[PRIOR_SAMPLED] = ",".join(prior_sampled_sites(*trace_particles(model, model.check_x(x[:2]), 1)))
     records = read_metrics(run)
     add_training_trace(idata, records)
     if hasattr(model, "predict_proba") and y is not None:
@@ -141,7 +160,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     result.update(run=str(run), model=model.name, data=dataset.spec or data, split=split, num_data=len(idx), particles=particles,
                   seed=seed, verdicts=dg.verdicts(result, noun))
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / IDATA, lambda tmp: idata.to_netcdf(tmp))
+    save_idata(idata, out / IDATA)
     write_json(out / DIAGNOSTICS, json_ready(summary_only(result)))
     if report:
         from .report import write_report

@@ -198,6 +198,8 @@ def continuous_latents(idata) -> dict[str, np.ndarray]:
     """Posterior means ``(datum, dim)`` of each continuous latent site of an InferenceData (z; z1, z2), skipping
     discrete ones (a one-hot y)."""
     means = {}
+    if "posterior" not in idata.groups():  # a model whose guide samples nothing (the GMM sums its k exactly)
+        return means
     for name, values in idata.posterior.data_vars.items():
         array = values.values
         if array.ndim == 4 and np.issubdtype(array.dtype, np.floating) and not np.all(array == np.round(array)):
@@ -282,13 +284,14 @@ def ppc_verdict(pit: dict | None, shift: dict | None) -> str:
         tail = pit["tail_fraction"]
         shape = ("piles at 0 and 1: the decoder is overconfident about features it gets wrong" if tail > 0.15 else
                  "is bunched in the middle, as expected when x is reconstructed from itself" if tail < 0.07 else
-                 "is close to uniform")
+                 "departs from uniform away from its tails (see the histogram): the predictive is biased for these features"
+                 if pit["ks_distance"] > 0.05 else "is close to uniform")
         parts.append(f"the PIT of the reconstructed features {shape} ({100 * tail:.1f}% in the outer 10% where 10% is uniform, "
                      f"KS distance {pit['ks_distance']:.3f}, over the {100 * pit['informative_fraction']:.0f}% of features the model is unsure of)")
     if shift is not None:
         diff, se = shift["difference"], shift["difference_se"]
         if diff > 3 * se and diff > 0.02 * abs(shift["train"]):
-            judged = "noticeably worse than training data: the model fits its training set more closely (overfitting)"
+            judged = "noticeably worse than training data: the model fits its training set more closely (overfitting), or these data differ from it"
         elif diff < -3 * se:
             judged = "better than training data (these held-out data are easier): no sign of overfitting"
         else:

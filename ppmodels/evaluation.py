@@ -65,6 +65,7 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
         part = part.subset(np.arange(min(max_examples, len(part))))
     pyro.set_rng_seed(seed)
     result: dict[str, Any] = {"model": model.name, "data": spec, "split": split, "num_examples": len(part)}
+    model.check_y(part.y)
     if hasattr(model, "predict") and part.y is not None:
         result.update(classification_metrics(part.y.numpy(), np.asarray(model.predict(part.x)), dataset.num_classes or 0))
     result["elbo"] = float(model.elbo_per_datum(part))

@@ -19,11 +19,11 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 
-def site_log_probs(trace: poutine.Trace, num_particles: int, batch_size: int) -> torch.Tensor:
-    """Sum of the unscaled log-probabilities of a trace's sample sites, as a ``(num_particles, batch_size)`` table."""
+def site_log_probs(trace: poutine.Trace, num_particles: int, batch_size: int, skip: frozenset[str] = frozenset()) -> torch.Tensor:
+    """Sum of the unscaled log-probabilities of a trace's sample sites (but ``skip``), as a ``(num_particles, batch_size)`` table."""
     total = torch.zeros(num_particles, batch_size)
-    for site in trace.nodes.values():
-        if site["type"] != "sample" or site_is_subsample(site):
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site) or name in skip:
             continue
         log_prob = site["fn"].log_prob(site["value"])
         total = total + log_prob.reshape(log_prob.shape[-2:] if log_prob.dim() >= 2 else log_prob.shape).expand(num_particles, batch_size)
@@ -41,10 +41,28 @@ def trace_particles(model, x: torch.Tensor, num_particles: int, **kwargs: Any) -
     return guide_trace, model_trace
 
 
+def replay_log_weights(guide_trace: poutine.Trace, model_trace: poutine.Trace, num_particles: int, batch_size: int) -> torch.Tensor:
+    """``log p - log q`` per particle and datum from a guide trace and the model replayed on it.
+
+    A latent the guide does not sample is drawn from its prior in the model: its prior factor is in proposal and
+    target alike and cancels, so it is left out (otherwise the weight of a model with an empty guide would count
+    log p(k) once too often).
+    """
+    prior_drawn = frozenset(prior_sampled_sites(guide_trace, model_trace))
+    return site_log_probs(model_trace, num_particles, batch_size, prior_drawn) - site_log_probs(guide_trace, num_particles, batch_size)
+
+
+def prior_sampled_sites(guide_trace: poutine.Trace, model_trace: poutine.Trace) -> list[str]:
+    """Latent sites of the model that the guide does not sample (they are drawn from their prior on replay)."""
+    guided = {name for name, site in guide_trace.nodes.items() if site["type"] == "sample"}
+    return [name for name, site in model_trace.nodes.items()
+            if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site) and name not in guided]
+
+
 def log_importance_weights(model, x: torch.Tensor, num_particles: int = 10, **kwargs: Any) -> torch.Tensor:
     """``log p(x, z_s) - log q(z_s | x)`` for ``z_s ~ q(z | x)``: a tensor of shape ``(num_particles, N)``."""
     guide_trace, model_trace = trace_particles(model, x, num_particles, **kwargs)
-    return site_log_probs(model_trace, num_particles, len(x)) - site_log_probs(guide_trace, num_particles, len(x))
+    return replay_log_weights(guide_trace, model_trace, num_particles, len(x))
 
 
 def iw_log_likelihood(log_weights: torch.Tensor) -> torch.Tensor:

@@ -53,8 +53,21 @@ class MLP(nn.Module):
                 layers.append(activation(activation_name))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The MLP of the inputs concatenated on the last dim (leading dims broadcast, as in :func:`broadcast_cat`).
+
+        The first layer is applied to each input on its own columns, ``W [a; b] + c = W_a a + W_b b + c``, before
+        broadcasting: with ``a`` an image batch ``(B, D)`` and ``b`` every class ``(K, 1, K)`` the wide product
+        runs on B rows instead of K * B (a third of an M2 training step), with the same result.
+        """
+        first = self.net[0]
+        if len(inputs) == 1 or not isinstance(first, nn.Linear):
+            return self.net(broadcast_cat(*inputs))
+        hidden, start = None, 0
+        for t in inputs:
+            part = F.linear(t, first.weight[:, start : start + t.shape[-1]], first.bias if hidden is None else None)
+            hidden, start = part if hidden is None else hidden + part, start + t.shape[-1]
+        return self.net[1:](hidden)
 
 
 class GaussianEncoder(nn.Module):
@@ -65,7 +78,7 @@ class GaussianEncoder(nn.Module):
         self.net = MLP(in_dim, hidden, 2 * z_dim, activation_name)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loc, raw_scale = self.net(broadcast_cat(*inputs)).chunk(2, dim=-1)
+        loc, raw_scale = self.net(*inputs).chunk(2, dim=-1)
         return loc, F.softplus(raw_scale) + 1e-4
 
 
@@ -78,7 +91,7 @@ class Decoder(nn.Module):
         self.net = MLP(in_dim, hidden, math.prod(self.x_shape), activation_name)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        out = self.net(broadcast_cat(*inputs))
+        out = self.net(*inputs)
         return out.reshape(*out.shape[:-1], *self.x_shape)
 
 
@@ -90,7 +103,7 @@ class Classifier(nn.Module):
         self.net = MLP(in_dim, hidden, num_classes, activation_name)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.net(broadcast_cat(*inputs))
+        return self.net(*inputs)
 
 
 # ----- convolutional encoders/decoders for images with any number of channels ------------------------------------

@@ -36,7 +36,7 @@ import torch
 from pyro.poutine.util import site_is_subsample
 
 from .errors import ConfigError
-from .inference import site_log_probs, trace_particles
+from .inference import replay_log_weights, trace_particles
 from .run import atomic_write
 
 OBSERVED_SITE = "x"
@@ -61,10 +61,11 @@ def posterior_arrays(model, x: torch.Tensor, num_draws: int = 100, seed: int = 0
     x_site = model_trace.nodes[OBSERVED_SITE]
     log_lik = x_site["fn"].log_prob(x_site["value"]).expand(num_draws, n)
     predictive = x_site["fn"].sample()
-    log_weight = site_log_probs(model_trace, num_draws, n) - site_log_probs(guide_trace, num_draws, n)
+    log_weight = replay_log_weights(guide_trace, model_trace, num_draws, n)
     return {
         "posterior": posterior,
-        "posterior_predictive": {OBSERVED_SITE: predictive.expand(num_draws, n, *x.shape[1:]).cpu().numpy()[None]},
+        # a model may observe x flattened (the GMM): the draws take the data's shape back
+        "posterior_predictive": {OBSERVED_SITE: predictive.expand(num_draws, n, *predictive.shape[2:]).reshape(num_draws, n, *x.shape[1:]).cpu().numpy()[None]},
         "log_likelihood": {OBSERVED_SITE: log_lik.cpu().numpy()[None]},
         "sample_stats": {"log_weight": log_weight.cpu().numpy()[None]},
     }

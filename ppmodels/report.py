@@ -144,7 +144,8 @@ def latent_figure(points: np.ndarray, labels: np.ndarray | None, name: str) -> s
         points = np.column_stack([points[:, 0], np.zeros(len(points))])
 
     def draw(ax):
-        scatter = ax.scatter(points[:, 0], points[:, 1], s=8, c=labels if labels is not None else "tab:blue", cmap="tab10")
+        colours = {"c": labels, "cmap": "tab10"} if labels is not None else {"color": "tab:blue"}
+        scatter = ax.scatter(points[:, 0], points[:, 1], s=8, **colours)
         if labels is not None:
             ax.legend(*scatter.legend_elements(), title="label", loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
         ax.set(title=f"{name}: {how}", xlabel="axis 1", ylabel="axis 2")
@@ -210,8 +211,8 @@ def class_conditional_samples(model, num_classes: int, per_class: int, seed: int
     return np.asarray(model.sample(len(y), generator=torch.Generator().manual_seed(seed), y=y))
 
 
-def image_sections(model, idata, result: dict) -> list[str]:
-    """Reconstructions beside originals, the worst-fitted images, prior and class-conditional samples."""
+def fit_sections(model, idata, result: dict) -> list[str]:
+    """Reconstructions beside originals and the images with the largest k-hat (models whose guide samples a latent)."""
     x = idata.observed_data["x"].values
     show = min(16, len(x))
     if hasattr(model, "reconstruct"):
@@ -226,6 +227,12 @@ def image_sections(model, idata, result: dict) -> list[str]:
     labels = ", ".join(f"{khat[i]:.2f}" for i in worst)
     out.append(section("The data the guide fits worst", None, images_figure([("largest k-hat first", x[worst])], show, "worst k-hat images"),
                        f"k-hat, left to right: {labels}. These are the images whose posterior the guide misses most; unusual writing styles are expected here."))
+    return out
+
+
+def image_sections(model, idata, result: dict) -> list[str]:
+    """Reconstructions and the worst-fitted images (when the guide samples a latent), prior and class-conditional samples."""
+    out = fit_sections(model, idata, result) if result.get("guide_samples_latents", True) else []
     rows = []
     if hasattr(model, "sample"):
         rows.append(("prior samples (mean of p(x|z), z ~ p(z))", np.asarray(model.sample(32, generator=torch.Generator().manual_seed(result.get("seed", 0))))))
@@ -240,49 +247,69 @@ def image_sections(model, idata, result: dict) -> list[str]:
     return out
 
 
-def write_report(path: str | Path, model, idata, result: dict) -> Path:
-    """Write ``report.html`` for a :func:`ppmodels.diagnosis.diagnose` result and its InferenceData."""
-    verdicts = result["verdicts"]
-    is_image = len(model.config.x_shape) == 3
-    labels = idata.observed_data["y"].values if "y" in idata.observed_data else None
-    ll = result["log_likelihood"]
-    parts = [f"<h1>Diagnostics of {html.escape(result['model'])} run {html.escape(Path(result['run']).name)}</h1>",
-             table([("run", result["run"]), ("model", result["model"]), ("data", f"{result['data']} ({result['split']} split)"),
-                    ("data points", str(result["num_data"])), ("guide draws per datum", str(result["particles"]))]),
-             "<h2>Verdicts</h2>", table([(k.replace("_", " "), v) for k, v in verdicts.items()], ("diagnostic", "verdict"))]
+def header(result: dict) -> list[str]:
+    """The title, what was diagnosed, and the table of verdicts."""
+    return [f"<h1>Diagnostics of {html.escape(result['model'])} run {html.escape(Path(result['run']).name)}</h1>",
+            table([("run", result["run"]), ("model", result["model"]), ("data", f"{result['data']} ({result['split']} split)"),
+                   ("data points", str(result["num_data"])), ("guide draws per datum", str(result["particles"]))]),
+            "<h2>Verdicts</h2>", table([(k.replace("_", " "), v) for k, v in result["verdicts"].items()], ("diagnostic", "verdict"))]
+
+
+def inference_sections(result: dict) -> list[str]:
+    """Training convergence, k-hat, and the bound against the ELBO."""
+    verdicts, ll = result["verdicts"], result["log_likelihood"]
+    out = []
     if result.get("convergence"):
-        parts.append(section("Training: did the ELBO converge?", verdicts.get("convergence"), elbo_figure(result["convergence"]),
-                             "The validation ELBO should rise and level off. A curve still climbing at the end means training stopped too early."))
-    parts.append(section("Did variational inference work? Pareto k-hat per datum", verdicts["khat"], khat_figure(result["khat"]["khat"]),
-                         "k-hat (Yao et al. 2018) estimates how heavy the tail of the importance weights p(x,z)/q(z|x) is. Below 0.5 (dashed) the guide covers the "
-                         "posterior; above 0.7 (solid) it is too narrow and importance sampling from it is unreliable."))
-    parts.append(section("How tight is the ELBO?", verdicts["log_likelihood"],
-                         table([("ELBO (guide draws)", f"{ll['elbo']:.3f} +- {ll['elbo_se']:.3f}"), ("importance-weighted bound", f"{ll['iw']:.3f} +- {ll['iw_se']:.3f}"),
-                                ("PSIS-smoothed bound", f"{ll['psis']:.3f} +- {ll['psis_se']:.3f}"), ("gap (IW - ELBO)", f"{ll['gap']:.3f} +- {ll['gap_se']:.3f}")],
-                               ("estimate, nats per datum", "mean +- standard error")) + gap_figure(ll["per_datum"]),
-                         "Points far above the diagonal are data whose posterior the guide approximates poorly."))
-    if is_image:
-        parts.extend(image_sections(model, idata, result))
+        out.append(section("Training: did the ELBO converge?", verdicts.get("convergence"), elbo_figure(result["convergence"]),
+                           "The validation ELBO should rise and level off. A curve still climbing at the end means training stopped too early."))
+    out.append(section("Did variational inference work? Pareto k-hat per datum", verdicts["khat"], khat_figure(result["khat"]["khat"]),
+                       "k-hat (Yao et al. 2018) estimates how heavy the tail of the importance weights p(x,z)/q(z|x) is. Below 0.5 (dashed) the guide covers the "
+                       "posterior; above 0.7 (solid) it is too narrow and importance sampling from it is unreliable."))
+    rows = [("ELBO (guide draws)", "elbo"), ("importance-weighted bound", "iw"), ("PSIS-smoothed bound", "psis"), ("gap (IW - ELBO)", "gap")]
+    numbers = table([(label, f"{ll[key]:.3f} +- {ll[key + '_se']:.3f}") for label, key in rows], ("estimate, nats per datum", "mean +- standard error"))
+    out.append(section("How tight is the ELBO?", verdicts["log_likelihood"], numbers + gap_figure(ll["per_datum"]),
+                       "Points far above the diagonal are data whose posterior the guide approximates poorly."))
+    return out
+
+
+def latent_sections(idata, result: dict) -> list[str]:
+    """One scatter of posterior means per continuous latent, coloured by label."""
+    labels = idata.observed_data["y"].values if "y" in idata.observed_data else None
     latents = continuous_latents(idata)
-    with_label = "y" in idata.posterior  # then z (z2 in M1+M2) should hold style, not class
+    with_label = "posterior" in idata.groups() and "y" in idata.posterior  # then z (z2 in M1+M2) should hold style, not class
+    out = []
     for i, (name, points) in enumerate(latents.items()):
         hint = "Coloured by the true label. Classes that form separate clusters are easy to classify from this latent code."
         if with_label and name == list(latents)[-1]:
             hint = ("Coloured by the true label. The label has its own latent y here, so this style latent should not cluster by "
                     "class: clusters mean the class leaked into it and p(x | y) will hardly depend on y.")
-        parts.append(section(f"Latent space {name}", verdicts.get("active_units") if i == 0 else None, latent_figure(points, labels, name), hint))
+        out.append(section(f"Latent space {name}", result["verdicts"].get("active_units") if i == 0 else None, latent_figure(points, labels, name), hint))
+    return out
+
+
+def check_sections(model, result: dict) -> list[str]:
+    """Posterior predictive checks and, for classifiers, calibration and the confusion matrix."""
+    verdicts, out = result["verdicts"], []
     if result.get("pit"):
-        parts.append(section("Posterior predictive checks", verdicts.get("ppc"),
-                             pit_figure(result["pit"], result["reconstruction_error"], result.get("train_reconstruction_error"), model.config.x_shape),
-                             "Left: where each observed feature falls in its predictive distribution, over the features the model is unsure of (uniform is ideal; "
-                             "reconstructing x from itself makes it bunch in the middle). Middle: held-out data reconstructed clearly worse than training "
-                             "data means overfitting. Right (images): red pixels are brighter in the data than the model predicts, blue ones darker."))
+        out.append(section("Posterior predictive checks", verdicts.get("ppc"),
+                           pit_figure(result["pit"], result["reconstruction_error"], result.get("train_reconstruction_error"), model.config.x_shape),
+                           "Left: where each observed feature falls in its predictive distribution, over the features the model is unsure of (uniform is ideal; "
+                           "reconstructing x from itself makes it bunch in the middle). Middle: held-out data reconstructed clearly worse than training "
+                           "data means overfitting (or other data). Right (images): red pixels are brighter in the data than the model predicts, blue ones darker."))
     if result.get("calibration"):
-        parts.append(section("Classifier q(y|x): calibration and confusion", verdicts.get("calibration"),
-                             classifier_figure(result["calibration"], np.asarray(result["classification"]["confusion_matrix"])),
-                             "Bars below the diagonal: the classifier is more confident than it is accurate. Counts per bin are written at the bottom."))
+        out.append(section("Classifier q(y|x): calibration and confusion", verdicts.get("calibration"),
+                           classifier_figure(result["calibration"], np.asarray(result["classification"]["confusion_matrix"])),
+                           "Bars below the diagonal: the classifier is more confident than it is accurate. Counts per bin are written at the bottom."))
+    return out
+
+
+def write_report(path: str | Path, model, idata, result: dict) -> Path:
+    """Write ``report.html`` for a :func:`ppmodels.diagnosis.diagnose` result and its InferenceData."""
+    parts = header(result) + inference_sections(result)
+    if len(model.config.x_shape) == 3:
+        parts += image_sections(model, idata, result)
+    parts += latent_sections(idata, result) + check_sections(model, result)
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>ppmodels diagnostics</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
     path = Path(path)
     atomic_write(path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return path
-

@@ -22,9 +22,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .errors import RunError
@@ -46,10 +46,25 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give them the mode a plain open() would
+        _fsync(tmp)  # the bytes reach the disk before the rename does, so a power cut cannot leave an empty file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync(path.parent)
+
+
+def _fsync(path: str | Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # folders cannot be opened on Windows; their entries are durable there anyway
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
@@ -75,6 +90,18 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunError(f"{path} is not valid JSON ({exc}); the run folder is damaged") from None
+
+
+def write_arrays(path: str | Path, arrays: dict[str, Any] | Any) -> None:
+    """Atomically write one array (``.npy``) or a dict of arrays (``.npz``), never as pickled objects."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object, so numpy does not append its own suffix to the temporary name
+            if isinstance(arrays, dict):
+                np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+            else:
+                np.save(f, np.asarray(arrays), allow_pickle=False)
+
+    atomic_write(path, write)
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:

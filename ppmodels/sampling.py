@@ -24,7 +24,7 @@ from .data import load_dataset
 from .errors import ConfigError, DataError
 from .plots import save_image_grid
 from .posterior import posterior_idata, save_idata
-from .run import load
+from .run import load, write_arrays
 
 
 @runtime_checkable
@@ -171,6 +171,6 @@ def _write_images(model, images: np.ndarray, out: str | Path, ncol: int | None =
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
-        np.save(out, images.astype(np.float32))
+        write_arrays(out, images.astype(np.float32))
         return out
     return save_image_grid(images.reshape(-1, *model.config.x_shape), out, ncol=ncol, zoom=zoom)

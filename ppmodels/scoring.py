@@ -18,7 +18,7 @@ from .api import latent_decoder, select_split
 from .data import load_dataset
 from .data.latents import run_training_dataset
 from .errors import ConfigError
-from .run import load
+from .run import atomic_write, load, write_arrays
 
 FORMATS = (".npz", ".csv")
 
@@ -89,9 +89,9 @@ def score(run: str | Path, data: str, out: str | Path, *, data_dir: str | None =
         scores["y"] = y.numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
-        np.savez(out, **scores)
+        write_arrays(out, scores)
     else:
         names = list(scores)
         table = np.column_stack([scores[n].astype(np.float64) for n in names])
-        np.savetxt(out, table, delimiter=",", header=",".join(names), comments="", fmt="%.6g")
+        atomic_write(out, lambda tmp: np.savetxt(tmp, table, delimiter=",", header=",".join(names), comments="", fmt="%.6g"))
     return out

@@ -138,3 +138,57 @@ def test_batched_posterior_keeps_the_layout():
     assert batched.posterior["y"].shape == (1, 4, 7, 10)  # y is a latent of M2: sampled from q(y|x)
     np.testing.assert_array_equal(batched.observed_data["y"].values, y.numpy())
     assert np.isfinite(batched.sample_stats["log_weight"].values).all()
+
+
+def test_a_latent_the_guide_leaves_to_the_prior_cancels_out_of_the_weights():
+    import pyro
+    import pyro.distributions as dist
+    import torch
+
+    from ppmodels.inference import replay_log_weights, trace_particles
+    from ppmodels.models.base import data_plate
+
+    class PriorOnly:  # k is sampled in the model only; the guide is empty
+        def evaluating(self):
+            import contextlib
+            return contextlib.nullcontext()
+
+        def model(self, x, num_data=None):
+            with data_plate(len(x), num_data, x.device):
+                k = pyro.sample("k", dist.Bernoulli(0.3))
+                pyro.sample("x", dist.Normal(k, 1.0), obs=x)
+
+        def guide(self, x, num_data=None):
+            pass
+
+    x = torch.tensor([0.2, -1.0, 2.5])
+    guide_trace, model_trace = trace_particles(PriorOnly(), x, 40)
+    k = model_trace.nodes["k"]["value"]
+    expected = dist.Normal(k, 1.0).log_prob(x)  # log p(x | k): p(k) is proposal and target at once
+    torch.testing.assert_close(replay_log_weights(guide_trace, model_trace, 40, 3), expected.expand(40, 3))
+
+
+def test_a_model_without_guide_latents_is_diagnosed_by_its_exact_weights(tmp_path):
+    import arviz as az
+
+    run = tmp_path / "gmm"
+    train("gmm", "digits", run, model_options={"num_components": 3}, progress=False, sample_every=0,
+          train_config=TrainConfig(epochs=2, batch_size=256, patience=None, seed=0))
+    result = diagnose(run, num_data=M, particles=S, batch_size=10)
+    assert not result["guide_samples_latents"] and "khat_sampled_guide" not in result and "pit" not in result
+    assert result["khat"]["frac_above_0.5"] == 0.0 and abs(result["log_likelihood"]["gap"]) < 1e-6
+    idata = az.from_netcdf(str(run / "diagnostics" / IDATA))
+    assert "posterior" not in idata.groups() and idata.posterior_predictive["x"].shape == (1, 20, M, 1, 8, 8)
+    assert json.loads((run / "diagnostics" / DIAGNOSTICS).read_text())["khat"]["median"] is None  # -inf: an exact guide
+
+
+def test_a_latent_left_to_the_prior_keeps_the_stored_weights_out_of_the_elbo(tmp_path):
+    run = tmp_path / "gmvae"
+    train("gmvae", "digits", run, model_options={"z_dim": 2, "hidden": [16]}, progress=False, sample_every=0,
+          train_config=TrainConfig(epochs=2, batch_size=256, patience=None, seed=0))
+    result = diagnose(run, num_data=M, particles=S, batch_size=10, report=False)
+    idata = result["idata"]
+    assert idata.sample_stats.attrs["prior_sampled_latents"] == "c"  # the component is summed in training
+    own = idata.sample_stats["iw_log_weight"].values[0]
+    assert result["log_likelihood"]["elbo"] == pytest.approx(own.mean())  # the ELBO with c summed, as trained
+    assert "khat_sampled_guide" not in result and "pit" in result  # x depends on z alone: the PPC stands

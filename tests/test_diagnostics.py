@@ -204,3 +204,9 @@ def test_the_elbo_comes_from_the_guide_weights_when_the_bound_uses_exact_sums():
     ll = dg.log_likelihood_summary(exact, sampled)
     np.testing.assert_allclose(ll["per_datum"]["elbo"], sampled.mean(1))
     assert ll["gap"] == pytest.approx(ll["iw"] - sampled.mean())
+
+
+@pytest.mark.parametrize("tail, ks, phrase", [(0.3, 0.2, "overconfident"), (0.03, 0.1, "bunched in the middle"),
+                                              (0.1, 0.1, "departs from uniform"), (0.1, 0.01, "close to uniform")])
+def test_pit_verdict_reads_the_histogram_shape(tail, ks, phrase):
+    assert phrase in dg.ppc_verdict({"tail_fraction": tail, "ks_distance": ks, "informative_fraction": 0.3}, None)

@@ -32,6 +32,17 @@ def test_the_majority_class_predictor_is_caught():
     assert "predictions collapse onto class 0: it is predicted for 100% of the examples, including 100% of those of other classes" in warnings[1]
 
 
+def test_a_classifier_that_only_mostly_predicts_the_majority_is_caught():
+    """The student project's failure: accuracy above the majority rate, yet the other classes are mostly lost."""
+    y_true = np.array([0] * 90 + [1] * 5 + [2] * 5)
+    y_pred = np.zeros(100, dtype=int)
+    y_pred[[90, 95]] = [1, 2]  # one hit in each minority class
+    assert (y_true == y_pred).mean() == 0.92
+    assert collapse_warnings(y_true, y_pred) == [
+        "predictions collapse onto class 0: it is predicted for 98% of the examples, including 80% of those of other classes; "
+        "try class_weight=balanced, --max-per-class, or class-balanced labels"]
+
+
 def test_a_good_classifier_on_imbalanced_labels_raises_no_warning():
     y_true = np.array([0] * 90 + [1] * 5 + [2] * 5)
     y_pred = y_true.copy()

@@ -7,7 +7,7 @@ import torch
 from ppmodels.data import from_arrays, prepare_data
 from ppmodels.errors import ConfigError
 from ppmodels.models import GMVAE, VAE
-from ppmodels.nets import ConvDecoder, ConvFeatures, MLP
+from ppmodels.nets import ConvDecoder, ConvFeatures, MLP, broadcast_cat
 from ppmodels.train import TrainConfig
 
 
@@ -77,3 +77,16 @@ def test_conv_m2_trains_on_labeled_five_band_cutouts(likelihood):
     assert model.predict_proba(x[:4]).shape == (4, 2)
     assert model.sample(3, generator=torch.Generator().manual_seed(0)).shape == (3, 5, 64, 64)
     assert model.iw_log_likelihood(torch.from_numpy(x[:2]), num_particles=2).shape == (2,)
+
+
+@pytest.mark.parametrize("hidden", [[], [6, 4]])
+def test_mlp_of_several_inputs_equals_the_mlp_of_their_broadcast_concatenation(hidden):
+    """The first layer meets each input on its own columns (an image batch once, not once per class), same result."""
+    torch.manual_seed(0)
+    net = MLP(7 + 3, hidden, 5, "softplus")
+    x, every_class = torch.randn(4, 7), torch.eye(3).unsqueeze(1)  # (B, D) against (K, 1, K)
+    out = net(x, every_class)
+    assert out.shape == (3, 4, 5)
+    assert torch.allclose(out, net.net(broadcast_cat(x, every_class)), atol=1e-6)
+    y = torch.eye(3)[torch.tensor([0, 2, 1, 1])]
+    assert torch.allclose(net(x, y), net.net(torch.cat([x, y], -1)), atol=1e-6)

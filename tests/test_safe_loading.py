@@ -4,6 +4,7 @@ are refused with a clear error, and the code does not run."""
 from __future__ import annotations
 
 import ast
+import json
 import os
 import pickle
 from pathlib import Path
@@ -117,3 +118,20 @@ def test_no_loader_in_the_library_can_unpickle():
             elif func in ("np.load", "numpy.load") and kwargs.get("allow_pickle") != "False":
                 problems.append(where + " without allow_pickle=False")
     assert not problems, problems
+
+
+def test_a_run_naming_a_plugin_does_not_import_it(tmp_path, marker):
+    """config.json may name the plugin file of a user model; loading or resuming the run must not run that file."""
+    from ppmodels import evaluate
+
+    plugin = tmp_path / "evil_plugin.py"
+    plugin.write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
+    run = tmp_path / "run"
+    ppmodels.train("vae", "digits", run, train_config=ppmodels.TrainConfig(epochs=1, batch_size=256),
+                   model_options={"hidden": [8], "z_dim": 2}, progress=False, sample_every=0)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "model": "evil", "plugins": [str(plugin)]}))
+    for attempt in (lambda: load(run), lambda: evaluate(run, iw_samples=0),
+                    lambda: ppmodels.train("evil", "digits", run, resume=True, progress=False)):
+        with pytest.raises(RunError, match="which is not imported: pass --plugin"):
+            attempt()

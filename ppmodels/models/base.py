@@ -151,9 +151,15 @@ class PPModel(nn.Module):
             self._elbo = TraceEnum_ELBO(max_plate_nesting=1)
         return self._elbo
 
-    def loss(self, batch: Batch) -> torch.Tensor:
-        """Differentiable negative ELBO of a batch, scaled to stand for the whole training set."""
+    def pyro_loss(self, batch: Batch) -> torch.Tensor:
+        """The objective's definition: ``TraceEnum_ELBO.differentiable_loss`` of the Pyro pair on ``batch``."""
         return self.elbo.differentiable_loss(self.model, self.guide, **batch)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Differentiable negative ELBO of a batch, scaled to stand for the whole training set: what the trainer
+        minimises. A model may override it with the same objective written in closed form (no Pyro tracing),
+        provided a test shows it equals :meth:`pyro_loss` in value and gradients draw for draw."""
+        return self.pyro_loss(batch)
 
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         """What a guide's encoder sees of ``x``: in training, a corrupted copy when the config asks for denoising.
@@ -190,8 +196,13 @@ class PPModel(nn.Module):
     def elbo_per_datum(self, split: Split, batch_size: int = 1000) -> float:
         """The ELBO of ``split`` divided by its size (one Monte Carlo sample per datum)."""
         with self.evaluating():
-            total = sum(self.elbo.loss(self.model, self.guide, **batch) for batch in self.evaluation_batches(split, batch_size))
+            total = sum(self.eval_loss(batch) for batch in self.evaluation_batches(split, batch_size))
         return -total / len(split)
+
+    def eval_loss(self, batch: Batch) -> float:
+        """Negative ELBO of an evaluation batch: ``TraceEnum_ELBO.loss`` of the Pyro pair, unless a model has it in
+        closed form (then its :meth:`loss`, which equals the Pyro pair's)."""
+        return self.elbo.loss(self.model, self.guide, **batch)
 
     def log_importance_weights(self, x: torch.Tensor, num_particles: int = 10, **kwargs: Any) -> torch.Tensor:
         """``log p(x, z) - log q(z | x)`` for ``num_particles`` guide draws per datum: shape ``(num_particles, N)``.
@@ -243,10 +254,15 @@ class PPModel(nn.Module):
             raise DataError(f"training data leaves [0, 1] but the likelihood is {likelihood_name(self.config.likelihood)}; use --likelihood gaussian or rescale the data")
         if self.needs_labels and data.train.num_labeled == 0:
             raise DataError(f"model {self.name!r} needs labels, but the training data has none; pass --labels N with labeled data")
+        self.check_y(*(s.y for s in (data.train, data.valid, data.test) if s is not None))
+
+    def check_y(self, *labels: torch.Tensor | None) -> None:
+        """Refuse labels beyond the model's classes (a classifier would score them silently wrong)."""
         num_classes = getattr(self.config, "num_classes", None)
-        top = max((int(s.y.max()) for s in (data.train, data.valid, data.test) if s is not None and s.y is not None and len(s.y)), default=-1)
+        top = max((int(y.max()) for y in labels if y is not None and len(y)), default=-1)
         if num_classes is not None and top >= num_classes:
-            raise DataError(f"labels go up to {top} but model {self.name!r} has num_classes={num_classes}; drop --set num_classes or relabel the data 0..{num_classes - 1}")
+            raise DataError(f"labels go up to {top} but model {self.name!r} has num_classes={num_classes}; "
+                            f"give data labelled 0..{num_classes - 1} (or drop --set num_classes when training)")
 
     # ----- fitting and the scikit-learn surface -------------------------------------------------------------
     def fit(self, data: TrainData | Dataset, train_config: Any = None, callbacks: list | None = None,

@@ -131,8 +131,9 @@ class GMM(PPModel):
         n = len(x) if x is not None else batch_size or 1
         with data_plate(n, num_data, self.locs.device):
             k = pyro.sample("k", dist.Categorical(logits=self.logits), infer={"enumerate": "parallel"})
-            obs = None if x is None else x.reshape(n, -1)
-            return pyro.sample("x", dist.Normal(self.locs[k], self.scales[k]).to_event(1), obs=obs)
+            shape = (*k.shape, *self.config.x_shape)  # k may carry enumeration or particle dims
+            x_dist = dist.Normal(self.locs[k].reshape(shape), self.scales[k].reshape(shape))
+            return pyro.sample("x", x_dist.to_event(self.x_event_dim), obs=x)
 
     def guide(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None) -> None:
         """Empty: the globals are point estimates and ``k`` is summed out in the model."""

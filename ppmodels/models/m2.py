@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..nets import Classifier, GaussianEncoder, x_decoder, x_features
 from ..registry import register_model
 from .base import Batch, EncoderConfig, PPModel, data_plate
+from .closed_form import m2_closed_form_loss, runs_own_pair
 from .ssl_batches import labeled_unlabeled_batches
 from .vae import observation_dist
 
@@ -181,6 +182,14 @@ class M2(PPModel):
                                              self.device, alpha=self.alpha_for(len(train)))
 
     def loss(self, batch: Batch) -> torch.Tensor:
+        """:meth:`pyro_loss` in closed form over y, without Pyro tracing (what the trainer uses)."""
+        return m2_closed_form_loss(self, batch) if runs_own_pair(self, M2) else self.pyro_loss(batch)
+
+    def eval_loss(self, batch: Batch) -> float:
+        own = runs_own_pair(self, M2)  # the validation ELBO without Pyro tracing
+        return float(m2_closed_form_loss(self, batch)) if own else super().eval_loss(batch)
+
+    def pyro_loss(self, batch: Batch) -> torch.Tensor:
         """``-J_alpha`` estimated from one batch: unlabeled ELBO (y enumerated) + labeled ELBO + alpha * classification."""
         total = torch.zeros((), device=self.device)
         if "x" in batch:

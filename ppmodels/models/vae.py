@@ -14,7 +14,8 @@ from torch import nn
 from ..errors import ConfigError
 from ..nets import GaussianEncoder, x_decoder, x_features
 from ..registry import register_model
-from .base import EncoderConfig, PPModel, binomial_trials, data_plate
+from .base import Batch, EncoderConfig, PPModel, binomial_trials, data_plate
+from .closed_form import runs_own_pair, vae_closed_form_loss
 
 
 @dataclasses.dataclass
@@ -133,6 +134,14 @@ class VAE(PPModel):
         with data_plate(len(x), num_data, x.device):
             loc, scale = self.encoder(self.features(self.encoder_input(x)))
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """:meth:`pyro_loss` written in torch (what the trainer uses): the same draws, value and gradients."""
+        return vae_closed_form_loss(self, batch) if runs_own_pair(self, VAE) else self.pyro_loss(batch)
+
+    def eval_loss(self, batch: Batch) -> float:
+        own = runs_own_pair(self, VAE)  # the validation ELBO without Pyro tracing
+        return float(vae_closed_form_loss(self, batch)) if own else super().eval_loss(batch)
 
     # ----- scikit-learn style helpers -----------------------------------------------------------------------
     @torch.no_grad()

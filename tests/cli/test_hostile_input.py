@@ -35,7 +35,7 @@ class Case:
     """One hostile request: its CLI arguments, the same request through the API, and what the message must say."""
 
     cli: list[str]
-    call: Callable[[], Any]
+    call: Callable[[], Any] | None  # None: a CLI-only case
     message: str
     builtin: type = ValueError
     out: Path | None = None  # a folder that must not exist afterwards
@@ -47,10 +47,13 @@ def train_case(tmp: Path, name: str, model: str, data: str = "digits", message: 
                skip_nonfinite: bool = False) -> Case:
     """``ppmodels train`` and :func:`ppmodels.api.train` with the same options."""
     out = out or tmp / "runs" / name
-    cli = ["train", model, "--data", data, "--out", str(out), *FAST]
+    if resume:  # everything else comes from the run's config.json
+        cli = ["train", model, "--out", str(out), "--resume", "--quiet"]
+    else:
+        cli = ["train", model, "--data", data, "--out", str(out), *FAST, "--lr", str(lr)] + ["--overwrite"] * overwrite
     cli += ["--labels", str(labels)] if labels is not None else []
     cli += ["--data-dir", str(data_dir)] if data_dir is not None else []
-    cli += ["--resume"] * resume + ["--overwrite"] * overwrite + ["--lr", str(lr)] + ["--skip-nonfinite"] * skip_nonfinite
+    cli += ["--skip-nonfinite"] * skip_nonfinite
     options = dict(TINY)
     for key, value in (settings or {}).items():
         cli += ["--likelihood", value] if key == "likelihood" else ["--set", f"{key}={json.dumps(value)}"]
@@ -66,6 +69,12 @@ def train_case(tmp: Path, name: str, model: str, data: str = "digits", message: 
 
 def encode_case(run: Path, data: str, out: Path, message: str, builtin: type = ValueError) -> Case:
     return Case(["encode", str(run), "--data", data, "--out", str(out)], lambda: api.encode(run, data, out), message, builtin)
+
+
+def evaluate_case(run: Path, data: str, message: str) -> Case:
+    from ppmodels import evaluate
+
+    return Case(["evaluate", str(run), "--data", data, "--iw-samples", "0"], lambda: evaluate(run, data, iw_samples=0), message)
 
 
 def copy_run(source: Path, target: Path, replace: dict[str, Any] | None = None) -> Path:
@@ -92,6 +101,7 @@ def write_files(tmp: Path) -> dict[str, str]:
         "fractions": {"x": x, "y": y + 0.5}, "negative": {"x": x, "y": y - 1}, "short_labels": {"x": x, "y": y[:50]},
         "no_rows": {"x": np.zeros((0, 5))}, "other_key": {"pixels": x}, "one_class": {"x": x, "y": np.zeros(60, int)},
         "sparse_labels": {"x": x, "y": y * 1000},
+        "digits12": {"x": np.tile(x[:, :1], (1, 64)), "y": np.arange(60) % 12},
     }
     for name, content in arrays.items():
         np.savez(d / f"{name}.npz", **content)
@@ -199,7 +209,9 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         "wrong feature count for a trained model": encode_case(vae, s["good"], z, "the model was trained on shape (1, 8, 8)"),
         "nan in data to encode": encode_case(vae, s["nan"], z, "NaN or infinite"),
         "x outside [0,1] to encode": encode_case(vae, s["gauss64"], z, "Bernoulli likelihood needs [0, 1]"),
+        "wrong feature count to evaluate": evaluate_case(runs["m1"], s["good"], "the model was trained on shape (1, 8, 8)"),
         # labels
+        "labels beyond a trained model's classes": evaluate_case(runs["m1"], s["digits12"], "labels go up to 11 but model 'm1' has num_classes=10"),
         "labels beyond num_classes": t("num_classes", "m1", s["good"], "num_classes=2", settings={"num_classes": 2}),
         "labels are numbers stored as text": t("text_numbers", "m1", s["text_numbers"], "numbers stored as text"),
         "labels are pickled objects": t("objects", "m1", s["objects"], "holds Python objects"),
@@ -255,6 +267,9 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         "checkpoint from another config": damaged_resume("ck_z3", {last: runs["vae_z3"] / last}, "another vae config"),
         "resume without a checkpoint": t("never", "vae", message="start it again with --overwrite", out=never_checkpointed, resume=True),
         "resume of a folder that is no run": t("no_run", "vae", message="train without --resume", out=tmp / "nothing_here", resume=True),
+        "resume naming another model": t("resume_m1", "m1", message="is a run of model 'vae', not 'm1'", out=copy_run(vae, damaged / "resume_m1"), resume=True),
+        "resume with options it would ignore": Case(["train", "vae", "--out", str(vae), "--resume", "--epochs", "5", "--quiet"],
+                                                    None, "so --epochs would be ignored"),  # the API takes no options with resume=True
         "resume with config.json missing keys": t("no_train", "vae", message="lacks or garbles 'train'", out=no_train, resume=True),
         # output folders
         "output folder exists": t("exists", "vae", message="pass --overwrite to replace it or --resume", out=vae, keep_out=True),
@@ -287,7 +302,7 @@ def cases(tmp_path_factory, request):
 
 CASE_NAMES = [
     "nan in data", "inf in data", "x outside [0,1] with bernoulli", "no examples", "wrong feature count for a trained model",
-    "nan in data to encode", "x outside [0,1] to encode", "labels beyond num_classes", "labels are numbers stored as text",
+    "nan in data to encode", "x outside [0,1] to encode", "wrong feature count to evaluate", "labels beyond a trained model's classes", "labels beyond num_classes", "labels are numbers stored as text",
     "labels are pickled objects", "labels far beyond the classes used", "labels of one class only", "labels with fractions", "negative labels", "fewer labels than examples",
     "more labels than exist", "fewer labels than classes", "labels asked of unlabeled data", "classifier on unlabeled data",
     "learning rate that diverges", "learning rate that diverges, skipping bad batches",
@@ -298,7 +313,7 @@ CASE_NAMES = [
     "weights from another model", "weights from another config", "config.json corrupt", "config.json with a field the model lacks",
     "config.json naming an unknown model", "run folder missing", "checkpoint truncated", "checkpoint corrupt",
     "checkpoint that runs code when unpickled", "checkpoint from another model", "checkpoint from another config",
-    "resume without a checkpoint", "resume of a folder that is no run", "resume with config.json missing keys",
+    "resume without a checkpoint", "resume of a folder that is no run", "resume naming another model", "resume with options it would ignore", "resume with config.json missing keys",
     "output folder exists", "overwrite of a folder that is no run",
 ]
 
@@ -326,6 +341,8 @@ def test_hostile_input(cases, name, monkeypatch):
     if case.out is not None:
         assert not case.out.exists(), "a failed request left a run folder behind"
 
+    if case.call is None:
+        return
     with pytest.raises(PPModelsError) as info:
         case.call()
     assert isinstance(info.value, case.builtin)
