@@ -41,7 +41,7 @@ def train(
     lr: Annotated[float, typer.Option(min=0, help="Adam learning rate.")] = 1e-3,
     z_dim: Annotated[Optional[int], typer.Option(min=1, help="Latent size (model default if not given).")] = None,
     hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes, comma-separated, e.g. 500,500.")] = None,
-    likelihood: Annotated[Optional[str], typer.Option(help="bernoulli or gaussian (default: from the data's range).")] = None,
+    likelihood: Annotated[Optional[str], typer.Option(help="bernoulli, gaussian, or binomial:N for data k/N (digits: binomial:16) (default: from the data's range).")] = None,
     net: Annotated[Optional[str], typer.Option(help="Encoder/decoder networks: mlp, or conv for C x H x W images (any number of channels).")] = None,
     corruption: Annotated[Optional[str], typer.Option(help="Denoising: none, mask or gaussian corruption of the encoder's input (the loss scores the clean x).")] = None,
     noise_level: Annotated[Optional[float], typer.Option(min=0, help="Masking rate, or Gaussian noise standard deviation, for --corruption.")] = None,

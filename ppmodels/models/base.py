@@ -37,12 +37,30 @@ class ModelConfig:
 
     x_shape: list[int] = dataclasses.field(default_factory=list)
     likelihood: str = "bernoulli"
+    #: the likelihood families this model's decoder implements (``binomial`` is written ``binomial:N``)
+    likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian")
 
     def validate(self) -> None:
         if not self.x_shape or any(int(d) < 1 for d in self.x_shape):
             raise ConfigError(f"x_shape must list positive sizes, got {self.x_shape}")
-        if self.likelihood not in ("bernoulli", "gaussian"):
-            raise ConfigError(f"unknown likelihood {self.likelihood!r}; use bernoulli or gaussian")
+        family = self.likelihood.partition(":")[0]
+        if family not in self.likelihoods or (family == "binomial") != (binomial_trials(self.likelihood) is not None):
+            names = ", ".join("binomial:N" if f == "binomial" else f for f in self.likelihoods)
+            raise ConfigError(f"unknown likelihood {self.likelihood!r} for this model; use one of {names}")
+
+
+def binomial_trials(likelihood: str) -> int | None:
+    """N of ``binomial:N`` (x = k/N with k ~ Binomial(N, p), e.g. digits pixels, counts of 16 bits); else ``None``."""
+    family, _, trials = likelihood.partition(":")
+    return int(trials) if family == "binomial" and trials.isdigit() and int(trials) >= 1 else None
+
+
+def likelihood_name(likelihood: str) -> str:
+    return "Bernoulli" if likelihood == "bernoulli" else likelihood
+
+
+def needs_unit_interval(likelihood: str) -> bool:
+    return likelihood == "bernoulli" or binomial_trials(likelihood) is not None
 
 
 @dataclasses.dataclass
@@ -225,15 +243,15 @@ class PPModel(nn.Module):
                 raise DataError(f"inputs have {int(np.prod(x.shape[1:]))} features (shape {tuple(x.shape[1:])}) but the model was trained on shape {shape}; give data like the training data")
         if not torch.isfinite(x).all():
             raise DataError("inputs have NaN or infinite values; remove or impute them first")
-        if self.config.likelihood == "bernoulli" and not in_unit_interval(x):
-            raise DataError(f"inputs span [{float(x.min()):g}, {float(x.max()):g}] but a Bernoulli likelihood needs [0, 1]; rescale them or use --likelihood gaussian")
+        if needs_unit_interval(self.config.likelihood) and not in_unit_interval(x):
+            raise DataError(f"inputs span [{float(x.min()):g}, {float(x.max()):g}] but a {likelihood_name(self.config.likelihood)} likelihood needs [0, 1]; rescale them or use --likelihood gaussian")
         return x.to(self.device)
 
     def check_data(self, data: TrainData) -> None:
         """Refuse data the model cannot fit (wrong shape, range, missing labels) with one clear line."""
         self.check_x(data.train.x[:1])
-        if self.config.likelihood == "bernoulli" and not in_unit_interval(data.train.x):
-            raise DataError("training data leaves [0, 1] but the likelihood is Bernoulli; use --likelihood gaussian or rescale the data")
+        if needs_unit_interval(self.config.likelihood) and not in_unit_interval(data.train.x):
+            raise DataError(f"training data leaves [0, 1] but the likelihood is {likelihood_name(self.config.likelihood)}; use --likelihood gaussian or rescale the data")
         if self.needs_labels and data.train.num_labeled == 0:
             raise DataError(f"model {self.name!r} needs labels, but the training data has none; pass --labels N with labeled data")
         self.check_y(*(s.y for s in (data.train, data.valid, data.test) if s is not None))

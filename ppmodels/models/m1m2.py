@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import pyro
@@ -43,6 +44,7 @@ class M1M2Config(ModelConfig):
     m1_epochs: int | None = None
     drop_inactive: bool = True
     active_std: float = 0.1
+    likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian", "binomial")
 
     def validate(self) -> None:
         super().validate()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import numpy as np
 import pyro
@@ -21,6 +21,7 @@ from ..registry import register_model
 from .base import Batch, EncoderConfig, PPModel, data_plate
 from .closed_form import m2_closed_form_loss, runs_own_pair
 from .ssl_batches import labeled_unlabeled_batches
+from .vae import observation_dist
 
 CLASS_PRIORS = ("uniform", "labeled")
 
@@ -44,6 +45,7 @@ class M2Config(EncoderConfig):
     class_prior: str = "uniform"
     balanced_labeled: bool = True
     labeled_batch_size: int | None = None
+    likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian", "binomial")
 
     def validate(self) -> None:
         super().validate()
@@ -66,7 +68,7 @@ class M2(PPModel):
 
         y ~ Categorical(pi)                 (uniform, or the labeled class frequencies)
         z ~ Normal(0, I)                    (z_dim)
-        x ~ p(x | y, z)                     (Bernoulli(logits=f(y, z)), or Normal(mu(y, z), sigma(y, z)))
+        x ~ p(x | y, z)                     (Bernoulli / binomial:N (logits=f(y, z)), or Normal(mu(y, z), sigma(y, z)))
 
     Guide: ``q(y | x) = Categorical(classifier(x))`` and ``q(z | x, y) = Normal(mu(x, y), sigma(x, y))``. For
     unlabeled data ``y`` is enumerated in parallel (``TraceEnum_ELBO``), never sampled; for labeled data it is
@@ -75,7 +77,7 @@ class M2(PPModel):
     minibatch is scaled by its full-data count, so every step is an unbiased estimate of ``J_alpha``.
 
     Sample sites: ``y`` (one-hot, batch x K), ``z`` (batch, z_dim), ``x`` (batch, *x_shape), in the plate ``data``.
-    Features whose ``feature_mask`` entry is 0 are not modelled by the networks: they follow Bernoulli(1/2) or
+    Features whose ``feature_mask`` entry is 0 are not modelled by the networks: they follow p = 1/2 or
     Normal(0, 1) (the stacked M1+M2 uses this to drop uninformative latent dimensions).
 
     :param x_shape, likelihood, num_classes, z_dim, hidden, activation, alpha, class_prior, balanced_labeled,
@@ -98,9 +100,9 @@ class M2(PPModel):
         super().__init__(config, **kwargs)
         c = self.config
         k = c.num_classes
-        self.out_shape = c.x_shape if c.likelihood == "bernoulli" else [2, *c.x_shape]  # Gaussian: loc and scale
+        self.out_shape = c.x_shape if c.likelihood != "gaussian" else [2, *c.x_shape]  # Gaussian: loc and scale
         # a conv decoder emits channels: the Gaussian's loc and scale become 2C channels, split again in x_dist
-        decoded = self.out_shape if c.net == "mlp" or c.likelihood == "bernoulli" else [2 * c.x_shape[0], *c.x_shape[1:]]
+        decoded = self.out_shape if c.net == "mlp" or c.likelihood != "gaussian" else [2 * c.x_shape[0], *c.x_shape[1:]]
         # one feature extractor (flattening, or a conv trunk) shared by q(y|x) and q(z|x,y); no weights for mlp
         self.x_features = x_features(c.net, c.x_shape, c.channels, c.activation)
         self.classifier = Classifier(self.x_features.out_dim, c.hidden, k, c.activation)
@@ -123,13 +125,11 @@ class M2(PPModel):
         out = self.decoder(z, y)
         out = out.reshape(*out.shape[: out.dim() - len(self.decoder.x_shape)], *self.out_shape)
         keep = self.feature_mask.bool()
-        if self.config.likelihood == "bernoulli":
-            base = dist.Bernoulli(logits=torch.where(keep, out, torch.zeros(())), validate_args=False)
-        else:
-            d = len(self.config.x_shape)
-            loc, raw = out.select(-d - 1, 0), out.select(-d - 1, 1)
-            base = dist.Normal(torch.where(keep, loc, 0.0), torch.where(keep, F.softplus(raw) + 1e-3, 1.0))
-        return base.to_event(self.x_event_dim)
+        if self.config.likelihood != "gaussian":
+            return observation_dist(torch.where(keep, out, 0.0), self.config.likelihood, None, self.x_event_dim)
+        d = len(self.config.x_shape)
+        loc, raw = out.select(-d - 1, 0), out.select(-d - 1, 1)
+        return dist.Normal(torch.where(keep, loc, 0.0), torch.where(keep, F.softplus(raw) + 1e-3, 1.0)).to_event(self.x_event_dim)
 
     def y_prior(self, n: int) -> dist.OneHotCategorical:
         return dist.OneHotCategorical(logits=self.log_prior.expand(n, -1))
@@ -257,7 +257,7 @@ class M2(PPModel):
         z = torch.randn(num, self.config.z_dim, generator=generator).to(self.device)
         with self.evaluating():
             d = self.x_dist(z, self.one_hot(torch.as_tensor(y, device=self.device)))
-        return d.base_dist.mean.cpu().numpy() if self.config.likelihood == "gaussian" else d.base_dist.probs.cpu().numpy()
+        return d.base_dist.mean.cpu().numpy()
 
     def check_label(self, label: int) -> int:
         if not 0 <= int(label) < self.num_classes:

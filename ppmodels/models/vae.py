@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import pyro
@@ -13,7 +14,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..nets import GaussianEncoder, x_decoder, x_features
 from ..registry import register_model
-from .base import Batch, EncoderConfig, PPModel, data_plate
+from .base import Batch, EncoderConfig, PPModel, binomial_trials, data_plate
 from .closed_form import runs_own_pair, vae_closed_form_loss
 
 
@@ -27,6 +28,7 @@ class VAEConfig(EncoderConfig):
     z_dim: int = 10
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
     activation: str = "relu"
+    likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian", "binomial")
     #: Gaussian likelihood noise: ``feature`` (one learned scale per feature) or ``shared`` (one isotropic scale, as PPCA)
     x_scale: str = "feature"
 
@@ -40,13 +42,30 @@ class VAEConfig(EncoderConfig):
             raise ConfigError(f"unknown x_scale {self.x_scale!r}; use feature or shared")
 
 
+class BinomialFraction(dist.Binomial):
+    """``x = k / N`` with ``k ~ Binomial(N, p)``: scores fractions, e.g. digits pixels (counts of 16 bits, over 16)."""
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return super().log_prob(value * self.total_count)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return super().sample(sample_shape) / self.total_count
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.probs
+
+
 def observation_dist(out: torch.Tensor, likelihood: str, x_scale: torch.Tensor | None, event_dim: int) -> dist.Distribution:
-    """p(x | .) from a decoder output: Bernoulli(logits=out) or Normal(out, x_scale), independent over ``event_dim``.
+    """p(x | .) from a decoder output: Bernoulli(logits=out), BinomialFraction(N, logits=out) for ``binomial:N``, or
+    Normal(out, x_scale), independent over ``event_dim``.
 
     The Bernoulli skips support checks so that grey values in [0, 1] score as the usual cross-entropy.
     """
     if likelihood == "bernoulli":
         base = dist.Bernoulli(logits=out, validate_args=False)
+    elif binomial_trials(likelihood) is not None:
+        base = BinomialFraction(total_count=binomial_trials(likelihood), logits=out, validate_args=False)
     else:
         base = dist.Normal(out, x_scale.expand_as(out))
     return base.to_event(event_dim)
@@ -66,7 +85,7 @@ class VAE(PPModel):
     Sample sites: ``z`` (batch, z_dim) and ``x`` (batch, *x_shape), under the plate ``data``.
 
     :param x_shape: shape of one datum, e.g. ``[1, 28, 28]`` or ``[64]``.
-    :param likelihood: ``bernoulli`` (data in [0, 1]) or ``gaussian``.
+    :param likelihood: ``bernoulli`` (data in [0, 1]), ``binomial:N`` (data k/N) or ``gaussian``.
     :param z_dim: latent size.
     :param hidden: hidden layer sizes.
     :param activation: ``softplus``, ``relu``, ``tanh``, ``elu``, ``leaky_relu`` or ``linear``. With ``hidden=[]``
@@ -143,7 +162,7 @@ class VAE(PPModel):
         z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
         with self.evaluating():
             out = self.decoder(z)
-        return (out.sigmoid() if self.config.likelihood == "bernoulli" else out).cpu().numpy()
+        return (out if self.config.likelihood == "gaussian" else out.sigmoid()).cpu().numpy()
 
     @torch.no_grad()
     def sample(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:
