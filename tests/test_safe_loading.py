@@ -105,7 +105,7 @@ def calls(tree: ast.AST):
 
 
 def test_no_loader_in_the_library_can_unpickle():
-    """Every load call in ppmodels/ is one that refuses pickles: a guard against a future ``torch.load(path)``."""
+    """Every load call in ppmodels/ is one that refuses pickles: a guard against a future torch loader call without weights_only."""
     root = Path(ppmodels.__file__).parent
     problems = []
     for path in root.rglob("*.py"):
