@@ -22,6 +22,7 @@ from .api import select_split
 from .data import load_dataset
 from .errors import ConfigError, PPModelsError, RunError
 from .evaluation import classification_metrics
+from .gold_standard import compare_ppca, gold_standard_verdict
 from .inference import prior_sampled_sites, trace_particles
 from .posterior import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
                         has_own_log_weights, posterior_idata, save_idata)
@@ -121,11 +122,13 @@ def train_reconstruction_errors(model, train_x: torch.Tensor, num: int, particle
 
 def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = None, *, split: str = "test",
              num_data: int = 500, particles: int = 200, seed: int = 0, data_dir: str | None = None,
-             batch_size: int = 100, predictive_draws: int = 20, report: bool = True) -> dict[str, Any]:
+             batch_size: int = 100, predictive_draws: int = 20, report: bool = True, nuts: bool = False,
+             nuts_samples: int = 200, nuts_warmup: int = 200, nuts_chains: int = 2) -> dict[str, Any]:
     """Diagnose the run in folder ``run`` on ``num_data`` data of ``split`` with ``particles`` guide draws each.
 
     Returns the content of ``diagnostics.json`` (with per-datum arrays) and writes the files of the module
-    docstring into ``out``.
+    docstring into ``out``. With ``nuts`` (ppca only) it also compares the fit with a NUTS posterior of the globals
+    on at most ``num_data`` training data (:func:`ppmodels.gold_standard.compare_ppca`), under ``gold_standard``.
 
     Example::
 
@@ -136,6 +139,8 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         raise ConfigError(f"need --num-data >= 1 and --particles >= {dg.MIN_DRAWS} (k-hat needs many draws; 200 is a good start), got {num_data} and {particles}")
     run = Path(run)
     model = load(run)
+    if nuts and model.name != "ppca":
+        raise ConfigError(f"--nuts compares with a NUTS gold standard for ppca only, not {model.name!r}; drop --nuts")
     run_config = read_json(run / CONFIG)
     out = Path(out) if out is not None else run / "diagnostics"
     dataset, train_data = open_run_data(run_config, data, data_dir)
@@ -156,9 +161,13 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         train_x = train_data.split("train").x
         train_errors = train_reconstruction_errors(model, train_x, len(idx), min(particles, 20), seed, batch_size)
     result = compute_diagnostics(model, idata, records, train_errors, seed)
+    if nuts:
+        result["gold_standard"] = gold_standard(model, train_data, num_data, seed, nuts_samples, nuts_warmup, nuts_chains)
     noun = f"{split} {'images' if dataset.is_image else 'data'}"
     result.update(run=str(run), model=model.name, data=dataset.spec or data, split=split, num_data=len(idx), particles=particles,
                   seed=seed, verdicts=dg.verdicts(result, noun))
+    if nuts:
+        result["verdicts"]["gold_standard"] = gold_standard_verdict(result["gold_standard"])
     out.mkdir(parents=True, exist_ok=True)
     save_idata(idata, out / IDATA)
     write_json(out / DIAGNOSTICS, json_ready(summary_only(result)))
@@ -168,6 +177,15 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         write_report(out / REPORT, model, idata, result)
     result["idata"] = idata
     return result
+
+
+def gold_standard(model, train_data, num_data: int, seed: int, samples: int, warmup: int, chains: int) -> dict[str, Any]:
+    """NUTS against the SVI fit on at most ``num_data`` of the run's training data (the data the fit saw)."""
+    if train_data is None:
+        raise RunError("--nuts needs the run's own training data, which cannot be opened any more; check --data-dir")
+    train_x = train_data.split("train").x
+    idx = choose_data(num_data, len(train_x), seed + 2)
+    return compare_ppca(model, train_x[idx].numpy(), samples, warmup, chains, seed)
 
 
 def summary_only(result: dict) -> dict:
@@ -204,6 +222,7 @@ def summary_table(result: dict) -> str:
         "pit": lambda p: p.get("tail_fraction") is not None and
         ("PIT tails (uniform 10%)", f"{100 * p['tail_fraction']:.1f}%  (KS {p['ks_distance']:.3f})"),
         "reconstruction": lambda r: ("recon. error held-out - train", f"{r['difference']:+.2f} +- {r['difference_se']:.2f} nats"),
+        "gold_standard": lambda g: ("NUTS max R-hat / SVI max |z|", f"{g['max_rhat']:.3f} / {g['max_abs_z']:.2f} posterior sds  (min ESS {g['min_ess']:.0f})"),
         "convergence": lambda c: c.get("slope") is not None and
         ("ELBO slope, last epochs", f"{c['slope']:+.3f} per epoch  (best epoch {c['best_epoch']}, {c['epochs_since_best']} ago)"),
     }

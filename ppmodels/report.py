@@ -303,12 +303,25 @@ def check_sections(model, result: dict) -> list[str]:
     return out
 
 
+def gold_standard_sections(result: dict) -> list[str]:
+    """The NUTS gold standard of ``diagnose --nuts`` (ppca): one row per rotation-invariant quantity."""
+    gold = result.get("gold_standard")
+    if not gold:
+        return []
+    rows = [(name.replace("_", " "), f"NUTS {q['mean']:.4g} +- {q['sd']:.2g} (R-hat {q['rhat']:.3f}, ESS {q['ess']:.0f}); "
+             f"SVI {q['svi']:.4g}, {q['z']:+.2f} posterior sds") for name, q in gold["quantities"].items()]
+    rows.append(("subspace angles", ", ".join(f"{a:.1f}" for a in gold["subspace_angles_deg"]) + " degrees (SVI against the NUTS posterior-mean subspace)"))
+    return [section("Gold standard: NUTS against the SVI fit", result["verdicts"].get("gold_standard"), table(rows, ("quantity", "posterior and fit")),
+                    f"NUTS ({gold['num_chains']} chains x {gold['num_samples']} draws, {gold['num_data']} training data; prior {gold['prior']}). "
+                    "W is identified only up to rotation, so only rotation-invariant quantities are compared.")]
+
+
 def write_report(path: str | Path, model, idata, result: dict) -> Path:
     """Write ``report.html`` for a :func:`ppmodels.diagnosis.diagnose` result and its InferenceData."""
     parts = header(result) + inference_sections(result)
     if len(model.config.x_shape) == 3:
         parts += image_sections(model, idata, result)
-    parts += latent_sections(idata, result) + check_sections(model, result)
+    parts += latent_sections(idata, result) + check_sections(model, result) + gold_standard_sections(result)
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>ppmodels diagnostics</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
     path = Path(path)
     atomic_write(path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))

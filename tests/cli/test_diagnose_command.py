@@ -34,3 +34,20 @@ def test_diagnose_errors_are_one_line(tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.stderr and "Traceback" not in result.output
     result = invoke("diagnose", tmp_path, "--particles", 20)
     assert result.exit_code == 2 and "21" in result.output
+
+
+def test_diagnose_nuts_writes_the_gold_standard_for_ppca_and_refuses_other_models(tmp_path):
+    run, out = tmp_path / "ppca", tmp_path / "diag"
+    assert invoke("train", "ppca", "--data", "digits", "--out", run, "--epochs", 20, "--z-dim", 1, "--quiet").exit_code == 0
+    result = invoke("diagnose", run, "--num-data", 40, "--particles", 21, "--nuts", "--nuts-samples", 30, "--out", out)
+    assert result.exit_code == 0, result.output
+    gold = json.loads((out / "diagnostics.json").read_text())["gold_standard"]
+    assert gold["num_data"] == 40 and gold["num_samples"] == 30 and gold["num_chains"] == 2
+    assert set(gold["quantities"]) == {"sigma2", "eigenvalue_1"} and len(gold["subspace_angles_deg"]) == 1
+    assert all(q["rhat"] > 0 and q["ess"] > 0 and q["sd"] > 0 for q in gold["quantities"].values())
+    assert "NUTS max R-hat" in result.output and "Gold standard: NUTS" in (out / "report.html").read_text()
+
+    vae = tmp_path / "vae"
+    assert invoke("train", "vae", "--data", "digits", "--out", vae, "--epochs", 1, "--hidden", "16", "--z-dim", 2, "--quiet").exit_code == 0
+    result = invoke("diagnose", vae, "--num-data", 10, "--particles", 21, "--nuts")
+    assert result.exit_code == 2 and "ppca only" in result.stderr and "Traceback" not in result.output
