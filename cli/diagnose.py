@@ -23,13 +23,13 @@ def diagnose(
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first (MNIST).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (which data, which draws).")] = 0,
     report: Annotated[bool, typer.Option(help="Write report.html with figures.")] = True,
-    nuts: Annotated[bool, typer.Option(help="ppca only: compare the fit with a NUTS posterior of W, mu, sigma on at most --num-data training data.")] = False,
+    nuts: Annotated[bool, typer.Option(help="ppca and gmm only: compare the fit with a NUTS posterior of its globals on at most --num-data training data.")] = False,
     nuts_samples: Annotated[int, typer.Option(min=10, help="NUTS draws per chain after as many warmup steps (with --nuts).")] = 200,
     nuts_chains: Annotated[int, typer.Option(min=2, help="NUTS chains, run one after another (R-hat needs 2 or more).")] = 2,
 ) -> None:
     """Check the posterior of a trained run: Pareto k-hat, importance-weighted log-likelihood against the ELBO,
     calibration of q(y|x), posterior predictive checks and training convergence (and, with --nuts, a NUTS gold
-    standard for ppca). Writes idata.nc (ArviZ), diagnostics.json and report.html."""
+    standard for ppca and gmm). Writes idata.nc (ArviZ), diagnostics.json and report.html."""
     result = diagnose_run(run, data, out, split=split, num_data=num_data, particles=particles, seed=seed, data_dir=data_dir, report=report,
                           nuts=nuts, nuts_samples=nuts_samples, nuts_warmup=nuts_samples, nuts_chains=nuts_chains)
     typer.echo(summary_table(result))

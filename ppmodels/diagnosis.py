@@ -22,7 +22,7 @@ from .api import select_split
 from .data import load_dataset
 from .errors import ConfigError, PPModelsError, RunError
 from .evaluation import classification_metrics
-from .gold_standard import compare_ppca, gold_standard_verdict
+from .gold_standard import gold_standard_for, gold_standard_verdict
 from .inference import prior_sampled_sites, trace_particles
 from .posterior import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
                         has_own_log_weights, posterior_idata, save_idata)
@@ -127,8 +127,8 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     """Diagnose the run in folder ``run`` on ``num_data`` data of ``split`` with ``particles`` guide draws each.
 
     Returns the content of ``diagnostics.json`` (with per-datum arrays) and writes the files of the module
-    docstring into ``out``. With ``nuts`` (ppca only) it also compares the fit with a NUTS posterior of the globals
-    on at most ``num_data`` training data (:func:`ppmodels.gold_standard.compare_ppca`), under ``gold_standard``.
+    docstring into ``out``. With ``nuts`` (ppca and gmm) it also compares the fit with a NUTS posterior of the globals
+    on at most ``num_data`` training data (:data:`ppmodels.gold_standard.GOLD_STANDARDS`), under ``gold_standard``.
 
     Example::
 
@@ -139,8 +139,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         raise ConfigError(f"need --num-data >= 1 and --particles >= {dg.MIN_DRAWS} (k-hat needs many draws; 200 is a good start), got {num_data} and {particles}")
     run = Path(run)
     model = load(run)
-    if nuts and model.name != "ppca":
-        raise ConfigError(f"--nuts compares with a NUTS gold standard for ppca only, not {model.name!r}; drop --nuts")
+    compare = gold_standard_for(model) if nuts else None  # refuse before the slow part
     run_config = read_json(run / CONFIG)
     out = Path(out) if out is not None else run / "diagnostics"
     dataset, train_data = open_run_data(run_config, data, data_dir)
@@ -162,7 +161,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         train_errors = train_reconstruction_errors(model, train_x, len(idx), min(particles, 20), seed, batch_size)
     result = compute_diagnostics(model, idata, records, train_errors, seed)
     if nuts:
-        result["gold_standard"] = gold_standard(model, train_data, num_data, seed, nuts_samples, nuts_warmup, nuts_chains)
+        result["gold_standard"] = gold_standard(compare, model, train_data, num_data, seed, nuts_samples, nuts_warmup, nuts_chains)
     noun = f"{split} {'images' if dataset.is_image else 'data'}"
     result.update(run=str(run), model=model.name, data=dataset.spec or data, split=split, num_data=len(idx), particles=particles,
                   seed=seed, verdicts=dg.verdicts(result, noun))
@@ -179,13 +178,13 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     return result
 
 
-def gold_standard(model, train_data, num_data: int, seed: int, samples: int, warmup: int, chains: int) -> dict[str, Any]:
+def gold_standard(compare, model, train_data, num_data: int, seed: int, samples: int, warmup: int, chains: int) -> dict[str, Any]:
     """NUTS against the SVI fit on at most ``num_data`` of the run's training data (the data the fit saw)."""
     if train_data is None:
         raise RunError("--nuts needs the run's own training data, which cannot be opened any more; check --data-dir")
     train_x = train_data.split("train").x
     idx = choose_data(num_data, len(train_x), seed + 2)
-    return compare_ppca(model, train_x[idx].numpy(), samples, warmup, chains, seed)
+    return compare(model, train_x[idx].numpy(), samples, warmup, chains, seed)
 
 
 def summary_only(result: dict) -> dict:

@@ -1,4 +1,9 @@
-"""A NUTS gold standard for probabilistic PCA: the full posterior over W, mu and sigma against the SVI point estimate.
+"""NUTS gold standards for the small models: the full posterior of the globals against the SVI point estimates.
+
+:data:`GOLD_STANDARDS` maps a model name to its comparison: :func:`compare_ppca` (below) and :func:`compare_gmm` (a
+Gaussian mixture, its NUTS draws relabelled to the SVI fit's components; see the section "Gaussian mixture").
+
+Probabilistic PCA: the full posterior over W, mu and sigma against the SVI point estimate.
 
 The PPCA run fits W, mu and sigma as point estimates (maximum likelihood, since its guide over z is exact). NUTS samples
 their posterior under weak priors from the marginal likelihood, z integrated out::
@@ -28,6 +33,7 @@ import torch
 from pyro.infer import MCMC, NUTS
 
 from .errors import ConfigError
+from .models.gmm import mixture_log_prob
 
 #: prior scales on the standardized data (see the module docstring)
 PRIOR_SCALE = 3.0
@@ -61,15 +67,21 @@ def nuts_ppca(x, latent_dim: int, num_samples: int = 200, warmup: int = 200, num
         raise ConfigError(f"NUTS for ppca needs 1 <= latent_dim < {x.shape[1]} (the number of features), got {latent_dim}")
     center, scale = x.mean(0), x.std().clamp_min(1e-12)
     standardized = (x - center) / scale
-    chains = []
-    for chain in range(num_chains):  # separate seeds give the chains independent initial points
-        pyro.set_rng_seed(seed + chain)
-        mcmc = MCMC(NUTS(ppca_marginal_model), num_samples=num_samples, warmup_steps=warmup, num_chains=1, disable_progbar=True)
-        mcmc.run(standardized, latent_dim)
-        chains.append({name: value.detach().numpy() for name, value in mcmc.get_samples().items()})
-    draws = {name: np.stack([c[name] for c in chains]) for name in ("W", "mu", "sigma")}
+    draws = run_chains(ppca_marginal_model, (standardized, latent_dim), num_samples, warmup, num_chains, seed)
     scale, center = float(scale), center.numpy()
     return {"W": scale * draws["W"], "mu": center + scale * draws["mu"], "sigma": scale * draws["sigma"]}
+
+
+def run_chains(model, args: tuple, num_samples: int, warmup: int, num_chains: int, seed: int) -> dict[str, np.ndarray]:
+    """NUTS draws of every sample site of ``model(*args)``, shape (chain, draw, ...); chains run one after another,
+    with separate seeds so that they start from independent points."""
+    chains = []
+    for chain in range(num_chains):
+        pyro.set_rng_seed(seed + chain)
+        mcmc = MCMC(NUTS(model), num_samples=num_samples, warmup_steps=warmup, num_chains=1, disable_progbar=True)
+        mcmc.run(*args)
+        chains.append({name: value.detach().numpy() for name, value in mcmc.get_samples().items()})
+    return {name: np.stack([c[name] for c in chains]) for name in chains[0]}
 
 
 def invariant_quantities(w: np.ndarray, sigma: np.ndarray) -> dict[str, np.ndarray]:
@@ -105,9 +117,6 @@ def compare_ppca(run_model, x, num_samples: int = 200, warmup: int = 200, num_ch
         gold = compare_ppca(load("runs/ppca"), x_train[:300])
         gold["quantities"]["sigma2"]["z"], gold["max_rhat"]
     """
-    from .diagnostics import _arviz
-
-    az = _arviz()
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     k = run_model.config.z_dim
     draws = nuts_ppca(x, k, num_samples, warmup, num_chains, seed)
@@ -116,6 +125,19 @@ def compare_ppca(run_model, x, num_samples: int = 200, warmup: int = 200, num_ch
     svi = invariant_quantities(w_svi, np.float64(run_model.noise_variance_) ** 0.5)
     posterior = {"sigma2": nuts["sigma2"], **{f"eigenvalue_{i + 1}": nuts["eigenvalue"][..., i] for i in range(k)}}
     svi_values = {"sigma2": float(svi["sigma2"]), **{f"eigenvalue_{i + 1}": float(svi["eigenvalue"][i]) for i in range(k)}}
+    angles = principal_angles(run_model.components_.astype(np.float64), mean_subspace(draws["W"]))
+    return {"method": "NUTS", "num_data": len(x), "num_samples": num_samples, "warmup": warmup, "num_chains": num_chains,
+            "prior": f"on data standardized by its mean and overall sd s: W, mu ~ Normal(0, {PRIOR_SCALE}), sigma ~ HalfNormal({PRIOR_SCALE})",
+            "note": "W is identified only up to rotation, so only rotation-invariant quantities are compared.",
+            **summarize(posterior, svi_values), "subspace_angles_deg": angles}
+
+
+def summarize(posterior: dict[str, np.ndarray], svi_values: dict[str, float]) -> dict[str, Any]:
+    """Per scalar quantity of ``posterior`` (arrays (chain, draw)): R-hat, bulk ESS (ArviZ on an InferenceData built
+    here, not by ``from_pyro``), NUTS mean and sd, the SVI value and its z; plus their extremes."""
+    from .diagnostics import _arviz
+
+    az = _arviz()
     idata = az.from_dict(posterior=posterior)
     rhat, ess = az.rhat(idata), az.ess(idata)
     quantities = {}
@@ -123,20 +145,126 @@ def compare_ppca(run_model, x, num_samples: int = 200, warmup: int = 200, num_ch
         mean, sd = float(values.mean()), float(values.std(ddof=1))
         quantities[name] = {"rhat": float(rhat[name]), "ess": float(ess[name]), "mean": mean, "sd": sd,
                             "svi": svi_values[name], "z": (svi_values[name] - mean) / sd if sd > 0 else float("nan")}
-    angles = principal_angles(run_model.components_.astype(np.float64), mean_subspace(draws["W"]))
+    return {"quantities": quantities, "max_rhat": max(q["rhat"] for q in quantities.values()),
+            "min_ess": min(q["ess"] for q in quantities.values()), "max_abs_z": max(abs(q["z"]) for q in quantities.values())}
+
+
+# ----- Gaussian mixture -----------------------------------------------------------------------------------------------
+#: NUTS on a mixture is refused above this many component-feature pairs (K * D): each of the K * (2 D + 1) globals
+#: adds to the gradient steps per draw, and beyond ~40 two chains no longer finish in about a minute on a small CPU
+#: (multimodality across labels also grows with K).
+GMM_MAX_COMPONENT_FEATURES = 40
+
+
+def gmm_marginal_model(x: torch.Tensor, num_components: int) -> None:
+    """The diagonal Gaussian mixture with the component summed out, on data ``x`` (N, D) standardized per feature::
+
+        pi ~ Dirichlet(1, ..., 1)      loc~_kd ~ Normal(0, 3)      scale~_kd ~ HalfNormal(3)
+        x~_n ~ sum_k pi_k Normal(loc~_k, diag(scale~_k^2))
+    """
+    n, d = x.shape
+    weights = pyro.sample("weights", dist.Dirichlet(torch.ones(num_components, dtype=x.dtype)))
+    locs = pyro.sample("locs", dist.Normal(torch.zeros(num_components, d, dtype=x.dtype), PRIOR_SCALE).to_event(2))
+    scales = pyro.sample("scales", dist.HalfNormal(torch.full((num_components, d), PRIOR_SCALE, dtype=x.dtype)).to_event(2))
+    pyro.factor("x", mixture_log_prob(x, weights.clamp_min(1e-30).log(), locs, scales).sum())
+
+
+def check_gmm_size(num_components: int, num_features: int) -> None:
+    """Refuse mixtures too large for NUTS in reasonable time (:data:`GMM_MAX_COMPONENT_FEATURES`)."""
+    if num_components * num_features > GMM_MAX_COMPONENT_FEATURES:
+        raise ConfigError(f"NUTS for gmm needs num_components x features <= {GMM_MAX_COMPONENT_FEATURES}, got "
+                          f"{num_components} x {num_features}; drop --nuts (it would take too long)")
+
+
+def nuts_gmm(x, num_components: int, num_samples: int = 200, warmup: int = 200, num_chains: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    """NUTS draws of the mixture posterior for data ``x`` (N, D), on the data's own scale, components *not* relabelled.
+
+    The data are standardized per feature (mean m_d, sd s_d) for the priors of :func:`gmm_marginal_model`; the draws
+    are mapped back: ``locs = m + s loc~``, ``scales = s scale~`` (diagonal covariances make per-feature scaling exact).
+
+    :returns: ``{"weights": (chain, draw, K), "locs": (chain, draw, K, D), "scales": (chain, draw, K, D)}``, float64.
+
+    Example::
+
+        draws = nuts_gmm(x, num_components=2, num_samples=200, warmup=200)
+        draws["locs"].shape   # (2, 200, 2, D)
+    """
+    x = torch.as_tensor(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
+    check_gmm_size(num_components, x.shape[1])
+    center, scale = x.mean(0), x.std(0).clamp_min(1e-12)
+    draws = run_chains(gmm_marginal_model, ((x - center) / scale, num_components), num_samples, warmup, num_chains, seed)
+    center, scale = center.numpy(), scale.numpy()
+    return {"weights": draws["weights"], "locs": center + scale * draws["locs"], "scales": scale * draws["scales"]}
+
+
+def relabel(draws: dict[str, np.ndarray], reference_locs: np.ndarray, feature_scale: np.ndarray) -> dict[str, np.ndarray]:
+    """Permute the components of every draw to match ``reference_locs`` (K, D): the assignment minimizing the summed
+    squared distances between locs, features divided by ``feature_scale`` (Hungarian algorithm). Label switching
+    (within or across chains) would otherwise make R-hat and posterior means of per-component quantities meaningless."""
+    from scipy.optimize import linear_sum_assignment
+
+    locs = draws["locs"] / feature_scale
+    reference = reference_locs / feature_scale
+    cost = ((locs[..., :, None, :] - reference[None, None, None]) ** 2).sum(-1)  # (chain, draw, K draw, K reference)
+    order = np.empty(cost.shape[:3], dtype=int)
+    for index in np.ndindex(*cost.shape[:2]):
+        rows, cols = linear_sum_assignment(cost[index])
+        order[index][cols] = rows  # reference component j takes the draw's component rows[j]
+    take = lambda values: np.take_along_axis(values, order.reshape(*order.shape, *[1] * (values.ndim - 3)), axis=2)
+    return {name: take(values) for name, values in draws.items()}
+
+
+def compare_gmm(run_model, x, num_samples: int = 200, warmup: int = 200, num_chains: int = 2, seed: int = 0) -> dict[str, Any]:
+    """Run :func:`nuts_gmm` on ``x`` and compare its posterior with the SVI point estimates of ``run_model`` (a GMM).
+
+    Every draw is relabelled to the SVI fit's components (:func:`relabel`) before R-hat and ESS; then, as
+    :func:`compare_ppca`, per quantity ``weight_k``, ``loc_k_d``, ``scale_k_d`` (k, d from 0): R-hat, bulk ESS, NUTS mean
+    and sd, SVI value and ``z``. ``switched_draws``: the fraction of draws whose labels were permuted.
+
+    Example::
+
+        gold = compare_gmm(load("runs/gmm"), x_train[:300])
+        gold["quantities"]["loc_0_0"]["z"], gold["max_rhat"]
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    k = run_model.config.num_components
+    svi = {"weights": run_model.weights_.astype(np.float64), "locs": run_model.means_.astype(np.float64),
+           "scales": run_model.scales.detach().double().cpu().numpy()}
+    raw = nuts_gmm(x, k, num_samples, warmup, num_chains, seed)
+    draws = relabel(raw, svi["locs"], x.std(0).clip(1e-12))
+    switched = float(np.mean(np.any(draws["locs"] != raw["locs"], axis=(-1, -2))))
+    posterior, svi_values = {}, {}
+    for site, stem in (("weights", "weight"), ("locs", "loc"), ("scales", "scale")):
+        for index in np.ndindex(*draws[site].shape[2:]):
+            name = "_".join([stem, *map(str, index)])
+            posterior[name], svi_values[name] = draws[site][(..., *index)], float(svi[site][index])
     return {"method": "NUTS", "num_data": len(x), "num_samples": num_samples, "warmup": warmup, "num_chains": num_chains,
-            "prior": f"on data standardized by its mean and overall sd s: W, mu ~ Normal(0, {PRIOR_SCALE}), sigma ~ HalfNormal({PRIOR_SCALE})",
-            "quantities": quantities, "max_rhat": max(q["rhat"] for q in quantities.values()),
-            "min_ess": min(q["ess"] for q in quantities.values()), "max_abs_z": max(abs(q["z"]) for q in quantities.values()),
-            "subspace_angles_deg": angles}
+            "prior": f"on data standardized per feature: weights ~ Dirichlet(1), locs ~ Normal(0, {PRIOR_SCALE}), scales ~ HalfNormal({PRIOR_SCALE})",
+            "note": "Components of every NUTS draw are relabelled to the SVI fit's by matching locs (Hungarian algorithm) before R-hat and ESS.",
+            **summarize(posterior, svi_values), "switched_draws": switched}
+
+
+#: ``diagnose --nuts``: the comparison for each model name
+GOLD_STANDARDS = {"ppca": compare_ppca, "gmm": compare_gmm}
+
+
+def gold_standard_for(model):
+    """The comparison function of :data:`GOLD_STANDARDS` for ``model``; refuses unknown or too large models."""
+    if model.name not in GOLD_STANDARDS:
+        raise ConfigError(f"--nuts has a NUTS gold standard for {' and '.join(GOLD_STANDARDS)} only, not {model.name!r}; drop --nuts")
+    if model.name == "gmm":
+        check_gmm_size(model.config.num_components, int(np.prod(model.config.x_shape)))
+    return GOLD_STANDARDS[model.name]
 
 
 def gold_standard_verdict(gold: dict) -> str:
-    """One plain sentence on a :func:`compare_ppca` result."""
+    """One plain sentence on a :func:`compare_ppca` or :func:`compare_gmm` result."""
     if gold["max_rhat"] > 1.05 or gold["min_ess"] < 100:
         return (f"The NUTS chains have not mixed (max R-hat {gold['max_rhat']:.2f}, min ESS {gold['min_ess']:.0f}): "
                 "run more samples before comparing.")
-    z, angle = gold["max_abs_z"], float(np.max(gold["subspace_angles_deg"]))
+    z = gold["max_abs_z"]
     where = "within" if z <= 3 else "outside"
-    return (f"The SVI estimates of sigma^2 and the eigenvalues of W W^T lie {where} 3 posterior sds of the NUTS means "
-            f"(largest |z| {z:.2f}); the SVI subspace is {angle:.1f} degrees from the NUTS posterior-mean subspace.")
+    verdict = f"The SVI estimates lie {where} 3 posterior sds of the NUTS means (largest |z| {z:.2f})"
+    if "subspace_angles_deg" in gold:
+        return verdict + f"; the SVI subspace is {float(np.max(gold['subspace_angles_deg'])):.1f} degrees from the NUTS posterior-mean subspace."
+    return verdict + " after relabelling the NUTS components to the SVI fit's."

@@ -304,16 +304,17 @@ def check_sections(model, result: dict) -> list[str]:
 
 
 def gold_standard_sections(result: dict) -> list[str]:
-    """The NUTS gold standard of ``diagnose --nuts`` (ppca): one row per rotation-invariant quantity."""
+    """The NUTS gold standard of ``diagnose --nuts`` (ppca, gmm): one row per compared quantity."""
     gold = result.get("gold_standard")
     if not gold:
         return []
     rows = [(name.replace("_", " "), f"NUTS {q['mean']:.4g} +- {q['sd']:.2g} (R-hat {q['rhat']:.3f}, ESS {q['ess']:.0f}); "
              f"SVI {q['svi']:.4g}, {q['z']:+.2f} posterior sds") for name, q in gold["quantities"].items()]
-    rows.append(("subspace angles", ", ".join(f"{a:.1f}" for a in gold["subspace_angles_deg"]) + " degrees (SVI against the NUTS posterior-mean subspace)"))
+    if "subspace_angles_deg" in gold:
+        rows.append(("subspace angles", ", ".join(f"{a:.1f}" for a in gold["subspace_angles_deg"]) + " degrees (SVI against the NUTS posterior-mean subspace)"))
     return [section("Gold standard: NUTS against the SVI fit", result["verdicts"].get("gold_standard"), table(rows, ("quantity", "posterior and fit")),
                     f"NUTS ({gold['num_chains']} chains x {gold['num_samples']} draws, {gold['num_data']} training data; prior {gold['prior']}). "
-                    "W is identified only up to rotation, so only rotation-invariant quantities are compared.")]
+                    + gold["note"])]
 
 
 def write_report(path: str | Path, model, idata, result: dict) -> Path:

@@ -1,12 +1,14 @@
-"""NUTS gold standard for PPCA: the chains mix on rotation-invariant quantities, find the closed-form MLE, and the SVI
-fit lies inside the posterior."""
+"""NUTS gold standards. PPCA: the chains mix on rotation-invariant quantities, find the closed-form MLE, and the SVI
+fit lies inside the posterior. GMM: after relabelling to the SVI components the chains mix, find the true parameters,
+and the SVI fit lies inside the posterior."""
 
 import numpy as np
 import pytest
 
 from ppmodels.data import TrainData, from_arrays, prepare_data
-from ppmodels.gold_standard import compare_ppca, invariant_quantities, mean_subspace, principal_angles
-from ppmodels.models import PPCA
+from ppmodels.errors import ConfigError
+from ppmodels.gold_standard import compare_gmm, compare_ppca, invariant_quantities, mean_subspace, nuts_gmm, principal_angles, relabel
+from ppmodels.models import GMM, PPCA
 from ppmodels.train import TrainConfig
 
 D, K, N = 4, 1, 150
@@ -55,3 +57,57 @@ def test_nuts_agrees_with_closed_form_and_svi(fitted):
     # SVI reached the MLE, so it lies well inside the posterior, and its subspace is the posterior's
     assert gold["max_abs_z"] < 2.0, q
     assert np.max(gold["subspace_angles_deg"]) < 5.0
+
+
+# ----- Gaussian mixture ---------------------------------------------------------------------------------------------
+GMM_LOCS = np.array([[-4.0, 0.0], [4.0, 1.0], [0.0, 6.0]])
+GMM_SCALES = np.array([[1.0, 0.5], [0.7, 1.2], [0.8, 0.8]])
+GMM_WEIGHTS = np.array([0.5, 0.3, 0.2])
+
+
+@pytest.fixture(scope="module")
+def fitted_gmm():
+    """300 points from three well separated 2-D components (the train split keeps 210) and a GMM fitted by SVI."""
+    rng = np.random.default_rng(2)
+    k = rng.choice(3, size=300, p=GMM_WEIGHTS)
+    x = (GMM_LOCS[k] + GMM_SCALES[k] * rng.normal(size=(300, 2))).astype(np.float32)
+    full = prepare_data(from_arrays("blobs", x))
+    data = TrainData(full.dataset, full.train, None, None)
+    gmm = GMM(x_shape=[2], num_components=3).fit(data, TrainConfig(epochs=300, batch_size=len(data.train), lr=0.05, patience=None))
+    return gmm, data.train.x.numpy().astype(np.float64)
+
+
+def test_relabel_undoes_a_permutation():
+    rng = np.random.default_rng(0)
+    reference = GMM_LOCS
+    perms = np.stack([rng.permutation(3) for _ in range(12)]).reshape(2, 6, 3)
+    locs = reference[perms] + 0.01 * rng.normal(size=(2, 6, 3, 2))
+    draws = {"locs": locs, "weights": GMM_WEIGHTS[perms], "scales": GMM_SCALES[perms]}
+    fixed = relabel(draws, reference, np.ones(2))
+    np.testing.assert_allclose(fixed["locs"], np.broadcast_to(reference, locs.shape), atol=0.1)
+    np.testing.assert_array_equal(fixed["weights"], np.broadcast_to(GMM_WEIGHTS, perms.shape))
+    np.testing.assert_array_equal(fixed["scales"], np.broadcast_to(GMM_SCALES, locs.shape))
+
+
+def test_nuts_gmm_agrees_with_truth_and_svi_after_relabelling(fitted_gmm):
+    gmm, x = fitted_gmm
+    gold = compare_gmm(gmm, x, num_samples=150, warmup=150, num_chains=2, seed=0)
+    q = gold["quantities"]
+    assert set(q) == {f"weight_{k}" for k in range(3)} | {f"{s}_{k}_{d}" for s in ("loc", "scale") for k in range(3) for d in range(2)}
+    assert gold["max_rhat"] < 1.1, q
+    assert gold["min_ess"] > 30, q
+    # SVI started at k-means centres, so its component order is arbitrary: map the truth onto it by nearest loc
+    order = [int(np.argmin(((GMM_LOCS - loc) ** 2).sum(-1))) for loc in gmm.means_]
+    assert sorted(order) == [0, 1, 2]
+    for k, true_k in enumerate(order):
+        assert abs(q[f"weight_{k}"]["mean"] - GMM_WEIGHTS[true_k]) < 0.1
+        for d in range(2):
+            assert abs(q[f"loc_{k}_{d}"]["mean"] - GMM_LOCS[true_k, d]) < 4 * q[f"loc_{k}_{d}"]["sd"] + 0.05, (k, d, q[f"loc_{k}_{d}"])
+            assert q[f"scale_{k}_{d}"]["mean"] == pytest.approx(GMM_SCALES[true_k, d], rel=0.3)
+    # the SVI maximum-likelihood fit lies within a few posterior sds of the NUTS means
+    assert gold["max_abs_z"] < 3.0, q
+
+
+def test_nuts_gmm_refuses_large_mixtures():
+    with pytest.raises(ConfigError, match="num_components x features <= 40"):
+        nuts_gmm(np.zeros((50, 10)), num_components=5)

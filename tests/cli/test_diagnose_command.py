@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 from typer.testing import CliRunner
 
 from ppmodels_cli.main import app
@@ -50,4 +51,26 @@ def test_diagnose_nuts_writes_the_gold_standard_for_ppca_and_refuses_other_model
     vae = tmp_path / "vae"
     assert invoke("train", "vae", "--data", "digits", "--out", vae, "--epochs", 1, "--hidden", "16", "--z-dim", 2, "--quiet").exit_code == 0
     result = invoke("diagnose", vae, "--num-data", 10, "--particles", 21, "--nuts")
-    assert result.exit_code == 2 and "ppca only" in result.stderr and "Traceback" not in result.output
+    assert result.exit_code == 2 and "ppca and gmm only" in result.stderr and "Traceback" not in result.output
+
+
+def test_diagnose_nuts_on_a_gmm_relabels_to_the_svi_components(tmp_path):
+    rng = np.random.default_rng(0)
+    k = rng.integers(2, size=200)
+    np.save(tmp_path / "blobs.npy", (np.array([[-3.0, 0.0], [3.0, 2.0]])[k] + 0.5 * rng.normal(size=(200, 2))).astype(np.float32))
+    run, out = tmp_path / "gmm", tmp_path / "diag"
+    result = invoke("train", "gmm", "--data", tmp_path / "blobs.npy", "--out", run, "--epochs", 50, "--set", "num_components=2", "--quiet")
+    assert result.exit_code == 0, result.output
+    result = invoke("diagnose", run, "--num-data", 60, "--particles", 21, "--nuts", "--nuts-samples", 40, "--out", out)
+    assert result.exit_code == 0, result.output
+    gold = json.loads((out / "diagnostics.json").read_text())["gold_standard"]
+    assert gold["num_data"] == 60 and gold["num_samples"] == 40 and gold["num_chains"] == 2
+    assert set(gold["quantities"]) == {"weight_0", "weight_1", *(f"{s}_{i}_{d}" for s in ("loc", "scale") for i in range(2) for d in range(2))}
+    assert all(q["rhat"] > 0 and q["ess"] > 0 and q["sd"] > 0 for q in gold["quantities"].values())
+    assert "relabelled to the SVI fit's" in gold["note"] and 0 <= gold["switched_draws"] <= 1
+    assert "NUTS max R-hat" in result.output and "matching locs" in (out / "report.html").read_text()
+
+    result = invoke("train", "gmm", "--data", "digits", "--out", tmp_path / "big", "--epochs", 1, "--set", "num_components=2", "--quiet")
+    assert result.exit_code == 0, result.output
+    result = invoke("diagnose", tmp_path / "big", "--num-data", 10, "--particles", 21, "--nuts")
+    assert result.exit_code == 2 and "num_components x features <= 40" in result.stderr and "Traceback" not in result.output
