@@ -50,6 +50,14 @@ def open_data(spec: str, data_dir: str | None = None, download: bool = False, la
     return prepare_data(dataset, labels, seed=seed)
 
 
+def open_run_dataset(run_config: dict, data_dir: str | None = None) -> Dataset:
+    """The data a run trained on, opened as its ``config.json`` records it: spec, data folder (``data_dir`` first),
+    binarization, per-class cap and seed."""
+    saved = run_config.get("data") or {}
+    return load_dataset(saved.get("spec") or "digits", data_dir=data_dir or saved.get("data_dir"), binarize=saved.get("binarize") or "none",
+                        max_per_class=saved.get("max_per_class"), seed=run_config.get("seed") or 0)
+
+
 def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest", *, data_dir: str | None = None,
           download: bool = False, labels: int | None = None, binarize: str = "none", max_per_class: int | None = None,
           train_config: TrainConfig | None = None, model_options: dict[str, Any] | None = None, overwrite: bool = False,

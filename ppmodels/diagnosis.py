@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import diagnostics as dg
-from .api import select_split
+from .api import open_run_dataset, select_split
 from .data import load_dataset
 from .errors import ConfigError, PPModelsError, RunError
 from .evaluation import classification_metrics
@@ -61,18 +61,12 @@ def open_run_data(run_config: dict, spec: str | None, data_dir: str | None):
     """The dataset to diagnose (``spec``, default the run's own) with the run's binarization, and the run's own
     training data for the overfitting check (``None`` when it cannot be opened any more)."""
     saved = run_config.get("data") or {}
-    options = {"binarize": saved.get("binarize") or "none", "seed": run_config.get("seed") or 0}
-    own_spec = saved.get("spec", "digits")
-
-    def own():
-        return load_dataset(own_spec, data_dir=data_dir or saved.get("data_dir"), max_per_class=saved.get("max_per_class"), **options)
-
-    if spec is None or spec == own_spec:
-        dataset = own()
+    if spec is None or spec == (saved.get("spec") or "digits"):
+        dataset = open_run_dataset(run_config, data_dir)
         return dataset, dataset
-    dataset = load_dataset(spec, data_dir=data_dir, **options)
+    dataset = load_dataset(spec, data_dir=data_dir, binarize=saved.get("binarize") or "none", seed=run_config.get("seed") or 0)
     try:
-        return dataset, own()
+        return dataset, open_run_dataset(run_config, data_dir)
     except PPModelsError:
         return dataset, None
 

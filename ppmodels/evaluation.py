@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyro
 
+from .api import open_run_dataset
 from .data import load_dataset
 from .errors import ConfigError
 from .metrics import classification_report
@@ -54,12 +55,15 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
         raise ConfigError(f"--iw-samples must be at least 0, got {iw_samples}")
     run = Path(run_or_model) if isinstance(run_or_model, (str, Path)) else None
     model = load(run) if run is not None else run_or_model
-    data_options = read_json(run / CONFIG).get("data", {}) if run is not None else {}
+    run_config = read_json(run / CONFIG) if run is not None else {}
+    data_options = run_config.get("data", {})
     spec = data_spec or data_options.get("spec")
     if not spec:
         raise ConfigError("no data to evaluate on: give a data spec (--data), the model's run names none")
-    binarize = data_options.get("binarize", "none") if spec == data_options.get("spec") else "none"
-    dataset = load_dataset(spec, data_dir=data_dir or data_options.get("data_dir"), binarize="threshold" if binarize == "threshold" else "none")
+    if spec == data_options.get("spec"):  # the run's own data, binarized as in training (held-out splits are never capped)
+        dataset = open_run_dataset(run_config, data_dir)
+    else:
+        dataset = load_dataset(spec, data_dir=data_dir or data_options.get("data_dir"))
     part = dataset.split(split)
     if max_examples is not None:
         part = part.subset(np.arange(min(max_examples, len(part))))
