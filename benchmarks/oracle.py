@@ -52,7 +52,7 @@ def m2_loss(m2, batch: dict) -> torch.Tensor:
         total = total - (w * m2_elbo(m2, x, y)).sum()
         if batch["alpha"] != 0:
             nll = F.cross_entropy(m2.y_logits(x), y, reduction="none")
-            total = total + batch["alpha"] * (w * nll).sum() / batch["num_labeled"]
+            total = total + batch["alpha"] * (w * nll).sum()
     return total
 
 

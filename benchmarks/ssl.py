@@ -44,9 +44,9 @@ PRESETS = {
     ("digits", "m2"): ({"z_dim": 10, "hidden": [256]}, {"epochs": 150, "lr": 1e-3, "batch_size": 100}),
     ("digits", "m1m2"): ({"z1_dim": 20, "z2_dim": 10, "m1_hidden": [256], "m2_hidden": [256], "m1_epochs": 100},
                          {"epochs": 250, "lr": 1e-3, "batch_size": 100}),
-    ("mnist", "m2"): ({"z_dim": 50, "hidden": [500]}, {"epochs": 500, "lr": 3e-4, "batch_size": 100}),
-    ("mnist", "m1m2"): ({"z1_dim": 50, "z2_dim": 50, "m1_hidden": [600, 600], "m2_hidden": [500], "m1_epochs": 300},
-                        {"epochs": 600, "lr": 3e-4, "batch_size": 100}),
+    ("mnist", "m2"): ({"z_dim": 50, "hidden": [500]}, {"epochs": 1000, "lr": 1e-3, "batch_size": 100}),
+    ("mnist", "m1m2"): ({"z1_dim": 50, "z2_dim": 50, "m1_hidden": [600, 600], "m2_hidden": [500], "m1_epochs": 100},
+                        {"epochs": 1000, "lr": 1e-3, "batch_size": 100}),
 }
 PEERS = ("label_spreading", "svc")
 
@@ -79,13 +79,16 @@ class Curve:
         elapsed = time.perf_counter() - self.start
         out_of_time = self.budget_s is not None and elapsed > self.budget_s
         if getattr(self.model, "stage_", "") != "m1" and (record["epoch"] % self.every == 0 or out_of_time):
-            point = {"epoch": record["epoch"], "elapsed_s": round(elapsed, 1), "valid_elbo": record.get("valid_elbo")}
+            point = {"epoch": record["epoch"], "elapsed_s": round(elapsed, 1), "valid_elbo": record.get("valid_elbo"),
+                     "train_elbo": record.get("train_elbo")}
             for name in ("valid", "test"):
                 split = getattr(self.data, name)
                 accuracy = float((self.model.predict(split.x) == split.y.numpy()).mean())
                 point[f"{name}_error_pct"] = round(100 * (1 - accuracy), 3)
             self.points.append(point)
             print(f"  epoch {record['epoch']:4d}  {elapsed:7.0f}s  valid error {point['valid_error_pct']:.2f}%  test error {point['test_error_pct']:.2f}%", flush=True)
+        if getattr(self.model, "stage_", "") == "m1" and record["epoch"] % self.every == 0:
+            print(f"  M1 epoch {record['epoch']:4d}  {elapsed:7.0f}s  valid ELBO {record.get('valid_elbo', float('nan')):.2f}", flush=True)
         if out_of_time:
             trainer.state.stopped_early = True  # the time box ends training through the trainer's own stop flag
 
@@ -102,8 +105,10 @@ def run_deep(name: str, data: TrainData, dataset: str, seed: int, args) -> dict:
     model = cls(cls.config_from_data(data.dataset, **options))
     curve = Curve(model, data, args.eval_every, None if args.budget_min is None else 60 * args.budget_min)
     model.fit(data, TrainConfig(patience=None, seed=seed, **train), callbacks=[curve])
-    return {"predicted": model.predict(data.test.x), "epochs": model.train_state_.epoch, "curve": curve.points,
-            "options": options, "train": train}
+    state = model.train_state_
+    extra = {"active_dims": len(model.active_dims)} if hasattr(model, "active_dims") else {}
+    return {"predicted": model.predict(data.test.x), "epochs": state.epoch, "best_epoch": state.best_epoch,
+            "selected_by": state.selected_by, "curve": curve.points, "options": options, "train": train, **extra}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -120,11 +120,17 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None)
         if split is not None:
             summary[f"{name}_elbo"] = model.elbo_per_datum(split)
     if state is not None:
-        summary.update(epochs=state.epoch, best_epoch=state.best_epoch, stopped_early=state.stopped_early,
+        kept = {"valid_accuracy": f"the best validation accuracy ({state.best_valid_accuracy:.4f})",
+                "valid_elbo": f"the best validation ELBO ({state.best_valid_elbo:.4f})",
+                "train_elbo": f"the best training ELBO ({state.best_valid_elbo:.4f}; no validation split)"}[state.selected_by]
+        summary.update(epochs=state.epoch, best_epoch=state.best_epoch, selected_by=state.selected_by,
+                       kept=f"weights of epoch {state.best_epoch}, {kept}", stopped_early=state.stopped_early,
                        skipped_batches=state.skipped_batches, train_time_s=round(state.elapsed, 2))
     if hasattr(model, "predict") and data.test is not None and data.test.y is not None:
         report = classification_report(data.test.y.numpy(), np.asarray(model.predict(data.test.x)), data.num_classes)
         summary.update({f"test_{key}": value for key, value in report.items()})
+    if hasattr(model, "active_dims"):  # M1+M2: the z1 dimensions its M2 models
+        summary.update(active_dims=len(model.active_dims), latent_dims=int(model.m2.feature_mask.numel()))
     if hasattr(model, "cluster") and data.test is not None and data.test.y is not None:
         summary["test_cluster_accuracy"] = clustering_accuracy(data.test.y.numpy(), model.cluster(data.test.x))
     summary.update(wall_time_s=round(wall_time, 2), peak_memory_mb=round(peak_memory_mb(), 1), seed=seed,

@@ -187,6 +187,11 @@ class PPModel(nn.Module):
     def start_stage(self, stage: str, data: TrainData) -> None:
         """Prepare for ``stage`` (the trainer calls this before its first epoch, and again when resuming)."""
 
+    def trains_classifier(self) -> bool:
+        """Whether the current stage trains a classifier q(y|x) (then ``predict`` works during training and the trainer
+        can select the epoch with the best validation accuracy)."""
+        return False
+
     def evaluation_batches(self, split: Split, batch_size: int = 1000) -> Iterator[Batch]:
         """Unscaled batches (``num_data`` = batch size) covering ``split`` once, in order."""
         for x in split.x.split(batch_size):

@@ -76,7 +76,7 @@ def m2_closed_form_loss(m2: "M2", batch: dict[str, Any]) -> torch.Tensor:
         total = total - (w * m2_elbo_terms(m2, x_l, m2.encoder_input(x_l), m2.one_hot(y))).sum()
         if alpha != 0:  # the classification term scores the clean labeled images, as M2.classification_loss does
             nll = F.cross_entropy(logits[len(logits) - len(x_l) :], y.long(), reduction="none")
-            total = total + alpha * (w * nll).sum() / batch["num_labeled"]
+            total = total + alpha * (w * nll).sum()
     return total
 
 

@@ -25,8 +25,10 @@ STAGES = ("m1", "m2")
 class M1M2Config(ModelConfig):
     """:param num_classes: K. :param z1_dim, z2_dim: sizes of the M1 latent z1 and the M2 style latent z2.
     :param m1_hidden, m2_hidden: hidden layer sizes of the M1 (VAE) and M2 networks. :param activation: nonlinearity.
-    :param alpha, class_prior, balanced_labeled, labeled_batch_size: as in :class:`~ppmodels.models.m2.M2Config`.
-    :param m1_epochs: epochs of the first stage (``None``: half of the epochs). :param drop_inactive: model only the
+    :param alpha, labeled_weight, class_prior, balanced_labeled, labeled_batch_size: as in :class:`~ppmodels.models.m2.M2Config`.
+    :param m1_epochs: epochs of the first stage (``None``: half of the epochs). :param m1_binarize: train the M1
+    on dynamically binarised x (a fresh Bernoulli draw of every grey level each epoch, as the original M1 was;
+    ``None``: when the likelihood is Bernoulli). :param drop_inactive: model only the
     z1 dimensions whose posterior mean varies over the training data (std above ``active_std``); the others follow
     N(0, 1) and M2 ignores them, as in the original code.
     """
@@ -37,11 +39,13 @@ class M1M2Config(ModelConfig):
     m1_hidden: list[int] = dataclasses.field(default_factory=lambda: [600, 600])
     m2_hidden: list[int] = dataclasses.field(default_factory=lambda: [500])
     activation: str = "softplus"
-    alpha: float | None = None
+    alpha: float = 10.0
+    labeled_weight: float | None = None
     class_prior: str = "uniform"
     balanced_labeled: bool = True
     labeled_batch_size: int | None = None
     m1_epochs: int | None = None
+    m1_binarize: bool | None = None
     drop_inactive: bool = True
     active_std: float = 0.1
     likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian", "binomial")
@@ -50,6 +54,8 @@ class M1M2Config(ModelConfig):
         super().validate()
         if self.m1_epochs is not None and self.m1_epochs < 1:
             raise ConfigError(f"m1_epochs must be at least 1, got {self.m1_epochs}")
+        if self.m1_binarize and self.likelihood != "bernoulli":
+            raise ConfigError(f"m1_binarize needs the Bernoulli likelihood, not {self.likelihood!r}; drop m1_binarize")
         if self.class_prior not in CLASS_PRIORS:
             raise ConfigError(f"unknown class_prior {self.class_prior!r}; use uniform or labeled")
 
@@ -88,7 +94,7 @@ class M1M2(PPModel):
         c = self.config
         self.m1 = VAE(x_shape=c.x_shape, likelihood=c.likelihood, z_dim=c.z1_dim, hidden=c.m1_hidden, activation=c.activation)
         self.m2 = M2(x_shape=[c.z1_dim], likelihood="gaussian", num_classes=c.num_classes, z_dim=c.z2_dim, hidden=c.m2_hidden,
-                     activation=c.activation, alpha=c.alpha, class_prior=c.class_prior, balanced_labeled=c.balanced_labeled,
+                     activation=c.activation, alpha=c.alpha, labeled_weight=c.labeled_weight, class_prior=c.class_prior, balanced_labeled=c.balanced_labeled,
                      labeled_batch_size=c.labeled_batch_size)
         self.stage_ = "m2"  # a built or loaded model is the whole stack
 
@@ -137,12 +143,21 @@ class M1M2(PPModel):
         keep[std.argmax()] = True
         self.m2.feature_mask.copy_(keep.float())
 
+    def binarizes_m1(self) -> bool:
+        c = self.config
+        return c.likelihood == "bernoulli" if c.m1_binarize is None else c.m1_binarize
+
+    def trains_classifier(self) -> bool:
+        return self.stage_ == "m2"
+
     @property
     def active_dims(self) -> list[int]:
         return torch.nonzero(self.m2.feature_mask).flatten().tolist()
 
     def training_batches(self, train: Split, batch_size: int, generator: torch.Generator):
         if self.stage_ == "m1":
+            if self.binarizes_m1():
+                train = Split(train.name, train.x, train.y, binarize="dynamic")
             yield from self.m1.training_batches(train, batch_size, generator)
             return
         z1 = self.sample_z1(train.epoch_x(generator), generator)  # fresh draws from q(z1|x) every epoch

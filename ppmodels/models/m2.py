@@ -29,8 +29,12 @@ CLASS_PRIORS = ("uniform", "labeled")
 @dataclasses.dataclass
 class M2Config(EncoderConfig):
     """:param num_classes: number of classes K. :param z_dim: size of the style latent z. :param hidden: hidden layer
-    sizes of the encoder, decoder and classifier. :param activation: nonlinearity. :param alpha: weight of the
-    classification term (``None``: 0.1 * N, N the training-set size, as in the paper). :param class_prior: p(y),
+    sizes of the encoder, decoder and classifier. :param activation: nonlinearity. :param alpha: weight of each
+    labeled example's classification term ``-log q(y|x)`` against its ELBO (the paper's alpha, 0.1 N on the
+    mean, is ``0.1 N / N_labeled`` here). :param labeled_weight: how many times each labeled example's terms
+    (ELBO and classification) count; ``None``: ``N_unlabeled / N_labeled`` (at least 1), so the labeled set weighs
+    as much as the unlabeled set, as in implementations that average each part per minibatch; ``1``: the paper's
+    unbiased ``J_alpha``, which at 100 labels leaves the decoder blind to y (see docs/ssl.md). :param class_prior: p(y),
     ``uniform`` or the ``labeled`` class frequencies. :param balanced_labeled: draw labeled minibatches class-balanced
     (reweighted so the objective stays unbiased). :param labeled_batch_size: labeled examples per step (``None``:
     the unlabeled batch size, at most the number of labels). ``net`` (``mlp`` or ``conv``), ``channels``, ``corruption``
@@ -41,7 +45,8 @@ class M2Config(EncoderConfig):
     z_dim: int = 50
     hidden: list[int] = dataclasses.field(default_factory=lambda: [500])
     activation: str = "softplus"
-    alpha: float | None = None
+    alpha: float = 10.0
+    labeled_weight: float | None = None
     class_prior: str = "uniform"
     balanced_labeled: bool = True
     labeled_batch_size: int | None = None
@@ -52,7 +57,8 @@ class M2Config(EncoderConfig):
         checks = [(self.num_classes >= 2, f"num_classes must be at least 2, got {self.num_classes}"),
                   (self.z_dim >= 1, f"z_dim must be at least 1, got {self.z_dim}"),
                   (all(h >= 1 for h in self.hidden), f"hidden sizes must be positive, got {self.hidden}"),
-                  (self.alpha is None or self.alpha >= 0, f"alpha must be at least 0, got {self.alpha}"),
+                  (self.alpha >= 0, f"alpha must be at least 0, got {self.alpha}"),
+                  (self.labeled_weight is None or self.labeled_weight > 0, f"labeled_weight must be positive, got {self.labeled_weight}"),
                   (self.class_prior in CLASS_PRIORS, f"unknown class_prior {self.class_prior!r}; use uniform or labeled"),
                   (self.labeled_batch_size is None or self.labeled_batch_size >= 1, "labeled_batch_size must be at least 1")]
         for ok, message in checks:
@@ -72,9 +78,13 @@ class M2(PPModel):
 
     Guide: ``q(y | x) = Categorical(classifier(x))`` and ``q(z | x, y) = Normal(mu(x, y), sigma(x, y))``. For
     unlabeled data ``y`` is enumerated in parallel (``TraceEnum_ELBO``), never sampled; for labeled data it is
-    observed. The objective is the paper's
-    ``J_alpha = sum_labeled L(x, y) + sum_unlabeled U(x) + alpha * E_labeled[-log q(y | x)]``; each part of a
-    minibatch is scaled by its full-data count, so every step is an unbiased estimate of ``J_alpha``.
+    observed. The objective is
+
+        ``J = sum_unlabeled U(x) + lambda * sum_labeled [L(x, y) + alpha * log q(y | x)]``
+
+    with ``lambda = labeled_weight`` (default ``N_unlabeled / N_labeled``) and ``alpha`` the classification weight;
+    ``lambda = 1, alpha = 0.1 N / N_labeled`` is the paper's ``J_alpha``. Each part of a minibatch is scaled by its
+    full-data count, so every step is an unbiased estimate of ``J``. The weights enter through ``poutine.scale``.
 
     Sample sites: ``y`` (one-hot, batch x K), ``z`` (batch, z_dim), ``x`` (batch, *x_shape), in the plate ``data``.
     Features whose ``feature_mask`` entry is 0 are not modelled by the networks: they follow p = 1/2 or
@@ -172,14 +182,21 @@ class M2(PPModel):
         counts = torch.bincount(train.y[train.labeled], minlength=self.config.num_classes).float()
         self.log_prior.copy_((counts + 1).log() - (counts + 1).sum().log())  # add-one smoothing keeps every class possible
 
-    def alpha_for(self, num_data: int) -> float:
-        return 0.1 * num_data if self.config.alpha is None else float(self.config.alpha)
+    def labeled_weight_for(self, train: Split) -> float:
+        """``lambda``: the configured ``labeled_weight``, else ``N_unlabeled / N_labeled`` (at least 1)."""
+        if self.config.labeled_weight is not None:
+            return float(self.config.labeled_weight)
+        num_labeled = train.num_labeled
+        return max(1.0, (len(train) - num_labeled) / num_labeled) if num_labeled else 1.0
 
     def training_batches(self, train: Split, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """Unlabeled minibatches (``x``, ``num_data``) each paired with a reweighted labeled one (``x_labeled``...)."""
         c = self.config
         yield from labeled_unlabeled_batches(train, batch_size, c.labeled_batch_size, c.balanced_labeled, generator,
-                                             self.device, alpha=self.alpha_for(len(train)))
+                                             self.device, alpha=c.alpha, labeled_weight=self.labeled_weight_for(train))
+
+    def trains_classifier(self) -> bool:
+        return True
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """:meth:`pyro_loss` in closed form over y, without Pyro tracing (what the trainer uses)."""
@@ -190,7 +207,7 @@ class M2(PPModel):
         return float(m2_closed_form_loss(self, batch)) if own else super().eval_loss(batch)
 
     def pyro_loss(self, batch: Batch) -> torch.Tensor:
-        """``-J_alpha`` estimated from one batch: unlabeled ELBO (y enumerated) + labeled ELBO + alpha * classification."""
+        """``-J`` estimated from one batch: unlabeled ELBO (y enumerated) + weighted labeled ELBO and classification."""
         total = torch.zeros((), device=self.device)
         if "x" in batch:
             total = total + self.elbo.differentiable_loss(self.model, self.guide, x=batch["x"], num_data=batch["num_data"])
@@ -198,15 +215,15 @@ class M2(PPModel):
             x, y, w = batch["x_labeled"], batch["y_labeled"], batch["labeled_weights"]
             scaled = (poutine.scale(self.model, scale=w), poutine.scale(self.guide, scale=w))
             total = total + self.elbo.differentiable_loss(*scaled, x=x, y=y, num_data=len(x))
-            total = total + self.classification_loss(x, y, w, batch["alpha"], batch["num_labeled"])
+            total = total + self.classification_loss(x, y, w, batch["alpha"])
         return total
 
-    def classification_loss(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, alpha: float, num_labeled: int) -> torch.Tensor:
-        """``alpha * E_labeled[-log q(y|x)]`` estimated with importance ``weights`` (sum of weights ~ ``num_labeled``)."""
+    def classification_loss(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, alpha: float) -> torch.Tensor:
+        """``alpha * sum_labeled -log q(y|x)`` estimated with the labeled examples' ``weights``."""
         if alpha == 0:
             return torch.zeros((), device=self.device)
         nll = F.cross_entropy(self.y_logits(x), y.long(), reduction="none")
-        return alpha * (weights * nll).sum() / num_labeled
+        return alpha * (weights * nll).sum()
 
     # ----- prediction, importance weights, sampling ---------------------------------------------------------
     @torch.no_grad()

@@ -39,12 +39,14 @@ class LabeledSampler:
 
 
 def labeled_unlabeled_batches(train: Split, batch_size: int, labeled_batch_size: int | None, balanced: bool,
-                              generator: torch.Generator, device: torch.device, alpha: float) -> Iterator[dict]:
+                              generator: torch.Generator, device: torch.device, alpha: float,
+                              labeled_weight: float = 1.0) -> Iterator[dict]:
     """One epoch: a pass over the unlabeled examples in batches of ``batch_size``, each step with a labeled batch.
 
     Keys: ``x``, ``num_data`` (unlabeled part); ``x_labeled``, ``y_labeled``, ``labeled_weights``, ``num_labeled``
-    and ``alpha`` (labeled part). Without unlabeled data an epoch is a pass's worth of labeled batches; without
-    labels it is unlabeled batches only.
+    and ``alpha`` (labeled part). ``labeled_weights`` are the sampler's unbiased weights times ``labeled_weight``
+    (how many times each labeled example counts). Without unlabeled data an epoch is a pass's worth of labeled
+    batches; without labels it is unlabeled batches only.
     """
     x = train.epoch_x(generator)
     mask = train.labeled
@@ -59,7 +61,7 @@ def labeled_unlabeled_batches(train: Split, batch_size: int, labeled_batch_size:
 
     def labeled_part() -> dict:
         idx, weights = sampler.draw()
-        return {"x_labeled": x_l[idx].to(device), "y_labeled": y_l[idx].to(device), "labeled_weights": weights.to(device),
+        return {"x_labeled": x_l[idx].to(device), "y_labeled": y_l[idx].to(device), "labeled_weights": (labeled_weight * weights).to(device),
                 "num_labeled": n_l, "alpha": alpha}
 
     if n_u == 0:

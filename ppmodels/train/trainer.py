@@ -25,6 +25,9 @@ from ..errors import ConfigError, RunError, TrainingError
 from ..run import CHECKPOINTS, load_checkpoint, load_state, save_checkpoint
 
 
+SELECT_BY = ("auto", "valid_accuracy", "valid_elbo")
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """:param epochs: maximum passes over the training data. :param batch_size: minibatch size.
@@ -32,6 +35,10 @@ class TrainConfig:
     (``None``: never). :param seed: seeds Pyro, torch and the batch order. :param checkpoint_every: write
     ``checkpoints/last.pt`` every this many epochs. :param clip_norm: clip the gradient norm (``None``: no clipping).
     :param skip_nonfinite: skip a batch whose loss or gradient is not finite (counted in the metrics) instead of stopping.
+    :param select_by: which epoch's weights to keep (and what early stopping watches): ``valid_accuracy`` (ties
+    broken by the ELBO), ``valid_elbo``, or ``auto``: accuracy while a model trains a classifier and the validation
+    split has labels (M2, M1+M2's second stage), else the ELBO. With few labels the up-weighted labeled terms can
+    overfit late in training while the ELBO still improves, so classifiers keep their most accurate epoch.
     """
 
     epochs: int = 100
@@ -42,12 +49,14 @@ class TrainConfig:
     checkpoint_every: int = 1
     clip_norm: float | None = None
     skip_nonfinite: bool = False
+    select_by: str = "auto"
 
     def validate(self) -> None:
         checks = [(self.epochs >= 1, "epochs must be at least 1"), (self.batch_size >= 1, "batch size must be at least 1"),
                   (self.lr > 0 and math.isfinite(self.lr), "learning rate must be a positive number"),
                   (self.patience is None or self.patience >= 1, "patience must be at least 1"),
-                  (self.checkpoint_every >= 1, "checkpoint_every must be at least 1")]
+                  (self.checkpoint_every >= 1, "checkpoint_every must be at least 1"),
+                  (self.select_by in SELECT_BY, f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}")]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
@@ -60,7 +69,9 @@ class TrainState:
     epoch: int = 0
     step: int = 0
     best_valid_elbo: float = -math.inf
+    best_valid_accuracy: float = -math.inf
     best_epoch: int = 0
+    selected_by: str = "valid_elbo"  # what chose best_epoch in the current stage
     epochs_without_improvement: int = 0
     skipped_batches: int = 0
     stopped_early: bool = False
@@ -127,7 +138,7 @@ class Trainer:
         if state.stage and stage != state.stage:
             if self.best_weights is not None:
                 self.model.load_state_dict(self.best_weights)
-            state.best_valid_elbo, state.epochs_without_improvement, self.best_weights = -math.inf, 0, None
+            state.best_valid_elbo, state.best_valid_accuracy, state.epochs_without_improvement, self.best_weights = -math.inf, -math.inf, 0, None
         state.stage = self._stage = stage
         self.model.start_stage(stage, self.data)
 
@@ -151,6 +162,8 @@ class Trainer:
         record = {"epoch": state.epoch, "stage": state.stage, "step": state.step, "train_elbo": -sum(losses) / len(losses) / len(self.data.train)}
         if self.data.valid is not None:
             record["valid_elbo"] = self._valid_elbo()
+            if self.selects_accuracy():
+                record["valid_accuracy"] = self._valid_accuracy()
         self._update_early_stopping(record)
         record.update(best_epoch=state.best_epoch, epochs_without_improvement=state.epochs_without_improvement, skipped_batches=skipped)
         return record
@@ -211,6 +224,21 @@ class Trainer:
                                 f"distributions); {self._last_good()}; lower --lr or add --clip-norm")
         return value
 
+    def selects_accuracy(self) -> bool:
+        """Whether this epoch is judged by validation accuracy (``select_by``, the model's stage, labeled validation data)."""
+        choice, valid = self.config.select_by, self.data.valid
+        if choice == "valid_elbo" or valid is None or valid.y is None or not bool((valid.y >= 0).any()):
+            return False
+        if choice == "valid_accuracy" and not self.model.trains_classifier() and self.model.training_stage(self.config.epochs, self.config.epochs) == self.state.stage:
+            raise ConfigError(f"select_by=valid_accuracy needs a model that trains a classifier; {self.model.name!r} does not, use valid_elbo")
+        return self.model.trains_classifier()
+
+    def _valid_accuracy(self) -> float:
+        valid = self.data.valid
+        labeled = valid.y >= 0
+        predicted = np.asarray(self.model.predict(valid.x[labeled]))
+        return float((predicted == valid.y[labeled].numpy()).mean())
+
     def _check_parameters(self) -> None:
         """Refuse to go on (and to checkpoint) with weights that are no longer finite."""
         bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
@@ -219,9 +247,18 @@ class Trainer:
 
     def _update_early_stopping(self, record: dict) -> None:
         state = self.state
-        score = record.get("valid_elbo", record["train_elbo"])
-        if score > state.best_valid_elbo:
-            state.best_valid_elbo, state.best_epoch, state.epochs_without_improvement = score, state.epoch, 0
+        elbo = record.get("valid_elbo", record["train_elbo"])
+        accuracy = record.get("valid_accuracy")
+        if accuracy is not None:  # the most accurate epoch; among equally accurate ones, the best ELBO
+            better = accuracy > state.best_valid_accuracy or (accuracy == state.best_valid_accuracy and elbo > state.best_valid_elbo)
+        else:
+            better = elbo > state.best_valid_elbo
+        if better:
+            state.best_valid_elbo, state.best_epoch, state.epochs_without_improvement = elbo, state.epoch, 0
+            state.best_valid_accuracy = -math.inf if accuracy is None else accuracy
+            state.selected_by = "valid_elbo" if accuracy is None else "valid_accuracy"
+            if "valid_elbo" not in record:
+                state.selected_by = "train_elbo"
             self.best_weights = copy.deepcopy(self.model.state_dict())
             self._emit("on_best")
         else:

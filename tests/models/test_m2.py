@@ -8,6 +8,7 @@ import torch
 
 from benchmarks.oracle import m2_elbo as hand_elbo
 from ppmodels import load
+from ppmodels.errors import ConfigError
 from ppmodels.data import Split, prepare_data
 from ppmodels.inference import iw_log_likelihood
 from ppmodels.models import M2
@@ -49,7 +50,7 @@ def test_enumerated_elbo_equals_brute_force_sum_over_classes(labeled):
 
 
 def test_loss_adds_scaled_parts_and_the_alpha_term():
-    """A mixed batch: unlabeled ELBO * N_u/B_u + weighted labeled ELBO + alpha/N_l * sum_i w_i (-log q(y_i|x_i))."""
+    """A mixed batch: unlabeled ELBO * N_u/B_u + weighted labeled ELBO + alpha * sum_i w_i (-log q(y_i|x_i))."""
     torch.manual_seed(0)
     m2 = small_m2()
     x_u, x_l, y_l = torch.rand(4, 5), torch.rand(3, 5), torch.tensor([2, 0, 0])
@@ -61,16 +62,36 @@ def test_loss_adds_scaled_parts_and_the_alpha_term():
     unlabeled = -hand_elbo(m2, x_u).sum() * 40 / 4
     labeled = -(w * hand_elbo(m2, x_l, y_l)).sum()
     q = m2.y_logits(x_l).softmax(-1)[torch.arange(3), y_l]
-    classification = 5.0 / 9 * (w * -q.log()).sum()
+    classification = 5.0 * (w * -q.log()).sum()
     assert torch.allclose(loss, unlabeled + labeled + classification, rtol=1e-5)
     batch["alpha"] = 0.0  # alpha = 0 drops the term instead of scaling by zero
     pyro.set_rng_seed(1)
     assert torch.allclose(m2.loss(batch), unlabeled + labeled, rtol=1e-5)
 
 
-def test_alpha_defaults_to_a_tenth_of_the_data_size():
-    assert small_m2().alpha_for(1000) == pytest.approx(100.0)
-    assert small_m2(alpha=3.0).alpha_for(1000) == 3.0
+def test_labeled_weight_defaults_to_the_unlabeled_to_labeled_ratio():
+    """lambda = N_u / N_l (at least 1) unless set; the batches carry it in the labeled weights, and the alpha term
+    with it, so the whole labeled part is multiplied by lambda: J = sum_u U + lambda sum_l (L - alpha CE)."""
+    y = torch.full((23,), -1)
+    y[[0, 5, 9, 12]] = torch.tensor([0, 1, 2, 0])
+    train = Split("train", torch.rand(23, 5), y)
+    assert small_m2().labeled_weight_for(train) == pytest.approx(19 / 4)
+    assert small_m2(labeled_weight=1.0).labeled_weight_for(train) == 1.0
+    all_labeled = Split("train", torch.rand(6, 5), torch.tensor([0, 1, 2, 0, 1, 2]))
+    assert small_m2().labeled_weight_for(all_labeled) == 1.0
+    assert small_m2().config.alpha == 10.0
+    plain, scaled = (list(labeled_unlabeled_batches(train, 8, None, True, torch.Generator().manual_seed(0), torch.device("cpu"),
+                                                    alpha=2.0, labeled_weight=lam)) for lam in (1.0, 4.75))
+    for a, b in zip(plain, scaled):
+        assert torch.equal(a["x_labeled"], b["x_labeled"]) and torch.allclose(b["labeled_weights"], 4.75 * a["labeled_weights"])
+    m2 = small_m2()
+    batch_1, batch_l = ({k: v for k, v in b.items() if k not in ("x", "num_data")} for b in (plain[0], scaled[0]))
+    pyro.set_rng_seed(2)
+    loss_1 = m2.loss(batch_1)
+    pyro.set_rng_seed(2)
+    assert torch.allclose(m2.loss(batch_l), 4.75 * loss_1, rtol=1e-5)
+    with pytest.raises(ConfigError, match="labeled_weight"):
+        small_m2(labeled_weight=0.0)
 
 
 @pytest.mark.parametrize("balanced", [True, False])
