@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 import ppmodels
-from ppmodels.metrics import auroc
-from ppmodels.train import TrainConfig
+from ppmodels.analysis.metrics import auroc
+from ppmodels.infer import TrainConfig
 
 
 def outliers(x: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:

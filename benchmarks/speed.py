@@ -74,7 +74,7 @@ from benchmarks import oracle  # noqa: E402
 from ppmodels.data import load_dataset, prepare_data  # noqa: E402
 from ppmodels.data.sources import from_arrays  # noqa: E402
 from ppmodels.models import M1M2, M2, VAE  # noqa: E402
-from ppmodels.train import TrainConfig, Trainer  # noqa: E402
+from ppmodels.infer import TrainConfig, Trainer# noqa: E402
 
 
 # ----- memory ----------------------------------------------------------------------------------------------

@@ -32,12 +32,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ppmodels.api import peak_memory_mb, versions  # noqa: E402
+from ppmodels.runs import peak_memory_mb, versions# noqa: E402
 from ppmodels.data import TrainData, load_dataset, prepare_data  # noqa: E402
-from ppmodels.evaluation import classification_metrics  # noqa: E402
-from ppmodels.registry import get_model_class  # noqa: E402
-from ppmodels.run import write_json  # noqa: E402
-from ppmodels.train import TrainConfig  # noqa: E402
+from ppmodels.analysis.metrics import classification_metrics# noqa: E402
+from ppmodels.models import get_model_class# noqa: E402
+from ppmodels.files import write_json# noqa: E402
+from ppmodels.infer import TrainConfig# noqa: E402
+from ppmodels.infer import fit
 
 # Model options and training settings per (dataset, model); the MNIST ones follow the paper's sizes.
 PRESETS = {
@@ -104,7 +105,7 @@ def run_deep(name: str, data: TrainData, dataset: str, seed: int, args) -> dict:
     cls = get_model_class(name)
     model = cls(cls.config_from_data(data.dataset, **options))
     curve = Curve(model, data, args.eval_every, None if args.budget_min is None else 60 * args.budget_min)
-    model.fit(data, TrainConfig(patience=None, seed=seed, **train), callbacks=[curve])
+    fit(model, data, TrainConfig(patience=None, seed=seed, **train), callbacks=[curve])
     state = model.train_state_
     extra = {"active_dims": len(model.active_dims)} if hasattr(model, "active_dims") else {}
     return {"predicted": model.predict(data.test.x), "epochs": state.epoch, "best_epoch": state.best_epoch,

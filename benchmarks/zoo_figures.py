@@ -19,9 +19,10 @@ from sklearn.mixture import GaussianMixture
 
 import ppmodels
 from ppmodels.data import TrainData, from_arrays, prepare_data
-from ppmodels.metrics import clustering_accuracy
+from ppmodels.analysis.metrics import clustering_accuracy
 from ppmodels.models import GMM, PPCA
-from ppmodels.train import TrainConfig
+from ppmodels.infer import TrainConfig
+from ppmodels.infer import fit
 
 
 def ppca_figures(x: np.ndarray, k: int, epochs: int) -> dict:
@@ -32,7 +33,7 @@ def ppca_figures(x: np.ndarray, k: int, epochs: int) -> dict:
     eigval, eigvec = np.linalg.eigh(np.cov(xt.T, bias=True))
     eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
     torch.manual_seed(0)
-    model = PPCA(x_shape=list(x.shape[1:]), z_dim=k).fit(data, TrainConfig(epochs=epochs, batch_size=len(xt), lr=0.05, patience=None))
+    model = fit(PPCA(x_shape=list(x.shape[1:]), z_dim=k), data, TrainConfig(epochs=epochs, batch_size=len(xt), lr=0.05, patience=None))
     angles = np.degrees(subspace_angles(model.components_, eigvec[:, :k]))
     noise = eigval[k:].mean()
     return {"max_principal_angle_deg": float(angles.max()), "mean_principal_angle_deg": float(angles.mean()),
@@ -47,7 +48,7 @@ def gmm_figures() -> dict:
     x = (means[k] + scales[k] * rng.normal(size=(1500, 2))).astype(np.float32)
     data = prepare_data(from_arrays("gmm", x))
     torch.manual_seed(0)
-    gmm = GMM(x_shape=[2], num_components=3).fit(data, TrainConfig(epochs=100, batch_size=len(data.train), lr=0.02, patience=None))
+    gmm = fit(GMM(x_shape=[2], num_components=3), data, TrainConfig(epochs=100, batch_size=len(data.train), lr=0.02, patience=None))
     em = GaussianMixture(3, covariance_type="diag", random_state=0).fit(data.train.x.numpy())
     out = {}
     for name, (m, w) in {"truth": (means, weights), "em": (em.means_, em.weights_)}.items():

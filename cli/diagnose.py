@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ppmodels.diagnosis import DIAGNOSTICS, IDATA, REPORT, diagnose as diagnose_run, summary_table
+from ppmodels.commands.diagnose import DIAGNOSTICS, IDATA, REPORT, diagnose as diagnose_run, summary_table
 
 from .common import handle_errors
 

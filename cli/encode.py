@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ppmodels.api import encode as encode_data
+from ppmodels.commands.encode import encode as encode_data
 
 from .common import handle_errors
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ppmodels.evaluation import evaluate as evaluate_run
+from ppmodels.commands.evaluate import evaluate as evaluate_run
 
 from .common import handle_errors
 

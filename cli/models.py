@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ppmodels.registry import list_models
+from ppmodels.models import list_models
 
 
 def models() -> None:

@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ppmodels.errors import ConfigError
-from ppmodels.sampling import sample_analogies, sample_conditional, sample_posterior, sample_prior
+from ppmodels.commands.sample import sample as sample_model
 
 from .common import handle_errors
 
@@ -30,19 +29,6 @@ def sample(
     style_from: Annotated[Optional[str], typer.Option(help="Models with y: analogies: z inferred from each image of this data spec, decoded with every class (a row per image).")] = None,
 ) -> None:
     """Draw samples: from the prior (default), the posterior (--posterior), one class (--label) or as analogies (--style-from)."""
-    modes = [name for name, on in (("--posterior", posterior), ("--label", label is not None), ("--style-from", style_from is not None)) if on]
-    if len(modes) > 1:
-        raise ConfigError(f"{' and '.join(modes)} are separate modes; give one of them")
-    if data is not None and not posterior:
-        raise ConfigError("--data applies to --posterior; for analogies give the images with --style-from SPEC")
-    if posterior:
-        if data is None:
-            raise ConfigError("--posterior needs --data SPEC, the data whose latents to draw (e.g. --data digits)")
-        path = sample_posterior(run, data, out, num_data=num_data, draws=draws, seed=seed, data_dir=data_dir, split=split)
-    elif label is not None:
-        path = sample_conditional(run, label, out, num=num, seed=seed, zoom=zoom)
-    elif style_from is not None:
-        path = sample_analogies(run, style_from, out, num_data=num_data, data_dir=data_dir, split=split, zoom=zoom)
-    else:
-        path = sample_prior(run, num, out, seed=seed, zoom=zoom)
+    path = sample_model(run, out, num=num, seed=seed, zoom=zoom, posterior=posterior, data=data, num_data=num_data, draws=draws,
+                        split=split, data_dir=data_dir, label=label, style_from=style_from)
     typer.echo(f"wrote {path}")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ppmodels.scoring import score as score_data
+from ppmodels.commands.score import score as score_data
 
 from .common import handle_errors
 

@@ -5,15 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
+import dataclasses
+
 import typer
 
-from ppmodels.api import train as train_run
+from ppmodels.commands.train import train as train_run
 from ppmodels.errors import ConfigError
-from ppmodels.run import check_run_dir
-from ppmodels.train import TrainConfig
+from ppmodels.infer import TrainConfig
+from ppmodels.runs import check_run_dir
 
 from .common import handle_errors, parse_int_list, parse_settings
 
+
+T = TrainConfig  # the training options' defaults come from TrainConfig, stated once there
+TRAIN_OPTIONS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 # options that may change on --resume: where the run is, where its data lies, and how it reports
 RESUME_OPTIONS = {"model", "out", "resume", "quiet", "data_dir", "download"}
@@ -36,9 +41,9 @@ def train(
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first (MNIST).")] = None,
     download: Annotated[bool, typer.Option(help="Download missing data files (checksummed, cached).")] = False,
     labels: Annotated[Optional[int], typer.Option(min=0, help="Keep this many class-balanced training labels; hide the rest.")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Maximum number of epochs.")] = 100,
-    batch_size: Annotated[int, typer.Option(min=1, help="Minibatch size.")] = 100,
-    lr: Annotated[float, typer.Option(min=0, help="Adam learning rate.")] = 1e-3,
+    epochs: Annotated[int, typer.Option(min=1, help="Maximum number of epochs.")] = T.epochs,
+    batch_size: Annotated[int, typer.Option(min=1, help="Minibatch size.")] = T.batch_size,
+    lr: Annotated[float, typer.Option(min=0, help="Adam learning rate.")] = T.lr,
     z_dim: Annotated[Optional[int], typer.Option(min=1, help="Latent size (model default if not given).")] = None,
     hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes, comma-separated, e.g. 500,500.")] = None,
     likelihood: Annotated[Optional[str], typer.Option(help="bernoulli, gaussian, or binomial:N for data k/N (digits: binomial:16) (default: from the data's range).")] = None,
@@ -47,11 +52,12 @@ def train(
     noise_level: Annotated[Optional[float], typer.Option(min=0, help="Masking rate, or Gaussian noise standard deviation, for --corruption.")] = None,
     binarize: Annotated[str, typer.Option(help="Binarize [0,1] data: none, threshold, or dynamic (resampled each epoch).")] = "none",
     max_per_class: Annotated[Optional[int], typer.Option(min=1, help="Keep at most this many training examples per class.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (data split, initialisation, batches).")] = 0,
-    patience: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many epochs without a better validation ELBO.")] = 20,
-    checkpoint_every: Annotated[int, typer.Option(min=1, help="Write checkpoints/last.pt every this many epochs.")] = 1,
-    clip_norm: Annotated[Optional[float], typer.Option(min=0, help="Clip the gradient norm to this value.")] = None,
-    skip_nonfinite: Annotated[bool, typer.Option(help="Skip batches with a non-finite loss or gradient instead of stopping.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed (data split, initialisation, batches).")] = T.seed,
+    patience: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many epochs without a better validation score (--select-by).")] = T.patience,
+    select_by: Annotated[str, typer.Option(help="Which epoch's weights to keep: auto (validation accuracy for models that train a classifier, else ELBO), valid_accuracy or valid_elbo.")] = T.select_by,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Write checkpoints/last.pt every this many epochs.")] = T.checkpoint_every,
+    clip_norm: Annotated[Optional[float], typer.Option(min=0, help="Clip the gradient norm to this value.")] = T.clip_norm,
+    skip_nonfinite: Annotated[bool, typer.Option(help="Skip batches with a non-finite loss or gradient instead of stopping.")] = T.skip_nonfinite,
     sample_every: Annotated[int, typer.Option(min=0, help="Save a PNG grid of samples every this many epochs (image data; 0: never).")] = 10,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Other model options as KEY=VALUE (repeatable), e.g. --set classifier=logistic.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder to write (default: runs/MODEL).")] = None,
@@ -66,8 +72,8 @@ def train(
         refuse_options_on_resume(ctx)
     options = {"z_dim": z_dim, "hidden": parse_int_list(hidden), "likelihood": likelihood, "net": net, "corruption": corruption,
                "noise_level": noise_level, **parse_settings(set_)}
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
-                         checkpoint_every=checkpoint_every, clip_norm=clip_norm, skip_nonfinite=skip_nonfinite)
+    given = locals()
+    config = TrainConfig(**{name: given[name] for name in TRAIN_OPTIONS})
     _, summary = train_run(model, data, out, data_dir=data_dir, download=download, labels=labels, binarize=binarize,
                            max_per_class=max_per_class, train_config=config, model_options=options, overwrite=overwrite,
                            resume=resume, progress=not quiet, sample_every=sample_every)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .run import atomic_write
+from .files import atomic_write
 
 
 def tile(images: np.ndarray, ncol: int | None = None, pad: int = 1) -> np.ndarray:

@@ -1,19 +1,17 @@
 """The model registry: models are found by name, never through if/elif chains.
 
 A model class registers itself with :func:`register_model`; a saved run names its model, and
-:func:`ppmodels.load` rebuilds it from that name.
+:func:`ppmodels.load` rebuilds it from that name. This module sits below the models (they import it to register);
+the lookups that import the built-in models first live in :mod:`ppmodels.models`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import Callable, TypeVar
 
 from .errors import ConfigError
 
-if TYPE_CHECKING:
-    from .models.base import PPModel
-
-_REGISTRY: dict[str, type["PPModel"]] = {}
+_REGISTRY: dict[str, type] = {}  # name -> a PPModel subclass
 T = TypeVar("T", bound=type)
 
 
@@ -37,24 +35,7 @@ def register_model(name: str) -> Callable[[T], T]:
     return decorator
 
 
-def get_model_class(name: str) -> type["PPModel"]:
-    """The model class registered under ``name``; a :class:`ConfigError` listing the known names otherwise."""
-    _import_builtin_models()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
-        raise ConfigError(f"unknown model {name!r}; known models: {known} (see `ppmodels models`; user models: --plugin FILE.py)") from None
-
-
-def list_models() -> dict[str, type["PPModel"]]:
-    """All registered models by name, sorted."""
-    _import_builtin_models()
-    return dict(sorted(_REGISTRY.items()))
-
-
-def _import_builtin_models() -> None:
-    from . import models  # noqa: F401  (importing the package registers the built-in models)
-    from .plugins import load_external_plugins
-
-    load_external_plugins()
+def registered() -> dict[str, type]:
+    """Every class registered so far, by name. Lookups that must also see the built-in models and plugins go through
+    :func:`ppmodels.models.get_model_class` and :func:`ppmodels.models.list_models`."""
+    return dict(_REGISTRY)

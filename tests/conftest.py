@@ -50,6 +50,6 @@ def digits():
 
 @pytest.fixture
 def small_train_config():
-    from ppmodels.train import TrainConfig
+    from ppmodels.infer import TrainConfig
 
     return TrainConfig(epochs=2, batch_size=64, lr=1e-3, patience=None, seed=0)

@@ -5,9 +5,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from ppmodels.api import train
-from ppmodels.diagnosis import DIAGNOSTICS, IDATA, REPORT, diagnose
-from ppmodels.train import TrainConfig
+from ppmodels.commands.train import train
+from ppmodels.commands.diagnose import DIAGNOSTICS, IDATA, REPORT, diagnose
+from ppmodels.infer import TrainConfig
 
 M, S = 24, 30
 RUNS = {
@@ -126,7 +126,7 @@ def test_batched_posterior_keeps_the_layout():
     import torch
 
     from ppmodels.models import M2
-    from ppmodels.posterior import posterior_idata
+    from ppmodels.analysis.inference_data import posterior_idata
 
     m2 = M2(x_shape=[1, 8, 8], z_dim=2, hidden=[8])
     x, y = torch.rand(7, 1, 8, 8), torch.tensor([0, 1, 2, 3, 4, 5, 6])
@@ -145,7 +145,7 @@ def test_a_latent_the_guide_leaves_to_the_prior_cancels_out_of_the_weights():
     import pyro.distributions as dist
     import torch
 
-    from ppmodels.inference import replay_log_weights, trace_particles
+    from ppmodels.infer.importance import replay_log_weights, trace_particles
     from ppmodels.models.base import data_plate
 
     class PriorOnly:  # k is sampled in the model only; the guide is empty

@@ -7,9 +7,9 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from ppmodels import diagnostics as dg
+from ppmodels.analysis import diagnostics as dg
 from ppmodels.models.base import ModelConfig, PPModel, data_plate
-from ppmodels.posterior import posterior_idata
+from ppmodels.analysis.inference_data import posterior_idata
 
 
 @dataclasses.dataclass

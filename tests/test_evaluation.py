@@ -6,9 +6,11 @@ import pytest
 from ppmodels import evaluate
 from ppmodels.data import prepare_data
 from ppmodels.errors import ConfigError
-from ppmodels.evaluation import classification_metrics
+from ppmodels.analysis.metrics import classification_metrics
 from ppmodels.models import M2
-from ppmodels.train import TrainConfig
+from ppmodels.infer import TrainConfig
+from ppmodels.infer import fit
+from ppmodels.runs import save_model
 
 
 def test_metrics_by_hand():
@@ -33,14 +35,14 @@ def test_collapse_and_majority_warnings():
 
 def test_evaluate_a_model_and_a_run(digits, tmp_path):
     data = prepare_data(digits, num_labels=50, seed=0)
-    m2 = M2(M2.config_from_data(digits, z_dim=4, hidden=[32])).fit(data, TrainConfig(epochs=3, batch_size=200, patience=None))
+    m2 = fit(M2(M2.config_from_data(digits, z_dim=4, hidden=[32])), data, TrainConfig(epochs=3, batch_size=200, patience=None))
     result = evaluate(m2, "digits", split="valid", iw_samples=5)
     assert result["split"] == "valid" and result["num_examples"] == len(data.valid)
     predicted = m2.predict(data.valid.x)
     assert result["accuracy"] == pytest.approx((predicted == data.valid.y.numpy()).mean())
     assert np.array(result["confusion_matrix"]).sum() == len(data.valid)
     assert np.isfinite(result["elbo"]) and result["iw_log_likelihood"] >= result["elbo"] - 1.0  # IW bound at least ~ the ELBO
-    m2.save(tmp_path / "run")
+    save_model(m2, tmp_path / "run")
     (tmp_path / "run" / "config.json").write_text(json.dumps({**json.loads((tmp_path / "run" / "config.json").read_text()), "data": {"spec": "digits"}}))
     again = evaluate(tmp_path / "run", split="valid", iw_samples=0)
     assert again["accuracy"] == result["accuracy"] and "iw_log_likelihood" not in again

@@ -7,9 +7,10 @@ import pytest
 
 from ppmodels.data import TrainData, from_arrays, prepare_data
 from ppmodels.errors import ConfigError
-from ppmodels.gold_standard import compare_gmm, compare_ppca, invariant_quantities, mean_subspace, nuts_gmm, principal_angles, relabel
+from ppmodels.analysis.gold_standard import compare_gmm, compare_ppca, invariant_quantities, mean_subspace, nuts_gmm, principal_angles, relabel
 from ppmodels.models import GMM, PPCA
-from ppmodels.train import TrainConfig
+from ppmodels.infer import TrainConfig
+from ppmodels.infer import fit
 
 D, K, N = 4, 1, 150
 
@@ -23,7 +24,7 @@ def fitted():
     x = (rng.normal(size=(N, K)) @ w.T + 0.5 * rng.normal(size=(N, D)) + 3.0).astype(np.float32)
     full = prepare_data(from_arrays("line", x))
     data = TrainData(full.dataset, full.train, None, None)
-    ppca = PPCA(x_shape=[D], z_dim=K).fit(data, TrainConfig(epochs=600, batch_size=len(data.train), lr=0.05, patience=None))
+    ppca = fit(PPCA(x_shape=[D], z_dim=K), data, TrainConfig(epochs=600, batch_size=len(data.train), lr=0.05, patience=None))
     train_x = data.train.x.numpy().astype(np.float64)
     eigval = np.sort(np.linalg.eigvalsh(np.cov(train_x.T, bias=True)))[::-1]
     return ppca, train_x, {"sigma2": eigval[K:].mean(), "eigenvalue_1": eigval[0] - eigval[K:].mean()}
@@ -73,7 +74,7 @@ def fitted_gmm():
     x = (GMM_LOCS[k] + GMM_SCALES[k] * rng.normal(size=(300, 2))).astype(np.float32)
     full = prepare_data(from_arrays("blobs", x))
     data = TrainData(full.dataset, full.train, None, None)
-    gmm = GMM(x_shape=[2], num_components=3).fit(data, TrainConfig(epochs=300, batch_size=len(data.train), lr=0.05, patience=None))
+    gmm = fit(GMM(x_shape=[2], num_components=3), data, TrainConfig(epochs=300, batch_size=len(data.train), lr=0.05, patience=None))
     return gmm, data.train.x.numpy().astype(np.float64)
 
 

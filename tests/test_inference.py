@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from ppmodels.inference import iw_log_likelihood, log_importance_weights
+from ppmodels.infer.importance import iw_log_likelihood, log_importance_weights
 from ppmodels.models import VAE
 
 

@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, recall_score
 
 from ppmodels.errors import DataError
-from ppmodels.metrics import balanced_accuracy, classification_report, collapse_warnings, majority_rate, per_class_recall
+from ppmodels.analysis.metrics import balanced_accuracy, classification_report, collapse_warnings, majority_rate, per_class_recall
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -8,7 +8,9 @@ from ppmodels.data import from_arrays, prepare_data
 from ppmodels.errors import ConfigError
 from ppmodels.models import GMVAE, VAE
 from ppmodels.nets import ConvDecoder, ConvFeatures, MLP, broadcast_cat
-from ppmodels.train import TrainConfig
+from ppmodels.infer import TrainConfig
+from ppmodels.infer import fit
+from ppmodels.runs import save_model
 
 
 @pytest.mark.parametrize("x_shape", [(1, 28, 28), (5, 64, 64), (1, 8, 8), (3, 7, 9)])
@@ -35,7 +37,7 @@ def test_conv_models_train_on_random_five_band_cutouts(cls):
     data = prepare_data(from_arrays("cutouts", x))
     model = cls(x_shape=[5, 64, 64], likelihood="gaussian", net="conv", channels=[4, 8], hidden=[16], z_dim=3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    model.fit(data, TrainConfig(epochs=2, batch_size=8, lr=1e-3, patience=None))
+    fit(model, data, TrainConfig(epochs=2, batch_size=8, lr=1e-3, patience=None))
     changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
     assert {"features", "encoder", "decoder"} <= changed
     assert np.isfinite(model.elbo_per_datum(data.valid))
@@ -48,8 +50,8 @@ def test_conv_vae_on_mnist_sized_digits_and_save_load(tmp_path):
 
     x = np.random.default_rng(0).random((12, 1, 28, 28)).astype(np.float32)
     model = VAE(x_shape=[1, 28, 28], net="conv", channels=[4, 8], hidden=[16], z_dim=2)
-    model.fit(from_arrays("tiny", x), TrainConfig(epochs=1, batch_size=6, patience=None))
-    model.save(tmp_path / "run")
+    fit(model, from_arrays("tiny", x), TrainConfig(epochs=1, batch_size=6, patience=None))
+    save_model(model, tmp_path / "run")
     again = ppmodels.load(tmp_path / "run")
     assert np.allclose(again.reconstruct(x), model.reconstruct(x))
 
@@ -71,7 +73,7 @@ def test_conv_m2_trains_on_labeled_five_band_cutouts(likelihood):
     data = prepare_data(from_arrays("cutouts", x, rng.integers(0, 2, 30), likelihood=likelihood), num_labels=6)
     model = M2(x_shape=[5, 64, 64], likelihood=likelihood, num_classes=2, net="conv", channels=[4, 8], hidden=[16], z_dim=3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    model.fit(data, TrainConfig(epochs=1, batch_size=8, lr=1e-3, patience=None))
+    fit(model, data, TrainConfig(epochs=1, batch_size=8, lr=1e-3, patience=None))
     changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
     assert {"x_features", "classifier", "encoder", "decoder"} <= changed
     assert model.predict_proba(x[:4]).shape == (4, 2)

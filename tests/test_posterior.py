@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from ppmodels.models import VAE
-from ppmodels.posterior import posterior_idata
+from ppmodels.analysis.inference_data import posterior_idata
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 

@@ -7,7 +7,8 @@ from pyro.infer import Predictive
 
 import ppmodels
 from ppmodels.models import VAE
-from ppmodels.train import TrainConfig
+from ppmodels.infer import TrainConfig
+from ppmodels.infer import fit
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_sklearn_surface(loaded_vae, x):
     assert loaded_vae.transform(x).shape == (5, 3)
     assert loaded_vae.sample(4).shape == (4, 1, 8, 8)
     fitted = VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[8])
-    assert fitted.fit(ppmodels.load_dataset("digits"), TrainConfig(epochs=1, patience=None)) is fitted
+    assert fit(fitted, ppmodels.load_dataset("digits"), TrainConfig(epochs=1, patience=None)) is fitted
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +115,70 @@ def test_do_on_y_gives_the_class_conditional(loaded_m2):
     mean = trace.nodes["x"]["fn"].mean.detach()
     expected = torch.as_tensor(m.decode_every_class(z)[:, 3])
     assert torch.allclose(mean, expected, atol=1e-6)
+
+
+def test_the_trainer_minimises_pyros_elbo(monkeypatch, digits):
+    """Every training step of every loss part goes through TraceEnum_ELBO.differentiable_loss of the model's pair:
+    counted here for a VAE (one call a step) and an M2 (unlabeled, labeled and classification pairs: three a step)."""
+    from pyro.infer import TraceEnum_ELBO
+
+    from ppmodels.data import prepare_data
+    from ppmodels.models import M2
+
+    calls = []
+    original = TraceEnum_ELBO.differentiable_loss
+
+    def counting(self, model, guide, *args, **kwargs):
+        calls.append(getattr(model, "__name__", type(model).__name__))
+        return original(self, model, guide, *args, **kwargs)
+
+    monkeypatch.setattr(TraceEnum_ELBO, "differentiable_loss", counting)
+    data = prepare_data(digits, num_labels=50)
+    vae = fit(VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[8]), data, TrainConfig(epochs=1, batch_size=400, patience=None))
+    steps = vae.train_state_.step
+    assert steps == 4 and len(calls) == steps
+    calls.clear()
+    m2 = fit(M2(x_shape=[1, 8, 8], z_dim=2, hidden=[8]), data, TrainConfig(epochs=1, batch_size=400, patience=None))
+    assert len(calls) == 3 * m2.train_state_.step and m2.train_state_.step == 4
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_two_models_of_one_class_train_side_by_side_with_plain_svi(x):
+    """Each instance has its own name in Pyro's param store, so plain SVI on the second model trains it (and only it)."""
+    from pyro.infer import SVI, Trace_ELBO
+    from pyro.optim import Adam
+
+    first, second = VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[8]), VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[8])
+    assert first.pyro_name != second.pyro_name
+    for trained, other in ((first, second), (second, first)):
+        before_trained, before_other = _weights(trained), _weights(other)
+        svi = SVI(trained.model, trained.guide, Adam({"lr": 1e-2}), Trace_ELBO())
+        for _ in range(3):
+            svi.step(x)
+        assert any(not torch.equal(before_trained[k], v) for k, v in _weights(trained).items()), "SVI left its own model unchanged"
+        assert all(torch.equal(before_other[k], v) for k, v in _weights(other).items()), "SVI changed the other model"
+
+
+def test_two_models_of_one_class_train_side_by_side_with_the_trainer(digits):
+    first, second = (VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[8], seed=1) for _ in range(2))
+    assert all(torch.equal(a, b) for a, b in zip(_weights(first).values(), _weights(second).values()))
+    fit(first, digits, TrainConfig(epochs=1, batch_size=256, patience=None, seed=0))
+    untouched = _weights(second)
+    fit(second, digits, TrainConfig(epochs=1, batch_size=256, patience=None, seed=5))
+    assert any(not torch.equal(untouched[k], v) for k, v in _weights(second).items())
+    assert any(not torch.equal(_weights(first)[k], v) for k, v in _weights(second).items())  # other batches, other weights
+
+
+def test_a_seed_at_construction_makes_fits_identical(digits):
+    """Seeded at construction (as scikit-learn's random_state) and in the trainer: the same weights, exactly."""
+    config = TrainConfig(epochs=1, batch_size=256, patience=None, seed=0)
+    torch.manual_seed(123)
+    a = fit(VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[8], seed=7), digits, config)
+    torch.manual_seed(456)  # whatever ran before does not matter
+    b = fit(VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[8], seed=7), digits, config)
+    assert all(torch.equal(u, v) for u, v in zip(_weights(a).values(), _weights(b).values()))
+    c = fit(VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[8], seed=8), digits, config)
+    assert any(not torch.equal(u, v) for u, v in zip(_weights(a).values(), _weights(c).values()))

@@ -7,7 +7,7 @@ import json
 import torch
 
 import ppmodels
-from ppmodels.train import TrainConfig
+from ppmodels.infer import TrainConfig
 
 OPTIONS = {"hidden": [16], "z_dim": 2}
 NUMBERS = ("train_elbo", "valid_elbo", "test_elbo", "epochs", "best_epoch", "test_accuracy", "test_balanced_accuracy")

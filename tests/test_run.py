@@ -8,12 +8,14 @@ import torch
 from ppmodels import load
 from ppmodels.errors import RunError
 from ppmodels.models import VAE
-from ppmodels.run import atomic_write, load_checkpoint, prepare_run_dir, save_checkpoint
+from ppmodels.files import atomic_write, load_checkpoint, save_checkpoint
+from ppmodels.runs import prepare_run_dir
+from ppmodels.runs import save_model
 
 
 def test_save_load_gives_identical_outputs(tmp_path, digits):
     vae = VAE(x_shape=[1, 8, 8], z_dim=3, hidden=[16])
-    vae.save(tmp_path)
+    save_model(vae, tmp_path)
     again = load(tmp_path)
     x = digits.split("test").x
     assert type(again) is VAE and again.config == vae.config
@@ -50,7 +52,7 @@ def test_pickle_payload_does_not_run(tmp_path):
 
 
 def test_truncated_weights_are_refused(tmp_path):
-    VAE(x_shape=[4], z_dim=2, hidden=[4]).save(tmp_path)
+    save_model(VAE(x_shape=[4], z_dim=2, hidden=[4]), tmp_path)
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:50])
     with pytest.raises(RunError, match="truncated or corrupt"):
@@ -58,8 +60,8 @@ def test_truncated_weights_are_refused(tmp_path):
 
 
 def test_weights_from_another_config_are_refused(tmp_path):
-    VAE(x_shape=[4], z_dim=2, hidden=[4]).save(tmp_path / "a")
-    VAE(x_shape=[4], z_dim=3, hidden=[4]).save(tmp_path / "b")
+    save_model(VAE(x_shape=[4], z_dim=2, hidden=[4]), tmp_path / "a")
+    save_model(VAE(x_shape=[4], z_dim=3, hidden=[4]), tmp_path / "b")
     (tmp_path / "a" / "model.safetensors").write_bytes((tmp_path / "b" / "model.safetensors").read_bytes())
     with pytest.raises(RunError, match="does not fit model 'vae'"):
         load(tmp_path / "a")

@@ -17,7 +17,8 @@ import ppmodels
 from ppmodels import load, load_dataset
 from ppmodels.errors import DataError, RunError
 from ppmodels.models import VAE
-from ppmodels.run import load_checkpoint
+from ppmodels.files import load_checkpoint
+from ppmodels.runs import save_model
 
 
 class Bomb:
@@ -69,7 +70,7 @@ def test_resume_from_a_checkpoint_with_a_payload_is_refused(tmp_path, marker):
 
 @pytest.mark.parametrize("writer", ["torch", "raw pickle"])
 def test_weights_file_with_a_payload_is_refused(tmp_path, marker, writer):
-    VAE(x_shape=[4], z_dim=2, hidden=[4]).save(tmp_path)
+    save_model(VAE(x_shape=[4], z_dim=2, hidden=[4]), tmp_path)
     weights = tmp_path / "model.safetensors"
     if writer == "torch":
         torch.save({"encoder.net.0.weight": Bomb(marker)}, weights)

@@ -8,10 +8,9 @@ import torch
 import ppmodels
 from ppmodels.errors import ConfigError, DataError
 from ppmodels.models import VAE
-from ppmodels.posterior import idata_arrays
-from ppmodels.sampling import (LabeledGenerator, parse_labels, require_labels, sample_analogies, sample_conditional,
-                               sample_posterior, sample_prior)
-from ppmodels.train import TrainConfig
+from ppmodels.analysis.inference_data import idata_arrays
+from ppmodels.commands.sample import LabeledGenerator, parse_labels, require_labels, sample_analogies, sample_conditional, sample_posterior, sample_prior
+from ppmodels.infer import TrainConfig
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 

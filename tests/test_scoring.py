@@ -6,9 +6,9 @@ import torch
 
 import ppmodels
 from ppmodels.errors import ConfigError
-from ppmodels.metrics import auroc
-from ppmodels.scoring import percentile_of, score_data
-from ppmodels.train import TrainConfig
+from ppmodels.analysis.metrics import auroc
+from ppmodels.commands.score import percentile_of, score_data
+from ppmodels.infer import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..errors import DataError
 from .dataset import BINARIZE_MODES, LIKELIHOODS, UNLABELED, Dataset, Split, in_unit_interval
 from .sources import from_arrays, known_kinds, open_source, parse_spec, register_source
 from .splits import cap_per_class, draw_labeled, hide_labels, stratified_splits
-from . import latents  # noqa: E402,F401  (registers the latents:RUN source)
 
 __all__ = [
     "BINARIZE_MODES", "LIKELIHOODS", "UNLABELED", "Dataset", "Split", "TrainData", "cap_per_class", "draw_labeled",
     "from_arrays", "hide_labels", "in_unit_interval", "known_kinds", "load_dataset", "parse_spec", "prepare_data",
-    "register_source", "stratified_splits",
+    "open_data", "register_source", "select_split", "stratified_splits",
 ]
 
 
@@ -65,3 +65,18 @@ def prepare_data(dataset: Dataset, num_labels: int | None = None, seed: int = 0)
     train = hide_labels(dataset.split("train"), num_labels, dataset.num_classes, seed)
     held_out = {name: dataset.split(name) if name in dataset.splits and len(dataset.splits[name]) else None for name in ("valid", "test")}
     return TrainData(dataset, train, held_out["valid"], held_out["test"])
+
+
+def open_data(spec: str, data_dir: str | None = None, download: bool = False, labels: int | None = None, binarize: str = "none",
+              max_per_class: int | None = None, seed: int = 0) -> TrainData:
+    """Load a dataset and hide all but ``labels`` class-balanced training labels (``None`` keeps them all)."""
+    dataset = load_dataset(spec, data_dir=data_dir, download=download, binarize=binarize, max_per_class=max_per_class, seed=seed)
+    return prepare_data(dataset, labels, seed=seed)
+
+
+def select_split(dataset: Dataset, split: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``x`` and ``y`` of one split, or of the whole dataset for ``split='all'``."""
+    if split == "all":
+        return torch.from_numpy(dataset.x), None if dataset.y is None else torch.from_numpy(dataset.y)
+    part = dataset.split(split)
+    return part.x, part.y

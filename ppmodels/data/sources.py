@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from ..errors import DataError, DataNotFoundError
-from . import mnist
+from .mnist import load_arrays as load_mnist_arrays
 from .dataset import Dataset, check_labels, in_unit_interval
 from .splits import stratified_splits
 
@@ -132,7 +132,7 @@ def _digits(path: str, options: dict, **_) -> Dataset:
 @register_source("mnist")
 def _mnist(path: str, options: dict, data_dir: str | None = None, download: bool = False) -> Dataset:
     """MNIST: the first 50,000 training images train, the last 10,000 validate, the 10,000 test images test."""
-    x_train, y_train, x_test, y_test = mnist.load_arrays(path or data_dir, download)
+    x_train, y_train, x_test, y_test = load_mnist_arrays(path or data_dir, download)
     x = np.concatenate([x_train, x_test])[:, None].astype(np.float32) / 255.0
     y = np.concatenate([y_train, y_test]).astype(np.int64)
     splits = {"train": np.arange(50_000), "valid": np.arange(50_000, 60_000), "test": np.arange(60_000, 70_000)}

@@ -1,6 +1,13 @@
-"""The model zoo. Importing this package registers every built-in model by name."""
+"""The model zoo: Pyro model/guide pairs and their configs. Importing this package registers every built-in model.
 
-from .base import ModelConfig, PPModel, data_plate
+Models know nothing of trainers, run folders or commands: :func:`ppmodels.fit` trains them, :mod:`ppmodels.runs`
+saves and loads them.
+"""
+
+from ..errors import ConfigError
+from ..plugins import load_external_plugins
+from ..registry import registered
+from .base import CanClassify, CanCluster, CanDecode, CanEncode, CanSample, ModelConfig, PPModel, data_plate
 from .gmm import GMM, GMMConfig
 from .gmvae import GMVAE, GMVAEConfig
 from .m1 import M1, M1Config
@@ -9,5 +16,23 @@ from .m2 import M2, M2Config
 from .ppca import PPCA, PPCAConfig
 from .vae import VAE, VAEConfig, observation_dist
 
-__all__ = ["GMM", "GMMConfig", "GMVAE", "GMVAEConfig", "M1", "M1Config", "M1M2", "M1M2Config", "M2", "M2Config", "ModelConfig", "PPCA",
-           "PPCAConfig", "PPModel", "VAE", "VAEConfig", "data_plate", "observation_dist"]
+__all__ = ["CanClassify", "CanCluster", "CanDecode", "CanEncode", "CanSample", "GMM", "GMMConfig", "GMVAE", "GMVAEConfig", "M1", "M1Config", "M1M2", "M1M2Config",
+           "M2", "M2Config", "ModelConfig", "PPCA", "PPCAConfig", "PPModel", "VAE", "VAEConfig", "data_plate",
+           "get_model_class", "list_models", "observation_dist"]
+
+
+def get_model_class(name: str) -> type[PPModel]:
+    """The model class registered under ``name`` (built-in, plugin or entry point); a :class:`ConfigError` listing
+    the known names otherwise."""
+    models = list_models()
+    try:
+        return models[name]
+    except KeyError:
+        known = ", ".join(models)
+        raise ConfigError(f"unknown model {name!r}; known models: {known} (see `ppmodels models`; user models: --plugin FILE.py)") from None
+
+
+def list_models() -> dict[str, type[PPModel]]:
+    """All registered models by name, sorted: the built-ins, plugins named in ``PPMODELS_PLUGINS`` and entry points."""
+    load_external_plugins()
+    return dict(sorted(registered().items()))

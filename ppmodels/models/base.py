@@ -1,17 +1,22 @@
 """What every ppmodels model shares: its config, the Pyro loss, batching, and the scikit-learn style surface.
 
-A model is an ``nn.Module`` holding plain networks, with a Pyro ``model()``/``guide()`` pair. The trainer only
-calls :meth:`PPModel.training_batches`, :meth:`PPModel.loss`, :meth:`PPModel.elbo_per_datum` and the stage hooks
-(:meth:`PPModel.training_stage`, :meth:`PPModel.start_stage`), so a model
-with an unusual objective (the M2 classifier term, say) overrides those and nothing else changes.
+A model is an ``nn.Module`` holding plain networks, with a Pyro ``model()``/``guide()`` pair. The trainer
+(:func:`ppmodels.fit`) only calls :meth:`PPModel.training_batches`, :meth:`PPModel.loss` (Pyro's
+``TraceEnum_ELBO`` of the pair), :meth:`PPModel.elbo_per_datum` and the hooks (:meth:`PPModel.training_stage`,
+:meth:`PPModel.start_stage`, :meth:`PPModel.before_fit`, :meth:`PPModel.after_fit`), so a model with an unusual
+objective (the M2 classifier term, say) overrides those and nothing else changes.
+
+What a model can do beyond its ELBO is told by small protocols (:class:`CanEncode`, :class:`CanDecode`,
+:class:`CanClassify`, :class:`CanCluster`, :class:`CanSample`), checked with ``isinstance``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import warnings
 from contextlib import contextmanager
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 import pyro
@@ -20,8 +25,9 @@ from pyro.infer import TraceEnum_ELBO
 from torch import nn
 
 from ..corruption import check_corruption, corrupt
-from ..data import Dataset, Split, TrainData, in_unit_interval, prepare_data
+from ..data import Dataset, Split, TrainData, in_unit_interval
 from ..errors import ConfigError, DataError
+from ..infer.importance import iw_log_likelihood, log_importance_weights
 from ..nets import NETS
 
 Batch = dict[str, Any]
@@ -33,10 +39,13 @@ warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites 
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Fields every model has. ``x_shape`` and ``likelihood`` are filled in from the data when not given."""
+    """Fields every model has. ``x_shape`` and ``likelihood`` are filled in from the data when not given.
+    ``seed``: when set, the initial weights are drawn from it (two models built with one seed are equal), as
+    scikit-learn's ``random_state``; ``None`` draws them from torch's global generator."""
 
     x_shape: list[int] = dataclasses.field(default_factory=list)
     likelihood: str = "bernoulli"
+    seed: int | None = None
     #: the likelihood families this model's decoder implements (``binomial`` is written ``binomial:N``)
     likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian")
 
@@ -96,8 +105,54 @@ def data_plate(batch_size: int, num_data: int | None, device: torch.device) -> p
     return pyro.plate("data", size=num_data or batch_size, subsample=torch.arange(batch_size, device=device))
 
 
+@runtime_checkable
+class CanEncode(Protocol):
+    """Models with an encoder q(z | x): ``encode`` gives its means and scales, ``transform`` the means."""
+
+    def encode(self, x: Any, batch_size: int = ...) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def transform(self, x: Any) -> np.ndarray: ...
+
+
+@runtime_checkable
+class CanDecode(Protocol):
+    """Models that map latent codes back to the mean of p(x | z)."""
+
+    def decode(self, z: Any) -> np.ndarray: ...
+
+
+@runtime_checkable
+class CanClassify(Protocol):
+    """Models that predict labels: ``predict`` (classes) and ``predict_proba`` (``(N, K)`` probabilities)."""
+
+    def predict(self, x: Any) -> np.ndarray: ...
+
+    def predict_proba(self, x: Any) -> np.ndarray: ...
+
+
+@runtime_checkable
+class CanCluster(Protocol):
+    """Models that group data without labels (a mixture's most probable component)."""
+
+    def cluster(self, x: Any) -> np.ndarray: ...
+
+
+@runtime_checkable
+class CanSample(Protocol):
+    """Generative models that draw new data: ``sample(num, generator)`` gives decoded means ``(num, *x_shape)``."""
+
+    def sample(self, num: int, generator: torch.Generator | None = None) -> np.ndarray: ...
+
+
+_instances = itertools.count()
+
+
 class PPModel(nn.Module):
-    """Base class of the registered models. Subclasses set ``Config`` and write ``model``/``guide``."""
+    """Base class of the registered models. Subclasses set ``Config`` and write ``model``/``guide``.
+
+    Each instance registers its networks in Pyro's param store under a name of its own (:attr:`pyro_name`), so two
+    models of one class train side by side, with the trainer or with plain ``pyro.infer.SVI``.
+    """
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[ModelConfig]] = ModelConfig
@@ -114,6 +169,9 @@ class PPModel(nn.Module):
         config.validate()
         self.config = config
         self._elbo: TraceEnum_ELBO | None = None
+        self.pyro_name = f"{self.name or type(self).__name__.lower()}_{next(_instances)}"
+        if config.seed is not None:  # the subclass builds its networks right after this: from this seed
+            torch.manual_seed(config.seed)
 
     # ----- construction from data ---------------------------------------------------------------------------
     @classmethod
@@ -157,8 +215,8 @@ class PPModel(nn.Module):
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """Differentiable negative ELBO of a batch, scaled to stand for the whole training set: what the trainer
-        minimises. A model may override it with the same objective written in closed form (no Pyro tracing),
-        provided a test shows it equals :meth:`pyro_loss` in value and gradients draw for draw."""
+        minimises. It is always Pyro's ``TraceEnum_ELBO`` of the model/guide pair (:meth:`pyro_loss`); a model with
+        extra terms (M2's classifier) adds them here."""
         return self.pyro_loss(batch)
 
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,6 +245,12 @@ class PPModel(nn.Module):
     def start_stage(self, stage: str, data: TrainData) -> None:
         """Prepare for ``stage`` (the trainer calls this before its first epoch, and again when resuming)."""
 
+    def before_fit(self, data: TrainData) -> None:
+        """Data-dependent initialisation before the variational fit (the GMM seeds its means with k-means here)."""
+
+    def after_fit(self, data: TrainData) -> None:
+        """Work after the variational fit (M1 fits its classifier here)."""
+
     def trains_classifier(self) -> bool:
         """Whether the current stage trains a classifier q(y|x) (then ``predict`` works during training and the trainer
         can select the epoch with the best validation accuracy)."""
@@ -205,25 +269,20 @@ class PPModel(nn.Module):
         return -total / len(split)
 
     def eval_loss(self, batch: Batch) -> float:
-        """Negative ELBO of an evaluation batch: ``TraceEnum_ELBO.loss`` of the Pyro pair, unless a model has it in
-        closed form (then its :meth:`loss`, which equals the Pyro pair's)."""
+        """Negative ELBO of an evaluation batch: ``TraceEnum_ELBO.loss`` of the Pyro pair."""
         return self.elbo.loss(self.model, self.guide, **batch)
 
     def log_importance_weights(self, x: torch.Tensor, num_particles: int = 10, **kwargs: Any) -> torch.Tensor:
         """``log p(x, z) - log q(z | x)`` for ``num_particles`` guide draws per datum: shape ``(num_particles, N)``.
 
-        The generic version (:func:`ppmodels.inference.log_importance_weights`) samples every guide site; a model
-        with a discrete latent may override it with an exact sum.
+        The generic version (:func:`ppmodels.infer.importance.log_importance_weights`) samples every guide site; a
+        model with a discrete latent may override it with an exact sum.
         """
-        from ..inference import log_importance_weights
-
         return log_importance_weights(self, self.check_x(x), num_particles, **kwargs)
 
     @torch.no_grad()
     def iw_log_likelihood(self, x: torch.Tensor, num_particles: int = 100, batch_size: int = 500) -> torch.Tensor:
         """Per-datum importance-weighted lower bound on log p(x) with ``num_particles`` samples: shape ``(N,)``."""
-        from ..inference import iw_log_likelihood
-
         x = self.check_x(x)
         return torch.cat([iw_log_likelihood(self.log_importance_weights(xb, num_particles)) for xb in x.split(batch_size)])
 
@@ -269,38 +328,10 @@ class PPModel(nn.Module):
             raise DataError(f"labels go up to {top} but model {self.name!r} has num_classes={num_classes}; "
                             f"give data labelled 0..{num_classes - 1} (or drop --set num_classes when training)")
 
-    # ----- fitting and the scikit-learn surface -------------------------------------------------------------
-    def fit(self, data: TrainData | Dataset, train_config: Any = None, callbacks: list | None = None,
-            run_dir: Any = None, resume: bool = False) -> "PPModel":
-        """Train with the shared :class:`~ppmodels.train.Trainer`, then run :meth:`after_fit`; returns ``self``."""
-        from ..train import Trainer
-
-        if isinstance(data, Dataset):
-            data = prepare_data(data)
-        self.check_data(data)
-        if not resume:
-            self.before_fit(data)
-        trainer = Trainer(train_config, callbacks or [])
-        trainer.fit(self, data, run_dir=run_dir, resume=resume)
-        self.train_state_ = trainer.state
-        self.after_fit(data)
-        return self
-
-    def before_fit(self, data: TrainData) -> None:
-        """Data-dependent initialisation before the variational fit (the GMM seeds its means with k-means here)."""
-
-    def after_fit(self, data: TrainData) -> None:
-        """Work after the variational fit (M1 fits its classifier here)."""
-
+    # ----- fitted state outside the weights ----------------------------------------------------------------
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         """Fitted state outside ``state_dict`` (saved beside the weights, as tensors)."""
         return {}
 
     def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         """Restore what :meth:`extra_tensors` saved."""
-
-    def save(self, path: Any) -> None:
-        """Write the weights (safetensors) and config (JSON) into folder ``path``; :func:`ppmodels.load` reads it."""
-        from ..run import save_model
-
-        save_model(self, path)

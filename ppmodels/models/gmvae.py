@@ -72,21 +72,20 @@ class GMVAE(VAE):
         self.prior_logits = nn.Parameter(torch.zeros(c.num_components))
         self.prior_locs = nn.Parameter(c.prior_spread * torch.randn(c.num_components, c.z_dim))
         self.prior_log_scales = nn.Parameter(torch.zeros(c.num_components, c.z_dim))
+        self.started_from_ = False
 
     def before_fit(self, data: TrainData) -> None:
-        """With ``init_from``: the VAE's networks and the mixture fitted on its codes as the starting point."""
-        if not self.config.init_from:
-            return
-        from ..api import latent_decoder
-        from ..run import load
+        """Refuse to train from scratch a model whose config asks to start from other runs but was not started."""
+        if self.config.init_from and not self.started_from_:
+            raise ConfigError(f"init_from={self.config.init_from} names runs to start from, which models do not open themselves; train with "
+                              "`ppmodels train gmvae --set init_from=...` or call ppmodels.runs.start_gmvae_from_runs(model) before ppmodels.fit")
 
-        mixture = load(self.config.init_from)
-        vae = latent_decoder(mixture)
-        if vae is None or not hasattr(mixture, "locs"):
-            raise ConfigError(f"init_from={self.config.init_from} is not a gmm run fitted on latents:RUN; train one with `ppmodels train gmm --data latents:RUN`")
+    def start_from(self, networks: dict[str, torch.Tensor], mixture) -> None:
+        """Start from a VAE's encoder and decoder weights (``networks``, a state dict) and a fitted mixture's
+        ``logits``, ``locs`` and ``scales`` (a :class:`~ppmodels.models.GMM`) as the prior."""
         if mixture.locs.shape != self.prior_locs.shape:
             raise ConfigError(f"init_from mixture has {tuple(mixture.locs.shape)} (components, z_dim) but this model has {tuple(self.prior_locs.shape)}; match num_components and z_dim")
-        nets = {k: v for k, v in vae.state_dict().items() if not k.startswith("prior_")}
+        nets = {k: v for k, v in networks.items() if not k.startswith("prior_")}
         try:
             self.load_state_dict(nets, strict=False)
         except RuntimeError as exc:
@@ -95,6 +94,7 @@ class GMVAE(VAE):
             self.prior_logits.copy_(mixture.logits)
             self.prior_locs.copy_(mixture.locs)
             self.prior_log_scales.copy_((mixture.scales - 1e-3).clamp_min(1e-4).log())
+        self.started_from_ = True
 
     @property
     def prior_scales(self) -> torch.Tensor:
@@ -102,7 +102,7 @@ class GMVAE(VAE):
 
     def model(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
         """``c ~ pi`` (enumerated), ``z ~ N(mu_c, sigma_c)``, ``x ~ p(x|z)``; with ``x=None`` it samples new data."""
-        pyro.module(self.name, self)
+        pyro.module(self.pyro_name, self)
         n = len(x) if x is not None else batch_size or 1
         with data_plate(n, num_data, self.device):
             c = pyro.sample("c", dist.Categorical(logits=self.prior_logits), infer={"enumerate": "parallel"})

@@ -101,7 +101,7 @@ class M1M2(PPModel):
     # ----- the stacked Pyro pair (evaluation: ELBO of x) ----------------------------------------------------
     def model(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
         """``y ~ p(y)``, ``z2 ~ N(0, I)``, ``z1 ~ p(z1 | y, z2)``, ``x ~ p(x | z1)``."""
-        pyro.module(self.name, self)
+        pyro.module(self.pyro_name, self)
         n = len(x) if x is not None else batch_size or 1
         with data_plate(n, num_data, self.device):
             y = pyro.sample("y", self.m2.y_prior(n))
@@ -111,7 +111,7 @@ class M1M2(PPModel):
 
     def guide(self, x: torch.Tensor, num_data: int | None = None, batch_size: int | None = None) -> None:
         """``z1 ~ q(z1 | x)``, ``y ~ q(y | z1)`` (enumerated), ``z2 ~ q(z2 | z1, y)``."""
-        pyro.module(self.name, self)
+        pyro.module(self.pyro_name, self)
         with data_plate(len(x), num_data, x.device):
             loc, scale = self.m1.encoder(flatten_event(x, self.config.x_shape))
             z1 = pyro.sample("z1", dist.Normal(loc, scale).to_event(1))

@@ -19,7 +19,6 @@ from ..errors import ConfigError
 from ..nets import Classifier, GaussianEncoder, x_decoder, x_features
 from ..registry import register_model
 from .base import Batch, EncoderConfig, PPModel, data_plate
-from .closed_form import m2_closed_form_loss, runs_own_pair
 from .ssl_batches import labeled_unlabeled_batches
 from .vae import observation_dist
 
@@ -151,7 +150,7 @@ class M2(PPModel):
     def model(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_data: int | None = None,
               batch_size: int | None = None) -> torch.Tensor:
         """``y ~ p(y)``, ``z ~ N(0, I)``, ``x ~ p(x | y, z)``; ``y`` (class indices) is observed when given."""
-        pyro.module(self.name, self)
+        pyro.module(self.pyro_name, self)
         n = len(x) if x is not None else batch_size or 1
         with data_plate(n, num_data, self.device):
             y = pyro.sample("y", self.y_prior(n), obs=None if y is None else self.one_hot(y))
@@ -161,7 +160,7 @@ class M2(PPModel):
     def guide(self, x: torch.Tensor, y: torch.Tensor | None = None, num_data: int | None = None,
               batch_size: int | None = None) -> None:
         """``y ~ q(y | x)`` (enumerated) unless observed, then ``z ~ q(z | x, y)``."""
-        pyro.module(self.name, self)
+        pyro.module(self.pyro_name, self)
         x_in = self.encoder_input(x)  # a corrupted copy in denoising training, else x
         with data_plate(len(x), num_data, x.device):
             if y is None:
@@ -199,15 +198,8 @@ class M2(PPModel):
         return True
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        """:meth:`pyro_loss` in closed form over y, without Pyro tracing (what the trainer uses)."""
-        return m2_closed_form_loss(self, batch) if runs_own_pair(self, M2) else self.pyro_loss(batch)
-
-    def eval_loss(self, batch: Batch) -> float:
-        own = runs_own_pair(self, M2)  # the validation ELBO without Pyro tracing
-        return float(m2_closed_form_loss(self, batch)) if own else super().eval_loss(batch)
-
-    def pyro_loss(self, batch: Batch) -> torch.Tensor:
-        """``-J`` estimated from one batch: unlabeled ELBO (y enumerated) + weighted labeled ELBO and classification."""
+        """``-J`` estimated from one batch, all through ``TraceEnum_ELBO``: the unlabeled pair (y enumerated), the
+        labeled pair and the classification pair, the labeled ones scaled per example by ``labeled_weights``."""
         total = torch.zeros((), device=self.device)
         if "x" in batch:
             total = total + self.elbo.differentiable_loss(self.model, self.guide, x=batch["x"], num_data=batch["num_data"])
@@ -215,15 +207,20 @@ class M2(PPModel):
             x, y, w = batch["x_labeled"], batch["y_labeled"], batch["labeled_weights"]
             scaled = (poutine.scale(self.model, scale=w), poutine.scale(self.guide, scale=w))
             total = total + self.elbo.differentiable_loss(*scaled, x=x, y=y, num_data=len(x))
-            total = total + self.classification_loss(x, y, w, batch["alpha"])
+            if batch["alpha"] != 0:  # poutine.scale refuses a zero scale: alpha = 0 drops the term
+                scaled_model = poutine.scale(self.classifier_model, scale=batch["alpha"] * w)
+                total = total + self.elbo.differentiable_loss(scaled_model, self.classifier_guide, x=x, y=y)
         return total
 
-    def classification_loss(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, alpha: float) -> torch.Tensor:
-        """``alpha * sum_labeled -log q(y|x)`` estimated with the labeled examples' ``weights``."""
-        if alpha == 0:
-            return torch.zeros((), device=self.device)
-        nll = F.cross_entropy(self.y_logits(x), y.long(), reduction="none")
-        return alpha * (weights * nll).sum()
+    def classifier_model(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """The classification term as a Pyro pair (as in Pyro's ss-vae example): ``y`` observed under q(y | x), so
+        its ELBO is ``sum log q(y | x)``; scaled by ``alpha`` times each example's weight in :meth:`loss`."""
+        pyro.module(self.pyro_name, self)
+        with pyro.plate("labeled", len(x)):
+            pyro.sample("y_classified", dist.OneHotCategorical(logits=self.y_logits(x)), obs=self.one_hot(y))
+
+    def classifier_guide(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Nothing is latent in :meth:`classifier_model`."""
 
     # ----- prediction, importance weights, sampling ---------------------------------------------------------
     @torch.no_grad()

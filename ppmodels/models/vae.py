@@ -15,7 +15,6 @@ from ..errors import ConfigError
 from ..nets import GaussianEncoder, x_decoder, x_features
 from ..registry import register_model
 from .base import Batch, EncoderConfig, PPModel, binomial_trials, data_plate
-from .closed_form import runs_own_pair, vae_closed_form_loss
 
 
 @dataclasses.dataclass
@@ -121,7 +120,7 @@ class VAE(PPModel):
 
     def model(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
         """``z ~ N(0, I)``, ``x ~ p(x|z)``; with ``x=None`` it samples ``batch_size`` new data."""
-        pyro.module(self.name, self)
+        pyro.module(self.pyro_name, self)
         n = len(x) if x is not None else batch_size or 1
         with data_plate(n, num_data, self.device):
             zeros = torch.zeros(n, self.config.z_dim, device=self.device)
@@ -130,18 +129,10 @@ class VAE(PPModel):
 
     def guide(self, x: torch.Tensor, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
         """``z ~ q(z|x)``."""
-        pyro.module(self.name, self)
+        pyro.module(self.pyro_name, self)
         with data_plate(len(x), num_data, x.device):
             loc, scale = self.encoder(self.features(self.encoder_input(x)))
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        """:meth:`pyro_loss` written in torch (what the trainer uses): the same draws, value and gradients."""
-        return vae_closed_form_loss(self, batch) if runs_own_pair(self, VAE) else self.pyro_loss(batch)
-
-    def eval_loss(self, batch: Batch) -> float:
-        own = runs_own_pair(self, VAE)  # the validation ELBO without Pyro tracing
-        return float(vae_closed_form_loss(self, batch)) if own else super().eval_loss(batch)
 
     # ----- scikit-learn style helpers -----------------------------------------------------------------------
     @torch.no_grad()

@@ -4,6 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ppmodels_cli.main import app
+from ppmodels.runs import save_model
 
 runner = CliRunner()
 
@@ -49,7 +50,7 @@ def test_evaluate_warns_loudly_on_a_collapsed_classifier(tmp_path):
     with torch.no_grad():  # q(y|x) now says class 3 for every image
         model.classifier.net.net[-1].weight.zero_()
         model.classifier.net.net[-1].bias.copy_(torch.arange(10) == 3)
-    model.save(run)
+    save_model(model, run)
     result = invoke("evaluate", run, "--iw-samples", 0)
     assert result.exit_code == 0, result.output
     saved = json.loads((run / "evaluation.json").read_text())

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ppmodels import api
+import ppmodels as api
 from ppmodels.data.mnist import FILES as MNIST_FILES
 from ppmodels.errors import PPModelsError
-from ppmodels.train import TrainConfig
+from ppmodels.infer import TrainConfig
 from ppmodels_cli.main import app
 
 runner = CliRunner()
@@ -46,7 +46,7 @@ def train_case(tmp: Path, name: str, model: str, data: str = "digits", message: 
                out: Path | None = None, labels: int | None = None, settings: dict | None = None, resume: bool = False,
                overwrite: bool = False, data_dir: Path | None = None, keep_out: bool = False, lr: float = 1e-3,
                skip_nonfinite: bool = False) -> Case:
-    """``ppmodels train`` and :func:`ppmodels.api.train` with the same options."""
+    """``ppmodels train`` and :func:`ppmodels.commands.train.train` with the same options."""
     out = out or tmp / "runs" / name
     if resume:  # everything else comes from the run's config.json
         cli = ["train", model, "--out", str(out), "--resume", "--quiet"]

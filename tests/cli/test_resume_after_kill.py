@@ -22,7 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ppmodels.run import load_checkpoint
+from ppmodels.files import load_checkpoint
 
 TRAIN = ["train", "vae", "--data", "digits", "--hidden", "16", "--z-dim", "2", "--batch-size", "64", "--lr", "0.05",
          "--patience", "3", "--seed", "7", "--quiet", "--sample-every", "4"]

@@ -6,7 +6,8 @@ from ppmodels.data import prepare_data
 from ppmodels.errors import ConfigError
 from ppmodels.models import M2, VAE, ModelConfig
 from ppmodels.models.vae import BinomialFraction, observation_dist
-from ppmodels.train import TrainConfig
+from ppmodels.infer import TrainConfig
+from ppmodels.infer import fit
 
 
 def test_binomial_fraction_scores_the_counts():
@@ -40,6 +41,6 @@ def test_digits_as_counts_of_16_train(digits, cls, options):
     data = prepare_data(digits, num_labels=50)
     model = cls(cls.config_from_data(digits, likelihood="binomial:16", **options))
     start = model.elbo_per_datum(data.valid)
-    model.fit(data, TrainConfig(epochs=3, batch_size=200, lr=3e-3, patience=None))
+    fit(model, data, TrainConfig(epochs=3, batch_size=200, lr=3e-3, patience=None))
     assert model.elbo_per_datum(data.valid) > start
     assert model.sample(3, generator=torch.Generator().manual_seed(0)).max() <= 1

@@ -10,7 +10,8 @@ from ppmodels.corruption import corrupt
 from ppmodels.data import prepare_data
 from ppmodels.errors import ConfigError
 from ppmodels.models import GMVAE, VAE
-from ppmodels.train import TrainConfig
+from ppmodels.infer import TrainConfig
+from ppmodels.infer import fit
 
 
 def test_corrupt_masks_at_the_rate_and_adds_noise():
@@ -69,7 +70,7 @@ def test_denoising_vae_reconstructs_masked_inputs_better(digits):
     for kind, level in (("none", 0.0), ("mask", 0.5)):
         torch.manual_seed(0)
         vae = VAE(x_shape=[1, 8, 8], z_dim=16, hidden=[128], corruption=kind, noise_level=level)
-        vae.fit(data, TrainConfig(epochs=50, batch_size=64, lr=3e-3, patience=None))
+        fit(vae, data, TrainConfig(epochs=50, batch_size=64, lr=3e-3, patience=None))
         scores[kind] = reconstruction_scores(vae, masked, clean)
     assert scores["mask"][0] > scores["none"][0] + 0.5, scores
     assert scores["mask"][1] < scores["none"][1], scores

@@ -8,7 +8,8 @@ from scipy.optimize import linear_sum_assignment
 import ppmodels
 from ppmodels.data import from_arrays, load_dataset, prepare_data
 from ppmodels.models import GMM
-from ppmodels.train import TrainConfig
+from ppmodels.infer import TrainConfig
+from ppmodels.infer import fit
 
 TRUE_MEANS = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 6.0]])
 TRUE_SCALES = np.array([[1.0, 0.5], [0.7, 0.7], [0.5, 1.5]])
@@ -48,7 +49,7 @@ def test_recovers_known_means_and_weights_up_to_label_switching():
     gmm = GMM(x_shape=[2], num_components=3)
     gmm.before_fit(data)
     start = float(gmm.log_density(data.train.x).mean())
-    gmm.fit(data, TrainConfig(epochs=100, batch_size=len(data.train), lr=0.02, patience=None))
+    fit(gmm, data, TrainConfig(epochs=100, batch_size=len(data.train), lr=0.02, patience=None))
     assert float(gmm.log_density(data.train.x).mean()) > start + 0.01  # the ELBO improves on the k-means start
     mean_error, weight_error, (rows, cols) = matched_errors(gmm, TRUE_MEANS, TRUE_WEIGHTS)
     scale_error = np.abs(gmm.scales.detach().numpy()[rows] - TRUE_SCALES[cols]).max()
@@ -63,7 +64,7 @@ def test_recovers_known_means_and_weights_up_to_label_switching():
 def test_sample_and_cluster_shapes():
     x, k = synthetic(300)
     gmm = GMM(x_shape=[2], num_components=3)
-    gmm.fit(from_arrays("toy", x), TrainConfig(epochs=5, batch_size=100, lr=0.05, patience=None))
+    fit(gmm, from_arrays("toy", x), TrainConfig(epochs=5, batch_size=100, lr=0.05, patience=None))
     draws = gmm.sample(50, generator=torch.Generator().manual_seed(0))
     assert draws.shape == (50, 2)
     assert gmm.responsibilities(x).sum(1) == pytest.approx(np.ones(len(x)), abs=1e-5)
@@ -83,7 +84,7 @@ def test_gmm_on_latents_of_a_run_samples_through_its_decoder(tmp_path):
     gmm_run = tmp_path / "gmm"
     model, _ = ppmodels.train("gmm", f"latents:{vae_run}", gmm_run, train_config=cfg, model_options={"num_components": 4}, progress=False)
     assert model.config.decoder_run == str(vae_run.resolve())
-    out = ppmodels.sample(gmm_run, 6, tmp_path / "s.npy", seed=1)
+    out = ppmodels.sample(gmm_run, tmp_path / "s.npy", num=6, seed=1)
     images = np.load(out)
     z = ppmodels.load(gmm_run).sample(6, generator=torch.Generator().manual_seed(1))
     assert images.shape == (6, 1, 8, 8)

@@ -7,9 +7,10 @@ import pyro.distributions as dist
 import torch
 
 from ppmodels.data import prepare_data
-from ppmodels.metrics import clustering_accuracy
+from ppmodels.analysis.metrics import clustering_accuracy
 from ppmodels.models import GMVAE
-from ppmodels.train import TrainConfig
+from ppmodels.infer import TrainConfig
+from ppmodels.infer import fit
 
 
 def small_gmvae(**kw):
@@ -49,7 +50,7 @@ def test_training_moves_the_prior_and_clusters(digits):
     data = prepare_data(digits)
     model = small_gmvae()
     before = model.prior_locs.detach().clone()
-    model.fit(data, TrainConfig(epochs=3, batch_size=128, lr=3e-3, patience=None))
+    fit(model, data, TrainConfig(epochs=3, batch_size=128, lr=3e-3, patience=None))
     assert not torch.equal(before, model.prior_locs.detach())
     clusters = model.cluster(data.test.x)
     assert clusters.shape == (len(data.test),) and clusters.max() < 3
@@ -71,12 +72,16 @@ def test_init_from_a_mixture_on_vae_latents(tmp_path, digits):
     cfg = TrainConfig(epochs=1, batch_size=256, patience=None)
     ppmodels.train("vae", "digits", tmp_path / "vae", train_config=cfg, model_options={"z_dim": 2, "hidden": [16]}, progress=False)
     ppmodels.train("gmm", f"latents:{tmp_path / 'vae'}", tmp_path / "gmm", train_config=cfg, model_options={"num_components": 3}, progress=False)
-    model = small_gmvae(init_from=str(tmp_path / "gmm"))
+    from ppmodels.runs import start_gmvae_from_runs
+
+    with pytest.raises(ConfigError, match="names runs to start from"):  # a model never opens run folders itself
+        small_gmvae(init_from=str(tmp_path / "gmm")).before_fit(prepare_data(digits))
+    model = start_gmvae_from_runs(small_gmvae(init_from=str(tmp_path / "gmm")))
     model.before_fit(prepare_data(digits))
     vae, gmm = ppmodels.load(tmp_path / "vae"), ppmodels.load(tmp_path / "gmm")
     assert torch.equal(model.encoder.net.net[0].weight, vae.encoder.net.net[0].weight)
     assert torch.allclose(model.prior_locs, gmm.locs) and torch.allclose(model.prior_scales, gmm.scales, atol=1e-6)
     with pytest.raises(ConfigError, match="match num_components"):
-        GMVAE(x_shape=[1, 8, 8], z_dim=2, hidden=[16], num_components=4, init_from=str(tmp_path / "gmm")).before_fit(prepare_data(digits))
+        start_gmvae_from_runs(GMVAE(x_shape=[1, 8, 8], z_dim=2, hidden=[16], num_components=4, init_from=str(tmp_path / "gmm")))
     with pytest.raises(ConfigError, match="not a gmm run"):
-        small_gmvae(init_from=str(tmp_path / "vae")).before_fit(prepare_data(digits))
+        start_gmvae_from_runs(small_gmvae(init_from=str(tmp_path / "vae")))

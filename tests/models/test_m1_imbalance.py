@@ -16,10 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from ppmodels.data import Dataset, from_arrays, load_dataset, prepare_data
-from ppmodels.metrics import balanced_accuracy, classification_report
+from ppmodels.analysis.metrics import balanced_accuracy, classification_report
 from ppmodels.models import M1
-from ppmodels.train import TrainConfig
+from ppmodels.infer import TrainConfig
 from ppmodels_cli.main import app
+from ppmodels.infer import fit
 
 MAJORITY = 0
 OPTIONS = dict(z_dim=8, hidden=[64], classifier="logistic", C=1.0)  # a plain classifier, as a student would pick
@@ -51,7 +52,7 @@ def digits90() -> Dataset:
 def fit_m1(data, **options) -> M1:
     pyro.set_rng_seed(0)
     model = M1(x_shape=[1, 8, 8], **{**OPTIONS, **options})
-    return model.fit(data, TrainConfig(epochs=EPOCHS, batch_size=128, patience=None, seed=0))
+    return fit(model, data, TrainConfig(epochs=EPOCHS, batch_size=128, patience=None, seed=0))
 
 
 def test_the_data_is_imbalanced(digits90):

@@ -7,9 +7,11 @@ import torch
 from ppmodels import load
 from ppmodels.data import prepare_data
 from ppmodels.errors import ConfigError
-from ppmodels.inference import iw_log_likelihood
+from ppmodels.infer.importance import iw_log_likelihood
 from ppmodels.models import M1M2
-from ppmodels.train import TrainConfig, Trainer
+from ppmodels.infer import TrainConfig, Trainer
+from ppmodels.infer import fit
+from ppmodels.runs import save_model
 
 
 def small(**kw):
@@ -86,12 +88,12 @@ def test_m1_epochs_must_leave_room_for_m2():
 
 def test_importance_weights_bound_and_round_trip(digits, tmp_path):
     data = prepare_data(digits, num_labels=50, seed=0)
-    model = small(m1_epochs=1).fit(data, TrainConfig(epochs=2, batch_size=200, patience=None))
+    model = fit(small(m1_epochs=1), data, TrainConfig(epochs=2, batch_size=200, patience=None))
     x = data.test.x[:20]
     lw = model.log_importance_weights(x, num_particles=30)
     assert lw.shape == (30, 20) and torch.isfinite(lw).all()
     assert (iw_log_likelihood(lw) >= lw.mean(0)).all()
-    model.save(tmp_path)
+    save_model(model, tmp_path)
     again = load(tmp_path)
     assert np.array_equal(again.predict_proba(x), model.predict_proba(x))
     assert again.active_dims == model.active_dims
@@ -102,7 +104,7 @@ def test_importance_weights_bound_and_round_trip(digits, tmp_path):
 def test_resume_across_and_inside_the_m2_stage_matches_a_straight_run(digits, tmp_path, crash_at):
     """A crash at the end of epoch 3 (resumes from the last M1 epoch) or 4 (from inside stage m2), then a resume,
     ends on the same weights as an uninterrupted run."""
-    from ppmodels.run import prepare_run_dir
+    from ppmodels.runs import prepare_run_dir
 
     class Crash(Exception):
         pass

@@ -10,10 +10,12 @@ from benchmarks.oracle import m2_elbo as hand_elbo
 from ppmodels import load
 from ppmodels.errors import ConfigError
 from ppmodels.data import Split, prepare_data
-from ppmodels.inference import iw_log_likelihood
+from ppmodels.infer.importance import iw_log_likelihood
 from ppmodels.models import M2
 from ppmodels.models.ssl_batches import LabeledSampler, labeled_unlabeled_batches
-from ppmodels.train import TrainConfig, Trainer
+from ppmodels.infer import TrainConfig, Trainer
+from ppmodels.infer import fit
+from ppmodels.runs import save_model
 
 K = 3
 
@@ -160,7 +162,7 @@ def test_train_step_changes_parameters_and_predicts(digits, tmp_path):
     assert proba.shape == (len(data.test), 10) and np.allclose(proba.sum(1), 1, atol=1e-5)
     assert np.array_equal(m2.predict(data.test.x), proba.argmax(1))
     assert m2.sample(6, generator=torch.Generator().manual_seed(0), y=torch.arange(6)).shape == (6, 1, 8, 8)
-    m2.save(tmp_path)
+    save_model(m2, tmp_path)
     again = load(tmp_path)
     assert np.array_equal(again.predict_proba(data.test.x), proba)
     assert torch.equal(again.log_prior, m2.log_prior)
@@ -180,5 +182,5 @@ def test_gaussian_likelihood_and_feature_mask():
 def test_m2_learns_digits_with_50_labels(digits):
     """Short run on digits, 50 labels: far above chance (measured about 0.8 after 20 epochs)."""
     data = prepare_data(digits, num_labels=50, seed=0)
-    m2 = M2(M2.config_from_data(digits, z_dim=8, hidden=[128])).fit(data, TrainConfig(epochs=15, lr=3e-3, patience=None))
+    m2 = fit(M2(M2.config_from_data(digits, z_dim=8, hidden=[128])), data, TrainConfig(epochs=15, lr=3e-3, patience=None))
     assert (m2.predict(data.test.x) == data.test.y.numpy()).mean() > 0.6

@@ -9,7 +9,8 @@ from scipy.linalg import subspace_angles
 from ppmodels.data import TrainData, from_arrays, prepare_data
 from ppmodels.errors import ConfigError
 from ppmodels.models import PPCA, VAE
-from ppmodels.train import TrainConfig
+from ppmodels.infer import TrainConfig
+from ppmodels.infer import fit
 
 D, K = 8, 2
 
@@ -46,7 +47,7 @@ def test_elbo_is_the_exact_log_likelihood():
 
 def test_learns_principal_subspace_and_noise_variance(toy):
     data, top, noise_var = toy
-    ppca = PPCA(x_shape=[D], z_dim=K).fit(data, TrainConfig(epochs=1000, batch_size=len(data.train), lr=0.05, patience=None))
+    ppca = fit(PPCA(x_shape=[D], z_dim=K), data, TrainConfig(epochs=1000, batch_size=len(data.train), lr=0.05, patience=None))
     angles = np.degrees(subspace_angles(ppca.components_, top))
     assert angles.max() < 0.5, angles
     assert ppca.noise_variance_ == pytest.approx(noise_var, rel=0.01)
@@ -66,7 +67,7 @@ def test_linear_vae_recovers_the_same_subspace(toy):
     data, top, noise_var = toy
     torch.manual_seed(0)
     vae = VAE(x_shape=[D], z_dim=K, hidden=[], likelihood="gaussian", x_scale="shared")
-    vae.fit(data, TrainConfig(epochs=300, batch_size=100, lr=0.01, patience=None))
+    fit(vae, data, TrainConfig(epochs=300, batch_size=100, lr=0.01, patience=None))
     decoder_weight = vae.decoder.net.net[0].weight.detach().numpy()
     angles = np.degrees(subspace_angles(decoder_weight, top))
     assert angles.max() < 2.0, angles

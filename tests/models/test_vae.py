@@ -9,7 +9,8 @@ from pyro import poutine
 
 from ppmodels.data import prepare_data
 from ppmodels.models import VAE
-from ppmodels.train import TrainConfig, Trainer
+from ppmodels.infer import TrainConfig, Trainer
+from ppmodels.infer import fit
 
 
 def small_vae(**kw):
@@ -67,7 +68,7 @@ def test_elbo_rises_on_toy_data(digits):
     data = prepare_data(digits)
     vae = small_vae()
     start = vae.elbo_per_datum(data.valid)
-    vae.fit(data, TrainConfig(epochs=15, batch_size=64, lr=3e-3, patience=None))
+    fit(vae, data, TrainConfig(epochs=15, batch_size=64, lr=3e-3, patience=None))
     end = vae.elbo_per_datum(data.valid)
     assert math.isfinite(end) and end > start + 5
 

@@ -9,8 +9,11 @@ import torch
 
 from ppmodels.data import prepare_data
 from ppmodels.models import VAE
-from ppmodels.run import prepare_run_dir
-from ppmodels.train import MetricsLog, TrainConfig, Trainer
+from ppmodels.runs import prepare_run_dir
+from ppmodels.runs import MetricsLog
+
+# lr 0.05, patience 3, seed 1: early stopping ends this run at epoch 13 (best epoch 10), measured
+from ppmodels.infer import TrainConfig, Trainer
 
 # lr 0.05, patience 3, seed 1: early stopping ends this run at epoch 13 (best epoch 10), measured
 CONFIG = dict(epochs=200, batch_size=128, lr=0.05, patience=3, seed=1)
@@ -136,7 +139,7 @@ def test_every_model_resumes_exactly(tmp_path, name):
 
 
 def test_diagnose_reads_the_metrics_of_a_killed_run(tmp_path):
-    from ppmodels.diagnosis import read_metrics
+    from ppmodels.commands.diagnose import read_metrics
     from ppmodels.errors import RunError
 
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3, "st')

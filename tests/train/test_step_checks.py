@@ -5,7 +5,7 @@ import torch
 
 from ppmodels.errors import TrainingError
 from ppmodels.models import VAE
-from ppmodels.train import TrainConfig, Trainer
+from ppmodels.infer import TrainConfig, Trainer
 
 
 def trainer_for(model):

@@ -7,8 +7,9 @@ import torch
 from ppmodels.data import prepare_data
 from ppmodels.errors import ConfigError, TrainingError
 from ppmodels.models import VAE
-from ppmodels.run import prepare_run_dir
-from ppmodels.train import BestCheckpoint, MetricsLog, TrainConfig, Trainer
+from ppmodels.runs import prepare_run_dir
+from ppmodels.runs import BestCheckpoint, MetricsLog
+from ppmodels.infer import TrainConfig, Trainer
 
 
 def small_vae():

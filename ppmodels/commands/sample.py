@@ -1,7 +1,8 @@
-"""The sampling modes behind ``ppmodels sample`` beside the prior: posterior, class-conditional, analogies.
+"""``ppmodels sample``: draws from a trained model. :func:`sample` picks the mode; each mode is a function of its own.
 
+``prior``          x ~ p(x | z), z ~ p(z) (or a density's codes decoded through its latents:RUN decoder).
 ``posterior``      S draws of every latent from the guide q(. | x) for M data points and x ~ p(x | latents),
-                   written with :func:`ppmodels.posterior.save_idata` (netCDF ``.nc`` or ``.npz``), the file
+                   written with :func:`ppmodels.analysis.inference_data.save_idata` (netCDF ``.nc`` or ``.npz``), the file
                    layout ``ppmodels diagnose`` writes too.
 ``conditional``    x ~ p(x | y=k, z), z ~ p(z), for one class or every class (one row per class in a PNG grid).
 ``analogies``      Kingma et al. (2014), Figure 1 right: z inferred from each given image, decoded with every
@@ -19,12 +20,13 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from .api import latent_decoder, select_split
-from .data import load_dataset
-from .errors import ConfigError, DataError
-from .plots import save_image_grid
-from .posterior import posterior_idata, save_idata
-from .run import load, write_arrays
+from ..analysis.inference_data import posterior_idata, save_idata
+from ..data import load_dataset, select_split
+from ..errors import ConfigError, DataError
+from ..files import write_arrays
+from ..models import CanSample
+from ..plots import save_image_grid
+from ..runs import latent_decoder, load
 
 
 @runtime_checkable
@@ -108,7 +110,7 @@ def sample_prior(run: str | Path, num: int, out: str | Path, *, seed: int = 0, z
     For a density fitted on ``latents:RUN`` (e.g. ``gmm``) the draws are latent codes, decoded with RUN's decoder.
     """
     model = _model(run)
-    if not hasattr(model, "sample"):
+    if not isinstance(model, CanSample):
         raise ConfigError(f"model {model.name!r} cannot sample")
     decoder = latent_decoder(model)  # a density fitted on latents:RUN draws codes z, which RUN's decoder turns into x
     shown = decoder or model
@@ -151,6 +153,32 @@ def sample_analogies(run: str | Path, style_from: str, out: str | Path, *, num_d
         return _write_images(model, decoded, out)
     rows = np.concatenate([x.cpu().numpy()[:, None], decoded], axis=1)  # input first, then one column per class
     return _write_images(model, rows, out, ncol=model.num_classes + 1, zoom=zoom)
+
+
+def sample(run: str | Path, out: str | Path, *, num: int = 64, seed: int = 0, zoom: int = 1, posterior: bool = False,
+           data: str | None = None, num_data: int | None = 10, draws: int = 100, split: str = "all", data_dir: str | None = None,
+           label: str | int | None = None, style_from: str | None = None) -> Path:
+    """Draw samples from run ``run`` (or a fitted model) into ``out``, in one mode: the prior (default), the posterior
+    (``posterior=True`` with ``data``), one class or every class (``label``) or analogies (``style_from``).
+
+    Example::
+
+        ppmodels.sample("runs/m2", "classes.png", label="all")
+    """
+    modes = [name for name, on in (("--posterior", posterior), ("--label", label is not None), ("--style-from", style_from is not None)) if on]
+    if len(modes) > 1:
+        raise ConfigError(f"{' and '.join(modes)} are separate modes; give one of them")
+    if data is not None and not posterior:
+        raise ConfigError("--data applies to --posterior; for analogies give the images with --style-from SPEC")
+    if posterior:
+        if data is None:
+            raise ConfigError("--posterior needs --data SPEC, the data whose latents to draw (e.g. --data digits)")
+        return sample_posterior(run, data, out, num_data=num_data, draws=draws, seed=seed, data_dir=data_dir, split=split)
+    if label is not None:
+        return sample_conditional(run, label, out, num=num, seed=seed, zoom=zoom)
+    if style_from is not None:
+        return sample_analogies(run, style_from, out, num_data=num_data, data_dir=data_dir, split=split, zoom=zoom)
+    return sample_prior(run, num, out, seed=seed, zoom=zoom)
 
 
 def _model(run):

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7
 #: PSIS fits the largest min(0.2 S, 3 sqrt(S)) weights and gives up (k-hat = inf) below 5 of them: S >= 21

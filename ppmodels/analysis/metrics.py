@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .errors import DataError
+from ..errors import DataError
 
 
 def _labels(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
@@ -118,3 +118,15 @@ def auroc(inlier_scores, outlier_scores) -> float:
     inlier_scores, outlier_scores = np.asarray(inlier_scores), np.asarray(outlier_scores)
     truth = np.r_[np.ones(len(inlier_scores)), np.zeros(len(outlier_scores))]
     return float(roc_auc_score(truth, np.r_[inlier_scores, outlier_scores]))
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """:func:`classification_report` (accuracy, balanced accuracy, majority-class rate, collapse
+    warnings) with its per-class recall as ``per_class_accuracy`` (``None`` for a class absent from ``y_true``) and
+    the confusion matrix (rows: true class, columns: predicted)."""
+    report = classification_report(y_true, y_pred, num_classes)
+    k = len(report["per_class_recall"])
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return {"accuracy": report["accuracy"], "balanced_accuracy": report["balanced_accuracy"], "per_class_accuracy": report["per_class_recall"],
+            "confusion_matrix": confusion.tolist(), "majority_rate": report["majority_rate"], "warnings": report["warnings"]}

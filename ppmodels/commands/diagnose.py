@@ -17,16 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import diagnostics as dg
-from .api import open_run_dataset, select_split
-from .data import load_dataset
-from .errors import ConfigError, PPModelsError, RunError
-from .evaluation import classification_metrics
-from .gold_standard import gold_standard_for, gold_standard_verdict
-from .inference import prior_sampled_sites, trace_particles
-from .posterior import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
+from ..analysis import diagnostics as dg
+from ..analysis.gold_standard import gold_standard_for, gold_standard_verdict
+from ..analysis.metrics import classification_metrics
+from ..data import load_dataset, select_split
+from ..errors import ConfigError, PPModelsError, RunError
+from ..files import read_json, write_json
+from ..infer.importance import prior_sampled_sites, trace_particles
+from ..models import CanClassify
+from ..runs import CONFIG, METRICS, load, open_run_dataset
+from ..analysis.inference_data import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
                         has_own_log_weights, posterior_idata, save_idata)
-from .run import CONFIG, METRICS, load, read_json, write_json
 
 IDATA, DIAGNOSTICS, REPORT = "idata.nc", "diagnostics.json", "report.html"
 #: attribute of ``sample_stats``: the model's latents that the guide leaves to the prior, comma-separated
@@ -147,7 +148,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     idata.sample_stats.attrs[PRIOR_SAMPLED] = ",".join(prior_sampled_sites(*trace_particles(model, model.check_x(x[:2]), 1)))
     records = read_metrics(run)
     add_training_trace(idata, records)
-    if hasattr(model, "predict_proba") and y is not None:
+    if isinstance(model, CanClassify) and y is not None:
         add_class_probabilities(idata, model.predict_proba(x))
     train_errors = None
     if train_data is not None and split != "train":
@@ -165,7 +166,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     save_idata(idata, out / IDATA)
     write_json(out / DIAGNOSTICS, json_ready(summary_only(result)))
     if report:
-        from .report import write_report
+        from ..analysis.report import write_report
 
         write_report(out / REPORT, model, idata, result)
     result["idata"] = idata

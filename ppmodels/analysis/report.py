@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from .diagnostics import KHAT_BAD, KHAT_GOOD, continuous_latents
-from .plots import tile
-from .run import atomic_write
+from ..files import atomic_write
+from ..plots import tile
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ccc;padding-bottom:.2em}

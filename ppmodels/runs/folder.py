@@ -8,113 +8,30 @@ Layout (names are stable; docs/cli.md documents them)::
     RUN/model.safetensors  the final weights (plus fitted extras such as M1's classifier features)
     RUN/summary.json       final ELBOs, epochs, wall time, test accuracy, library versions
 
-Every write goes to a temporary file in the same folder and is renamed into place, so a crash mid-write
-leaves the previous file whole. Nothing here unpickles objects: weights are safetensors, checkpoints are
-loaded with ``torch.load(weights_only=True)``.
+Every write is atomic (:mod:`ppmodels.files`). Nothing here unpickles objects: weights are safetensors,
+checkpoints are loaded with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import dataclasses
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
 
-import numpy as np
-import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .errors import RunError
+from ..errors import RunError
+from ..files import atomic_write, load_state, read_json, write_json
+from ..infer.trainer import CHECKPOINTS
+from ..models import get_model_class
+from ..plugins import config_entry, require_plugins
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 WEIGHTS = "model.safetensors"
-CHECKPOINTS = "checkpoints"
 EXTRA_PREFIX = "extra."
-
-
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` (same folder, so the rename is atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give them the mode a plain open() would
-        _fsync(tmp)  # the bytes reach the disk before the rename does, so a power cut cannot leave an empty file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync(path.parent)
-
-
-def _fsync(path: str | Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # folders cannot be opened on Windows; their entries are durable there anyway
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, default=_json_default)
-            f.write("\n")
-
-    atomic_write(path, write)
-
-
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise RunError(f"{path} does not exist; is {path.parent} a ppmodels run folder?")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path} is not valid JSON ({exc}); the run folder is damaged") from None
-
-
-def write_arrays(path: str | Path, arrays: dict[str, Any] | Any) -> None:
-    """Atomically write one array (``.npy``) or a dict of arrays (``.npz``), never as pickled objects."""
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object, so numpy does not append its own suffix to the temporary name
-            if isinstance(arrays, dict):
-                np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-            else:
-                np.save(f, np.asarray(arrays), allow_pickle=False)
-
-    atomic_write(path, write)
-
-
-def append_jsonl(path: str | Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record, default=_json_default) + "\n")
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
 def check_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
@@ -148,10 +65,6 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = Fa
 # ----- weights ------------------------------------------------------------------------------------------------
 def save_model(model, path: str | Path) -> None:
     """Write ``config.json`` (if absent) and ``model.safetensors`` for ``model`` into folder ``path``."""
-    import dataclasses
-
-    from .plugins import config_entry
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     if not (path / CONFIG).is_file():
@@ -163,9 +76,6 @@ def save_model(model, path: str | Path) -> None:
 
 def build_model(config: dict):
     """A fresh, untrained model from a run's ``config.json`` content, found by its registered name."""
-    from .plugins import require_plugins
-    from .registry import get_model_class
-
     if not isinstance(config, dict) or "model" not in config:
         raise RunError("config.json names no model; the run folder is damaged")
     require_plugins(config.get("plugins"), config["model"])
@@ -201,29 +111,3 @@ def load(path: str | Path):
     return model
 
 
-def load_state(model, state: dict, source: Path) -> None:
-    """``model.load_state_dict(state)`` with a one-line error naming the mismatch."""
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "mismatch"
-        detail = " ".join(str(exc).split())[:300]
-        raise RunError(f"{source} does not fit model {model.name!r} with this config ({first} {detail}); it is from another model or config") from None
-
-
-# ----- checkpoints --------------------------------------------------------------------------------------------
-def save_checkpoint(path: str | Path, payload: dict) -> None:
-    """Atomically ``torch.save`` a payload of tensors, numbers, strings, lists and dicts."""
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint with ``weights_only=True``: a file crafted to run code on unpickling is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise RunError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        reason = " ".join(str(exc).split())[:200]
-        raise RunError(f"checkpoint {path} cannot be loaded safely ({type(exc).__name__}: {reason}); it is truncated, corrupt or not a ppmodels checkpoint") from None

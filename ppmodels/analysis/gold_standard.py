@@ -32,8 +32,8 @@ import pyro.distributions as dist
 import torch
 from pyro.infer import MCMC, NUTS
 
-from .errors import ConfigError
-from .models.gmm import mixture_log_prob
+from ..errors import ConfigError
+from ..models.gmm import mixture_log_prob
 
 #: prior scales on the standardized data (see the module docstring)
 PRIOR_SCALE = 3.0

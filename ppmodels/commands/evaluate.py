@@ -13,26 +13,15 @@ from typing import Any
 import numpy as np
 import pyro
 
-from .api import open_run_dataset
-from .data import load_dataset
-from .errors import ConfigError
-from .metrics import classification_report
-from .run import CONFIG, load, read_json, write_json
+from ..analysis.metrics import classification_metrics
+from ..data import load_dataset
+from ..errors import ConfigError
+from ..files import read_json, write_json
+from ..models import CanClassify
+from ..runs import CONFIG, load, open_run_dataset
 
 EVALUATION = "evaluation.json"
 SPLITS = ("test", "valid")
-
-
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
-    """:func:`ppmodels.metrics.classification_report` (accuracy, balanced accuracy, majority-class rate, collapse
-    warnings) with its per-class recall as ``per_class_accuracy`` (``None`` for a class absent from ``y_true``) and
-    the confusion matrix (rows: true class, columns: predicted)."""
-    report = classification_report(y_true, y_pred, num_classes)
-    k = len(report["per_class_recall"])
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
-    return {"accuracy": report["accuracy"], "balanced_accuracy": report["balanced_accuracy"], "per_class_accuracy": report["per_class_recall"],
-            "confusion_matrix": confusion.tolist(), "majority_rate": report["majority_rate"], "warnings": report["warnings"]}
 
 
 def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test", iw_samples: int = 100, *,
@@ -70,7 +59,7 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     pyro.set_rng_seed(seed)
     result: dict[str, Any] = {"model": model.name, "data": spec, "split": split, "num_examples": len(part)}
     model.check_y(part.y)
-    if hasattr(model, "predict") and part.y is not None:
+    if isinstance(model, CanClassify) and part.y is not None:
         result.update(classification_metrics(part.y.numpy(), np.asarray(model.predict(part.x)), dataset.num_classes or 0))
     result["elbo"] = float(model.elbo_per_datum(part))
     if iw_samples:

@@ -1,9 +1,10 @@
-"""One trainer for every model: stochastic variational inference on the model's own differentiable loss.
+"""One trainer for every model: stochastic variational inference on the model's Pyro ELBO.
 
-The model supplies minibatches (:meth:`~ppmodels.models.PPModel.training_batches`) and a differentiable negative
-ELBO (:meth:`~ppmodels.models.PPModel.loss`, by default ``TraceEnum_ELBO.differentiable_loss`` of its Pyro
-pair); the trainer owns the loop: Adam steps, validation ELBO, early stopping, the NaN guard, checkpoints and
-resume, and it reports everything to callbacks. Models never loop, print or save.
+The model supplies minibatches (:meth:`~ppmodels.models.PPModel.training_batches`) and its differentiable
+negative ELBO (:meth:`~ppmodels.models.PPModel.loss`: ``TraceEnum_ELBO.differentiable_loss`` of its Pyro pair);
+the trainer owns the loop: Adam steps, validation ELBO (or accuracy), early stopping, the NaN guard, checkpoints
+and resume, and it reports everything to callbacks. Models never loop, print or save, and this module imports no
+model: it works with any object that has those methods.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import numpy as np
 import pyro
 import torch
 
-from ..data import TrainData
+from ..data import Dataset, TrainData, prepare_data
 from ..errors import ConfigError, RunError, TrainingError
-from ..run import CHECKPOINTS, load_checkpoint, load_state, save_checkpoint
+from ..files import load_checkpoint, load_state, save_checkpoint
+
+CHECKPOINTS = "checkpoints"  # the folder, inside a run folder, of last.pt (resume state) and best.pt
 
 
 SELECT_BY = ("auto", "valid_accuracy", "valid_elbo")
@@ -307,6 +310,27 @@ class Trainer:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RunError(f"checkpoint {path} is incomplete or from another version ({type(exc).__name__}: {exc}); start again with --overwrite") from None
         self.saved_epoch = self.state.epoch
+
+
+def fit(model, data: TrainData | Dataset, train_config: TrainConfig | None = None, callbacks: list | None = None,
+        run_dir: str | Path | None = None, resume: bool = False):
+    """Train ``model`` on ``data`` with the shared :class:`Trainer`, between the model's ``before_fit`` and
+    ``after_fit`` hooks; returns the model (scikit-learn's ``fit`` convention), with ``model.train_state_`` set.
+
+    Example::
+
+        vae = ppmodels.fit(VAE(x_shape=[1, 8, 8], z_dim=4, seed=0), load_dataset("digits"), TrainConfig(epochs=3))
+    """
+    if isinstance(data, Dataset):
+        data = prepare_data(data)
+    model.check_data(data)
+    if not resume:
+        model.before_fit(data)
+    trainer = Trainer(train_config, callbacks or [])
+    trainer.fit(model, data, run_dir=run_dir, resume=resume)
+    model.train_state_ = trainer.state
+    model.after_fit(data)
+    return model
 
 
 def rng_states(generator: torch.Generator) -> dict:

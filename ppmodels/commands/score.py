@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .api import latent_decoder, select_split
-from .data import load_dataset
-from .data.latents import run_training_dataset
-from .errors import ConfigError
-from .run import atomic_write, load, write_arrays
+from ..data import load_dataset, select_split
+from ..errors import ConfigError
+from ..files import atomic_write, write_arrays
+from ..runs import latent_decoder, load, open_run_dataset
 
 FORMATS = (".npz", ".csv")
 
@@ -62,7 +61,7 @@ def score_data(run: str | Path, x, *, mixture: str | Path | None = None, num_par
         raise ConfigError("num_particles and reference_size must be at least 1")
     model, density, model_run = _models(run, mixture)
     x = model.check_x(x)
-    reference = run_training_dataset(model_run).split("train").x
+    reference = open_run_dataset(model_run).split("train").x
     gen = torch.Generator().manual_seed(seed)
     if len(reference) > reference_size:
         reference = reference[torch.randperm(len(reference), generator=gen)[:reference_size]]

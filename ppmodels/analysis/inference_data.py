@@ -35,9 +35,10 @@ import torch
 
 from pyro.poutine.util import site_is_subsample
 
-from .errors import ConfigError
-from .inference import replay_log_weights, trace_particles
-from .run import atomic_write
+from ..errors import ConfigError
+from ..files import atomic_write
+from ..infer.importance import replay_log_weights, trace_particles
+from ..models import PPModel
 
 OBSERVED_SITE = "x"
 
@@ -139,8 +140,6 @@ def add_class_probabilities(idata, probs: np.ndarray) -> None:
 
 def has_own_log_weights(model) -> bool:
     """Whether ``model`` overrides the generic importance weights (e.g. with an exact sum over a discrete latent)."""
-    from .models.base import PPModel
-
     return type(model).log_importance_weights is not PPModel.log_importance_weights
 
 

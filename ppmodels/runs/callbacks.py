@@ -1,7 +1,7 @@
-"""Trainer callbacks: progress bar, metrics log, best-weights checkpoint, sample grids.
+"""Trainer callbacks that write into a run folder: metrics log, best-weights checkpoint, sample grids.
 
 A callback is any object with some of the hooks ``on_train_start``, ``on_step_end``, ``on_epoch_end``,
-``on_best`` and ``on_train_end``; each receives the :class:`~ppmodels.train.Trainer` first.
+``on_best`` and ``on_train_end``; each receives the :class:`~ppmodels.infer.Trainer` first.
 """
 
 from __future__ import annotations
@@ -12,35 +12,11 @@ from pathlib import Path
 
 import torch
 
+from ..files import append_jsonl, atomic_write, save_checkpoint
+from ..infer.trainer import CHECKPOINTS
+from ..models import CanSample
 from ..plots import save_image_grid
-from ..run import CHECKPOINTS, METRICS, append_jsonl, atomic_write, save_checkpoint
-
-
-class ProgressBar:
-    """A rich progress bar on stderr: epoch, step, elapsed, train/valid ELBO per datum, epochs without improvement."""
-
-    def __init__(self, disable: bool = False):
-        self.disable = disable
-        self._progress = None
-
-    def on_train_start(self, trainer) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-                                  TextColumn("{task.fields[info]}"), console=Console(stderr=True), disable=self.disable)
-        self._progress.start()
-        self._task = self._progress.add_task("train", total=trainer.config.epochs, completed=trainer.state.epoch, info="")
-
-    def on_epoch_end(self, trainer, record: dict) -> None:
-        info = f"step {record['step']}  train ELBO {record['train_elbo']:.2f}"
-        if "valid_elbo" in record:
-            info += f"  valid ELBO {record['valid_elbo']:.2f}"
-        info += f"  no improvement for {record['epochs_without_improvement']}"
-        self._progress.update(self._task, completed=record["epoch"], info=info)
-
-    def on_train_end(self, trainer) -> None:
-        self._progress.stop()
+from .folder import METRICS
 
 
 class MetricsLog:
@@ -85,7 +61,7 @@ class SampleGrid:
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         model = trainer.model
-        if record["epoch"] % self.every or len(model.config.x_shape) != 3 or not hasattr(model, "sample"):
+        if record["epoch"] % self.every or len(model.config.x_shape) != 3 or not isinstance(model, CanSample):
             return
         images = model.sample(self.num, generator=torch.Generator().manual_seed(self.seed))
         save_image_grid(images, self.folder / f"epoch_{record['epoch']:04d}.png")

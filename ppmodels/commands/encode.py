@@ -1,0 +1,28 @@
+"""``ppmodels encode``: the posterior q(z | x) of a run's model for some data, written to an ``.npz`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import load_dataset, select_split
+from ..errors import ConfigError
+from ..files import write_arrays
+from ..models import CanEncode
+from ..runs import load
+
+
+def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None = None, split: str = "all") -> Path:
+    """Write ``z_loc``, ``z_scale`` (and ``y`` when known) of q(z|x) for the chosen data to an ``.npz`` file."""
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise ConfigError(f"--out {out} must end in .npz")
+    model = load(run)
+    if not isinstance(model, CanEncode):
+        raise ConfigError(f"model {model.name!r} has no encoder; encode works for models with a latent z")
+    x, y = select_split(load_dataset(data, data_dir=data_dir), split)
+    z_loc, z_scale = model.encode(x)
+    arrays = {"z_loc": z_loc, "z_scale": z_scale}
+    if y is not None:
+        arrays["y"] = y.numpy()
+    write_arrays(out, arrays)
+    return out
