@@ -4,9 +4,8 @@ For each model (``vae``; ``m2`` with y enumerated over 10 classes; ``m1m2`` in b
 sizes (MNIST 784-dim inputs, 500-unit layers, 600-600 for the M1 of M1+M2, 100 labels) and each batch size, it
 times, interleaved round by round so that a noisy shared machine slows every variant alike:
 
-* ``pyro``: ``Trainer._step`` with the loss computed by Pyro (``TraceEnum_ELBO.differentiable_loss`` of the
-  model/guide pair, ``PPModel.pyro_loss``): what the trainer did before the closed-form path;
-* ``ppmodels``: ``Trainer._step`` exactly as training runs it (``PPModel.loss``);
+* ``ppmodels``: ``Trainer._step`` exactly as training runs it: Adam on ``TraceEnum_ELBO.differentiable_loss`` of the
+  model's Pyro pair (``PPModel.loss``; M2 adds its labeled and classification pairs);
 * ``oracle``: a hand-written torch loss with an exact sum over y on the same networks (``benchmarks/oracle.py``),
   zero_grad + backward + Adam;
 * ``oracle_compiled``: the same loss through ``torch.compile`` (time-boxed; a failure is recorded, not fatal).
@@ -74,7 +73,7 @@ from benchmarks import oracle  # noqa: E402
 from ppmodels.data import load_dataset, prepare_data  # noqa: E402
 from ppmodels.data.sources import from_arrays  # noqa: E402
 from ppmodels.models import M1M2, M2, VAE  # noqa: E402
-from ppmodels.infer import TrainConfig, Trainer# noqa: E402
+from ppmodels.infer import TrainConfig, Trainer, fit  # noqa: E402
 
 
 # ----- memory ----------------------------------------------------------------------------------------------
@@ -103,7 +102,7 @@ def mnist_data(num_labels: int, mnist_dir: Path):
     g = torch.Generator().manual_seed(0)
     x = torch.bernoulli(torch.full((60000, 1, 28, 28), 0.13), generator=g).numpy()
     y = torch.randint(0, 10, (60000,), generator=g).numpy()
-    return prepare_data(from_arrays(x, y, name="random-binary"), num_labels=num_labels), "random binary 28x28 (MNIST not found)"
+    return prepare_data(from_arrays("random-binary", x, y), num_labels=num_labels), "random binary 28x28 (MNIST not found)"
 
 
 def build(name: str, data):
@@ -123,12 +122,6 @@ def oracle_loss(name: str):
     if name in ("vae", "m1m2:m1"):
         return (lambda m, b: oracle.vae_loss(m, b)) if name == "vae" else (lambda m, b: oracle.vae_loss(m.m1, b))
     return (lambda m, b: oracle.m2_loss(m, b)) if name == "m2" else (lambda m, b: oracle.m2_loss(m.m2, b))
-
-
-def use_pyro_loss(model) -> None:
-    """Route the model's (and its parts') ``loss`` to the Pyro definition: the trainer's step before this change."""
-    for module in (model.m1, model.m2) if isinstance(model, M1M2) else (model,):
-        module.loss = module.pyro_loss
 
 
 # ----- the variants ----------------------------------------------------------------------------------------
@@ -181,10 +174,6 @@ def timed_first_call(variant: Variant, batch, timeout: int) -> float | None:
 
 def make_variants(name: str, data, compile_: bool) -> list[Variant]:
     variants = []
-    if hasattr(M2, "pyro_loss"):  # absent on commits before the closed-form losses, where ``ppmodels`` is Pyro's loss
-        model = build(name, data)
-        use_pyro_loss(model)
-        variants.append(Variant("pyro", model, trainer_step(model)))
     model = build(name, data)
     variants.append(Variant("ppmodels", model, trainer_step(model)))
     model = build(name, data)
@@ -251,7 +240,7 @@ def full_epoch(data, batch_size: int = 200) -> dict:
     model = build("m2", data)
     reset_peak_rss()
     start = time.perf_counter()
-    Trainer(TrainConfig(epochs=1, batch_size=batch_size, patience=None)).fit(model, data)
+    fit(model, data, TrainConfig(epochs=1, batch_size=batch_size, patience=None))
     return {"model": "m2", "batch_size": batch_size, "epoch_s": round(time.perf_counter() - start, 1),
             "num_unlabeled": int((~data.train.labeled).sum()), "peak_rss_mb": round(peak_rss_mb(), 1)}
 

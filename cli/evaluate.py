@@ -23,10 +23,11 @@ def evaluate(
     iw_samples: Annotated[int, typer.Option(min=0, help="Importance samples per datum for the IW log-likelihood bound (0: skip).")] = 100,
     out: Annotated[Optional[Path], typer.Option(help="Write the JSON here instead of RUN/evaluation.json.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the Monte Carlo estimates.")] = 0,
+    baselines: Annotated[bool, typer.Option(help="Classifiers: also score an SVC and label spreading trained on the run's labeled examples.")] = True,
 ) -> None:
     """Evaluate a trained run on a held-out split: accuracy, balanced accuracy, per-class accuracy, confusion matrix,
     ELBO and importance-weighted log-likelihood per datum. Writes RUN/evaluation.json."""
-    result = evaluate_run(run, data, split, iw_samples, data_dir=data_dir, out=out, seed=seed)
+    result = evaluate_run(run, data, split, iw_samples, data_dir=data_dir, out=out, seed=seed, baselines=baselines)
     typer.echo(f"{result['model']} on {result['data']} ({result['split']} split)")
     for key in SCALARS:
         if key in result:
@@ -35,6 +36,12 @@ def evaluate(
     if "per_class_accuracy" in result:
         cells = " ".join("-" if a is None else f"{a:.3f}" for a in result["per_class_accuracy"])
         typer.echo(f"per_class_accuracy: {cells}")
+    if result.get("baselines"):
+        typer.echo(f"{'same labels, same split':24s} {'accuracy':>9s} {'balanced':>9s}")
+        rows = [(f"{result['model']} (this run)", result["accuracy"], result["balanced_accuracy"])]
+        rows += [(name, score["accuracy"], score["balanced_accuracy"]) for name, score in result["baselines"].items()]
+        for name, accuracy, balanced in rows:
+            typer.echo(f"{name:24s} {accuracy:9.4f} {balanced:9.4f}")
     for warning in result["warnings"]:
         typer.secho(f"WARNING: {warning}", err=True, fg=typer.colors.RED, bold=True)
     typer.echo(f"wrote {out or run / 'evaluation.json'}")

@@ -1,11 +1,10 @@
+import math
 import os
-import warnings
 
 import pyro
 import pytest
 import torch
 
-warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
 os.environ.setdefault("MPLBACKEND", "Agg")
 SHARED_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 
@@ -53,3 +52,20 @@ def small_train_config():
     from ppmodels.infer import TrainConfig
 
     return TrainConfig(epochs=2, batch_size=64, lr=1e-3, patience=None, seed=0)
+
+
+def _log_weights_match_elbo(model, x: torch.Tensor, log_weights: torch.Tensor, num_draws: int = 1000, sigmas: float = 4.0) -> None:
+    """The summed mean of ``(S, N)`` log-weights and the mean of ``num_draws`` one-sample ELBOs of ``x`` (Pyro's loss)
+    estimate the same number: assert they agree within ``sigmas`` Monte Carlo standard errors of their difference."""
+    with model.evaluating(), torch.no_grad():
+        elbos = torch.tensor([-model.elbo.loss(model.model, model.guide, x=x, num_data=len(x)) for _ in range(num_draws)])
+    se = math.sqrt(float(log_weights.var(0).sum()) / len(log_weights) + float(elbos.var()) / num_draws)
+    difference = float(log_weights.mean(0).sum() - elbos.mean())
+    assert abs(difference) < sigmas * se, f"mean log-weight - ELBO = {difference:.4f}, {abs(difference) / se:.1f} standard errors ({se:.4f})"
+
+
+@pytest.fixture
+def log_weights_match_elbo():
+    """A check that importance weights and the ELBO agree in expectation, with a tolerance from their Monte Carlo error
+    (a many-draw ELBO, not one draw: one draw's error is as large as the weights' whole spread)."""
+    return _log_weights_match_elbo

@@ -5,6 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from ppmodels.analysis.diagnostics import calibration, pareto_khat
 from ppmodels.commands.train import train
 from ppmodels.commands.diagnose import DIAGNOSTICS, IDATA, REPORT, diagnose
 from ppmodels.infer import TrainConfig
@@ -71,20 +72,23 @@ def test_diagnostics_json_is_strict_and_consistent_with_the_idata(diagnosed):
 
     saved = json.loads((folder / DIAGNOSTICS).read_text(), parse_constant=refuse)
     assert saved["model"] == name and saved["num_data"] == M and saved["particles"] == S
-    assert len(saved["khat"]["khat"]) == M and 0 <= saved["khat"]["frac_above_0.7"] <= saved["khat"]["frac_above_0.5"] <= 1
     ll = saved["log_likelihood"]
     assert ll["iw"] >= ll["elbo"] and ll["gap"] == pytest.approx(ll["iw"] - ll["elbo"])
-    # the IW estimate recomputed from the stored weights
+    # the IW estimate and the k-hats recomputed from the stored weights
     idata = az.from_netcdf(str(folder / IDATA))
     lw = idata.sample_stats[saved["log_weights"]].values[0]
     iw = np.logaddexp.reduce(lw.astype(float), axis=0) - np.log(S)
     assert ll["iw"] == pytest.approx(iw.mean(), rel=1e-6)
+    khat = pareto_khat(lw.T.astype(float))
+    np.testing.assert_allclose(saved["khat"]["khat"], khat["khat"], rtol=1e-6)
+    assert saved["khat"]["frac_above_0.7"] == pytest.approx(np.mean(khat["khat"] > 0.7))
     assert saved["convergence"]["num_epochs"] == RUNS[name][2]
     assert set(saved["verdicts"]) >= {"khat", "log_likelihood", "ppc", "convergence"}
     assert ("calibration" in saved["verdicts"]) == (name != "vae")
     if name != "vae":
-        cal = saved["calibration"]
-        assert sum(b["count"] for b in cal["bins"]) == M and 0 <= cal["ece"] <= 1
+        cal = saved["calibration"]  # of the stored class probabilities against the stored labels
+        expected = calibration(idata.predictions["y_prob"].values, idata.observed_data["y"].values)
+        assert sum(b["count"] for b in cal["bins"]) == M and cal["ece"] == pytest.approx(expected["ece"])
 
 
 def test_report_is_one_self_contained_page(diagnosed):

@@ -1,12 +1,8 @@
-import warnings
-
 import numpy as np
 import torch
 
 from ppmodels.models import VAE
 from ppmodels.analysis.inference_data import posterior_idata
-
-warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def test_vae_inference_data_groups_shapes_and_round_trip(tmp_path):

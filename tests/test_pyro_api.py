@@ -15,7 +15,7 @@ from ppmodels.infer import fit
 def loaded_vae(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "vae"
     ppmodels.train("vae", "digits", out=out, train_config=TrainConfig(epochs=1, batch_size=256, patience=None),
-                   model_options={"hidden": [16], "z_dim": 3}, progress=False, sample_every=0)
+                   model_options={"hidden": [16], "z_dim": 3, "likelihood": "bernoulli"}, progress=False, sample_every=0)
     return ppmodels.load(out)
 
 

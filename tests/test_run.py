@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,7 +89,7 @@ def test_existing_run_folder_is_protected(tmp_path):
 
 def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
     path = tmp_path / "summary.json"
-    atomic_write(path, lambda tmp: open(tmp, "w").write("{}"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text("{}"))
     plain = tmp_path / "plain.json"
     plain.write_text("{}")
     assert (path.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)

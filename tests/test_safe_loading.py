@@ -45,7 +45,9 @@ def test_the_bomb_is_live(tmp_path, marker):
     marker.unlink()
 
 
-@pytest.mark.parametrize("writer", ["torch zip", "torch legacy", "raw pickle"])
+# torch notes that a raw pickle's protocol is not the one torch.save writes: expected for the hand-made file
+@pytest.mark.parametrize("writer", ["torch zip", "torch legacy", pytest.param(
+    "raw pickle", marks=pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning"))])
 def test_checkpoint_with_a_payload_is_refused(tmp_path, marker, writer):
     path = tmp_path / "last.pt"
     payload = {"model": Bomb(marker), "state": {"epoch": 1}}

@@ -1,5 +1,4 @@
 import hashlib
-import warnings
 
 import numpy as np
 import pytest
@@ -11,8 +10,6 @@ from ppmodels.models import VAE
 from ppmodels.analysis.inference_data import idata_arrays
 from ppmodels.commands.sample import LabeledGenerator, parse_labels, require_labels, sample_analogies, sample_conditional, sample_posterior, sample_prior
 from ppmodels.infer import TrainConfig
-
-warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 @pytest.fixture(scope="module")

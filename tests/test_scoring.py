@@ -26,7 +26,7 @@ def others():
     x = ppmodels.load_dataset("digits").split("test").x.numpy()
     rng = np.random.default_rng(0)
     return x, {
-        "noise": rng.random(x.shape).astype(np.float32),
+        "noise": (rng.integers(0, 17, x.shape) / 16).astype(np.float32),  # grey levels k/16, as the digits have
         "shuffled": np.stack([xi.ravel()[rng.permutation(xi.size)].reshape(xi.shape) for xi in x]),
         "flipped": x[:, :, ::-1].copy(),  # upside down: 0, 1 and 8 stay digit-like, so this is the hard case
     }
@@ -37,10 +37,10 @@ def test_digits_score_higher_than_other_distributions(vae_run, others):
     inlier = score_data(vae_run, x, num_particles=20, reference_size=300)
     auc = {name: auroc(inlier["log_px"], score_data(vae_run, o, num_particles=20, reference_size=300)["log_px"]) for name, o in outliers.items()}
     assert auc["noise"] > 0.99 and auc["shuffled"] > 0.95 and auc["flipped"] > 0.6, auc
-    # held-out digits sit in the bulk of the training scores; noise below all of them
+    # held-out digits sit in the bulk of the training scores; noise below 99% of them
     assert 20 < np.median(inlier["log_px_percentile"]) < 80
     noise = score_data(vae_run, outliers["noise"][:50], num_particles=20, reference_size=300)
-    assert (noise["log_px_percentile"] == 0).all()
+    assert (noise["log_px_percentile"] < 1).all() and np.median(noise["log_px_percentile"]) == 0
 
 
 def test_latent_mixture_scores_and_consistency(vae_run, others, tmp_path):

@@ -7,17 +7,21 @@ Generative story, for each datum::
 
 Guide: ``q(z | x) = Normal(mu(x), sigma(x))``. Objective: the ELBO, trained by ppmodels' shared trainer.
 
-Train it from the shell (the run records this file, so ``ppmodels sample RUN`` and ``ppmodels.load(RUN)`` find it)::
+Train it from the shell by naming this file with the app-wide ``--plugin`` option, before the command::
 
-    ppmodels train student_t_vae --plugin docs/examples/student_t_vae.py --data digits --out runs/student-t
+    ppmodels --plugin docs/examples/student_t_vae.py train student_t_vae --data digits --out runs/student-t
+    ppmodels --plugin docs/examples/student_t_vae.py sample runs/student-t --out student-t.png
 
-or from Python, after importing this file (``ppmodels.train("student_t_vae", plugins=[PATH], ...)``).
+or from Python: ``ppmodels.train("student_t_vae", "digits", out=..., plugins=[PATH])``. The run records this file,
+but loading the run never imports it on its own (a run folder runs no code): pass ``--plugin`` again, or call
+``ppmodels.import_plugin(PATH)`` before ``ppmodels.load(RUN)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import numpy as np
 import pyro
@@ -38,6 +42,8 @@ class StudentTVAEConfig(ModelConfig):
     z_dim: int = 8
     hidden: list[int] = dataclasses.field(default_factory=lambda: [128])
     df: float = 4.0
+    likelihood: str = "student_t"
+    likelihoods: ClassVar[tuple[str, ...]] = ("student_t",)
 
     def validate(self) -> None:
         super().validate()
@@ -50,6 +56,11 @@ class StudentTVAE(PPModel):
     """VAE with a Student-t likelihood (sites ``z`` (N, z_dim) and ``x`` (N, *x_shape) under the plate ``data``)."""
 
     Config = StudentTVAEConfig
+
+    @classmethod
+    def config_from_data(cls, dataset, **options):
+        # the likelihood is always a Student-t: the data's hint (bernoulli, binomial:16, gaussian) does not apply
+        return super().config_from_data(dataset, **{**options, "likelihood": options.get("likelihood") or "student_t"})
 
     def __init__(self, config: StudentTVAEConfig | None = None, **kwargs):
         super().__init__(config, **kwargs)

@@ -13,25 +13,29 @@ from typing import Any
 import numpy as np
 import pyro
 
+from ..analysis.baselines import baseline_scores
 from ..analysis.metrics import classification_metrics
 from ..data import load_dataset
 from ..errors import ConfigError
 from ..files import read_json, write_json
 from ..models import CanClassify
-from ..runs import CONFIG, load, open_run_dataset
+from ..runs import CONFIG, load, open_run_data, open_run_dataset
 
 EVALUATION = "evaluation.json"
 SPLITS = ("test", "valid")
 
 
 def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test", iw_samples: int = 100, *,
-             data_dir: str | None = None, out: str | Path | None = None, seed: int = 0, max_examples: int | None = None) -> dict[str, Any]:
+             data_dir: str | None = None, out: str | Path | None = None, seed: int = 0, max_examples: int | None = None,
+             baselines: bool = True) -> dict[str, Any]:
     """Evaluate a run folder (or a fitted model) on ``split`` of ``data_spec`` (default: the run's own data).
 
     Returns a dict with ``accuracy``, ``balanced_accuracy``, ``per_class_accuracy``, ``confusion_matrix``
     (classifiers on labeled data), ``elbo`` and ``iw_log_likelihood`` (per datum, the latter with ``iw_samples``
-    importance samples; 0 skips it), ``num_examples``, ``split`` and ``warnings``. For a run folder it also writes
-    ``RUN/evaluation.json`` (or ``out``).
+    importance samples; 0 skips it), ``num_examples``, ``split`` and ``warnings``. For a classifier evaluated on its
+    run's own data, ``baselines`` holds the accuracy of an SVC and of label spreading trained on the same labeled
+    examples (:mod:`ppmodels.analysis.baselines`), so one sees at once whether the deep model helped. For a run
+    folder it also writes ``RUN/evaluation.json`` (or ``out``).
 
     Example::
 
@@ -61,6 +65,8 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     model.check_y(part.y)
     if isinstance(model, CanClassify) and part.y is not None:
         result.update(classification_metrics(part.y.numpy(), np.asarray(model.predict(part.x)), dataset.num_classes or 0))
+        if baselines and spec == data_options.get("spec"):
+            result["baselines"] = baseline_scores(open_run_data(run_config, data_dir).train, part, seed=seed)
     result["elbo"] = float(model.elbo_per_datum(part))
     if iw_samples:
         result["iw_log_likelihood"] = float(model.iw_log_likelihood(part.x, iw_samples).mean())

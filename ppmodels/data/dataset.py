@@ -9,7 +9,7 @@ import torch
 
 from ..errors import DataError
 
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "gaussian", "binomial:N")  # binomial:N: values k/N, counts of N trials (digits: N = 16)
 BINARIZE_MODES = ("none", "threshold", "dynamic")
 UNLABELED = -1  # label value of training points whose label is hidden from the model
 
@@ -46,12 +46,14 @@ class Dataset:
             raise DataError(f"data {self.name!r} has NaN or infinite values in {bad} rows; remove or impute them first")
         if self.y is not None:
             self.y = check_labels(self.y, len(self.x), self.name)
-        if self.likelihood not in LIKELIHOODS:
+        if self.likelihood not in LIKELIHOODS[:2] and not is_binomial(self.likelihood):
             raise DataError(f"unknown likelihood {self.likelihood!r}; use one of {', '.join(LIKELIHOODS)}")
         if self.binarize not in BINARIZE_MODES:
             raise DataError(f"unknown binarize mode {self.binarize!r}; use one of {', '.join(BINARIZE_MODES)}")
         if self.binarize != "none" and not in_unit_interval(self.x):
             raise DataError(f"binarize={self.binarize} needs values in [0, 1], but {self.name!r} spans [{self.x.min():g}, {self.x.max():g}]")
+        if self.binarize != "none":  # binary pixels: a Bernoulli likelihood whatever the grey levels were
+            self.likelihood = "bernoulli"
         if self.binarize == "threshold":
             self.x = (self.x > 0.5).astype(np.float32)
 
@@ -141,3 +143,9 @@ class Split:
         if self.binarize == "dynamic":
             return torch.bernoulli(self.x, generator=generator)
         return self.x
+
+
+def is_binomial(likelihood: str) -> bool:
+    """Whether ``likelihood`` is ``binomial:N`` with a whole N >= 1."""
+    family, _, trials = likelihood.partition(":")
+    return family == "binomial" and trials.isdigit() and int(trials) >= 1

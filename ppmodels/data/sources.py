@@ -121,12 +121,13 @@ def _all_numbers(text: np.ndarray) -> bool:
 
 @register_source("digits")
 def _digits(path: str, options: dict, **_) -> Dataset:
-    """scikit-learn's handwritten digits: 1797 8x8 images, scaled to [0, 1], fixed stratified splits."""
+    """scikit-learn's handwritten digits: 1797 8x8 images of grey levels 0..16, scaled to [0, 1] (so the likelihood
+    hint is ``binomial:16``: each pixel a count of 16), fixed stratified splits."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8)
-    return from_arrays("digits", x, bunch.target, likelihood="bernoulli", splits=stratified_splits(bunch.target, len(x), seed=0))
+    return from_arrays("digits", x, bunch.target, likelihood="binomial:16", splits=stratified_splits(bunch.target, len(x), seed=0))
 
 
 @register_source("mnist")
@@ -151,7 +152,8 @@ def _npz(path: str, options: dict, **_) -> Dataset:
     p = _existing(path)
     x_key, y_key = options.get("x", "x"), options.get("y", "y")
     try:
-        with np.load(p, allow_pickle=False) as f:
+        # our own handle: np.load leaks the file it opened when the archive is unreadable (ResourceWarning)
+        with open(p, "rb") as handle, np.load(handle, allow_pickle=False) as f:
             if x_key not in f:
                 raise DataError(f"{p} has no array {x_key!r} (it has {', '.join(f.files) or 'none'}); name it with ?x=KEY")
             x = f[x_key]

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from contextlib import contextmanager
 import math
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +177,8 @@ class Trainer:
         """One Adam step; returns the batch loss, or ``None`` when a non-finite batch was skipped."""
         self.optimizer.zero_grad(set_to_none=True)
         try:
-            loss = self.model.loss(batch)
+            with pyro_nan_warnings_off():
+                loss = self.model.loss(batch)
         except ValueError as exc:  # a distribution's argument validation caught non-finite parameters before the loss did
             if "invalid values" not in str(exc):
                 raise
@@ -217,7 +220,8 @@ class Trainer:
     def _valid_elbo(self) -> float:
         """The validation ELBO; a non-finite one stops training before the epoch is checkpointed."""
         try:
-            value = self.model.elbo_per_datum(self.data.valid, batch_size=max(self.config.batch_size, 500))
+            with pyro_nan_warnings_off():
+                value = self.model.elbo_per_datum(self.data.valid, batch_size=max(self.config.batch_size, 500))
         except ValueError as exc:  # argument validation of a distribution fed non-finite parameters
             if "invalid values" not in str(exc):
                 raise
@@ -333,6 +337,15 @@ def fit(model, data: TrainData | Dataset, train_config: TrainConfig | None = Non
     return model
 
 
+@contextmanager
+def pyro_nan_warnings_off():
+    """The NaN guard says in one line where a loss became non-finite; Pyro's "Encountered NaN" warnings would print
+    the same news several lines long before it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+        yield
+
+
 def rng_states(generator: torch.Generator) -> dict:
     """Every random state a training run draws from, as tensors and numbers (loadable with ``weights_only=True``)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -355,7 +368,7 @@ def nonfinite_terms(model, batch: dict) -> str:
     from pyro import poutine
 
     try:
-        with torch.no_grad():
+        with torch.no_grad(), pyro_nan_warnings_off():
             guide_trace = poutine.trace(model.guide).get_trace(**batch)
             model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(**batch)
         bad = []

@@ -2,6 +2,11 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+from sklearn.svm import SVC
+
+from ppmodels.data import load_dataset, prepare_data
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ssl.py"
 
 
@@ -18,6 +23,15 @@ def test_ssl_benchmark_runs_and_writes_its_rows(tmp_path):
     assert set(saved["summary"]) == {"m2", "m1m2", "svc"} and saved["summary"]["m2"]["seeds"] == 2
     for row in saved["rows"]:
         assert {"dataset", "model", "num_labels", "seed", "test_error_pct", "balanced_accuracy", "wall_time_s", "peak_memory_mb"} <= set(row)
-        assert 0 <= row["test_error_pct"] <= 100
+    # the peer's error is the one an RBF SVC gets on the same 20 labeled images of each seed
+    digits = load_dataset("digits")
+    for row in (r for r in saved["rows"] if r["model"] == "svc"):
+        data = prepare_data(digits, 20, seed=row["seed"])
+        labeled = data.train.labeled.numpy()
+        svc = SVC(gamma="scale").fit(data.train.x.reshape(len(data.train), -1).numpy()[labeled], data.train.y.numpy()[labeled])
+        accuracy = svc.score(data.test.x.reshape(len(data.test), -1).numpy(), data.test.y.numpy())
+        assert row["test_error_pct"] == pytest.approx(100 * (1 - accuracy), abs=1e-3)
     m1m2 = [r for r in saved["rows"] if r["model"] == "m1m2"]
     assert all(r["epochs"] == 2 and [p["epoch"] for p in r["curve"]] == [2] for r in m1m2)  # the curve starts with stage m2
+    # its one M2 epoch is the one kept, so the curve's last point is the row's figure
+    assert all(r["curve"][-1]["test_error_pct"] == r["test_error_pct"] for r in m1m2)

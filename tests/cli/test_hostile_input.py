@@ -211,7 +211,7 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         "no examples": t("no_rows", "vae", s["no_rows"], "only 0 examples"),
         "wrong feature count for a trained model": encode_case(vae, s["good"], z, "the model was trained on shape (1, 8, 8)"),
         "nan in data to encode": encode_case(vae, s["nan"], z, "NaN or infinite"),
-        "x outside [0,1] to encode": encode_case(vae, s["gauss64"], z, "Bernoulli likelihood needs [0, 1]"),
+        "x outside [0,1] to encode": encode_case(vae, s["gauss64"], z, "binomial:16 likelihood needs [0, 1]"),
         "wrong feature count to evaluate": evaluate_case(runs["m1"], s["good"], "the model was trained on shape (1, 8, 8)"),
         # labels
         "labels beyond a trained model's classes": evaluate_case(runs["m1"], s["digits12"], "labels go up to 11 but model 'm1' has num_classes=10"),

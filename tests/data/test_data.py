@@ -12,7 +12,7 @@ from ppmodels.errors import DataError, DataNotFoundError
 def test_digits_is_builtin_scaled_and_split(digits):
     assert digits.x.shape == (1797, 1, 8, 8)
     assert digits.x.min() == 0 and digits.x.max() == 1
-    assert digits.likelihood == "bernoulli" and digits.num_classes == 10
+    assert digits.likelihood == "binomial:16" and digits.num_classes == 10  # pixels are counts of 16
     parts = [digits.splits[k] for k in ("train", "valid", "test")]
     assert sum(map(len, parts)) == 1797
     assert len(np.intersect1d(parts[0], parts[2])) == 0

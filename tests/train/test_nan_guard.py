@@ -80,6 +80,7 @@ def test_nonfinite_stops_naming_where_what_and_the_good_checkpoint(digits, tmp_p
 
 def test_nonfinite_loss_names_the_sample_site(digits, tmp_path):
     data, model, run = trained_run(digits, tmp_path, epochs=1)
+    # the guard says it in one line: Pyro's own NaN warnings are silenced (filterwarnings=error would fail on them)
     with pytest.raises(TrainingError, match=r"terms: model site 'x'"):
         Trainer(TrainConfig(epochs=2, batch_size=256, patience=None), [FillNaN("decoder")]).fit(model, data, run_dir=run, resume=True)
 

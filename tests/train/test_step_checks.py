@@ -18,8 +18,12 @@ def test_huge_but_finite_gradients_are_not_reported_as_nonfinite():
     torch.manual_seed(0)
     vae = VAE(x_shape=[6], z_dim=2, hidden=[5])
     w = vae.decoder.net.net[0].weight
+    before = w.detach().clone()
     vae.loss = lambda batch: (w * 1e30).sum() * 1e-8  # gradient entries 1e22: their squares overflow float32
-    assert trainer_for(vae)._step({"x": torch.rand(3, 6), "num_data": 3}) is not None
+    trainer = trainer_for(vae)
+    loss = trainer._step({"x": torch.rand(3, 6), "num_data": 3})
+    assert loss == pytest.approx(float((before * 1e30).sum() * 1e-8), rel=1e-5)  # the batch's loss, not a skip
+    assert int(trainer.optimizer.state[w]["step"]) == 1 and torch.isfinite(w).all()  # Adam took its step
 
 
 def test_one_nan_gradient_entry_is_named():

@@ -57,26 +57,6 @@ def test_metrics_log_and_checkpoints_are_written(digits, tmp_path):
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "checkpoints" / "best.pt").is_file()
 
 
-def test_resume_ends_where_an_uninterrupted_run_ends(digits, tmp_path):
-    data = prepare_data(digits)
-    config = TrainConfig(epochs=4, batch_size=128, patience=None, seed=3)
-    torch.manual_seed(0)
-    straight = small_vae()
-    Trainer(config).fit(straight, data)
-
-    torch.manual_seed(0)
-    first = small_vae()
-    run = prepare_run_dir(tmp_path / "run")
-    Trainer(TrainConfig(epochs=2, batch_size=128, patience=None, seed=3)).fit(first, data, run_dir=run)
-    torch.manual_seed(123)  # a fresh process: different init, different global RNG
-    resumed = small_vae()
-    trainer = Trainer(config)
-    trainer.fit(resumed, data, run_dir=run, resume=True)
-    assert trainer.state.epoch == 4
-    for key, value in straight.state_dict().items():
-        assert torch.equal(value, resumed.state_dict()[key]), key
-
-
 def test_nonfinite_loss_stops_with_a_clear_message(digits, tmp_path):
     data = prepare_data(digits)
     model = small_vae()
@@ -85,6 +65,7 @@ def test_nonfinite_loss_stops_with_a_clear_message(digits, tmp_path):
     good = (run / "checkpoints" / "last.pt").read_bytes()
     with torch.no_grad():
         model.decoder.net.net[0].weight.fill_(float("nan"))
+    # one line from the guard; Pyro's own NaN warnings are silenced (filterwarnings=error would fail on them)
     with pytest.raises(TrainingError, match=r"non-finite at epoch 1, step 1 .*model site 'x'.*last good checkpoint"):
         Trainer(TrainConfig(epochs=2, batch_size=256, patience=None)).fit(model, data, run_dir=run)
     assert (run / "checkpoints" / "last.pt").read_bytes() == good

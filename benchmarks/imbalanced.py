@@ -1,0 +1,26 @@
+"""Digits with one class at 90% of the examples: the data of the majority-class-collapse checks (tests and
+``benchmarks/ssl.py --dataset digits90``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ppmodels.data import Dataset, from_arrays
+
+
+def imbalanced_digits(majority: int = 0, minority_size: int = 20, seed: int = 0, likelihood: str = "binomial:16") -> Dataset:
+    """The majority class's 178 images in all nine one-pixel shifts (1602 images) and 20 images of each other class
+    (180): class ``majority`` holds 90%. Grey levels 0..16 scaled to [0, 1] (hinted ``binomial:16`` by default),
+    stratified 70/10/20 splits."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x, y = (bunch.images / 16.0).astype(np.float32), bunch.target
+    rng = np.random.default_rng(seed)
+    big = x[y == majority]
+    xs = [np.roll(big, (dy, dx), axis=(1, 2)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    ys = [np.full(len(big) * len(xs), majority)]
+    for c in sorted(set(range(10)) - {majority}):
+        xs.append(x[rng.choice(np.flatnonzero(y == c), minority_size, replace=False)])
+        ys.append(np.full(minority_size, c))
+    return from_arrays("digits90", np.concatenate(xs)[:, None], np.concatenate(ys), likelihood=likelihood)

@@ -1,0 +1,51 @@
+"""Plot the error curves of ``benchmarks/ssl.py`` results: test error against training time, one line per run, the
+baselines of the same split as horizontal lines. Writes a PNG (default ``docs/images/ssl_curves.png``).
+
+    python benchmarks/ssl_curves.py benchmarks/results/ssl_mnist_100_m2.json benchmarks/results/ssl_mnist_100_m1m2.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> Path:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results", nargs="+", help="JSON files written by benchmarks/ssl.py")
+    p.add_argument("--out", default=str(ROOT / "docs" / "images" / "ssl_curves.png"))
+    args = p.parse_args(argv)
+    rows = [row for path in args.results for row in json.loads(Path(path).read_text())["rows"]]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    baselines = {}
+    for row in rows:
+        if row.get("curve"):
+            minutes = [pt["elapsed_s"] / 60 for pt in row["curve"]]
+            ax.plot(minutes, [pt["test_error_pct"] for pt in row["curve"]], marker=".", label=f"{row['model']} seed {row['seed']}")
+        else:
+            baselines[row["model"]] = row["test_error_pct"]
+    for (name, error), style in zip(sorted(baselines.items()), ("--", ":", "-.")):
+        ax.axhline(error, color="grey", linestyle=style, label=f"{name} ({error:.1f}%)")
+    dataset = rows[0]["dataset"] if rows else ""
+    ax.set(xlabel="training time (minutes, one thread)", ylabel="test error (%)", ylim=(0, None),
+           title=f"{dataset}-{rows[0]['num_labels'] if rows else ''}: test error while training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    print(f"wrote {out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
