@@ -29,8 +29,8 @@ CLASS_PRIORS = ("uniform", "labeled")
 class M2Config(EncoderConfig):
     """:param num_classes: number of classes K. :param z_dim: size of the style latent z. :param hidden: hidden layer
     sizes of the encoder, decoder and classifier. :param activation: nonlinearity. :param alpha: weight of each
-    labeled example's classification term ``-log q(y|x)`` against its ELBO (the paper's alpha, 0.1 N on the
-    mean, is ``0.1 N / N_labeled`` here). :param labeled_weight: how many times each labeled example's terms
+    labeled example's classification term ``-log q(y|x)`` against its ELBO; ``None``: the paper's, 0.1 N on the
+    mean, that is ``0.1 N / N_labeled`` per labeled example. :param labeled_weight: how many times each labeled example's terms
     (ELBO and classification) count; ``None``: ``N_unlabeled / N_labeled`` (at least 1), so the labeled set weighs
     as much as the unlabeled set, as in implementations that average each part per minibatch; ``1``: the paper's
     unbiased ``J_alpha``, which at 100 labels leaves the decoder blind to y (see docs/ssl.md). :param class_prior: p(y),
@@ -44,7 +44,7 @@ class M2Config(EncoderConfig):
     z_dim: int = 50
     hidden: list[int] = dataclasses.field(default_factory=lambda: [500])
     activation: str = "softplus"
-    alpha: float = 10.0
+    alpha: float | None = 10.0
     labeled_weight: float | None = None
     class_prior: str = "uniform"
     balanced_labeled: bool = True
@@ -56,7 +56,7 @@ class M2Config(EncoderConfig):
         checks = [(self.num_classes >= 2, f"num_classes must be at least 2, got {self.num_classes}"),
                   (self.z_dim >= 1, f"z_dim must be at least 1, got {self.z_dim}"),
                   (all(h >= 1 for h in self.hidden), f"hidden sizes must be positive, got {self.hidden}"),
-                  (self.alpha >= 0, f"alpha must be at least 0, got {self.alpha}"),
+                  (self.alpha is None or self.alpha >= 0, f"alpha must be at least 0, got {self.alpha}"),
                   (self.labeled_weight is None or self.labeled_weight > 0, f"labeled_weight must be positive, got {self.labeled_weight}"),
                   (self.class_prior in CLASS_PRIORS, f"unknown class_prior {self.class_prior!r}; use uniform or labeled"),
                   (self.labeled_batch_size is None or self.labeled_batch_size >= 1, "labeled_batch_size must be at least 1")]
@@ -192,7 +192,13 @@ class M2(PPModel):
         """Unlabeled minibatches (``x``, ``num_data``) each paired with a reweighted labeled one (``x_labeled``...)."""
         c = self.config
         yield from labeled_unlabeled_batches(train, batch_size, c.labeled_batch_size, c.balanced_labeled, generator,
-                                             self.device, alpha=c.alpha, labeled_weight=self.labeled_weight_for(train))
+                                             self.device, alpha=self.alpha_for(train), labeled_weight=self.labeled_weight_for(train))
+
+    def alpha_for(self, train: Split) -> float:
+        """``alpha``: the configured one, else the paper's ``0.1 N / N_labeled`` per labeled example."""
+        if self.config.alpha is not None:
+            return float(self.config.alpha)
+        return 0.1 * len(train) / max(1, train.num_labeled)
 
     def trains_classifier(self) -> bool:
         return True
