@@ -8,7 +8,8 @@ import ppmodels
 from ppmodels.errors import ConfigError, DataError
 from ppmodels.models import VAE
 from ppmodels.analysis.inference_data import idata_arrays
-from ppmodels.commands.sample import LabeledGenerator, parse_labels, require_labels, sample_analogies, sample_conditional, sample_posterior, sample_prior
+from ppmodels.models import LabeledGenerator
+from ppmodels.commands.sample import parse_labels, require_labels, sample_analogies, sample_conditional, sample_posterior, sample_prior
 from ppmodels.infer import TrainConfig
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import inspect
 import io
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +17,7 @@ import torch
 
 from .diagnostics import KHAT_BAD, KHAT_GOOD, continuous_latents
 from ..files import atomic_write
+from ..models import CanReconstruct, CanSample, LabeledGenerator
 from ..plots import tile
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
@@ -205,7 +205,7 @@ def table(rows: list[tuple[str, str]], header: tuple[str, str] | None = None) ->
 
 def class_conditional_samples(model, num_classes: int, per_class: int, seed: int) -> np.ndarray | None:
     """``(num_classes * per_class, *x_shape)`` samples of p(x | y) for models whose ``sample`` takes ``y``, else ``None``."""
-    if not hasattr(model, "sample") or "y" not in inspect.signature(model.sample).parameters:
+    if not isinstance(model, LabeledGenerator):
         return None
     y = torch.arange(num_classes).repeat_interleave(per_class)
     return np.asarray(model.sample(len(y), generator=torch.Generator().manual_seed(seed), y=y))
@@ -215,7 +215,7 @@ def fit_sections(model, idata, result: dict) -> list[str]:
     """Reconstructions beside originals and the images with the largest k-hat (models whose guide samples a latent)."""
     x = idata.observed_data["x"].values
     show = min(16, len(x))
-    if hasattr(model, "reconstruct"):
+    if isinstance(model, CanReconstruct):
         recon, how = np.asarray(model.reconstruct(torch.as_tensor(x[:show]))), "mean of p(x|z) at z = E[z|x]"
     else:  # models with a discrete latent: average the stored posterior predictive draws
         draws = idata.posterior_predictive["x"].values[0, :, :show]
@@ -234,9 +234,9 @@ def image_sections(model, idata, result: dict) -> list[str]:
     """Reconstructions and the worst-fitted images (when the guide samples a latent), prior and class-conditional samples."""
     out = fit_sections(model, idata, result) if result.get("guide_samples_latents", True) else []
     rows = []
-    if hasattr(model, "sample"):
+    if isinstance(model, CanSample):
         rows.append(("prior samples (mean of p(x|z), z ~ p(z))", np.asarray(model.sample(32, generator=torch.Generator().manual_seed(result.get("seed", 0))))))
-    num_classes = getattr(model.config, "num_classes", None)
+    num_classes = model.num_classes if isinstance(model, LabeledGenerator) else None
     conditional = class_conditional_samples(model, num_classes, 10, result.get("seed", 0)) if num_classes else None
     if rows:
         out.append(section("Samples from the model", None, images_figure(rows, 16, "prior samples"),

@@ -9,13 +9,12 @@
                    class y; one row per input image, the input first.
 
 Models with a class variable ``y`` in their generative story (M2, M1+M2) take part in the last two through the
-small interface :class:`LabeledGenerator`; any other model gets a one-line :class:`~ppmodels.errors.ConfigError`.
+small interface :class:`~ppmodels.models.LabeledGenerator`; any other model gets a one-line :class:`~ppmodels.errors.ConfigError`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -24,28 +23,9 @@ from ..analysis.inference_data import posterior_idata, save_idata
 from ..data import load_dataset, select_split
 from ..errors import ConfigError, DataError
 from ..files import write_arrays
-from ..models import CanSample
+from ..models import CanSample, LabeledGenerator
 from ..plots import save_image_grid
 from ..runs import latent_decoder, load
-
-
-@runtime_checkable
-class LabeledGenerator(Protocol):
-    """What a model whose generative story has a class ``y ~ Cat(pi)`` provides to the sampling modes.
-
-    ``num_classes``                 the number of classes K; labels are ``0..K-1``.
-    ``sample(num, label, generator)`` ``num`` draws x ~ p(x | y=label, z), z ~ p(z), decoded to the mean of
-                                    p(x | y, z): ``(num, *x_shape)``; ``label=None`` draws y from p(y).
-    ``decode_with_labels(x, y)``    the analogies: z inferred from each ``x`` ``(N, *x_shape)`` by the guide (its
-                                    mean, given the classes ``y`` ``(N,)`` when known, else the predicted ones),
-                                    decoded with every class: ``(N, K, *x_shape)``.
-    """
-
-    num_classes: int
-
-    def sample(self, num: int, label: int | None = None, generator: torch.Generator | None = None) -> np.ndarray: ...
-
-    def decode_with_labels(self, x, y=None) -> np.ndarray: ...
 
 
 def require_labels(model, option: str) -> LabeledGenerator:

@@ -7,7 +7,8 @@ saves and loads them.
 from ..errors import ConfigError
 from ..plugins import load_external_plugins
 from ..registry import registered
-from .base import CanClassify, CanCluster, CanDecode, CanEncode, CanSample, ModelConfig, PPModel, data_plate
+from .base import (CanClassify, CanCluster, CanDecode, CanEncode, CanReconstruct, CanSample, LabeledGenerator, ModelConfig, PPModel,
+                   data_plate)
 from .gmm import GMM, GMMConfig
 from .gmvae import GMVAE, GMVAEConfig
 from .m1 import M1, M1Config
@@ -16,8 +17,8 @@ from .m2 import M2, M2Config
 from .ppca import PPCA, PPCAConfig
 from .vae import VAE, VAEConfig, observation_dist
 
-__all__ = ["CanClassify", "CanCluster", "CanDecode", "CanEncode", "CanSample", "GMM", "GMMConfig", "GMVAE", "GMVAEConfig", "M1", "M1Config", "M1M2", "M1M2Config",
-           "M2", "M2Config", "ModelConfig", "PPCA", "PPCAConfig", "PPModel", "VAE", "VAEConfig", "data_plate",
+__all__ = ["CanClassify", "CanCluster", "CanDecode", "CanEncode", "CanReconstruct", "CanSample", "GMM", "GMMConfig", "GMVAE", "GMVAEConfig", "M1", "M1Config", "M1M2", "M1M2Config",
+           "LabeledGenerator", "M2", "M2Config", "ModelConfig", "PPCA", "PPCAConfig", "PPModel", "VAE", "VAEConfig", "data_plate",
            "get_model_class", "list_models", "observation_dist"]
 
 

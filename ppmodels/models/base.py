@@ -7,7 +7,8 @@ A model is an ``nn.Module`` holding plain networks, with a Pyro ``model()``/``gu
 objective (the M2 classifier term, say) overrides those and nothing else changes.
 
 What a model can do beyond its ELBO is told by small protocols (:class:`CanEncode`, :class:`CanDecode`,
-:class:`CanClassify`, :class:`CanCluster`, :class:`CanSample`), checked with ``isinstance``.
+:class:`CanClassify`, :class:`CanCluster`, :class:`CanSample`, :class:`CanReconstruct`, :class:`LabeledGenerator`),
+checked with ``isinstance``.
 """
 
 from __future__ import annotations
@@ -142,6 +143,32 @@ class CanSample(Protocol):
     """Generative models that draw new data: ``sample(num, generator)`` gives decoded means ``(num, *x_shape)``."""
 
     def sample(self, num: int, generator: torch.Generator | None = None) -> np.ndarray: ...
+
+
+@runtime_checkable
+class LabeledGenerator(Protocol):
+    """What a model whose generative story has a class ``y ~ Cat(pi)`` provides to the sampling modes.
+
+    ``num_classes``                 the number of classes K; labels are ``0..K-1``.
+    ``sample(num, label, generator)`` ``num`` draws x ~ p(x | y=label, z), z ~ p(z), decoded to the mean of
+                                    p(x | y, z): ``(num, *x_shape)``; ``label=None`` draws y from p(y).
+    ``decode_with_labels(x, y)``    the analogies: z inferred from each ``x`` ``(N, *x_shape)`` by the guide (its
+                                    mean, given the classes ``y`` ``(N,)`` when known, else the predicted ones),
+                                    decoded with every class: ``(N, K, *x_shape)``.
+    """
+
+    num_classes: int
+
+    def sample(self, num: int, label: int | None = None, generator: torch.Generator | None = None) -> np.ndarray: ...
+
+    def decode_with_labels(self, x, y=None) -> np.ndarray: ...
+
+
+@runtime_checkable
+class CanReconstruct(Protocol):
+    """Models that map data to the mean of p(x | z) at z = E[z | x]."""
+
+    def reconstruct(self, x: Any) -> np.ndarray: ...
 
 
 _instances = itertools.count()
