@@ -32,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ppmodels.analysis.baselines import BASELINES as PEERS, baseline_predictions  # noqa: E402
 from ppmodels.analysis.metrics import classification_metrics  # noqa: E402
 from ppmodels.data import TrainData, load_dataset, prepare_data  # noqa: E402
 from ppmodels.files import write_json  # noqa: E402
@@ -56,24 +57,13 @@ PRESETS = {
     ("mnist", "m1m2"): ({"z1_dim": 50, "z2_dim": 50, "m1_hidden": [600, 600], "m2_hidden": [500], "m1_epochs": 100},
                         {"epochs": 1000, "lr": 1e-3, "batch_size": 100}),
 }
-PEERS = ("label_spreading", "svc")
-
-
-def flat(x: torch.Tensor) -> np.ndarray:
-    return x.reshape(len(x), -1).numpy()
 
 
 def run_peer(name: str, data: TrainData) -> dict:
-    """LabelSpreading (kNN graph over all training images) or an RBF SVC on the labeled images only."""
-    from sklearn.semi_supervised import LabelSpreading
-    from sklearn.svm import SVC
-
-    x, y, labeled = flat(data.train.x), data.train.y.numpy(), data.train.labeled.numpy()
-    if name == "label_spreading":
-        estimator = LabelSpreading(kernel="knn", n_neighbors=10, max_iter=100).fit(x, y)
-    else:
-        estimator = SVC(gamma="scale").fit(x[labeled], y[labeled])
-    return {"predicted": estimator.predict(flat(data.test.x)), "epochs": None, "curve": []}
+    """LabelSpreading (kNN graph over all training images, uncapped) or an RBF SVC on the labeled images only: the
+    baselines ``ppmodels evaluate`` prints (:mod:`ppmodels.analysis.baselines`)."""
+    predicted = baseline_predictions(data.train, data.test.x, names=(name,), max_spread=None)[name]
+    return {"predicted": predicted, "epochs": None, "curve": []}
 
 
 class Curve:

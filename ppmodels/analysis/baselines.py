@@ -28,21 +28,35 @@ def flat(x) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
+def baseline_predictions(train: Split, x_test, names: tuple[str, ...] = BASELINES, max_spread: int | None = MAX_SPREAD,
+                         seed: int = 0) -> dict[str, np.ndarray]:
+    """Predictions on ``x_test`` of each baseline in ``names`` fitted on ``train`` (hidden labels are -1). Label
+    spreading uses every labeled example and, beyond ``max_spread`` examples (``None``: no cap), a seeded sample of the
+    unlabeled ones."""
+    y = train.y.numpy()
+    labeled = y != UNLABELED
+    x, x_test = flat(train.x), flat(x_test)
+    predictions = {}
+    if "svc" in names:
+        predictions["svc"] = SVC(gamma="scale").fit(x[labeled], y[labeled]).predict(x_test)
+    if "label_spreading" in names:
+        keep = np.arange(len(y))
+        if max_spread is not None and len(y) > max_spread:
+            rng = np.random.default_rng(seed)
+            unlabeled = np.flatnonzero(~labeled)
+            keep = np.sort(np.concatenate([np.flatnonzero(labeled), rng.choice(unlabeled, max_spread - labeled.sum(), replace=False)]))
+        with np.errstate(invalid="ignore", divide="ignore"):  # a graph component without a label divides 0 by 0
+            spreading = LabelSpreading(kernel="knn", n_neighbors=10, max_iter=100).fit(x[keep], y[keep])
+            predictions["label_spreading"] = spreading.predict(x_test)
+    return predictions
+
+
 def baseline_scores(train: Split, test: Split, seed: int = 0) -> dict[str, dict[str, float]]:
     """Accuracy and balanced accuracy on ``test`` of each baseline fitted on ``train`` (hidden labels are -1)."""
     y = train.y.numpy()
     labeled = y != UNLABELED
     if labeled.sum() < 2 or len(np.unique(y[labeled])) < 2:
         return {}
-    x, x_test, y_test = flat(train.x), flat(test.x), test.y.numpy()
-    keep = np.arange(len(y))
-    if len(y) > MAX_SPREAD:
-        rng = np.random.default_rng(seed)
-        unlabeled = np.flatnonzero(~labeled)
-        keep = np.sort(np.concatenate([np.flatnonzero(labeled), rng.choice(unlabeled, MAX_SPREAD - labeled.sum(), replace=False)]))
-    predictions = {"svc": SVC(gamma="scale").fit(x[labeled], y[labeled]).predict(x_test)}
-    with np.errstate(invalid="ignore", divide="ignore"):  # a graph component without a label divides 0 by 0
-        spreading = LabelSpreading(kernel="knn", n_neighbors=10, max_iter=100).fit(x[keep], y[keep])
-        predictions["label_spreading"] = spreading.predict(x_test)
+    y_test = test.y.numpy()
     return {name: {"accuracy": float((p == y_test).mean()), "balanced_accuracy": balanced_accuracy(y_test, p)}
-            for name, p in predictions.items()}
+            for name, p in baseline_predictions(train, test.x, seed=seed).items()}

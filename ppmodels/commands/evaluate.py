@@ -66,7 +66,7 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     if isinstance(model, CanClassify) and part.y is not None:
         result.update(classification_metrics(part.y.numpy(), np.asarray(model.predict(part.x)), dataset.num_classes or 0))
         if baselines and spec == data_options.get("spec"):
-            result["baselines"] = baseline_scores(open_run_data(run_config, data_dir).train, part, seed=seed)
+            result["baselines"] = baseline_scores(open_run_data(run_config, dataset=dataset).train, part, seed=seed)
     result["elbo"] = float(model.elbo_per_datum(part))
     if iw_samples:
         result["iw_log_likelihood"] = float(model.iw_log_likelihood(part.x, iw_samples).mean())

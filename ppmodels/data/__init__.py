@@ -13,12 +13,12 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .dataset import BINARIZE_MODES, LIKELIHOODS, UNLABELED, Dataset, Split, in_unit_interval
+from .dataset import BINARIZE_MODES, LIKELIHOODS, UNLABELED, Dataset, Split, binomial_trials, in_unit_interval
 from .sources import from_arrays, known_kinds, open_source, parse_spec, register_source
 from .splits import cap_per_class, draw_labeled, hide_labels, stratified_splits
 
 __all__ = [
-    "BINARIZE_MODES", "LIKELIHOODS", "UNLABELED", "Dataset", "Split", "TrainData", "cap_per_class", "draw_labeled",
+    "BINARIZE_MODES", "LIKELIHOODS", "UNLABELED", "Dataset", "Split", "TrainData", "binomial_trials", "cap_per_class", "draw_labeled",
     "from_arrays", "hide_labels", "in_unit_interval", "known_kinds", "load_dataset", "parse_spec", "prepare_data",
     "open_data", "register_source", "select_split", "stratified_splits",
 ]

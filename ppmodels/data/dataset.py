@@ -46,7 +46,7 @@ class Dataset:
             raise DataError(f"data {self.name!r} has NaN or infinite values in {bad} rows; remove or impute them first")
         if self.y is not None:
             self.y = check_labels(self.y, len(self.x), self.name)
-        if self.likelihood not in LIKELIHOODS[:2] and not is_binomial(self.likelihood):
+        if self.likelihood not in LIKELIHOODS[:2] and binomial_trials(self.likelihood) is None:
             raise DataError(f"unknown likelihood {self.likelihood!r}; use one of {', '.join(LIKELIHOODS)}")
         if self.binarize not in BINARIZE_MODES:
             raise DataError(f"unknown binarize mode {self.binarize!r}; use one of {', '.join(BINARIZE_MODES)}")
@@ -145,7 +145,7 @@ class Split:
         return self.x
 
 
-def is_binomial(likelihood: str) -> bool:
-    """Whether ``likelihood`` is ``binomial:N`` with a whole N >= 1."""
+def binomial_trials(likelihood: str) -> int | None:
+    """N of ``binomial:N`` (x = k/N with k ~ Binomial(N, p), e.g. digits pixels, counts of 16 bits); else ``None``."""
     family, _, trials = likelihood.partition(":")
-    return family == "binomial" and trials.isdigit() and int(trials) >= 1
+    return int(trials) if family == "binomial" and trials.isdigit() and int(trials) >= 1 else None

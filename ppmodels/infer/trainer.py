@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from contextlib import contextmanager
 import math
 import random
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,6 @@ from ..errors import ConfigError, RunError, TrainingError
 from ..files import load_checkpoint, load_state, save_checkpoint
 
 CHECKPOINTS = "checkpoints"  # the folder, inside a run folder, of last.pt (resume state) and best.pt
-
-
 SELECT_BY = ("auto", "valid_accuracy", "valid_elbo")
 
 
@@ -125,7 +123,7 @@ class Trainer:
             if self.run_dir is not None and (self.state.epoch % self.config.checkpoint_every == 0 or self._done()):
                 self.save_checkpoint()
         if self.best_weights is not None:
-            model.load_state_dict(self.best_weights)  # end on the best validation ELBO, as early stopping promises
+            model.load_state_dict(self.best_weights)  # end on the selected epoch, as early stopping promises
         model.eval()
         self._emit("on_train_end")
         return model
@@ -263,9 +261,7 @@ class Trainer:
         if better:
             state.best_valid_elbo, state.best_epoch, state.epochs_without_improvement = elbo, state.epoch, 0
             state.best_valid_accuracy = -math.inf if accuracy is None else accuracy
-            state.selected_by = "valid_elbo" if accuracy is None else "valid_accuracy"
-            if "valid_elbo" not in record:
-                state.selected_by = "train_elbo"
+            state.selected_by = "valid_accuracy" if accuracy is not None else "valid_elbo" if "valid_elbo" in record else "train_elbo"
             self.best_weights = copy.deepcopy(self.model.state_dict())
             self._emit("on_best")
         else:

@@ -26,7 +26,7 @@ from pyro.infer import TraceEnum_ELBO
 from torch import nn
 
 from ..corruption import check_corruption, corrupt
-from ..data import Dataset, Split, TrainData, in_unit_interval
+from ..data import Dataset, Split, TrainData, binomial_trials, in_unit_interval
 from ..errors import ConfigError, DataError
 from ..infer.importance import iw_log_likelihood, log_importance_weights
 from ..nets import NETS
@@ -57,12 +57,6 @@ class ModelConfig:
         if family not in self.likelihoods or (family == "binomial") != (binomial_trials(self.likelihood) is not None):
             names = ", ".join("binomial:N" if f == "binomial" else f for f in self.likelihoods)
             raise ConfigError(f"unknown likelihood {self.likelihood!r} for this model; use one of {names}")
-
-
-def binomial_trials(likelihood: str) -> int | None:
-    """N of ``binomial:N`` (x = k/N with k ~ Binomial(N, p), e.g. digits pixels, counts of 16 bits); else ``None``."""
-    family, _, trials = likelihood.partition(":")
-    return int(trials) if family == "binomial" and trials.isdigit() and int(trials) >= 1 else None
 
 
 def likelihood_name(likelihood: str) -> str:

@@ -26,8 +26,9 @@ CLASS_WEIGHTS = ("none", "balanced")
 @dataclasses.dataclass
 class M1Config(VAEConfig):
     """M1's defaults follow the paper's M1 features (50 latent dimensions, 500 hidden units; measured on digits-50:
-    0.933 test accuracy against 0.909 with the VAE's 10 and 256-256). :param classifier: ``label_spreading`` (transductive: labels spread over a k-nearest-neighbour graph of the
-    latent features of every training image, labeled or not, as Kingma et al. used a transductive SVM), ``svm``
+    0.933 test accuracy against 0.909 with the VAE's 10 and 256-256). :param classifier: ``label_spreading``
+    (transductive: labels spread over a k-nearest-neighbour graph of the latent features of every training image,
+    labeled or not, as Kingma et al. used a transductive SVM), ``svm``
     (RBF SVC on the labeled images only) or ``logistic``. :param neighbors: k of the label-spreading graph.
     :param features: ``loc`` (posterior means) or ``sample`` (draws from q(z|x), ``num_feature_samples`` per
     labeled image; not with label spreading). :param C: inverse regularisation of ``svm`` and ``logistic``.

@@ -30,10 +30,12 @@ def open_run_dataset(run: str | Path | dict, data_dir: str | None = None) -> Dat
                         max_per_class=saved.get("max_per_class"), seed=config.get("seed") or 0)
 
 
-def open_run_data(run: str | Path | dict, data_dir: str | None = None) -> TrainData:
-    """:func:`open_run_dataset` with the training labels hidden as the run hid them (the same ``--labels`` draw)."""
+def open_run_data(run: str | Path | dict, data_dir: str | None = None, dataset: Dataset | None = None) -> TrainData:
+    """:func:`open_run_dataset` (or ``dataset``, when the caller opened it already) with the training labels hidden
+    as the run hid them (the same ``--labels`` draw)."""
     config = run if isinstance(run, dict) else run_config(run)
-    return prepare_data(open_run_dataset(config, data_dir), (config.get("data") or {}).get("labels"), seed=config.get("seed") or 0)
+    dataset = open_run_dataset(config, data_dir) if dataset is None else dataset
+    return prepare_data(dataset, (config.get("data") or {}).get("labels"), seed=config.get("seed") or 0)
 
 
 def latent_decoder(model):
