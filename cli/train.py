@@ -59,7 +59,7 @@ def train(
     clip_norm: Annotated[Optional[float], typer.Option(min=0, help="Clip the gradient norm to this value.")] = T.clip_norm,
     skip_nonfinite: Annotated[bool, typer.Option(help="Skip batches with a non-finite loss or gradient instead of stopping.")] = T.skip_nonfinite,
     sample_every: Annotated[int, typer.Option(min=0, help="Save a PNG grid of samples every this many epochs (image data; 0: never).")] = 10,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Other model options as KEY=VALUE (repeatable), e.g. --set classifier=logistic.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Other model options as KEY=VALUE (repeatable), e.g. --set classifier=logistic; `ppmodels models MODEL` lists them with defaults.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder to write (default: runs/MODEL).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint, with its saved options.")] = False,
