@@ -95,3 +95,12 @@ def test_a_run_whose_data_is_gone_says_where_it_looked(project, tmp_path, monkey
     assert result.exit_code == 2
     assert result.stderr.strip() == (f"error: the data of run {project / 'runs' / 'vae'} is gone: neither {project / 'data' / 'cells.npz'} "
                                      "nor ../../data/cells.npz relative to the run folder exists; put it back, or pass --data to use other data")
+
+
+def test_only_paths_on_disk_are_recorded(tmp_path):
+    from ppmodels.runs import data_locations
+
+    assert data_locations("digits", None, tmp_path) == {}
+    assert data_locations("npz:not/on/disk.npz", None, tmp_path) == {}  # e.g. a plugin source's own kind of name
+    found = data_locations("mnist", str(tmp_path), tmp_path / "run")
+    assert found == {"data_dir_location": {"typed": str(tmp_path), "absolute": str(tmp_path), "relative": "..", "sha256": None}}

@@ -20,9 +20,10 @@ def run_config(run: str | Path) -> dict:
 def data_locations(spec: str, data_dir: str | None, run_dir: str | Path) -> dict:
     """What ``config.json`` records to find a run's data again from another folder, or after the folders moved:
     under ``location``, the file (or upstream run, for ``latents:RUN``) the spec names, and under
-    ``data_dir_location`` the ``--data-dir`` folder (see :func:`ppmodels.runs.folder.record_location`)."""
+    ``data_dir_location`` the ``--data-dir`` folder (see :func:`ppmodels.runs.folder.record_location`). A spec whose
+    path names nothing on disk (a plugin source's own kind of name) records none."""
     path = parse_spec(spec)[1]
-    found = {"location": record_location(path, run_dir)} if path else {}
+    found = {"location": record_location(path, run_dir)} if path and Path(path).expanduser().exists() else {}
     if data_dir:
         found["data_dir_location"] = record_location(data_dir, run_dir)
     return found
