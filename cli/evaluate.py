@@ -29,6 +29,8 @@ def evaluate(
     ELBO and importance-weighted log-likelihood per datum. Writes RUN/evaluation.json."""
     result = evaluate_run(run, data, split, iw_samples, data_dir=data_dir, out=out, seed=seed, baselines=baselines)
     typer.echo(f"{result['model']} on {result['data']} ({result['split']} split)")
+    if result["data_found"] != result["data"]:
+        typer.echo(f"data: {result['data_found']}")
     for key in SCALARS:
         if key in result:
             value = result[key]

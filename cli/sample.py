@@ -16,9 +16,9 @@ from .common import handle_errors
 def sample(
     run: Annotated[Path, typer.Argument(help="Run folder written by `ppmodels train`.")],
     out: Annotated[Path, typer.Option(help="Output file: .png (image grid, image data) or .npy; with --posterior .nc (netCDF) or .npz.")],
-    num: Annotated[int, typer.Option(min=1, help="Number of samples (with --label: per class).")] = 64,
+    num: Annotated[Optional[int], typer.Option(min=1, help="Number of samples (default 64); with --label, per class (default 10).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 0,
-    zoom: Annotated[int, typer.Option(min=1, help="PNG grids: draw each pixel as a zoom x zoom square (8x8 digits are tiny).")] = 1,
+    zoom: Annotated[Optional[int], typer.Option(min=1, help="PNG grids: draw each pixel as a zoom x zoom square (default: each image about 64 px tall, the grid at most 1600 px wide).")] = None,
     posterior: Annotated[bool, typer.Option(help="Draw latents from the guide q(.|x) for --data and x from p(x|latents).")] = False,
     data: Annotated[Optional[str], typer.Option(help="With --posterior: data spec to condition on (digits, mnist, npz:PATH, ...).")] = None,
     num_data: Annotated[int, typer.Option(min=1, help="With --posterior or --style-from: use the first this many data points.")] = 10,

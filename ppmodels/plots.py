@@ -9,6 +9,15 @@ import numpy as np
 
 from .files import atomic_write
 
+CELL_PX = 64  # by default each image is drawn about this many pixels tall: 8x8 digits at 1:1 are specks
+MAX_WIDTH_PX = 1600  # ... unless the grid would then be wider than a screen
+
+
+def readable_zoom(image_size: int, grid_width: int) -> int:
+    """The default ``zoom`` of a grid ``grid_width`` pixels wide of images ``image_size`` pixels tall: each image
+    about :data:`CELL_PX` tall, the grid at most :data:`MAX_WIDTH_PX` wide, never below 1."""
+    return max(1, min(math.ceil(CELL_PX / image_size), MAX_WIDTH_PX // grid_width))
+
 
 def tile(images: np.ndarray, ncol: int | None = None, pad: int = 1) -> np.ndarray:
     """Arrange ``(N, C, H, W)`` images (first channel shown; 3 channels as RGB) into one 2-D or RGB array."""
@@ -26,14 +35,17 @@ def tile(images: np.ndarray, ncol: int | None = None, pad: int = 1) -> np.ndarra
     return grid[..., 0] if grid.shape[-1] == 1 else grid
 
 
-def save_image_grid(images: np.ndarray, path: str | Path, ncol: int | None = None, zoom: int = 1) -> Path:
-    """Write a PNG grid of ``images`` (values in [0, 1], or rescaled to it) to ``path``, each pixel ``zoom`` x ``zoom``."""
+def save_image_grid(images: np.ndarray, path: str | Path, ncol: int | None = None, zoom: int | None = None) -> Path:
+    """Write a PNG grid of ``images`` (values in [0, 1], or rescaled to it) to ``path``, each pixel ``zoom`` x ``zoom``
+    (``None``: :func:`readable_zoom`)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     grid = tile(images, ncol)
+    if zoom is None:
+        zoom = readable_zoom(max(np.shape(images)[-2:]), grid.shape[1])
     lo, hi = float(grid.min()), float(grid.max())
     if lo < 0 or hi > 1:
         grid = (grid - lo) / (hi - lo or 1.0)

@@ -167,3 +167,13 @@ def test_runnable_blocks_run(page, tmp_path, monkeypatch, request):
 def test_slow_blocks_run(page, tmp_path, monkeypatch, request):
     """Every runnable block of the page, ``run slow`` ones included, in order."""
     run_page(page, tmp_path, monkeypatch, request, slow=True)
+
+
+def test_readme_python_block_runs_on_its_own(tmp_path, monkeypatch):
+    """A reader pastes README's Python snippet alone into an empty folder: it needs no run folder and no variable from
+    the shell block above it."""
+    blocks = [b for b in runnable_blocks(ROOT / "README.md") if b.language == "python"]
+    assert blocks, "README.md has a Python example"
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block.code, f"README.md:{block.line}", "exec"), {"__name__": "__docs__"})

@@ -117,7 +117,7 @@ def test_analogies_put_the_input_first_then_one_column_per_class(tmp_path):
     model = ClassImages(x_shape=[1, 8, 8], z_dim=2, hidden=[4])
     decoded = np.load(sample_analogies(model, "digits", tmp_path / "a.npy", num_data=3))
     assert decoded.shape == (3, 4, 1, 8, 8)
-    grid = matplotlib.image.imread(sample_analogies(model, "digits", tmp_path / "a.png", num_data=3))
+    grid = matplotlib.image.imread(sample_analogies(model, "digits", tmp_path / "a.png", num_data=3, zoom=1))
     # 3 rows and 1 + 4 columns of 8x8 tiles with 1-pixel gaps
     assert grid.shape[:2] == (3 * 9 + 1, 5 * 9 + 1)
 
@@ -167,7 +167,31 @@ def test_zoom_scales_png_grids(tmp_path):
     import matplotlib.image
 
     model = ClassImages(x_shape=[1, 8, 8], z_dim=2, hidden=[4])
-    plain = matplotlib.image.imread(sample_conditional(model, "all", tmp_path / "a.png", num=2))
+    plain = matplotlib.image.imread(sample_conditional(model, "all", tmp_path / "a.png", num=2, zoom=1))
     zoomed = matplotlib.image.imread(sample_conditional(model, "all", tmp_path / "b.png", num=2, zoom=3))
     assert zoomed.shape[:2] == (plain.shape[0] * 3, plain.shape[1] * 3)
     np.testing.assert_array_equal(zoomed[::3, ::3], plain)
+
+
+def test_default_grids_are_readable_with_a_row_per_class(tmp_path):
+    """``--label all`` without --num or --zoom: 10 samples per class, one class per row, each 8x8 image drawn 64 px tall
+    (it was a 577 x 91 px strip of 64 per class at 1:1); the classes are told apart by their rows' grey levels."""
+    import matplotlib.image
+
+    model = ClassImages(x_shape=[1, 8, 8], z_dim=2, hidden=[4])
+    grid = matplotlib.image.imread(ppmodels.sample(model, tmp_path / "all.png", label="all"))
+    cell = 9 * 8  # an 8x8 image and its one-pixel border, zoomed 8 times
+    assert grid.shape[:2] == (4 * cell + 8, 10 * cell + 8)
+    rows = [grid[8 + r * cell: 8 + r * cell + 64, 8: 8 + 64, 0].mean() for r in range(4)]
+    np.testing.assert_allclose(rows, [(k + 1) / 5 for k in range(4)], atol=0.02)
+    prior = matplotlib.image.imread(ppmodels.sample(VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[4]).eval(), tmp_path / "prior.png"))
+    assert prior.shape[:2] == (8 * cell + 8, 8 * cell + 8)  # 64 samples, 8 x 8
+
+
+def test_readable_zoom_draws_images_about_64_px_within_1600_px():
+    from ppmodels.plots import readable_zoom
+
+    assert readable_zoom(8, 73) == 8  # digits: 8 px -> 64 px
+    assert readable_zoom(28, 233) == 3  # MNIST: 28 px -> 84 px
+    assert readable_zoom(8, 577) == 2  # a 64-wide row stays within 1600 px
+    assert readable_zoom(64, 2000) == 1  # never below 1:1

@@ -58,16 +58,16 @@ def choose_data(num: int, available: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(available, size=num, replace=False))
 
 
-def open_run_data(run_config: dict, spec: str | None, data_dir: str | None):
+def open_run_data(run_config: dict, spec: str | None, data_dir: str | None, run: Path | None = None):
     """The dataset to diagnose (``spec``, default the run's own) with the run's binarization, and the run's own
     training data for the overfitting check (``None`` when it cannot be opened any more)."""
     saved = run_config.get("data") or {}
     if spec is None or spec == (saved.get("spec") or "digits"):
-        dataset = open_run_dataset(run_config, data_dir)
+        dataset = open_run_dataset(run_config, data_dir, run)
         return dataset, dataset
     dataset = load_dataset(spec, data_dir=data_dir, binarize=saved.get("binarize") or "none", seed=run_config.get("seed") or 0)
     try:
-        return dataset, open_run_dataset(run_config, data_dir)
+        return dataset, open_run_dataset(run_config, data_dir, run)
     except PPModelsError:
         return dataset, None
 
@@ -137,7 +137,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     compare = gold_standard_for(model) if nuts else None  # refuse before the slow part
     run_config = read_json(run / CONFIG)
     out = Path(out) if out is not None else run / "diagnostics"
-    dataset, train_data = open_run_data(run_config, data, data_dir)
+    dataset, train_data = open_run_data(run_config, data, data_dir, run)
     x, y = select_split(dataset, split)
     idx = choose_data(num_data, len(x), seed)
     x, y = x[idx], None if y is None else y[idx]

@@ -54,19 +54,20 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     if not spec:
         raise ConfigError("no data to evaluate on: give a data spec (--data), the model's run names none")
     if spec == data_options.get("spec"):  # the run's own data, binarized as in training (held-out splits are never capped)
-        dataset = open_run_dataset(run_config, data_dir)
+        dataset = open_run_dataset(run_config, data_dir, run)
     else:
         dataset = load_dataset(spec, data_dir=data_dir or data_options.get("data_dir"))
     part = dataset.split(split)
     if max_examples is not None:
         part = part.subset(np.arange(min(max_examples, len(part))))
     pyro.set_rng_seed(seed)
-    result: dict[str, Any] = {"model": model.name, "data": spec, "split": split, "num_examples": len(part)}
+    result: dict[str, Any] = {"model": model.name, "data": spec, "data_found": dataset.metadata.get("found", spec), "split": split,
+                              "num_examples": len(part)}
     model.check_y(part.y)
     if isinstance(model, CanClassify) and part.y is not None:
         result.update(classification_metrics(part.y.numpy(), np.asarray(model.predict(part.x)), dataset.num_classes or 0))
         if baselines and spec == data_options.get("spec"):
-            result["baselines"] = baseline_scores(open_run_data(run_config, dataset=dataset).train, part, seed=seed)
+            result["baselines"] = baseline_scores(open_run_data(run_config, dataset=dataset, run_dir=run).train, part, seed=seed)
     result["elbo"] = float(model.elbo_per_datum(part))
     if iw_samples:
         result["iw_log_likelihood"] = float(model.iw_log_likelihood(part.x, iw_samples).mean())

@@ -84,7 +84,7 @@ def sample_posterior(run: str | Path, data: str, out: str | Path, *, num_data: i
     return save_idata(idata, out)
 
 
-def sample_prior(run: str | Path, num: int, out: str | Path, *, seed: int = 0, zoom: int = 1) -> Path:
+def sample_prior(run: str | Path, num: int, out: str | Path, *, seed: int = 0, zoom: int | None = None) -> Path:
     """Write ``num`` draws x ~ p(x | z), z ~ p(z), decoded to the mean of p(x|z), to a PNG grid or ``.npy`` ``(num, *x_shape)``.
 
     For a density fitted on ``latents:RUN`` (e.g. ``gmm``) the draws are latent codes, decoded with RUN's decoder.
@@ -101,7 +101,7 @@ def sample_prior(run: str | Path, num: int, out: str | Path, *, seed: int = 0, z
     return _write_images(shown, images, out, zoom=zoom)
 
 
-def sample_conditional(run: str | Path, label: str | int, out: str | Path, *, num: int = 10, seed: int = 0, zoom: int = 1) -> Path:
+def sample_conditional(run: str | Path, label: str | int, out: str | Path, *, num: int = 10, seed: int = 0, zoom: int | None = None) -> Path:
     """Write class-conditional samples x ~ p(x | y=label, z), z ~ p(z), to a PNG grid or ``.npy``.
 
     ``label`` is a class number or ``"all"``; with ``"all"`` the PNG has one row of ``num`` samples per class
@@ -116,7 +116,7 @@ def sample_conditional(run: str | Path, label: str | int, out: str | Path, *, nu
 
 
 def sample_analogies(run: str | Path, style_from: str, out: str | Path, *, num_data: int | None = 10,
-                     data_dir: str | None = None, split: str = "all", zoom: int = 1) -> Path:
+                     data_dir: str | None = None, split: str = "all", zoom: int | None = None) -> Path:
     """Write the analogies grid: each input image's z (from the guide) decoded with every class y.
 
     The PNG has one row per input image: the input, then classes ``0..K-1``. The ``.npy`` array has shape
@@ -135,11 +135,13 @@ def sample_analogies(run: str | Path, style_from: str, out: str | Path, *, num_d
     return _write_images(model, rows, out, ncol=model.num_classes + 1, zoom=zoom)
 
 
-def sample(run: str | Path, out: str | Path, *, num: int = 64, seed: int = 0, zoom: int = 1, posterior: bool = False,
+def sample(run: str | Path, out: str | Path, *, num: int | None = None, seed: int = 0, zoom: int | None = None, posterior: bool = False,
            data: str | None = None, num_data: int | None = 10, draws: int = 100, split: str = "all", data_dir: str | None = None,
            label: str | int | None = None, style_from: str | None = None) -> Path:
     """Draw samples from run ``run`` (or a fitted model) into ``out``, in one mode: the prior (default), the posterior
     (``posterior=True`` with ``data``), one class or every class (``label``) or analogies (``style_from``).
+    ``num`` defaults to 64 prior samples, or 10 per class with ``label`` (a 10 x 10 grid for ``label="all"``); PNG
+    grids are drawn at a size a person can read (``zoom=None``: :func:`ppmodels.plots.readable_zoom`).
 
     Example::
 
@@ -155,10 +157,10 @@ def sample(run: str | Path, out: str | Path, *, num: int = 64, seed: int = 0, zo
             raise ConfigError("--posterior needs --data SPEC, the data whose latents to draw (e.g. --data digits)")
         return sample_posterior(run, data, out, num_data=num_data, draws=draws, seed=seed, data_dir=data_dir, split=split)
     if label is not None:
-        return sample_conditional(run, label, out, num=num, seed=seed, zoom=zoom)
+        return sample_conditional(run, label, out, num=10 if num is None else num, seed=seed, zoom=zoom)
     if style_from is not None:
         return sample_analogies(run, style_from, out, num_data=num_data, data_dir=data_dir, split=split, zoom=zoom)
-    return sample_prior(run, num, out, seed=seed, zoom=zoom)
+    return sample_prior(run, 64 if num is None else num, out, seed=seed, zoom=zoom)
 
 
 def _model(run):
@@ -175,7 +177,7 @@ def _check_out(model, out: str | Path, num: int) -> None:
         raise DataError(f"--out {out.name}: PNG needs image data (C x H x W) but the model's data has shape {model.config.x_shape}; write .npy instead")
 
 
-def _write_images(model, images: np.ndarray, out: str | Path, ncol: int | None = None, zoom: int = 1) -> Path:
+def _write_images(model, images: np.ndarray, out: str | Path, ncol: int | None = None, zoom: int | None = None) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":

@@ -17,8 +17,8 @@ from ..files import read_json, write_json
 from ..infer import ProgressBar, TrainConfig, fit
 from ..models import CanClassify, CanCluster, get_model_class
 from ..plugins import config_entry, import_plugins, require_plugins
-from ..runs import (CONFIG, SUMMARY, BestCheckpoint, MetricsLog, SampleGrid, build_model, check_run_dir, peak_memory_mb,
-                    prepare_run_dir, save_model, start_gmvae_from_runs, versions)
+from ..runs import (CONFIG, SUMMARY, BestCheckpoint, MetricsLog, SampleGrid, build_model, check_run_dir, data_locations, located_data,
+                    peak_memory_mb, prepare_run_dir, save_model, start_gmvae_from_runs, versions)
 from ..models.m1m2 import M1M2
 from ..models.gmvae import GMVAE
 
@@ -41,7 +41,10 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         saved = read_json(out / CONFIG)
         asked = model_name
         require_plugins(saved.get("plugins"), saved.get("model"))
+        asked_dir = data_dir
         model_name, (data, data_dir, labels, binarize, max_per_class), train_config = saved_options(saved, out / CONFIG)
+        data, data_dir, _ = located_data(saved["data"], out)  # from wherever the run folder is now
+        data_dir = asked_dir or data_dir
         if asked != model_name:
             raise RunError(f"{out} is a run of model {model_name!r}, not {asked!r}; resume it as `ppmodels train {model_name} --out {out} --resume`")
     train_config = train_config or TrainConfig()
@@ -57,7 +60,8 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     if not resume:
         write_json(out / CONFIG, {
             "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
-            "data": dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), "seed": train_config.seed,
+            "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **data_locations(data, data_dir, out)},
+            "seed": train_config.seed,
             **config_entry(cls),
         })
     callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out)]

@@ -7,29 +7,80 @@ into a run folder are in :mod:`ppmodels.runs.callbacks`.
 
 from __future__ import annotations
 
+import datetime
+import math
+import time
+
+
+def clock(seconds: float) -> str:
+    """``H:MM:SS``."""
+    return str(datetime.timedelta(seconds=int(max(0.0, seconds))))
+
 
 class ProgressBar:
-    """A rich progress bar on stderr: epoch, step, elapsed, train/valid ELBO per datum, epochs without improvement."""
+    """Training progress on stderr.
 
-    def __init__(self, disable: bool = False):
+    On a terminal, a live bar over every step of the run: the epoch, the step within it, elapsed time, the time
+    left (ETA) and the last epoch's train/valid ELBO per datum. Elsewhere (a log file, a pipe, CI) one plain line per
+    epoch with the same figures, since a live bar there prints nothing until the end.
+
+    :param disable: print nothing.
+    :param console: a ``rich.console.Console`` to write to (default: stderr); its ``is_terminal`` picks the mode.
+    """
+
+    def __init__(self, disable: bool = False, console=None):
         self.disable = disable
+        self.console = console
         self._progress = None
 
     def on_train_start(self, trainer) -> None:
+        if self.disable:
+            return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self._progress = Progress(TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-                                  TextColumn("{task.fields[info]}"), console=Console(stderr=True), disable=self.disable)
+        self.console = self.console or Console(stderr=True)
+        state, epochs = trainer.state, trainer.config.epochs
+        # steps per epoch: a first guess from the data, then what the last epoch took (models batch differently)
+        self._steps = max(1, math.ceil(len(trainer.data.train) / trainer.config.batch_size))
+        self._epoch_start_step, self._start_epoch, self._start = state.step, state.epoch, time.perf_counter()
+        if not self.console.is_terminal:
+            return
+        self._progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+                                  TextColumn("step {task.fields[step]}/{task.fields[steps]}"), BarColumn(), TimeElapsedColumn(),
+                                  TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=self.console)
         self._progress.start()
-        self._task = self._progress.add_task("train", total=trainer.config.epochs, completed=trainer.state.epoch, info="")
+        self._task = self._progress.add_task("train", total=epochs * self._steps, completed=state.epoch * self._steps,
+                                             epoch=min(state.epoch + 1, epochs), epochs=epochs, step=0, steps=self._steps, info="")
+
+    def on_step_end(self, trainer, loss: float) -> None:
+        if self._progress is None:
+            return
+        state = trainer.state
+        step = state.step - self._epoch_start_step
+        self._progress.update(self._task, completed=(state.epoch - 1) * self._steps + min(step, self._steps), epoch=state.epoch,
+                              step=step)
 
     def on_epoch_end(self, trainer, record: dict) -> None:
-        info = f"step {record['step']}  train ELBO {record['train_elbo']:.2f}"
+        if self.disable:
+            return
+        self._steps = max(1, record["step"] - self._epoch_start_step)
+        self._epoch_start_step = record["step"]
+        epochs = trainer.config.epochs
+        info = f"train ELBO {record['train_elbo']:.2f}"
         if "valid_elbo" in record:
             info += f"  valid ELBO {record['valid_elbo']:.2f}"
         info += f"  no improvement for {record['epochs_without_improvement']}"
-        self._progress.update(self._task, completed=record["epoch"], info=info)
+        if self._progress is not None:
+            self._progress.update(self._task, total=epochs * self._steps, completed=record["epoch"] * self._steps, step=self._steps,
+                                  steps=self._steps, info=info)
+            return
+        elapsed = time.perf_counter() - self._start
+        left = elapsed / (record["epoch"] - self._start_epoch) * (epochs - record["epoch"])
+        print(f"epoch {record['epoch']}/{epochs}  {self._steps} steps  {info}  elapsed {clock(elapsed)}  ETA {clock(left)}",
+              file=self.console.file, flush=True)
 
     def on_train_end(self, trainer) -> None:
-        self._progress.stop()
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -41,8 +41,13 @@ warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites 
 @dataclasses.dataclass
 class ModelConfig:
     """Fields every model has. ``x_shape`` and ``likelihood`` are filled in from the data when not given.
-    ``seed``: when set, the initial weights are drawn from it (two models built with one seed are equal), as
-    scikit-learn's ``random_state``; ``None`` draws them from torch's global generator."""
+
+    :param x_shape: shape of one datum, e.g. ``[1, 28, 28]`` or ``[64]``.
+    :param likelihood: p(x | ...): ``bernoulli`` (data in [0, 1]), ``binomial:N`` (data k/N) or ``gaussian``
+        (default: from the data's range).
+    :param seed: when set, the initial weights are drawn from it (two models built with one seed are equal), as
+        scikit-learn's ``random_state``; ``None`` draws them from torch's global generator.
+    """
 
     x_shape: list[int] = dataclasses.field(default_factory=list)
     likelihood: str = "bernoulli"

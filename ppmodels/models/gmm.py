@@ -39,7 +39,8 @@ def sample_mixture(num: int, logits: torch.Tensor, locs: torch.Tensor, scales: t
 
 @dataclasses.dataclass
 class GMMConfig(ModelConfig):
-    """:param num_components: K. :param decoder_run: set when fitted on ``latents:RUN`` data: the run whose decoder
+    """:param num_components: K. :param min_scale: added to each component's standard deviations, so that
+    none collapses onto one point. :param decoder_run: set when fitted on ``latents:RUN`` data: the run whose decoder
     maps this mixture's samples back to data (``ppmodels sample`` then decodes with it)."""
 
     likelihood: str = "gaussian"

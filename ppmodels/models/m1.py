@@ -31,7 +31,8 @@ class M1Config(VAEConfig):
     labeled or not, as Kingma et al. used a transductive SVM), ``svm``
     (RBF SVC on the labeled images only) or ``logistic``. :param neighbors: k of the label-spreading graph.
     :param features: ``loc`` (posterior means) or ``sample`` (draws from q(z|x), ``num_feature_samples`` per
-    labeled image; not with label spreading). :param C: inverse regularisation of ``svm`` and ``logistic``.
+    labeled image; not with label spreading). :param num_feature_samples: draws per labeled image with
+    ``features=sample``. :param num_classes: number of classes K. :param C: inverse regularisation of ``svm`` and ``logistic``.
     :param class_weight: ``none``, or ``balanced`` to weight each labeled example by ``n / (K * n_class)`` so that a
     class holding 90% of the labels cannot win by being predicted everywhere.
     """

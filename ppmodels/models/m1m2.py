@@ -34,7 +34,8 @@ class M1M2Config(ModelConfig):
     on dynamically binarised x (a fresh Bernoulli draw of every grey level each epoch, as the original M1 was;
     ``None``: when the likelihood is Bernoulli). :param drop_inactive: model only the
     z1 dimensions whose posterior mean varies over the training data (std above ``active_std``); the others follow
-    N(0, 1) and M2 ignores them, as in the original code.
+    N(0, 1) and M2 ignores them, as in the original code. :param active_std: the posterior-mean standard deviation
+    above which a z1 dimension counts as active (``drop_inactive``).
     """
 
     num_classes: int = 10

@@ -36,8 +36,10 @@ class M2Config(EncoderConfig):
     unbiased ``J_alpha``, which at 100 labels leaves the decoder blind to y (see docs/ssl.md). :param class_prior: p(y),
     ``uniform`` or the ``labeled`` class frequencies. :param balanced_labeled: draw labeled minibatches class-balanced
     (reweighted so the objective stays unbiased). :param labeled_batch_size: labeled examples per step (``None``:
-    the unlabeled batch size, at most the number of labels). ``net`` (``mlp`` or ``conv``), ``channels``, ``corruption``
-    and ``noise_level`` come from :class:`~ppmodels.models.base.EncoderConfig`.
+    the unlabeled batch size, at most the number of labels).
+
+    ``net`` (``mlp`` or ``conv``), ``channels``, ``corruption`` and ``noise_level`` come from
+    :class:`~ppmodels.models.base.EncoderConfig`.
     """
 
     num_classes: int = 10

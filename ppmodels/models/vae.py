@@ -20,15 +20,16 @@ from .base import Batch, EncoderConfig, PPModel, binomial_trials, data_plate
 @dataclasses.dataclass
 class VAEConfig(EncoderConfig):
     """:param z_dim: latent size. :param hidden: hidden layer sizes of encoder and decoder (``[]``: linear maps).
-    :param activation: nonlinearity (``linear`` for none). ``net``, ``channels``, ``corruption`` and ``noise_level``
-    come from :class:`~ppmodels.models.base.EncoderConfig`.
+    :param activation: nonlinearity (``linear`` for none). :param x_scale: Gaussian likelihood noise: ``feature``
+    (one learned scale per feature) or ``shared`` (one isotropic scale, as PPCA).
+
+    ``net``, ``channels``, ``corruption`` and ``noise_level`` come from :class:`~ppmodels.models.base.EncoderConfig`.
     """
 
     z_dim: int = 10
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
     activation: str = "relu"
     likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian", "binomial")
-    #: Gaussian likelihood noise: ``feature`` (one learned scale per feature) or ``shared`` (one isotropic scale, as PPCA)
     x_scale: str = "feature"
 
     def validate(self) -> None:

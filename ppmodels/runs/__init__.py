@@ -4,11 +4,12 @@ them. Importing this package also registers the data source ``latents:RUN``.
 
 from . import latents  # noqa: F401  (registers the latents:RUN source)
 from .callbacks import BestCheckpoint, MetricsLog, SampleGrid
-from .data import latent_decoder, open_run_data, open_run_dataset, run_config
-from .folder import CONFIG, METRICS, SUMMARY, WEIGHTS, build_model, check_run_dir, load, prepare_run_dir, save_model
+from .data import data_locations, latent_decoder, located_data, open_run_data, open_run_dataset, run_config
+from .folder import (CONFIG, METRICS, SUMMARY, WEIGHTS, build_model, check_run_dir, find_recorded, fingerprint, load, prepare_run_dir,
+                     record_location, save_model)
 from .latents import start_gmvae_from_runs
 from .provenance import peak_memory_mb, versions
 
 __all__ = ["BestCheckpoint", "CONFIG", "METRICS", "MetricsLog", "SUMMARY", "SampleGrid", "WEIGHTS", "build_model", "check_run_dir",
-           "latent_decoder", "load", "open_run_data", "open_run_dataset", "peak_memory_mb", "prepare_run_dir", "run_config", "save_model",
+           "data_locations", "find_recorded", "fingerprint", "latent_decoder", "load", "located_data", "open_run_data", "open_run_dataset", "peak_memory_mb", "prepare_run_dir", "record_location", "run_config", "save_model",
            "start_gmvae_from_runs", "versions"]

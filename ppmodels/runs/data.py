@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import Dataset, TrainData, load_dataset, prepare_data
-from ..errors import DataError, RunError
+from ..data import Dataset, TrainData, load_dataset, parse_spec, prepare_data
+from ..errors import DataError, DataNotFoundError, RunError
 from ..files import read_json
 from ..models import CanDecode
-from .folder import CONFIG, load
+from .folder import CONFIG, find_recorded, load, record_location
 
 
 def run_config(run: str | Path) -> dict:
@@ -17,24 +17,63 @@ def run_config(run: str | Path) -> dict:
     return read_json(Path(run) / CONFIG)
 
 
-def open_run_dataset(run: str | Path | dict, data_dir: str | None = None) -> Dataset:
+def data_locations(spec: str, data_dir: str | None, run_dir: str | Path) -> dict:
+    """What ``config.json`` records to find a run's data again from another folder, or after the folders moved:
+    under ``location``, the file (or upstream run, for ``latents:RUN``) the spec names, and under
+    ``data_dir_location`` the ``--data-dir`` folder (see :func:`ppmodels.runs.folder.record_location`). A spec whose
+    path names nothing on disk (a plugin source's own kind of name) records none."""
+    path = parse_spec(spec)[1]
+    found = {"location": record_location(path, run_dir)} if path and Path(path).expanduser().exists() else {}
+    if data_dir:
+        found["data_dir_location"] = record_location(data_dir, run_dir)
+    return found
+
+
+def located_data(saved: dict, run_dir: str | Path | None) -> tuple[str, str | None, str]:
+    """``(spec, data_dir, where)``: the run's recorded data spec and ``--data-dir`` with their paths replaced by where
+    the files are now (:func:`ppmodels.runs.folder.find_recorded`), and a phrase saying where the data was found.
+    Runs written before locations were recorded get their spec back as typed."""
+    spec, data_dir, location = saved["spec"], saved.get("data_dir"), saved.get("location")
+    if run_dir is not None and saved.get("data_dir_location"):
+        found_dir = find_recorded(saved["data_dir_location"], run_dir)
+        data_dir = str(found_dir[0]) if found_dir else data_dir
+    if run_dir is None or not location:
+        return spec, data_dir, spec
+    found = find_recorded(location, run_dir)
+    if found is None:
+        raise DataNotFoundError(f"the data of run {run_dir} is gone: neither {location['absolute']} nor {location['relative']} "
+                                f"relative to the run folder exists; put it back, or pass --data to use other data")
+    kind, _, _ = parse_spec(spec)
+    query = spec.partition("?")[2]
+    return f"{kind}:{found[0]}" + (f"?{query}" if query else ""), data_dir, f"{found[0]} (found {found[1]})"
+
+
+def open_run_dataset(run: str | Path | dict, data_dir: str | None = None, run_dir: str | Path | None = None) -> Dataset:
     """The data a run trained on, opened as its ``config.json`` records it: spec, data folder (``data_dir`` first),
     binarization, per-class cap and seed, so the training subset is the one the run saw. ``run`` is a run folder
-    or its parsed ``config.json``."""
+    or its parsed ``config.json`` (then ``run_dir`` names the folder, so that files are found relative to it).
+    The file is looked for where it was, then relative to the run folder, and refused if its checksum changed
+    (:func:`located_data`); ``dataset.metadata["found"]`` says where it was found."""
     config = run if isinstance(run, dict) else run_config(run)
+    run_dir = run_dir if isinstance(run, dict) else run
     saved = config.get("data")
     if not saved or not saved.get("spec"):
         where = "its config" if isinstance(run, dict) else Path(run) / CONFIG
         raise DataError(f"{where} records no training data; use a run folder written by `ppmodels train`")
-    return load_dataset(saved["spec"], data_dir=data_dir or saved.get("data_dir"), binarize=saved.get("binarize") or "none",
-                        max_per_class=saved.get("max_per_class"), seed=config.get("seed") or 0)
+    spec, saved_dir, where = located_data(saved, run_dir)
+    dataset = load_dataset(spec, data_dir=data_dir or saved_dir, binarize=saved.get("binarize") or "none",
+                           max_per_class=saved.get("max_per_class"), seed=config.get("seed") or 0)
+    dataset.metadata["found"] = where
+    return dataset
 
 
-def open_run_data(run: str | Path | dict, data_dir: str | None = None, dataset: Dataset | None = None) -> TrainData:
+def open_run_data(run: str | Path | dict, data_dir: str | None = None, dataset: Dataset | None = None,
+                  run_dir: str | Path | None = None) -> TrainData:
     """:func:`open_run_dataset` (or ``dataset``, when the caller opened it already) with the training labels hidden
     as the run hid them (the same ``--labels`` draw)."""
     config = run if isinstance(run, dict) else run_config(run)
-    dataset = open_run_dataset(config, data_dir) if dataset is None else dataset
+    run_dir = run_dir if isinstance(run, dict) else run
+    dataset = open_run_dataset(config, data_dir, run_dir) if dataset is None else dataset
     return prepare_data(dataset, (config.get("data") or {}).get("labels"), seed=config.get("seed") or 0)
 
 

@@ -15,6 +15,8 @@ checkpoints are loaded with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -91,7 +93,8 @@ def load(path: str | Path):
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"run folder {path} does not exist; give the --out folder of a training run")
-    model = build_model(read_json(path / CONFIG))
+    config = read_json(path / CONFIG)
+    model = build_model(config)
     weights = path / WEIGHTS
     if not weights.is_file():
         raise RunError(f"{weights} does not exist; the run did not finish (resume it with `ppmodels train ... --resume`)")
@@ -108,6 +111,69 @@ def load(path: str | Path):
     load_state(model, state, weights)
     model.load_extra_tensors(extra)
     model.eval()
+    _find_decoder_run(model, config, path)
     return model
+
+
+def _find_decoder_run(model, config: dict, path: Path) -> None:
+    """Point a model fitted on ``latents:RUN`` at RUN where it is now (the folders may have moved together), after
+    checking that RUN still holds the weights whose codes the model was fitted on."""
+    location = (config.get("data") or {}).get("location")
+    run = getattr(model.config, "decoder_run", "")
+    if run and location and Path(run) == Path(location["absolute"]):
+        found = find_recorded(location, path)
+        if found is not None:
+            model.config.decoder_run = str(found[0])
+
+
+# ----- where a run's inputs are -------------------------------------------------------------------------------
+def fingerprint(path: str | Path) -> str | None:
+    """The sha256 of a data file, or of a run folder's weights (the run's identity); ``None`` for other folders."""
+    path = Path(path)
+    target = path / WEIGHTS if path.is_dir() else path
+    if not target.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(target, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def record_location(path: str | Path, run_dir: str | Path) -> dict:
+    """What finds ``path`` (a data file or an upstream run folder) again from anywhere: the path as typed, its
+    absolute path, its path relative to ``run_dir``, and its :func:`fingerprint`."""
+    absolute = Path(path).expanduser().resolve()
+    return {"typed": str(path), "absolute": str(absolute), "relative": os.path.relpath(absolute, Path(run_dir).resolve()),
+            "sha256": fingerprint(absolute)}
+
+
+def find_recorded(location: dict, run_dir: str | Path) -> tuple[Path, str] | None:
+    """``(path, how it was found)`` for a :func:`record_location` record, or ``None`` when nothing is there.
+
+    Tried in order: the recorded absolute path, the path relative to the run folder (the folders moved together),
+    the path as typed from the working directory. The first whose fingerprint matches the record wins; when
+    candidates exist but none matches, the file changed (or the upstream run was retrained): refused.
+    """
+    candidates = [(Path(location["absolute"]), "at its recorded absolute path"),
+                  (Path(run_dir).resolve() / location["relative"], f"relative to the run folder {run_dir}"),
+                  (Path(location["typed"]).expanduser(), "relative to the working directory")]
+    seen, existing = set(), []
+    for candidate, how in candidates:
+        key = os.path.normpath(candidate.absolute())
+        if key not in seen and candidate.exists():
+            seen.add(key)
+            existing.append((Path(key), how))
+    if not existing:
+        return None
+    for candidate, how in existing:
+        if location.get("sha256") is None or fingerprint(candidate) == location["sha256"]:
+            return candidate, how
+    first = existing[0][0]
+    if first.is_dir():
+        raise RunError(f"run {first} was retrained after {run_dir} was fitted on its codes (its {WEIGHTS} no longer has the recorded "
+                       f"sha256 {location['sha256'][:12]}); fit this run again on latents:{first}, or restore that run")
+    raise RunError(f"data file {first} changed after {run_dir} was trained on it (sha256 {fingerprint(first)[:12]}, recorded "
+                   f"{location['sha256'][:12]}); restore the file, or pass --data to use other data")
 
 

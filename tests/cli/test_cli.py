@@ -26,6 +26,47 @@ def test_models_lists_registered_models():
     assert "vae" in result.output and "m1" in result.output
 
 
+def test_models_vae_lists_every_option_with_its_default_and_meaning():
+    import dataclasses
+
+    from ppmodels.models import VAEConfig
+
+    result = invoke("models", "vae")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1] == "options (ppmodels train vae --set KEY=VALUE):"
+    heads = [line.strip() for line in lines if line.startswith("  ") and not line.startswith("      ")]
+    assert [h.split(" = ")[0] for h in heads] == [f.name for f in dataclasses.fields(VAEConfig)]
+    assert "  z_dim = 10  [int]  (also --z-dim)" in lines and "  activation = relu  [str]" in lines
+    assert "  hidden = [256, 256]  [list[int]]  (also --hidden)" in lines
+    assert lines[lines.index("  z_dim = 10  [int]  (also --z-dim)") + 1] == "      latent size."
+    assert "(undocumented)" not in result.output
+
+
+@pytest.mark.parametrize("name", ["gmm", "gmvae", "m1", "m1m2", "m2", "ppca", "vae"])
+def test_every_option_of_every_model_has_a_meaning(name):
+    from ppmodels.models import get_model_class
+    from ppmodels.models.options import model_options
+
+    undocumented = [o.name for o in model_options(get_model_class(name)) if not o.help]
+    assert not undocumented, f"document these options of {name} with :param in its config docstring: {undocumented}"
+
+
+def test_models_of_an_unknown_name_is_one_line():
+    result = invoke("models", "transformer")
+    assert result.exit_code == 2 and result.stderr.strip().startswith("error: unknown model 'transformer'; known models: gmm")
+
+
+def test_documented_params_reads_grouped_names_and_stops_at_the_paragraph():
+    from ppmodels.models.options import documented_params
+
+    doc = """Intro. :param a, b: sizes
+        of a and b. :param c: nonlinearity.
+
+        ``net`` comes from elsewhere."""
+    assert documented_params(doc) == {"a": "sizes of a and b.", "b": "sizes of a and b.", "c": "nonlinearity."}
+
+
 def test_train_encode_sample_end_to_end(tmp_path):
     run = tmp_path / "vae"
     result = invoke("train", "vae", "--data", "digits", "--out", run, *FAST, "--sample-every", "1")

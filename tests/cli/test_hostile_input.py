@@ -277,6 +277,34 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         # output folders
         "output folder exists": t("exists", "vae", message="pass --overwrite to replace it or --resume", out=vae, keep_out=True),
         "overwrite of a folder that is no run": t("thesis", "vae", message="not a ppmodels run folder", out=not_run, overwrite=True),
+        **portability_cases(tmp, s),
+    }
+
+
+# ----- issue 14, second half: run folders whose inputs changed under them -------------------------------------
+def portability_cases(tmp: Path, specs: dict[str, str]) -> dict[str, Case]:
+    """A run whose data file was rewritten after training, and a mixture on ``latents:RUN`` whose RUN was retrained."""
+    from ppmodels import evaluate
+
+    folder = tmp / "portable"
+    folder.mkdir()
+    data = folder / "cells.npz"
+    shutil.copy(specs["good"].partition(":")[2], data)
+    vae, gmm = folder / "vae", folder / "gmm"
+    for run, model, spec, options, seed in (("vae", "vae", f"npz:{data}", TINY, 0), ("gmm", "gmm", f"latents:{vae}", {"num_components": 2}, 0),
+                                            ("vae", "vae", f"npz:{data}", TINY, 1)):  # the last retrains the VAE under the mixture
+        api.train(model, spec, folder / run, train_config=TrainConfig(epochs=1, batch_size=256, seed=seed), model_options=options,
+                  progress=False, sample_every=0, overwrite=True)
+    changed = copy_run(vae, folder / "changed_data")
+    with np.load(data) as f:
+        np.savez(data, x=f["x"][::-1], y=f["y"][::-1])  # the same values in another order: a different file
+    return {
+        "data file changed after training": Case(["evaluate", str(changed), "--iw-samples", "0"], lambda: evaluate(changed, iw_samples=0),
+                                                 "changed after"),
+        "latents:RUN whose RUN was retrained": Case(["evaluate", str(gmm), "--iw-samples", "0"], lambda: evaluate(gmm, iw_samples=0),
+                                                    "was retrained after"),
+        "sampling a mixture whose decoder run was retrained": Case(["sample", str(gmm), "--out", str(folder / "s.npy")],
+                                                                    lambda: api.load(gmm), "was retrained after"),
     }
 
 
@@ -318,6 +346,8 @@ CASE_NAMES = [
     "checkpoint that runs code when unpickled", "checkpoint from another model", "checkpoint from another config",
     "resume without a checkpoint", "resume of a folder that is no run", "resume naming another model", "resume with options it would ignore", "resume with config.json missing keys",
     "output folder exists", "overwrite of a folder that is no run",
+    # issue 14, second half
+    "data file changed after training", "latents:RUN whose RUN was retrained", "sampling a mixture whose decoder run was retrained",
 ]
 
 

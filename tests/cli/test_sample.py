@@ -92,11 +92,11 @@ def test_every_mode_on_models_with_y(labeled_run, tmp_path):
     run_ok("--label", "all", "--num", 6, "--out", tmp_path / "all.npy")
     assert np.load(tmp_path / "all.npy").shape == (10, 6, 1, 8, 8)
     run_ok("--label", "all", "--num", 6, "--out", tmp_path / "all.png")
-    assert matplotlib.image.imread(tmp_path / "all.png").shape[:2] == (10 * 9 + 1, 6 * 9 + 1)  # a row per class
+    assert matplotlib.image.imread(tmp_path / "all.png").shape[:2] == (8 * (10 * 9 + 1), 8 * (6 * 9 + 1))  # a row per class, 8x8 pixels drawn 64 px
     run_ok("--label", 7, "--num", 5, "--out", tmp_path / "seven.npy")
     assert np.load(tmp_path / "seven.npy").shape == (5, 1, 8, 8)
     run_ok("--style-from", "digits", "--num-data", 4, "--out", tmp_path / "analogies.png")
-    assert matplotlib.image.imread(tmp_path / "analogies.png").shape[:2] == (4 * 9 + 1, 11 * 9 + 1)  # input + 10 classes
+    assert matplotlib.image.imread(tmp_path / "analogies.png").shape[:2] == (8 * (4 * 9 + 1), 8 * (11 * 9 + 1))  # input + 10 classes
     run_ok("--style-from", "digits", "--num-data", 4, "--out", tmp_path / "analogies.npy")
     assert np.load(tmp_path / "analogies.npy").shape == (4, 10, 1, 8, 8)
     run_ok("--posterior", "--data", "digits", "--num-data", 4, "--draws", 3, "--out", tmp_path / "post.nc")
