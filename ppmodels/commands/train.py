@@ -17,8 +17,8 @@ from ..files import read_json, write_json
 from ..infer import ProgressBar, TrainConfig, fit
 from ..models import CanClassify, CanCluster, get_model_class
 from ..plugins import config_entry, import_plugins, require_plugins
-from ..runs import (CONFIG, SUMMARY, BestCheckpoint, MetricsLog, SampleGrid, build_model, check_run_dir, peak_memory_mb,
-                    prepare_run_dir, save_model, start_gmvae_from_runs, versions)
+from ..runs import (CONFIG, SUMMARY, BestCheckpoint, DropSetAside, MetricsLog, SampleGrid, build_model, check_run_dir, peak_memory_mb,
+                    run_dir_transaction, save_model, start_gmvae_from_runs, versions)
 from ..models.m1m2 import M1M2
 from ..models.gmvae import GMVAE
 
@@ -53,21 +53,21 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     if isinstance(model, GMVAE) and not resume:
         start_gmvae_from_runs(model)
     model.check_data(bundle)
-    out = prepare_run_dir(out, overwrite=overwrite, resume=resume)  # only now: a request that fails leaves no folder behind
-    if not resume:
-        write_json(out / CONFIG, {
-            "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
-            "data": dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), "seed": train_config.seed,
-            **config_entry(cls),
-        })
-    callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out)]
-    if sample_every and bundle.dataset.is_image:
-        callbacks.append(SampleGrid(out, every=sample_every, seed=train_config.seed))
-    start = time.perf_counter()
-    fit(model, bundle, train_config, callbacks=callbacks, run_dir=out, resume=resume)
-    save_model(model, out)
-    summary = summarize(model, bundle, wall_time=time.perf_counter() - start, seed=train_config.seed)
-    write_json(out / SUMMARY, summary)
+    with run_dir_transaction(out, overwrite=overwrite, resume=resume) as (out, aside):  # only now: a failed request leaves no folder
+        if not resume:
+            write_json(out / CONFIG, {
+                "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
+                "data": dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), "seed": train_config.seed,
+                **config_entry(cls),
+            })
+        callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out), DropSetAside(aside)]
+        if sample_every and bundle.dataset.is_image:
+            callbacks.append(SampleGrid(out, every=sample_every, seed=train_config.seed))
+        start = time.perf_counter()
+        fit(model, bundle, train_config, callbacks=callbacks, run_dir=out, resume=resume)
+        save_model(model, out)
+        summary = summarize(model, bundle, wall_time=time.perf_counter() - start, seed=train_config.seed)
+        write_json(out / SUMMARY, summary)
     return model, summary
 
 
