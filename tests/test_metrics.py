@@ -40,7 +40,7 @@ def test_a_classifier_that_only_mostly_predicts_the_majority_is_caught():
     assert (y_true == y_pred).mean() == 0.92
     assert collapse_warnings(y_true, y_pred) == [
         "predictions collapse onto class 0: it is predicted for 98% of the examples, including 80% of those of other classes; "
-        "try class_weight=balanced, --max-per-class, or class-balanced labels"]
+        "try --max-per-class or class-balanced labels (--labels)"]
 
 
 def test_a_good_classifier_on_imbalanced_labels_raises_no_warning():

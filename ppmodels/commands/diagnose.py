@@ -20,8 +20,8 @@ import torch
 from ..analysis import diagnostics as dg
 from ..analysis.gold_standard import gold_standard_for, gold_standard_verdict
 from ..analysis.metrics import classification_metrics
-from ..data import load_dataset, select_split
-from ..errors import ConfigError, PPModelsError, RunError
+from ..data import load_dataset, parse_spec, select_split
+from ..errors import ConfigError, PPModelsError, RunError, check_int, check_path
 from ..files import read_json, write_json
 from ..infer.importance import prior_sampled_sites, trace_particles
 from ..models import CanClassify
@@ -131,9 +131,13 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         result = ppmodels.diagnose("runs/vae", split="test", num_data=500, particles=200)
         result["verdicts"]["khat"]
     """
+    check_int(num_data, "--num-data", minimum=1)
+    check_int(particles, "--particles", minimum=1)
     if num_data < 1 or particles < dg.MIN_DRAWS:
         raise ConfigError(f"need --num-data >= 1 and --particles >= {dg.MIN_DRAWS} (k-hat needs many draws; 200 is a good start), got {num_data} and {particles}")
-    run = Path(run)
+    run = check_path(run, "the run folder")
+    if data is not None:
+        parse_spec(data)  # a spec at all (not an array), before the slow part
     model = load(run)
     compare = gold_standard_for(model) if nuts else None  # refuse before the slow part
     run_config = read_json(run / CONFIG)
@@ -142,6 +146,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     for name in names:
         check_output(out / name, (Path(name).suffix,), overwrite=overwrite, own=[run / "diagnostics" / name])
     dataset, train_data = open_run_data(run_config, data, data_dir)
+    model.check_dataset(dataset)
     x, y = select_split(dataset, split)
     idx = choose_data(num_data, len(x), seed)
     x, y = x[idx], None if y is None else y[idx]

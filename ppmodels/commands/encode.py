@@ -18,7 +18,7 @@ def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None 
     model = load(run)
     if not isinstance(model, CanEncode):
         raise ConfigError(f"model {model.name!r} has no encoder; encode works for models with a latent z")
-    x, y = select_split(load_dataset(data, data_dir=data_dir), split)
+    x, y = select_split(model.check_dataset(load_dataset(data, data_dir=data_dir)), split)
     z_loc, z_scale = model.encode(x)
     arrays = {"z_loc": z_loc, "z_scale": z_scale}
     if y is not None:

@@ -15,8 +15,8 @@ import pyro
 
 from ..analysis.baselines import baseline_scores
 from ..analysis.metrics import classification_metrics
-from ..data import load_dataset
-from ..errors import ConfigError
+from ..data import load_dataset, parse_spec
+from ..errors import ConfigError, check_int
 from ..files import read_json, write_json
 from ..models import CanClassify, PPModel
 from ..runs import CONFIG, check_output, load, open_run_data, open_run_dataset, record_output
@@ -45,8 +45,10 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     """
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    if iw_samples < 0:
-        raise ConfigError(f"--iw-samples must be at least 0, got {iw_samples}")
+    check_int(iw_samples, "--iw-samples", minimum=0)
+    check_int(max_examples, "max_examples", minimum=1, optional=True)
+    if data_spec is not None:
+        parse_spec(data_spec)  # a spec at all (not an array), before the run is loaded
     run = Path(run_or_model) if isinstance(run_or_model, (str, Path)) else None
     if run is None and not isinstance(run_or_model, PPModel):
         raise ConfigError(f"evaluate needs a run folder or a fitted ppmodels model, got {type(run_or_model).__name__}")
@@ -63,14 +65,14 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
         dataset = open_run_dataset(run_config, data_dir)
     else:
         dataset = load_dataset(spec, data_dir=data_dir or data_options.get("data_dir"))
-    part = dataset.split(split)
+    part = model.check_dataset(dataset).split(split)
     if max_examples is not None:
         part = part.subset(np.arange(min(max_examples, len(part))))
     pyro.set_rng_seed(seed)
     result: dict[str, Any] = {"model": model.name, "data": spec, "split": split, "num_examples": len(part)}
-    model.check_y(part.y)
     if isinstance(model, CanClassify) and part.y is not None:
-        result.update(classification_metrics(part.y.numpy(), np.asarray(model.predict(part.x)), dataset.num_classes or 0))
+        result.update(classification_metrics(part.y.numpy(), np.asarray(model.predict(part.x)), dataset.num_classes or 0,
+                                             model.imbalance_remedy))
         if baselines and spec == data_options.get("spec"):
             result["baselines"] = baseline_scores(open_run_data(run_config, dataset=dataset).train, part, seed=seed)
     result["elbo"] = float(model.elbo_per_datum(part))

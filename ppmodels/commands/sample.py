@@ -21,9 +21,9 @@ import torch
 
 from ..analysis.inference_data import posterior_idata, save_idata
 from ..data import load_dataset, select_split
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, check_int
 from ..files import write_arrays
-from ..models import CanSample, LabeledGenerator
+from ..models import CanSample, LabeledGenerator, PPModel
 from ..plots import save_image_grid
 from ..runs import check_memory, check_output, latent_decoder, load, record_output
 
@@ -50,8 +50,7 @@ def parse_labels(label: str | int, num_classes: int) -> list[int]:
 
 def pick_data(model, spec: str, num_data: int | None, data_dir: str | None = None, split: str = "all"):
     """The first ``num_data`` points of ``split`` of ``spec``: ``(x, y or None, dataset indices)``, ``x`` checked."""
-    if num_data is not None and num_data < 1:
-        raise ConfigError(f"--num-data must be at least 1, got {num_data}")
+    check_int(num_data, "--num-data", minimum=1, optional=True)
     dataset = load_dataset(spec, data_dir=data_dir)
     x, y = select_split(dataset, split)
     index = np.arange(len(dataset.x)) if split == "all" else dataset.splits[split]
@@ -73,8 +72,7 @@ def sample_posterior(run: str | Path, data: str, out: str | Path, *, num_data: i
 
         sample_posterior("runs/vae", "digits", "post.nc", num_data=10, draws=50)
     """
-    if draws < 1:
-        raise ConfigError(f"--draws must be at least 1, got {draws}")
+    check_int(draws, "--draws", minimum=1)
     out = check_output(out, (".nc", ".npz"), overwrite=overwrite)
     model = _model(run)
     x, y, index = pick_data(model, data, num_data, data_dir, split)
@@ -163,13 +161,14 @@ def sample(run: str | Path, out: str | Path, *, num: int = 64, seed: int = 0, zo
 
 
 def _model(run):
-    return load(run) if isinstance(run, (str, Path)) else run
+    if isinstance(run, PPModel):
+        return run
+    return load(run)
 
 
 def _check_out(model, out: str | Path, num: int, overwrite: bool = False) -> Path:
     """The output path, checked before drawing: suffix, what it would replace, and the memory ``num`` images need."""
-    if num < 1:
-        raise ConfigError(f"--num must be at least 1, got {num}")
+    check_int(num, "--num", minimum=1)
     out = check_output(out, (".png", ".npy"), overwrite=overwrite)
     if out.suffix == ".png" and len(model.config.x_shape) != 3:
         raise DataError(f"--out {out.name}: PNG needs image data (C x H x W) but the model's data has shape {model.config.x_shape}; write .npy instead")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..data import load_dataset, select_split
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 from ..files import atomic_write, write_arrays
 from ..runs import check_output, latent_decoder, load, open_run_dataset, record_output
 
@@ -57,8 +57,8 @@ def score_data(run: str | Path, x, *, mixture: str | Path | None = None, num_par
         scores = score_data("runs/vae", noise_images, mixture="runs/gmm")
         scores["log_px_percentile"]        # near 0 for noise
     """
-    if num_particles < 1 or reference_size < 1:
-        raise ConfigError("num_particles and reference_size must be at least 1")
+    check_int(num_particles, "num_particles", minimum=1)
+    check_int(reference_size, "reference_size", minimum=1)
     model, density, model_run = _models(run, mixture)
     x = model.check_x(x)
     reference = open_run_dataset(model_run).split("train").x

@@ -24,7 +24,7 @@ import pyro
 import torch
 
 from ..data import Dataset, TrainData, prepare_data
-from ..errors import ConfigError, RunError, TrainingError
+from ..errors import ConfigError, RunError, TrainingError, check_field_types
 from ..files import load_checkpoint, load_state, save_checkpoint
 
 CHECKPOINTS = "checkpoints"  # the folder, inside a run folder, of last.pt (resume state) and best.pt
@@ -55,8 +55,9 @@ class TrainConfig:
     select_by: str = "auto"
 
     def validate(self) -> None:
+        check_field_types(self, lambda name: f"--{name.replace('_', '-')}")
         checks = [(self.epochs >= 1, "epochs must be at least 1"), (self.batch_size >= 1, "batch size must be at least 1"),
-                  (self.lr > 0 and math.isfinite(self.lr), "learning rate must be a positive number"),
+                  (self.lr > 0 and math.isfinite(self.lr), f"learning rate must be a positive number, got {self.lr}; pass e.g. --lr 0.001"),
                   (self.patience is None or self.patience >= 1, "patience must be at least 1"),
                   (self.checkpoint_every >= 1, "checkpoint_every must be at least 1"),
                   (self.select_by in SELECT_BY, f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}")]

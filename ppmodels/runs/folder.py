@@ -23,7 +23,7 @@ from typing import Iterator
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..errors import RunError
+from ..errors import RunError, check_path
 from ..files import atomic_write, check_writable, load_state, read_json, write_json
 from ..infer.trainer import CHECKPOINTS
 from ..models import get_model_class
@@ -38,7 +38,7 @@ EXTRA_PREFIX = "extra."
 
 def check_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
     """Refuse, without touching anything, an output folder that :func:`prepare_run_dir` would not take."""
-    path = Path(path)
+    path = check_path(path, "--out (the run folder)")
     last = path / CHECKPOINTS / "last.pt"
     if path.exists() and not path.is_dir():
         raise RunError(f"--out {path} is a file; give a folder path for the run")
@@ -142,7 +142,7 @@ def build_model(config: dict):
 
 def load(path: str | Path):
     """Rebuild the model saved in run folder ``path`` by its registered name; outputs equal those before saving."""
-    path = Path(path)
+    path = check_path(path, "the run folder")
     if not path.is_dir():
         raise RunError(f"run folder {path} does not exist; give the --out folder of a training run")
     model = build_model(read_json(path / CONFIG))

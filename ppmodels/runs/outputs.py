@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError, RunError, check_path
 from ..files import check_writable, write_json
 from ..infer.trainer import CHECKPOINTS
 from .folder import CONFIG, WEIGHTS
@@ -38,7 +38,7 @@ def enclosing_run(path: str | Path) -> Path | None:
 def check_output(path: str | Path, suffixes: Iterable[str], *, overwrite: bool = False, own: Iterable[str | Path] = ()) -> Path:
     """``path`` as a :class:`~pathlib.Path`, after the rules of this module; ``own`` lists the command's default
     outputs, which it may always replace."""
-    path, suffixes = Path(path), tuple(suffixes)
+    path, suffixes = check_path(path, "--out"), tuple(suffixes)
     if path.is_dir():
         raise ConfigError(f"--out {path} is a folder; give a file path, e.g. {path / ('NAME' + suffixes[0])}")
     if path.suffix.lower() not in suffixes:
@@ -57,7 +57,7 @@ def check_output(path: str | Path, suffixes: Iterable[str], *, overwrite: bool =
 
 def check_output_folder(folder: str | Path) -> Path:
     """An output folder: not a file, and writable or creatable."""
-    folder = Path(folder)
+    folder = check_path(folder, "--out")
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--out {folder} is a file; give a folder path (the command writes several files into it)")
     check_writable(folder)
