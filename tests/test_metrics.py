@@ -70,3 +70,13 @@ def test_report_is_json_ready():
 def test_bad_inputs(y_true, y_pred):
     with pytest.raises(DataError):
         classification_report(y_true, y_pred)
+
+
+def test_the_collapse_warning_names_the_models_own_remedy():
+    """M2 refuses class_weight, so its warning must not recommend it; M1's does."""
+    from ppmodels.models import M1, M2
+
+    y_true, y_pred = np.array([0] * 90 + [1] * 5 + [2] * 5), np.zeros(100, dtype=int)
+    m2_warning = collapse_warnings(y_true, y_pred, M2.imbalance_remedy)[-1]
+    assert "class_prior=labeled" in m2_warning and "class_weight" not in m2_warning
+    assert "class_weight=balanced" in collapse_warnings(y_true, y_pred, M1.imbalance_remedy)[-1]

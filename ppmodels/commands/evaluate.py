@@ -51,7 +51,8 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
         parse_spec(data_spec)  # a spec at all (not an array), before the run is loaded
     run = Path(run_or_model) if isinstance(run_or_model, (str, Path)) else None
     if run is None and not isinstance(run_or_model, PPModel):
-        raise ConfigError(f"evaluate needs a run folder or a fitted ppmodels model, got {type(run_or_model).__name__}")
+        raise ConfigError(f"evaluate needs a run folder or a fitted ppmodels model, got {type(run_or_model).__name__}; "
+                          "pass the --out folder of `ppmodels train` or a model from ppmodels.load")
     target = Path(out) if out is not None else None if run is None else run / EVALUATION
     if target is not None:
         check_output(target, (".json",), overwrite=overwrite, own=[] if run is None else [run / EVALUATION])

@@ -42,7 +42,7 @@ def check_output(path: str | Path, suffixes: Iterable[str], *, overwrite: bool =
     if path.is_dir():
         raise ConfigError(f"--out {path} is a folder; give a file path, e.g. {path / ('NAME' + suffixes[0])}")
     if path.suffix.lower() not in suffixes:
-        raise ConfigError(f"--out {path} must end in {' or '.join(suffixes)}")
+        raise ConfigError(f"--out {path} must end in {' or '.join(suffixes)}; name the file e.g. {path.with_suffix(suffixes[0]).name}")
     if path.name == MANIFEST:
         raise ConfigError(f"--out {path}: {MANIFEST} is where ppmodels records its outputs; choose another name")
     if (path.exists() or path.is_symlink()) and not (_is_own(path, own) or written_by_ppmodels(path)):
