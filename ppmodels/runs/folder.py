@@ -63,6 +63,7 @@ def check_run_dir(path: str | Path, overwrite: bool = False, resume: bool = Fals
 
 def set_aside_path(path: Path) -> Path:
     """Where ``train --overwrite`` keeps the old run until the new one has a checkpoint."""
+    path = path.resolve()  # "." and "runs/vae/" have names too
     return path.with_name(path.name + ".before-overwrite")
 
 
