@@ -5,11 +5,14 @@ from __future__ import annotations
 import functools
 import json
 import warnings
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import typer
 
 from ppmodels.errors import PPModelsError
+
+#: ``--overwrite`` of the commands that write files (see ppmodels.runs.outputs for the rules)
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing output file that ppmodels did not write (never one inside a run folder).")]
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
 

@@ -9,7 +9,7 @@ import typer
 
 from ppmodels.commands.diagnose import DIAGNOSTICS, IDATA, REPORT, diagnose as diagnose_run, summary_table
 
-from .common import handle_errors
+from .common import Overwrite, handle_errors
 
 
 @handle_errors
@@ -26,12 +26,14 @@ def diagnose(
     nuts: Annotated[bool, typer.Option(help="ppca and gmm only: compare the fit with a NUTS posterior of its globals on at most --num-data training data.")] = False,
     nuts_samples: Annotated[int, typer.Option(min=10, help="NUTS draws per chain after as many warmup steps (with --nuts).")] = 200,
     nuts_chains: Annotated[int, typer.Option(min=2, help="NUTS chains, run one after another (R-hat needs 2 or more).")] = 2,
+    overwrite: Overwrite = False,
 ) -> None:
     """Check the posterior of a trained run: Pareto k-hat, importance-weighted log-likelihood against the ELBO,
     calibration of q(y|x), posterior predictive checks and training convergence (and, with --nuts, a NUTS gold
     standard for ppca and gmm). Writes idata.nc (ArviZ), diagnostics.json and report.html."""
     result = diagnose_run(run, data, out, split=split, num_data=num_data, particles=particles, seed=seed, data_dir=data_dir, report=report,
-                          nuts=nuts, nuts_samples=nuts_samples, nuts_warmup=nuts_samples, nuts_chains=nuts_chains)
+                          nuts=nuts, nuts_samples=nuts_samples, nuts_warmup=nuts_samples, nuts_chains=nuts_chains,
+                          overwrite=overwrite)
     typer.echo(summary_table(result))
     folder = Path(out) if out is not None else Path(run) / "diagnostics"
     written = [IDATA, DIAGNOSTICS] + ([REPORT] if report else [])

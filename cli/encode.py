@@ -9,7 +9,7 @@ import typer
 
 from ppmodels.commands.encode import encode as encode_data
 
-from .common import handle_errors
+from .common import Overwrite, handle_errors
 
 
 @handle_errors
@@ -19,7 +19,8 @@ def encode(
     out: Annotated[Path, typer.Option(help="Output .npz with z_loc, z_scale (and y when known).")],
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first.")] = None,
     split: Annotated[str, typer.Option(help="Which part of the data: all, train, valid or test.")] = "all",
+    overwrite: Overwrite = False,
 ) -> None:
     """Write the posterior q(z|x) (z_loc, z_scale) of every datum to an .npz file."""
-    path = encode_data(run, data, out, data_dir=data_dir, split=split)
+    path = encode_data(run, data, out, data_dir=data_dir, split=split, overwrite=overwrite)
     typer.echo(f"wrote {path}")

@@ -9,7 +9,7 @@ import typer
 
 from ppmodels.commands.evaluate import evaluate as evaluate_run
 
-from .common import handle_errors
+from .common import Overwrite, handle_errors
 
 SCALARS = ("num_examples", "accuracy", "balanced_accuracy", "majority_rate", "elbo", "iw_log_likelihood")
 
@@ -21,13 +21,14 @@ def evaluate(
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first.")] = None,
     split: Annotated[str, typer.Option(help="Held-out split: test or valid.")] = "test",
     iw_samples: Annotated[int, typer.Option(min=0, help="Importance samples per datum for the IW log-likelihood bound (0: skip).")] = 100,
-    out: Annotated[Optional[Path], typer.Option(help="Write the JSON here instead of RUN/evaluation.json.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the JSON here (a .json path) instead of RUN/evaluation.json.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the Monte Carlo estimates.")] = 0,
     baselines: Annotated[bool, typer.Option(help="Classifiers: also score an SVC and label spreading trained on the run's labeled examples.")] = True,
+    overwrite: Overwrite = False,
 ) -> None:
     """Evaluate a trained run on a held-out split: accuracy, balanced accuracy, per-class accuracy, confusion matrix,
     ELBO and importance-weighted log-likelihood per datum. Writes RUN/evaluation.json."""
-    result = evaluate_run(run, data, split, iw_samples, data_dir=data_dir, out=out, seed=seed, baselines=baselines)
+    result = evaluate_run(run, data, split, iw_samples, data_dir=data_dir, out=out, seed=seed, baselines=baselines, overwrite=overwrite)
     typer.echo(f"{result['model']} on {result['data']} ({result['split']} split)")
     if result["data_found"] != result["data"]:
         typer.echo(f"data: {result['data_found']}")

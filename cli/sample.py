@@ -9,7 +9,7 @@ import typer
 
 from ppmodels.commands.sample import sample as sample_model
 
-from .common import handle_errors
+from .common import Overwrite, handle_errors
 
 
 @handle_errors
@@ -27,8 +27,9 @@ def sample(
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first.")] = None,
     label: Annotated[Optional[str], typer.Option(help="Models with y: class-conditional samples of class K, or all (one row per class).")] = None,
     style_from: Annotated[Optional[str], typer.Option(help="Models with y: analogies: z inferred from each image of this data spec, decoded with every class (a row per image).")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Draw samples: from the prior (default), the posterior (--posterior), one class (--label) or as analogies (--style-from)."""
     path = sample_model(run, out, num=num, seed=seed, zoom=zoom, posterior=posterior, data=data, num_data=num_data, draws=draws,
-                        split=split, data_dir=data_dir, label=label, style_from=style_from)
+                        split=split, data_dir=data_dir, label=label, style_from=style_from, overwrite=overwrite)
     typer.echo(f"wrote {path}")

@@ -9,7 +9,7 @@ import typer
 
 from ppmodels.commands.score import score as score_data
 
-from .common import handle_errors
+from .common import Overwrite, handle_errors
 
 
 @handle_errors
@@ -23,9 +23,10 @@ def score(
     num_particles: Annotated[int, typer.Option(min=1, help="Importance samples per datum for log p(x).")] = 100,
     reference_size: Annotated[int, typer.Option(min=1, help="Training data scored for the percentiles (random subset).")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed of the importance samples and the reference subset.")] = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Out-of-distribution scores: per-datum importance-weighted log p(x) (and the latent mixture's log p(z)),
     each with its percentile among the run's training data (low percentile: unlike the training data)."""
     path = score_data(run, data, out, data_dir=data_dir, split=split, mixture=mixture, num_particles=num_particles,
-                      reference_size=reference_size, seed=seed)
+                      reference_size=reference_size, seed=seed, overwrite=overwrite)
     typer.echo(f"wrote {path}")

@@ -1,8 +1,17 @@
-"""Errors a user can act on. Each message is one line: what is wrong, and how to fix it.
+"""Errors a user can act on, and the argument checks that raise them. Each message is one line: what is wrong, and
+how to fix it.
 
 The CLI turns these into one line on stderr and exit code 2; the Python API raises them as they are.
 They subclass the built-in exceptions a caller would already catch (``ValueError``, ``FileNotFoundError``).
 """
+
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable
 
 
 class PPModelsError(Exception):
@@ -27,3 +36,45 @@ class RunError(PPModelsError, ValueError):
 
 class TrainingError(PPModelsError, RuntimeError):
     """Training could not go on (for example, the loss became non-finite)."""
+
+
+# ----- argument checks of the public functions (the CLI's parser does the same for typed options) ---------------
+def check_path(value: Any, what: str) -> Path:
+    """``value`` as a :class:`~pathlib.Path`; anything but a non-empty ``str`` or path-like is a :class:`ConfigError`."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ConfigError(f"{what} must be a path (str or pathlib.Path), got {type(value).__name__} {value!r}; give the folder or file name")
+    return Path(value)
+
+
+def check_int(value: Any, what: str, minimum: int | None = None, optional: bool = False) -> int | None:
+    """``value`` if it is a whole number (at least ``minimum``), or ``None`` when ``optional``; else a :class:`ConfigError`."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{what} must be a whole number, got {type(value).__name__} {value!r}; pass an int")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{what} must be at least {minimum}, got {value}; pass {minimum} or more")
+    return value
+
+
+#: what each annotation of a config field accepts, and how to say it (``--set z_dim=abc`` is refused with this)
+_FIELD_TYPES = {"int": ((int,), "a whole number"), "float": ((int, float), "a number"), "str": ((str,), "text"),
+                "bool": ((bool,), "true or false"), "None": ((type(None),), "null"),
+                "list[int]": ((list, tuple), "a list of whole numbers such as [500,500]")}
+
+
+def check_field_types(config, option: Callable[[str], str] = lambda name: f"--set {name}=VALUE") -> None:
+    """Refuse a dataclass field whose value has the wrong type, before a comparison deep in ``validate`` fails on it;
+    ``option(name)`` names the option that sets the field."""
+    for field in dataclasses.fields(config):
+        parts = [part.strip() for part in str(field.type).split("|")]
+        if not all(part in _FIELD_TYPES for part in parts):
+            continue  # an annotation this check does not know: left to the model's own validate
+        value = getattr(config, field.name)
+        kinds = tuple(t for part in parts for t in _FIELD_TYPES[part][0])
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if ok and "list[int]" in parts and isinstance(value, (list, tuple)):
+            ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        if not ok:
+            wanted = " or ".join(_FIELD_TYPES[part][1] for part in parts)
+            raise ConfigError(f"option {field.name}={value!r} must be {wanted}; fix {option(field.name)}")

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .errors import RunError
+from .errors import ConfigError, RunError
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
@@ -34,6 +34,21 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync(path.parent)
+
+
+def check_writable(folder: str | Path) -> None:
+    """Refuse, before any work, a folder that cannot be written or created (read-only, or a file where a folder must be)."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"cannot write into {folder}: {existing} is a file, not a folder; choose another --out")
+    try:  # a real attempt, not os.access: root passes that on read-only mounts and in /proc
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write into {folder}: {existing} is not writable ({exc.strerror}); choose another --out or make it writable") from None
 
 
 def _fsync(path: str | Path) -> None:

@@ -40,7 +40,7 @@ def test_a_classifier_that_only_mostly_predicts_the_majority_is_caught():
     assert (y_true == y_pred).mean() == 0.92
     assert collapse_warnings(y_true, y_pred) == [
         "predictions collapse onto class 0: it is predicted for 98% of the examples, including 80% of those of other classes; "
-        "try class_weight=balanced, --max-per-class, or class-balanced labels"]
+        "try --max-per-class or class-balanced labels (--labels)"]
 
 
 def test_a_good_classifier_on_imbalanced_labels_raises_no_warning():
@@ -70,3 +70,13 @@ def test_report_is_json_ready():
 def test_bad_inputs(y_true, y_pred):
     with pytest.raises(DataError):
         classification_report(y_true, y_pred)
+
+
+def test_the_collapse_warning_names_the_models_own_remedy():
+    """M2 refuses class_weight, so its warning must not recommend it; M1's does."""
+    from ppmodels.models import M1, M2
+
+    y_true, y_pred = np.array([0] * 90 + [1] * 5 + [2] * 5), np.zeros(100, dtype=int)
+    m2_warning = collapse_warnings(y_true, y_pred, M2.imbalance_remedy)[-1]
+    assert "class_prior=labeled" in m2_warning and "class_weight" not in m2_warning
+    assert "class_weight=balanced" in collapse_warnings(y_true, y_pred, M1.imbalance_remedy)[-1]

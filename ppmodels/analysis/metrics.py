@@ -55,11 +55,16 @@ def majority_rate(y_true) -> tuple[int, float]:
     return int(counts.argmax()), float(counts.max() / counts.sum())
 
 
-def collapse_warnings(y_true, y_pred) -> list[str]:
+#: what to try against a collapsed classifier, when the model has no remedy of its own (``PPModel.imbalance_remedy``)
+REMEDY = "--max-per-class or class-balanced labels (--labels)"
+
+
+def collapse_warnings(y_true, y_pred, remedy: str | None = None) -> list[str]:
     """One sentence per sign that the classifier learned the label frequencies rather than the classes.
 
     - accuracy no better than always predicting the majority class (when there are two or more classes);
-    - predictions collapse onto one class: it is predicted for more than half of the examples of the other classes.
+    - predictions collapse onto one class: it is predicted for more than half of the examples of the other classes,
+      with ``remedy`` (the options of the model that counter it) as the fix.
     """
     y_true, y_pred = _labels(y_true, y_pred)
     warnings = []
@@ -72,12 +77,11 @@ def collapse_warnings(y_true, y_pred) -> list[str]:
     others = y_true != top
     if others.any() and (y_pred[others] == top).mean() > 0.5:
         warnings.append(f"predictions collapse onto class {top}: it is predicted for {(y_pred == top).mean():.0%} of the examples, "
-                        f"including {(y_pred[others] == top).mean():.0%} of those of other classes; try class_weight=balanced, "
-                        f"--max-per-class, or class-balanced labels")
+                        f"including {(y_pred[others] == top).mean():.0%} of those of other classes; try {remedy or REMEDY}")
     return warnings
 
 
-def classification_report(y_true, y_pred, num_classes: int | None = None) -> dict[str, Any]:
+def classification_report(y_true, y_pred, num_classes: int | None = None, remedy: str | None = None) -> dict[str, Any]:
     """Accuracy, balanced accuracy, per-class recall, the majority-class rate and :func:`collapse_warnings`, JSON-ready."""
     y_true, y_pred = _labels(y_true, y_pred)
     recall = per_class_recall(y_true, y_pred, num_classes)
@@ -88,7 +92,7 @@ def classification_report(y_true, y_pred, num_classes: int | None = None) -> dic
         "per_class_recall": [None if np.isnan(r) else float(r) for r in recall],
         "majority_class": majority,
         "majority_rate": rate,
-        "warnings": collapse_warnings(y_true, y_pred),
+        "warnings": collapse_warnings(y_true, y_pred, remedy),
     }
 
 def clustering_accuracy(labels, clusters) -> float:
@@ -120,11 +124,11 @@ def auroc(inlier_scores, outlier_scores) -> float:
     return float(roc_auc_score(truth, np.r_[inlier_scores, outlier_scores]))
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, remedy: str | None = None) -> dict[str, Any]:
     """:func:`classification_report` (accuracy, balanced accuracy, majority-class rate, collapse
     warnings) with its per-class recall as ``per_class_accuracy`` (``None`` for a class absent from ``y_true``) and
     the confusion matrix (rows: true class, columns: predicted)."""
-    report = classification_report(y_true, y_pred, num_classes)
+    report = classification_report(y_true, y_pred, num_classes, remedy)
     k = len(report["per_class_recall"])
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)

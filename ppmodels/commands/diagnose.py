@@ -20,12 +20,12 @@ import torch
 from ..analysis import diagnostics as dg
 from ..analysis.gold_standard import gold_standard_for, gold_standard_verdict
 from ..analysis.metrics import classification_metrics
-from ..data import load_dataset, select_split
-from ..errors import ConfigError, PPModelsError, RunError
+from ..data import load_dataset, parse_spec, select_split
+from ..errors import ConfigError, PPModelsError, RunError, check_int, check_path
 from ..files import read_json, write_json
 from ..infer.importance import prior_sampled_sites, trace_particles
 from ..models import CanClassify
-from ..runs import CONFIG, METRICS, load, open_run_dataset
+from ..runs import CONFIG, METRICS, check_output, check_output_folder, load, open_run_dataset, record_output
 from ..analysis.inference_data import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
                         has_own_log_weights, posterior_idata, save_idata)
 
@@ -118,11 +118,12 @@ def train_reconstruction_errors(model, train_x: torch.Tensor, num: int, particle
 def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = None, *, split: str = "test",
              num_data: int = 500, particles: int = 200, seed: int = 0, data_dir: str | None = None,
              batch_size: int = 100, predictive_draws: int = 20, report: bool = True, nuts: bool = False,
-             nuts_samples: int = 200, nuts_warmup: int = 200, nuts_chains: int = 2) -> dict[str, Any]:
+             nuts_samples: int = 200, nuts_warmup: int = 200, nuts_chains: int = 2, overwrite: bool = False) -> dict[str, Any]:
     """Diagnose the run in folder ``run`` on ``num_data`` data of ``split`` with ``particles`` guide draws each.
 
     Returns the content of ``diagnostics.json`` (with per-datum arrays) and writes the files of the module
-    docstring into ``out``. With ``nuts`` (ppca and gmm) it also compares the fit with a NUTS posterior of the globals
+    docstring into ``out`` (files there that ppmodels did not write are replaced only with ``overwrite``; see
+    :mod:`ppmodels.runs.outputs`). With ``nuts`` (ppca and gmm) it also compares the fit with a NUTS posterior of the globals
     on at most ``num_data`` training data (:data:`ppmodels.gold_standard.GOLD_STANDARDS`), under ``gold_standard``.
 
     Example::
@@ -130,14 +131,22 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         result = ppmodels.diagnose("runs/vae", split="test", num_data=500, particles=200)
         result["verdicts"]["khat"]
     """
+    check_int(num_data, "--num-data", minimum=1)
+    check_int(particles, "--particles", minimum=1)
     if num_data < 1 or particles < dg.MIN_DRAWS:
         raise ConfigError(f"need --num-data >= 1 and --particles >= {dg.MIN_DRAWS} (k-hat needs many draws; 200 is a good start), got {num_data} and {particles}")
-    run = Path(run)
+    run = check_path(run, "the run folder")
+    if data is not None:
+        parse_spec(data)  # a spec at all (not an array), before the slow part
     model = load(run)
     compare = gold_standard_for(model) if nuts else None  # refuse before the slow part
     run_config = read_json(run / CONFIG)
-    out = Path(out) if out is not None else run / "diagnostics"
+    out = check_output_folder(out if out is not None else run / "diagnostics")
+    names = [IDATA, DIAGNOSTICS] + [REPORT] * report
+    for name in names:
+        check_output(out / name, (Path(name).suffix,), overwrite=overwrite, own=[run / "diagnostics" / name])
     dataset, train_data = open_run_data(run_config, data, data_dir, run)
+    model.check_dataset(dataset)
     x, y = select_split(dataset, split)
     idx = choose_data(num_data, len(x), seed)
     x, y = x[idx], None if y is None else y[idx]
@@ -169,6 +178,8 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         from ..analysis.report import write_report
 
         write_report(out / REPORT, model, idata, result)
+    for name in names:
+        record_output(out / name, "diagnose")
     result["idata"] = idata
     return result
 

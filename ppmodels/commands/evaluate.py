@@ -15,11 +15,11 @@ import pyro
 
 from ..analysis.baselines import baseline_scores
 from ..analysis.metrics import classification_metrics
-from ..data import load_dataset
-from ..errors import ConfigError
+from ..data import load_dataset, parse_spec
+from ..errors import ConfigError, check_int
 from ..files import read_json, write_json
-from ..models import CanClassify
-from ..runs import CONFIG, load, open_run_data, open_run_dataset
+from ..models import CanClassify, PPModel
+from ..runs import CONFIG, check_output, load, open_run_data, open_run_dataset, record_output
 
 EVALUATION = "evaluation.json"
 SPLITS = ("test", "valid")
@@ -27,7 +27,7 @@ SPLITS = ("test", "valid")
 
 def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test", iw_samples: int = 100, *,
              data_dir: str | None = None, out: str | Path | None = None, seed: int = 0, max_examples: int | None = None,
-             baselines: bool = True) -> dict[str, Any]:
+             baselines: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Evaluate a run folder (or a fitted model) on ``split`` of ``data_spec`` (default: the run's own data).
 
     Returns a dict with ``accuracy``, ``balanced_accuracy``, ``per_class_accuracy``, ``confusion_matrix``
@@ -35,7 +35,8 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     importance samples; 0 skips it), ``num_examples``, ``split`` and ``warnings``. For a classifier evaluated on its
     run's own data, ``baselines`` holds the accuracy of an SVC and of label spreading trained on the same labeled
     examples (:mod:`ppmodels.analysis.baselines`), so one sees at once whether the deep model helped. For a run
-    folder it also writes ``RUN/evaluation.json`` (or ``out``).
+    folder it also writes ``RUN/evaluation.json`` (or ``out``, a ``.json`` path: an existing file ppmodels did not
+    write is replaced only with ``overwrite``, and never inside a run folder; see :mod:`ppmodels.runs.outputs`).
 
     Example::
 
@@ -44,9 +45,17 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     """
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    if iw_samples < 0:
-        raise ConfigError(f"--iw-samples must be at least 0, got {iw_samples}")
+    check_int(iw_samples, "--iw-samples", minimum=0)
+    check_int(max_examples, "max_examples", minimum=1, optional=True)
+    if data_spec is not None:
+        parse_spec(data_spec)  # a spec at all (not an array), before the run is loaded
     run = Path(run_or_model) if isinstance(run_or_model, (str, Path)) else None
+    if run is None and not isinstance(run_or_model, PPModel):
+        raise ConfigError(f"evaluate needs a run folder or a fitted ppmodels model, got {type(run_or_model).__name__}; "
+                          "pass the --out folder of `ppmodels train` or a model from ppmodels.load")
+    target = Path(out) if out is not None else None if run is None else run / EVALUATION
+    if target is not None:
+        check_output(target, (".json",), overwrite=overwrite, own=[] if run is None else [run / EVALUATION])
     model = load(run) if run is not None else run_or_model
     run_config = read_json(run / CONFIG) if run is not None else {}
     data_options = run_config.get("data", {})
@@ -57,15 +66,15 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
         dataset = open_run_dataset(run_config, data_dir, run)
     else:
         dataset = load_dataset(spec, data_dir=data_dir or data_options.get("data_dir"))
-    part = dataset.split(split)
+    part = model.check_dataset(dataset).split(split)
     if max_examples is not None:
         part = part.subset(np.arange(min(max_examples, len(part))))
     pyro.set_rng_seed(seed)
     result: dict[str, Any] = {"model": model.name, "data": spec, "data_found": dataset.metadata.get("found", spec), "split": split,
                               "num_examples": len(part)}
-    model.check_y(part.y)
     if isinstance(model, CanClassify) and part.y is not None:
-        result.update(classification_metrics(part.y.numpy(), np.asarray(model.predict(part.x)), dataset.num_classes or 0))
+        result.update(classification_metrics(part.y.numpy(), np.asarray(model.predict(part.x)), dataset.num_classes or 0,
+                                             model.imbalance_remedy))
         if baselines and spec == data_options.get("spec"):
             result["baselines"] = baseline_scores(open_run_data(run_config, dataset=dataset, run_dir=run).train, part, seed=seed)
     result["elbo"] = float(model.elbo_per_datum(part))
@@ -73,6 +82,7 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
         result["iw_log_likelihood"] = float(model.iw_log_likelihood(part.x, iw_samples).mean())
         result["iw_samples"] = iw_samples
     result.setdefault("warnings", [])
-    if run is not None or out is not None:
-        write_json(Path(out) if out is not None else run / EVALUATION, result)
+    if target is not None:
+        write_json(target, result)
+        record_output(target, "evaluate")
     return result

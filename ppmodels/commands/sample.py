@@ -21,11 +21,11 @@ import torch
 
 from ..analysis.inference_data import posterior_idata, save_idata
 from ..data import load_dataset, select_split
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, check_int
 from ..files import write_arrays
-from ..models import CanSample, LabeledGenerator
+from ..models import CanSample, LabeledGenerator, PPModel
 from ..plots import save_image_grid
-from ..runs import latent_decoder, load
+from ..runs import check_memory, check_output, latent_decoder, load, record_output
 
 
 def require_labels(model, option: str) -> LabeledGenerator:
@@ -50,8 +50,7 @@ def parse_labels(label: str | int, num_classes: int) -> list[int]:
 
 def pick_data(model, spec: str, num_data: int | None, data_dir: str | None = None, split: str = "all"):
     """The first ``num_data`` points of ``split`` of ``spec``: ``(x, y or None, dataset indices)``, ``x`` checked."""
-    if num_data is not None and num_data < 1:
-        raise ConfigError(f"--num-data must be at least 1, got {num_data}")
+    check_int(num_data, "--num-data", minimum=1, optional=True)
     dataset = load_dataset(spec, data_dir=data_dir)
     x, y = select_split(dataset, split)
     index = np.arange(len(dataset.x)) if split == "all" else dataset.splits[split]
@@ -61,7 +60,7 @@ def pick_data(model, spec: str, num_data: int | None, data_dir: str | None = Non
 
 
 def sample_posterior(run: str | Path, data: str, out: str | Path, *, num_data: int | None = 10, draws: int = 100,
-                     seed: int = 0, data_dir: str | None = None, split: str = "all") -> Path:
+                     seed: int = 0, data_dir: str | None = None, split: str = "all", overwrite: bool = False) -> Path:
     """Write posterior draws for the first ``num_data`` points of ``data`` to ``out`` (``.nc`` or ``.npz``).
 
     :param run: a run folder (or a model object).
@@ -73,18 +72,17 @@ def sample_posterior(run: str | Path, data: str, out: str | Path, *, num_data: i
 
         sample_posterior("runs/vae", "digits", "post.nc", num_data=10, draws=50)
     """
-    out = Path(out)
-    if draws < 1:
-        raise ConfigError(f"--draws must be at least 1, got {draws}")
-    if out.suffix not in (".nc", ".npz"):
-        raise ConfigError(f"--out {out.name} must end in .nc (netCDF InferenceData) or .npz for --posterior")
+    check_int(draws, "--draws", minimum=1)
+    out = check_output(out, (".nc", ".npz"), overwrite=overwrite)
     model = _model(run)
     x, y, index = pick_data(model, data, num_data, data_dir, split)
+    check_memory(len(x) * draws * 3 * _numel(model.config.x_shape) * 4, f"--posterior with --num-data {len(x)} and --draws {draws}",
+                 "ask for fewer --num-data or --draws")
     idata = posterior_idata(model, x, y, num_draws=draws, seed=seed, datum_index=index)
-    return save_idata(idata, out)
+    return record_output(save_idata(idata, out), "sample")
 
 
-def sample_prior(run: str | Path, num: int, out: str | Path, *, seed: int = 0, zoom: int | None = None) -> Path:
+def sample_prior(run: str | Path, num: int, out: str | Path, *, seed: int = 0, zoom: int | None = None, overwrite: bool = False) -> Path:
     """Write ``num`` draws x ~ p(x | z), z ~ p(z), decoded to the mean of p(x|z), to a PNG grid or ``.npy`` ``(num, *x_shape)``.
 
     For a density fitted on ``latents:RUN`` (e.g. ``gmm``) the draws are latent codes, decoded with RUN's decoder.
@@ -94,14 +92,15 @@ def sample_prior(run: str | Path, num: int, out: str | Path, *, seed: int = 0, z
         raise ConfigError(f"model {model.name!r} cannot sample")
     decoder = latent_decoder(model)  # a density fitted on latents:RUN draws codes z, which RUN's decoder turns into x
     shown = decoder or model
-    _check_out(shown, out, num)
+    out = _check_out(shown, out, num, overwrite)
     images = model.sample(num, generator=torch.Generator().manual_seed(seed))
     if decoder is not None:
         images = decoder.decode(images)
     return _write_images(shown, images, out, zoom=zoom)
 
 
-def sample_conditional(run: str | Path, label: str | int, out: str | Path, *, num: int = 10, seed: int = 0, zoom: int | None = None) -> Path:
+def sample_conditional(run: str | Path, label: str | int, out: str | Path, *, num: int = 10, seed: int = 0, zoom: int | None = None,
+                       overwrite: bool = False) -> Path:
     """Write class-conditional samples x ~ p(x | y=label, z), z ~ p(z), to a PNG grid or ``.npy``.
 
     ``label`` is a class number or ``"all"``; with ``"all"`` the PNG has one row of ``num`` samples per class
@@ -109,14 +108,14 @@ def sample_conditional(run: str | Path, label: str | int, out: str | Path, *, nu
     """
     model = require_labels(_model(run), "--label")
     labels = parse_labels(label, model.num_classes)
-    _check_out(model, out, num)
+    out = _check_out(model, out, num * len(labels), overwrite)
     generator = torch.Generator().manual_seed(seed)
     images = np.stack([model.sample(num, label=k, generator=generator) for k in labels])
     return _write_images(model, images if len(labels) > 1 else images[0], out, ncol=num, zoom=zoom)
 
 
 def sample_analogies(run: str | Path, style_from: str, out: str | Path, *, num_data: int | None = 10,
-                     data_dir: str | None = None, split: str = "all", zoom: int | None = None) -> Path:
+                     data_dir: str | None = None, split: str = "all", zoom: int | None = None, overwrite: bool = False) -> Path:
     """Write the analogies grid: each input image's z (from the guide) decoded with every class y.
 
     The PNG has one row per input image: the input, then classes ``0..K-1``. The ``.npy`` array has shape
@@ -124,7 +123,7 @@ def sample_analogies(run: str | Path, style_from: str, out: str | Path, *, num_d
     class), so the output needs no seed.
     """
     model = require_labels(_model(run), "--style-from")
-    _check_out(model, out, 1)
+    out = _check_out(model, out, 1, overwrite)
     x, y, _ = pick_data(model, style_from, num_data, data_dir, split)
     if y is not None and int(y.max()) >= model.num_classes:
         raise DataError(f"--style-from data has labels up to {int(y.max())} but the model has classes 0..{model.num_classes - 1}; give data like the training data")
@@ -137,7 +136,7 @@ def sample_analogies(run: str | Path, style_from: str, out: str | Path, *, num_d
 
 def sample(run: str | Path, out: str | Path, *, num: int | None = None, seed: int = 0, zoom: int | None = None, posterior: bool = False,
            data: str | None = None, num_data: int | None = 10, draws: int = 100, split: str = "all", data_dir: str | None = None,
-           label: str | int | None = None, style_from: str | None = None) -> Path:
+           label: str | int | None = None, style_from: str | None = None, overwrite: bool = False) -> Path:
     """Draw samples from run ``run`` (or a fitted model) into ``out``, in one mode: the prior (default), the posterior
     (``posterior=True`` with ``data``), one class or every class (``label``) or analogies (``style_from``).
     ``num`` defaults to 64 prior samples, or 10 per class with ``label`` (a 10 x 10 grid for ``label="all"``); PNG
@@ -155,32 +154,39 @@ def sample(run: str | Path, out: str | Path, *, num: int | None = None, seed: in
     if posterior:
         if data is None:
             raise ConfigError("--posterior needs --data SPEC, the data whose latents to draw (e.g. --data digits)")
-        return sample_posterior(run, data, out, num_data=num_data, draws=draws, seed=seed, data_dir=data_dir, split=split)
+        return sample_posterior(run, data, out, num_data=num_data, draws=draws, seed=seed, data_dir=data_dir, split=split, overwrite=overwrite)
     if label is not None:
-        return sample_conditional(run, label, out, num=10 if num is None else num, seed=seed, zoom=zoom)
+        return sample_conditional(run, label, out, num=10 if num is None else num, seed=seed, zoom=zoom, overwrite=overwrite)
     if style_from is not None:
-        return sample_analogies(run, style_from, out, num_data=num_data, data_dir=data_dir, split=split, zoom=zoom)
-    return sample_prior(run, 64 if num is None else num, out, seed=seed, zoom=zoom)
+        return sample_analogies(run, style_from, out, num_data=num_data, data_dir=data_dir, split=split, zoom=zoom, overwrite=overwrite)
+    return sample_prior(run, 64 if num is None else num, out, seed=seed, zoom=zoom, overwrite=overwrite)
 
 
 def _model(run):
-    return load(run) if isinstance(run, (str, Path)) else run
+    if isinstance(run, PPModel):
+        return run
+    return load(run)
 
 
-def _check_out(model, out: str | Path, num: int) -> None:
-    out = Path(out)
-    if num < 1:
-        raise ConfigError(f"--num must be at least 1, got {num}")
-    if out.suffix not in (".png", ".npy"):
-        raise ConfigError(f"--out {out.name} must end in .png (image grid) or .npy")
+def _check_out(model, out: str | Path, num: int, overwrite: bool = False) -> Path:
+    """The output path, checked before drawing: suffix, what it would replace, and the memory ``num`` images need."""
+    check_int(num, "--num", minimum=1)
+    out = check_output(out, (".png", ".npy"), overwrite=overwrite)
     if out.suffix == ".png" and len(model.config.x_shape) != 3:
         raise DataError(f"--out {out.name}: PNG needs image data (C x H x W) but the model's data has shape {model.config.x_shape}; write .npy instead")
+    # the draws, their latents and the decoded means are held at once, a few copies of num x features floats
+    check_memory(num * 3 * _numel(model.config.x_shape) * 4, f"{num} samples", "ask for fewer with --num")
+    return out
+
+
+def _numel(shape) -> int:
+    return int(np.prod([int(d) for d in shape]))
 
 
 def _write_images(model, images: np.ndarray, out: str | Path, ncol: int | None = None, zoom: int | None = None) -> Path:
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         write_arrays(out, images.astype(np.float32))
-        return out
-    return save_image_grid(images.reshape(-1, *model.config.x_shape), out, ncol=ncol, zoom=zoom)
+    else:
+        save_image_grid(images.reshape(-1, *model.config.x_shape), out, ncol=ncol, zoom=zoom)
+    return record_output(out, "sample")

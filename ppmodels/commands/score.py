@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from ..data import load_dataset, select_split
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 from ..files import atomic_write, write_arrays
-from ..runs import latent_decoder, load, open_run_dataset
+from ..runs import check_output, latent_decoder, load, open_run_dataset, record_output
 
 FORMATS = (".npz", ".csv")
 
@@ -57,8 +57,8 @@ def score_data(run: str | Path, x, *, mixture: str | Path | None = None, num_par
         scores = score_data("runs/vae", noise_images, mixture="runs/gmm")
         scores["log_px_percentile"]        # near 0 for noise
     """
-    if num_particles < 1 or reference_size < 1:
-        raise ConfigError("num_particles and reference_size must be at least 1")
+    check_int(num_particles, "num_particles", minimum=1)
+    check_int(reference_size, "reference_size", minimum=1)
     model, density, model_run = _models(run, mixture)
     x = model.check_x(x)
     reference = open_run_dataset(model_run).split("train").x
@@ -77,20 +77,19 @@ def score_data(run: str | Path, x, *, mixture: str | Path | None = None, num_par
 
 
 def score(run: str | Path, data: str, out: str | Path, *, data_dir: str | None = None, split: str = "all",
-          mixture: str | Path | None = None, num_particles: int = 100, reference_size: int = 1000, seed: int = 0) -> Path:
-    """Score the data named by ``data`` (a spec) with :func:`score_data` and write one row per datum to ``.npz`` or ``.csv``."""
-    out = Path(out)
-    if out.suffix not in FORMATS:
-        raise ConfigError(f"--out {out} must end in {' or '.join(FORMATS)}")
+          mixture: str | Path | None = None, num_particles: int = 100, reference_size: int = 1000, seed: int = 0,
+          overwrite: bool = False) -> Path:
+    """Score the data named by ``data`` (a spec) with :func:`score_data` and write one row per datum to ``.npz`` or ``.csv``
+    (an existing file ppmodels did not write is replaced only with ``overwrite``; see :mod:`ppmodels.runs.outputs`)."""
+    out = check_output(out, FORMATS, overwrite=overwrite)
     x, y = select_split(load_dataset(data, data_dir=data_dir), split)
     scores = score_data(run, x, mixture=mixture, num_particles=num_particles, reference_size=reference_size, seed=seed)
     if y is not None:
         scores["y"] = y.numpy()
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
         write_arrays(out, scores)
     else:
         names = list(scores)
         table = np.column_stack([scores[n].astype(np.float64) for n in names])
         atomic_write(out, lambda tmp: np.savetxt(tmp, table, delimiter=",", header=",".join(names), comments="", fmt="%.6g"))
-    return out
+    return record_output(out, "score")

@@ -12,13 +12,13 @@ import pyro
 
 from ..analysis.metrics import classification_report, clustering_accuracy
 from ..data import TrainData, open_data
-from ..errors import RunError
+from ..errors import ConfigError, RunError, check_int
 from ..files import read_json, write_json
 from ..infer import ProgressBar, TrainConfig, fit
 from ..models import CanClassify, CanCluster, get_model_class
 from ..plugins import config_entry, import_plugins, require_plugins
-from ..runs import (CONFIG, SUMMARY, BestCheckpoint, MetricsLog, SampleGrid, build_model, check_run_dir, data_locations, located_data,
-                    peak_memory_mb, prepare_run_dir, save_model, start_gmvae_from_runs, versions)
+from ..runs import (CONFIG, SUMMARY, BestCheckpoint, DropSetAside, MetricsLog, SampleGrid, build_model, check_run_dir, data_locations,
+                    located_data, peak_memory_mb, run_dir_transaction, save_model, start_gmvae_from_runs, versions)
 from ..models.m1m2 import M1M2
 from ..models.gmvae import GMVAE
 
@@ -36,6 +36,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     imported first so that user models they register can be named (see :mod:`ppmodels.plugins`).
     """
     import_plugins(plugins)
+    check_arguments(labels, max_per_class, train_config, model_options)
     out = check_run_dir(out, overwrite=overwrite, resume=resume)
     if resume:
         saved = read_json(out / CONFIG)
@@ -56,23 +57,33 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     if isinstance(model, GMVAE) and not resume:
         start_gmvae_from_runs(model)
     model.check_data(bundle)
-    out = prepare_run_dir(out, overwrite=overwrite, resume=resume)  # only now: a request that fails leaves no folder behind
-    if not resume:
-        write_json(out / CONFIG, {
-            "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
-            "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **data_locations(data, data_dir, out)},
-            "seed": train_config.seed,
-            **config_entry(cls),
-        })
-    callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out)]
-    if sample_every and bundle.dataset.is_image:
-        callbacks.append(SampleGrid(out, every=sample_every, seed=train_config.seed))
-    start = time.perf_counter()
-    fit(model, bundle, train_config, callbacks=callbacks, run_dir=out, resume=resume)
-    save_model(model, out)
-    summary = summarize(model, bundle, wall_time=time.perf_counter() - start, seed=train_config.seed)
-    write_json(out / SUMMARY, summary)
+    with run_dir_transaction(out, overwrite=overwrite, resume=resume) as (out, aside):  # only now: a failed request leaves no folder
+        if not resume:
+            write_json(out / CONFIG, {
+                "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
+                "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **data_locations(data, data_dir, out)},
+                "seed": train_config.seed,
+                **config_entry(cls),
+            })
+        callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out), DropSetAside(aside)]
+        if sample_every and bundle.dataset.is_image:
+            callbacks.append(SampleGrid(out, every=sample_every, seed=train_config.seed))
+        start = time.perf_counter()
+        fit(model, bundle, train_config, callbacks=callbacks, run_dir=out, resume=resume)
+        save_model(model, out)
+        summary = summarize(model, bundle, wall_time=time.perf_counter() - start, seed=train_config.seed)
+        write_json(out / SUMMARY, summary)
     return model, summary
+
+
+def check_arguments(labels: Any, max_per_class: Any, train_config: Any, model_options: Any) -> None:
+    """The Python API's arguments checked as the CLI's parser checks its options."""
+    check_int(labels, "labels", minimum=0, optional=True)
+    check_int(max_per_class, "max_per_class", minimum=1, optional=True)
+    if train_config is not None and not isinstance(train_config, TrainConfig):
+        raise ConfigError(f"train_config must be a ppmodels.TrainConfig, got {type(train_config).__name__}; e.g. TrainConfig(epochs=10)")
+    if model_options is not None and not isinstance(model_options, dict):
+        raise ConfigError(f"model_options must be a dict of model options, got {type(model_options).__name__}; e.g. {{'z_dim': 10}}")
 
 
 def saved_options(saved: dict, source: Path) -> tuple[str, tuple, TrainConfig]:
@@ -100,7 +111,7 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None)
                        kept=f"weights of epoch {state.best_epoch}, {kept}", stopped_early=state.stopped_early,
                        skipped_batches=state.skipped_batches, train_time_s=round(state.elapsed, 2))
     if isinstance(model, CanClassify) and data.test is not None and data.test.y is not None:
-        report = classification_report(data.test.y.numpy(), np.asarray(model.predict(data.test.x)), data.num_classes)
+        report = classification_report(data.test.y.numpy(), np.asarray(model.predict(data.test.x)), data.num_classes, model.imbalance_remedy)
         summary.update({f"test_{key}": value for key, value in report.items()})
     if isinstance(model, M1M2):  # M1+M2: the z1 dimensions its M2 models
         summary.update(active_dims=len(model.active_dims), latent_dims=int(model.m2.feature_mask.numel()))

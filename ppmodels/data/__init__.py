@@ -13,12 +13,12 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .dataset import BINARIZE_MODES, LIKELIHOODS, UNLABELED, Dataset, Split, binomial_trials, in_unit_interval
+from .dataset import BINARIZE_MODES, LIKELIHOODS, UNLABELED, Dataset, Split, binomial_trials, check_classes_used, in_unit_interval
 from .sources import from_arrays, known_kinds, open_source, parse_spec, register_source
 from .splits import cap_per_class, draw_labeled, hide_labels, stratified_splits
 
 __all__ = [
-    "BINARIZE_MODES", "LIKELIHOODS", "UNLABELED", "Dataset", "Split", "TrainData", "binomial_trials", "cap_per_class", "draw_labeled",
+    "BINARIZE_MODES", "LIKELIHOODS", "UNLABELED", "Dataset", "Split", "TrainData", "binomial_trials", "cap_per_class", "check_classes_used", "draw_labeled",
     "from_arrays", "hide_labels", "in_unit_interval", "known_kinds", "load_dataset", "parse_spec", "prepare_data",
     "open_data", "register_source", "select_split", "stratified_splits",
 ]
@@ -69,8 +69,10 @@ def prepare_data(dataset: Dataset, num_labels: int | None = None, seed: int = 0)
 
 def open_data(spec: str, data_dir: str | None = None, download: bool = False, labels: int | None = None, binarize: str = "none",
               max_per_class: int | None = None, seed: int = 0) -> TrainData:
-    """Load a dataset and hide all but ``labels`` class-balanced training labels (``None`` keeps them all)."""
+    """Load a dataset to train on (every class 0..K-1 must have examples) and hide all but ``labels`` class-balanced
+    training labels (``None`` keeps them all)."""
     dataset = load_dataset(spec, data_dir=data_dir, download=download, binarize=binarize, max_per_class=max_per_class, seed=seed)
+    check_classes_used(dataset)
     return prepare_data(dataset, labels, seed=seed)
 
 

@@ -39,6 +39,8 @@ class Dataset:
 
     def __post_init__(self) -> None:
         self.x = np.ascontiguousarray(self.x, dtype=np.float32)
+        if self.x.ndim > 4:
+            raise DataError(f"data {self.name!r} has shape {self.x.shape}, {self.x.ndim} dimensions; give N x D features or N x C x H x W images (reshape it first)")
         if self.x.ndim < 2 or len(self.x) == 0:
             raise DataError(f"data {self.name!r} has shape {self.x.shape}; expected at least one example with one feature (N x D, or N x C x H x W for images)")
         if not np.isfinite(self.x).all():
@@ -98,10 +100,25 @@ def check_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
     if (y < 0).any():
         raise DataError(f"labels of {name!r} include negative values ({int(y.min())}); give class labels 0..K-1")
     used, top = len(np.unique(y)), int(y.max()) if len(y) else 0
-    if top + 1 > 2 * used:  # 1-based labels pass; codes like 0, 1000, 2000 would make thousands of empty classes
+    if top + 1 > 2 * used:  # 1-based labels pass here (training refuses their empty class 0); codes like 0, 1000, 2000 would make thousands of empty classes
         raise DataError(f"labels of {name!r} use {used} distinct values but run up to {top}, so most classes would have no examples; "
                         f"relabel them 0..K-1 (e.g. np.unique(y, return_inverse=True)[1])")
     return y
+
+
+def check_classes_used(dataset: "Dataset") -> None:
+    """Refuse training labels that leave a class of ``0..K-1`` without examples: 1-based labels (1..10 would make an
+    11-class model whose class 0 is empty) or labels with gaps. Evaluation data may lack classes; training data may not."""
+    if dataset.y is None or dataset.class_names:
+        return
+    counts = np.bincount(dataset.y, minlength=dataset.num_classes)
+    empty = np.flatnonzero(counts == 0)
+    if len(empty):
+        used = np.flatnonzero(counts)
+        shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
+        hint = "y - 1" if used[0] == 1 and len(empty) == 1 else "np.unique(y, return_inverse=True)[1]"
+        raise DataError(f"labels of {dataset.name!r} run {used[0]}..{used[-1]} but no example has class {shown}, so the model would have "
+                        f"empty classes; relabel them 0..K-1 (e.g. {hint})")
 
 
 @dataclass

@@ -36,6 +36,9 @@ def register_source(kind: str) -> Callable[[Loader], Loader]:
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     """``(kind, path, options)`` of a data spec."""
+    if spec is not None and not isinstance(spec, str):
+        raise DataError(f"the data must be a spec such as 'digits' or 'npz:PATH', got {type(spec).__name__}; "
+                        f"save arrays with np.savez('data.npz', x=x, y=y) and pass 'npz:data.npz'")
     if not spec or not spec.strip():
         raise DataError("empty data spec; use digits, mnist, npz:PATH, npy:PATH, csv:PATH or h5:PATH")
     body, _, query = spec.partition("?")

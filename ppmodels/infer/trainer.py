@@ -24,7 +24,7 @@ import pyro
 import torch
 
 from ..data import Dataset, TrainData, prepare_data
-from ..errors import ConfigError, RunError, TrainingError
+from ..errors import ConfigError, RunError, TrainingError, check_field_types
 from ..files import load_checkpoint, load_state, save_checkpoint
 
 CHECKPOINTS = "checkpoints"  # the folder, inside a run folder, of last.pt (resume state) and best.pt
@@ -55,8 +55,9 @@ class TrainConfig:
     select_by: str = "auto"
 
     def validate(self) -> None:
+        check_field_types(self, lambda name: f"--{name.replace('_', '-')}")
         checks = [(self.epochs >= 1, "epochs must be at least 1"), (self.batch_size >= 1, "batch size must be at least 1"),
-                  (self.lr > 0 and math.isfinite(self.lr), "learning rate must be a positive number"),
+                  (self.lr > 0 and math.isfinite(self.lr), f"learning rate must be a positive number, got {self.lr}; pass e.g. --lr 0.001"),
                   (self.patience is None or self.patience >= 1, "patience must be at least 1"),
                   (self.checkpoint_every >= 1, "checkpoint_every must be at least 1"),
                   (self.select_by in SELECT_BY, f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}")]
@@ -87,7 +88,8 @@ class Trainer:
 
     :param config: a :class:`TrainConfig` (defaults when ``None``).
     :param callbacks: objects with any of ``on_train_start(trainer)``, ``on_step_end(trainer, loss)``,
-        ``on_epoch_end(trainer, record)``, ``on_best(trainer)``, ``on_train_end(trainer)``.
+        ``on_epoch_end(trainer, record)``, ``on_checkpoint(trainer)`` (after ``last.pt`` is written), ``on_best(trainer)``,
+        ``on_train_end(trainer)``.
     """
 
     def __init__(self, config: TrainConfig | None = None, callbacks: list | None = None):
@@ -122,6 +124,7 @@ class Trainer:
             self._emit("on_epoch_end", record)
             if self.run_dir is not None and (self.state.epoch % self.config.checkpoint_every == 0 or self._done()):
                 self.save_checkpoint()
+                self._emit("on_checkpoint")
         if self.best_weights is not None:
             model.load_state_dict(self.best_weights)  # end on the selected epoch, as early stopping promises
         model.eval()
@@ -213,7 +216,8 @@ class Trainer:
         if last is None or not last.is_file():
             return "no checkpoint was written yet"
         epoch = f" (epoch {self.saved_epoch})" if self.saved_epoch is not None else ""
-        return f"the last good checkpoint is {last}{epoch}, left untouched"
+        # --resume keeps the run's options, so the fixes named after this (a lower --lr, ...) need a new start
+        return f"the last good checkpoint is {last}{epoch}, left untouched (to change options, train again with --overwrite)"
 
     def _valid_elbo(self) -> float:
         """The validation ELBO; a non-finite one stops training before the epoch is checkpointed."""

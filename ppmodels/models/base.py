@@ -27,7 +27,7 @@ from torch import nn
 
 from ..corruption import check_corruption, corrupt
 from ..data import Dataset, Split, TrainData, binomial_trials, in_unit_interval
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, check_field_types
 from ..infer.importance import iw_log_likelihood, log_importance_weights
 from ..nets import NETS
 
@@ -56,6 +56,7 @@ class ModelConfig:
     likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian")
 
     def validate(self) -> None:
+        check_field_types(self)
         if not self.x_shape or any(int(d) < 1 for d in self.x_shape):
             raise ConfigError(f"x_shape must list positive sizes, got {self.x_shape}")
         family = self.likelihood.partition(":")[0]
@@ -184,6 +185,9 @@ class PPModel(nn.Module):
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     #: models that need labels to fit (classifiers) set this; ``fit`` then refuses data without labels
     needs_labels: ClassVar[bool] = False
+    #: what counters a classifier that collapses onto one class, in this model's options (the collapse warning says it;
+    #: ``None``: the options every model has, ``ppmodels.analysis.metrics.REMEDY``)
+    imbalance_remedy: ClassVar[str | None] = None
 
     def __init__(self, config: ModelConfig | None = None, **kwargs: Any):
         super().__init__()
@@ -324,7 +328,11 @@ class PPModel(nn.Module):
     # ----- checks -------------------------------------------------------------------------------------------
     def check_x(self, x: Any) -> torch.Tensor:
         """``x`` as a float tensor on the model's device, after checking its shape, finiteness and range."""
-        x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float32)
+        try:
+            x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            raise DataError(f"inputs of type {type(x).__name__} are not a numeric array; give floats of shape (N, *{tuple(self.config.x_shape)}) "
+                            f"(for a data spec use the command, e.g. ppmodels.score)") from None
         shape = tuple(self.config.x_shape)
         if tuple(x.shape[1:]) != shape:
             if x.dim() >= 2 and x[0].numel() == int(np.prod(shape)):
@@ -334,8 +342,16 @@ class PPModel(nn.Module):
         if not torch.isfinite(x).all():
             raise DataError("inputs have NaN or infinite values; remove or impute them first")
         if needs_unit_interval(self.config.likelihood) and not in_unit_interval(x):
-            raise DataError(f"inputs span [{float(x.min()):g}, {float(x.max()):g}] but a {likelihood_name(self.config.likelihood)} likelihood needs [0, 1]; rescale them or use --likelihood gaussian")
+            raise DataError(f"inputs span [{float(x.min()):g}, {float(x.max()):g}] but a {likelihood_name(self.config.likelihood)} likelihood needs [0, 1]; rescale them to [0, 1] like the training data (or train with --likelihood gaussian)")
         return x.to(self.device)
+
+    def check_dataset(self, dataset: Dataset) -> Dataset:
+        """The one check of data given to a trained model, used by every command that takes data (evaluate, diagnose,
+        encode, score, sample): ``x`` through :meth:`check_x` (flat rows of images reshaped to ``x_shape``; width,
+        finiteness and the likelihood's range checked), labels through :meth:`check_y`. Returns ``dataset``, reshaped."""
+        dataset.x = self.check_x(dataset.x).cpu().numpy()
+        self.check_y(None if dataset.y is None else torch.from_numpy(dataset.y))
+        return dataset
 
     def check_data(self, data: TrainData) -> None:
         """Refuse data the model cannot fit (wrong shape, range, missing labels) with one clear line."""
@@ -344,6 +360,10 @@ class PPModel(nn.Module):
             raise DataError(f"training data leaves [0, 1] but the likelihood is {likelihood_name(self.config.likelihood)}; use --likelihood gaussian or rescale the data")
         if self.needs_labels and data.train.num_labeled == 0:
             raise DataError(f"model {self.name!r} needs labels, but the training data has none; pass --labels N with labeled data")
+        if isinstance(self, CanClassify) and data.train.y is not None and data.train.num_labeled == 0:
+            k = data.num_classes  # --labels 0 on labeled data: refused as --labels 5 is, not trained into a blind classifier
+            raise DataError(f"model {self.name!r} learns its classes from labels, but --labels 0 hides all of them; "
+                            f"ask for at least {k} (one per class) or drop --labels")
         self.check_y(*(s.y for s in (data.train, data.valid, data.test) if s is not None))
 
     def check_y(self, *labels: torch.Tensor | None) -> None:

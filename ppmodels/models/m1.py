@@ -89,6 +89,7 @@ class M1(VAE):
     Config = M1Config
     config: M1Config
     needs_labels = True
+    imbalance_remedy = "--set class_weight=balanced, --max-per-class, or class-balanced labels (--labels)"
 
     def __init__(self, config: M1Config | None = None, **kwargs):
         super().__init__(config, **kwargs)

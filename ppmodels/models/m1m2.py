@@ -92,6 +92,7 @@ class M1M2(PPModel):
     """
 
     Config = M1M2Config
+    imbalance_remedy = "--set class_prior=labeled, --max-per-class, or more class-balanced labels (--labels)"
     config: M1M2Config
 
     def __init__(self, config: M1M2Config | None = None, **kwargs):

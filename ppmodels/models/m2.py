@@ -105,6 +105,7 @@ class M2(PPModel):
     """
 
     Config = M2Config
+    imbalance_remedy = "--set class_prior=labeled, --max-per-class, or more class-balanced labels (--labels)"
     config: M2Config
 
     def __init__(self, config: M2Config | None = None, **kwargs):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import torch
@@ -17,6 +18,17 @@ from ..infer.trainer import CHECKPOINTS
 from ..models import CanSample
 from ..plots import save_image_grid
 from .folder import METRICS
+
+
+class DropSetAside:
+    """Deletes the old run that ``train --overwrite`` set aside, once the new run has written its first checkpoint."""
+
+    def __init__(self, aside: str | Path | None):
+        self.aside = None if aside is None else Path(aside)
+
+    def on_checkpoint(self, trainer) -> None:
+        if self.aside is not None and self.aside.exists():
+            shutil.rmtree(self.aside)
 
 
 class MetricsLog:

@@ -18,13 +18,15 @@ import dataclasses
 import hashlib
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..errors import RunError
-from ..files import atomic_write, load_state, read_json, write_json
+from ..errors import RunError, check_path
+from ..files import atomic_write, check_writable, load_state, read_json, write_json
 from ..infer.trainer import CHECKPOINTS
 from ..models import get_model_class
 from ..plugins import config_entry, require_plugins
@@ -38,17 +40,33 @@ EXTRA_PREFIX = "extra."
 
 def check_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
     """Refuse, without touching anything, an output folder that :func:`prepare_run_dir` would not take."""
-    path = Path(path)
+    path = check_path(path, "--out (the run folder)")
+    last = path / CHECKPOINTS / "last.pt"
+    if path.exists() and not path.is_dir():
+        raise RunError(f"--out {path} is a file; give a folder path for the run")
     if resume:
-        if not (path / CHECKPOINTS / "last.pt").is_file():
+        if (path / WEIGHTS).is_file() and not last.is_file():
+            raise RunError(f"cannot resume: {last} does not exist, but the run finished ({path / WEIGHTS} is there); "
+                           f"use it as it is, or train a new run with another --out")
+        if not last.is_file():
             again = "start it again with --overwrite" if (path / CONFIG).is_file() else "train without --resume"
-            raise RunError(f"cannot resume: {path / CHECKPOINTS / 'last.pt'} does not exist (the run stopped before its first checkpoint); {again}")
-    elif path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise RunError(f"cannot resume: {last} does not exist (the run stopped before its first checkpoint); {again}")
+    elif path.exists() and any(path.iterdir()):
         if not overwrite:
             raise RunError(f"output folder {path} already exists; pass --overwrite to replace it or --resume to continue it")
         if not (path / CONFIG).is_file():
             raise RunError(f"refusing to overwrite {path}: it is not a ppmodels run folder (no {CONFIG}); choose another --out")
+        if set_aside_path(path).exists():
+            raise RunError(f"{set_aside_path(path)} holds the run an interrupted --overwrite set aside; move it back to {path} "
+                           f"or delete it, then try again")
+    check_writable(path)
     return path
+
+
+def set_aside_path(path: Path) -> Path:
+    """Where ``train --overwrite`` keeps the old run until the new one has a checkpoint."""
+    path = path.resolve()  # "." and "runs/vae/" have names too
+    return path.with_name(path.name + ".before-overwrite")
 
 
 def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
@@ -62,6 +80,43 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = Fa
         shutil.rmtree(path)
     (path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def run_dir_transaction(path: str | Path, overwrite: bool = False, resume: bool = False) -> Iterator[tuple[Path, Path | None]]:
+    """:func:`prepare_run_dir` for a training run, undone when the run fails before its first checkpoint.
+
+    Yields ``(run folder, set-aside old run or None)``. ``overwrite`` does not delete the old run: it is renamed to
+    ``RUN.before-overwrite`` and deleted once the new run has a checkpoint (see :class:`DropSetAside`) or finished.
+    A run that fails before its first checkpoint is removed, and the old run, if any, put back: the retry (``--lr``
+    lower, say) then needs no ``--overwrite`` for a fresh run and still has its old run to replace.
+    """
+    path = check_run_dir(path, overwrite, resume)
+    existed, aside = path.is_dir(), None
+    if not resume and existed and any(path.iterdir()):
+        aside = set_aside_path(path)
+        path.rename(aside)
+    try:
+        yield prepare_run_dir(path, resume=resume), aside
+    except BaseException:
+        if not resume and not (path / CHECKPOINTS / "last.pt").is_file():
+            shutil.rmtree(path, ignore_errors=True)
+            if aside is not None:
+                aside.rename(path)
+                aside = None
+            elif existed:
+                path.mkdir()  # the empty folder the user made
+        raise
+    finally:
+        if aside is not None and aside.exists():
+            shutil.rmtree(aside)
+
+
+def unfinished_hint(path: Path, model_name: str) -> str:
+    """How to finish a run without final weights: resume it from its checkpoint, or train it again when it has none."""
+    if (path / CHECKPOINTS / "last.pt").is_file():
+        return f"resume it with `ppmodels train {model_name} --out {path} --resume`"
+    return f"it stopped before its first checkpoint, so train it again with `ppmodels train {model_name} --out {path} --overwrite`"
 
 
 # ----- weights ------------------------------------------------------------------------------------------------
@@ -90,14 +145,14 @@ def build_model(config: dict):
 
 def load(path: str | Path):
     """Rebuild the model saved in run folder ``path`` by its registered name; outputs equal those before saving."""
-    path = Path(path)
+    path = check_path(path, "the run folder")
     if not path.is_dir():
         raise RunError(f"run folder {path} does not exist; give the --out folder of a training run")
     config = read_json(path / CONFIG)
     model = build_model(config)
     weights = path / WEIGHTS
     if not weights.is_file():
-        raise RunError(f"{weights} does not exist; the run did not finish (resume it with `ppmodels train ... --resume`)")
+        raise RunError(f"{weights} does not exist; the run did not finish ({unfinished_hint(path, model.name)})")
     try:
         with safe_open(str(weights), framework="pt") as f:
             saved_by = (f.metadata() or {}).get("model")

@@ -1,0 +1,99 @@
+"""Where commands write: one guard for every output path, so that no command replaces work it did not write.
+
+Every command (``train``, ``evaluate``, ``encode``, ``score``, ``sample``, ``diagnose``) asks
+:func:`check_output` (a file) or :func:`check_output_folder` (a folder) before it starts working, and
+:func:`record_output` after it wrote a file. The rules:
+
+- an output file ends in one of the command's suffixes, and is not an existing folder; an output folder is not a file;
+- an existing file is replaced without asking only when ppmodels wrote it there (its name and SHA-256 are recorded in
+  the folder's ``.ppmodels-outputs.json``) or it is the command's own default output (``RUN/evaluation.json``);
+- any other existing file inside a run folder is never replaced (it is part of the run: ``config.json``, weights,
+  checkpoints, ...); outside a run folder only with ``--overwrite``;
+- the folder must be writable, or creatable, before any work starts (not a traceback after an hour of it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import ConfigError, RunError, check_path
+from ..files import check_writable, write_json
+from ..infer.trainer import CHECKPOINTS
+from .folder import CONFIG, WEIGHTS
+
+MANIFEST = ".ppmodels-outputs.json"
+
+
+def enclosing_run(path: str | Path) -> Path | None:
+    """The run folder ``path`` lies inside (a folder with ``config.json`` and weights or checkpoints), if any."""
+    for folder in Path(path).resolve().parents:
+        if (folder / CONFIG).is_file() and ((folder / WEIGHTS).is_file() or (folder / CHECKPOINTS).is_dir()):
+            return folder
+    return None
+
+
+def check_output(path: str | Path, suffixes: Iterable[str], *, overwrite: bool = False, own: Iterable[str | Path] = ()) -> Path:
+    """``path`` as a :class:`~pathlib.Path`, after the rules of this module; ``own`` lists the command's default
+    outputs, which it may always replace."""
+    path, suffixes = check_path(path, "--out"), tuple(suffixes)
+    if path.is_dir():
+        raise ConfigError(f"--out {path} is a folder; give a file path, e.g. {path / ('NAME' + suffixes[0])}")
+    if path.suffix.lower() not in suffixes:
+        raise ConfigError(f"--out {path} must end in {' or '.join(suffixes)}; name the file e.g. {path.with_suffix(suffixes[0]).name}")
+    if path.name == MANIFEST:
+        raise ConfigError(f"--out {path}: {MANIFEST} is where ppmodels records its outputs; choose another name")
+    if (path.exists() or path.is_symlink()) and not (_is_own(path, own) or written_by_ppmodels(path)):
+        run = enclosing_run(path)
+        if run is not None:
+            raise RunError(f"refusing to replace {path}: it is part of run folder {run}; choose an --out outside the run folder")
+        if not overwrite:
+            raise ConfigError(f"{path} already exists and was not written by ppmodels; pass --overwrite to replace it or choose another --out")
+    check_writable(path.parent)
+    return path
+
+
+def check_output_folder(folder: str | Path) -> Path:
+    """An output folder: not a file, and writable or creatable."""
+    folder = check_path(folder, "--out")
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {folder} is a file; give a folder path (the command writes several files into it)")
+    check_writable(folder)
+    return folder
+
+
+def record_output(path: str | Path, command: str) -> Path:
+    """Note in the folder's manifest that ppmodels ``command`` wrote ``path`` (so a later run may replace it)."""
+    path = Path(path)
+    records = _manifest(path.parent)
+    records[path.name] = {"command": command, "sha256": _sha256(path)}
+    write_json(path.parent / MANIFEST, records)
+    return path
+
+
+def written_by_ppmodels(path: Path) -> bool:
+    """Whether ``path`` is a file ppmodels wrote and nobody changed since (its recorded SHA-256 still matches)."""
+    entry = _manifest(path.parent).get(path.name)
+    return isinstance(entry, dict) and path.is_file() and not path.is_symlink() and entry.get("sha256") == _sha256(path)
+
+
+def _is_own(path: Path, own: Iterable[str | Path]) -> bool:
+    return any(path.resolve() == Path(p).resolve() for p in own)
+
+
+def _manifest(folder: Path) -> dict:
+    try:
+        records = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):  # none yet, or damaged: then nothing counts as written by ppmodels
+        return {}
+    return records if isinstance(records, dict) else {}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
