@@ -34,6 +34,7 @@ from pyro.infer import MCMC, NUTS
 
 from ..errors import ConfigError
 from ..models.gmm import mixture_log_prob
+from ..models.ppca import closed_form_ppca, principal_angles
 
 #: prior scales on the standardized data (see the module docstring)
 PRIOR_SCALE = 3.0
@@ -96,12 +97,6 @@ def mean_subspace(w: np.ndarray) -> np.ndarray:
     projector = w @ np.linalg.solve(wt @ w, wt)
     _, vectors = np.linalg.eigh(projector.reshape(-1, *projector.shape[-2:]).mean(0))
     return vectors[:, ::-1][:, : w.shape[-1]]
-
-
-def principal_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Principal angles in degrees, largest first, between the spans of the orthonormal bases ``a`` and ``b``."""
-    cosines = np.clip(np.linalg.svd(a.T @ b, compute_uv=False), -1.0, 1.0)
-    return np.degrees(np.arccos(cosines))[::-1]
 
 
 def compare_ppca(run_model, x, num_samples: int = 200, warmup: int = 200, num_chains: int = 2, seed: int = 0) -> dict[str, Any]:
