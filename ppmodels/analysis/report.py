@@ -254,7 +254,7 @@ def image_sections(model, idata, result: dict) -> list[str]:
 def header(result: dict) -> list[str]:
     """The title, what was diagnosed, and the table of verdicts."""
     return [f"<h1>Diagnostics of {html.escape(result['model'])} run {html.escape(Path(result['run']).name)}</h1>",
-            table([("run", result["run"]), ("model", result["model"]), ("data", f"{result['data']} ({result['split']} split)"),
+            table([("run", result["run"]), ("model", result["model"]), ("data", f"{result['data']} ({result['split']} split)"), ("likelihood p(x | latents)", result.get("likelihood", "")),
                    ("data points", str(result["num_data"])), ("guide draws per datum", str(result["particles"]))]),
             "<h2>Verdicts</h2>", table([(VERDICT_TITLES.get(k, k.replace("_", " ")), v) for k, v in result["verdicts"].items()], ("diagnostic", "verdict"))]
 

@@ -181,7 +181,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     if nuts:
         result["gold_standard"] = gold_standard(compare, model, train_data, num_data, seed, nuts_samples, nuts_warmup, nuts_chains)
     noun = f"{split} {'images' if dataset.is_image else 'data'}"
-    result.update(run=str(run), model=model.name, data=dataset.spec or data, split=split, num_data=len(idx), particles=particles,
+    result.update(run=str(run), model=model.name, data=dataset.spec or data, likelihood=model.config.likelihood, split=split, num_data=len(idx), particles=particles,
                   seed=seed, verdicts=dg.verdicts(result, noun))
     if nuts:
         result["verdicts"]["gold_standard"] = gold_standard_verdict(result["gold_standard"])
