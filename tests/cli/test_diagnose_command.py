@@ -46,6 +46,8 @@ def test_diagnose_nuts_writes_the_gold_standard_for_ppca_and_refuses_other_model
     run, out = tmp_path / "ppca", tmp_path / "diag"
     result = invoke("train", "ppca", "--data", tmp_path / "line.npy", "--out", run, "--epochs", 20, "--z-dim", 1, "--quiet")
     assert result.exit_code == 0, result.output
+    summary = json.loads((run / "summary.json").read_text())  # the fit against its closed form, in the run's summary
+    assert summary["closed_form_angle_deg"] < 2 and 0 <= summary["closed_form_log_likelihood_gap"] < 0.01
     result = invoke("diagnose", run, "--num-data", 40, "--particles", 21, "--nuts", "--nuts-samples", 30, "--out", out)
     assert result.exit_code == 0, result.output
     gold = json.loads((out / "diagnostics.json").read_text())["gold_standard"]
