@@ -230,12 +230,14 @@ def json_ready(obj: Any) -> Any:
 def summary_table(result: dict) -> str:
     """A short plain-text table of the headline numbers of a :func:`diagnose` result."""
     khat, ll = result["khat"], result["log_likelihood"]
-    rows = [("data points x draws", f"{result['num_data']} x {result['particles']} ({result['data']}, {result['split']})"),
-            (f"k-hat > {khat['threshold']:.2f} / > 0.5", f"{100 * khat['frac_above_threshold']:.1f}%"
-             + (f" +- {100 * khat['frac_above_threshold_mc_se']:.1f} (MC)" if math.isfinite(khat["frac_above_threshold_mc_se"]) else "")
-             + f" / {100 * khat['frac_above_0.5']:.1f}%  (median {khat['median']:.2f})"),
-            ("IW log-likelihood", f"{ll['iw']:.2f} +- {ll['iw_se']:.2f}  (PSIS {ll['psis']:.2f})"),
-            ("ELBO (guide draws)", f"{ll['elbo']:.2f} +- {ll['elbo_se']:.2f}  (gap {ll['gap']:.2f} +- {ll['gap_se']:.2f})")]
+    approximate = result.get("guide_samples_latents", True) and not khat.get("exact")  # else constant weights: no k-hat
+    rows = [("data points x draws", f"{result['num_data']} x {result['particles']} ({result['data']}, {result['split']})")]
+    if approximate:
+        rows.append((f"k-hat > {khat['threshold']:.2f} / > 0.5", f"{100 * khat['frac_above_threshold']:.1f}%"
+                     + (f" +- {100 * khat['frac_above_threshold_mc_se']:.1f} (MC)" if math.isfinite(khat["frac_above_threshold_mc_se"]) else "")
+                     + f" / {100 * khat['frac_above_0.5']:.1f}%  (median {khat['median']:.2f})"))
+    rows += [("IW log-likelihood", f"{ll['iw']:.2f} +- {ll['iw_se']:.2f}  (PSIS {ll['psis']:.2f})"),
+             ("ELBO (guide draws)", f"{ll['elbo']:.2f} +- {ll['elbo_se']:.2f}  (gap {ll['gap']:.2f} +- {ll['gap_se']:.2f})")]
     optional = {
         "calibration": lambda c: ("accuracy / ECE", f"{100 * c['accuracy']:.1f}% / {c['ece']:.3f}"),
         "pit": lambda p: p.get("tail_fraction") is not None and
