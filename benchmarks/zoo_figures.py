@@ -33,7 +33,7 @@ def ppca_figures(x: np.ndarray, k: int, epochs: int) -> dict:
     eigval, eigvec = np.linalg.eigh(np.cov(xt.T, bias=True))
     eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
     torch.manual_seed(0)
-    model = fit(PPCA(x_shape=list(x.shape[1:]), z_dim=k), data, TrainConfig(epochs=epochs, batch_size=len(xt), lr=0.05, patience=None))
+    model = fit(PPCA(x_shape=list(x.shape[1:]), z_dim=k, init="random"), data, TrainConfig(epochs=epochs, batch_size=len(xt), lr=0.05, patience=None))
     angles = np.degrees(subspace_angles(model.components_, eigvec[:, :k]))
     noise = eigval[k:].mean()
     return {"max_principal_angle_deg": float(angles.max()), "mean_principal_angle_deg": float(angles.mean()),

@@ -56,7 +56,11 @@ def test_every_group_has_its_shape_after_reloading(diagnosed):
         np.testing.assert_allclose(idata.predictions["y_prob"].values.sum(1), 1.0, rtol=1e-5)
     if name in ("m2", "m1m2"):  # the exact sum over y, beside the sampled-y weights of the stored draws
         assert idata.sample_stats["iw_log_weight"].shape == (1, S, M)
-        assert result["log_weights"] == "iw_log_weight" and "khat_sampled_guide" in result
+        assert result["log_weights"] == "iw_log_weight" and "khat_exact_sum" in result
+        # the headline k-hat judges the whole guide, q(y|x) included: the stored weights with y sampled
+        np.testing.assert_allclose(result["khat"]["khat"], pareto_khat(idata.sample_stats["log_weight"].values[0].T.astype(float))["khat"])
+        dep = result["class_dependence"]  # every class decoded from each datum's style
+        assert 0 <= dep["share"] <= 1 and "class_dependence" in result["verdicts"]
     else:
         assert "iw_log_weight" not in idata.sample_stats and result["log_weights"] == "log_weight"
 
@@ -80,8 +84,11 @@ def test_diagnostics_json_is_strict_and_consistent_with_the_idata(diagnosed):
     iw = np.logaddexp.reduce(lw.astype(float), axis=0) - np.log(S)
     assert ll["iw"] == pytest.approx(iw.mean(), rel=1e-6)
     khat = pareto_khat(lw.T.astype(float))
-    np.testing.assert_allclose(saved["khat"]["khat"], khat["khat"], rtol=1e-6)
-    assert saved["khat"]["frac_above_0.7"] == pytest.approx(np.mean(khat["khat"] > 0.7))
+    exact = saved.get("khat_exact_sum", saved["khat"])  # M2, M1+M2: the exact sum over y is the secondary judge
+    np.testing.assert_allclose(exact["khat"], khat["khat"], rtol=1e-6)
+    assert exact["frac_above_0.7"] == pytest.approx(np.mean(khat["khat"] > 0.7))
+    assert exact["threshold"] == pytest.approx(1 - 1 / np.log10(S))  # 0.32 at 30 draws
+    assert exact["frac_above_threshold"] == pytest.approx(np.mean(khat["khat"] > exact["threshold"]))
     assert saved["convergence"]["num_epochs"] == RUNS[name][2]
     assert set(saved["verdicts"]) >= {"khat", "log_likelihood", "ppc", "convergence"}
     assert ("calibration" in saved["verdicts"]) == (name != "vae")
@@ -179,7 +186,10 @@ def test_a_model_without_guide_latents_is_diagnosed_by_its_exact_weights(tmp_pat
     train("gmm", "digits", run, model_options={"num_components": 3}, progress=False, sample_every=0,
           train_config=TrainConfig(epochs=2, batch_size=256, patience=None, seed=0))
     result = diagnose(run, num_data=M, particles=S, batch_size=10)
-    assert not result["guide_samples_latents"] and "khat_sampled_guide" not in result and "pit" not in result
+    assert not result["guide_samples_latents"] and "khat_exact_sum" not in result and "pit" not in result
+    assert "no approximate posterior" in result["verdicts"]["khat"] and "covers" not in result["verdicts"]["khat"]
+    page = (run / "diagnostics" / REPORT).read_text()  # nothing to plot where there is no approximation
+    assert "Pareto k-hat per datum" not in page and "slack per datum" not in page and "fits worst" not in page
     assert result["khat"]["frac_above_0.5"] == 0.0 and abs(result["log_likelihood"]["gap"]) < 1e-6
     idata = az.from_netcdf(str(run / "diagnostics" / IDATA))
     assert "posterior" not in idata.groups() and idata.posterior_predictive["x"].shape == (1, 20, M, 1, 8, 8)
@@ -195,4 +205,4 @@ def test_a_latent_left_to_the_prior_keeps_the_stored_weights_out_of_the_elbo(tmp
     assert idata.sample_stats.attrs["prior_sampled_latents"] == "c"  # the component is summed in training
     own = idata.sample_stats["iw_log_weight"].values[0]
     assert result["log_likelihood"]["elbo"] == pytest.approx(own.mean())  # the ELBO with c summed, as trained
-    assert "khat_sampled_guide" not in result and "pit" in result  # x depends on z alone: the PPC stands
+    assert "khat_exact_sum" not in result and "pit" in result  # x depends on z alone: the PPC stands

@@ -185,8 +185,57 @@ def test_training_convergence_slope_best_epoch_and_verdicts():
 
 
 def test_khat_verdict_names_the_share_of_bad_data():
-    text = dg.khat_verdict({"frac_above_0.7": 0.12, "frac_above_0.5": 0.3, "num_particles": 200}, "test images")
-    assert text.startswith("12.0% of test images have k-hat > 0.7") and "too narrow" in text
+    khat = {"frac_above_threshold": 0.12, "frac_above_threshold_se": 0.015, "frac_above_threshold_mc_se": 0.01, "threshold": 0.5654,
+            "frac_above_0.5": 0.3, "num_particles": 200}
+    text = dg.khat_verdict(khat, "test images")
+    assert text.startswith("12.0% of test images (+- 1.5 over data, +- 1.0 Monte Carlo) have k-hat > 0.57, the cut for 200 draws")
+    assert "too narrow" in text and "several points" in text
+    assert "exact posterior" in dg.khat_verdict({"exact": True, "num_particles": 200}, "test images")
+
+
+@pytest.mark.parametrize("draws", [30, 200, 1000, 5000])
+def test_khat_threshold_is_arviz_good_k(draws):
+    """The cut that depends on the number of draws is ArviZ's own (``az.loo(...).good_k``)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import arviz as az
+
+        rng = np.random.default_rng(0)
+        idata = az.from_dict(posterior={"a": rng.normal(size=(1, draws))}, log_likelihood={"x": rng.normal(size=(1, draws, 5))})
+        good_k = az.loo(idata).good_k
+    assert dg.khat_threshold(draws) == pytest.approx(good_k)
+    assert dg.khat_threshold(200) == pytest.approx(0.5654, abs=1e-4)
+
+
+def test_khat_share_has_a_monte_carlo_error_that_matches_its_spread_over_seeds():
+    """Data whose k-hat sits near the cut: the share moves from seed to seed by about its Monte Carlo error, and the
+    k-hats are ArviZ's psislw on the same weights."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    tails = np.repeat([0.3, 0.55, 0.62, 0.9], 50)  # Pareto tails of shape k around the cut 0.67 at 1000 draws
+    shares, errors = [], []
+    for seed in range(6):
+        lw = np.log(np.random.default_rng(seed).pareto(1 / tails[:, None], size=(200, 1000)) + 1)
+        khat = dg.pareto_khat(lw, seed=seed)
+        shares.append(khat["frac_above_threshold"])
+        errors.append(khat["frac_above_threshold_mc_se"])
+        if seed == 0:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import arviz as az
+
+                np.testing.assert_allclose(khat["khat"], az.psislw(lw.copy(), normalize=False)[1])
+    assert 0.2 < np.mean(shares) < 0.6
+    spread = np.std(shares, ddof=1)
+    assert 0.3 * spread < np.mean(errors) < 4 * spread + 0.01, (spread, errors)
+
+
+def test_worst_list_skips_exact_weights():
+    khat = dg.pareto_khat(np.full((4, 100), -3.0))
+    assert khat["exact"] and khat["worst"] == [] and khat["frac_above_threshold_mc_se"] == 0.0
 
 
 def test_active_units_count_dimensions_that_carry_information():
@@ -198,6 +247,43 @@ def test_active_units_count_dimensions_that_carry_information():
     assert collapsed["active"] == 0 and "posterior collapse" in dg.active_verdict({"z": collapsed})
 
 
+def test_kl_per_dimension_is_the_gaussian_kl_and_flags_collapsed_dimensions():
+    """Draws of q(z|x) = N(m, s^2) per datum: the KL per dimension against N(0, 1) in closed form; a dimension whose q
+    is the prior for every datum is flagged as collapsed even when the others are active."""
+    rng = np.random.default_rng(0)
+    n, draws = 300, 2000
+    loc = np.column_stack([rng.normal(size=n), np.zeros(n), 0.5 * rng.normal(size=n)])
+    scale = np.array([0.2, 1.0, 0.5])
+    z = loc + scale * rng.normal(size=(draws, n, 3))
+    expected = (0.5 * (scale**2 + loc**2 - 1 - np.log(scale**2))).mean(0)
+    np.testing.assert_allclose(dg.kl_per_dimension(z), expected, atol=0.01)
+    units = dg.active_units(z.mean(0), draws=z)
+    assert units["collapsed"] == [1] and units["active"] == 2
+    text = dg.active_verdict({"z": units})
+    assert "1 of 3 dimensions of z are collapsed" in text and "dimension 1)" in text
+
+
+def test_class_dependence_sees_a_decoder_that_ignores_the_label():
+    rng = np.random.default_rng(0)
+    style = rng.random((50, 1, 16))
+    ignores = np.repeat(style, 10, axis=1)  # every class row the same image
+    uses = style + np.eye(10, 16)[None] * 3  # each class lights its own feature
+    assert dg.class_dependence(ignores)["share"] == pytest.approx(0.0)
+    assert "ignores y" in dg.class_dependence_verdict(dg.class_dependence(ignores))
+    dep = dg.class_dependence(uses)
+    assert dep["share"] > 0.5 and "uses the label" in dg.class_dependence_verdict(dep)
+
+
+def test_verdicts_are_true_of_models_without_an_approximate_guide():
+    ll = {"iw": -10.0, "iw_se": 0.1, "psis": -10.0, "elbo": -10.0, "gap": 0.0, "num_particles": 100}
+    exact = {"khat": {"exact": True, "num_particles": 100}, "log_likelihood": ll, "guide_samples_latents": True}
+    assert "exact posterior" in dg.verdicts(exact)["khat"] and "exact" in dg.verdicts(exact)["log_likelihood"]
+    no_guide = {**exact, "khat": {"exact": False, "num_particles": 100}, "guide_samples_latents": False}
+    text = dg.verdicts(no_guide)["khat"]
+    assert "covers" not in text and "no approximate posterior" in text
+    assert set(dg.verdicts(exact)) <= set(dg.VERDICT_TITLES)
+
+
 def test_the_elbo_comes_from_the_guide_weights_when_the_bound_uses_exact_sums():
     rng = np.random.default_rng(0)
     exact, sampled = rng.normal(-10, 0.3, size=(4, 50)), rng.normal(-12, 1.0, size=(4, 50))
@@ -206,7 +292,11 @@ def test_the_elbo_comes_from_the_guide_weights_when_the_bound_uses_exact_sums():
     assert ll["gap"] == pytest.approx(ll["iw"] - sampled.mean())
 
 
-@pytest.mark.parametrize("tail, ks, phrase", [(0.3, 0.2, "overconfident"), (0.03, 0.1, "bunched in the middle"),
-                                              (0.1, 0.1, "departs from uniform"), (0.1, 0.01, "close to uniform")])
-def test_pit_verdict_reads_the_histogram_shape(tail, ks, phrase):
-    assert phrase in dg.ppc_verdict({"tail_fraction": tail, "ks_distance": ks, "informative_fraction": 0.3}, None)
+@pytest.mark.parametrize("tail, ks, mean, phrase", [(0.3, 0.2, 0.5, "overconfident"), (0.03, 0.1, 0.5, "bunched in the middle"),
+                                                    (0.1, 0.1, 0.5, "without a bias"), (0.1, 0.01, 0.5, "close to uniform"),
+                                                    (0.1, 0.1, 0.6, "biased, the data are larger"), (0.03, 0.1, 0.4, "smaller than it predicts")])
+def test_pit_verdict_reads_the_histogram_shape(tail, ks, mean, phrase):
+    """Only a shifted PIT is called biased; a centred one of another shape (PPCA's Gaussian on pixels piled at 0) is not."""
+    text = dg.ppc_verdict({"tail_fraction": tail, "ks_distance": ks, "mean": mean, "informative_fraction": 0.3}, None)
+    assert phrase in text
+    assert ("biased" in text) == (abs(mean - 0.5) > dg.PIT_SHIFT)

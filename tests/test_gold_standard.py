@@ -7,7 +7,9 @@ import pytest
 
 from ppmodels.data import TrainData, from_arrays, prepare_data
 from ppmodels.errors import ConfigError
-from ppmodels.analysis.gold_standard import compare_gmm, compare_ppca, invariant_quantities, mean_subspace, nuts_gmm, principal_angles, relabel
+from ppmodels.analysis.gold_standard import (compare_gmm, compare_ppca, invariant_quantities, mean_subspace, nuts_gmm,
+                                            ppca_gold_verdict, principal_angles, relabel)
+from ppmodels.models.ppca import closed_form_ppca
 from ppmodels.models import GMM, PPCA
 from ppmodels.infer import TrainConfig
 from ppmodels.infer import fit
@@ -58,6 +60,27 @@ def test_nuts_agrees_with_closed_form_and_svi(fitted):
     # SVI reached the MLE, so it lies well inside the posterior, and its subspace is the posterior's
     assert gold["max_abs_z"] < 2.0, q
     assert np.max(gold["subspace_angles_deg"]) < 5.0
+    # like with like: the closed form on the NUTS data is the reference, and here that is the fit's data too
+    assert gold["max_abs_z_closed_form"] < 1.0 and q["sigma2"]["closed_form"] == pytest.approx(mle["sigma2"])
+    angles = gold["angles_deg"]
+    assert angles["data_subset_shift"] < 1e-6 and angles["fit_vs_closed_form"] < 0.5
+    assert angles["nuts_vs_closed_form"] < 3 * max(angles["posterior_spread"], angles["between_chains"]) + 0.5
+    assert all(0 < q[name]["mcse"] < q[name]["sd"] for name in q)
+
+
+def test_a_subset_is_compared_with_the_closed_form_on_the_subset(fitted):
+    """NUTS on 40 of the 105 training points: the subset's own closed form is the like-with-like reference, and the
+    shift of the subset's subspace is reported apart from the fit's error."""
+    ppca, x, _ = fitted
+    subset = x[:40]
+    gold = compare_ppca(ppca, subset, num_samples=100, warmup=100, num_chains=2, seed=0, fit_x=x)
+    cf_subset = closed_form_ppca(subset, K)
+    assert gold["num_data"] == 40 and gold["num_fit_data"] == len(x)
+    assert gold["quantities"]["sigma2"]["closed_form"] == pytest.approx(cf_subset["noise_variance"])
+    angles = gold["angles_deg"]
+    assert angles["data_subset_shift"] == pytest.approx(principal_angles(closed_form_ppca(x, K)["components"], cf_subset["components"]).max())
+    assert angles["fit_vs_closed_form"] < 0.5
+    assert "40 training data NUTS and the closed-form maximum agree" in ppca_gold_verdict(gold)
 
 
 # ----- Gaussian mixture ---------------------------------------------------------------------------------------------

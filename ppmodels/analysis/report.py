@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .diagnostics import KHAT_BAD, KHAT_GOOD, continuous_latents
+from .diagnostics import KHAT_GOOD, VERDICT_TITLES, continuous_latents
 from ..files import atomic_write
 from ..models import CanReconstruct, CanSample, LabeledGenerator
 from ..plots import tile
@@ -78,14 +78,14 @@ def elbo_figure(conv: dict) -> str:
     return figure_html(draw, (7, 3.6), "ELBO by epoch")
 
 
-def khat_figure(khat: np.ndarray) -> str:
+def khat_figure(khat: np.ndarray, threshold: float) -> str:
     finite = np.where(np.isfinite(khat), khat, np.nan)
 
     def draw(axes):
-        axes[0].scatter(np.arange(len(khat)), finite, s=8, c=np.where(finite > KHAT_BAD, "tab:red", np.where(finite > KHAT_GOOD, "tab:orange", "tab:blue")))
+        axes[0].scatter(np.arange(len(khat)), finite, s=8, c=np.where(finite > threshold, "tab:red", np.where(finite > KHAT_GOOD, "tab:orange", "tab:blue")))
         axes[1].hist(finite[np.isfinite(finite)], bins=30, color="tab:blue")
         for ax in axes:
-            for level, style in ((KHAT_GOOD, "--"), (KHAT_BAD, "-")):
+            for level, style in ((KHAT_GOOD, "--"), (threshold, "-")):
                 (ax.axhline if ax is axes[0] else ax.axvline)(level, color="tab:red", linestyle=style, linewidth=1)
         axes[0].set(xlabel="datum", ylabel="Pareto k-hat", title="k-hat per datum")
         axes[1].set(xlabel="Pareto k-hat", ylabel="number of data", title="distribution")
@@ -223,10 +223,14 @@ def fit_sections(model, idata, result: dict) -> list[str]:
     out = [section("Reconstructions", None, images_figure([("originals", x[:show]), (f"reconstructions ({how})", recon)], show, "reconstructions"),
                    "Each reconstruction sits below its original. Blurry but recognisable is normal for a VAE; a wrong digit means the latent code lost it.")]
     khat = result["khat"]["khat"]
-    worst = np.argsort(-np.nan_to_num(khat, neginf=-1e9))[:show]
-    labels = ", ".join(f"{khat[i]:.2f}" for i in worst)
+    if result["khat"].get("exact"):  # constant weights: no datum is fitted worse than another
+        return out
+    worst = [i for i in np.argsort(-np.nan_to_num(khat, nan=np.inf, neginf=-1e9))[:show] if not np.isneginf(khat[i])]
+    datum = idata.observed_data["datum"].values
+    labels = ", ".join(f"#{int(datum[i])} ({khat[i]:.2f})" for i in worst)
     out.append(section("The data the guide fits worst", None, images_figure([("largest k-hat first", x[worst])], show, "worst k-hat images"),
-                       f"k-hat, left to right: {labels}. These are the images whose posterior the guide misses most; unusual writing styles are expected here."))
+                       f"Index in the split (k-hat), left to right: {labels}. These are the images whose posterior the guide misses most; "
+                       "unusual writing styles are expected here."))
     return out
 
 
@@ -250,9 +254,9 @@ def image_sections(model, idata, result: dict) -> list[str]:
 def header(result: dict) -> list[str]:
     """The title, what was diagnosed, and the table of verdicts."""
     return [f"<h1>Diagnostics of {html.escape(result['model'])} run {html.escape(Path(result['run']).name)}</h1>",
-            table([("run", result["run"]), ("model", result["model"]), ("data", f"{result['data']} ({result['split']} split)"),
+            table([("run", result["run"]), ("model", result["model"]), ("data", f"{result['data']} ({result['split']} split)"), ("likelihood p(x | latents)", result.get("likelihood", "")),
                    ("data points", str(result["num_data"])), ("guide draws per datum", str(result["particles"]))]),
-            "<h2>Verdicts</h2>", table([(k.replace("_", " "), v) for k, v in result["verdicts"].items()], ("diagnostic", "verdict"))]
+            "<h2>Verdicts</h2>", table([(VERDICT_TITLES.get(k, k.replace("_", " ")), v) for k, v in result["verdicts"].items()], ("diagnostic", "verdict"))]
 
 
 def inference_sections(result: dict) -> list[str]:
@@ -262,13 +266,19 @@ def inference_sections(result: dict) -> list[str]:
     if result.get("convergence"):
         out.append(section("Training: did the ELBO converge?", verdicts.get("convergence"), elbo_figure(result["convergence"]),
                            "The validation ELBO should rise and level off. A curve still climbing at the end means training stopped too early."))
-    out.append(section("Did variational inference work? Pareto k-hat per datum", verdicts["khat"], khat_figure(result["khat"]["khat"]),
-                       "k-hat (Yao et al. 2018) estimates how heavy the tail of the importance weights p(x,z)/q(z|x) is. Below 0.5 (dashed) the guide covers the "
-                       "posterior; above 0.7 (solid) it is too narrow and importance sampling from it is unreliable."))
+    # an exact guide (PPCA) or none (the GMM) has constant weights: no k-hat to plot, a slack of rounding noise
+    approximate = result.get("guide_samples_latents", True) and not result["khat"].get("exact")
+    if approximate:
+        cut = result["khat"]["threshold"]
+        out.append(section("Did variational inference work? Pareto k-hat per datum", verdicts["khat"], khat_figure(result["khat"]["khat"], cut),
+                           "k-hat (Yao et al. 2018) estimates how heavy the tail of the importance weights p(x,z)/q(z|x) is. Below 0.5 (dashed) the guide "
+                           f"covers the posterior; above {cut:.2f} (solid: min(1 - 1/log10 S, 0.7) for S draws, as ArviZ) it is too narrow and "
+                           "importance sampling from it is unreliable."))
     rows = [("ELBO (guide draws)", "elbo"), ("importance-weighted bound", "iw"), ("PSIS-smoothed bound", "psis"), ("gap (IW - ELBO)", "gap")]
     numbers = table([(label, f"{ll[key]:.3f} +- {ll[key + '_se']:.3f}") for label, key in rows], ("estimate, nats per datum", "mean +- standard error"))
-    out.append(section("How tight is the ELBO?", verdicts["log_likelihood"], numbers + gap_figure(ll["per_datum"]),
-                       "Points far above the diagonal are data whose posterior the guide approximates poorly."))
+    out.append(section("How tight is the ELBO?" if approximate else "Log-likelihood (exact)", verdicts["log_likelihood"],
+                       numbers + (gap_figure(ll["per_datum"]) if approximate else ""),
+                       "Points far above the diagonal are data whose posterior the guide approximates poorly." if approximate else ""))
     return out
 
 
@@ -308,12 +318,15 @@ def gold_standard_sections(result: dict) -> list[str]:
     gold = result.get("gold_standard")
     if not gold:
         return []
-    rows = [(name.replace("_", " "), f"NUTS {q['mean']:.4g} +- {q['sd']:.2g} (R-hat {q['rhat']:.3f}, ESS {q['ess']:.0f}); "
-             f"SVI {q['svi']:.4g}, {q['z']:+.2f} posterior sds") for name, q in gold["quantities"].items()]
-    if "subspace_angles_deg" in gold:
-        rows.append(("subspace angles", ", ".join(f"{a:.1f}" for a in gold["subspace_angles_deg"]) + " degrees (SVI against the NUTS posterior-mean subspace)"))
+    rows = [(name.replace("_", " "), f"NUTS {q['mean']:.4g} +- {q['sd']:.2g} (R-hat {q['rhat']:.3f}, ESS {q['ess']:.0f}, MCSE {q['mcse']:.2g}); "
+             + (f"closed form on the same data {q['closed_form']:.4g}, {q['z_closed_form']:+.2f} posterior sds; " if "closed_form" in q else "")
+             + f"SVI {q['svi']:.4g}, {q['z']:+.2f} posterior sds") for name, q in gold["quantities"].items()]
+    angle_names = {"nuts_vs_closed_form": "NUTS against the closed form, same data", "posterior_spread": "posterior spread (median draw)",
+                   "between_chains": "between the chains' means", "fit_vs_closed_form": "SVI fit against the closed form on its training data",
+                   "data_subset_shift": "closed form: NUTS subset against all training data", "fit_vs_nuts": "SVI fit against NUTS"}
+    rows += [(f"largest subspace angle: {angle_names[key]}", f"{value:.2f} degrees") for key, value in gold.get("angles_deg", {}).items()]
     return [section("Gold standard: NUTS against the SVI fit", result["verdicts"].get("gold_standard"), table(rows, ("quantity", "posterior and fit")),
-                    f"NUTS ({gold['num_chains']} chains x {gold['num_samples']} draws, {gold['num_data']} training data; prior {gold['prior']}). "
+                    f"NUTS ({gold['num_chains']} chains x {gold['num_samples']} draws, {gold['num_data']} of the {gold.get('num_fit_data', gold['num_data'])} training data; prior {gold['prior']}). "
                     + gold["note"])]
 
 

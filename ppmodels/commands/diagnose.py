@@ -24,12 +24,14 @@ from ..data import load_dataset, parse_spec, select_split
 from ..errors import ConfigError, PPModelsError, RunError, check_int, check_path
 from ..files import read_json, write_json
 from ..infer.importance import prior_sampled_sites, trace_particles
-from ..models import CanClassify
+from ..models import CanClassify, LabeledGenerator
 from ..runs import CONFIG, METRICS, check_output, check_output_folder, load, open_run_dataset, record_output
 from ..analysis.inference_data import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
                         has_own_log_weights, posterior_idata, save_idata)
 
 IDATA, DIAGNOSTICS, REPORT = "idata.nc", "diagnostics.json", "report.html"
+#: how many diagnosed data are decoded with every class to see whether the decoder uses the label
+CLASS_CHECK_DATA = 100
 #: attribute of ``sample_stats``: the model's latents that the guide leaves to the prior, comma-separated
 PRIOR_SAMPLED = "prior_sampled_latents"
 
@@ -84,15 +86,35 @@ def weight_diagnostics(idata) -> dict[str, Any]:
     guide_weights = stats["log_weight"].values[0].T if whole_guide else None
     result: dict[str, Any] = {"khat": dg.pareto_khat(log_weights, datum), "log_weights": weights, "guide_samples_latents": guided,
                               "log_likelihood": dg.log_likelihood_summary(log_weights, guide_weights)}
-    if weights != "log_weight" and whole_guide:  # also judge the whole guide, discrete latents sampled rather than summed
-        result["khat_sampled_guide"] = dg.pareto_khat(guide_weights, datum)
+    if weights != "log_weight" and whole_guide:  # the headline judges the whole guide, q(y|x) included (y sampled, not summed)
+        result["khat_exact_sum"], result["khat"] = result["khat"], dg.pareto_khat(guide_weights, datum)
     return result
 
 
-def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndarray | None, seed: int = 0) -> dict[str, Any]:
-    """Every diagnostic of :mod:`ppmodels.diagnostics` from an InferenceData of :func:`posterior_idata`."""
+def standard_normal_sites(model_trace) -> frozenset[str]:
+    """Latent sites of a model trace whose prior is Normal(0, 1) in every coordinate: their KL per dimension to the
+    prior is meaningful (a GMVAE's z, with a mixture prior, or M1+M2's z1 | y, z2 are left out)."""
+    names = set()
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        fn = site["fn"]
+        while isinstance(fn, torch.distributions.Independent):
+            fn = fn.base_dist
+        if isinstance(fn, torch.distributions.Normal) and bool((fn.loc == 0).all() and (fn.scale == 1).all()):
+            names.add(name)
+    return frozenset(names)
+
+
+def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndarray | None, seed: int = 0,
+                        standard_normal: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Every diagnostic of :mod:`ppmodels.diagnostics` from an InferenceData of :func:`posterior_idata`; latents in
+    ``standard_normal`` (prior Normal(0, I)) also get their KL per dimension."""
     result = weight_diagnostics(idata)
-    result["active_units"] = {name: dg.active_units(means) for name, means in dg.continuous_latents(idata).items()}
+    result["active_units"] = {name: dg.active_units(means, draws=idata.posterior[name].values[0] if name in standard_normal else None)
+                              for name, means in dg.continuous_latents(idata).items()}
+    if isinstance(model, LabeledGenerator):  # the class rows: does p(x | y, z) change with y?
+        result["class_dependence"] = dg.class_dependence(model.decode_with_labels(idata.observed_data["x"].values[:CLASS_CHECK_DATA]))
     result["reconstruction_error"] = errors = -idata.log_likelihood["x"].values[0].mean(0)
     result["train_reconstruction_error"] = train_errors
     if result["guide_samples_latents"]:  # posterior predictive checks need posterior draws
@@ -116,7 +138,7 @@ def train_reconstruction_errors(model, train_x: torch.Tensor, num: int, particle
 
 
 def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = None, *, split: str = "test",
-             num_data: int = 500, particles: int = 200, seed: int = 0, data_dir: str | None = None,
+             num_data: int = 500, particles: int = 1000, seed: int = 0, data_dir: str | None = None,
              batch_size: int = 100, predictive_draws: int = 20, report: bool = True, nuts: bool = False,
              nuts_samples: int = 200, nuts_warmup: int = 200, nuts_chains: int = 2, overwrite: bool = False) -> dict[str, Any]:
     """Diagnose the run in folder ``run`` on ``num_data`` data of ``split`` with ``particles`` guide draws each.
@@ -128,7 +150,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
 
     Example::
 
-        result = ppmodels.diagnose("runs/vae", split="test", num_data=500, particles=200)
+        result = ppmodels.diagnose("runs/vae", split="test", num_data=500, particles=1000)
         result["verdicts"]["khat"]
     """
     check_int(num_data, "--num-data", minimum=1)
@@ -154,7 +176,8 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
                             predictive_draws=min(predictive_draws, particles))
     if has_own_log_weights(model):
         add_model_log_weights(idata, model, x, particles, seed, batch_size)
-    idata.sample_stats.attrs[PRIOR_SAMPLED] = ",".join(prior_sampled_sites(*trace_particles(model, model.check_x(x[:2]), 1)))
+    traces = trace_particles(model, model.check_x(x[:2]), 1)
+    idata.sample_stats.attrs[PRIOR_SAMPLED] = ",".join(prior_sampled_sites(*traces))
     records = read_metrics(run)
     add_training_trace(idata, records)
     if isinstance(model, CanClassify) and y is not None:
@@ -163,11 +186,11 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     if train_data is not None and split != "train":
         train_x = train_data.split("train").x
         train_errors = train_reconstruction_errors(model, train_x, len(idx), min(particles, 20), seed, batch_size)
-    result = compute_diagnostics(model, idata, records, train_errors, seed)
+    result = compute_diagnostics(model, idata, records, train_errors, seed, standard_normal_sites(traces[1]))
     if nuts:
         result["gold_standard"] = gold_standard(compare, model, train_data, num_data, seed, nuts_samples, nuts_warmup, nuts_chains)
     noun = f"{split} {'images' if dataset.is_image else 'data'}"
-    result.update(run=str(run), model=model.name, data=dataset.spec or data, split=split, num_data=len(idx), particles=particles,
+    result.update(run=str(run), model=model.name, data=dataset.spec or data, likelihood=model.config.likelihood, split=split, num_data=len(idx), particles=particles,
                   seed=seed, verdicts=dg.verdicts(result, noun))
     if nuts:
         result["verdicts"]["gold_standard"] = gold_standard_verdict(result["gold_standard"])
@@ -190,7 +213,7 @@ def gold_standard(compare, model, train_data, num_data: int, seed: int, samples:
         raise RunError("--nuts needs the run's own training data, which cannot be opened any more; check --data-dir")
     train_x = train_data.split("train").x
     idx = choose_data(num_data, len(train_x), seed + 2)
-    return compare(model, train_x[idx].numpy(), samples, warmup, chains, seed)
+    return compare(model, train_x[idx].numpy(), samples, warmup, chains, seed, fit_x=train_x.numpy())
 
 
 def summary_only(result: dict) -> dict:
@@ -218,10 +241,14 @@ def json_ready(obj: Any) -> Any:
 def summary_table(result: dict) -> str:
     """A short plain-text table of the headline numbers of a :func:`diagnose` result."""
     khat, ll = result["khat"], result["log_likelihood"]
-    rows = [("data points x draws", f"{result['num_data']} x {result['particles']} ({result['data']}, {result['split']})"),
-            ("k-hat > 0.7 / > 0.5", f"{100 * khat['frac_above_0.7']:.1f}% / {100 * khat['frac_above_0.5']:.1f}%  (median {khat['median']:.2f})"),
-            ("IW log-likelihood", f"{ll['iw']:.2f} +- {ll['iw_se']:.2f}  (PSIS {ll['psis']:.2f})"),
-            ("ELBO (guide draws)", f"{ll['elbo']:.2f} +- {ll['elbo_se']:.2f}  (gap {ll['gap']:.2f} +- {ll['gap_se']:.2f})")]
+    approximate = result.get("guide_samples_latents", True) and not khat.get("exact")  # else constant weights: no k-hat
+    rows = [("data points x draws", f"{result['num_data']} x {result['particles']} ({result['data']}, {result['split']})")]
+    if approximate:
+        rows.append((f"k-hat > {khat['threshold']:.2f} / > 0.5", f"{100 * khat['frac_above_threshold']:.1f}%"
+                     + (f" +- {100 * khat['frac_above_threshold_mc_se']:.1f} (MC)" if math.isfinite(khat["frac_above_threshold_mc_se"]) else "")
+                     + f" / {100 * khat['frac_above_0.5']:.1f}%  (median {khat['median']:.2f})"))
+    rows += [("IW log-likelihood", f"{ll['iw']:.2f} +- {ll['iw_se']:.2f}  (PSIS {ll['psis']:.2f})"),
+             ("ELBO (guide draws)", f"{ll['elbo']:.2f} +- {ll['elbo_se']:.2f}  (gap {ll['gap']:.2f} +- {ll['gap_se']:.2f})")]
     optional = {
         "calibration": lambda c: ("accuracy / ECE", f"{100 * c['accuracy']:.1f}% / {c['ece']:.3f}"),
         "pit": lambda p: p.get("tail_fraction") is not None and

@@ -113,6 +113,7 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None)
     if isinstance(model, CanClassify) and data.test is not None and data.test.y is not None:
         report = classification_report(data.test.y.numpy(), np.asarray(model.predict(data.test.x)), data.num_classes, model.imbalance_remedy)
         summary.update({f"test_{key}": value for key, value in report.items()})
+    summary.update(model.fit_checks(data))
     if isinstance(model, M1M2):  # M1+M2: the z1 dimensions its M2 models
         summary.update(active_dims=len(model.active_dims), latent_dims=int(model.m2.feature_mask.numel()))
     if isinstance(model, CanCluster) and data.test is not None and data.test.y is not None:

@@ -281,6 +281,11 @@ class PPModel(nn.Module):
     def after_fit(self, data: TrainData) -> None:
         """Work after the variational fit (M1 fits its classifier here)."""
 
+    def fit_checks(self, data: TrainData) -> dict[str, Any]:
+        """Checks of the fitted model against an answer known without SVI, for the run's summary (PPCA: the angle to
+        its closed-form maximum-likelihood subspace); none by default."""
+        return {}
+
     def trains_classifier(self) -> bool:
         """Whether the current stage trains a classifier q(y|x) (then ``predict`` works during training and the trainer
         can select the epoch with the best validation accuracy)."""

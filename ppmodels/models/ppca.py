@@ -17,15 +17,55 @@ from ..registry import register_model
 from .base import ModelConfig, PPModel, data_plate
 
 
+INITS = ("closed_form", "random")
+
+
+def closed_form_ppca(x, z_dim: int) -> dict[str, np.ndarray | float]:
+    """The maximum-likelihood PPCA of data ``x`` (N, D) in closed form (Tipping & Bishop 1999, eqs. 7-8), in float64.
+
+    With ``S`` the sample covariance (divided by N), ``lambda_1 >= ... >= lambda_D`` its eigenvalues and ``U_K`` the
+    top-K eigenvectors: ``mu = mean(x)``, ``sigma^2 = mean(lambda_{K+1..D})``, ``W = U_K (Lambda_K - sigma^2 I)^1/2``
+    (up to a rotation on the right, the likelihood's symmetry).
+
+    :returns: ``weight`` (D, K), ``loc`` (D,), ``noise_variance``, ``components`` (D, K, orthonormal, largest first),
+        ``eigenvalues`` (D,) and ``log_likelihood``: the maximum of the mean log-likelihood per datum.
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    n, d = x.shape
+    if not 1 <= z_dim < d:
+        raise ConfigError(f"ppca needs 1 <= z_dim < {d} (the number of features), got {z_dim}")
+    loc = x.mean(0)
+    eigval, eigvec = np.linalg.eigh(np.cov(x.T, bias=True).reshape(d, d))
+    eigval, eigvec = np.clip(eigval[::-1], 0.0, None), eigvec[:, ::-1]
+    noise_variance = max(float(eigval[z_dim:].mean()), 1e-12)
+    weight = eigvec[:, :z_dim] * np.sqrt(np.clip(eigval[:z_dim] - noise_variance, 0.0, None))
+    kept = np.maximum(eigval[:z_dim], noise_variance)
+    log_likelihood = -0.5 * (d * math.log(2 * math.pi) + np.log(kept).sum() + (d - z_dim) * math.log(noise_variance)
+                             + (eigval[:z_dim] / kept).sum() + eigval[z_dim:].sum() / noise_variance)
+    return {"weight": weight, "loc": loc, "noise_variance": noise_variance, "components": eigvec[:, :z_dim],
+            "eigenvalues": eigval, "log_likelihood": float(log_likelihood)}
+
+
+def principal_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Principal angles in degrees, largest first, between the spans of the orthonormal bases ``a`` and ``b``."""
+    cosines = np.clip(np.linalg.svd(np.asarray(a).T @ np.asarray(b), compute_uv=False), -1.0, 1.0)
+    return np.degrees(np.arccos(cosines))[::-1]
+
+
 @dataclasses.dataclass
 class PPCAConfig(ModelConfig):
     """:param z_dim: number of principal components K (less than the number of features D)."""
 
     likelihood: str = "gaussian"
     z_dim: int = 2
+    #: ``closed_form``: start SVI at the maximum-likelihood solution of the training data (:func:`closed_form_ppca`),
+    #: so training only has to hold it; ``random``: a random W of the data's scale (SVI has to find the maximum)
+    init: str = "closed_form"
 
     def validate(self) -> None:
         super().validate()
+        if self.init not in INITS:
+            raise ConfigError(f"ppca init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.likelihood != "gaussian":
             raise ConfigError(f"ppca has a Gaussian likelihood, got likelihood={self.likelihood!r}; drop --likelihood or use gaussian")
         if not 1 <= self.z_dim < math.prod(self.x_shape):
@@ -77,17 +117,37 @@ class PPCA(PPModel):
         return super().config_from_data(dataset, **options)
 
     def before_fit(self, data: TrainData) -> None:
-        """Start at mu = the sample mean (its ML value whatever W is) and a random W of the data's scale.
+        """Start at the closed-form maximum of the training data (``init="closed_form"``), or at mu = the sample
+        mean (its ML value whatever W is) and a random W of the data's scale (``init="random"``).
 
         The likelihood is flat along the length of W's columns, so Adam's bounded steps take long to grow a
         small W to eigenvalues of 100; a random direction whose W W^T carries the data's total variance does not.
+        From a random start Adam still needs hundreds of full-batch steps to turn W into the principal subspace;
+        :meth:`fit_checks` measures how far it got.
         """
         x = data.train.x.reshape(len(data.train), -1)
         d, k = self.weight.shape
         with torch.no_grad():
+            if self.config.init == "closed_form":
+                best = closed_form_ppca(x.numpy(), k)
+                self.weight.copy_(torch.as_tensor(best["weight"], dtype=self.weight.dtype))
+                self.loc.copy_(torch.as_tensor(best["loc"], dtype=self.loc.dtype))
+                self.log_noise_scale.fill_(0.5 * math.log(best["noise_variance"]))
+                return
             self.loc.copy_(x.mean(0))
             total_variance = x.var(0, unbiased=False).sum()
             self.weight.copy_(torch.randn(d, k) * (total_variance / (d * k)).sqrt())
+
+    def fit_checks(self, data: TrainData) -> dict[str, float]:
+        """The fit against the closed-form maximum on the training data: ``closed_form_angle_deg`` (the largest
+        principal angle between the fitted and the ML subspace), ``closed_form_noise_variance`` and
+        ``closed_form_log_likelihood_gap`` (ML minus fitted mean log-likelihood per datum, >= 0)."""
+        x = data.train.x.reshape(len(data.train), -1)
+        best = closed_form_ppca(x.numpy(), self.config.z_dim)
+        fitted = float(self.log_marginal(data.train.x).double().mean())
+        return {"closed_form_angle_deg": float(principal_angles(self.components_.astype(np.float64), best["components"]).max()),
+                "closed_form_noise_variance": best["noise_variance"], "noise_variance": self.noise_variance_,
+                "closed_form_log_likelihood_gap": best["log_likelihood"] - fitted}
 
     @property
     def noise_scale(self) -> torch.Tensor:

@@ -9,6 +9,7 @@ from scipy.linalg import subspace_angles
 from ppmodels.data import TrainData, from_arrays, prepare_data
 from ppmodels.errors import ConfigError
 from ppmodels.models import PPCA, VAE
+from ppmodels.models.ppca import closed_form_ppca, principal_angles
 from ppmodels.infer import TrainConfig
 from ppmodels.infer import fit
 
@@ -47,7 +48,7 @@ def test_elbo_is_the_exact_log_likelihood():
 
 def test_learns_principal_subspace_and_noise_variance(toy):
     data, top, noise_var = toy
-    ppca = fit(PPCA(x_shape=[D], z_dim=K), data, TrainConfig(epochs=1000, batch_size=len(data.train), lr=0.05, patience=None))
+    ppca = fit(PPCA(x_shape=[D], z_dim=K, init="random"), data, TrainConfig(epochs=1000, batch_size=len(data.train), lr=0.05, patience=None))
     angles = np.degrees(subspace_angles(ppca.components_, top))
     assert angles.max() < 0.5, angles
     assert ppca.noise_variance_ == pytest.approx(noise_var, rel=0.01)
@@ -60,6 +61,37 @@ def test_learns_principal_subspace_and_noise_variance(toy):
     eigval = np.linalg.eigvalsh(cov)
     best = -0.5 * (D * np.log(2 * np.pi) + np.log(eigval[::-1][:K]).sum() + (D - K) * np.log(noise_var) + D)
     assert float(ppca.log_marginal(data.train.x).mean()) == pytest.approx(best, abs=1e-3)
+
+
+def test_closed_form_is_the_maximum_of_the_likelihood(toy):
+    """closed_form_ppca against the eigendecomposition, and its log-likelihood against log_marginal at its parameters."""
+    data, top, noise_var = toy
+    best = closed_form_ppca(data.train.x.numpy(), K)
+    assert principal_angles(best["components"], top).max() < 1e-4
+    assert best["noise_variance"] == pytest.approx(noise_var, rel=1e-9)
+    ppca = PPCA(x_shape=[D], z_dim=K)
+    with torch.no_grad():
+        ppca.weight.copy_(torch.as_tensor(best["weight"]))
+        ppca.loc.copy_(torch.as_tensor(best["loc"]))
+        ppca.log_noise_scale.fill_(0.5 * np.log(best["noise_variance"]))
+    assert float(ppca.log_marginal(data.train.x).double().mean()) == pytest.approx(best["log_likelihood"], abs=1e-4)
+    with torch.no_grad():  # any other W is worse: rotate the subspace a little out of the plane
+        ppca.weight.add_(0.3 * torch.randn(D, K))
+    assert float(ppca.log_marginal(data.train.x).double().mean()) < best["log_likelihood"] - 1e-3
+
+
+def test_default_start_holds_the_closed_form_and_fit_checks_report_it(toy):
+    """The default init starts at the ML solution; minibatch SVI keeps it within 2 degrees (the run summary's check)."""
+    data, top, _ = toy
+    ppca = fit(PPCA(x_shape=[D], z_dim=K, seed=0), data, TrainConfig(epochs=5, batch_size=100))
+    checks = ppca.fit_checks(data)
+    assert checks["closed_form_angle_deg"] == pytest.approx(principal_angles(ppca.components_, top).max(), abs=1e-3)
+    assert checks["closed_form_angle_deg"] < 2.0 and 0 <= checks["closed_form_log_likelihood_gap"] < 0.01
+    # a random start trained for one epoch is far from it, and the check says so
+    random = fit(PPCA(x_shape=[D], z_dim=K, seed=0, init="random"), data, TrainConfig(epochs=1, batch_size=100))
+    assert random.fit_checks(data)["closed_form_log_likelihood_gap"] > 0.1
+    with pytest.raises(ConfigError, match="init"):
+        PPCA(x_shape=[D], z_dim=K, init="pca")
 
 
 def test_linear_vae_recovers_the_same_subspace(toy):
