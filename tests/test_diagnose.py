@@ -1,4 +1,7 @@
+import base64
+import io
 import json
+import re
 import shutil
 import subprocess
 
@@ -135,8 +138,18 @@ def test_report_is_one_self_contained_page(diagnosed):
     # ELBO, k-hat, bound, reconstructions, worst images, samples, latent, PPC (+ calibration, + class-conditional)
     assert images >= 8 + (name != "vae") + (name in ("m2", "m1m2"))
     assert "Class-conditional samples" in page if name in ("m2", "m1m2") else "Class-conditional samples" not in page
-    for heading in ("Pareto k-hat", "How tight is the ELBO", "Reconstructions", "Latent space", "Posterior predictive checks"):
+    for heading in ("Pareto k-hat", "How tight is the ELBO", "Reconstructions", "Latent space", "Posterior predictive checks",
+                    "KL per dimension", "as ArviZ draws them"):
         assert heading in page
+    # an overall verdict first, verdicts keyed by their questions, not by internal names
+    assert page.index('class="overall') < page.index("<h2>Verdicts</h2>") and "Overall: " in page
+    assert "Does the guide cover the posterior?" in page and "<td>khat</td>" not in page and "<td>ppc</td>" not in page
+    # no panel runs for thousands of pixels
+    from PIL import Image
+
+    for data in re.findall(r'src="data:image/png;base64,([^"]*)"', page):
+        assert Image.open(io.BytesIO(base64.b64decode(data))).size[1] <= 950
+    assert "max-height:640px" in page
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
@@ -221,6 +234,8 @@ def test_a_model_without_guide_latents_is_diagnosed_by_its_exact_weights(tmp_pat
     idata = az.from_netcdf(str(run / "diagnostics" / IDATA))
     assert "posterior" not in idata.groups() and idata.posterior_predictive["x"].shape == (1, S, M, 1, 8, 8)
     assert json.loads((run / "diagnostics" / DIAGNOSTICS).read_text())["khat"]["median"] is None  # -inf: an exact guide
+    page = (run / "diagnostics" / REPORT).read_text()  # no section where it has no meaning: exact weights have no tail
+    assert "Pareto k-hat per datum" not in page and "fits worst" not in page and "The weights are exact here" in page
 
 
 def test_a_latent_left_to_the_prior_keeps_the_stored_weights_out_of_the_elbo(tmp_path):

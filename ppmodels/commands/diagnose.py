@@ -2,7 +2,8 @@
 
 Writes into ``out`` (default ``RUN/diagnostics``)::
 
-    idata.nc           arviz.InferenceData (see ppmodels.posterior), plus the training ELBO trace and q(y|x)
+    idata.nc           arviz.InferenceData (see ppmodels.analysis.inference_data), plus the training ELBO trace and q(y|x)
+    nuts.nc            with --nuts: the NUTS draws and sampler statistics (ppmodels.analysis.gold_standard.nuts_idata)
     diagnostics.json   every number of ppmodels.diagnostics, one plain-language verdict per diagnostic
     report.html        one self-contained page with figures (see ppmodels.report)
 """
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from ..analysis import diagnostics as dg
-from ..analysis.gold_standard import gold_standard_for, gold_standard_verdict
+from ..analysis.gold_standard import gold_standard_for, gold_standard_verdict, sampler_verdict
 from ..analysis.metrics import classification_metrics
 from ..data import load_dataset, select_split
 from ..errors import ConfigError, PPModelsError, RunError
@@ -178,13 +179,17 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     result = compute_diagnostics(model, idata, records, train_errors, seed, min(predictive_draws, particles))
     if nuts:
         result["gold_standard"] = gold_standard(compare, model, train_data, num_data, seed, nuts_samples, nuts_warmup, nuts_chains)
+        result["nuts_idata"] = result["gold_standard"].pop("idata")
     noun = f"{split} {'images' if dataset.is_image else 'data'}"
     result.update(run=str(run), model=model.name, data=dataset.spec or data, split=split, num_data=len(idx), particles=particles,
                   seed=seed, verdicts=dg.verdicts(result, noun))
     if nuts:
         result["verdicts"]["gold_standard"] = gold_standard_verdict(result["gold_standard"])
+        result["verdicts"]["nuts_sampler"] = sampler_verdict(result["gold_standard"]["sampler"])
     out.mkdir(parents=True, exist_ok=True)
     save_idata(idata, out / IDATA)
+    if nuts:
+        save_idata(result["nuts_idata"], out / NUTS_IDATA)
     write_json(out / DIAGNOSTICS, json_ready(summary_only(result)))
     if report:
         from ..analysis.report import write_report
@@ -207,7 +212,7 @@ def summary_only(result: dict) -> dict:
     """``result`` without the bulky per-datum and per-feature arrays (k-hat per datum stays: it is what the plot shows)."""
     drop = {("log_likelihood", "per_datum"), ("pit", "pit"), ("pit", "feature_mean")}
     return {key: ({k: v for k, v in value.items() if (key, k) not in drop} if isinstance(value, dict) else value)
-            for key, value in result.items() if key not in ("reconstruction_error", "train_reconstruction_error", "idata")}
+            for key, value in result.items() if key not in ("reconstruction_error", "train_reconstruction_error", "idata", "nuts_idata")}
 
 
 def json_ready(obj: Any) -> Any:

@@ -53,6 +53,12 @@ def test_diagnose_nuts_writes_the_gold_standard_for_ppca_and_refuses_other_model
     assert set(gold["quantities"]) == {"sigma2", "eigenvalue_1"} and len(gold["subspace_angles_deg"]) == 1
     assert all(q["rhat"] > 0 and q["ess"] > 0 and q["sd"] > 0 for q in gold["quantities"].values())
     assert "NUTS max R-hat" in result.output and "Gold standard: NUTS" in (out / "report.html").read_text()
+    import arviz as az  # the NUTS draws are saved as InferenceData beside the report
+
+    nuts = az.from_netcdf(str(out / "nuts.nc"))
+    assert nuts.posterior["sigma2"].shape == (2, 30) and nuts.sample_stats["diverging"].shape == (2, 30)
+    saved = json.loads((out / "diagnostics.json").read_text())
+    assert saved["gold_standard"]["sampler"]["divergences"] >= 0 and "sampler" in saved["verdicts"]["nuts_sampler"]
 
     vae = tmp_path / "vae"
     assert invoke("train", "vae", "--data", "digits", "--out", vae, "--epochs", 1, "--hidden", "16", "--z-dim", 2, "--quiet").exit_code == 0
