@@ -23,7 +23,7 @@ import torch
 import xarray as xr
 
 from .diagnostics import KHAT_BAD, KHAT_GOOD, continuous_latents
-from .inference_data import labels_of
+from .inference_data import labels_of, loo_subset
 from ..files import atomic_write
 from ..models import CanReconstruct, CanSample, LabeledGenerator
 from ..plots import tile
@@ -449,14 +449,10 @@ def latent_sections(idata, result: dict) -> list[str]:
     return out
 
 
-#: ArviZ's LOO-PIT smooths one tail per observed feature: it runs on this many data (their features all)
-LOO_PIT_DATA = 60
-
-
 def arviz_ppc_html(idata) -> str:
     """ArviZ's posterior predictive checks of x: ``plot_ppc`` (20 draws), ``plot_bpv`` for four test statistics
     (mean, sd, smallest value, share of zeros: a continuous predictive for data piled at 0 shows in the last two) and
-    ``plot_loo_pit`` with its simultaneous ECDF band, on the first :data:`LOO_PIT_DATA` data."""
+    ``plot_loo_pit`` with its simultaneous ECDF band, on the first data (:func:`loo_subset`: PSIS per pixel is slow)."""
     az = _arviz()
     ppc = arviz_html(az.plot_ppc, "posterior predictive density of x", (10, 3.2), data=idata, var_names=["x"], num_pp_samples=20, random_seed=0)
     statistics = [("mean", "mean"), ("std", "standard deviation"), (lambda v: np.min(v, axis=-1), "smallest value"),
@@ -469,8 +465,7 @@ def arviz_ppc_html(idata) -> str:
             ax.set_title(f"T = {title}", fontsize=9)
 
     bpv = figure_html(draw, (12, 2.8), "test statistics of the posterior predictive", ncols=4)
-    subset = idata.isel(datum=slice(0, LOO_PIT_DATA))
-    loo_pit = arviz_html(az.plot_loo_pit, "LOO-PIT of x", (6, 3.2), idata=subset, y="x", ecdf=True)
+    loo_pit = arviz_html(az.plot_loo_pit, "LOO-PIT of x", (6, 3.2), idata=loo_subset(idata), y="x", ecdf=True)
     return ppc + bpv + loo_pit
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from ..infer.importance import prior_sampled_sites, trace_particles
 from ..models import CanClassify
 from ..runs import CONFIG, METRICS, load, open_run_dataset
 from ..analysis.inference_data import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
-                                       datum_log_likelihood, has_own_log_weights, labels_of, posterior_idata, save_idata)
+                                       datum_log_likelihood, has_own_log_weights, labels_of, loo_subset, posterior_idata, save_idata)
 
 IDATA, DIAGNOSTICS, REPORT, NUTS_IDATA = "idata.nc", "diagnostics.json", "report.html", "nuts.nc"
 #: attribute of ``sample_stats``: the model's latents that the guide leaves to the prior, comma-separated
@@ -105,7 +106,7 @@ def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndar
         replicates = idata.posterior_predictive["x"].values[0, :predictive_draws].reshape(-1, len(errors), observed.shape[1])
         result["pit"] = dg.predictive_pit(observed, replicates, model.config.likelihood, seed)
         result["reconstruction"] = dg.reconstruction_shift(errors, train_errors) if train_errors is not None else None
-    result["arviz_loo"] = arviz_loo_check(idata, result["log_likelihood"]["iw"])
+    result["arviz_loo"] = arviz_loo_check(idata, result["log_likelihood"]["per_datum"]["iw"])
     if "predictions" in idata.groups() and labels_of(idata) is not None:
         probs, labels = idata.predictions["y_prob"].values[0, 0], labels_of(idata)
         result["calibration"] = dg.calibration(probs, labels)
@@ -114,21 +115,21 @@ def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndar
     return result
 
 
-def arviz_loo_check(idata, iw: float) -> dict[str, Any]:
-    """``az.loo`` on ``idata`` (per feature) against the importance-weighted bound ``iw`` (nats per datum); the difference
-    is also written into the attributes of ``log_likelihood`` (``loo_minus_iw_per_datum``), beside its note."""
-    import warnings
-
-    az = dg._arviz()
+def arviz_loo_check(idata, iw: np.ndarray) -> dict[str, Any]:
+    """``az.loo`` (per feature) on the first data of ``idata`` (:func:`loo_subset`) against the importance-weighted
+    bound ``iw`` of the same data (nats per datum); the difference is also written into the attributes of
+    ``log_likelihood`` (``loo_minus_iw_per_datum``), beside its note."""
+    subset = loo_subset(idata)
+    count = subset.observed_data.sizes["datum"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # k-hat > 0.7 everywhere: that is what the note explains
-        loo = az.loo(idata, reff=1.0)  # the guide's draws are independent (and the GMM has no posterior group to measure it)
-    per_datum = float(loo.elpd_loo) / idata.observed_data.sizes["datum"]
-    excess = per_datum - iw
+        loo = dg._arviz().loo(subset, reff=1.0)  # the guide's draws are independent (and the GMM has no posterior to measure it)
+    per_datum, bound = float(loo.elpd_loo) / count, float(np.mean(iw[:count]))
+    excess = per_datum - bound
     idata.log_likelihood.attrs["loo_minus_iw_per_datum"] = excess
-    idata.log_likelihood.attrs["warning"] = (f"az.loo gives {per_datum:.2f} nats per datum, {excess:+.2f} against the importance-weighted "
-                                             f"bound {iw:.2f}: do not read it as log p(x) or compare models with it")
-    return {"elpd_loo_per_datum": per_datum, "iw_per_datum": iw, "loo_minus_iw_per_datum": excess}
+    idata.log_likelihood.attrs["warning"] = (f"az.loo gives {per_datum:.2f} nats per datum on the first {count} data, {excess:+.2f} against "
+                                             f"their importance-weighted bound {bound:.2f}: do not read it as log p(x) or compare models with it")
+    return {"num_data": count, "elpd_loo_per_datum": per_datum, "iw_per_datum": bound, "loo_minus_iw_per_datum": excess}
 
 
 def train_reconstruction_errors(model, train_x: torch.Tensor, num: int, particles: int, seed: int, batch_size: int) -> np.ndarray:
