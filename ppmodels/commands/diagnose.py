@@ -244,10 +244,13 @@ def summary_table(result: dict) -> str:
         ("PIT tails (uniform 10%)", f"{100 * p['tail_fraction']:.1f}%  (KS {p['ks_distance']:.3f})"),
         "reconstruction": lambda r: ("recon. error held-out - train", f"{r['difference']:+.2f} +- {r['difference_se']:.2f} nats"),
         "gold_standard": lambda g: ("NUTS max R-hat / SVI max |z|", f"{g['max_rhat']:.3f} / {g['max_abs_z']:.2f} posterior sds  (min ESS {g['min_ess']:.0f})"),
+        "nuts_sampler": lambda s: ("NUTS divergences / E-BFMI", f"{s['divergences']} / {min(s['bfmi']):.2f}-{max(s['bfmi']):.2f}  "
+                                                                  f"(mean tree depth {s['mean_tree_depth']:.1f}, {s['tree_depth_hits']} at the limit)"),
         "convergence": lambda c: c.get("slope") is not None and
         ("ELBO slope, last epochs", f"{c['slope']:+.3f} per epoch  (best epoch {c['best_epoch']}, {c['epochs_since_best']} ago)"),
     }
-    rows += [row for key, make in optional.items() if result.get(key) and (row := make(result[key]))]
+    sources = {**result, "nuts_sampler": (result.get("gold_standard") or {}).get("sampler")}
+    rows += [row for key, make in optional.items() if sources.get(key) and (row := make(sources[key]))]
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
     lines += ["", *(f"{name}: {text}" for name, text in result["verdicts"].items())]

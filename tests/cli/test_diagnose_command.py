@@ -59,6 +59,7 @@ def test_diagnose_nuts_writes_the_gold_standard_for_ppca_and_refuses_other_model
     assert nuts.posterior["sigma2"].shape == (2, 30) and nuts.sample_stats["diverging"].shape == (2, 30)
     saved = json.loads((out / "diagnostics.json").read_text())
     assert saved["gold_standard"]["sampler"]["divergences"] >= 0 and "sampler" in saved["verdicts"]["nuts_sampler"]
+    assert "NUTS divergences / E-BFMI" in result.output
 
     vae = tmp_path / "vae"
     assert invoke("train", "vae", "--data", "digits", "--out", vae, "--epochs", 1, "--hidden", "16", "--z-dim", 2, "--quiet").exit_code == 0
