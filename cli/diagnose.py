@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ppmodels.commands.diagnose import DIAGNOSTICS, IDATA, REPORT, diagnose as diagnose_run, summary_table
+from ppmodels.commands.diagnose import DIAGNOSTICS, IDATA, NUTS_IDATA, REPORT, diagnose as diagnose_run, summary_table
 
 from .common import Overwrite, handle_errors
 
@@ -30,11 +30,11 @@ def diagnose(
 ) -> None:
     """Check the posterior of a trained run: Pareto k-hat, importance-weighted log-likelihood against the ELBO,
     calibration of q(y|x), posterior predictive checks and training convergence (and, with --nuts, a NUTS gold
-    standard for ppca and gmm). Writes idata.nc (ArviZ), diagnostics.json and report.html."""
+    standard for ppca and gmm, its draws in nuts.nc). Writes idata.nc (ArviZ), diagnostics.json and report.html."""
     result = diagnose_run(run, data, out, split=split, num_data=num_data, particles=particles, seed=seed, data_dir=data_dir, report=report,
                           nuts=nuts, nuts_samples=nuts_samples, nuts_warmup=nuts_samples, nuts_chains=nuts_chains,
                           overwrite=overwrite)
     typer.echo(summary_table(result))
     folder = Path(out) if out is not None else Path(run) / "diagnostics"
-    written = [IDATA, DIAGNOSTICS] + ([REPORT] if report else [])
+    written = [IDATA, DIAGNOSTICS] + ([REPORT] if report else []) + ([NUTS_IDATA] if nuts else [])
     typer.echo(f"wrote {', '.join(str(folder / name) for name in written)}")

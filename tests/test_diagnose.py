@@ -1,4 +1,7 @@
+import base64
+import io
 import json
+import re
 import shutil
 import subprocess
 
@@ -6,6 +9,7 @@ import numpy as np
 import pytest
 
 from ppmodels.analysis.diagnostics import calibration, pareto_khat
+from ppmodels.analysis.inference_data import labels_of
 from ppmodels.commands.train import train
 from ppmodels.commands.diagnose import DIAGNOSTICS, IDATA, REPORT, diagnose
 from ppmodels.infer import TrainConfig
@@ -40,20 +44,24 @@ def test_every_group_has_its_shape_after_reloading(diagnosed):
         assert idata.posterior[site].dims == ("chain", "draw", "datum", f"{site}_dim")
         assert idata.posterior[site].shape == (1, S, M, size)
     assert set(idata.posterior.data_vars) == set(LATENTS[name])
-    assert idata.posterior_predictive["x"].shape == (1, 20, M, 1, 8, 8)  # 20 predictive draws kept
-    assert idata.log_likelihood["x"].shape == (1, S, M)
+    assert idata.posterior_predictive["x"].shape == (1, S, M, 1, 8, 8)  # every draw: LOO-PIT pairs them with the weights
+    assert idata.log_likelihood["x"].shape == (1, S, M, 1, 8, 8)  # per pixel, as observed
     assert idata.sample_stats["log_weight"].shape == (1, S, M)
-    assert idata.observed_data["x"].shape == (M, 1, 8, 8) and idata.observed_data["y"].shape == (M,)
+    for site, size in LATENTS[name].items():  # per-dimension KL terms of the continuous latents
+        assert (f"kl_{site}" in idata.sample_stats) == (site != "y")
+    assert idata.observed_data["x"].shape == (M, 1, 8, 8)
+    assert labels_of(idata).shape == (M,)
     epochs = RUNS[name][2]
-    assert idata.sample_stats["train_elbo"].dims == ("epoch",) and idata.sample_stats["train_elbo"].shape == (epochs,)
-    assert np.isfinite(idata.sample_stats["valid_elbo"].values).all()
+    assert idata.training["train_elbo"].dims == ("epoch",) and idata.training["train_elbo"].shape == (epochs,)
+    assert np.isfinite(idata.training["valid_elbo"].values).all()
     # data are a random subset of the test split, named by their index in it
     assert np.all(np.diff(idata.observed_data["datum"].values) > 0) and idata.observed_data["datum"].values.max() < 360
-    if name == "vae":
-        assert "predictions" not in idata.groups()
+    if name == "vae":  # labels are data the model does not predict
+        assert "predictions" not in idata.groups() and "y" not in idata.observed_data and "y" in idata.constant_data
     else:
-        assert idata.predictions["y_prob"].shape == (M, 10) and idata.predictions["y_pred"].shape == (M,)
-        np.testing.assert_allclose(idata.predictions["y_prob"].values.sum(1), 1.0, rtol=1e-5)
+        assert idata.predictions["y_prob"].shape == (1, 1, M, 10) and idata.predictions["y_pred"].shape == (1, 1, M)
+        np.testing.assert_allclose(idata.predictions["y_prob"].values.sum(-1), 1.0, rtol=1e-5)
+        assert idata.observed_data["y"].shape == (M,) and idata.posterior_predictive["y"].shape == (1, S, M)
     if name in ("m2", "m1m2"):  # the exact sum over y, beside the sampled-y weights of the stored draws
         assert idata.sample_stats["iw_log_weight"].shape == (1, S, M)
         assert result["log_weights"] == "iw_log_weight" and "khat_exact_sum" in result
@@ -94,8 +102,39 @@ def test_diagnostics_json_is_strict_and_consistent_with_the_idata(diagnosed):
     assert ("calibration" in saved["verdicts"]) == (name != "vae")
     if name != "vae":
         cal = saved["calibration"]  # of the stored class probabilities against the stored labels
-        expected = calibration(idata.predictions["y_prob"].values, idata.observed_data["y"].values)
+        expected = calibration(idata.predictions["y_prob"].values[0, 0], idata.observed_data["y"].values)
         assert sum(b["count"] for b in cal["bins"]) == M and cal["ece"] == pytest.approx(expected["ece"])
+
+
+def test_arviz_own_functions_accept_the_idata(diagnosed):
+    """The file follows ArviZ's schema: its functions run on it with their defaults (loo_pit needs the variable)."""
+    import warnings
+
+    import arviz as az
+    import matplotlib.pyplot as plt
+
+    name, run, result = diagnosed
+    idata = az.from_netcdf(str(run / "diagnostics" / IDATA))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # one chain (R-hat) and k-hat > 0.7 warnings: the note says why
+        warnings.simplefilter("ignore", DeprecationWarning)  # ArviZ 0.23 calls a matplotlib 3.11 deprecated helper
+        warnings.simplefilter("ignore", RuntimeWarning)  # MCSE of a constant one-hot entry of y divides 0 by 0
+        summary = az.summary(idata)
+        assert len(summary) == sum(size for size in LATENTS[name].values()) * M
+        assert not az.summary(idata, group="sample_stats", var_names=["log_weight"]).empty
+        loo = az.loo(idata)
+        pit = az.loo_pit(idata, y="x")
+        assert pit.shape == (M, 1, 8, 8) and float(pit.min()) >= 0 and float(pit.max()) <= 1
+        az.plot_ppc(idata, num_pp_samples=5)
+        az.plot_khat(loo)
+        az.plot_loo_pit(idata, y="x")
+        az.extract(idata, group="predictions") if name != "vae" else None
+    plt.close("all")
+    # az.loo is no estimate of log p(x) here (per-feature harmonic means), and the file says by how much it is off
+    attrs = idata.log_likelihood.attrs
+    assert "harmonic mean" in attrs["note"] and "az.loo gives" in attrs["warning"]
+    assert attrs["loo_minus_iw_per_datum"] == pytest.approx(float(loo.elpd_loo) / M - result["log_likelihood"]["iw"], rel=1e-6)
+    assert abs(attrs["loo_minus_iw_per_datum"]) > 0.1
 
 
 def test_report_is_one_self_contained_page(diagnosed):
@@ -106,8 +145,18 @@ def test_report_is_one_self_contained_page(diagnosed):
     # ELBO, k-hat, bound, reconstructions, worst images, samples, latent, PPC (+ calibration, + class-conditional)
     assert images >= 8 + (name != "vae") + (name in ("m2", "m1m2"))
     assert "Class-conditional samples" in page if name in ("m2", "m1m2") else "Class-conditional samples" not in page
-    for heading in ("Pareto k-hat", "How tight is the ELBO", "Reconstructions", "Latent space", "Posterior predictive checks"):
+    for heading in ("Pareto k-hat", "How tight is the ELBO", "Reconstructions", "Latent space", "Posterior predictive checks",
+                    "KL per dimension", "as ArviZ draws them"):
         assert heading in page
+    # an overall verdict first, verdicts keyed by their questions, not by internal names
+    assert page.index('class="overall') < page.index("<h2>Verdicts</h2>") and "Overall: " in page
+    assert "Does the guide cover the posterior?" in page and "<td>khat</td>" not in page and "<td>ppc</td>" not in page
+    # no panel runs for thousands of pixels
+    from PIL import Image
+
+    for data in re.findall(r'src="data:image/png;base64,([^"]*)"', page):
+        assert Image.open(io.BytesIO(base64.b64decode(data))).size[1] <= 950
+    assert "max-height:640px" in page
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
@@ -145,9 +194,10 @@ def test_batched_posterior_keeps_the_layout():
     batched = posterior_idata(m2, x, num_draws=4, seed=3, y=y, batch_size=3, predictive_draws=2)
     assert batched.posterior["z"].shape == whole.posterior["z"].shape == (1, 4, 7, 2)
     assert batched.posterior_predictive["x"].shape == (1, 2, 7, 1, 8, 8)
+    assert batched.log_likelihood["x"].shape == whole.log_likelihood["x"].shape == (1, 4, 7, 1, 8, 8)
     assert batched.sample_stats["log_weight"].shape == (1, 4, 7)
     assert batched.posterior["y"].shape == (1, 4, 7, 10)  # y is a latent of M2: sampled from q(y|x)
-    np.testing.assert_array_equal(batched.observed_data["y"].values, y.numpy())
+    np.testing.assert_array_equal(batched.constant_data["y"].values, y.numpy())
     assert np.isfinite(batched.sample_stats["log_weight"].values).all()
 
 
@@ -192,8 +242,10 @@ def test_a_model_without_guide_latents_is_diagnosed_by_its_exact_weights(tmp_pat
     assert "Pareto k-hat per datum" not in page and "slack per datum" not in page and "fits worst" not in page
     assert result["khat"]["frac_above_0.5"] == 0.0 and abs(result["log_likelihood"]["gap"]) < 1e-6
     idata = az.from_netcdf(str(run / "diagnostics" / IDATA))
-    assert "posterior" not in idata.groups() and idata.posterior_predictive["x"].shape == (1, 20, M, 1, 8, 8)
+    assert "posterior" not in idata.groups() and idata.posterior_predictive["x"].shape == (1, S, M, 1, 8, 8)
     assert json.loads((run / "diagnostics" / DIAGNOSTICS).read_text())["khat"]["median"] is None  # -inf: an exact guide
+    page = (run / "diagnostics" / REPORT).read_text()  # no section where it has no meaning: exact weights have no tail
+    assert "Pareto k-hat per datum" not in page and "fits worst" not in page and "The weights are exact here" in page
 
 
 def test_a_latent_left_to_the_prior_keeps_the_stored_weights_out_of_the_elbo(tmp_path):

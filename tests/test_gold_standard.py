@@ -4,6 +4,7 @@ and the SVI fit lies inside the posterior."""
 
 import numpy as np
 import pytest
+import torch
 
 from ppmodels.data import TrainData, from_arrays, prepare_data
 from ppmodels.errors import ConfigError
@@ -65,7 +66,15 @@ def test_nuts_agrees_with_closed_form_and_svi(fitted):
     angles = gold["angles_deg"]
     assert angles["data_subset_shift"] < 1e-6 and angles["fit_vs_closed_form"] < 0.5
     assert angles["nuts_vs_closed_form"] < 3 * max(angles["posterior_spread"], angles["between_chains"]) + 0.5
-    assert all(0 < q[name]["mcse"] < q[name]["sd"] for name in q)
+    # what cmdstanpy's diagnose reports, and the draws as InferenceData
+    assert all(q[name]["ess_tail"] > 30 and 0 < q[name]["mcse_mean"] < q[name]["sd"] for name in q)
+    sampler = gold["sampler"]
+    assert sampler["divergences"] == 0 and sampler["tree_depth_hits"] == 0 and 1 <= sampler["mean_tree_depth"] < 10
+    assert len(sampler["bfmi"]) == 2 and min(sampler["bfmi"]) > 0.3 and all(0.5 < a <= 1 for a in sampler["acceptance_rate"])
+    idata = gold["idata"]
+    assert idata.posterior["sigma2"].shape == (2, 150) and idata.posterior["W"].shape == (2, 150, D, K)
+    assert idata.posterior["sigma2"].attrs["svi_value"] == q["sigma2"]["svi"]
+    assert set(idata.sample_stats.data_vars) == {"diverging", "tree_depth", "energy", "acceptance_rate", "step_size"}
 
 
 def test_a_subset_is_compared_with_the_closed_form_on_the_subset(fitted):
@@ -81,6 +90,32 @@ def test_a_subset_is_compared_with_the_closed_form_on_the_subset(fitted):
     assert angles["data_subset_shift"] == pytest.approx(principal_angles(closed_form_ppca(x, K)["components"], cf_subset["components"]).max())
     assert angles["fit_vs_closed_form"] < 0.5
     assert "40 training data NUTS and the closed-form maximum agree" in ppca_gold_verdict(gold)
+
+
+def test_recorded_sampler_statistics_match_the_kernel():
+    """RecordingNUTS undoes the kernel's running mean of acceptance: the recorded values average back to it; on a
+    standard normal the energy is nearly chi-square (E-BFMI near 1) and trajectories are short."""
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer import MCMC
+
+    from ppmodels.analysis.gold_standard import RecordingNUTS
+
+    def normal():
+        pyro.sample("a", dist.Normal(torch.zeros(3), 1.0).to_event(1))
+
+    pyro.set_rng_seed(0)
+    kernel = RecordingNUTS(normal)
+    running = []  # the kernel's running mean after each draw (it is reset when the run ends)
+    MCMC(kernel, num_samples=200, warmup_steps=100, disable_progbar=True,
+         hook_fn=lambda k, samples, stage, i: running.append(k._mean_accept_prob) if stage == "Sample" else None).run()
+    stats = {k: np.asarray(v) for k, v in kernel.stats.items()}
+    assert all(len(v) == 200 for v in stats.values())
+    np.testing.assert_allclose(np.cumsum(stats["acceptance_rate"]) / np.arange(1, 201), running, rtol=1e-6)
+    assert set(np.unique(stats["tree_depth"])) <= {1, 2, 3, 4} and np.all(stats["step_size"] == stats["step_size"][0])
+    energy = stats["energy"]
+    bfmi = np.sum(np.diff(energy) ** 2) / np.sum((energy - energy.mean()) ** 2)
+    assert 0.6 < bfmi < 1.6
 
 
 # ----- Gaussian mixture ---------------------------------------------------------------------------------------------

@@ -14,16 +14,20 @@ def test_vae_inference_data_groups_shapes_and_round_trip(tmp_path):
     assert idata.posterior["z"].dims == ("chain", "draw", "datum", "z_dim")
     assert idata.posterior["z"].shape == (1, 7, 5, 3)
     assert idata.posterior_predictive["x"].shape == (1, 7, 5, 1, 8, 8)
-    assert idata.log_likelihood["x"].shape == (1, 7, 5)
+    assert idata.log_likelihood["x"].shape == (1, 7, 5, 1, 8, 8)  # per pixel, as observed_data.x
     assert idata.sample_stats["log_weight"].shape == (1, 7, 5)
-    assert idata.observed_data["y"].shape == (5,)
+    assert idata.constant_data["y"].shape == (5,)  # a VAE does not model labels: no predictive counterpart
+    assert "y" not in idata.observed_data
     # log_weight = log p(x|z) + log p(z) - log q(z|x) at the recorded z
     z = torch.as_tensor(idata.posterior["z"].values[0])
     loc, scale = vae.encoder(x.reshape(5, -1))
     prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
     guide = torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
-    expected = idata.log_likelihood["x"].values[0] + (prior - guide).detach().numpy()
+    expected = idata.log_likelihood["x"].values[0].reshape(7, 5, -1).sum(-1) + (prior - guide).detach().numpy()
     np.testing.assert_allclose(idata.sample_stats["log_weight"].values[0], expected, rtol=1e-4, atol=1e-3)
+    # the KL terms are log q(z_d | x) - log p(z_d) per dimension at the recorded z
+    per_dim = torch.distributions.Normal(loc, scale).log_prob(z) - torch.distributions.Normal(0.0, 1.0).log_prob(z)
+    np.testing.assert_allclose(idata.sample_stats["kl_z"].values[0], per_dim.detach().numpy(), rtol=1e-4, atol=1e-4)
     path = tmp_path / "idata.nc"
     idata.to_netcdf(str(path))
     again = az.from_netcdf(str(path))

@@ -56,7 +56,8 @@ def nuts_ppca(x, latent_dim: int, num_samples: int = 200, warmup: int = 200, num
 
     Chains run one after another in this process (on a small machine Pyro would run them in turn anyway).
 
-    :returns: ``{"W": (chain, draw, D, K), "mu": (chain, draw, D), "sigma": (chain, draw)}`` as float64 arrays.
+    :returns: ``{"W": (chain, draw, D, K), "mu": (chain, draw, D), "sigma": (chain, draw)}`` as float64 arrays, and
+        ``sample_stats`` (see :func:`run_chains`).
 
     Example::
 
@@ -70,19 +71,53 @@ def nuts_ppca(x, latent_dim: int, num_samples: int = 200, warmup: int = 200, num
     standardized = (x - center) / scale
     draws = run_chains(ppca_marginal_model, (standardized, latent_dim), num_samples, warmup, num_chains, seed)
     scale, center = float(scale), center.numpy()
-    return {"W": scale * draws["W"], "mu": center + scale * draws["mu"], "sigma": scale * draws["sigma"]}
+    return {"W": scale * draws["W"], "mu": center + scale * draws["mu"], "sigma": scale * draws["sigma"], "sample_stats": draws["sample_stats"]}
 
 
-def run_chains(model, args: tuple, num_samples: int, warmup: int, num_chains: int, seed: int) -> dict[str, np.ndarray]:
+class RecordingNUTS(NUTS):
+    """Pyro's NUTS that also keeps, for every draw after warmup, what Stan's sampler reports and cmdstanpy's
+    ``diagnose`` reads: the tree depth (doublings of the trajectory), the Hamiltonian after the momentum is drawn
+    (``energy``, for E-BFMI), the mean acceptance probability over the trajectory and the step size."""
+
+    def __init__(self, model, **kwargs: Any):
+        super().__init__(model, **kwargs)
+        self.stats: dict[str, list[float]] = {"tree_depth": [], "energy": [], "acceptance_rate": [], "step_size": []}
+        self._depth, self._energy = 0, None
+
+    def _build_tree(self, z, r, z_grads, log_slice, direction, tree_depth, energy_current):
+        # called with tree_depth 0, 1, ... for each doubling (and lower depths inside): the largest + 1 is the depth
+        self._depth, self._energy = max(self._depth, tree_depth + 1), energy_current
+        return super()._build_tree(z, r, z_grads, log_slice, direction, tree_depth, energy_current)
+
+    def sample(self, params):
+        self._depth, self._energy, warming, before = 0, None, self._t < self._warmup_steps, self._mean_accept_prob
+        z = super().sample(params)
+        if not warming and self._energy is not None:
+            n = self._t - self._warmup_steps  # the kernel keeps a running mean of acceptance: undo it for this draw
+            self.stats["tree_depth"].append(self._depth)
+            self.stats["energy"].append(float(self._energy))
+            self.stats["acceptance_rate"].append(before + (self._mean_accept_prob - before) * n)
+            self.stats["step_size"].append(float(self.step_size))
+        return z
+
+
+def run_chains(model, args: tuple, num_samples: int, warmup: int, num_chains: int, seed: int) -> dict[str, Any]:
     """NUTS draws of every sample site of ``model(*args)``, shape (chain, draw, ...); chains run one after another,
-    with separate seeds so that they start from independent points."""
-    chains = []
+    with separate seeds so that they start from independent points. ``sample_stats`` holds per draw (chain, draw)
+    ``diverging``, ``tree_depth``, ``energy``, ``acceptance_rate`` and ``step_size`` (:class:`RecordingNUTS`)."""
+    chains, stats = [], []
     for chain in range(num_chains):
         pyro.set_rng_seed(seed + chain)
-        mcmc = MCMC(NUTS(model), num_samples=num_samples, warmup_steps=warmup, num_chains=1, disable_progbar=True)
+        kernel = RecordingNUTS(model)
+        mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup, num_chains=1, disable_progbar=True)
         mcmc.run(*args)
         chains.append({name: value.detach().numpy() for name, value in mcmc.get_samples().items()})
-    return {name: np.stack([c[name] for c in chains]) for name in chains[0]}
+        diverging = np.zeros(num_samples, dtype=bool)
+        diverging[list(mcmc.diagnostics()["divergences"]["chain 0"])] = True
+        stats.append({"diverging": diverging, **{name: np.asarray(values) for name, values in kernel.stats.items()}})
+    draws: dict[str, Any] = {name: np.stack([c[name] for c in chains]) for name in chains[0]}
+    draws["sample_stats"] = {name: np.stack([s[name] for s in stats]) for name in stats[0]}
+    return draws
 
 
 def invariant_quantities(w: np.ndarray, sigma: np.ndarray) -> dict[str, np.ndarray]:
@@ -138,7 +173,7 @@ def compare_ppca(run_model, x, num_samples: int = 200, warmup: int = 200, num_ch
     ml = invariant_quantities(same["weight"], same["noise_variance"] ** 0.5)
     names = ["sigma2", *(f"eigenvalue_{i + 1}" for i in range(k))]
     scalar = lambda values: dict(zip(names, [values["sigma2"], *np.moveaxis(values["eigenvalue"], -1, 0)]))
-    result = summarize(scalar(nuts), {n: float(v) for n, v in scalar(svi).items()}, {n: float(v) for n, v in scalar(ml).items()})
+    result = summarize(scalar(nuts), {n: float(v) for n, v in scalar(svi).items()}, draws, {n: float(v) for n, v in scalar(ml).items()})
     svi_basis, posterior_mean = run_model.components_.astype(np.float64), mean_subspace(draws["W"])
     largest = lambda a, b: float(principal_angles(a, b).max())
     draw_bases = np.linalg.qr(draws["W"].reshape(-1, *draws["W"].shape[-2:]))[0]
@@ -157,28 +192,75 @@ def compare_ppca(run_model, x, num_samples: int = 200, warmup: int = 200, num_ch
             **result, "subspace_angles_deg": principal_angles(svi_basis, posterior_mean), "angles_deg": angles}
 
 
-def summarize(posterior: dict[str, np.ndarray], svi_values: dict[str, float], closed_form: dict[str, float] | None = None) -> dict[str, Any]:
-    """Per scalar quantity of ``posterior`` (arrays (chain, draw)): R-hat, bulk ESS and MCSE of the mean (ArviZ on an
-    InferenceData built here, not by ``from_pyro``), NUTS mean and sd, the SVI value and its z; with ``closed_form``
-    also that reference value and its ``z_closed_form``; plus their extremes."""
+def nuts_idata(posterior: dict[str, np.ndarray], svi_values: dict[str, float], draws: dict[str, Any] | None = None):
+    """The NUTS draws as ``arviz.InferenceData``: ``posterior`` holds the compared quantities (chain, draw), each with
+    its SVI value in the attribute ``svi_value``, and the sampled sites of ``draws`` on the data's scale (W, mu, sigma;
+    weights, locs, scales relabelled); ``sample_stats`` the per-draw sampler statistics of :func:`run_chains`.
+
+    Built with ``az.from_dict`` rather than ``az.from_pyro``: the draws are rescaled from the standardized data the
+    sampler saw, and the compared quantities are derived from them.
+    """
     from .diagnostics import _arviz
 
-    az = _arviz()
-    idata = az.from_dict(posterior=posterior)
-    rhat, ess, mcse = az.rhat(idata), az.ess(idata), az.mcse(idata)
+    draws = dict(draws or {})
+    stats = draws.pop("sample_stats", None)
+    idata = _arviz().from_dict(posterior={**draws, **posterior}, sample_stats=stats)
+    for name, value in svi_values.items():
+        idata.posterior[name].attrs["svi_value"] = float(value)
+    return idata
+
+
+#: Stan's (and cmdstanpy's ``diagnose``) default limits: trajectories that stop at this depth were cut short, and
+#: chains with E-BFMI below the threshold explore the energy distribution poorly
+MAX_TREE_DEPTH, BFMI_THRESHOLD = 10, 0.3
+
+
+def sampler_diagnostics(idata) -> dict[str, Any]:
+    """What cmdstanpy's ``diagnose`` reports of the sampler itself: divergent transitions, draws at the maximum tree
+    depth, E-BFMI per chain (``az.bfmi``), with the acceptance rate and step size per chain."""
+    from .diagnostics import _arviz
+
+    stats = idata.sample_stats
+    depth, diverging = stats["tree_depth"].values, stats["diverging"].values
+    return {"divergences": int(diverging.sum()), "divergent_fraction": float(diverging.mean()),
+            "max_tree_depth": MAX_TREE_DEPTH, "tree_depth_hits": int((depth >= MAX_TREE_DEPTH).sum()),
+            "mean_tree_depth": float(depth.mean()), "largest_tree_depth": int(depth.max()),
+            "bfmi": [float(b) for b in _arviz().bfmi(idata)], "bfmi_threshold": BFMI_THRESHOLD,
+            "acceptance_rate": [float(a) for a in stats["acceptance_rate"].values.mean(1)],
+            "step_size": [float(a) for a in stats["step_size"].values[:, -1]]}
+
+
+def summarize(posterior: dict[str, np.ndarray], svi_values: dict[str, float], draws: dict[str, Any] | None = None,
+              closed_form: dict[str, float] | None = None) -> dict[str, Any]:
+    """Per scalar quantity of ``posterior`` (arrays (chain, draw)): R-hat, bulk and tail ESS, MCSE of the mean and
+    sd (``az.summary`` on :func:`nuts_idata`), NUTS mean and sd, the SVI value and its z; with ``closed_form`` also
+    that reference value and its ``z_closed_form``; plus their extremes, the sampler's own diagnostics
+    (:func:`sampler_diagnostics`, when ``draws`` has ``sample_stats``) and the InferenceData itself under ``idata``."""
+    import warnings
+
+    from .diagnostics import _arviz
+
+    idata = nuts_idata(posterior, svi_values, draws)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # MCSE of a quantity with constant draws is 0 / 0
+        table = _arviz().summary(idata, var_names=list(posterior), round_to="none")
     z = lambda value, mean, sd: (value - mean) / sd if sd > 0 else float("nan")
     quantities = {}
     for name, values in posterior.items():
-        mean, sd = float(values.mean()), float(values.std(ddof=1))
-        quantities[name] = {"rhat": float(rhat[name]), "ess": float(ess[name]), "mcse": float(mcse[name]), "mean": mean, "sd": sd,
+        mean, sd, row = float(values.mean()), float(values.std(ddof=1)), table.loc[name]
+        quantities[name] = {"rhat": float(row["r_hat"]), "ess": float(row["ess_bulk"]), "ess_tail": float(row["ess_tail"]),
+                            "mcse_mean": float(row["mcse_mean"]), "mcse_sd": float(row["mcse_sd"]), "mean": mean, "sd": sd,
                             "svi": svi_values[name], "z": z(svi_values[name], mean, sd)}
         if closed_form is not None:
             quantities[name].update(closed_form=closed_form[name], z_closed_form=z(closed_form[name], mean, sd))
-    extremes = {"max_rhat": max(q["rhat"] for q in quantities.values()), "min_ess": min(q["ess"] for q in quantities.values()),
-                "max_abs_z": max(abs(q["z"]) for q in quantities.values())}
+    result = {"quantities": quantities, "max_rhat": max(q["rhat"] for q in quantities.values()),
+              "min_ess": min(q["ess"] for q in quantities.values()), "min_ess_tail": min(q["ess_tail"] for q in quantities.values()),
+              "max_abs_z": max(abs(q["z"]) for q in quantities.values()), "idata": idata}
     if closed_form is not None:
-        extremes["max_abs_z_closed_form"] = max(abs(q["z_closed_form"]) for q in quantities.values())
-    return {"quantities": quantities, **extremes}
+        result["max_abs_z_closed_form"] = max(abs(q["z_closed_form"]) for q in quantities.values())
+    if "sample_stats" in idata.groups():
+        result["sampler"] = sampler_diagnostics(idata)
+    return result
 
 
 # ----- Gaussian mixture -----------------------------------------------------------------------------------------------
@@ -214,7 +296,8 @@ def nuts_gmm(x, num_components: int, num_samples: int = 200, warmup: int = 200, 
     The data are standardized per feature (mean m_d, sd s_d) for the priors of :func:`gmm_marginal_model`; the draws
     are mapped back: ``locs = m + s loc~``, ``scales = s scale~`` (diagonal covariances make per-feature scaling exact).
 
-    :returns: ``{"weights": (chain, draw, K), "locs": (chain, draw, K, D), "scales": (chain, draw, K, D)}``, float64.
+    :returns: ``{"weights": (chain, draw, K), "locs": (chain, draw, K, D), "scales": (chain, draw, K, D)}``, float64,
+        and ``sample_stats`` (see :func:`run_chains`).
 
     Example::
 
@@ -226,7 +309,8 @@ def nuts_gmm(x, num_components: int, num_samples: int = 200, warmup: int = 200, 
     center, scale = x.mean(0), x.std(0).clamp_min(1e-12)
     draws = run_chains(gmm_marginal_model, ((x - center) / scale, num_components), num_samples, warmup, num_chains, seed)
     center, scale = center.numpy(), scale.numpy()
-    return {"weights": draws["weights"], "locs": center + scale * draws["locs"], "scales": scale * draws["scales"]}
+    return {"weights": draws["weights"], "locs": center + scale * draws["locs"], "scales": scale * draws["scales"],
+            "sample_stats": draws["sample_stats"]}
 
 
 def relabel(draws: dict[str, np.ndarray], reference_locs: np.ndarray, feature_scale: np.ndarray) -> dict[str, np.ndarray]:
@@ -265,6 +349,7 @@ def compare_gmm(run_model, x, num_samples: int = 200, warmup: int = 200, num_cha
     svi = {"weights": run_model.weights_.astype(np.float64), "locs": run_model.means_.astype(np.float64),
            "scales": run_model.scales.detach().double().cpu().numpy()}
     raw = nuts_gmm(x, k, num_samples, warmup, num_chains, seed)
+    stats = raw.pop("sample_stats")
     draws = relabel(raw, svi["locs"], x.std(0).clip(1e-12))
     switched = float(np.mean(np.any(draws["locs"] != raw["locs"], axis=(-1, -2))))
     posterior, svi_values = {}, {}
@@ -276,7 +361,7 @@ def compare_gmm(run_model, x, num_samples: int = 200, warmup: int = 200, num_cha
             "warmup": warmup, "num_chains": num_chains,
             "prior": f"on data standardized per feature: weights ~ Dirichlet(1), locs ~ Normal(0, {PRIOR_SCALE}), scales ~ HalfNormal({PRIOR_SCALE})",
             "note": "Components of every NUTS draw are relabelled to the SVI fit's by matching locs (Hungarian algorithm) before R-hat and ESS.",
-            **summarize(posterior, svi_values), "switched_draws": switched}
+            **summarize(posterior, svi_values, {**draws, "sample_stats": stats}), "switched_draws": switched}
 
 
 #: ``diagnose --nuts``: the comparison for each model name
@@ -319,3 +404,23 @@ def ppca_gold_verdict(gold: dict) -> str:
         return text + (f"; the {n}-datum subset alone moves the closed-form subspace {a['data_subset_shift']:.1f} degrees, which "
                        f"accounts for the plain SVI-to-NUTS angle of {a['fit_vs_nuts']:.1f} degrees as far as the fit's error does not.")
     return text + f" (the plain SVI-to-NUTS angle is {a['fit_vs_nuts']:.1f} degrees; SVI within {gold['max_abs_z']:.2f} posterior sds)."
+
+
+def sampler_verdict(sampler: dict) -> str:
+    """One plain sentence on :func:`sampler_diagnostics`, with the limits cmdstanpy's ``diagnose`` uses."""
+    problems = []
+    if sampler["divergences"]:
+        problems.append(f"{sampler['divergences']} divergent transitions ({100 * sampler['divergent_fraction']:.1f}% of draws): "
+                        "the sampler missed part of the posterior; the draws may be biased")
+    if sampler["tree_depth_hits"]:
+        problems.append(f"{sampler['tree_depth_hits']} draws stopped at the maximum tree depth {sampler['max_tree_depth']}: "
+                        "trajectories were cut short and the chains explore slowly")
+    low = [b for b in sampler["bfmi"] if b < sampler["bfmi_threshold"]]
+    if low:
+        problems.append(f"E-BFMI below {sampler['bfmi_threshold']} in {len(low)} chain(s) (lowest {min(low):.2f}): "
+                        "momentum resampling hardly moves the energy; heavy tails or a poor metric")
+    bfmi = f"E-BFMI {min(sampler['bfmi']):.2f}-{max(sampler['bfmi']):.2f}"
+    if not problems:
+        return (f"The sampler reports no problem: no divergent transition, no draw at the maximum tree depth "
+                f"{sampler['max_tree_depth']} (mean depth {sampler['mean_tree_depth']:.1f}), {bfmi} (above {sampler['bfmi_threshold']}).")
+    return "The sampler reports problems: " + "; ".join(problems) + f" ({bfmi})."

@@ -1,23 +1,33 @@
 """Posterior draws of a trained model as ArviZ ``InferenceData``: one file layout for ``sample --posterior`` and ``diagnose``.
 
 For M data points the guide is traced ``num_draws`` times (one chain: draws of an amortized guide are independent)
-and replayed in the model. Groups and dims::
+and replayed in the model. The layout follows ArviZ's schema, so that ``az.summary``, ``az.loo``, ``az.loo_pit(idata,
+y="x")``, ``az.plot_ppc``, ``az.plot_khat`` and ``az.plot_loo_pit(idata, y="x")`` run on it. Groups and dims::
 
     posterior              each latent guide site (z; y for M2; z1, z2 for M1+M2): (chain, draw, datum, <site>_dim)
-    posterior_predictive   x ~ p(x | latents):        (chain, draw, datum, *feature dims)
-    log_likelihood         x: log p(x | latents):     (chain, draw, datum)
+    posterior_predictive   x ~ p(x | latents):        (chain, draw, datum, *feature dims), every draw
+    log_likelihood         x: log p(x | latents) per observed feature: (chain, draw, datum, *feature dims) when the
+                           likelihood factorizes over features (all models here), else (chain, draw, datum)
     sample_stats           log_weight: log p(x, latents) - log q(latents | x): (chain, draw, datum)
-    observed_data          x (datum, *feature dims) and y (datum) when labels are known
+                           kl_<site>: log q(z_d | x) - log p(z_d | ...) per dimension of a continuous latent site
+                           (chain, draw, datum, <site>_dim); its mean over draws estimates KL per dimension
+    observed_data          x (datum, *feature dims)
+    constant_data          y (datum): labels, when known and not modelled (a model without a classifier)
 
 ``diagnose`` adds (see :func:`add_training_trace` and :func:`add_class_probabilities`)::
 
-    sample_stats           train_elbo, valid_elbo: the per-datum ELBO by training epoch: (epoch)
+    training               train_elbo, valid_elbo: the per-datum ELBO by training epoch (epoch); a group of its own
+                           (outside ArviZ's schema): it has no chain or draw
     sample_stats           iw_log_weight: the model's own importance log-weights (chain, draw, datum), for models
                            that override ``log_importance_weights`` (M2 and M1+M2 sum over y exactly); they are
                            fresh draws, not those of ``posterior``
-    predictions            y_prob: q(y | x) (datum, class); y_pred: its argmax (datum). No chain/draw dims: an
-                           amortized classifier gives one deterministic answer per datum.
+    predictions            y_prob: q(y | x) (chain, draw, datum, class) and y_pred, its argmax (chain, draw,
+                           datum), with one draw: an amortized classifier gives one deterministic answer per datum
+    observed_data          y (datum) for classifiers, with its counterpart posterior_predictive.y ~ q(y | x)
+                           (chain, draw, datum)
 
+Discrete predictive draws (Bernoulli, binomial) are stored as ``uint8``. The attribute ``note`` of a group says where
+ArviZ's own reading of it misleads (``log_likelihood``: ``az.loo`` on per-datum latents; see :data:`LOO_NOTE`).
 Feature dims are ``feature`` for flat data and ``channel, row, col`` for images.
 """
 
@@ -30,8 +40,9 @@ from typing import Any
 
 import numpy as np
 import pyro
-import xarray as xr
+import pyro.distributions as dist
 import torch
+import xarray as xr
 
 from pyro.poutine.util import site_is_subsample
 
@@ -41,10 +52,54 @@ from ..infer.importance import replay_log_weights, trace_particles
 from ..models import PPModel
 
 OBSERVED_SITE = "x"
+#: the attribute ``note`` of ``log_likelihood``: what ``az.loo`` on it means (``diagnose`` adds the measured excess)
+LOO_NOTE = ("Each datum has its own latent, drawn from q(z | x) with x included, so az.loo / az.waic on this group "
+            "treat every feature as an observation and estimate its predictive by a harmonic mean of p(x_d | z) under the "
+            "guide, not by leaving the datum out: their elpd is not log p(x) (attribute loo_minus_iw_per_datum: how far "
+            "off it is here) and their k-hats are high by construction. Use the importance-weighted bound (logsumexp of "
+            "sample_stats.log_weight over draws minus log draws) for model comparison.")
 
 
 def feature_dims(x_shape: tuple[int, ...] | list[int]) -> list[str]:
     return ["channel", "row", "col"] if len(x_shape) == 3 else [f"feature_{i}" if len(x_shape) > 1 else "feature" for i in range(len(x_shape))]
+
+
+def pointwise_log_likelihood(site: dict, num_draws: int, n: int, x_shape: tuple[int, ...]) -> torch.Tensor:
+    """log p(x | latents) per observed feature, ``(num_draws, n, *x_shape)``, when the likelihood of ``site`` is an
+    ``Independent`` over the features (a per-pixel Bernoulli, binomial or Normal); else per datum ``(num_draws, n)``."""
+    fn, value = site["fn"], site["value"]
+    event = tuple(fn.event_shape)
+    if isinstance(fn, dist.Independent) and int(np.prod(event)) == int(np.prod(x_shape)):
+        base = fn
+        while isinstance(base, dist.Independent):
+            base = base.base_dist
+        log_prob = base.log_prob(value)
+        return log_prob.expand(num_draws, n, *event).reshape(num_draws, n, *x_shape)
+    return fn.log_prob(value).expand(num_draws, n)
+
+
+def latent_kl_terms(guide_trace, model_trace, num_draws: int, n: int) -> dict[str, torch.Tensor]:
+    """``log q(z_d | x) - log p(z_d | ...)`` per draw, datum and dimension ``(num_draws, n, dim)`` for each continuous
+    latent site whose guide and prior both factorize over a vector of dimensions (their mean over draws is the KL per
+    dimension, exact in expectation)."""
+    terms = {}
+    for name, site in guide_trace.nodes.items():
+        prior = model_trace.nodes.get(name)
+        if (site["type"] != "sample" or site_is_subsample(site) or prior is None or not site["fn"].has_rsample
+                or not all(isinstance(f, dist.Independent) and len(f.event_shape) == 1 for f in (site["fn"], prior["fn"]))):
+            continue
+        value = site["value"]
+        diff = site["fn"].base_dist.log_prob(value) - prior["fn"].base_dist.log_prob(value)
+        terms[f"kl_{name}"] = diff.expand(num_draws, n, value.shape[-1])
+    return terms
+
+
+def compact(draws: torch.Tensor) -> np.ndarray:
+    """Predictive draws as ``uint8`` when they are counts (Bernoulli, binomial up to 255), else ``float32``."""
+    values = draws.cpu().numpy()
+    if values.size and values.min() >= 0 and values.max() <= 255 and np.array_equal(values, np.round(values)):
+        return values.astype(np.uint8)
+    return values.astype(np.float32)
 
 
 @torch.no_grad()
@@ -60,23 +115,32 @@ def posterior_arrays(model, x: torch.Tensor, num_draws: int = 100, seed: int = 0
             value = site["value"].expand(num_draws, n, *site["value"].shape[2:]) if site["value"].dim() >= 2 else site["value"]
             posterior[name] = value.cpu().numpy()[None]
     x_site = model_trace.nodes[OBSERVED_SITE]
-    log_lik = x_site["fn"].log_prob(x_site["value"]).expand(num_draws, n)
+    log_lik = pointwise_log_likelihood(x_site, num_draws, n, tuple(x.shape[1:]))
     predictive = x_site["fn"].sample()
     log_weight = replay_log_weights(guide_trace, model_trace, num_draws, n)
+    kl = latent_kl_terms(guide_trace, model_trace, num_draws, n)
     return {
         "posterior": posterior,
         # a model may observe x flattened (the GMM): the draws take the data's shape back
-        "posterior_predictive": {OBSERVED_SITE: predictive.expand(num_draws, n, *predictive.shape[2:]).reshape(num_draws, n, *x.shape[1:]).cpu().numpy()[None]},
-        "log_likelihood": {OBSERVED_SITE: log_lik.cpu().numpy()[None]},
-        "sample_stats": {"log_weight": log_weight.cpu().numpy()[None]},
+        "posterior_predictive": {OBSERVED_SITE: compact(predictive.expand(num_draws, n, *predictive.shape[2:]).reshape(num_draws, n, *x.shape[1:]))[None]},
+        "log_likelihood": {OBSERVED_SITE: log_lik.float().cpu().numpy()[None]},
+        "sample_stats": {"log_weight": log_weight.cpu().numpy()[None], **{k: v.float().cpu().numpy()[None] for k, v in kl.items()}},
     }
+
+
+def datum_log_likelihood(idata_or_array) -> np.ndarray:
+    """log p(x | latents) per datum ``(draw, datum)`` of the first chain: the per-feature values summed."""
+    values = idata_or_array.log_likelihood[OBSERVED_SITE].values if hasattr(idata_or_array, "log_likelihood") else idata_or_array
+    values = np.asarray(values)[0]
+    return values.reshape(*values.shape[:2], -1).sum(-1)
 
 
 def batched_posterior_arrays(model, x: torch.Tensor, num_draws: int, seed: int, batch_size: int | None,
                              predictive_draws: int | None, **kwargs: Any) -> dict[str, dict[str, np.ndarray]]:
     """:func:`posterior_arrays` over batches of ``batch_size`` data (seed ``seed + batch number``), joined on the
     datum axis; ``posterior_predictive`` keeps only the first ``predictive_draws`` draws, which bounds its memory
-    (it is the size of the data times the draws). Per-datum tensors in ``kwargs`` are split with ``x``."""
+    (it is the size of the data times the draws; ArviZ's ``loo_pit`` then refuses the file). Per-datum tensors in
+    ``kwargs`` are split with ``x``."""
     n = len(x)
     batch_size = batch_size or n
     parts = []
@@ -92,10 +156,11 @@ def batched_posterior_arrays(model, x: torch.Tensor, num_draws: int, seed: int, 
 def posterior_idata(model, x: torch.Tensor, y: torch.Tensor | None = None, num_draws: int = 100, seed: int = 0,
                     datum_index: np.ndarray | None = None, batch_size: int | None = None,
                     predictive_draws: int | None = None, **kwargs: Any):
-    """An ``arviz.InferenceData`` with the groups of the module docstring for data ``x`` (labels ``y`` optional).
+    """An ``arviz.InferenceData`` with the groups of the module docstring for data ``x`` (labels ``y`` optional, kept
+    in ``constant_data`` until :func:`add_class_probabilities` gives them a predictive).
 
     ``batch_size`` traces that many data at a time (memory); ``predictive_draws`` keeps that many draws in
-    ``posterior_predictive`` (default: all ``num_draws``).
+    ``posterior_predictive`` (default: all ``num_draws``, as ArviZ's LOO-PIT needs).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -109,33 +174,81 @@ def posterior_idata(model, x: torch.Tensor, y: torch.Tensor | None = None, num_d
     coords = {"datum": np.arange(len(x)) if datum_index is None else np.asarray(datum_index)}
     latent_dims = {name: ["datum", *[f"{name}_dim" if i == 0 else f"{name}_dim{i}" for i in range(v.ndim - 3)]]
                    for name, v in arrays["posterior"].items()}
+    log_lik = arrays["log_likelihood"][OBSERVED_SITE]
+    stats_dims = {"log_weight": ["datum"], **{k: ["datum", f"{k[3:]}_dim"] for k in arrays["sample_stats"] if k.startswith("kl_")}}
     group_dims = {"posterior": latent_dims, "posterior_predictive": {OBSERVED_SITE: x_dims},
-                  "log_likelihood": {OBSERVED_SITE: ["datum"]}, "sample_stats": {"log_weight": ["datum"]}}
-    groups = {group: az.dict_to_dataset(arrays[group], coords=coords, dims=group_dims[group]) for group in group_dims}
-    observed = {OBSERVED_SITE: (x_dims, np.asarray(torch.as_tensor(x).cpu()))}
+                  "log_likelihood": {OBSERVED_SITE: x_dims if log_lik.ndim > 3 else ["datum"]}, "sample_stats": stats_dims}
+    groups = {group: az.dict_to_dataset(arrays[group], coords=coords, dims=group_dims[group]) for group in group_dims if arrays[group]}
+    groups["observed_data"] = xr.Dataset({OBSERVED_SITE: (x_dims, np.asarray(torch.as_tensor(x).cpu()))}, coords=coords)
     if y is not None:
-        observed["y"] = (["datum"], np.asarray(torch.as_tensor(y).cpu()))
-    groups["observed_data"] = xr.Dataset(observed, coords=coords)
-    return az.InferenceData(**groups)
+        groups["constant_data"] = xr.Dataset({"y": (["datum"], np.asarray(torch.as_tensor(y).cpu()))}, coords=coords)
+    idata = az.InferenceData(**groups)
+    idata.log_likelihood.attrs["note"] = LOO_NOTE
+    if "posterior" in groups:
+        idata.posterior.attrs["note"] = ("One chain: draws of an amortized guide are independent, so R-hat is undefined (ArviZ warns) "
+                                         "and the effective sample size is the number of draws.")
+    else:
+        idata.attrs["note"] = ("No posterior group: the guide samples no latent (its weights are exact). ArviZ functions that read "
+                               "the posterior (az.summary; az.loo and az.loo_pit for the relative ESS) need reff=1.0 here.")
+    return idata
+
+
+#: ArviZ's PSIS fits one tail per observed value (pixel): about 0.4 ms each on a small CPU, so its LOO functions run on
+#: the first data whose values number at most this (all 500 digits x 64 pixels would be 32,000; 25 MNIST images)
+LOO_VALUES = 20_000
+
+
+def loo_subset(idata, max_values: int = LOO_VALUES):
+    """``idata`` restricted to its first data, as many as keep ``az.loo`` / ``az.loo_pit`` to ``max_values`` observed
+    values (at least one datum)."""
+    per_datum = int(np.prod(idata.observed_data[OBSERVED_SITE].shape[1:]))
+    return idata.isel(datum=slice(0, max(1, max_values // per_datum)))
+
+
+def labels_of(idata) -> np.ndarray | None:
+    """The true labels of the data of ``idata`` (``observed_data.y`` for classifiers, ``constant_data.y`` otherwise)."""
+    for group in ("observed_data", "constant_data"):
+        if group in idata.groups() and "y" in idata[group]:
+            return idata[group]["y"].values
+    return None
 
 
 def add_training_trace(idata, records: list[dict]) -> None:
-    """Put the per-epoch ``train_elbo`` and ``valid_elbo`` of ``metrics.jsonl`` records into ``sample_stats`` (dim ``epoch``)."""
+    """Put the per-epoch ``train_elbo`` and ``valid_elbo`` of ``metrics.jsonl`` records into the group ``training`` (dim ``epoch``)."""
     if not records:
         return
     epochs = np.array([r["epoch"] for r in records])
+    trace = {}
     for name in ("train_elbo", "valid_elbo"):
         values = np.array([r.get(name, np.nan) if r.get(name) is not None else np.nan for r in records], dtype=float)
         if np.isfinite(values).any():
-            idata.sample_stats[name] = xr.DataArray(values, dims=["epoch"], coords={"epoch": epochs})
+            trace[name] = xr.DataArray(values, dims=["epoch"], coords={"epoch": epochs})
+    if trace:
+        idata.add_groups(training=xr.Dataset(trace))
 
 
-def add_class_probabilities(idata, probs: np.ndarray) -> None:
-    """Add q(y | x) as ``predictions.y_prob`` (datum, class) and its argmax ``predictions.y_pred`` (datum)."""
+def add_class_probabilities(idata, probs: np.ndarray, seed: int = 0) -> None:
+    """Add q(y | x) as ``predictions.y_prob`` (chain, draw, datum, class) and its argmax ``predictions.y_pred``, with
+    one draw. Known labels move from ``constant_data`` to ``observed_data`` and get their counterpart
+    ``posterior_predictive.y``: one label drawn from q(y | x) per draw of ``x``."""
     probs = np.asarray(probs, dtype=float)
-    coords = {"datum": idata.observed_data["datum"].values, "class": np.arange(probs.shape[1])}
-    dataset = xr.Dataset({"y_prob": (["datum", "class"], probs), "y_pred": (["datum"], probs.argmax(1))}, coords=coords)
-    idata.add_groups(predictions=dataset)
+    datum = idata.observed_data["datum"].values
+    coords = {"chain": [0], "draw": [0], "datum": datum, "class": np.arange(probs.shape[1])}
+    idata.add_groups(predictions=xr.Dataset({"y_prob": (["chain", "draw", "datum", "class"], probs[None, None]),
+                                             "y_pred": (["chain", "draw", "datum"], probs.argmax(1)[None, None])}, coords=coords))
+    if "constant_data" not in idata.groups() or "y" not in idata.constant_data:
+        return
+    idata.observed_data["y"] = idata.constant_data["y"]
+    idata.constant_data = idata.constant_data.drop_vars("y")
+    if not idata.constant_data.data_vars:
+        del idata.constant_data
+    num_draws = idata.posterior_predictive.sizes["draw"]
+    cumulative = np.cumsum(probs / probs.sum(1, keepdims=True), axis=1)
+    uniform = np.random.default_rng(seed).random((num_draws, len(probs), 1))
+    draws = np.minimum((uniform > cumulative[None]).sum(-1), probs.shape[1] - 1)
+    idata.posterior_predictive["y"] = xr.DataArray(draws[None], dims=["chain", "draw", "datum"],
+                                                   coords={"chain": idata.posterior_predictive["chain"].values,
+                                                           "draw": idata.posterior_predictive["draw"].values, "datum": datum})
 
 
 def has_own_log_weights(model) -> bool:

@@ -1,21 +1,29 @@
 """``report.html``: the diagnostics of a run on one self-contained page a person reads without code.
 
-Every figure is a matplotlib PNG embedded as base64, so the file can be mailed or archived alone. Each section
-opens with the plain-language verdict of :func:`ppmodels.diagnostics.verdicts` and ends with what to look for.
+Every figure is a matplotlib PNG embedded as base64, so the file can be mailed or archived alone. The page opens
+with an overall verdict in plain words (:func:`overall_verdict`) and the table of verdicts, each keyed by the
+question it answers (:data:`VERDICT_TITLES`). Each section opens with its verdict of
+:func:`ppmodels.analysis.diagnostics.verdicts` and ends with what to look for. ArviZ draws the plots it has
+(``plot_khat``, ``plot_loo_pit``, ``plot_ppc``, ``plot_bpv``, and for NUTS ``plot_trace``, ``plot_rank``,
+``plot_posterior``, ``plot_energy``); images are capped in height so that no panel runs for thousands of pixels.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+import xarray as xr
 
-from .diagnostics import KHAT_GOOD, VERDICT_TITLES, continuous_latents
+from .diagnostics import KHAT_GOOD, VERDICT_TITLES, continuous_latents, khat_threshold
+from .inference_data import labels_of, loo_subset
 from ..files import atomic_write
 from ..models import CanReconstruct, CanSample, LabeledGenerator
 from ..plots import tile
@@ -24,8 +32,13 @@ STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em aut
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ccc;padding-bottom:.2em}
 .verdict{background:#f4f6fb;border-left:4px solid #4a6fa5;padding:.6em 1em;margin:.6em 0}
 .hint{color:#555;font-size:.92em}table{border-collapse:collapse;margin:.6em 0}
-td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}img{max-width:100%;height:auto}
-.fig{margin:.8em 0}"""
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
+img{max-width:100%;max-height:640px;width:auto;height:auto}.fig{margin:.8em 0}
+.overall{background:#fff8e6;border-left:4px solid #d08a00;padding:.6em 1em;margin:.6em 0;font-size:1.08em}
+.overall.good{background:#eef8ee;border-left-color:#3a8a3a}"""
+
+#: at most this many quantities get NUTS trace, rank and posterior plots (those whose SVI value is furthest out)
+MAX_NUTS_PLOTS = 6
 
 
 def _pyplot():
@@ -43,6 +56,16 @@ def figure_html(draw: Callable[[Any], None], size: tuple[float, float], alt: str
     fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
     try:
         draw(axes.ravel() if axes.size > 1 else axes[0, 0])
+    except BaseException:
+        plt.close(fig)
+        raise
+    return png_html(fig, alt)
+
+
+def png_html(fig, alt: str) -> str:
+    """``fig`` as an embedded PNG ``<img>`` (the figure is closed)."""
+    plt = _pyplot()
+    try:
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=90)
@@ -50,6 +73,33 @@ def figure_html(draw: Callable[[Any], None], size: tuple[float, float], alt: str
         plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<div class="fig"><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></div>'
+
+
+def arviz_html(plot: Callable[..., Any], alt: str, size: tuple[float, float], **kwargs: Any) -> str:
+    """One of ArviZ's ``plot_*`` functions drawn at ``size`` inches and embedded like :func:`figure_html`.
+
+    Its warnings are silenced (:func:`quiet_arviz`).
+    """
+    plt = _pyplot()
+    with quiet_arviz():
+        try:
+            axes = plot(**kwargs, figsize=size, show=False)
+        except BaseException:
+            plt.close("all")
+            raise
+        fig = np.ravel(axes)[0].figure
+        fig.set_size_inches(*size)
+        return png_html(fig, alt)
+
+
+@contextlib.contextmanager
+def quiet_arviz():
+    """Silence what ArviZ 0.23 warns about while plotting: a matplotlib 3.11 deprecation it triggers, one-chain
+    inputs and 0/0 in the MCSE of constant draws. None of them concerns the reader of the page."""
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, UserWarning, RuntimeWarning):
+            warnings.simplefilter("ignore", category)
+        yield
 
 
 def show_images(ax, images: np.ndarray, ncol: int, title: str) -> None:
@@ -78,19 +128,30 @@ def elbo_figure(conv: dict) -> str:
     return figure_html(draw, (7, 3.6), "ELBO by epoch")
 
 
-def khat_figure(khat: np.ndarray, threshold: float) -> str:
-    finite = np.where(np.isfinite(khat), khat, np.nan)
+def khat_figure(khat: np.ndarray, num_draws: int) -> str:
+    """ArviZ's ``plot_khat`` of the finite k-hats, with the 0.5, 0.7 and draw-dependent thresholds, and a histogram."""
+    finite = np.asarray(khat, dtype=float)[np.isfinite(khat)]
+    good_k = khat_threshold(num_draws)
 
     def draw(axes):
-        axes[0].scatter(np.arange(len(khat)), finite, s=8, c=np.where(finite > threshold, "tab:red", np.where(finite > KHAT_GOOD, "tab:orange", "tab:blue")))
-        axes[1].hist(finite[np.isfinite(finite)], bins=30, color="tab:blue")
-        for ax in axes:
-            for level, style in ((KHAT_GOOD, "--"), (threshold, "-")):
-                (ax.axhline if ax is axes[0] else ax.axvline)(level, color="tab:red", linestyle=style, linewidth=1)
-        axes[0].set(xlabel="datum", ylabel="Pareto k-hat", title="k-hat per datum")
+        az = _arviz()
+        # an ELPDData carries the draw-dependent threshold, which ArviZ then draws and bins by
+        khats = az.ELPDData(data=[xr.DataArray(finite, dims=["datum"]), good_k], index=["pareto_k", "good_k"])
+        with quiet_arviz():
+            az.plot_khat(khats, ax=axes[0], show_hlines=True, show_bins=True, show=False)
+        axes[0].set(xlabel="datum", ylabel="Pareto k-hat", title=f"k-hat per datum (lines at 0, {good_k:.2f}: the limit at {num_draws} draws, and 1)")
+        axes[1].hist(finite, bins=30, color="tab:blue")
+        for level, style in ((KHAT_GOOD, "--"), (good_k, "-")):
+            axes[1].axvline(level, color="tab:red", linestyle=style, linewidth=1)
         axes[1].set(xlabel="Pareto k-hat", ylabel="number of data", title="distribution")
 
-    return figure_html(draw, (10, 3.4), "Pareto k-hat per datum", ncols=2)
+    return figure_html(draw, (11, 3.6), "Pareto k-hat per datum", ncols=2)
+
+
+def _arviz():
+    from .diagnostics import _arviz as load
+
+    return load()
 
 
 def gap_figure(per_datum: dict) -> str:
@@ -158,7 +219,11 @@ def classifier_figure(cal: dict, matrix: np.ndarray) -> str:
         bins = [b for b in cal["bins"] if b["count"]]
         mids = [(b["low"] + b["high"]) / 2 for b in bins]
         width = cal["bins"][0]["high"] - cal["bins"][0]["low"]
-        axes[0].bar(mids, [b["accuracy"] for b in bins], width=width * 0.9, color="tab:blue", label="accuracy")
+        low, high = accuracy_intervals(bins)
+        accuracy = np.array([b["accuracy"] for b in bins])
+        axes[0].bar(mids, accuracy, width=width * 0.9, color="tab:blue", label="accuracy")
+        axes[0].errorbar(mids, accuracy, yerr=[accuracy - low, high - accuracy], fmt="none", ecolor="black", capsize=3,
+                         linewidth=1, label="95% interval (Clopper-Pearson)")
         axes[0].plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
         axes[0].scatter(mids, [b["confidence"] for b in bins], color="tab:red", zorder=3, s=12, label="mean confidence")
         for m, b in zip(mids, bins):
@@ -173,6 +238,31 @@ def classifier_figure(cal: dict, matrix: np.ndarray) -> str:
         axes[1].set(xlabel="predicted", ylabel="true", title="confusion matrix", xticks=range(len(matrix)), yticks=range(len(matrix)))
 
     return figure_html(draw, (11, 4.6), "calibration and confusion matrix", ncols=2)
+
+
+def accuracy_intervals(bins: list[dict], level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Clopper-Pearson (exact binomial) intervals for the accuracy of each non-empty reliability bin."""
+    from scipy.stats import beta
+
+    counts = np.array([b["count"] for b in bins])
+    correct = np.round(np.array([b["accuracy"] for b in bins]) * counts)
+    tail = (1 - level) / 2
+    low = np.where(correct > 0, beta.ppf(tail, correct, counts - correct + 1), 0.0)
+    high = np.where(correct < counts, beta.ppf(1 - tail, correct + 1, counts - correct), 1.0)
+    return np.nan_to_num(low), np.nan_to_num(high, nan=1.0)
+
+
+def kl_figure(kl: dict[str, np.ndarray]) -> str:
+    """Bars of KL(q(z_d | x) || p(z_d)) per latent dimension, one panel per latent, averaged over data."""
+    def draw(axes):
+        for ax, (name, values) in zip(np.atleast_1d(axes), kl.items()):
+            values = np.asarray(values, dtype=float)
+            ax.bar(np.arange(len(values)), values, color=np.where(values < 0.01, "tab:red", "tab:blue"))
+            ax.axhline(0.01, color="grey", linestyle="--", linewidth=1)
+            ax.set(xlabel=f"dimension of {name}", ylabel="KL (nats per datum)", title=f"{name}: {int((values >= 0.01).sum())} of {len(values)} dimensions carry information")
+            ax.set_xticks(np.arange(len(values)))
+
+    return figure_html(draw, (min(5 * len(kl), 11), 3.2), "KL per latent dimension", ncols=len(kl))
 
 
 def images_figure(rows: list[tuple[str, np.ndarray]], ncol: int, alt: str) -> str:
@@ -222,15 +312,15 @@ def fit_sections(model, idata, result: dict) -> list[str]:
         recon, how = draws.mean(0), f"average of {len(draws)} posterior predictive draws"
     out = [section("Reconstructions", None, images_figure([("originals", x[:show]), (f"reconstructions ({how})", recon)], show, "reconstructions"),
                    "Each reconstruction sits below its original. Blurry but recognisable is normal for a VAE; a wrong digit means the latent code lost it.")]
-    khat = result["khat"]["khat"]
-    if result["khat"].get("exact"):  # constant weights: no datum is fitted worse than another
+    khat = np.asarray(result["khat"]["khat"], dtype=float)
+    if result["khat"].get("exact") or not np.isfinite(khat).any():  # constant weights: no datum is fitted worse than another
         return out
-    worst = [i for i in np.argsort(-np.nan_to_num(khat, nan=np.inf, neginf=-1e9))[:show] if not np.isneginf(khat[i])]
+    worst = np.argsort(-np.where(np.isfinite(khat), khat, -np.inf))[:min(show, int(np.isfinite(khat).sum()))]
     datum = idata.observed_data["datum"].values
-    labels = ", ".join(f"#{int(datum[i])} ({khat[i]:.2f})" for i in worst)
-    out.append(section("The data the guide fits worst", None, images_figure([("largest k-hat first", x[worst])], show, "worst k-hat images"),
-                       f"Index in the split (k-hat), left to right: {labels}. These are the images whose posterior the guide misses most; "
-                       "unusual writing styles are expected here."))
+    labels = ", ".join(f"#{datum[i]}: {khat[i]:.2f}" for i in worst)
+    out.append(section("The data the guide fits worst", None, images_figure([("largest k-hat first", x[worst])], len(worst), "worst k-hat images"),
+                       f"Left to right, the datum's index in the split and its k-hat: {labels}. These are the images whose posterior the guide "
+                       "misses most; unusual writing styles are expected here."))
     return out
 
 
@@ -252,15 +342,56 @@ def image_sections(model, idata, result: dict) -> list[str]:
 
 
 def header(result: dict) -> list[str]:
-    """The title, what was diagnosed, and the table of verdicts."""
+    """The title, the overall verdict, what was diagnosed, and the table of verdicts keyed by their questions."""
+    text, good = overall_verdict(result)
+    ordered = sorted(result["verdicts"].items(), key=lambda kv: list(VERDICT_TITLES).index(kv[0]) if kv[0] in VERDICT_TITLES else len(VERDICT_TITLES))
     return [f"<h1>Diagnostics of {html.escape(result['model'])} run {html.escape(Path(result['run']).name)}</h1>",
-            table([("run", result["run"]), ("model", result["model"]), ("data", f"{result['data']} ({result['split']} split)"), ("likelihood p(x | latents)", result.get("likelihood", "")),
+            f'<p class="overall{" good" if good else ""}">{html.escape(text)}</p>',
+            table([("run", result["run"]), ("model", result["model"]), ("data", f"{result['data']} ({result['split']} split)"),
+                   ("likelihood p(x | latents)", result.get("likelihood", "")),
                    ("data points", str(result["num_data"])), ("guide draws per datum", str(result["particles"]))]),
-            "<h2>Verdicts</h2>", table([(VERDICT_TITLES.get(k, k.replace("_", " ")), v) for k, v in result["verdicts"].items()], ("diagnostic", "verdict"))]
+            "<h2>Verdicts</h2>", table([(VERDICT_TITLES.get(k, k.replace("_", " ")), v) for k, v in ordered], ("question", "answer"))]
+
+
+def overall_verdict(result: dict) -> tuple[str, bool]:
+    """One paragraph in plain words on the whole run, and whether no problem was found. It lists what to fix, in the
+    order a reader should act on it, from the numbers the sections below explain."""
+    problems = []
+    conv = result.get("convergence") or {}
+    if conv.get("slope") is not None and conv["slope"] > 0 and (conv.get("relative_slope") or 0) > 1e-3:
+        problems.append("training had not converged (the ELBO was still rising): train longer before judging the rest")
+    units = result.get("active_units") or {}
+    if any(u["active"] == 0 for u in units.values()):
+        problems.append("a latent has collapsed (no dimension carries information about x)")
+    khat = result.get("khat") or {}
+    bad = khat.get("frac_above_threshold")
+    if result.get("guide_samples_latents", True) and not khat.get("exact") and bad is not None and bad > 0.1:
+        problems.append(f"the guide is too narrow for {100 * bad:.0f}% of the data, so its importance-weighted bound is unreliable there")
+    pit = result.get("pit") or {}
+    if (pit.get("tail_fraction") or 0) > 0.15:
+        problems.append("the decoder is overconfident about the features it gets wrong")
+    shift = result.get("reconstruction") or {}
+    if shift and shift["difference"] > 3 * shift["difference_se"] and shift["difference"] > 0.02 * abs(shift["train"]):
+        problems.append("held-out data are reconstructed clearly worse than training data (overfitting, or other data)")
+    cal = result.get("calibration") or {}
+    if cal and cal["ece"] >= 0.1:
+        problems.append(f"the class probabilities are poorly calibrated (ECE {cal['ece']:.2f})")
+    gold = result.get("gold_standard") or {}
+    if gold:
+        sampler = gold.get("sampler") or {}
+        if gold["max_rhat"] > 1.05 or gold["min_ess"] < 100 or sampler.get("divergences") or sampler.get("tree_depth_hits"):
+            problems.append("the NUTS reference itself is not trustworthy (see its sampler diagnostics)")
+        elif gold["max_abs_z"] > 3:
+            problems.append(f"the SVI estimates lie outside the NUTS posterior (largest |z| {gold['max_abs_z']:.1f})")
+    checked = f"{result['num_data']} {result['split']} data, {result['particles']} guide draws each"
+    if not problems:
+        return f"Overall: no problem found in any check below ({checked}). The model and its guide can be used as they are.", True
+    return (f"Overall: {len(problems)} problem{'s' if len(problems) > 1 else ''} to act on ({checked}): "
+            + "; ".join(problems) + ". The sections below show the evidence."), False
 
 
 def inference_sections(result: dict) -> list[str]:
-    """Training convergence, k-hat, and the bound against the ELBO."""
+    """Training convergence, k-hat (when the weights have a tail to judge), and the bound against the ELBO."""
     verdicts, ll = result["verdicts"], result["log_likelihood"]
     out = []
     if result.get("convergence"):
@@ -270,35 +401,61 @@ def inference_sections(result: dict) -> list[str]:
     approximate = result.get("guide_samples_latents", True) and not result["khat"].get("exact")
     if approximate:
         cut = result["khat"]["threshold"]
-        out.append(section("Did variational inference work? Pareto k-hat per datum", verdicts["khat"], khat_figure(result["khat"]["khat"], cut),
+        out.append(section("Did variational inference work? Pareto k-hat per datum", verdicts["khat"], khat_figure(np.asarray(result["khat"]["khat"], dtype=float), result["khat"]["num_particles"]),
                            "k-hat (Yao et al. 2018) estimates how heavy the tail of the importance weights p(x,z)/q(z|x) is. Below 0.5 (dashed) the guide "
-                           f"covers the posterior; above {cut:.2f} (solid: min(1 - 1/log10 S, 0.7) for S draws, as ArviZ) it is too narrow and "
+                           f"covers the posterior; above {cut:.2f} (solid: min(1 - 1/log10 S, 0.7) for S draws, as ArviZ; k-hat itself is unreliable above it) it is too narrow and "
                            "importance sampling from it is unreliable."))
     rows = [("ELBO (guide draws)", "elbo"), ("importance-weighted bound", "iw"), ("PSIS-smoothed bound", "psis"), ("gap (IW - ELBO)", "gap")]
     numbers = table([(label, f"{ll[key]:.3f} +- {ll[key + '_se']:.3f}") for label, key in rows], ("estimate, nats per datum", "mean +- standard error"))
     out.append(section("How tight is the ELBO?" if approximate else "Log-likelihood (exact)", verdicts["log_likelihood"],
                        numbers + (gap_figure(ll["per_datum"]) if approximate else ""),
-                       "Points far above the diagonal are data whose posterior the guide approximates poorly." if approximate else ""))
+                       "Points far above the diagonal are data whose posterior the guide approximates poorly." if approximate else
+                       "The weights are exact here (no latent is sampled from a guide), so the ELBO is log p(x)."))
     return out
 
 
 def latent_sections(idata, result: dict) -> list[str]:
-    """One scatter of posterior means per continuous latent, coloured by label."""
-    labels = idata.observed_data["y"].values if "y" in idata.observed_data else None
+    """The KL of each latent dimension, then one scatter of posterior means per continuous latent, coloured by label."""
+    labels = labels_of(idata)
     latents = continuous_latents(idata)
     with_label = "posterior" in idata.groups() and "y" in idata.posterior  # then z (z2 in M1+M2) should hold style, not class
     out = []
-    for i, (name, points) in enumerate(latents.items()):
+    if result.get("kl_per_dim"):
+        out.append(section("How much does each latent dimension carry? KL per dimension", result["verdicts"].get("active_units"), kl_figure(result["kl_per_dim"]),
+                           "KL(q(z_d | x) || p(z_d)) averaged over the data and the guide's draws, in nats: what dimension d tells about x. Red bars "
+                           "(below 0.01, dashed) are collapsed dimensions: the guide returns the prior there and the decoder ignores them."))
+    for name, points in latents.items():
         hint = "Coloured by the true label. Classes that form separate clusters are easy to classify from this latent code."
         if with_label and name == list(latents)[-1]:
             hint = ("Coloured by the true label. The label has its own latent y here, so this style latent should not cluster by "
                     "class: clusters mean the class leaked into it and p(x | y) will hardly depend on y.")
-        out.append(section(f"Latent space {name}", result["verdicts"].get("active_units") if i == 0 else None, latent_figure(points, labels, name), hint))
+        verdict = result["verdicts"].get("active_units") if not out and name == next(iter(latents)) else None
+        out.append(section(f"Latent space {name}", verdict, latent_figure(points, labels, name), hint))
     return out
 
 
-def check_sections(model, result: dict) -> list[str]:
-    """Posterior predictive checks and, for classifiers, calibration and the confusion matrix."""
+def arviz_ppc_html(idata) -> str:
+    """ArviZ's posterior predictive checks of x: ``plot_ppc`` (20 draws), ``plot_bpv`` for four test statistics
+    (mean, sd, smallest value, share of zeros: a continuous predictive for data piled at 0 shows in the last two) and
+    ``plot_loo_pit`` with its simultaneous ECDF band, on the first data (:func:`loo_subset`: PSIS per pixel is slow)."""
+    az = _arviz()
+    ppc = arviz_html(az.plot_ppc, "posterior predictive density of x", (10, 3.2), data=idata, var_names=["x"], num_pp_samples=20, random_seed=0)
+    statistics = [("mean", "mean"), ("std", "standard deviation"), (lambda v: np.min(v, axis=-1), "smallest value"),
+                  (lambda v: np.mean(v == 0, axis=-1), "share of exact zeros")]
+
+    def draw(axes):
+        for ax, (stat, title) in zip(axes, statistics):
+            with quiet_arviz():
+                az.plot_bpv(idata, kind="t_stat", t_stat=stat, var_names=["x"], ax=ax, show=False)
+            ax.set_title(f"T = {title}", fontsize=9)
+
+    bpv = figure_html(draw, (12, 2.8), "test statistics of the posterior predictive", ncols=4)
+    loo_pit = arviz_html(az.plot_loo_pit, "LOO-PIT of x", (6, 3.2), idata=loo_subset(idata), y="x", ecdf=True)
+    return ppc + bpv + loo_pit
+
+
+def check_sections(model, idata, result: dict) -> list[str]:
+    """Posterior predictive checks (ours and ArviZ's) and, for classifiers, calibration and the confusion matrix."""
     verdicts, out = result["verdicts"], []
     if result.get("pit"):
         out.append(section("Posterior predictive checks", verdicts.get("ppc"),
@@ -306,36 +463,97 @@ def check_sections(model, result: dict) -> list[str]:
                            "Left: where each observed feature falls in its predictive distribution, over the features the model is unsure of (uniform is ideal; "
                            "reconstructing x from itself makes it bunch in the middle). Middle: held-out data reconstructed clearly worse than training "
                            "data means overfitting (or other data). Right (images): red pixels are brighter in the data than the model predicts, blue ones darker."))
+        out.append(section("Posterior predictive checks, as ArviZ draws them", None, arviz_ppc_html(idata),
+                           "Top: the density of all observed values (black) against 20 predictive draws (blue); discrete values are drawn as histograms. "
+                           "Middle: the observed test statistic (black) against its predictive distribution, with the Bayesian p-value; a p-value "
+                           "near 0 or 1 is a feature of the data the model does not reproduce (a Gaussian predictive has negative values and no "
+                           "exact zeros where pixels pile at 0). Bottom: the LOO-PIT ECDF minus the uniform one inside its 94% band; the "
+                           "leave-one-out weights of a per-datum latent are harmonic-mean weights, so read its shape, not its p-value."))
     if result.get("calibration"):
         out.append(section("Classifier q(y|x): calibration and confusion", verdicts.get("calibration"),
                            classifier_figure(result["calibration"], np.asarray(result["classification"]["confusion_matrix"])),
-                           "Bars below the diagonal: the classifier is more confident than it is accurate. Counts per bin are written at the bottom."))
+                           "Bars below the diagonal: the classifier is more confident than it is accurate; the whiskers are 95% intervals of each "
+                           "bin's accuracy (few data, wide interval). Counts per bin are written at the bottom."))
     return out
 
 
+def nuts_shown(gold: dict) -> list[str]:
+    """The compared quantities that get plots: all of them up to :data:`MAX_NUTS_PLOTS`, else those whose SVI value
+    lies furthest from the NUTS mean and those with the worst R-hat."""
+    quantities = gold["quantities"]
+    if len(quantities) <= MAX_NUTS_PLOTS:
+        return list(quantities)
+    by_z = sorted(quantities, key=lambda n: -abs(np.nan_to_num(quantities[n]["z"])))
+    by_rhat = sorted(quantities, key=lambda n: -np.nan_to_num(quantities[n]["rhat"]))
+    return list(dict.fromkeys(by_z[:MAX_NUTS_PLOTS // 2] + by_rhat))[:MAX_NUTS_PLOTS]
+
+
+def nuts_figures(nuts, gold: dict) -> str:
+    """ArviZ's trace (divergences marked at the bottom) and rank plots, the posterior with the SVI value marked, and the
+    energy plot with E-BFMI, for the quantities of :func:`nuts_shown`."""
+    az, shown = _arviz(), nuts_shown(gold)
+    svi = [gold["quantities"][name]["svi"] for name in shown]
+    height = 1.6 * len(shown) + 0.6
+    return (arviz_html(az.plot_trace, "NUTS trace plots", (11, height), data=nuts, var_names=shown, compact=False,
+                       lines=[(name, {}, value) for name, value in zip(shown, svi)])
+            + arviz_html(az.plot_rank, "NUTS rank plots", (11, 2.4 * -(-len(shown) // 3)), data=nuts, var_names=shown)
+            + arviz_html(az.plot_posterior, "NUTS posterior with the SVI value", (11, 2.4 * -(-len(shown) // 3)), data=nuts,
+                         var_names=shown, ref_val=svi, textsize=9)
+            + arviz_html(az.plot_energy, "NUTS energy and E-BFMI", (5.5, 3.2), data=nuts))
+
+
+def nuts_tables(gold: dict) -> str:
+    """``az.summary``'s columns per compared quantity (with the SVI value and its z) and the sampler's own diagnostics."""
+    rows = [(name.replace("_", " "), f"{q['mean']:.4g} +- {q['sd']:.2g}", f"{q['mcse_mean']:.2g} / {q['mcse_sd']:.2g}",
+             f"{q['ess']:.0f} / {q['ess_tail']:.0f}", f"{q['rhat']:.3f}", f"{q['svi']:.4g} ({q['z']:+.2f} sds)")
+            for name, q in gold["quantities"].items()]
+    head = ("quantity", "NUTS mean +- sd", "MCSE mean / sd", "ESS bulk / tail", "R-hat", "SVI (z)")
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    summary = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
+    sampler = gold.get("sampler")
+    if not sampler:
+        return summary
+    return summary + table([
+        ("divergent transitions", f"{sampler['divergences']} ({100 * sampler['divergent_fraction']:.1f}% of draws)"),
+        ("tree depth", f"mean {sampler['mean_tree_depth']:.1f}, largest {sampler['largest_tree_depth']}; "
+                       f"{sampler['tree_depth_hits']} draws at the limit {sampler['max_tree_depth']}"),
+        ("E-BFMI per chain", ", ".join(f"{b:.2f}" for b in sampler["bfmi"]) + f" (below {sampler['bfmi_threshold']}: poor exploration)"),
+        ("acceptance rate per chain", ", ".join(f"{a:.2f}" for a in sampler["acceptance_rate"])),
+        ("step size per chain", ", ".join(f"{a:.3g}" for a in sampler["step_size"]))], ("sampler diagnostic", "value"))
+
+
 def gold_standard_sections(result: dict) -> list[str]:
-    """The NUTS gold standard of ``diagnose --nuts`` (ppca, gmm): one row per compared quantity."""
+    """The NUTS gold standard of ``diagnose --nuts`` (ppca, gmm): the summary and sampler tables, then the plots."""
     gold = result.get("gold_standard")
     if not gold:
         return []
-    rows = [(name.replace("_", " "), f"NUTS {q['mean']:.4g} +- {q['sd']:.2g} (R-hat {q['rhat']:.3f}, ESS {q['ess']:.0f}, MCSE {q['mcse']:.2g}); "
-             + (f"closed form on the same data {q['closed_form']:.4g}, {q['z_closed_form']:+.2f} posterior sds; " if "closed_form" in q else "")
-             + f"SVI {q['svi']:.4g}, {q['z']:+.2f} posterior sds") for name, q in gold["quantities"].items()]
+    body = nuts_tables(gold)
+    closed = [(name.replace("_", " "), f"{q['closed_form']:.4g}, {q['z_closed_form']:+.2f} posterior sds from the NUTS mean")
+              for name, q in gold["quantities"].items() if "closed_form" in q]
+    if closed:
+        body += table(closed, ("quantity", "closed-form maximum on the same data"))
     angle_names = {"nuts_vs_closed_form": "NUTS against the closed form, same data", "posterior_spread": "posterior spread (median draw)",
                    "between_chains": "between the chains' means", "fit_vs_closed_form": "SVI fit against the closed form on its training data",
                    "data_subset_shift": "closed form: NUTS subset against all training data", "fit_vs_nuts": "SVI fit against NUTS"}
-    rows += [(f"largest subspace angle: {angle_names[key]}", f"{value:.2f} degrees") for key, value in gold.get("angles_deg", {}).items()]
-    return [section("Gold standard: NUTS against the SVI fit", result["verdicts"].get("gold_standard"), table(rows, ("quantity", "posterior and fit")),
+    if gold.get("angles_deg"):
+        body += table([(angle_names[key], f"{value:.2f} degrees") for key, value in gold["angles_deg"].items()], ("largest subspace angle", "value"))
+    verdicts = result["verdicts"]
+    verdict = " ".join(v for v in (verdicts.get("gold_standard"), verdicts.get("nuts_sampler")) if v)
+    if result.get("nuts_idata") is not None:
+        body += nuts_figures(result["nuts_idata"], gold)
+    return [section("Gold standard: NUTS against the SVI fit", verdict, body,
                     f"NUTS ({gold['num_chains']} chains x {gold['num_samples']} draws, {gold['num_data']} of the {gold.get('num_fit_data', gold['num_data'])} training data; prior {gold['prior']}). "
-                    + gold["note"])]
+                    + gold["note"] + " Trace plots: chains should overlap and look like noise, divergences are ticks at the bottom, the SVI value "
+                    "is the line. Rank plots: flat histograms mean the chains mix. Posterior: the SVI value (orange) should lie inside it. "
+                    "Energy: the two distributions should overlap (E-BFMI above 0.3). The draws are in nuts.nc beside this page.")]
 
 
 def write_report(path: str | Path, model, idata, result: dict) -> Path:
-    """Write ``report.html`` for a :func:`ppmodels.diagnosis.diagnose` result and its InferenceData."""
+    """Write ``report.html`` for a :func:`ppmodels.commands.diagnose.diagnose` result and its InferenceData."""
     parts = header(result) + inference_sections(result)
     if len(model.config.x_shape) == 3:
         parts += image_sections(model, idata, result)
-    parts += latent_sections(idata, result) + check_sections(model, result) + gold_standard_sections(result)
+    parts += latent_sections(idata, result) + check_sections(model, idata, result) + gold_standard_sections(result)
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>ppmodels diagnostics</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
     path = Path(path)
     atomic_write(path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))

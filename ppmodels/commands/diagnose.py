@@ -2,7 +2,8 @@
 
 Writes into ``out`` (default ``RUN/diagnostics``)::
 
-    idata.nc           arviz.InferenceData (see ppmodels.posterior), plus the training ELBO trace and q(y|x)
+    idata.nc           arviz.InferenceData (see ppmodels.analysis.inference_data), plus the training ELBO trace and q(y|x)
+    nuts.nc            with --nuts: the NUTS draws and sampler statistics (ppmodels.analysis.gold_standard.nuts_idata)
     diagnostics.json   every number of ppmodels.diagnostics, one plain-language verdict per diagnostic
     report.html        one self-contained page with figures (see ppmodels.report)
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 
 from ..analysis import diagnostics as dg
-from ..analysis.gold_standard import gold_standard_for, gold_standard_verdict
+from ..analysis.gold_standard import gold_standard_for, gold_standard_verdict, sampler_verdict
 from ..analysis.metrics import classification_metrics
 from ..data import load_dataset, parse_spec, select_split
 from ..errors import ConfigError, PPModelsError, RunError, check_int, check_path
@@ -27,9 +29,9 @@ from ..infer.importance import prior_sampled_sites, trace_particles
 from ..models import CanClassify, LabeledGenerator
 from ..runs import CONFIG, METRICS, check_output, check_output_folder, load, open_run_dataset, record_output
 from ..analysis.inference_data import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
-                        has_own_log_weights, posterior_idata, save_idata)
+                                       datum_log_likelihood, has_own_log_weights, labels_of, loo_subset, posterior_idata, save_idata)
 
-IDATA, DIAGNOSTICS, REPORT = "idata.nc", "diagnostics.json", "report.html"
+IDATA, DIAGNOSTICS, REPORT, NUTS_IDATA = "idata.nc", "diagnostics.json", "report.html", "nuts.nc"
 #: how many diagnosed data are decoded with every class to see whether the decoder uses the label
 CLASS_CHECK_DATA = 100
 #: attribute of ``sample_stats``: the model's latents that the guide leaves to the prior, comma-separated
@@ -91,50 +93,54 @@ def weight_diagnostics(idata) -> dict[str, Any]:
     return result
 
 
-def standard_normal_sites(model_trace) -> frozenset[str]:
-    """Latent sites of a model trace whose prior is Normal(0, 1) in every coordinate: their KL per dimension to the
-    prior is meaningful (a GMVAE's z, with a mixture prior, or M1+M2's z1 | y, z2 are left out)."""
-    names = set()
-    for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or site["is_observed"]:
-            continue
-        fn = site["fn"]
-        while isinstance(fn, torch.distributions.Independent):
-            fn = fn.base_dist
-        if isinstance(fn, torch.distributions.Normal) and bool((fn.loc == 0).all() and (fn.scale == 1).all()):
-            names.add(name)
-    return frozenset(names)
-
-
 def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndarray | None, seed: int = 0,
-                        standard_normal: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Every diagnostic of :mod:`ppmodels.diagnostics` from an InferenceData of :func:`posterior_idata`; latents in
-    ``standard_normal`` (prior Normal(0, I)) also get their KL per dimension."""
+                        predictive_draws: int = 20) -> dict[str, Any]:
+    """Every diagnostic of :mod:`ppmodels.diagnostics` from an InferenceData of :func:`posterior_idata`; the PIT uses
+    the first ``predictive_draws`` posterior predictive draws."""
     result = weight_diagnostics(idata)
-    result["active_units"] = {name: dg.active_units(means, draws=idata.posterior[name].values[0] if name in standard_normal else None)
-                              for name, means in dg.continuous_latents(idata).items()}
+    result["kl_per_dim"] = kl = {name[3:]: idata.sample_stats[name].values[0].mean(axis=(0, 1))
+                                 for name in idata.sample_stats.data_vars if name.startswith("kl_")}
+    result["active_units"] = {name: dg.active_units(means, kl_per_dim=kl.get(name)) for name, means in dg.continuous_latents(idata).items()}
     if isinstance(model, LabeledGenerator):  # the class rows: does p(x | y, z) change with y?
         result["class_dependence"] = dg.class_dependence(model.decode_with_labels(idata.observed_data["x"].values[:CLASS_CHECK_DATA]))
-    result["reconstruction_error"] = errors = -idata.log_likelihood["x"].values[0].mean(0)
+    result["reconstruction_error"] = errors = -datum_log_likelihood(idata).mean(0)
     result["train_reconstruction_error"] = train_errors
     if result["guide_samples_latents"]:  # posterior predictive checks need posterior draws
         observed = idata.observed_data["x"].values.reshape(len(errors), -1)
-        replicates = idata.posterior_predictive["x"].values[0].reshape(-1, len(errors), observed.shape[1])
+        replicates = idata.posterior_predictive["x"].values[0, :predictive_draws].reshape(-1, len(errors), observed.shape[1])
         result["pit"] = dg.predictive_pit(observed, replicates, model.config.likelihood, seed)
         result["reconstruction"] = dg.reconstruction_shift(errors, train_errors) if train_errors is not None else None
-    if "predictions" in idata.groups() and "y" in idata.observed_data:
-        probs, labels = idata.predictions["y_prob"].values, idata.observed_data["y"].values
+    result["arviz_loo"] = arviz_loo_check(idata, result["log_likelihood"]["per_datum"]["iw"])
+    if "predictions" in idata.groups() and labels_of(idata) is not None:
+        probs, labels = idata.predictions["y_prob"].values[0, 0], labels_of(idata)
         result["calibration"] = dg.calibration(probs, labels)
         result["classification"] = classification_metrics(labels, probs.argmax(1), probs.shape[1])
     result["convergence"] = dg.training_convergence(records) if records else None
     return result
 
 
+def arviz_loo_check(idata, iw: np.ndarray) -> dict[str, Any]:
+    """``az.loo`` (per feature) on the first data of ``idata`` (:func:`loo_subset`) against the importance-weighted
+    bound ``iw`` of the same data (nats per datum); the difference is also written into the attributes of
+    ``log_likelihood`` (``loo_minus_iw_per_datum``), beside its note."""
+    subset = loo_subset(idata)
+    count = subset.observed_data.sizes["datum"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # k-hat > 0.7 everywhere: that is what the note explains
+        loo = dg._arviz().loo(subset, reff=1.0)  # the guide's draws are independent (and the GMM has no posterior to measure it)
+    per_datum, bound = float(loo.elpd_loo) / count, float(np.mean(iw[:count]))
+    excess = per_datum - bound
+    idata.log_likelihood.attrs["loo_minus_iw_per_datum"] = excess
+    idata.log_likelihood.attrs["warning"] = (f"az.loo gives {per_datum:.2f} nats per datum on the first {count} data, {excess:+.2f} against "
+                                             f"their importance-weighted bound {bound:.2f}: do not read it as log p(x) or compare models with it")
+    return {"num_data": count, "elpd_loo_per_datum": per_datum, "iw_per_datum": bound, "loo_minus_iw_per_datum": excess}
+
+
 def train_reconstruction_errors(model, train_x: torch.Tensor, num: int, particles: int, seed: int, batch_size: int) -> np.ndarray:
     """``-E_q[log p(x|z)]`` for ``num`` training data (the reference for held-out reconstruction errors)."""
     idx = choose_data(num, len(train_x), seed + 1)
     arrays = batched_posterior_arrays(model, train_x[idx], particles, seed + 1, batch_size, predictive_draws=1)
-    return -arrays["log_likelihood"]["x"][0].mean(0)
+    return -datum_log_likelihood(arrays["log_likelihood"]["x"]).mean(0)
 
 
 def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = None, *, split: str = "test",
@@ -172,30 +178,32 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     x, y = select_split(dataset, split)
     idx = choose_data(num_data, len(x), seed)
     x, y = x[idx], None if y is None else y[idx]
-    idata = posterior_idata(model, x, y, num_draws=particles, seed=seed, datum_index=idx, batch_size=batch_size,
-                            predictive_draws=min(predictive_draws, particles))
+    idata = posterior_idata(model, x, y, num_draws=particles, seed=seed, datum_index=idx, batch_size=batch_size)
     if has_own_log_weights(model):
         add_model_log_weights(idata, model, x, particles, seed, batch_size)
-    traces = trace_particles(model, model.check_x(x[:2]), 1)
-    idata.sample_stats.attrs[PRIOR_SAMPLED] = ",".join(prior_sampled_sites(*traces))
+    idata.sample_stats.attrs[PRIOR_SAMPLED] = ",".join(prior_sampled_sites(*trace_particles(model, model.check_x(x[:2]), 1)))
     records = read_metrics(run)
     add_training_trace(idata, records)
     if isinstance(model, CanClassify) and y is not None:
-        add_class_probabilities(idata, model.predict_proba(x))
+        add_class_probabilities(idata, model.predict_proba(x), seed)
     train_errors = None
     if train_data is not None and split != "train":
         train_x = train_data.split("train").x
         train_errors = train_reconstruction_errors(model, train_x, len(idx), min(particles, 20), seed, batch_size)
-    result = compute_diagnostics(model, idata, records, train_errors, seed, standard_normal_sites(traces[1]))
+    result = compute_diagnostics(model, idata, records, train_errors, seed, min(predictive_draws, particles))
     if nuts:
         result["gold_standard"] = gold_standard(compare, model, train_data, num_data, seed, nuts_samples, nuts_warmup, nuts_chains)
+        result["nuts_idata"] = result["gold_standard"].pop("idata")
     noun = f"{split} {'images' if dataset.is_image else 'data'}"
     result.update(run=str(run), model=model.name, data=dataset.spec or data, likelihood=model.config.likelihood, split=split, num_data=len(idx), particles=particles,
                   seed=seed, verdicts=dg.verdicts(result, noun))
     if nuts:
         result["verdicts"]["gold_standard"] = gold_standard_verdict(result["gold_standard"])
+        result["verdicts"]["nuts_sampler"] = sampler_verdict(result["gold_standard"]["sampler"])
     out.mkdir(parents=True, exist_ok=True)
     save_idata(idata, out / IDATA)
+    if nuts:
+        save_idata(result["nuts_idata"], out / NUTS_IDATA)
     write_json(out / DIAGNOSTICS, json_ready(summary_only(result)))
     if report:
         from ..analysis.report import write_report
@@ -220,7 +228,7 @@ def summary_only(result: dict) -> dict:
     """``result`` without the bulky per-datum and per-feature arrays (k-hat per datum stays: it is what the plot shows)."""
     drop = {("log_likelihood", "per_datum"), ("pit", "pit"), ("pit", "feature_mean")}
     return {key: ({k: v for k, v in value.items() if (key, k) not in drop} if isinstance(value, dict) else value)
-            for key, value in result.items() if key not in ("reconstruction_error", "train_reconstruction_error", "idata")}
+            for key, value in result.items() if key not in ("reconstruction_error", "train_reconstruction_error", "idata", "nuts_idata")}
 
 
 def json_ready(obj: Any) -> Any:
@@ -255,10 +263,13 @@ def summary_table(result: dict) -> str:
         ("PIT tails (uniform 10%)", f"{100 * p['tail_fraction']:.1f}%  (KS {p['ks_distance']:.3f})"),
         "reconstruction": lambda r: ("recon. error held-out - train", f"{r['difference']:+.2f} +- {r['difference_se']:.2f} nats"),
         "gold_standard": lambda g: ("NUTS max R-hat / SVI max |z|", f"{g['max_rhat']:.3f} / {g['max_abs_z']:.2f} posterior sds  (min ESS {g['min_ess']:.0f})"),
+        "nuts_sampler": lambda s: ("NUTS divergences / E-BFMI", f"{s['divergences']} / {min(s['bfmi']):.2f}-{max(s['bfmi']):.2f}  "
+                                                                  f"(mean tree depth {s['mean_tree_depth']:.1f}, {s['tree_depth_hits']} at the limit)"),
         "convergence": lambda c: c.get("slope") is not None and
         ("ELBO slope, last epochs", f"{c['slope']:+.3f} per epoch  (best epoch {c['best_epoch']}, {c['epochs_since_best']} ago)"),
     }
-    rows += [row for key, make in optional.items() if result.get(key) and (row := make(result[key]))]
+    sources = {**result, "nuts_sampler": (result.get("gold_standard") or {}).get("sampler")}
+    rows += [row for key, make in optional.items() if sources.get(key) and (row := make(sources[key]))]
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
     lines += ["", *(f"{name}: {text}" for name, text in result["verdicts"].items())]

@@ -56,6 +56,13 @@ def test_diagnose_nuts_writes_the_gold_standard_for_ppca_and_refuses_other_model
     assert gold["num_fit_data"] == 140 and gold["angles_deg"]["fit_vs_closed_form"] < 2  # the fit's own training data
     assert all(q["rhat"] > 0 and q["ess"] > 0 and q["sd"] > 0 for q in gold["quantities"].values())
     assert "NUTS max R-hat" in result.output and "Gold standard: NUTS" in (out / "report.html").read_text()
+    import arviz as az  # the NUTS draws are saved as InferenceData beside the report
+
+    nuts = az.from_netcdf(str(out / "nuts.nc"))
+    assert nuts.posterior["sigma2"].shape == (2, 30) and nuts.sample_stats["diverging"].shape == (2, 30)
+    saved = json.loads((out / "diagnostics.json").read_text())
+    assert saved["gold_standard"]["sampler"]["divergences"] >= 0 and "sampler" in saved["verdicts"]["nuts_sampler"]
+    assert "NUTS divergences / E-BFMI" in result.output
 
     vae = tmp_path / "vae"
     assert invoke("train", "vae", "--data", "digits", "--out", vae, "--epochs", 1, "--hidden", "16", "--z-dim", 2, "--quiet").exit_code == 0
