@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,6 +14,7 @@ import typer
 from ppmodels.commands.train import train as train_run
 from ppmodels.errors import ConfigError
 from ppmodels.infer import TrainConfig
+from ppmodels.infer.distributed import close, init_from_env, launch_local, launched_by_torchrun
 from ppmodels.runs import check_run_dir
 
 from .common import handle_errors, parse_int_list, parse_settings
@@ -21,7 +24,7 @@ T = TrainConfig  # the training options' defaults come from TrainConfig, stated 
 TRAIN_OPTIONS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 # options that may change on --resume: where the run is, where its data lies, and how it reports
-RESUME_OPTIONS = {"model", "out", "resume", "quiet", "data_dir", "download"}
+RESUME_OPTIONS = {"model", "out", "resume", "quiet", "data_dir", "download", "device", "devices"}
 
 
 def refuse_options_on_resume(ctx: typer.Context) -> None:
@@ -64,8 +67,12 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint, with its saved options.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    device: Annotated[str, typer.Option(help="Where to train: cpu, cuda, cuda:N, or auto (a GPU when torch sees one).")] = "cpu",
+    devices: Annotated[int, typer.Option(min=1, help="Train data-parallel in this many processes on this machine (relaunches itself through torchrun; --batch-size stays the global batch).")] = 1,
 ) -> None:
     """Train MODEL on --data and write a run folder (config.json, metrics.jsonl, checkpoints/, model.safetensors, summary.json)."""
+    if devices > 1 and not launched_by_torchrun():
+        relaunch(devices)
     out = out or Path("runs") / model
     if resume:
         check_run_dir(out, resume=True)  # a folder that cannot be resumed is the first thing to hear about
@@ -74,9 +81,16 @@ def train(
                "noise_level": noise_level, **parse_settings(set_)}
     given = locals()
     config = TrainConfig(**{name: given[name] for name in TRAIN_OPTIONS})
-    _, summary = train_run(model, data, out, data_dir=data_dir, download=download, labels=labels, binarize=binarize,
-                           max_per_class=max_per_class, train_config=config, model_options=options, overwrite=overwrite,
-                           resume=resume, progress=not quiet, sample_every=sample_every)
+    started = init_from_env(device)  # under torchrun: join the process group it describes
+    try:
+        _, summary = train_run(model, data, out, data_dir=data_dir, download=download, labels=labels, binarize=binarize,
+                               max_per_class=max_per_class, train_config=config, model_options=options, overwrite=overwrite,
+                               resume=resume, progress=not quiet, sample_every=sample_every, device=device)
+    finally:
+        if started:
+            close()
+    if not summary:  # a rank other than 0 of a data-parallel run: rank 0 reports
+        return
     typer.echo(f"run folder: {out}")
     for key in ("epochs", "train_elbo", "valid_elbo", "test_elbo", "test_accuracy", "test_balanced_accuracy", "test_cluster_accuracy",
                 "wall_time_s"):
@@ -85,3 +99,18 @@ def train(
             typer.echo(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     for warning in summary.get("test_warnings", []):
         typer.echo(f"WARNING: {warning}", err=True)
+
+
+def relaunch(devices: int) -> None:
+    """Run this very command line in ``devices`` processes through torchrun, then exit with its outcome."""
+    argv = sys.argv[1:]
+    if "train" not in argv:
+        raise ConfigError("--devices relaunches the command line it was given, but none was found (called from Python?); "
+                          "run `ppmodels train ... --devices N` from a shell, or use torchrun")
+    code = launch_local(devices, argv)
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        typer.echo(f"error: a training process was killed by signal {name}; continue the run with --resume", err=True)
+    elif code not in (0, 2):  # 2: the workers said what went wrong
+        typer.echo(f"error: a training process exited with code {code} (see its output above)", err=True)
+    raise typer.Exit(0 if code == 0 else 2)

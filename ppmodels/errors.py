@@ -27,3 +27,11 @@ class RunError(PPModelsError, ValueError):
 
 class TrainingError(PPModelsError, RuntimeError):
     """Training could not go on (for example, the loss became non-finite)."""
+
+
+class PPModelsWarning(UserWarning):
+    """Something a user should know that does not stop the work; the CLI prints it as one ``warning:`` line."""
+
+
+class ResumeWarning(PPModelsWarning):
+    """A resumed run cannot repeat the uninterrupted one exactly (it runs under another number of processes)."""
