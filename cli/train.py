@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -72,7 +71,7 @@ def train(
 ) -> None:
     """Train MODEL on --data and write a run folder (config.json, metrics.jsonl, checkpoints/, model.safetensors, summary.json)."""
     if devices > 1 and not launched_by_torchrun():
-        relaunch(devices)
+        relaunch(devices, command_line(ctx))
     out = out or Path("runs") / model
     if resume:
         check_run_dir(out, resume=True)  # a folder that cannot be resumed is the first thing to hear about
@@ -101,12 +100,30 @@ def train(
         typer.echo(f"WARNING: {warning}", err=True)
 
 
-def relaunch(devices: int) -> None:
-    """Run this very command line in ``devices`` processes through torchrun, then exit with its outcome."""
-    argv = sys.argv[1:]
-    if "train" not in argv:
-        raise ConfigError("--devices relaunches the command line it was given, but none was found (called from Python?); "
-                          "run `ppmodels train ... --devices N` from a shell, or use torchrun")
+def command_line(ctx: typer.Context) -> list[str]:
+    """The arguments this ``train`` was given (and the app's ``--plugin`` options), rebuilt from the parsed
+    parameters, so that the relaunched processes run the same command however this one was called."""
+    args = []
+    for context in (ctx.parent, ctx):
+        if context is None:
+            continue
+        if context is ctx:
+            args.append(ctx.info_name or "train")
+        for param in context.command.params:
+            value = context.params.get(param.name)
+            if getattr(context.get_parameter_source(param.name), "name", "") != "COMMANDLINE" or value is None:
+                continue
+            if not getattr(param, "opts", None) or param.param_type_name == "argument":
+                args.append(str(value))
+            elif getattr(param, "is_flag", False) and getattr(param, "is_bool_flag", False):
+                args.append(param.opts[0] if value else param.secondary_opts[0])
+            else:
+                args.extend(item for v in (value if param.multiple else [value]) for item in (param.opts[0], str(v)))
+    return args
+
+
+def relaunch(devices: int, argv: list[str]) -> None:
+    """Run ``ppmodels *argv`` in ``devices`` processes through torchrun, then exit with its outcome."""
     code = launch_local(devices, argv)
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
