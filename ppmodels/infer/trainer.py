@@ -31,8 +31,7 @@ import torch
 from ..data import Dataset, TrainData, prepare_data
 from ..errors import ConfigError, ResumeWarning, RunError, TrainingError
 from ..files import load_checkpoint, load_state, save_checkpoint
-from . import distributed
-from .distributed import all_sum, gather, noise_seed, rank_slice, world
+from .distributed import LossModule, all_sum, barrier, gather, noise_seed, rank_slice, resolve_device, world, wrap
 
 CHECKPOINTS = "checkpoints"  # the folder, inside a run folder, of last.pt (resume state) and best.pt
 SELECT_BY = ("auto", "valid_accuracy", "valid_elbo")
@@ -113,7 +112,7 @@ class Trainer:
         self.saved_epoch: int | None = None  # epoch of the last checkpoint this trainer wrote or resumed from
         self.generator = torch.Generator()
         self.rank, self.world_size = 0, 1
-        self.loss_fn = None  # the model's loss, or the DDP module around it
+        self.loss_fn = None  # the DDP module around the model's loss under a process group; None: the model's loss
 
     # ----- the loop -------------------------------------------------------------------------------------------
     def fit(self, model, data: TrainData, run_dir: str | Path | None = None, resume: bool = False):
@@ -121,13 +120,13 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.rank, self.world_size = world()
         if self.device is not None:
-            model.to(distributed.resolve_device(self.device))
+            model.to(resolve_device(self.device))
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
         pyro.set_rng_seed(noise_seed(self.config.seed, self.rank))  # Monte Carlo noise: a stream per rank
         self.generator.manual_seed(self.config.seed)  # batches: the same global batches on every rank
         if resume:
             self._restore()
-        self.loss_fn = model.loss  # under a process group, DDP around it (for each stage: see _enter_stage)
+        self.loss_fn = None  # under a process group, DDP around the model's loss (for each stage: see _enter_stage)
         self._emit("on_train_start")
         start = time.perf_counter() - self.state.elapsed
         self._stage = None
@@ -164,7 +163,7 @@ class Trainer:
         state.stage = self._stage = stage
         self.model.start_stage(stage, self.data)
         if self.world_size > 1:
-            self.loss_fn = distributed.wrap(self.model, find_unused_parameters=self._leaves_parameters_unused())
+            self.loss_fn = wrap(self.model, find_unused_parameters=self._leaves_parameters_unused())
 
     def _leaves_parameters_unused(self) -> bool:
         """Whether this stage's loss leaves some parameter without a gradient (M1+M2's M2 while its M1 trains, a
@@ -176,7 +175,7 @@ class Trainer:
         with torch.random.fork_rng(devices=cuda), pyro_nan_warnings_off():
             batch = next(iter(self.model.training_batches(self.data.train, self.config.batch_size, self.generator)))
             try:
-                loss = distributed.LossModule(self.model)(rank_slice(batch, self.rank, self.world_size))
+                loss = LossModule(self.model)(rank_slice(batch, self.rank, self.world_size))
                 unused = any(g is None for g in torch.autograd.grad(loss, params, allow_unused=True))
             except ValueError:  # non-finite parameters (the NaN guard reports them at the first step): look every step
                 unused = True
@@ -244,7 +243,7 @@ class Trainer:
         (its loss is not finite; the sites responsible are looked up only if training stops)."""
         try:
             with pyro_nan_warnings_off():
-                loss = self.loss_fn(batch)
+                loss = (self.loss_fn or self.model.loss)(batch)
         except ValueError as exc:  # a distribution's argument validation caught non-finite parameters before the loss did
             if "invalid values" not in str(exc):
                 raise
@@ -365,7 +364,7 @@ class Trainer:
                 "rng_ranks": states,
                 "world_size": self.world_size,
             })
-        distributed.barrier()
+        barrier()
         self.saved_epoch = self.state.epoch
         return path
 
