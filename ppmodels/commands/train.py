@@ -15,7 +15,7 @@ from ..data import TrainData, open_data
 from ..errors import RunError
 from ..files import read_json, write_json
 from ..infer import ProgressBar, TrainConfig, fit
-from ..infer.distributed import barrier, is_main
+from ..infer.distributed import barrier, is_main, resolve_device
 from ..models import CanClassify, CanCluster, get_model_class
 from ..plugins import config_entry, import_plugins, require_plugins
 from ..runs import (CONFIG, SUMMARY, BestCheckpoint, MetricsLog, SampleGrid, build_model, check_run_dir, peak_memory_mb,
@@ -41,6 +41,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     other ranks get ``{}``.
     """
     import_plugins(plugins)
+    resolve_device(device)  # a GPU asked for where there is none is refused before anything is written
     out = check_run_dir(out, overwrite=overwrite, resume=resume)
     if resume:
         saved = read_json(out / CONFIG)

@@ -99,6 +99,40 @@ def test_noise_seeds_differ_by_rank_and_rank_zero_keeps_the_seed():
     assert len(seeds) == 8
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_cpu_is_the_default_and_a_missing_gpu_is_refused_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from ppmodels.errors import ConfigError
+    from ppmodels.infer.distributed import resolve_device
+    from ppmodels_cli.main import app
+
+    assert resolve_device().type == "cpu" and resolve_device("auto").type == "cpu"
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    result = CliRunner().invoke(app, ["train", "ppca", "--epochs", "1", "--device", "cuda", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and result.output.startswith("error: --device cuda asks for a GPU but torch sees none")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_devices_relaunches_the_command_it_was_given(monkeypatch):
+    """``--devices N`` hands torchrun the command line rebuilt from the parsed options (so it works from a shell,
+    from Python and from the docs tests alike), and exits with the workers' outcome."""
+    from typer.testing import CliRunner
+
+    import ppmodels_cli.train as train_command
+    from ppmodels_cli.main import app
+
+    calls = []
+    monkeypatch.setattr(train_command, "launch_local", lambda n, argv: calls.append((n, argv)) or -9)
+    args = ["train", "vae", "--epochs", "3", "--no-skip-nonfinite", "--set", "a=1",
+            "--set", "b=2", "--out", "a b", "--quiet", "--devices", "2"]
+    result = CliRunner().invoke(app, args)
+    assert calls == [(2, args)]
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: a training process was killed by signal SIGKILL; continue the run with --resume"
+
+
 # ----- two gloo processes ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
