@@ -4,29 +4,61 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import sys
 import warnings
 from typing import Annotated, Any, Callable
 
 import typer
 
-from ppmodels.errors import PPModelsError
+from ppmodels.errors import ConfigError, DataError, PPModelsError, PPModelsWarning, TrainingError
 
 #: ``--overwrite`` of the commands that write files (see ppmodels.runs.outputs for the rules)
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing output file that ppmodels did not write (never one inside a run folder).")]
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
+_show_warning = warnings.showwarning
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """ppmodels' own warnings as one ``warning:`` line; others as Python shows them."""
+    if issubclass(category, PPModelsWarning):
+        typer.echo(f"warning: {message}", err=True)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+warnings.showwarning = show_warning
+
+# errors that every rank of a data-parallel run raises alike (same options, same data, agreed decisions): rank 0
+# alone reports them, so the user reads one line, not one per process
+SHARED_ERRORS = (ConfigError, DataError, TrainingError)
 
 
 def handle_errors(fn: Callable) -> Callable:
-    """Turn a ppmodels error into one line on stderr and exit code 2, instead of a traceback."""
+    """Turn a ppmodels error into one line on stderr and exit code 2, instead of a traceback.
+
+    Under torchrun, a rank other than 0 prints only an error of its own (marked with its rank) and leaves one that
+    rank 0 reports too to rank 0, ending with code 0, so that torchrun reports one failure. A failing worker ends
+    at once (``os._exit``): torch's C++ teardown in a worker whose peers are gone can abort and print a line of its own.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except PPModelsError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            if "RANK" not in os.environ:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(2) from None
+            rank = int(os.environ["RANK"])
+            if rank == 0:
+                typer.echo(f"error: {exc}", err=True)
+            elif not isinstance(exc, SHARED_ERRORS):
+                typer.echo(f"error (rank {rank}): {exc}", err=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0 if rank and isinstance(exc, SHARED_ERRORS) else 2)
 
     return wrapper
 

@@ -31,7 +31,7 @@ app.command()(diagnose)
 
 
 def main() -> None:
-    app()
+    app(prog_name="ppmodels")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,6 +13,7 @@ import typer
 from ppmodels.commands.train import train as train_run
 from ppmodels.errors import ConfigError
 from ppmodels.infer import TrainConfig
+from ppmodels.infer.distributed import close, init_from_env, launch_local, launched_by_torchrun
 from ppmodels.runs import check_run_dir
 
 from .common import handle_errors, parse_int_list, parse_settings
@@ -21,7 +23,7 @@ T = TrainConfig  # the training options' defaults come from TrainConfig, stated 
 TRAIN_OPTIONS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 # options that may change on --resume: where the run is, where its data lies, and how it reports
-RESUME_OPTIONS = {"model", "out", "resume", "quiet", "data_dir", "download"}
+RESUME_OPTIONS = {"model", "out", "resume", "quiet", "data_dir", "download", "device", "devices"}
 
 
 def refuse_options_on_resume(ctx: typer.Context) -> None:
@@ -64,8 +66,12 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint, with its saved options.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress (by default a live bar with steps and ETA on a terminal, one line per epoch otherwise).")] = False,
+    device: Annotated[str, typer.Option(help="Where to train: cpu, cuda, cuda:N, or auto (a GPU when torch sees one).")] = "cpu",
+    devices: Annotated[int, typer.Option(min=1, help="Train data-parallel in this many processes on this machine (relaunches itself through torchrun; --batch-size stays the global batch).")] = 1,
 ) -> None:
     """Train MODEL on --data and write a run folder (config.json, metrics.jsonl, checkpoints/, model.safetensors, summary.json)."""
+    if devices > 1 and not launched_by_torchrun():
+        relaunch(devices, command_line(ctx))
     out = out or Path("runs") / model
     if resume:
         check_run_dir(out, resume=True)  # a folder that cannot be resumed is the first thing to hear about
@@ -74,9 +80,16 @@ def train(
                "noise_level": noise_level, **parse_settings(set_)}
     given = locals()
     config = TrainConfig(**{name: given[name] for name in TRAIN_OPTIONS})
-    _, summary = train_run(model, data, out, data_dir=data_dir, download=download, labels=labels, binarize=binarize,
-                           max_per_class=max_per_class, train_config=config, model_options=options, overwrite=overwrite,
-                           resume=resume, progress=not quiet, sample_every=sample_every)
+    started = init_from_env(device)  # under torchrun: join the process group it describes
+    try:
+        _, summary = train_run(model, data, out, data_dir=data_dir, download=download, labels=labels, binarize=binarize,
+                               max_per_class=max_per_class, train_config=config, model_options=options, overwrite=overwrite,
+                               resume=resume, progress=not quiet, sample_every=sample_every, device=device)
+    finally:
+        if started:
+            close()
+    if not summary:  # a rank other than 0 of a data-parallel run: rank 0 reports
+        return
     typer.echo(f"run folder: {out}")
     for key in ("epochs", "train_elbo", "valid_elbo", "test_elbo", "test_accuracy", "test_balanced_accuracy", "test_cluster_accuracy",
                 "wall_time_s"):
@@ -85,3 +98,36 @@ def train(
             typer.echo(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     for warning in summary.get("test_warnings", []):
         typer.echo(f"WARNING: {warning}", err=True)
+
+
+def command_line(ctx: typer.Context) -> list[str]:
+    """The arguments this ``train`` was given (and the app's ``--plugin`` options), rebuilt from the parsed
+    parameters, so that the relaunched processes run the same command however this one was called."""
+    args = []
+    for context in (ctx.parent, ctx):
+        if context is None:
+            continue
+        if context is ctx:
+            args.append(ctx.info_name or "train")
+        for param in context.command.params:
+            value = context.params.get(param.name)
+            if getattr(context.get_parameter_source(param.name), "name", "") != "COMMANDLINE" or value is None:
+                continue
+            if not getattr(param, "opts", None) or param.param_type_name == "argument":
+                args.append(str(value))
+            elif getattr(param, "is_flag", False) and getattr(param, "is_bool_flag", False):
+                args.append(param.opts[0] if value else param.secondary_opts[0])
+            else:
+                args.extend(item for v in (value if param.multiple else [value]) for item in (param.opts[0], str(v)))
+    return args
+
+
+def relaunch(devices: int, argv: list[str]) -> None:
+    """Run ``ppmodels *argv`` in ``devices`` processes through torchrun, then exit with its outcome."""
+    code = launch_local(devices, argv)
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        typer.echo(f"error: a training process was killed by signal {name}; continue the run with --resume", err=True)
+    elif code not in (0, 2):  # 2: the workers said what went wrong
+        typer.echo(f"error: a training process exited with code {code} (see its output above)", err=True)
+    raise typer.Exit(0 if code == 0 else 2)

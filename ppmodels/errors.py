@@ -38,6 +38,14 @@ class TrainingError(PPModelsError, RuntimeError):
     """Training could not go on (for example, the loss became non-finite)."""
 
 
+class PPModelsWarning(UserWarning):
+    """Something a user should know that does not stop the work; the CLI prints it as one ``warning:`` line."""
+
+
+class ResumeWarning(PPModelsWarning):
+    """A resumed run cannot repeat the uninterrupted one exactly (it runs under another number of processes)."""
+
+
 # ----- argument checks of the public functions (the CLI's parser does the same for typed options) ---------------
 def check_path(value: Any, what: str) -> Path:
     """``value`` as a :class:`~pathlib.Path`; anything but a non-empty ``str`` or path-like is a :class:`ConfigError`."""

@@ -28,6 +28,8 @@ def module_name(path: Path) -> str:
 
 
 def layer_of(module: str) -> str:
+    if module == "ppmodels.__main__":  # `python -m ppmodels` (what torchrun starts) is an entry point: the CLI's layer
+        return "ppmodels_cli"
     best = max((name for name in LAYERS if module == name or module.startswith(name + ".")), key=len)
     return best
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from ..data import TrainData, open_data
 from ..errors import ConfigError, RunError, check_int
 from ..files import read_json, write_json
 from ..infer import ProgressBar, TrainConfig, fit
+from ..infer.distributed import barrier, is_main, resolve_device
 from ..models import CanClassify, CanCluster, get_model_class
 from ..plugins import config_entry, import_plugins, require_plugins
 from ..runs import (CONFIG, SUMMARY, BestCheckpoint, DropSetAside, MetricsLog, SampleGrid, build_model, check_run_dir, data_locations,
@@ -28,15 +30,20 @@ DATA_OPTIONS = ("spec", "data_dir", "labels", "binarize", "max_per_class")
 def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest", *, data_dir: str | None = None,
           download: bool = False, labels: int | None = None, binarize: str = "none", max_per_class: int | None = None,
           train_config: TrainConfig | None = None, model_options: dict[str, Any] | None = None, overwrite: bool = False,
-          resume: bool = False, progress: bool = True, sample_every: int = 10, plugins: list[str] | None = None):
+          resume: bool = False, progress: bool = True, sample_every: int = 10, plugins: list[str] | None = None,
+          device: str = "cpu"):
     """Train a registered model on a data spec and write a run folder; returns ``(model, summary)``.
 
     With ``resume=True`` everything (model, data, training options) is read back from ``out/config.json``
     and training continues from ``out/checkpoints/last.pt``. ``plugins`` (``.py`` files or module names) are
-    imported first so that user models they register can be named (see :mod:`ppmodels.plugins`).
+    imported first so that user models they register can be named (see :mod:`ppmodels.plugins`). ``device``:
+    ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. Under a ``torch.distributed`` process group every rank calls this
+    and trains its share (docs/distributed.md); rank 0 alone writes the run folder and gets the summary, the
+    other ranks get ``{}``.
     """
     import_plugins(plugins)
     check_arguments(labels, max_per_class, train_config, model_options)
+    resolve_device(device)  # a GPU asked for where there is none is refused before anything is written
     out = check_run_dir(out, overwrite=overwrite, resume=resume)
     if resume:
         saved = read_json(out / CONFIG)
@@ -57,8 +64,12 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     if isinstance(model, GMVAE) and not resume:
         start_gmvae_from_runs(model)
     model.check_data(bundle)
-    with run_dir_transaction(out, overwrite=overwrite, resume=resume) as (out, aside):  # only now: a failed request leaves no folder
-        if not resume:
+    barrier()  # every rank has checked the folder before rank 0 creates or replaces it
+    main = is_main()
+    # rank 0 alone touches the folder; an --overwrite keeps the old run aside until the new one has a checkpoint
+    transaction = run_dir_transaction(out, overwrite=overwrite, resume=resume) if main else nullcontext((out, None))
+    with transaction as (out, aside):  # only now: a failed request leaves no folder
+        if main and not resume:
             write_json(out / CONFIG, {
                 "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
                 "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **data_locations(data, data_dir, out)},
@@ -68,8 +79,11 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out), DropSetAside(aside)]
         if sample_every and bundle.dataset.is_image:
             callbacks.append(SampleGrid(out, every=sample_every, seed=train_config.seed))
+        barrier()
         start = time.perf_counter()
-        fit(model, bundle, train_config, callbacks=callbacks, run_dir=out, resume=resume)
+        fit(model, bundle, train_config, callbacks=callbacks, run_dir=out, resume=resume, device=device)
+        if not main:
+            return model, {}
         save_model(model, out)
         summary = summarize(model, bundle, wall_time=time.perf_counter() - start, seed=train_config.seed)
         write_json(out / SUMMARY, summary)

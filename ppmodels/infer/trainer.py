@@ -5,6 +5,11 @@ negative ELBO (:meth:`~ppmodels.models.PPModel.loss`: ``TraceEnum_ELBO.different
 the trainer owns the loop: Adam steps, validation ELBO (or accuracy), early stopping, the NaN guard, checkpoints
 and resume, and it reports everything to callbacks. Models never loop, print or save, and this module imports no
 model: it works with any object that has those methods.
+
+Under an initialised ``torch.distributed`` process group (torchrun and the like) the same loop is data-parallel:
+every rank draws the same global batch, trains on its slice through DDP, and every decision (the NaN guard, early
+stopping, the validation scores, the train ELBO) is taken on all-reduced numbers, so all ranks agree; rank 0 alone
+calls the callbacks and writes checkpoints. See docs/distributed.md and :mod:`ppmodels.infer.distributed`.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import pyro
 import torch
 
 from ..data import Dataset, TrainData, prepare_data
-from ..errors import ConfigError, RunError, TrainingError, check_field_types
+from ..errors import ConfigError, ResumeWarning, RunError, TrainingError, check_field_types
 from ..files import load_checkpoint, load_state, save_checkpoint
+from .distributed import LossModule, all_sum, barrier, gather, noise_seed, rank_slice, resolve_device, world, wrap
 
 CHECKPOINTS = "checkpoints"  # the folder, inside a run folder, of last.pt (resume state) and best.pt
 SELECT_BY = ("auto", "valid_accuracy", "valid_elbo")
@@ -89,10 +95,13 @@ class Trainer:
     :param config: a :class:`TrainConfig` (defaults when ``None``).
     :param callbacks: objects with any of ``on_train_start(trainer)``, ``on_step_end(trainer, loss)``,
         ``on_epoch_end(trainer, record)``, ``on_checkpoint(trainer)`` (after ``last.pt`` is written), ``on_best(trainer)``,
-        ``on_train_end(trainer)``.
+        ``on_train_end(trainer)``; under a process group only rank 0 calls them.
+    :param device: where to train (``cpu``, ``cuda``, ``cuda:N``, ``auto``; ``None``: where the model is). A model
+        moved for training is moved back to the CPU at the end.
     """
 
-    def __init__(self, config: TrainConfig | None = None, callbacks: list | None = None):
+    def __init__(self, config: TrainConfig | None = None, callbacks: list | None = None, device: str | None = None):
+        self.device = device
         self.config = config or TrainConfig()
         self.config.validate()
         self.callbacks = list(callbacks or [])
@@ -103,16 +112,22 @@ class Trainer:
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.saved_epoch: int | None = None  # epoch of the last checkpoint this trainer wrote or resumed from
         self.generator = torch.Generator()
+        self.rank, self.world_size = 0, 1
+        self.loss_fn = None  # the DDP module around the model's loss under a process group; None: the model's loss
 
     # ----- the loop -------------------------------------------------------------------------------------------
     def fit(self, model, data: TrainData, run_dir: str | Path | None = None, resume: bool = False):
         self.model, self.data = model, data
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.rank, self.world_size = world()
+        if self.device is not None:
+            model.to(resolve_device(self.device))
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
-        pyro.set_rng_seed(self.config.seed)
-        self.generator.manual_seed(self.config.seed)
+        pyro.set_rng_seed(noise_seed(self.config.seed, self.rank))  # Monte Carlo noise: a stream per rank
+        self.generator.manual_seed(self.config.seed)  # batches: the same global batches on every rank
         if resume:
             self._restore()
+        self.loss_fn = None  # under a process group, DDP around the model's loss (for each stage: see _enter_stage)
         self._emit("on_train_start")
         start = time.perf_counter() - self.state.elapsed
         self._stage = None
@@ -128,6 +143,8 @@ class Trainer:
         if self.best_weights is not None:
             model.load_state_dict(self.best_weights)  # end on the selected epoch, as early stopping promises
         model.eval()
+        if self.device is not None:
+            model.to("cpu")
         self._emit("on_train_end")
         return model
 
@@ -147,6 +164,25 @@ class Trainer:
             state.best_valid_elbo, state.best_valid_accuracy, state.epochs_without_improvement, self.best_weights = -math.inf, -math.inf, 0, None
         state.stage = self._stage = stage
         self.model.start_stage(stage, self.data)
+        if self.world_size > 1:
+            self.loss_fn = wrap(self.model, find_unused_parameters=self._leaves_parameters_unused())
+
+    def _leaves_parameters_unused(self) -> bool:
+        """Whether this stage's loss leaves some parameter without a gradient (M1+M2's M2 while its M1 trains, a
+        Gaussian scale under a Bernoulli likelihood): DDP must then look for unused parameters every step. Probed
+        on the stage's first batch, with every random state put back, so the run draws as it would without it."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        batches = self.generator.get_state()
+        cuda = [self.model.device] if self.model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), pyro_nan_warnings_off():
+            batch = next(iter(self.model.training_batches(self.data.train, self.config.batch_size, self.generator)))
+            try:
+                loss = LossModule(self.model)(rank_slice(batch, self.rank, self.world_size))
+                unused = any(g is None for g in torch.autograd.grad(loss, params, allow_unused=True))
+            except ValueError:  # non-finite parameters (the NaN guard reports them at the first step): look every step
+                unused = True
+        self.generator.set_state(batches)
+        return all_sum([float(unused)], self.model.device)[0] > 0
 
     def _run_epoch(self) -> dict[str, Any]:
         model, state = self.model, self.state
@@ -175,17 +211,20 @@ class Trainer:
         return record
 
     def _step(self, batch: dict) -> float | None:
-        """One Adam step; returns the batch loss, or ``None`` when a non-finite batch was skipped."""
+        """One Adam step; returns the batch loss, or ``None`` when a non-finite batch was skipped. Under a process
+        group the batch is the global one: this rank trains on its slice, and the returned loss is the global one."""
         self.optimizer.zero_grad(set_to_none=True)
-        try:
-            with pyro_nan_warnings_off():
-                loss = self.model.loss(batch)
-        except ValueError as exc:  # a distribution's argument validation caught non-finite parameters before the loss did
-            if "invalid values" not in str(exc):
-                raise
-            return self._nonfinite("loss", f"a distribution got non-finite parameters: {str(exc).splitlines()[0].rstrip(':')}")
-        if not torch.isfinite(loss):
-            return self._nonfinite("loss", batch)
+        batch = rank_slice(batch, self.rank, self.world_size)
+        loss, problem = self._forward(batch)
+        if self.world_size > 1:  # every rank learns whether any rank's loss failed before anyone calls backward
+            total, failed = all_sum([0.0 if problem is not None else loss.item(), float(problem is not None)], self.model.device)
+            if failed:
+                return self._nonfinite("loss", problem, every_rank=True)
+            value = total / self.world_size
+        else:
+            if problem is not None:
+                return self._nonfinite("loss", problem)
+            value = loss.item()
         loss.backward()
         grads = [(name, p.grad) for name, p in self.model.named_parameters() if p.grad is not None]
         # one finiteness check per step, without autograd's anomaly mode: a gradient's norm is finite unless an entry
@@ -199,15 +238,31 @@ class Trainer:
         if self.config.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
         self.optimizer.step()
-        return loss.item()
+        return value
 
-    def _nonfinite(self, what: str, detail: str | dict) -> None:
-        """Skip the batch (``skip_nonfinite``) or stop, naming where, which term, and the checkpoint that is still good."""
+    def _forward(self, batch: dict) -> tuple[torch.Tensor | None, str | dict | None]:
+        """The loss of this rank's batch and what went wrong: ``None`` (it is finite), a description, or the batch
+        (its loss is not finite; the sites responsible are looked up only if training stops)."""
+        try:
+            with pyro_nan_warnings_off():
+                loss = (self.loss_fn or self.model.loss)(batch)
+        except ValueError as exc:  # a distribution's argument validation caught non-finite parameters before the loss did
+            if "invalid values" not in str(exc):
+                raise
+            return None, f"a distribution got non-finite parameters: {str(exc).splitlines()[0].rstrip(':')}"
+        return loss, None if torch.isfinite(loss) else batch
+
+    def _nonfinite(self, what: str, detail: str | dict | None, every_rank: bool = False) -> None:
+        """Skip the batch (``skip_nonfinite``) or stop, naming where, which term, and the checkpoint that is still good.
+        ``every_rank``: all ranks call this together; the message names the ranks whose slice failed."""
         self.optimizer.zero_grad(set_to_none=True)
         if self.config.skip_nonfinite:
             return None
         if isinstance(detail, dict):  # a batch whose loss is not finite: find the sample sites responsible
             detail = f"terms: {nonfinite_terms(self.model, detail)}"
+        if every_rank:
+            found = [f"rank {rank}: {text}" for rank, text in enumerate(gather(detail)) if text is not None]
+            detail = f"on {len(found)} of {self.world_size} ranks; " + "; ".join(found)
         where = f"epoch {self.state.epoch}, step {self.state.step + 1}"
         raise TrainingError(f"the {what} became non-finite at {where} ({detail}); {self._last_good()}; lower --lr, add --clip-norm, or pass --skip-nonfinite")
 
@@ -219,15 +274,25 @@ class Trainer:
         # --resume keeps the run's options, so the fixes named after this (a lower --lr, ...) need a new start
         return f"the last good checkpoint is {last}{epoch}, left untouched (to change options, train again with --overwrite)"
 
+    def _valid_shard(self):
+        """This rank's contiguous share of the validation split (all of it in one process)."""
+        valid = self.data.valid
+        if self.world_size == 1:
+            return valid
+        return valid.subset(torch.arange(len(valid)).tensor_split(self.world_size)[self.rank])
+
     def _valid_elbo(self) -> float:
-        """The validation ELBO; a non-finite one stops training before the epoch is checkpointed."""
+        """The validation ELBO (each rank scores its shard; the sums are all-reduced); a non-finite one stops
+        training before the epoch is checkpointed."""
+        shard = self._valid_shard()
         try:
             with pyro_nan_warnings_off():
-                value = self.model.elbo_per_datum(self.data.valid, batch_size=max(self.config.batch_size, 500))
+                total = self.model.elbo_per_datum(shard, batch_size=max(self.config.batch_size, 500)) * len(shard) if len(shard) else 0.0
         except ValueError as exc:  # argument validation of a distribution fed non-finite parameters
             if "invalid values" not in str(exc):
                 raise
-            value = math.nan
+            total = math.nan
+        value = all_sum([total], self.model.device)[0] / len(self.data.valid)
         if not math.isfinite(value):
             raise TrainingError(f"the validation ELBO became non-finite after epoch {self.state.epoch} (the weights no longer give finite "
                                 f"distributions); {self._last_good()}; lower --lr or add --clip-norm")
@@ -243,10 +308,12 @@ class Trainer:
         return self.model.trains_classifier()
 
     def _valid_accuracy(self) -> float:
-        valid = self.data.valid
-        labeled = valid.y >= 0
-        predicted = np.asarray(self.model.predict(valid.x[labeled]))
-        return float((predicted == valid.y[labeled].numpy()).mean())
+        """Accuracy on the labeled validation examples (counted on shards and all-reduced)."""
+        shard = self._valid_shard()
+        labeled = shard.y >= 0
+        correct = float((np.asarray(self.model.predict(shard.x[labeled])) == shard.y[labeled].numpy()).sum()) if bool(labeled.any()) else 0.0
+        correct, count = all_sum([correct, float(labeled.sum())], self.model.device)
+        return correct / count
 
     def _check_parameters(self) -> None:
         """Refuse to go on (and to checkpoint) with weights that are no longer finite."""
@@ -275,6 +342,8 @@ class Trainer:
                 state.stopped_early = True
 
     def _emit(self, hook: str, *args: Any) -> None:
+        if self.rank != 0:  # callbacks report and write: one process does
+            return
         for callback in self.callbacks:
             method = getattr(callback, hook, None)
             if method is not None:
@@ -282,17 +351,23 @@ class Trainer:
 
     # ----- checkpoints ----------------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/last.pt``: weights, optimizer, progress (early stopping too), best weights, every RNG state."""
+        """Write ``checkpoints/last.pt``: weights, optimizer, progress (early stopping too), best weights, every RNG
+        state, of every rank under a process group (rank 0 writes; the others wait until it has)."""
         path = self.run_dir / CHECKPOINTS / "last.pt"
-        save_checkpoint(path, {
-            "model_name": self.model.name,
-            "model_config": dataclasses.asdict(self.model.config),
-            "model": self.model.state_dict(),
-            "best_model": self.best_weights,
-            "optimizer": self.optimizer.state_dict(),
-            "state": dataclasses.asdict(self.state),
-            "rng": rng_states(self.generator),
-        })
+        states = gather(rng_states(self.generator))
+        if self.rank == 0:
+            save_checkpoint(path, {
+                "model_name": self.model.name,
+                "model_config": dataclasses.asdict(self.model.config),
+                "model": self.model.state_dict(),
+                "best_model": self.best_weights,
+                "optimizer": self.optimizer.state_dict(),
+                "state": dataclasses.asdict(self.state),
+                "rng": states[0],
+                "rng_ranks": states,
+                "world_size": self.world_size,
+            })
+        barrier()
         self.saved_epoch = self.state.epoch
         return path
 
@@ -310,16 +385,33 @@ class Trainer:
             self.optimizer.load_state_dict(payload["optimizer"])
             self.state = TrainState(**payload["state"])
             self.best_weights = payload["best_model"]
-            set_rng_states(payload["rng"], self.generator)
+            self._restore_rng(payload, path)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RunError(f"checkpoint {path} is incomplete or from another version ({type(exc).__name__}: {exc}); start again with --overwrite") from None
         self.saved_epoch = self.state.epoch
 
+    def _restore_rng(self, payload: dict, path: Path) -> None:
+        """Every rank continues its own random streams when the world size is the one that wrote the checkpoint;
+        under another world size the batch order continues and each rank's Monte Carlo noise starts afresh."""
+        saved_world = payload.get("world_size", 1)
+        states = payload.get("rng_ranks", [payload["rng"]])
+        if saved_world == self.world_size:
+            set_rng_states(states[self.rank], self.generator)
+            return
+        set_rng_states(states[0], self.generator)  # the shared streams (batches, labeled draws) continue
+        pyro.set_rng_seed(noise_seed(self.config.seed, self.rank, epoch=self.state.epoch))
+        if self.rank == 0:
+            warnings.warn(f"{path} was written by {saved_world} process(es), this run has {self.world_size}: the batch order continues "
+                          "but the Monte Carlo noise streams start afresh, so the run will not repeat an uninterrupted one exactly",
+                          ResumeWarning, stacklevel=2)
+
 
 def fit(model, data: TrainData | Dataset, train_config: TrainConfig | None = None, callbacks: list | None = None,
-        run_dir: str | Path | None = None, resume: bool = False):
+        run_dir: str | Path | None = None, resume: bool = False, device: str | None = None):
     """Train ``model`` on ``data`` with the shared :class:`Trainer`, between the model's ``before_fit`` and
     ``after_fit`` hooks; returns the model (scikit-learn's ``fit`` convention), with ``model.train_state_`` set.
+    ``device``: where to train (``cpu``, ``cuda``, ``cuda:N``, ``auto``); the model comes back on the CPU. Under an
+    initialised ``torch.distributed`` process group every rank calls this, and trains data-parallel.
 
     Example::
 
@@ -330,7 +422,7 @@ def fit(model, data: TrainData | Dataset, train_config: TrainConfig | None = Non
     model.check_data(data)
     if not resume:
         model.before_fit(data)
-    trainer = Trainer(train_config, callbacks or [])
+    trainer = Trainer(train_config, callbacks or [], device=device)
     trainer.fit(model, data, run_dir=run_dir, resume=resume)
     model.train_state_ = trainer.state
     model.after_fit(data)
@@ -349,12 +441,17 @@ def pyro_nan_warnings_off():
 def rng_states(generator: torch.Generator) -> dict:
     """Every random state a training run draws from, as tensors and numbers (loadable with ``weights_only=True``)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "batches": generator.get_state(), "python": random.getstate(),
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]}
+    states = {"torch": torch.get_rng_state(), "batches": generator.get_state(), "python": random.getstate(),
+              "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # Monte Carlo noise drawn on the GPU
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
 
 
 def set_rng_states(states: dict, generator: torch.Generator) -> None:
     torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])
     generator.set_state(states["batches"])
     if "python" in states:
         random.setstate(states["python"])

@@ -54,12 +54,13 @@ def principal_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass
 class PPCAConfig(ModelConfig):
-    """:param z_dim: number of principal components K (less than the number of features D)."""
+    """:param z_dim: number of principal components K (less than the number of features D).
+    :param init: ``closed_form``: start SVI at the maximum-likelihood solution of the training data (Tipping & Bishop
+        1999), so training only has to hold it; ``random``: a random W of the data's scale (SVI has to find it).
+    """
 
     likelihood: str = "gaussian"
     z_dim: int = 2
-    #: ``closed_form``: start SVI at the maximum-likelihood solution of the training data (:func:`closed_form_ppca`),
-    #: so training only has to hold it; ``random``: a random W of the data's scale (SVI has to find the maximum)
     init: str = "closed_form"
 
     def validate(self) -> None:
