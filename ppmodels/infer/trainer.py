@@ -239,10 +239,9 @@ class Trainer:
         return self.model.trains_classifier()
 
     def _valid_accuracy(self) -> float:
-        valid = self.data.valid
-        labeled = valid.y >= 0
-        predicted = np.asarray(self.model.predict(valid.x[labeled]))
-        return float((predicted == valid.y[labeled].numpy()).mean())
+        labeled = self.data.valid.subset(self.data.valid.y >= 0)  # rows on disk are read by predict, a batch at a time
+        predicted = np.asarray(self.model.predict(labeled.x))
+        return float((predicted == labeled.y.numpy()).mean())
 
     def _check_parameters(self) -> None:
         """Refuse to go on (and to checkpoint) with weights that are no longer finite."""

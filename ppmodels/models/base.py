@@ -26,7 +26,7 @@ from pyro.infer import TraceEnum_ELBO
 from torch import nn
 
 from ..corruption import check_corruption, corrupt
-from ..data import Dataset, Split, TrainData, binomial_trials, in_unit_interval
+from ..data import Dataset, LazyRows, Split, TrainData, binomial_trials, in_unit_interval, shuffled_batches
 from ..errors import ConfigError, DataError
 from ..infer.importance import iw_log_likelihood, log_importance_weights
 from ..nets import NETS
@@ -251,11 +251,11 @@ class PPModel(nn.Module):
         return corrupt(x, config.corruption, config.noise_level)
 
     def training_batches(self, train: Split, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
-        """One epoch of shuffled minibatches as keyword arguments of ``model``/``guide``."""
+        """One epoch of shuffled minibatches as keyword arguments of ``model``/``guide`` (rows on disk are read a
+        pool of blocks at a time, :func:`~ppmodels.data.shuffled_batches`)."""
         x = train.epoch_x(generator)
-        perm = torch.randperm(len(x), generator=generator)
-        for idx in perm.split(batch_size):
-            yield {"x": x[idx].to(self.device), "num_data": len(x)}
+        for xb in shuffled_batches(x, batch_size, generator):
+            yield {"x": xb.to(self.device), "num_data": len(x)}
 
     def training_stage(self, epoch: int, num_epochs: int) -> str:
         """The stage that epoch ``epoch`` (1-based) of ``num_epochs`` belongs to. Models trained in stages (M1+M2)
@@ -304,8 +304,7 @@ class PPModel(nn.Module):
     @torch.no_grad()
     def iw_log_likelihood(self, x: torch.Tensor, num_particles: int = 100, batch_size: int = 500) -> torch.Tensor:
         """Per-datum importance-weighted lower bound on log p(x) with ``num_particles`` samples: shape ``(N,)``."""
-        x = self.check_x(x)
-        return torch.cat([iw_log_likelihood(self.log_importance_weights(xb, num_particles)) for xb in x.split(batch_size)])
+        return torch.cat([iw_log_likelihood(self.log_importance_weights(xb, num_particles)) for xb in self.checked_batches(x, batch_size)])
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:
@@ -317,6 +316,14 @@ class PPModel(nn.Module):
             self.train(was_training)
 
     # ----- checks -------------------------------------------------------------------------------------------
+    def checked_batches(self, x: Any, batch_size: int) -> Iterator[torch.Tensor]:
+        """``x`` checked by :meth:`check_x`, ``batch_size`` rows at a time; rows on disk are read one batch at a time."""
+        if isinstance(x, LazyRows):
+            for xb in x.split(batch_size):
+                yield self.check_x(xb)
+        else:
+            yield from self.check_x(x).split(batch_size)
+
     def check_x(self, x: Any) -> torch.Tensor:
         """``x`` as a float tensor on the model's device, after checking its shape, finiteness and range."""
         x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float32)

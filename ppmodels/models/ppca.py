@@ -11,7 +11,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..data import Dataset, TrainData
+from ..data import Dataset, LazyRows, TrainData, row_moments
 from ..errors import ConfigError
 from ..registry import register_model
 from .base import ModelConfig, PPModel, data_plate
@@ -82,11 +82,16 @@ class PPCA(PPModel):
         The likelihood is flat along the length of W's columns, so Adam's bounded steps take long to grow a
         small W to eigenvalues of 100; a random direction whose W W^T carries the data's total variance does not.
         """
-        x = data.train.x.reshape(len(data.train), -1)
+        x = data.train.x
+        if isinstance(x, LazyRows):  # rows on disk: one streaming pass
+            mean, variance = row_moments(x)
+        else:
+            x = x.reshape(len(x), -1)
+            mean, variance = x.mean(0), x.var(0, unbiased=False)
         d, k = self.weight.shape
         with torch.no_grad():
-            self.loc.copy_(x.mean(0))
-            total_variance = x.var(0, unbiased=False).sum()
+            self.loc.copy_(mean)
+            total_variance = variance.sum()
             self.weight.copy_(torch.randn(d, k) * (total_variance / (d * k)).sqrt())
 
     @property
