@@ -40,7 +40,7 @@ def baseline_predictions(train: Split, x_test, names: tuple[str, ...] = BASELINE
         rng = np.random.default_rng(seed)
         unlabeled = np.flatnonzero(~labeled)
         keep = np.sort(np.concatenate([np.flatnonzero(labeled), rng.choice(unlabeled, max_spread - labeled.sum(), replace=False)]))
-    rows = train.x if len(keep) == len(y) else train.x[keep]  # only the rows used are read when train.x is on disk
+    rows = train.x[keep] if len(keep) < len(y) else train.x[:]  # on disk (LazyRows), only these rows are read
     x, y, labeled = flat(rows), y[keep], labeled[keep]
     predictions = {}
     if "svc" in names:

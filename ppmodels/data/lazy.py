@@ -131,17 +131,33 @@ class LazyRows:
     def read(self, positions: np.ndarray) -> torch.Tensor:
         """Rows at ``positions`` of the disk array, in that order: nearby rows are read in one span, far ones apart."""
         positions = np.asarray(positions, dtype=np.int64)
-        if len(positions) == 0:
-            return torch.empty((0, *self.disk.row_shape))
-        wanted, inverse = np.unique(positions, return_inverse=True)
-        span = SPAN_BLOCKS * self.block_rows
-        parts = []
-        for run in np.split(wanted, np.flatnonzero(np.diff(wanted) > MAX_GAP) + 1):
-            for piece in np.split(run, np.flatnonzero(np.diff((run - run[0]) // span)) + 1):
-                parts.append(self.disk.read(int(piece[0]), int(piece[-1]) + 1)[piece - piece[0]])
-        self.disk.release()
-        rows = torch.from_numpy(as_float_rows(np.concatenate(parts), self.disk.row_shape)[inverse])
+        in_order = bool((np.diff(positions) >= 0).all())
+        order = np.arange(len(positions)) if in_order else np.argsort(positions, kind="stable")
+        ordered = positions[order]
+        out = np.empty((len(positions), *self.disk.row_shape), dtype=np.float32)  # the one copy of the rows
+        for start, stop in self._pieces(ordered):
+            piece = ordered[start:stop]
+            block = self.disk.read(int(piece[0]), int(piece[-1]) + 1)
+            rows = as_float_rows(block if len(block) == len(piece) else block[piece - piece[0]], self.disk.row_shape)
+            out[slice(start, stop) if in_order else order[start:stop]] = rows
+            self.disk.release()
+        rows = torch.from_numpy(out)
         return rows if self.transform is None else self.transform(rows)
+
+    def _pieces(self, ordered: np.ndarray) -> list[tuple[int, int]]:
+        """``(start, stop)`` stretches of sorted ``ordered`` each read in one span: split where rows lie more than
+        :data:`MAX_GAP` apart, or where a span would pass :data:`SPAN_BLOCKS` blocks."""
+        if len(ordered) == 0:
+            return []
+        span = SPAN_BLOCKS * self.block_rows
+        cuts = np.flatnonzero(np.diff(ordered) > MAX_GAP) + 1
+        bounds = []
+        for run_start, run_stop in zip(np.r_[0, cuts], np.r_[cuts, len(ordered)]):
+            run = ordered[run_start:run_stop]
+            inner = np.flatnonzero(np.diff((run - run[0]) // span)) + 1 + run_start
+            edges = np.r_[run_start, inner, run_stop]
+            bounds += list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+        return bounds
 
     def split(self, size: int) -> Iterator[torch.Tensor]:
         """The rows in order, ``size`` at a time (as ``torch.Tensor.split``)."""
@@ -201,13 +217,24 @@ def shuffled_batches(x: torch.Tensor | LazyRows, batch_size: int, generator: tor
             yield x[idx]
         return
     order, sizes = block_shuffled_order(len(x), x.block_rows, POOL_BLOCKS, generator)
-    carry = None  # rows of the last pool that did not fill a batch: they start the next one
+    carry = torch.empty((0, *x.shape[1:]))  # rows of the last pool that did not fill a batch: they start the next one
     for pool in order.split(sizes):
-        rows = x[pool] if carry is None else torch.cat([carry, x[pool]])
-        full = len(rows) - len(rows) % batch_size
-        yield from rows[:full].split(batch_size)
-        carry = rows[full:]
-    if carry is not None and len(carry):
+        wanted, local = np.unique(pool.numpy(), return_inverse=True)
+        rows = None  # the last pool goes before the next is read: batches are copies, so one pool is held at a time
+        rows = x[wanted]  # in disk order, read with contiguous reads
+        local = torch.from_numpy(local)
+        if len(carry):
+            need = batch_size - len(carry)
+            carry = torch.cat([carry, rows[local[:need]]])
+            local = local[need:]
+            if len(carry) < batch_size:
+                continue
+            yield carry
+        full = len(local) - len(local) % batch_size
+        for idx in local[:full].split(batch_size):
+            yield rows[idx]
+        carry = rows[local[full:]]
+    if len(carry):
         yield carry
 
 
