@@ -18,8 +18,6 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from ..errors import DataError
-
 BLOCK_BYTES = 4 << 20  # a block, the unit of contiguous reads and of the shuffle: ~4 MB of float32 rows
 MIN_BLOCK_ROWS = 64
 POOL_BLOCKS = 16  # blocks shuffled together: at most ~64 MB of rows in memory at a time
@@ -40,10 +38,6 @@ class DiskArray:
     def __init__(self, array: Any, release: Callable[[], None] | None = None):
         self.array, self.release = array, release or (lambda: None)
         self.shape, self.dtype = tuple(array.shape), np.dtype(array.dtype)
-        if self.dtype.kind not in "fiub":
-            raise DataError(f"the array has non-numeric values (dtype {self.dtype}); give numbers only")
-        if len(self.shape) not in (1, 2, 3, 4) or self.shape[0] == 0:
-            raise DataError(f"the array has shape {self.shape}; expected at least one example (N, N x D, N x H x W or N x C x H x W)")
         self.reads = 0
         self.max_rows_read = 0
 

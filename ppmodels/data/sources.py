@@ -257,6 +257,10 @@ def _lazy_option(options: dict) -> bool:
 def from_disk(name: str, disk: DiskArray, y: np.ndarray | None = None, likelihood: str | None = None, seed: int = 0) -> Dataset:
     """A :class:`Dataset` whose examples stay on disk: the likelihood guessed and the values checked in one pass over
     the rows, fixed stratified 70/10/20 splits as index arrays (as :func:`from_arrays`, nothing held in memory but y)."""
+    if disk.dtype.kind not in "fiub":
+        raise DataError(f"data {name!r} has non-numeric values (dtype {disk.dtype}); give numbers only")
+    if len(disk.shape) not in (1, 2, 3, 4) or disk.shape[0] == 0:
+        raise DataError(f"data {name!r} has shape {disk.shape}; expected at least one example (N, N x D, N x H x W or N x C x H x W)")
     x = LazyRows(disk)
     class_names = None
     if y is not None:
@@ -271,7 +275,7 @@ def from_disk(name: str, disk: DiskArray, y: np.ndarray | None = None, likelihoo
 
 @register_source("zarr")
 def _zarr(path: str, options: dict, **_) -> Dataset:
-    """A zarr store (a folder, or a ``.zip``): its root array, or the arrays ``?x=KEY`` (default ``x``) and
+    """A zarr store (a folder): its root array, or the arrays ``?x=KEY`` (default ``x``) and
     ``?y=KEY`` (default ``y``, optional) of its root group; x is read lazily (``?lazy=0``: into memory)."""
     import zarr
 

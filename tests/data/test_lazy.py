@@ -188,3 +188,12 @@ def test_binarize_on_disk(tmp_path, small_blocks):
     dynamic = load_dataset(spec, binarize="dynamic").split("train")
     epoch = dynamic.epoch_x(torch.Generator().manual_seed(0))
     assert isinstance(epoch, LazyRows) and set(np.unique(epoch[:100].numpy())) <= {0.0, 1.0}
+
+
+def test_bad_arrays_on_disk_are_refused_with_their_name(tmp_path):
+    np.save(tmp_path / "text.npy", np.array([["a", "b"]] * 3))
+    with pytest.raises(DataError, match="'text' has non-numeric values"):
+        load_dataset(f"npy:{tmp_path}/text.npy")
+    np.save(tmp_path / "empty.npy", np.zeros((0, 4), np.float32))
+    with pytest.raises(DataError, match="'empty' has shape"):
+        load_dataset(f"npy:{tmp_path}/empty.npy")
