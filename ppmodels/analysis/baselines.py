@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.semi_supervised import LabelSpreading
 from sklearn.svm import SVC
 
-from ..data import UNLABELED, Split
+from ..data import UNLABELED, Split, map_rows
 from .metrics import balanced_accuracy
 
 BASELINES = ("svc", "label_spreading")
@@ -35,19 +35,21 @@ def baseline_predictions(train: Split, x_test, names: tuple[str, ...] = BASELINE
     unlabeled ones."""
     y = train.y.numpy()
     labeled = y != UNLABELED
-    x, x_test = flat(train.x), flat(x_test)
+    keep = np.arange(len(y)) if "label_spreading" in names else np.flatnonzero(labeled)  # the rows a baseline uses
+    if "label_spreading" in names and max_spread is not None and len(y) > max_spread:
+        rng = np.random.default_rng(seed)
+        unlabeled = np.flatnonzero(~labeled)
+        keep = np.sort(np.concatenate([np.flatnonzero(labeled), rng.choice(unlabeled, max_spread - labeled.sum(), replace=False)]))
+    rows = train.x[keep] if len(keep) < len(y) else train.x[:]  # on disk (LazyRows), only these rows are read
+    x, y, labeled = flat(rows), y[keep], labeled[keep]
     predictions = {}
     if "svc" in names:
-        predictions["svc"] = SVC(gamma="scale").fit(x[labeled], y[labeled]).predict(x_test)
+        svc = SVC(gamma="scale").fit(x[labeled], y[labeled])
+        predictions["svc"] = map_rows(lambda xb: svc.predict(flat(xb)), x_test)
     if "label_spreading" in names:
-        keep = np.arange(len(y))
-        if max_spread is not None and len(y) > max_spread:
-            rng = np.random.default_rng(seed)
-            unlabeled = np.flatnonzero(~labeled)
-            keep = np.sort(np.concatenate([np.flatnonzero(labeled), rng.choice(unlabeled, max_spread - labeled.sum(), replace=False)]))
         with np.errstate(invalid="ignore", divide="ignore"):  # a graph component without a label divides 0 by 0
-            spreading = LabelSpreading(kernel="knn", n_neighbors=10, max_iter=100).fit(x[keep], y[keep])
-            predictions["label_spreading"] = spreading.predict(x_test)
+            spreading = LabelSpreading(kernel="knn", n_neighbors=10, max_iter=100).fit(x, y)
+            predictions["label_spreading"] = map_rows(lambda xb: spreading.predict(flat(xb)), x_test)
     return predictions
 
 

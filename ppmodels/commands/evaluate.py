@@ -15,7 +15,7 @@ import pyro
 
 from ..analysis.baselines import baseline_scores
 from ..analysis.metrics import classification_metrics
-from ..data import load_dataset, parse_spec
+from ..data import load_dataset, map_rows, parse_spec
 from ..errors import ConfigError, check_int
 from ..files import read_json, write_json
 from ..models import CanClassify, PPModel
@@ -73,13 +73,14 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     result: dict[str, Any] = {"model": model.name, "data": spec, "data_found": dataset.metadata.get("found", spec), "split": split,
                               "num_examples": len(part)}
     if isinstance(model, CanClassify) and part.y is not None:
-        result.update(classification_metrics(part.y.numpy(), np.asarray(model.predict(part.x)), dataset.num_classes or 0,
+        result.update(classification_metrics(part.y.numpy(), np.asarray(map_rows(model.predict, part.x)), dataset.num_classes or 0,
                                              model.imbalance_remedy))
         if baselines and spec == data_options.get("spec"):
             result["baselines"] = baseline_scores(open_run_data(run_config, dataset=dataset, run_dir=run).train, part, seed=seed)
     result["elbo"] = float(model.elbo_per_datum(part))
     if iw_samples:
-        result["iw_log_likelihood"] = float(model.iw_log_likelihood(part.x, iw_samples).mean())
+        # rows on disk are scored a chunk at a time (every split of an in-memory dataset at once, as before)
+        result["iw_log_likelihood"] = float(map_rows(lambda x: model.iw_log_likelihood(x, iw_samples), part.x).mean())
         result["iw_samples"] = iw_samples
     result.setdefault("warnings", [])
     if target is not None:

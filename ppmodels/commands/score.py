@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import load_dataset, select_split
+from ..data import load_dataset, map_rows, select_split
 from ..errors import ConfigError, check_int
 from ..files import atomic_write, write_arrays
 from ..runs import check_output, latent_decoder, load, open_run_dataset, record_output
@@ -60,17 +60,17 @@ def score_data(run: str | Path, x, *, mixture: str | Path | None = None, num_par
     check_int(num_particles, "num_particles", minimum=1)
     check_int(reference_size, "reference_size", minimum=1)
     model, density, model_run = _models(run, mixture)
-    x = model.check_x(x)
     reference = open_run_dataset(model_run).split("train").x
     gen = torch.Generator().manual_seed(seed)
     if len(reference) > reference_size:
         reference = reference[torch.randperm(len(reference), generator=gen)[:reference_size]]
     torch.manual_seed(seed)
-    scores = {"log_px": model.iw_log_likelihood(x, num_particles).cpu().numpy()}
+    # x may be rows on disk (npy/h5/zarr specs): scored a chunk at a time; each chunk is checked by the model
+    scores = {"log_px": map_rows(lambda xb: model.iw_log_likelihood(xb, num_particles).cpu().numpy(), x)}
     train_px = model.iw_log_likelihood(reference, num_particles).cpu().numpy()
     scores["log_px_percentile"] = percentile_of(scores["log_px"], train_px)
     if density is not None:
-        scores["log_pz"] = density.log_density(model.transform(x)).cpu().numpy()
+        scores["log_pz"] = map_rows(lambda xb: density.log_density(model.transform(xb)).cpu().numpy(), x)
         train_pz = density.log_density(model.transform(reference)).cpu().numpy()
         scores["log_pz_percentile"] = percentile_of(scores["log_pz"], train_pz)
     return scores

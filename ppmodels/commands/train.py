@@ -12,7 +12,7 @@ import numpy as np
 import pyro
 
 from ..analysis.metrics import classification_report, clustering_accuracy
-from ..data import TrainData, open_data
+from ..data import TrainData, map_rows, open_data
 from ..errors import ConfigError, RunError, check_int
 from ..files import read_json, write_json
 from ..infer import ProgressBar, TrainConfig, fit
@@ -125,13 +125,13 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None)
                        kept=f"weights of epoch {state.best_epoch}, {kept}", stopped_early=state.stopped_early,
                        skipped_batches=state.skipped_batches, train_time_s=round(state.elapsed, 2))
     if isinstance(model, CanClassify) and data.test is not None and data.test.y is not None:
-        report = classification_report(data.test.y.numpy(), np.asarray(model.predict(data.test.x)), data.num_classes, model.imbalance_remedy)
+        report = classification_report(data.test.y.numpy(), np.asarray(map_rows(model.predict, data.test.x)), data.num_classes, model.imbalance_remedy)
         summary.update({f"test_{key}": value for key, value in report.items()})
     summary.update(model.fit_checks(data))
     if isinstance(model, M1M2):  # M1+M2: the z1 dimensions its M2 models
         summary.update(active_dims=len(model.active_dims), latent_dims=int(model.m2.feature_mask.numel()))
     if isinstance(model, CanCluster) and data.test is not None and data.test.y is not None:
-        summary["test_cluster_accuracy"] = clustering_accuracy(data.test.y.numpy(), model.cluster(data.test.x))
+        summary["test_cluster_accuracy"] = clustering_accuracy(data.test.y.numpy(), map_rows(model.cluster, data.test.x))
     summary.update(wall_time_s=round(wall_time, 2), peak_memory_mb=round(peak_memory_mb(), 1), seed=seed,
                    versions=versions())
     return summary

@@ -14,13 +14,16 @@ import torch
 
 from ..errors import DataError
 from .dataset import BINARIZE_MODES, LIKELIHOODS, UNLABELED, Dataset, Split, binomial_trials, check_classes_used, in_unit_interval
-from .sources import from_arrays, known_kinds, open_source, parse_spec, register_source
+from .lazy import LazyRows, block_shuffled_order, map_rows, row_moments, sample_rows, shuffled_batches, take_rows
+from .sources import from_arrays, from_disk, known_kinds, open_source, parse_spec, register_source
 from .splits import cap_per_class, draw_labeled, hide_labels, stratified_splits
 
 __all__ = [
-    "BINARIZE_MODES", "LIKELIHOODS", "UNLABELED", "Dataset", "Split", "TrainData", "binomial_trials", "cap_per_class", "check_classes_used", "draw_labeled",
-    "from_arrays", "hide_labels", "in_unit_interval", "known_kinds", "load_dataset", "parse_spec", "prepare_data",
-    "open_data", "register_source", "select_split", "stratified_splits",
+    "BINARIZE_MODES", "LIKELIHOODS", "UNLABELED", "Dataset", "LazyRows", "Split", "TrainData", "binomial_trials",
+    "check_classes_used",
+    "block_shuffled_order", "cap_per_class", "draw_labeled", "from_arrays", "from_disk", "hide_labels", "in_unit_interval",
+    "known_kinds", "load_dataset", "map_rows", "parse_spec", "prepare_data", "open_data", "register_source", "row_moments",
+    "sample_rows", "select_split", "shuffled_batches", "stratified_splits", "take_rows",
 ]
 
 
@@ -28,7 +31,8 @@ def load_dataset(spec: str, data_dir: str | None = None, download: bool = False,
                  max_per_class: int | None = None, seed: int = 0) -> Dataset:
     """Open the data named by ``spec``.
 
-    :param spec: ``digits``, ``mnist``, ``npz:PATH``, ``npy:PATH``, ``csv:PATH?label=COL``, ``h5:PATH`` or a path.
+    :param spec: ``digits``, ``mnist``, ``npz:PATH``, ``npy:PATH``, ``csv:PATH?label=COL``, ``h5:PATH``,
+        ``zarr:PATH`` or a path (``npy``, ``h5`` and ``zarr`` stay on disk and are read a block at a time).
     :param data_dir: where to look for files first (MNIST).
     :param download: allow downloading missing files (checksummed, cached).
     :param binarize: ``none``, ``threshold`` (x > 0.5) or ``dynamic`` (Bernoulli resampling each epoch).
@@ -76,9 +80,10 @@ def open_data(spec: str, data_dir: str | None = None, download: bool = False, la
     return prepare_data(dataset, labels, seed=seed)
 
 
-def select_split(dataset: Dataset, split: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``x`` and ``y`` of one split, or of the whole dataset for ``split='all'``."""
+def select_split(dataset: Dataset, split: str) -> tuple[torch.Tensor | LazyRows, torch.Tensor | None]:
+    """``x`` and ``y`` of one split, or of the whole dataset for ``split='all'`` (rows on disk stay there)."""
     if split == "all":
-        return torch.from_numpy(dataset.x), None if dataset.y is None else torch.from_numpy(dataset.y)
+        x = dataset.x if isinstance(dataset.x, LazyRows) else torch.from_numpy(dataset.x)
+        return x, None if dataset.y is None else torch.from_numpy(dataset.y)
     part = dataset.split(split)
     return part.x, part.y

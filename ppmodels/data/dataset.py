@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .lazy import LazyRows
 
 LIKELIHOODS = ("bernoulli", "gaussian", "binomial:N")  # binomial:N: values k/N, counts of N trials (digits: N = 16)
 BINARIZE_MODES = ("none", "threshold", "dynamic")
@@ -19,7 +20,7 @@ class Dataset:
     """Arrays ``x`` of shape ``(N, *x_shape)`` (``(N, D)`` or ``(N, C, H, W)`` for images), optional integer labels ``y``.
 
     :param name: a short name (``digits``, ``mnist``, the file name).
-    :param x: float32 array.
+    :param x: float32 array, or :class:`~ppmodels.data.lazy.LazyRows` of an array on disk (read a block at a time).
     :param y: int64 labels in ``0..num_classes-1`` or ``None``.
     :param likelihood: the natural observation model: ``bernoulli`` for values in [0, 1], else ``gaussian``.
     :param splits: index arrays by split name (``train``, ``valid``, ``test``).
@@ -38,13 +39,14 @@ class Dataset:
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.x = np.ascontiguousarray(self.x, dtype=np.float32)
+        if not isinstance(self.x, LazyRows):
+            self.x = np.ascontiguousarray(self.x, dtype=np.float32)
         if self.x.ndim > 4:
             raise DataError(f"data {self.name!r} has shape {self.x.shape}, {self.x.ndim} dimensions; give N x D features or N x C x H x W images (reshape it first)")
         if self.x.ndim < 2 or len(self.x) == 0:
             raise DataError(f"data {self.name!r} has shape {self.x.shape}; expected at least one example with one feature (N x D, or N x C x H x W for images)")
-        if not np.isfinite(self.x).all():
-            bad = int((~np.isfinite(self.x)).reshape(len(self.x), -1).any(1).sum())
+        bad = nonfinite_rows(self.x)
+        if bad:
             raise DataError(f"data {self.name!r} has NaN or infinite values in {bad} rows; remove or impute them first")
         if self.y is not None:
             self.y = check_labels(self.y, len(self.x), self.name)
@@ -53,10 +55,13 @@ class Dataset:
         if self.binarize not in BINARIZE_MODES:
             raise DataError(f"unknown binarize mode {self.binarize!r}; use one of {', '.join(BINARIZE_MODES)}")
         if self.binarize != "none" and not in_unit_interval(self.x):
-            raise DataError(f"binarize={self.binarize} needs values in [0, 1], but {self.name!r} spans [{self.x.min():g}, {self.x.max():g}]")
+            low, high = value_range(self.x)
+            raise DataError(f"binarize={self.binarize} needs values in [0, 1], but {self.name!r} spans [{low:g}, {high:g}]")
         if self.binarize != "none":  # binary pixels: a Bernoulli likelihood whatever the grey levels were
             self.likelihood = "bernoulli"
-        if self.binarize == "threshold":
+        if self.binarize == "threshold" and isinstance(self.x, LazyRows):
+            self.x = self.x.with_transform(lambda t: (t > 0.5).float(), bounds=(0.0, 1.0))
+        elif self.binarize == "threshold":
             self.x = (self.x > 0.5).astype(np.float32)
 
     @property
@@ -74,16 +79,36 @@ class Dataset:
         return len(self.class_names) if self.class_names else int(self.y.max()) + 1
 
     def split(self, name: str) -> "Split":
-        """The split ``name`` as torch tensors (all labels visible)."""
+        """The split ``name`` as torch tensors (all labels visible); on-disk rows stay on disk (a view by index)."""
         if name not in self.splits:
             raise DataError(f"data {self.name!r} has no split {name!r}; it has {', '.join(self.splits)}")
         idx = self.splits[name]
         y = None if self.y is None else torch.from_numpy(self.y[idx])
-        return Split(name, torch.from_numpy(self.x[idx]), y, binarize=self.binarize)
+        x = self.x.subset(idx) if isinstance(self.x, LazyRows) else torch.from_numpy(self.x[idx])
+        return Split(name, x, y, binarize=self.binarize)
 
 
-def in_unit_interval(x: np.ndarray | torch.Tensor) -> bool:
+def in_unit_interval(x: np.ndarray | torch.Tensor | LazyRows) -> bool:
+    """Whether every value lies in [0, 1] (rows on disk: one streaming pass, or none when their bounds say so)."""
+    if isinstance(x, LazyRows):
+        return x.in_unit_interval()
     return bool((x >= 0).all() and (x <= 1).all())
+
+
+def nonfinite_rows(x: np.ndarray | LazyRows) -> int:
+    """How many rows hold a NaN or an infinite value."""
+    if isinstance(x, LazyRows):
+        return x.stats().nonfinite_rows
+    if np.isfinite(x).all():
+        return 0
+    return int((~np.isfinite(x)).reshape(len(x), -1).any(1).sum())
+
+
+def value_range(x: np.ndarray | LazyRows) -> tuple[float, float]:
+    if isinstance(x, LazyRows):
+        stats = x.stats()
+        return stats.low, stats.high
+    return float(x.min()), float(x.max())
 
 
 def check_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
@@ -129,7 +154,7 @@ class Split:
     """
 
     name: str
-    x: torch.Tensor
+    x: torch.Tensor | LazyRows
     y: torch.Tensor | None = None
     binarize: str = "none"
 
@@ -152,11 +177,17 @@ class Split:
         return int(self.labeled.sum())
 
     def subset(self, idx) -> "Split":
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        return Split(self.name, self.x[idx], None if self.y is None else self.y[idx], self.binarize)
+        """The examples ``idx`` (indices or a boolean mask); rows on disk stay there (a view)."""
+        idx = torch.as_tensor(idx)
+        idx = idx.nonzero().flatten() if idx.dtype == torch.bool else idx.long()
+        x = self.x.subset(idx) if isinstance(self.x, LazyRows) else self.x[idx]
+        return Split(self.name, x, None if self.y is None else self.y[idx], self.binarize)
 
-    def epoch_x(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The inputs for one training epoch: resampled binary pixels under dynamic binarization, else ``x``."""
+    def epoch_x(self, generator: torch.Generator | None = None) -> torch.Tensor | LazyRows:
+        """The inputs for one training epoch: resampled binary pixels under dynamic binarization, else ``x``.
+        Rows on disk are resampled as they are read."""
+        if self.binarize == "dynamic" and isinstance(self.x, LazyRows):
+            return self.x.with_transform(lambda t: torch.bernoulli(t, generator=generator), bounds=(0.0, 1.0))
         if self.binarize == "dynamic":
             return torch.bernoulli(self.x, generator=generator)
         return self.x

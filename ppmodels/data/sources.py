@@ -1,8 +1,12 @@
-"""Data sources by spec: ``digits``, ``mnist``, ``npz:PATH``, ``npy:PATH``, ``csv:PATH``, ``h5:PATH``.
+"""Data sources by spec: ``digits``, ``mnist``, ``npz:PATH``, ``npy:PATH``, ``csv:PATH``, ``h5:PATH``, ``zarr:PATH``.
 
 A spec is ``KIND`` or ``KIND:PATH``, optionally followed by ``?key=value&key=value`` options, e.g.
 ``csv:cells.csv?label=type`` or ``npz:cubes.npz?x=pixels&y=classes``. A bare path ending in ``.npz``,
-``.npy``, ``.csv``, ``.h5`` or ``.hdf5`` is read by its suffix. More sources register with :func:`register_source`.
+``.npy``, ``.csv``, ``.h5``, ``.hdf5`` or ``.zarr`` is read by its suffix. More sources register with
+:func:`register_source`.
+
+``npy:`` (memory-mapped), ``h5:`` and ``zarr:`` leave the examples on disk (:mod:`ppmodels.data.lazy`): they are
+read a block at a time, so data larger than memory trains; ``?lazy=0`` reads them into memory instead.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import numpy as np
 from ..errors import DataError, DataNotFoundError
 from .mnist import load_arrays as load_mnist_arrays
 from .dataset import Dataset, check_labels, in_unit_interval
+from .lazy import DiskArray, LazyRows, memmap_release
 from .splits import stratified_splits
 
 Loader = Callable[..., Dataset]
 _SOURCES: dict[str, Loader] = {}
-_SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".h5": "h5", ".hdf5": "h5"}
+_SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".h5": "h5", ".hdf5": "h5", ".zarr": "zarr"}
 
 
 def register_source(kind: str) -> Callable[[Loader], Loader]:
@@ -40,7 +45,7 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
         raise DataError(f"the data must be a spec such as 'digits' or 'npz:PATH', got {type(spec).__name__}; "
                         f"save arrays with np.savez('data.npz', x=x, y=y) and pass 'npz:data.npz'")
     if not spec or not spec.strip():
-        raise DataError("empty data spec; use digits, mnist, npz:PATH, npy:PATH, csv:PATH or h5:PATH")
+        raise DataError("empty data spec; use digits, mnist, npz:PATH, npy:PATH, csv:PATH, h5:PATH or zarr:PATH")
     body, _, query = spec.partition("?")
     options = dict(parse_qsl(query, keep_blank_values=True))
     kind, sep, path = body.partition(":")
@@ -170,11 +175,17 @@ def _npz(path: str, options: dict, **_) -> Dataset:
 
 @register_source("npy")
 def _npy(path: str, options: dict, **_) -> Dataset:
+    """One array, memory-mapped (``?lazy=0``: read into memory)."""
     p = _existing(path)
+    lazy = _lazy_option(options)
     try:
-        x = np.load(p, allow_pickle=False)
+        x = np.load(p, allow_pickle=False, mmap_mode="r" if lazy else None)
     except (ValueError, OSError, EOFError) as exc:
+        if "Python objects" in str(exc):  # what a memory map of an object array says instead of allow_pickle
+            exc = ValueError("allow_pickle")
         raise _unreadable(p, "npy", exc) from None
+    if lazy:
+        return from_disk(p.stem, DiskArray(x, memmap_release(x)), None, likelihood=options.get("likelihood"))
     return from_arrays(p.stem, x, None, likelihood=options.get("likelihood"))
 
 
@@ -217,16 +228,77 @@ def _csv(path: str, options: dict, **_) -> Dataset:
 
 @register_source("h5")
 def _h5(path: str, options: dict, **_) -> Dataset:
+    """HDF5 datasets ``?x=KEY`` (default ``x``) and ``?y=KEY`` (default ``y``, optional); x is read lazily from the
+    open file (``?lazy=0``: into memory), the labels into memory."""
     import h5py
 
     p = _existing(path)
     x_key, y_key = options.get("x", "x"), options.get("y", "y")
     try:
-        with h5py.File(p, "r") as f:
-            if x_key not in f:
-                raise DataError(f"{p} has no dataset {x_key!r} (it has {', '.join(f.keys())}); name it with ?x=KEY")
-            x = f[x_key][()]
-            y = f[y_key][()] if y_key in f else None
+        f = h5py.File(p, "r")
     except OSError as exc:
         raise DataError(f"{p} is not a readable HDF5 file ({exc}); check the file") from None
-    return from_arrays(p.stem, x, y, likelihood=options.get("likelihood"))
+    if not isinstance(f.get(x_key), h5py.Dataset):
+        keys = ", ".join(f.keys()) or "none"
+        f.close()
+        raise DataError(f"{p} has no dataset {x_key!r} (it has {keys}); name it with ?x=KEY")
+    y = f[y_key][()] if y_key in f else None
+    if not _lazy_option(options):
+        with f:
+            x = f[x_key][()]
+        return from_arrays(p.stem, x, y, likelihood=options.get("likelihood"))
+    return from_disk(p.stem, DiskArray(f[x_key]), y, likelihood=options.get("likelihood"))  # the dataset keeps the file open
+
+
+def _lazy_option(options: dict) -> bool:
+    value = options.get("lazy", "1").lower()
+    if value not in ("0", "1", "true", "false"):
+        raise DataError(f"?lazy={value} is not a choice; use ?lazy=1 (read from disk a block at a time) or ?lazy=0 (read into memory)")
+    return value in ("1", "true")
+
+
+def from_disk(name: str, disk: DiskArray, y: np.ndarray | None = None, likelihood: str | None = None, seed: int = 0) -> Dataset:
+    """A :class:`Dataset` whose examples stay on disk: the likelihood guessed and the values checked in one pass over
+    the rows, fixed stratified 70/10/20 splits as index arrays (as :func:`from_arrays`, nothing held in memory but y)."""
+    if disk.dtype.kind not in "fiub":
+        raise DataError(f"data {name!r} has non-numeric values (dtype {disk.dtype}); give numbers only")
+    if len(disk.shape) not in (1, 2, 3, 4) or disk.shape[0] == 0:
+        raise DataError(f"data {name!r} has shape {disk.shape}; expected at least one example (N, N x D, N x H x W or N x C x H x W)")
+    x = LazyRows(disk)
+    class_names = None
+    if y is not None:
+        y, class_names = _labels_as_classes(name, np.asarray(y), len(x), class_names)
+    stats = x.stats()
+    if stats.nonfinite_rows == 0:
+        x.bounds = (stats.low, stats.high)
+    if likelihood is None:
+        likelihood = "bernoulli" if stats.nonfinite_rows == 0 and in_unit_interval(x) else "gaussian"
+    return Dataset(name, x, y, likelihood, stratified_splits(y, len(x), seed=seed), class_names=class_names)
+
+
+@register_source("zarr")
+def _zarr(path: str, options: dict, **_) -> Dataset:
+    """A zarr store (a folder): its root array, or the arrays ``?x=KEY`` (default ``x``) and
+    ``?y=KEY`` (default ``y``, optional) of its root group; x is read lazily (``?lazy=0``: into memory)."""
+    import zarr
+
+    if not path:
+        raise DataError("the data spec names no zarr store; write it as zarr:PATH, e.g. zarr:data/cells.zarr")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataNotFoundError(f"zarr store {p} does not exist; check the path")
+    try:
+        root = zarr.open(str(p), mode="r")
+    except Exception as exc:  # zarr raises its own errors, and ValueError/KeyError, for folders that are not stores
+        raise DataError(f"{p} is not a readable zarr store ({type(exc).__name__}: {exc}); check the path") from None
+    x_key, y_key = options.get("x", "x"), options.get("y", "y")
+    if isinstance(root, zarr.Array):
+        x, y = root, None
+    else:
+        names = sorted(root.array_keys())
+        if x_key not in names:
+            raise DataError(f"{p} has no array {x_key!r} (it has {', '.join(names) or 'none'}); name it with ?x=KEY")
+        x, y = root[x_key], root[y_key][...] if y_key in names else None
+    if not _lazy_option(options):
+        return from_arrays(p.stem, x[...], y, likelihood=options.get("likelihood"))
+    return from_disk(p.stem, DiskArray(x), y, likelihood=options.get("likelihood"))

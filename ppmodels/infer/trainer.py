@@ -308,11 +308,12 @@ class Trainer:
         return self.model.trains_classifier()
 
     def _valid_accuracy(self) -> float:
-        """Accuracy on the labeled validation examples (counted on shards and all-reduced)."""
+        """Accuracy on the labeled validation examples (counted on shards and all-reduced; rows on disk are read by
+        predict, a batch at a time)."""
         shard = self._valid_shard()
-        labeled = shard.y >= 0
-        correct = float((np.asarray(self.model.predict(shard.x[labeled])) == shard.y[labeled].numpy()).sum()) if bool(labeled.any()) else 0.0
-        correct, count = all_sum([correct, float(labeled.sum())], self.model.device)
+        labeled = shard.subset(shard.y >= 0)
+        correct = float((np.asarray(self.model.predict(labeled.x)) == labeled.y.numpy()).sum()) if len(labeled) else 0.0
+        correct, count = all_sum([correct, float(len(labeled))], self.model.device)
         return correct / count
 
     def _check_parameters(self) -> None:

@@ -26,7 +26,8 @@ from pyro.infer import TraceEnum_ELBO
 from torch import nn
 
 from ..corruption import check_corruption, corrupt
-from ..data import Dataset, Split, TrainData, binomial_trials, in_unit_interval
+from ..data import Dataset, LazyRows, Split, TrainData, binomial_trials, in_unit_interval, shuffled_batches
+from ..data.dataset import nonfinite_rows
 from ..errors import ConfigError, DataError, check_field_types
 from ..infer.importance import iw_log_likelihood, log_importance_weights
 from ..nets import NETS
@@ -260,11 +261,11 @@ class PPModel(nn.Module):
         return corrupt(x, config.corruption, config.noise_level)
 
     def training_batches(self, train: Split, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
-        """One epoch of shuffled minibatches as keyword arguments of ``model``/``guide``."""
+        """One epoch of shuffled minibatches as keyword arguments of ``model``/``guide`` (rows on disk are read a
+        pool of blocks at a time, :func:`~ppmodels.data.shuffled_batches`)."""
         x = train.epoch_x(generator)
-        perm = torch.randperm(len(x), generator=generator)
-        for idx in perm.split(batch_size):
-            yield {"x": x[idx].to(self.device), "num_data": len(x)}
+        for xb in shuffled_batches(x, batch_size, generator):
+            yield {"x": xb.to(self.device), "num_data": len(x)}
 
     def training_stage(self, epoch: int, num_epochs: int) -> str:
         """The stage that epoch ``epoch`` (1-based) of ``num_epochs`` belongs to. Models trained in stages (M1+M2)
@@ -318,8 +319,7 @@ class PPModel(nn.Module):
     @torch.no_grad()
     def iw_log_likelihood(self, x: torch.Tensor, num_particles: int = 100, batch_size: int = 500) -> torch.Tensor:
         """Per-datum importance-weighted lower bound on log p(x) with ``num_particles`` samples: shape ``(N,)``."""
-        x = self.check_x(x)
-        return torch.cat([iw_log_likelihood(self.log_importance_weights(xb, num_particles)) for xb in x.split(batch_size)])
+        return torch.cat([iw_log_likelihood(self.log_importance_weights(xb, num_particles)) for xb in self.checked_batches(x, batch_size)])
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:
@@ -331,6 +331,14 @@ class PPModel(nn.Module):
             self.train(was_training)
 
     # ----- checks -------------------------------------------------------------------------------------------
+    def checked_batches(self, x: Any, batch_size: int) -> Iterator[torch.Tensor]:
+        """``x`` checked by :meth:`check_x`, ``batch_size`` rows at a time; rows on disk are read one batch at a time."""
+        if isinstance(x, LazyRows):
+            for xb in x.split(batch_size):
+                yield self.check_x(xb)
+        else:
+            yield from self.check_x(x).split(batch_size)
+
     def check_x(self, x: Any) -> torch.Tensor:
         """``x`` as a float tensor on the model's device, after checking its shape, finiteness and range."""
         try:
@@ -354,7 +362,14 @@ class PPModel(nn.Module):
         """The one check of data given to a trained model, used by every command that takes data (evaluate, diagnose,
         encode, score, sample): ``x`` through :meth:`check_x` (flat rows of images reshaped to ``x_shape``; width,
         finiteness and the likelihood's range checked), labels through :meth:`check_y`. Returns ``dataset``, reshaped."""
-        dataset.x = self.check_x(dataset.x).cpu().numpy()
+        if isinstance(dataset.x, LazyRows):  # rows on disk stay there: one row for the shape, one streaming pass for values
+            self.check_x(dataset.x[:1])  # each chunk is reshaped by check_x when a command reads it
+            if nonfinite_rows(dataset.x):
+                raise DataError("inputs have NaN or infinite values; remove or impute them first")
+            if needs_unit_interval(self.config.likelihood) and not in_unit_interval(dataset.x):
+                raise DataError(f"inputs leave [0, 1] but a {likelihood_name(self.config.likelihood)} likelihood needs [0, 1]; rescale them to [0, 1] like the training data (or train with --likelihood gaussian)")
+        else:
+            dataset.x = self.check_x(dataset.x).cpu().numpy()
         self.check_y(None if dataset.y is None else torch.from_numpy(dataset.y))
         return dataset
 

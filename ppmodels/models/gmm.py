@@ -11,10 +11,12 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..data import Dataset, TrainData
+from ..data import Dataset, TrainData, sample_rows
 from ..errors import ConfigError
 from ..registry import register_model
 from .base import ModelConfig, PPModel, data_plate
+
+KMEANS_ROWS = 50_000  # k-means starts a mixture on data held on disk from a seeded sample of this many rows
 
 
 def mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, locs: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -103,7 +105,8 @@ class GMM(PPModel):
         """Means, scales and weights from k-means on the training data (as EM is usually started)."""
         from sklearn.cluster import KMeans
 
-        x = data.train.x.reshape(len(data.train), -1).numpy()
+        x = sample_rows(data.train.x, KMEANS_ROWS)  # rows on disk: k-means on a seeded sample of them
+        x = x.reshape(len(x), -1).numpy()
         k = self.config.num_components
         if len(x) < k:
             raise ConfigError(f"gmm with {k} components needs at least {k} training points, got {len(x)}; lower num_components")

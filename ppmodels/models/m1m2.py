@@ -10,7 +10,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..data import Split, TrainData
+from ..data import Split, TrainData, map_rows
 from ..errors import ConfigError
 from ..nets import flatten_event
 from ..registry import register_model
@@ -186,7 +186,7 @@ class M1M2(PPModel):
     # ----- prediction, importance weights, sampling ---------------------------------------------------------
     def encode(self, x, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
         """Posterior ``(z1_loc, z1_scale)`` of q(z1 | x)."""
-        return self.m1.encode(self.check_x(x), batch_size)
+        return map_rows(lambda xb: self.m1.encode(self.check_x(xb), batch_size), x, batch_size)
 
     def predict_proba(self, x) -> np.ndarray:
         """q(y | z1 = E[z1 | x]): class probabilities ``(N, K)``."""

@@ -235,9 +235,8 @@ class M2(PPModel):
     @torch.no_grad()
     def predict_proba(self, x, batch_size: int = 2000) -> np.ndarray:
         """q(y | x): class probabilities ``(N, K)``."""
-        x = self.check_x(x)
         with self.evaluating():
-            return torch.cat([self.y_logits(xb).softmax(-1) for xb in x.split(batch_size)]).cpu().numpy()
+            return torch.cat([self.y_logits(xb).softmax(-1) for xb in self.checked_batches(x, batch_size)]).cpu().numpy()
 
     def predict(self, x) -> np.ndarray:
         """``argmax_y q(y | x)``, ``(N,)``."""

@@ -11,7 +11,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..data import Dataset, TrainData
+from ..data import Dataset, LazyRows, TrainData, map_rows, row_moments
 from ..errors import ConfigError
 from ..registry import register_model
 from .base import ModelConfig, PPModel, data_plate
@@ -21,7 +21,8 @@ INITS = ("closed_form", "random")
 
 
 def closed_form_ppca(x, z_dim: int) -> dict[str, np.ndarray | float]:
-    """The maximum-likelihood PPCA of data ``x`` (N, D) in closed form (Tipping & Bishop 1999, eqs. 7-8), in float64.
+    """The maximum-likelihood PPCA of data ``x`` (N, D; rows on disk are read in one streaming pass) in closed form
+    (Tipping & Bishop 1999, eqs. 7-8), in float64.
 
     With ``S`` the sample covariance (divided by N), ``lambda_1 >= ... >= lambda_D`` its eigenvalues and ``U_K`` the
     top-K eigenvectors: ``mu = mean(x)``, ``sigma^2 = mean(lambda_{K+1..D})``, ``W = U_K (Lambda_K - sigma^2 I)^1/2``
@@ -30,12 +31,11 @@ def closed_form_ppca(x, z_dim: int) -> dict[str, np.ndarray | float]:
     :returns: ``weight`` (D, K), ``loc`` (D,), ``noise_variance``, ``components`` (D, K, orthonormal, largest first),
         ``eigenvalues`` (D,) and ``log_likelihood``: the maximum of the mean log-likelihood per datum.
     """
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    n, d = x.shape
+    loc, covariance = mean_and_covariance(x)
+    d = len(loc)
     if not 1 <= z_dim < d:
         raise ConfigError(f"ppca needs 1 <= z_dim < {d} (the number of features), got {z_dim}")
-    loc = x.mean(0)
-    eigval, eigvec = np.linalg.eigh(np.cov(x.T, bias=True).reshape(d, d))
+    eigval, eigvec = np.linalg.eigh(covariance)
     eigval, eigvec = np.clip(eigval[::-1], 0.0, None), eigvec[:, ::-1]
     noise_variance = max(float(eigval[z_dim:].mean()), 1e-12)
     weight = eigvec[:, :z_dim] * np.sqrt(np.clip(eigval[:z_dim] - noise_variance, 0.0, None))
@@ -44,6 +44,20 @@ def closed_form_ppca(x, z_dim: int) -> dict[str, np.ndarray | float]:
                              + (eigval[:z_dim] / kept).sum() + eigval[z_dim:].sum() / noise_variance)
     return {"weight": weight, "loc": loc, "noise_variance": noise_variance, "components": eigvec[:, :z_dim],
             "eigenvalues": eigval, "log_likelihood": float(log_likelihood)}
+
+
+def mean_and_covariance(x) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and covariance divided by N (D, D) of the flattened rows of ``x``, in float64; rows on disk
+    (:class:`~ppmodels.data.LazyRows`) are summed a block at a time."""
+    if not isinstance(x, LazyRows):
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        return x.mean(0), np.atleast_2d(np.cov(x.T, bias=True))
+    total, outer = 0.0, 0.0
+    for chunk in x.split(x.block_rows):
+        flat = chunk.reshape(len(chunk), -1).double().numpy()
+        total, outer = total + flat.sum(0), outer + flat.T @ flat
+    mean = total / len(x)
+    return mean, outer / len(x) - np.outer(mean, mean)
 
 
 def principal_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -126,26 +140,30 @@ class PPCA(PPModel):
         From a random start Adam still needs hundreds of full-batch steps to turn W into the principal subspace;
         :meth:`fit_checks` measures how far it got.
         """
-        x = data.train.x.reshape(len(data.train), -1)
+        x = data.train.x
+        if isinstance(x, LazyRows):  # rows on disk: one streaming pass
+            mean, variance = row_moments(x)
+        else:
+            x = x.reshape(len(x), -1)
+            mean, variance = x.mean(0), x.var(0, unbiased=False)
         d, k = self.weight.shape
         with torch.no_grad():
             if self.config.init == "closed_form":
-                best = closed_form_ppca(x.numpy(), k)
+                best = closed_form_ppca(x, k)
                 self.weight.copy_(torch.as_tensor(best["weight"], dtype=self.weight.dtype))
                 self.loc.copy_(torch.as_tensor(best["loc"], dtype=self.loc.dtype))
                 self.log_noise_scale.fill_(0.5 * math.log(best["noise_variance"]))
                 return
-            self.loc.copy_(x.mean(0))
-            total_variance = x.var(0, unbiased=False).sum()
+            self.loc.copy_(mean)
+            total_variance = variance.sum()
             self.weight.copy_(torch.randn(d, k) * (total_variance / (d * k)).sqrt())
 
     def fit_checks(self, data: TrainData) -> dict[str, float]:
         """The fit against the closed-form maximum on the training data: ``closed_form_angle_deg`` (the largest
         principal angle between the fitted and the ML subspace), ``closed_form_noise_variance`` and
         ``closed_form_log_likelihood_gap`` (ML minus fitted mean log-likelihood per datum, >= 0)."""
-        x = data.train.x.reshape(len(data.train), -1)
-        best = closed_form_ppca(x.numpy(), self.config.z_dim)
-        fitted = float(self.log_marginal(data.train.x).double().mean())
+        best = closed_form_ppca(data.train.x, self.config.z_dim)
+        fitted = float(map_rows(self.log_marginal, data.train.x).double().mean())
         return {"closed_form_angle_deg": float(principal_angles(self.components_.astype(np.float64), best["components"]).max()),
                 "closed_form_noise_variance": best["noise_variance"], "noise_variance": self.noise_variance_,
                 "closed_form_log_likelihood_gap": best["log_likelihood"] - fitted}

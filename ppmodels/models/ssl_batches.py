@@ -13,7 +13,7 @@ from typing import Iterator
 
 import torch
 
-from ..data import Split
+from ..data import Split, shuffled_batches, take_rows
 
 
 class LabeledSampler:
@@ -50,11 +50,11 @@ def labeled_unlabeled_batches(train: Split, batch_size: int, labeled_batch_size:
     """
     x = train.epoch_x(generator)
     mask = train.labeled
-    x_u, x_l = x[~mask], x[mask]
+    x_u, x_l = take_rows(x, ~mask), take_rows(x, mask)  # rows on disk stay there: labeled ones are read as drawn
     n_u, n_l = len(x_u), len(x_l)
     if n_l == 0:
-        for idx in torch.randperm(n_u, generator=generator).split(batch_size):
-            yield {"x": x_u[idx].to(device), "num_data": n_u}
+        for xb in shuffled_batches(x_u, batch_size, generator):
+            yield {"x": xb.to(device), "num_data": n_u}
         return
     y_l = train.y[mask]
     sampler = LabeledSampler(y_l, labeled_batch_size or min(batch_size, n_l), balanced, generator)
@@ -68,5 +68,5 @@ def labeled_unlabeled_batches(train: Split, batch_size: int, labeled_batch_size:
         for _ in range(math.ceil(n_l / sampler.batch_size)):
             yield labeled_part()
         return
-    for idx in torch.randperm(n_u, generator=generator).split(batch_size):
-        yield {"x": x_u[idx].to(device), "num_data": n_u, **labeled_part()}
+    for xb in shuffled_batches(x_u, batch_size, generator):
+        yield {"x": xb.to(device), "num_data": n_u, **labeled_part()}

@@ -139,9 +139,8 @@ class VAE(PPModel):
     @torch.no_grad()
     def encode(self, x, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
         """Posterior ``(z_loc, z_scale)`` of q(z|x), each ``(N, z_dim)``."""
-        x = self.check_x(x)
         with self.evaluating():
-            parts = [self.encoder(self.features(xb)) for xb in x.split(batch_size)]
+            parts = [self.encoder(self.features(xb)) for xb in self.checked_batches(x, batch_size)]
         return torch.cat([p[0] for p in parts]).cpu().numpy(), torch.cat([p[1] for p in parts]).cpu().numpy()
 
     def transform(self, x) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import Dataset, register_source
+from ..data import Dataset, map_rows, register_source
 from ..errors import ConfigError, DataError
 from ..models import GMM, GMVAE, CanEncode
 from .data import latent_decoder, open_run_dataset
@@ -25,7 +25,7 @@ def _latents(path: str, options: dict, **_) -> Dataset:
     if not isinstance(model, CanEncode):
         raise DataError(f"run {path} holds model {model.name!r}, which has no encoder; latents:RUN needs a model with q(z|x)")
     source = open_run_dataset(path)
-    z_loc, _ = model.encode(source.x)
+    z_loc, _ = map_rows(model.encode, source.x)
     return Dataset(f"latents of {Path(path).name}", z_loc, source.y, "gaussian", dict(source.splits),
                    class_names=source.class_names, metadata={"decoder_run": str(Path(path).resolve())})
 
