@@ -13,14 +13,16 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from . import cubes, scenes  # noqa: F401  (register the image-cube sources cube:, mat: and the public scenes)
+from .cubes import class_numbers, open_cube, to_xarray, write_netcdf
 from .dataset import BINARIZE_MODES, LIKELIHOODS, UNLABELED, Dataset, Split, binomial_trials, in_unit_interval
 from .sources import from_arrays, known_kinds, open_source, parse_spec, register_source
 from .splits import cap_per_class, draw_labeled, hide_labels, stratified_splits
 
 __all__ = [
-    "BINARIZE_MODES", "LIKELIHOODS", "UNLABELED", "Dataset", "Split", "TrainData", "binomial_trials", "cap_per_class", "draw_labeled",
-    "from_arrays", "hide_labels", "in_unit_interval", "known_kinds", "load_dataset", "parse_spec", "prepare_data",
-    "open_data", "register_source", "select_split", "stratified_splits",
+    "BINARIZE_MODES", "LIKELIHOODS", "class_numbers", "UNLABELED", "Dataset", "Split", "TrainData", "binomial_trials", "cap_per_class", "draw_labeled",
+    "from_arrays", "hide_labels", "in_unit_interval", "known_kinds", "load_dataset", "open_cube", "parse_spec", "prepare_data",
+    "open_data", "register_source", "select_split", "stratified_splits", "to_xarray", "write_netcdf",
 ]
 
 
@@ -28,7 +30,8 @@ def load_dataset(spec: str, data_dir: str | None = None, download: bool = False,
                  max_per_class: int | None = None, seed: int = 0) -> Dataset:
     """Open the data named by ``spec``.
 
-    :param spec: ``digits``, ``mnist``, ``npz:PATH``, ``npy:PATH``, ``csv:PATH?label=COL``, ``h5:PATH`` or a path.
+    :param spec: ``digits``, ``mnist``, ``npz:PATH``, ``npy:PATH``, ``csv:PATH?label=COL``, ``h5:PATH``, image cubes
+        ``cube:PATH`` (netCDF) and ``mat:PATH`` (MATLAB), a public scene (``indian_pines``) or a path.
     :param data_dir: where to look for files first (MNIST).
     :param download: allow downloading missing files (checksummed, cached).
     :param binarize: ``none``, ``threshold`` (x > 0.5) or ``dynamic`` (Bernoulli resampling each epoch).
