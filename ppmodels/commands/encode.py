@@ -1,26 +1,38 @@
-"""``ppmodels encode``: the posterior q(z | x) of a run's model for some data, written to an ``.npz`` file."""
+"""``ppmodels encode``: the posterior q(z | x) of a run's model for some data, written to an ``.npz`` file, or for an
+image cube to a netCDF file over the cube's y/x coordinates."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import load_dataset, select_split
+from ..data import load_dataset, open_cube, select_split, to_xarray, write_netcdf
 from ..errors import ConfigError
 from ..files import write_arrays
 from ..models import CanEncode
-from ..runs import load
+from ..runs import load, run_config
 
 
 def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None = None, split: str = "all") -> Path:
-    """Write ``z_loc``, ``z_scale`` (and ``y`` when known) of q(z|x) for the chosen data to an ``.npz`` file."""
+    """Write ``z_loc``, ``z_scale`` (and ``y`` when known) of q(z|x) for the chosen data to an ``.npz`` file; with
+    ``out`` ending in ``.nc`` (image cubes, every pixel) an xarray Dataset over the cube's y/x coordinates.
+
+    A run trained on an image cube applies its recorded transform (per-band standardisation) to the cube given."""
     out = Path(out)
-    if out.suffix != ".npz":
-        raise ConfigError(f"--out {out} must end in .npz")
+    if out.suffix not in (".npz", ".nc"):
+        raise ConfigError(f"--out {out} must end in .npz (or .nc for an image cube)")
+    if out.suffix == ".nc" and split != "all":
+        raise ConfigError(f"--out {out}: a netCDF map covers every pixel; drop --split {split} or write .npz")
     model = load(run)
     if not isinstance(model, CanEncode):
         raise ConfigError(f"model {model.name!r} has no encoder; encode works for models with a latent z")
-    x, y = select_split(load_dataset(data, data_dir=data_dir), split)
+    record = (run_config(run).get("data") or {}).get("cube")
+    cube = record is not None or out.suffix == ".nc"
+    dataset = open_cube(data, record, data_dir) if cube else load_dataset(data, data_dir=data_dir)
+    x, y = select_split(dataset, split)
     z_loc, z_scale = model.encode(x)
+    if out.suffix == ".nc":
+        write_netcdf(to_xarray(dataset, {"z_loc": (z_loc, ("latent",)), "z_scale": (z_scale, ("latent",))}), out)
+        return out
     arrays = {"z_loc": z_loc, "z_scale": z_scale}
     if y is not None:
         arrays["y"] = y.numpy()

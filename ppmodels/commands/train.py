@@ -57,7 +57,8 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     if not resume:
         write_json(out / CONFIG, {
             "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
-            "data": dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), "seed": train_config.seed,
+            "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **cube_record(bundle)},
+            "seed": train_config.seed,
             **config_entry(cls),
         })
     callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out)]
@@ -69,6 +70,12 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     summary = summarize(model, bundle, wall_time=time.perf_counter() - start, seed=train_config.seed)
     write_json(out / SUMMARY, summary)
     return model, summary
+
+
+def cube_record(bundle: TrainData) -> dict:
+    """An image cube's transform and classes (``data.cube`` in config.json), which ``ppmodels predict`` applies."""
+    record = bundle.dataset.metadata.get("cube")
+    return {"cube": record} if record else {}
 
 
 def saved_options(saved: dict, source: Path) -> tuple[str, tuple, TrainConfig]:
