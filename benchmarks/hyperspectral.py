@@ -5,7 +5,7 @@ Indian Pines scaled to the scene (20 to 2455 pixels at 145 x 145), 51% backgroun
 (groups of Voronoi cells). Each class has a smooth mean spectrum; classes come in pairs of similar spectra (like corn
 no-till and corn min-till); every pixel is its class spectrum times an illumination factor (the main source of
 variation, as topography and shade give), plus smooth within-class variation and sensor noise. Background pixels are
-unsurveyed fields of the same crops and mixtures of two of them.
+unsurveyed fields of the same crops, 40% of the fields mixtures of two of them.
 
 Run (a few minutes on 2 cores)::
 
@@ -41,22 +41,27 @@ def class_counts(num_pixels: int, background: float = BACKGROUND, minimum: int =
     return scaled
 
 
+def voronoi(height: int, width: int, cells: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The Voronoi cell of each pixel (row-major) around ``cells`` random seeds, and its squared distance to the seed."""
+    yy, xx = np.mgrid[:height, :width]
+    seeds = rng.uniform([0, 0], [height, width], size=(cells, 2))
+    d2 = ((np.stack([yy.ravel(), xx.ravel()], 1)[:, None, :] - seeds[None]) ** 2).sum(-1)
+    cell = d2.argmin(1)
+    return cell, d2[np.arange(len(cell)), cell]
+
+
 def label_map(height: int, width: int, counts: np.ndarray, rng: np.random.Generator, cells: int = 150) -> np.ndarray:
     """A ground-truth map (0: background, 1..K) with exactly ``counts[k-1]`` pixels of class k, in spatial patches:
     pixels ordered by Voronoi cell (cells in random order) and distance to its seed, then cut into runs."""
-    yy, xx = np.mgrid[:height, :width]
-    points = np.stack([yy.ravel(), xx.ravel()], 1).astype(np.float64)
-    seeds = rng.uniform([0, 0], [height, width], size=(cells, 2))
-    d2 = ((points[:, None, :] - seeds[None]) ** 2).sum(-1)
-    cell = d2.argmin(1)
+    cell, distance = voronoi(height, width, cells, rng)
     rank = rng.permutation(cells)[cell]
-    order = np.lexsort((d2[np.arange(len(points)), cell], rank))
+    order = np.lexsort((distance, rank))
     # runs of each class in a random order of classes and background chunks, so fields sit among background
-    chunks = np.array_split(np.zeros(len(points) - counts.sum(), dtype=int), len(counts))
+    chunks = np.array_split(np.zeros(height * width - counts.sum(), dtype=int), len(counts))
     runs = [np.full(n, k + 1) for k, n in enumerate(counts)]
     pieces = [p for pair in zip(runs, chunks) for p in pair]
     sequence = np.concatenate([pieces[i] for i in rng.permutation(len(pieces))])
-    labels = np.empty(len(points), dtype=np.int64)
+    labels = np.empty(height * width, dtype=np.int64)
     labels[order] = sequence
     return labels.reshape(height, width)
 
@@ -90,11 +95,13 @@ def synthetic_scene(height: int = 145, width: int = 145, bands: int = 200, seed:
     k = len(counts)
     n = height * width
     flat = labels.ravel()
-    # background: unsurveyed fields of the classes (half) and mixtures of two classes (half)
-    source = np.where(flat > 0, flat - 1, rng.integers(0, k, n))
-    pure = spectra[source]
-    mixed = rng.uniform(0.3, 0.7, (n, 1)) * pure + (1 - rng.uniform(0.3, 0.7, (n, 1))) * spectra[rng.integers(0, k, n)]
-    mean = np.where(((flat == 0) & (rng.random(n) < 0.5))[:, None], mixed, pure)
+    # background: unsurveyed fields of the same crops, some of them mixtures of two (fields as Voronoi cells)
+    cells = 60
+    cell, _ = voronoi(height, width, cells, rng)
+    crop, partner, share = rng.integers(0, k, cells), rng.integers(0, k, cells), np.where(rng.random(cells) < 0.4, rng.uniform(0.3, 0.7, cells), 1.0)
+    source = np.where(flat > 0, flat - 1, crop[cell])
+    weight = np.where(flat > 0, 1.0, share[cell])[:, None]
+    mean = weight * spectra[source] + (1 - weight) * spectra[partner[cell]]
     smooth = np.stack([np.sin(np.pi * (j + 1) * (wavelength - 400) / 2100) for j in range(4)])  # within-class shapes
     style = rng.normal(0, variation, (n, len(smooth))) @ smooth
     light = np.exp(rng.normal(0, illumination, (n, 1)))
