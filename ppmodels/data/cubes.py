@@ -84,6 +84,8 @@ def read_netcdf(path: Path, var: str | None, labels: str | None) -> Cube:
             truth = None if labels is None else ds[labels].transpose(*spatial).values
             return Cube(np.asarray(cube.values), truth, *(_coord(cube, d) for d in cube.dims), band_dim=band_dims[0],
                         y_dim=spatial[0], x_dim=spatial[1])
+    except DataError:
+        raise
     except (OSError, ValueError) as exc:
         raise DataError(f"{path} is not a readable netCDF file ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); check the file") from None
 

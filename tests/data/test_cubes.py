@@ -138,8 +138,10 @@ def test_unreadable_or_ambiguous_cubes_give_one_line(tmp_path, small):
     with pytest.raises(DataError, match="not a readable MATLAB file"):
         load_dataset(f"mat:{tmp_path / 'bad.mat'}")
     path = write_netcdf(tmp_path / "scene.nc", small)
-    with pytest.raises(DataError, match="has no variable 'radiance'"):
+    with pytest.raises(DataError, match="^.*scene.nc has no variable 'radiance' .*; fix [?]var=NAME$"):
         load_dataset(f"cube:{path}?var=radiance")
+    with pytest.raises(DataError, match="^.*scene.nc has no variable 'truth'"):
+        load_dataset(f"cube:{path}?labels=truth")
     write_mat(tmp_path / "cube.mat", small)
     scipy.io.savemat(tmp_path / "gt.mat", {"gt": small["labels"][:10]})
     with pytest.raises(DataError, match="has shape"):
