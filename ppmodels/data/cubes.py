@@ -120,10 +120,10 @@ def _mat_arrays(path: Path) -> dict[str, np.ndarray]:
     import scipy.io
 
     path = _existing(str(path))
-    if h5py.is_hdf5(path):
-        with h5py.File(path, "r") as f:
-            return {k: np.asarray(v[()]).T for k, v in f.items() if isinstance(v, h5py.Dataset) and v.dtype.kind in "fiub"}
     try:
+        if h5py.is_hdf5(path):
+            with h5py.File(path, "r") as f:
+                return {k: np.asarray(v[()]).T for k, v in f.items() if isinstance(v, h5py.Dataset) and v.dtype.kind in "fiub"}
         content = scipy.io.loadmat(path)
     except (ValueError, OSError, TypeError, NotImplementedError) as exc:
         raise DataError(f"{path} is not a readable MATLAB file ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); check the file") from None

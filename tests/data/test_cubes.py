@@ -137,6 +137,9 @@ def test_unreadable_or_ambiguous_cubes_give_one_line(tmp_path, small):
     (tmp_path / "bad.mat").write_bytes(b"MATLAB 5.0 MAT-file, garbage" + b"\0" * 200)
     with pytest.raises(DataError, match="not a readable MATLAB file"):
         load_dataset(f"mat:{tmp_path / 'bad.mat'}")
+    (tmp_path / "cut.mat").write_bytes(write_mat(tmp_path / "whole.mat", small, v73=True).read_bytes()[:2000])
+    with pytest.raises(DataError, match="cut.mat is not a readable MATLAB file"):
+        load_dataset(f"mat:{tmp_path / 'cut.mat'}")
     path = write_netcdf(tmp_path / "scene.nc", small)
     with pytest.raises(DataError, match="^.*scene.nc has no variable 'radiance' .*; fix [?]var=NAME$"):
         load_dataset(f"cube:{path}?var=radiance")
