@@ -3,7 +3,7 @@
 Two sources, registered when :mod:`ppmodels.data` is imported:
 
 ``cube:PATH?var=NAME&labels=NAME``
-    a netCDF file (read by xarray) whose variable ``var`` has dims ``(y, x, band)`` or ``(band, y, x)`` and whose
+    a netCDF file or a zarr store (a folder; needs the zarr package), read by xarray, whose variable ``var`` has dims ``(y, x, band)`` or ``(band, y, x)`` and whose
     variable ``labels`` is the ground-truth map over the same ``(y, x)``; the band coordinate (wavelengths, say) and
     the y/x coordinates are kept.
 ``mat:PATH?x=NAME&y=NAME&gt=PATH``
@@ -61,12 +61,13 @@ class Cube:
 
 
 # ----- reading ------------------------------------------------------------------------------------------------
-def read_netcdf(path: Path, var: str | None, labels: str | None) -> Cube:
-    """The cube ``var`` and ground truth ``labels`` of a netCDF file, cube axes ordered (y, x, band)."""
+def read_xarray(path: Path, var: str | None, labels: str | None) -> Cube:
+    """The cube ``var`` and ground truth ``labels`` of a netCDF file (or a zarr store, a folder), cube axes ordered
+    (y, x, band)."""
     import xarray as xr
 
     try:
-        with xr.open_dataset(path) as ds:
+        with xr.open_dataset(path, engine="zarr" if path.is_dir() else None) as ds:
             var = var or _only(path, {k: v.ndim for k, v in ds.data_vars.items()}, 3, "var")
             labels = labels or _only(path, {k: v.ndim for k, v in ds.data_vars.items()}, 2, "labels", required=False)
             for key, name in ((var, "var"), (labels, "labels")):
@@ -87,7 +88,7 @@ def read_netcdf(path: Path, var: str | None, labels: str | None) -> Cube:
     except DataError:
         raise
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable netCDF file ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); check the file") from None
+        raise DataError(f"{path} is not a readable netCDF file or zarr store ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); check the file") from None
 
 
 def _coord(array, dim: str) -> np.ndarray:
@@ -253,9 +254,9 @@ def open_cube(spec: str, record: dict | None = None, data_dir: str | None = None
 
 @register_source("cube")
 def _cube(path: str, options: dict, **_) -> Dataset:
-    """A netCDF cube with dims (y, x, band) or (band, y, x) and its ground-truth map."""
-    p = _existing(path)
-    return cube_dataset(read_netcdf(p, options.get("var"), options.get("labels")), p.stem, options)
+    """A netCDF (or zarr) cube with dims (y, x, band) or (band, y, x) and its ground-truth map."""
+    p = Path(path).expanduser() if path and Path(path).expanduser().is_dir() else _existing(path)  # zarr stores are folders
+    return cube_dataset(read_xarray(p, options.get("var"), options.get("labels")), p.stem, options)
 
 
 @register_source("mat")

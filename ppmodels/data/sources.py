@@ -22,7 +22,7 @@ from .splits import stratified_splits
 Loader = Callable[..., Dataset]
 _SOURCES: dict[str, Loader] = {}
 _BARE = {"digits", "mnist"}  # kinds named without a path (built-in or downloaded data)
-_SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".h5": "h5", ".hdf5": "h5", ".nc": "cube", ".mat": "mat"}  # cubes: data/cubes.py
+_SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".h5": "h5", ".hdf5": "h5", ".nc": "cube", ".zarr": "cube", ".mat": "mat"}  # cubes: data/cubes.py
 
 
 def register_source(kind: str, bare: bool = False) -> Callable[[Loader], Loader]:

@@ -60,6 +60,19 @@ def test_the_cube_and_map_are_found_without_names_and_by_suffix(tmp_path, small)
     assert parse_spec(str(tmp_path / "a.mat"))[0] == "mat"
 
 
+def test_a_zarr_store_reads_as_the_netcdf_cube(tmp_path, small):
+    pytest.importorskip("zarr")
+    import xarray as xr
+
+    reference = load_dataset(f"cube:{write_netcdf(tmp_path / 'scene.nc', small)}")
+    with xr.open_dataset(tmp_path / "scene.nc") as ds:
+        ds.transpose("wavelength", "y", "x").to_zarr(tmp_path / "scene.zarr", zarr_format=2, consolidated=True)
+    d = load_dataset(str(tmp_path / "scene.zarr"))
+    np.testing.assert_allclose(d.x, reference.x, atol=1e-6)
+    np.testing.assert_array_equal(d.y, reference.y)
+    np.testing.assert_allclose(d.metadata["geometry"]["band"], small["wavelength"])
+
+
 @pytest.mark.parametrize("v73", [False, True])
 def test_mat_files_v5_and_v73_read_as_the_netcdf_cube(tmp_path, pines, v73):
     reference = load_dataset(f"cube:{write_netcdf(tmp_path / 'scene.nc', pines)}")
