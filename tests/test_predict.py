@@ -94,3 +94,14 @@ def test_the_cli_predict_command(m2_run, scene, tmp_path):
     assert "map.nc" in result.output and "map.png" in result.output
     result = CliRunner().invoke(app, ["predict", str(m2_run), "--data", "digits", "--out", str(tmp_path / "map.nc")])
     assert result.exit_code == 2 and "error: 'digits' is not an image cube" in result.output
+
+
+def test_diagnose_on_the_training_pixels_scores_only_the_labeled_ones(m2_run):
+    """The training split of a cube holds unlabeled background pixels (-1): calibration uses the labeled ones."""
+    import ppmodels
+
+    result = ppmodels.diagnose(m2_run, split="train", num_data=60, particles=21, report=True, out=m2_run / "diag")
+    labels = result["idata"].observed_data["y"].values
+    assert (labels < 0).any() and (labels >= 0).any()
+    assert sum(b["count"] for b in result["calibration"]["bins"]) == (labels >= 0).sum()
+    assert (m2_run / "diag" / "report.html").is_file()

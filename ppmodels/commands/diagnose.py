@@ -100,8 +100,10 @@ def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndar
         replicates = idata.posterior_predictive["x"].values[0].reshape(-1, len(errors), observed.shape[1])
         result["pit"] = dg.predictive_pit(observed, replicates, model.config.likelihood, seed)
         result["reconstruction"] = dg.reconstruction_shift(errors, train_errors) if train_errors is not None else None
-    if "predictions" in idata.groups() and "y" in idata.observed_data:
-        probs, labels = idata.predictions["y_prob"].values, idata.observed_data["y"].values
+    labels = idata.observed_data["y"].values if "predictions" in idata.groups() and "y" in idata.observed_data else None
+    known = None if labels is None else labels >= 0  # an image cube's background pixels have no label (-1)
+    if labels is not None and known.any():
+        probs, labels = idata.predictions["y_prob"].values[known], labels[known]
         result["calibration"] = dg.calibration(probs, labels)
         result["classification"] = classification_metrics(labels, probs.argmax(1), probs.shape[1])
     result["convergence"] = dg.training_convergence(records) if records else None
