@@ -105,3 +105,26 @@ def test_diagnose_on_the_training_pixels_scores_only_the_labeled_ones(m2_run):
     assert (labels < 0).any() and (labels >= 0).any()
     assert sum(b["count"] for b in result["calibration"]["bins"]) == (labels >= 0).sum()
     assert (m2_run / "diag" / "report.html").is_file()
+
+
+def test_evaluate_standardises_another_scene_as_the_run(m2_run, scene, tmp_path):
+    from ppmodels.commands.evaluate import evaluate
+
+    own = evaluate(m2_run, split="test", iw_samples=0, out=tmp_path / "own.json")
+    assert own["baselines"]  # SVC and label spreading on the run's labels, scored on the same labeled pixels
+    darker = write_netcdf(tmp_path / "darker.nc", dict(scene["data"], cube=scene["data"]["cube"] * 0.5))
+    other = evaluate(m2_run, f"cube:{darker}", split="test", iw_samples=0, out=tmp_path / "other.json")
+    # with its own statistics the darker scene would standardise to the very same pixels, and the same ELBO
+    assert abs(other["elbo"] - own["elbo"]) > 0.1
+
+
+def test_data_opened_for_a_run_gets_the_run_transform(m2_run, scene, tmp_path):
+    from ppmodels.runs import open_for_run
+
+    darker = write_netcdf(tmp_path / "darker.nc", dict(scene["data"], cube=scene["data"]["cube"] * 0.5))
+    record = run_config(m2_run)["data"]["cube"]
+    expected = (scene["data"]["cube"].reshape(-1, 6) * 0.5 - np.asarray(record["mean"])) / np.asarray(record["std"])
+    np.testing.assert_allclose(open_for_run(m2_run, f"cube:{darker}").x, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(open_for_run({}, f"cube:{darker}").x.std(0), 1, atol=1e-4)  # no record: its own statistics
+    with pytest.raises(DataError, match="not an image cube"):
+        open_for_run(m2_run, "digits")  # a cube run applied to other data: refused, the transform would not fit

@@ -20,12 +20,12 @@ import torch
 from ..analysis import diagnostics as dg
 from ..analysis.gold_standard import gold_standard_for, gold_standard_verdict
 from ..analysis.metrics import classification_metrics
-from ..data import load_dataset, select_split
+from ..data import select_split
 from ..errors import ConfigError, PPModelsError, RunError
 from ..files import read_json, write_json
 from ..infer.importance import prior_sampled_sites, trace_particles
 from ..models import CanClassify
-from ..runs import CONFIG, METRICS, load, open_run_dataset
+from ..runs import CONFIG, METRICS, load, open_for_run, open_run_dataset
 from ..analysis.inference_data import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
                         has_own_log_weights, posterior_idata, save_idata)
 
@@ -65,7 +65,7 @@ def open_run_data(run_config: dict, spec: str | None, data_dir: str | None):
     if spec is None or spec == (saved.get("spec") or "digits"):
         dataset = open_run_dataset(run_config, data_dir)
         return dataset, dataset
-    dataset = load_dataset(spec, data_dir=data_dir, binarize=saved.get("binarize") or "none", seed=run_config.get("seed") or 0)
+    dataset = open_for_run(run_config, spec, data_dir, binarize=saved.get("binarize") or "none", seed=run_config.get("seed") or 0)
     try:
         return dataset, open_run_dataset(run_config, data_dir)
     except PPModelsError:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import load_dataset, open_cube, select_split, to_xarray, write_netcdf
+from ..data import select_split, to_xarray, write_netcdf
 from ..errors import ConfigError
 from ..files import write_arrays
 from ..models import CanEncode
-from ..runs import load, run_config
+from ..runs import load, open_for_run
 
 
 def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None = None, split: str = "all") -> Path:
@@ -25,9 +25,7 @@ def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None 
     model = load(run)
     if not isinstance(model, CanEncode):
         raise ConfigError(f"model {model.name!r} has no encoder; encode works for models with a latent z")
-    record = (run_config(run).get("data") or {}).get("cube")
-    cube = record is not None or out.suffix == ".nc"
-    dataset = open_cube(data, record, data_dir) if cube else load_dataset(data, data_dir=data_dir)
+    dataset = open_for_run(run, data, data_dir, cube=out.suffix == ".nc")
     x, y = select_split(dataset, split)
     z_loc, z_scale = model.encode(x)
     if out.suffix == ".nc":

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import load_dataset, select_split
+from ..data import select_split
 from ..errors import ConfigError
 from ..files import atomic_write, write_arrays
-from ..runs import latent_decoder, load, open_run_dataset
+from ..runs import latent_decoder, load, open_for_run, open_run_dataset
 
 FORMATS = (".npz", ".csv")
 
@@ -82,7 +82,7 @@ def score(run: str | Path, data: str, out: str | Path, *, data_dir: str | None =
     out = Path(out)
     if out.suffix not in FORMATS:
         raise ConfigError(f"--out {out} must end in {' or '.join(FORMATS)}")
-    x, y = select_split(load_dataset(data, data_dir=data_dir), split)
+    x, y = select_split(open_for_run(run, data, data_dir), split)  # an image cube: the run's transform
     scores = score_data(run, x, mixture=mixture, num_particles=num_particles, reference_size=reference_size, seed=seed)
     if y is not None:
         scores["y"] = y.numpy()

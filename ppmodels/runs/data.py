@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import Dataset, TrainData, load_dataset, prepare_data
+from ..data import Dataset, TrainData, load_dataset, open_cube, prepare_data
 from ..errors import DataError, RunError
 from ..files import read_json
 from ..models import CanDecode
@@ -28,6 +28,17 @@ def open_run_dataset(run: str | Path | dict, data_dir: str | None = None) -> Dat
         raise DataError(f"{where} records no training data; use a run folder written by `ppmodels train`")
     return load_dataset(saved["spec"], data_dir=data_dir or saved.get("data_dir"), binarize=saved.get("binarize") or "none",
                         max_per_class=saved.get("max_per_class"), seed=config.get("seed") or 0)
+
+
+def open_for_run(run: str | Path | dict, spec: str, data_dir: str | None = None, cube: bool = False, **options) -> Dataset:
+    """Data ``spec`` to apply a run's model to: an image cube standardised with the transform the run recorded
+    (``data.cube`` in its config, written when it trained on a cube), other data as :func:`load_dataset` opens it
+    (with ``options``). ``cube=True`` opens ``spec`` as an image cube whatever the run trained on."""
+    config = run if isinstance(run, dict) else run_config(run)
+    record = (config.get("data") or {}).get("cube")
+    if record or cube:
+        return open_cube(spec, record, data_dir)
+    return load_dataset(spec, data_dir=data_dir, **options)
 
 
 def open_run_data(run: str | Path | dict, data_dir: str | None = None, dataset: Dataset | None = None) -> TrainData:
