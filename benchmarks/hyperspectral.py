@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--labels-per-class", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--illumination", type=float, default=0.25, help="standard deviation of the log brightness factor of each pixel")
     args = parser.parse_args(argv)
 
     from ppmodels.commands.predict import predict
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    scene = write_netcdf(out / "scene.nc", synthetic_scene(args.size, args.size, args.bands, seed=args.seed))
+    scene = write_netcdf(out / "scene.nc", synthetic_scene(args.size, args.size, args.bands, seed=args.seed, illumination=args.illumination))
     start = time.perf_counter()
     config = TrainConfig(epochs=args.epochs, batch_size=200, select_by="valid_elbo", patience=None, seed=args.seed)
     options = M2_OPTIONS
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
           overwrite=True, progress=False)
     train_s = time.perf_counter() - start
     predict(out / "m2", f"cube:{scene}", out / "map.nc")
-    result = {"scene": f"{args.size}x{args.size}x{args.bands}, seed {args.seed}", "epochs": args.epochs, "m2_options": options,
+    result = {"scene": f"{args.size}x{args.size}x{args.bands}, seed {args.seed}, illumination {args.illumination}", "epochs": args.epochs, "m2_options": options,
               "train_time_s": round(train_s, 1), **compare(out / "m2")}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     for name, entry in result.items():
