@@ -16,7 +16,7 @@ from .common import Overwrite, handle_errors
 def encode(
     run: Annotated[Path, typer.Argument(help="Run folder written by `ppmodels train`.")],
     data: Annotated[str, typer.Option(help="Data spec to encode (digits, mnist, npz:PATH, ...).")],
-    out: Annotated[Path, typer.Option(help="Output .npz with z_loc, z_scale (and y when known).")],
+    out: Annotated[Path, typer.Option(help="Output .npz with z_loc, z_scale (and y when known), or .nc for an image cube (over its y/x coordinates).")],
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first.")] = None,
     split: Annotated[str, typer.Option(help="Which part of the data: all, train, valid or test.")] = "all",
     overwrite: Overwrite = False,

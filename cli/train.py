@@ -39,7 +39,7 @@ def refuse_options_on_resume(ctx: typer.Context) -> None:
 def train(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Registered model name (see `ppmodels models`).")],
-    data: Annotated[str, typer.Option(help="Data spec: digits, mnist, npz:PATH, npy:PATH, csv:PATH?label=COL, h5:PATH, zarr:PATH (docs/data.md).")] = "digits",
+    data: Annotated[str, typer.Option(help="Data spec: digits, mnist, npz:PATH, npy:PATH, csv:PATH?label=COL, h5:PATH, zarr:PATH (docs/data.md); image cubes cube:PATH, mat:PATH, indian_pines (docs/hyperspectral.md).")] = "digits",
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first (MNIST).")] = None,
     download: Annotated[bool, typer.Option(help="Download missing data files (checksummed, cached).")] = False,
     labels: Annotated[Optional[int], typer.Option(min=0, help="Keep this many class-balanced training labels; hide the rest.")] = None,

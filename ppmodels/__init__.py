@@ -18,6 +18,7 @@ from .version import __version__  # noqa: E402,F401
 
 from .commands.encode import encode  # noqa: E402
 from .commands.evaluate import evaluate  # noqa: E402
+from .commands.predict import predict  # noqa: E402
 from .commands.sample import sample  # noqa: E402
 from .commands.score import score, score_data  # noqa: E402
 from .commands.train import train  # noqa: E402
@@ -32,7 +33,7 @@ from .runs import load, save_model  # noqa: E402
 __all__ = [
     "ConfigError", "DataError", "DataNotFoundError", "PPModelsError", "RunError", "TrainConfig", "Trainer", "TrainingError",
     "diagnose", "encode", "evaluate", "fit", "get_model_class", "import_plugin", "list_models", "load", "load_dataset",
-    "prepare_data", "register_model", "sample", "save_model", "score", "score_data", "train",
+    "predict", "prepare_data", "register_model", "sample", "save_model", "score", "score_data", "train",
 ]
 
 

@@ -54,3 +54,28 @@ def save_image_grid(images: np.ndarray, path: str | Path, ncol: int | None = Non
     path = Path(path)
     atomic_write(path, lambda tmp: plt.imsave(tmp, grid, cmap="gray", vmin=0, vmax=1, format="png"))
     return path
+
+
+def save_class_maps(maps: dict[str, np.ndarray], path: str | Path, num_classes: int | None = None) -> Path:
+    """Write class maps side by side (one panel per entry, its key the title) with one shared colour per class;
+    pixels below 0 (no class, e.g. background) are black."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    k = num_classes or max(int(np.max(m)) + 1 for m in maps.values())
+    colors = plt.get_cmap("tab20")(np.arange(k) % 20)
+    fig, axes = plt.subplots(1, len(maps), figsize=(4 * len(maps), 4.3), squeeze=False)
+    for ax, (title, m) in zip(axes[0], maps.items()):
+        ax.imshow(np.ma.masked_less(m, 0), cmap=ListedColormap(colors), vmin=-0.5, vmax=k - 0.5, interpolation="nearest")
+        ax.set_facecolor("black")
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return path

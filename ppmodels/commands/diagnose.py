@@ -22,12 +22,12 @@ import torch
 from ..analysis import diagnostics as dg
 from ..analysis.gold_standard import gold_standard_for, gold_standard_verdict, sampler_verdict
 from ..analysis.metrics import classification_metrics
-from ..data import load_dataset, parse_spec, select_split
+from ..data import parse_spec, select_split
 from ..errors import ConfigError, PPModelsError, RunError, check_int, check_path
 from ..files import read_json, write_json
 from ..infer.importance import prior_sampled_sites, trace_particles
 from ..models import CanClassify, LabeledGenerator
-from ..runs import CONFIG, METRICS, check_output, check_output_folder, load, open_run_dataset, record_output
+from ..runs import CONFIG, METRICS, check_output, check_output_folder, load, open_for_run, open_run_dataset, record_output
 from ..analysis.inference_data import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
                                        datum_log_likelihood, has_own_log_weights, labels_of, loo_subset, posterior_idata, save_idata)
 
@@ -69,7 +69,7 @@ def open_run_data(run_config: dict, spec: str | None, data_dir: str | None, run:
     if spec is None or spec == (saved.get("spec") or "digits"):
         dataset = open_run_dataset(run_config, data_dir, run)
         return dataset, dataset
-    dataset = load_dataset(spec, data_dir=data_dir, binarize=saved.get("binarize") or "none", seed=run_config.get("seed") or 0)
+    dataset = open_for_run(run_config, spec, data_dir, binarize=saved.get("binarize") or "none", seed=run_config.get("seed") or 0)
     try:
         return dataset, open_run_dataset(run_config, data_dir, run)
     except PPModelsError:
@@ -111,8 +111,10 @@ def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndar
         result["pit"] = dg.predictive_pit(observed, replicates, model.config.likelihood, seed)
         result["reconstruction"] = dg.reconstruction_shift(errors, train_errors) if train_errors is not None else None
     result["arviz_loo"] = arviz_loo_check(idata, result["log_likelihood"]["per_datum"]["iw"])
-    if "predictions" in idata.groups() and labels_of(idata) is not None:
-        probs, labels = idata.predictions["y_prob"].values[0, 0], labels_of(idata)
+    labels = labels_of(idata) if "predictions" in idata.groups() else None
+    known = None if labels is None else labels >= 0  # an image cube's background pixels have no label (-1)
+    if labels is not None and known.any():
+        probs, labels = idata.predictions["y_prob"].values[0, 0][known], labels[known]
         result["calibration"] = dg.calibration(probs, labels)
         result["classification"] = classification_metrics(labels, probs.argmax(1), probs.shape[1])
     result["convergence"] = dg.training_convergence(records) if records else None

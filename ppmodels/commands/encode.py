@@ -1,26 +1,35 @@
-"""``ppmodels encode``: the posterior q(z | x) of a run's model for some data, written to an ``.npz`` file."""
+"""``ppmodels encode``: the posterior q(z | x) of a run's model for some data, written to an ``.npz`` file, or for an
+image cube to a netCDF file over the cube's y/x coordinates."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import load_dataset, map_rows, select_split
+from ..data import map_rows, select_split, to_xarray, write_netcdf
 from ..errors import ConfigError
 from ..files import write_arrays
 from ..models import CanEncode
-from ..runs import check_output, load, record_output
+from ..runs import check_output, load, open_for_run, record_output
 
 
 def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None = None, split: str = "all", overwrite: bool = False) -> Path:
-    """Write ``z_loc``, ``z_scale`` (and ``y`` when known) of q(z|x) for the chosen data to an ``.npz`` file (an existing
-    file ppmodels did not write is replaced only with ``overwrite``; see :mod:`ppmodels.runs.outputs`). Data on disk,
-    ``npy``/``h5``/``zarr``, is read and encoded a chunk at a time."""
-    out = check_output(out, (".npz",), overwrite=overwrite)
+    """Write ``z_loc``, ``z_scale`` (and ``y`` when known) of q(z|x) for the chosen data to an ``.npz`` file; with
+    ``out`` ending in ``.nc`` (image cubes, every pixel) an xarray Dataset over the cube's y/x coordinates. An existing
+    file ppmodels did not write is replaced only with ``overwrite`` (:mod:`ppmodels.runs.outputs`). Data on disk,
+    ``npy``/``h5``/``zarr``, is read and encoded a chunk at a time; a run trained on an image cube applies its recorded
+    transform (per-band standardisation) to the cube given."""
+    out = check_output(out, (".npz", ".nc"), overwrite=overwrite)
+    if out.suffix == ".nc" and split != "all":
+        raise ConfigError(f"--out {out}: a netCDF map covers every pixel; drop --split {split} or write .npz")
     model = load(run)
     if not isinstance(model, CanEncode):
         raise ConfigError(f"model {model.name!r} has no encoder; encode works for models with a latent z")
-    x, y = select_split(model.check_dataset(load_dataset(data, data_dir=data_dir)), split)
+    dataset = model.check_dataset(open_for_run(run, data, data_dir, cube=out.suffix == ".nc"))
+    x, y = select_split(dataset, split)
     z_loc, z_scale = map_rows(model.encode, x)  # rows on disk are encoded a chunk at a time
+    if out.suffix == ".nc":
+        write_netcdf(to_xarray(dataset, {"z_loc": (z_loc, ("latent",)), "z_scale": (z_scale, ("latent",))}), out)
+        return record_output(out, "encode")
     arrays = {"z_loc": z_loc, "z_scale": z_scale}
     if y is not None:
         arrays["y"] = y.numpy()

@@ -15,11 +15,11 @@ import pyro
 
 from ..analysis.baselines import baseline_scores
 from ..analysis.metrics import classification_metrics
-from ..data import load_dataset, map_rows, parse_spec
+from ..data import map_rows, parse_spec
 from ..errors import ConfigError, check_int
 from ..files import read_json, write_json
 from ..models import CanClassify, PPModel
-from ..runs import CONFIG, check_output, load, open_run_data, open_run_dataset, record_output
+from ..runs import CONFIG, check_output, load, open_for_run, open_run_data, open_run_dataset, record_output
 
 EVALUATION = "evaluation.json"
 SPLITS = ("test", "valid")
@@ -32,7 +32,8 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
 
     Returns a dict with ``accuracy``, ``balanced_accuracy``, ``per_class_accuracy``, ``confusion_matrix``
     (classifiers on labeled data), ``elbo`` and ``iw_log_likelihood`` (per datum, the latter with ``iw_samples``
-    importance samples; 0 skips it), ``num_examples``, ``split`` and ``warnings``. For a classifier evaluated on its
+    importance samples; 0 skips it), ``num_examples``, ``split`` and ``warnings``; another image cube than the run's
+    is standardised with the run's recorded transform. For a classifier evaluated on its
     run's own data, ``baselines`` holds the accuracy of an SVC and of label spreading trained on the same labeled
     examples (:mod:`ppmodels.analysis.baselines`), so one sees at once whether the deep model helped. For a run
     folder it also writes ``RUN/evaluation.json`` (or ``out``, a ``.json`` path: an existing file ppmodels did not
@@ -64,8 +65,8 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
         raise ConfigError("no data to evaluate on: give a data spec (--data), the model's run names none")
     if spec == data_options.get("spec"):  # the run's own data, binarized as in training (held-out splits are never capped)
         dataset = open_run_dataset(run_config, data_dir, run)
-    else:
-        dataset = load_dataset(spec, data_dir=data_dir or data_options.get("data_dir"))
+    else:  # another image cube is standardised as the training scene was
+        dataset = open_for_run(run_config, spec, data_dir or data_options.get("data_dir"))
     part = model.check_dataset(dataset).split(split)
     if max_examples is not None:
         part = part.subset(np.arange(min(max_examples, len(part))))

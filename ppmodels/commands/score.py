@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import load_dataset, map_rows, select_split
+from ..data import map_rows, select_split
 from ..errors import ConfigError, check_int
 from ..files import atomic_write, write_arrays
-from ..runs import check_output, latent_decoder, load, open_run_dataset, record_output
+from ..runs import check_output, latent_decoder, load, open_for_run, open_run_dataset, record_output
 
 FORMATS = (".npz", ".csv")
 
@@ -82,7 +82,7 @@ def score(run: str | Path, data: str, out: str | Path, *, data_dir: str | None =
     """Score the data named by ``data`` (a spec) with :func:`score_data` and write one row per datum to ``.npz`` or ``.csv``
     (an existing file ppmodels did not write is replaced only with ``overwrite``; see :mod:`ppmodels.runs.outputs`)."""
     out = check_output(out, FORMATS, overwrite=overwrite)
-    x, y = select_split(load_dataset(data, data_dir=data_dir), split)
+    x, y = select_split(open_for_run(run, data, data_dir), split)  # an image cube: the run's transform
     scores = score_data(run, x, mixture=mixture, num_particles=num_particles, reference_size=reference_size, seed=seed)
     if y is not None:
         scores["y"] = y.numpy()

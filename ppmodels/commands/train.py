@@ -72,7 +72,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         if main and not resume:
             write_json(out / CONFIG, {
                 "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
-                "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **data_locations(data, data_dir, out)},
+                "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **data_locations(data, data_dir, out), **cube_record(bundle)},
                 "seed": train_config.seed,
                 **config_entry(cls),
             })
@@ -98,6 +98,12 @@ def check_arguments(labels: Any, max_per_class: Any, train_config: Any, model_op
         raise ConfigError(f"train_config must be a ppmodels.TrainConfig, got {type(train_config).__name__}; e.g. TrainConfig(epochs=10)")
     if model_options is not None and not isinstance(model_options, dict):
         raise ConfigError(f"model_options must be a dict of model options, got {type(model_options).__name__}; e.g. {{'z_dim': 10}}")
+
+
+def cube_record(bundle: TrainData) -> dict:
+    """An image cube's transform and classes (``data.cube`` in config.json), which ``ppmodels predict`` applies."""
+    record = bundle.dataset.metadata.get("cube")
+    return {"cube": record} if record else {}
 
 
 def saved_options(saved: dict, source: Path) -> tuple[str, tuple, TrainConfig]:

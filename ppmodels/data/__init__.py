@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from . import cubes, scenes  # noqa: F401  (register the image-cube sources cube:, mat: and the public scenes)
+from .cubes import class_numbers, open_cube, to_xarray, write_netcdf
 from .dataset import BINARIZE_MODES, LIKELIHOODS, UNLABELED, Dataset, Split, binomial_trials, check_classes_used, in_unit_interval
 from .lazy import LazyRows, block_shuffled_order, map_rows, row_moments, sample_rows, shuffled_batches, take_rows
 from .sources import from_arrays, from_disk, known_kinds, open_source, parse_spec, register_source
@@ -20,7 +22,7 @@ from .splits import cap_per_class, draw_labeled, hide_labels, stratified_splits
 
 __all__ = [
     "BINARIZE_MODES", "LIKELIHOODS", "UNLABELED", "Dataset", "LazyRows", "Split", "TrainData", "binomial_trials",
-    "check_classes_used",
+    "check_classes_used", "class_numbers", "open_cube", "to_xarray", "write_netcdf",
     "block_shuffled_order", "cap_per_class", "draw_labeled", "from_arrays", "from_disk", "hide_labels", "in_unit_interval",
     "known_kinds", "load_dataset", "map_rows", "parse_spec", "prepare_data", "open_data", "register_source", "row_moments",
     "sample_rows", "select_split", "shuffled_batches", "stratified_splits", "take_rows",
@@ -32,7 +34,8 @@ def load_dataset(spec: str, data_dir: str | None = None, download: bool = False,
     """Open the data named by ``spec``.
 
     :param spec: ``digits``, ``mnist``, ``npz:PATH``, ``npy:PATH``, ``csv:PATH?label=COL``, ``h5:PATH``,
-        ``zarr:PATH`` or a path (``npy``, ``h5`` and ``zarr`` stay on disk and are read a block at a time).
+        ``zarr:PATH`` or a path (``npy``, ``h5`` and ``zarr`` stay on disk and are read a block at a time); image
+        cubes ``cube:PATH`` (netCDF or zarr) and ``mat:PATH`` (MATLAB), a public scene (``indian_pines``).
     :param data_dir: where to look for files first (MNIST).
     :param download: allow downloading missing files (checksummed, cached).
     :param binarize: ``none``, ``threshold`` (x > 0.5) or ``dynamic`` (Bernoulli resampling each epoch).

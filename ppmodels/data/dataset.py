@@ -26,6 +26,8 @@ class Dataset:
     :param splits: index arrays by split name (``train``, ``valid``, ``test``).
     :param class_names: names of the classes, when the source had them.
     :param spec: the data spec this was loaded from (recorded in a run's config).
+    :param partly_labeled: ``y`` may hold ``UNLABELED`` (-1) for points that have no label (a scene's background
+        pixels); they stay in the training split as unlabeled data.
     """
 
     name: str
@@ -37,6 +39,7 @@ class Dataset:
     spec: str = ""
     binarize: str = "none"
     metadata: dict = field(default_factory=dict)
+    partly_labeled: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.x, LazyRows):
@@ -49,7 +52,7 @@ class Dataset:
         if bad:
             raise DataError(f"data {self.name!r} has NaN or infinite values in {bad} rows; remove or impute them first")
         if self.y is not None:
-            self.y = check_labels(self.y, len(self.x), self.name)
+            self.y = check_labels(self.y, len(self.x), self.name, allow_unlabeled=self.partly_labeled)
         if self.likelihood not in LIKELIHOODS[:2] and binomial_trials(self.likelihood) is None:
             raise DataError(f"unknown likelihood {self.likelihood!r}; use one of {', '.join(LIKELIHOODS)}")
         if self.binarize not in BINARIZE_MODES:
@@ -111,8 +114,9 @@ def value_range(x: np.ndarray | LazyRows) -> tuple[float, float]:
     return float(x.min()), float(x.max())
 
 
-def check_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
-    """``y`` as int64 class labels, after checking there is one per example and each is a whole number >= 0."""
+def check_labels(y: np.ndarray, n: int, name: str, allow_unlabeled: bool = False) -> np.ndarray:
+    """``y`` as int64 class labels, after checking there is one per example and each is a whole number >= 0
+    (or ``UNLABELED`` when ``allow_unlabeled``)."""
     y = np.asarray(y)
     if y.shape != (n,):
         raise DataError(f"labels of {name!r} have shape {y.shape}; expected ({n},), one label per example")
@@ -122,7 +126,7 @@ def check_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
     elif y.dtype.kind not in "iub":
         raise DataError(f"labels of {name!r} have type {y.dtype}; give integer class labels 0..K-1")
     y = y.astype(np.int64)
-    if (y < 0).any():
+    if (y < (UNLABELED if allow_unlabeled else 0)).any():
         raise DataError(f"labels of {name!r} include negative values ({int(y.min())}); give class labels 0..K-1")
     used, top = len(np.unique(y)), int(y.max()) if len(y) else 0
     if top + 1 > 2 * used:  # 1-based labels pass here (training refuses their empty class 0); codes like 0, 1000, 2000 would make thousands of empty classes

@@ -29,10 +29,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ppmodels"
 
 
-def search_dirs(data_dir: str | Path | None) -> list[Path]:
-    """Where MNIST is looked for, in order: ``data_dir``, ``$PPMODELS_DATA``, the user cache (each also with ``/mnist``)."""
+def search_dirs(data_dir: str | Path | None, sub: str = "mnist") -> list[Path]:
+    """Where data files are looked for, in order: ``data_dir``, ``$PPMODELS_DATA``, the user cache (each also with
+    ``/sub``: ``mnist`` for MNIST, ``hyperspectral`` for the public scenes)."""
     roots = [Path(p) for p in (data_dir, os.environ.get("PPMODELS_DATA")) if p] + [cache_dir()]
-    return [d for root in roots for d in (root, root / "mnist")]
+    return [d for root in roots for d in (root, root / sub)]
 
 
 def find_or_download(data_dir: str | Path | None = None, download: bool = False) -> Path:
@@ -53,22 +54,30 @@ def find_or_download(data_dir: str | Path | None = None, download: bool = False)
 
 
 def _download(name: str, sha256: str, target: Path) -> None:
+    download_checked([mirror + name for mirror in MIRRORS], sha256, target / name)
+
+
+def download_checked(urls: list[str], sha256: str, dest: Path, size: int | None = None) -> None:
+    """Download ``dest`` from the first of ``urls`` whose payload has the ``size`` (when known) and the ``sha256``."""
     errors = []
-    for mirror in MIRRORS:
+    for url in urls:
         try:
-            with urllib.request.urlopen(mirror + name, timeout=60) as response:
+            with urllib.request.urlopen(url, timeout=60) as response:
                 payload = response.read()
         except OSError as exc:
-            errors.append(f"{mirror}: {exc}")
+            errors.append(f"{url}: {exc}")
+            continue
+        if size is not None and len(payload) != size:
+            errors.append(f"{url}: {len(payload)} bytes, expected {size}")
             continue
         if hashlib.sha256(payload).hexdigest() != sha256:
-            errors.append(f"{mirror}: checksum mismatch")
+            errors.append(f"{url}: checksum mismatch")
             continue
-        tmp = target / (name + ".part")
+        tmp = dest.with_name(dest.name + ".part")
         tmp.write_bytes(payload)
-        os.replace(tmp, target / name)
+        os.replace(tmp, dest)
         return
-    raise DataNotFoundError(f"could not download {name} ({'; '.join(errors)}); place the file in {target} by hand")
+    raise DataNotFoundError(f"could not download {dest.name} ({'; '.join(errors)}); place the file in {dest.parent} by hand")
 
 
 def read_idx(path: Path) -> np.ndarray:

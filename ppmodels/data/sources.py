@@ -26,14 +26,18 @@ from .splits import stratified_splits
 
 Loader = Callable[..., Dataset]
 _SOURCES: dict[str, Loader] = {}
-_SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".h5": "h5", ".hdf5": "h5", ".zarr": "zarr"}
+_BARE = {"digits", "mnist"}  # kinds named without a path (built-in or downloaded data)
+_SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".h5": "h5", ".hdf5": "h5", ".zarr": "zarr", ".nc": "cube", ".mat": "mat"}  # cubes: data/cubes.py
 
 
-def register_source(kind: str) -> Callable[[Loader], Loader]:
-    """Register ``loader(path, options, data_dir=..., download=...) -> Dataset`` for specs ``KIND[:PATH]``."""
+def register_source(kind: str, bare: bool = False) -> Callable[[Loader], Loader]:
+    """Register ``loader(path, options, data_dir=..., download=...) -> Dataset`` for specs ``KIND[:PATH]``
+    (``bare``: a kind usually named without a path, such as ``mnist``)."""
 
     def decorator(fn: Loader) -> Loader:
         _SOURCES[kind] = fn
+        if bare:
+            _BARE.add(kind)
         return fn
 
     return decorator
@@ -60,12 +64,13 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
 
 
 def known_kinds() -> list[str]:
-    return [k if k in ("digits", "mnist") else f"{k}:PATH" for k in _SOURCES]
+    return [k if k in _BARE else f"{k}:PATH" for k in _SOURCES]
 
 
-def open_source(spec: str, data_dir: str | None = None, download: bool = False) -> Dataset:
+def open_source(spec: str, data_dir: str | None = None, download: bool = False, extra: dict | None = None) -> Dataset:
+    """The dataset of ``spec``; ``extra`` adds options a spec cannot spell (an image cube's recorded transform)."""
     kind, path, options = parse_spec(spec)
-    dataset = _SOURCES[kind](path, options, data_dir=data_dir, download=download)
+    dataset = _SOURCES[kind](path, {**options, **(extra or {})}, data_dir=data_dir, download=download)
     dataset.spec = spec
     return dataset
 

@@ -166,6 +166,13 @@ class LabeledGenerator(Protocol):
 
 
 @runtime_checkable
+class CanStyle(Protocol):
+    """Models whose z is inferred given a class (M2): ``style_means(x)`` is ``E[z | x, argmax q(y|x)]``, ``(N, z_dim)``."""
+
+    def style_means(self, x: Any) -> np.ndarray: ...
+
+
+@runtime_checkable
 class CanReconstruct(Protocol):
     """Models that map data to the mean of p(x | z) at z = E[z | x]."""
 

@@ -300,6 +300,13 @@ class M2(PPModel):
         y = self.y_logits(x).argmax(-1) if y is None else torch.as_tensor(y, device=x.device)
         return self.encoder(self.features(x), self.one_hot(y))[0]
 
+    @torch.no_grad()
+    def style_means(self, x, batch_size: int = 2000) -> np.ndarray:
+        """``E[z | x, argmax q(y | x)]`` for every datum, ``(N, z_dim)`` (the z written beside a predicted class map)."""
+        x = self.check_x(x)
+        with self.evaluating():
+            return torch.cat([self.style(xb) for xb in x.split(batch_size)]).cpu().numpy()
+
     def decode_every_class(self, z: torch.Tensor) -> torch.Tensor:
         """The mean of p(x | y=k, z) for every class k and each row of ``z``: ``(N, K, *x_shape)``."""
         every = torch.eye(self.num_classes, device=z.device).unsqueeze(1)  # (K, 1, K) broadcasts against (N, z_dim)

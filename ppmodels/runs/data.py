@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import Dataset, TrainData, load_dataset, parse_spec, prepare_data
+from ..data import Dataset, TrainData, load_dataset, open_cube, parse_spec, prepare_data
 from ..errors import DataError, DataNotFoundError, RunError
 from ..files import read_json
 from ..models import CanDecode
@@ -65,6 +65,17 @@ def open_run_dataset(run: str | Path | dict, data_dir: str | None = None, run_di
                            max_per_class=saved.get("max_per_class"), seed=config.get("seed") or 0)
     dataset.metadata["found"] = where
     return dataset
+
+
+def open_for_run(run: str | Path | dict, spec: str, data_dir: str | None = None, cube: bool = False, **options) -> Dataset:
+    """Data ``spec`` to apply a run's model to: an image cube standardised with the transform the run recorded
+    (``data.cube`` in its config, written when it trained on a cube), other data as :func:`load_dataset` opens it
+    (with ``options``). ``cube=True`` opens ``spec`` as an image cube whatever the run trained on."""
+    config = run if isinstance(run, dict) else run_config(run)
+    record = (config.get("data") or {}).get("cube")
+    if record or cube:
+        return open_cube(spec, record, data_dir)
+    return load_dataset(spec, data_dir=data_dir, **options)
 
 
 def open_run_data(run: str | Path | dict, data_dir: str | None = None, dataset: Dataset | None = None,

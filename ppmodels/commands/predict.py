@@ -1,0 +1,70 @@
+"""``ppmodels predict``: a classifier run applied to every pixel of an image cube, written back as a map.
+
+The output ``.nc`` is an xarray Dataset over the cube's ``y``/``x`` coordinates: ``class_map`` (the predicted class,
+as the ground-truth value it stands for), ``probability`` (q(y|x) per ``class``), ``z`` (the posterior mean of the
+model's latent per ``latent`` dim: E[z|x], or E[z|x, predicted y] for M2) and ``labels`` (the ground truth, when the
+cube has one). The cube is standardised with the transform recorded by the training run, not its own statistics.
+A PNG of the map beside the ground truth is written next to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Dataset, class_numbers, open_cube, to_xarray, write_netcdf
+from ..errors import ConfigError
+from ..models import CanClassify, CanEncode, CanStyle
+from ..plots import save_class_maps
+from ..runs import check_output, load, record_output, run_config
+
+
+def predict(run: str | Path, data: str, out: str | Path, *, data_dir: str | None = None, download: bool = False,
+            png: bool = True, overwrite: bool = False) -> dict[str, Path]:
+    """Write the class map, q(y|x) and z of every pixel of the cube ``data`` to ``out`` (``.nc``), and a PNG of the
+    map beside the ground truth (``out`` with ``.png``) unless ``png=False``. Returns the paths written. An existing
+    file ppmodels did not write is replaced only with ``overwrite`` (:mod:`ppmodels.runs.outputs`)."""
+    out = check_output(out, (".nc",), overwrite=overwrite)
+    if png:
+        check_output(out.with_suffix(".png"), (".png",), overwrite=overwrite)
+    model = load(run)
+    if not isinstance(model, CanClassify):
+        raise ConfigError(f"model {model.name!r} does not classify; predict needs a run of m2, m1m2 or m1 (with labels)")
+    dataset = open_cube(data, (run_config(run).get("data") or {}).get("cube"), data_dir, download)
+    probs = model.predict_proba(dataset.x)
+    values = class_values(dataset, probs.shape[1])
+    variables = {"class_map": (values[probs.argmax(1)], ()), "probability": (probs.astype(np.float32), ("class",))}
+    z = latent_means(model, dataset.x)
+    if z is not None:
+        variables["z"] = (z.astype(np.float32), ("latent",))
+    ds = to_xarray(dataset, variables, coords={"class": values})
+    ds["class_map"].attrs["description"] = "argmax q(y|x), as the ground-truth value of the class"
+    write_netcdf(ds, out)
+    written = {"map": record_output(out, "predict")}
+    if png:
+        written["png"] = record_output(save_class_maps(map_panels(ds, values), out.with_suffix(".png"), num_classes=len(values)), "predict")
+    return written
+
+
+def class_values(dataset: Dataset, num_classes: int) -> np.ndarray:
+    """The ground-truth value each class number stands for (the class numbers themselves without a record)."""
+    classes = dataset.metadata["cube"].get("classes")
+    if classes is not None and len(classes) != num_classes:
+        raise ConfigError(f"the cube's ground truth has {len(classes)} classes but the model predicts {num_classes}; give a scene of the same classes")
+    return np.asarray(classes if classes is not None else np.arange(num_classes), dtype=np.int64)
+
+
+def latent_means(model, x) -> np.ndarray | None:
+    """E[z | x] (E[z | x, argmax q(y|x)] for M2); ``None`` for a model without a latent z."""
+    if isinstance(model, CanEncode):
+        return np.asarray(model.encode(x)[0])
+    if isinstance(model, CanStyle):
+        return model.style_means(x)
+    return None
+
+
+def map_panels(ds, values: np.ndarray) -> dict[str, np.ndarray]:
+    """The predicted map and the ground truth as class numbers (-1: background) for :func:`save_class_maps`."""
+    names = {"predicted": "class_map", "ground truth": "labels"}
+    return {title: class_numbers(ds[name].values, values) for title, name in names.items() if name in ds}

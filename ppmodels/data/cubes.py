@@ -1,0 +1,287 @@
+"""Labelled image cubes (hyperspectral scenes): every pixel a data point, its spectrum the features.
+
+Two sources, registered when :mod:`ppmodels.data` is imported:
+
+``cube:PATH?var=NAME&labels=NAME``
+    a netCDF file or a zarr store (a folder; needs the zarr package), read by xarray, whose variable ``var`` has dims ``(y, x, band)`` or ``(band, y, x)`` and whose
+    variable ``labels`` is the ground-truth map over the same ``(y, x)``; the band coordinate (wavelengths, say) and
+    the y/x coordinates are kept.
+``mat:PATH?x=NAME&y=NAME&gt=PATH``
+    a MATLAB file holding the cube ``x`` (rows, columns, bands) and the ground truth ``y`` (rows, columns); ``gt``
+    names another .mat file for the ground truth, as the public scenes ship it (``Indian_pines_gt.mat``). Version 5
+    files are read by scipy, version 7.3 (HDF5) files by h5py, whose axes come in reverse order and are turned back.
+
+Without ``var``/``x`` the only 3-D array is the cube; without ``labels``/``y`` the only 2-D array is the ground truth.
+Further options: ``background=0`` (the ground-truth value of unlabeled pixels, ``none`` to make every value a class),
+``bands=START:STOP`` (inclusive, by band coordinate) or ``bands=V1,V2,...``, ``standardize=band`` (default: each band
+to mean 0 and standard deviation 1 over the scene, with the Gaussian likelihood; ``none`` keeps the raw values) and
+``likelihood=``. The transform is recorded in ``dataset.metadata["cube"]``; ``ppmodels train`` stores it in the run,
+so ``ppmodels predict`` applies the training scene's transform to any scene.
+
+Background pixels are unlabeled training points (label ``UNLABELED``), useful to a semi-supervised model; the
+labeled pixels are split 70/10/20 (stratified) into train, valid and test.
+
+Example::
+
+    dataset = load_dataset("mat:Indian_pines_corrected.mat?gt=Indian_pines_gt.mat")
+    dataset.x.shape            # (21025, 200): 145 x 145 pixels, 200 bands
+    dataset.num_classes        # 16; the 10776 background pixels have y = -1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..files import atomic_write
+from .dataset import UNLABELED, Dataset
+from .sources import _existing, open_source, register_source
+from .splits import stratified_splits
+
+STANDARDIZE = ("band", "none")
+RECORD = "run_record"  # the option through which open_cube hands a run's recorded transform to the loaders
+
+
+@dataclass
+class Cube:
+    """A scene as arrays: ``values`` ``(height, width, bands)``, ``labels`` ``(height, width)`` or ``None``, and the
+    coordinates of each axis (``band_dim`` names the band axis: ``band``, ``wavelength``, ...)."""
+
+    values: np.ndarray
+    labels: np.ndarray | None
+    y: np.ndarray
+    x: np.ndarray
+    band: np.ndarray
+    band_dim: str = "band"
+    y_dim: str = "y"
+    x_dim: str = "x"
+
+
+# ----- reading ------------------------------------------------------------------------------------------------
+def read_xarray(path: Path, var: str | None, labels: str | None) -> Cube:
+    """The cube ``var`` and ground truth ``labels`` of a netCDF file (or a zarr store, a folder), cube axes ordered
+    (y, x, band)."""
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path, engine="zarr" if path.is_dir() else None) as ds:
+            var = var or _only(path, {k: v.ndim for k, v in ds.data_vars.items()}, 3, "var")
+            labels = labels or _only(path, {k: v.ndim for k, v in ds.data_vars.items()}, 2, "labels", required=False)
+            for key, name in ((var, "var"), (labels, "labels")):
+                if key is not None and key not in ds.data_vars:
+                    raise DataError(f"{path} has no variable {key!r} (it has {', '.join(ds.data_vars)}); fix ?{name}=NAME")
+            cube = ds[var]
+            if cube.ndim != 3:
+                raise DataError(f"variable {var!r} of {path} has dims {cube.dims}; a cube needs 3: (y, x, band) or (band, y, x)")
+            spatial = ds[labels].dims if labels else tuple(d for d in cube.dims if d in ("y", "x"))
+            band_dims = [d for d in cube.dims if d not in spatial]
+            if len(spatial) != 2 or len(band_dims) != 1 or not set(spatial) <= set(cube.dims):
+                raise DataError(f"cannot tell the band axis of {var!r} (dims {cube.dims}) in {path}; name the spatial dims y and x, "
+                                f"or give a labels map over two of its dims")
+            cube = cube.transpose(*spatial, band_dims[0])
+            truth = None if labels is None else ds[labels].transpose(*spatial).values
+            return Cube(np.asarray(cube.values), truth, *(_coord(cube, d) for d in cube.dims), band_dim=band_dims[0],
+                        y_dim=spatial[0], x_dim=spatial[1])
+    except DataError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable netCDF file or zarr store ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); check the file") from None
+
+
+def _coord(array, dim: str) -> np.ndarray:
+    return np.asarray(array[dim].values) if dim in array.coords else np.arange(array.sizes[dim])
+
+
+def read_mat(path: Path, x_key: str | None, y_key: str | None, gt: Path | None = None) -> Cube:
+    """The cube ``x_key`` and ground truth ``y_key`` (from ``gt`` when given) of MATLAB files (v5 or v7.3)."""
+    arrays = _mat_arrays(path)
+    truth_arrays = arrays if gt is None else _mat_arrays(gt)
+    x_key = x_key or _only(path, {k: v.ndim for k, v in arrays.items()}, 3, "x")
+    y_key = y_key or _only(gt or path, {k: v.ndim for k, v in truth_arrays.items()}, 2, "y", required=gt is not None)
+    for source, table, key, name in ((path, arrays, x_key, "x"), (gt or path, truth_arrays, y_key, "y")):
+        if key is not None and key not in table:
+            raise DataError(f"{source} has no array {key!r} (it has {', '.join(table) or 'none'}); fix ?{name}=NAME")
+    values, truth = arrays[x_key], None if y_key is None else truth_arrays[y_key]
+    if values.ndim != 3:
+        raise DataError(f"array {x_key!r} of {path} has shape {values.shape}; a cube needs 3 axes (rows, columns, bands)")
+    if truth is not None and truth.shape != values.shape[:2]:
+        if truth.shape != values.shape[1:]:
+            raise DataError(f"ground truth {y_key!r} has shape {truth.shape} but the cube {x_key!r} has {values.shape}; give the map of this scene")
+        values = np.moveaxis(values, 0, -1)  # (bands, rows, columns)
+    h, w, b = values.shape
+    return Cube(values, truth, np.arange(h), np.arange(w), np.arange(b))
+
+
+def _mat_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The numeric arrays of a .mat file by name; v7.3 (HDF5) arrays transposed back to MATLAB's axis order."""
+    import h5py
+    import scipy.io
+
+    path = _existing(str(path))
+    try:
+        if h5py.is_hdf5(path):
+            with h5py.File(path, "r") as f:
+                return {k: np.asarray(v[()]).T for k, v in f.items() if isinstance(v, h5py.Dataset) and v.dtype.kind in "fiub"}
+        content = scipy.io.loadmat(path)
+    except (ValueError, OSError, TypeError, NotImplementedError) as exc:
+        raise DataError(f"{path} is not a readable MATLAB file ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); check the file") from None
+    return {k: v for k, v in content.items() if not k.startswith("__") and isinstance(v, np.ndarray) and v.dtype.kind in "fiub"}
+
+
+def _only(path: Path, ndims: dict[str, int], ndim: int, option: str, required: bool = True) -> str | None:
+    """The name of the one array with ``ndim`` axes, for an option the spec left out."""
+    names = [k for k, d in ndims.items() if d == ndim]
+    if len(names) == 1:
+        return names[0]
+    if not names and not required:
+        return None
+    what = "cube (3 axes)" if ndim == 3 else "ground-truth map (2 axes)"
+    raise DataError(f"{path} has {len(names) or 'no'} candidate {what}{': ' + ', '.join(names) if names else ''}; name it with ?{option}=NAME")
+
+
+# ----- from a cube to a dataset ---------------------------------------------------------------------------------
+def select_bands(cube: Cube, bands: str | None) -> Cube:
+    """The bands chosen by coordinate: ``START:STOP`` (inclusive) or a comma-separated list of values."""
+    if not bands:
+        return cube
+    coords = cube.band.astype(np.float64)
+    try:
+        values = [float(v) if v.strip() else None for v in bands.split(":" if ":" in bands else ",")]
+    except ValueError:
+        raise DataError(f"bands={bands!r} is neither START:STOP nor a list of numbers; write e.g. bands=400:900 or bands=10,20,30") from None
+    if ":" in bands:
+        start, stop = (-np.inf if values[0] is None else values[0]), (np.inf if values[-1] is None else values[-1])
+        keep = np.flatnonzero((coords >= start) & (coords <= stop))
+    else:
+        wanted = [v for v in values if v is not None]
+        missing = [v for v in wanted if not np.isclose(coords, v).any()]
+        if missing:
+            raise DataError(f"bands {', '.join(f'{v:g}' for v in missing)} are not {cube.band_dim} coordinates of the cube "
+                            f"(it has {coords.min():g}..{coords.max():g}); pick existing ones")
+        keep = np.array([int(np.flatnonzero(np.isclose(coords, v))[0]) for v in wanted], dtype=np.int64)
+    if not len(keep):
+        raise DataError(f"bands={bands} selects none of the cube's {cube.band_dim} coordinates {coords.min():g}..{coords.max():g}; widen the range")
+    return Cube(cube.values[..., keep], cube.labels, cube.y, cube.x, cube.band[keep], cube.band_dim, cube.y_dim, cube.x_dim)
+
+
+def pixel_labels(labels: np.ndarray, background: int | None, classes: list | None = None) -> tuple[np.ndarray, list]:
+    """Per-pixel class numbers 0..K-1 (``UNLABELED`` for ``background``) and the ground-truth value of each class."""
+    flat = np.asarray(labels).ravel()
+    if flat.dtype.kind == "f" and (~np.isfinite(flat) | (flat != np.round(flat))).any():
+        raise DataError("the ground-truth map holds values that are not whole numbers; give integer class codes")
+    flat = flat.astype(np.int64)
+    if classes is None:
+        classes = [int(v) for v in np.unique(flat) if background is None or v != background]
+    return class_numbers(flat, classes), classes
+
+
+def class_numbers(flat: np.ndarray, classes) -> np.ndarray:
+    """The position of each value of ``flat`` in ``classes``, ``UNLABELED`` where it is none of them."""
+    flat = np.asarray(flat, dtype=np.int64)
+    values = np.asarray(classes, dtype=np.int64)
+    if not len(values):
+        return np.full(flat.shape, UNLABELED, dtype=np.int64)
+    order = np.argsort(values)
+    pos = np.clip(np.searchsorted(values[order], flat), 0, len(values) - 1)
+    found = values[order][pos] == flat
+    return np.where(found, order[pos], UNLABELED).astype(np.int64)
+
+
+def cube_splits(y: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """Labeled pixels split 70/10/20 (stratified); unlabeled (background) pixels all train, unlabeled."""
+    labeled = np.flatnonzero(y != UNLABELED)
+    if len(labeled) < 3:
+        raise DataError(f"the ground truth labels only {len(labeled)} pixels; need at least 3 (or pass background=none)")
+    parts = stratified_splits(y[labeled], len(labeled), seed=seed)
+    background = np.flatnonzero(y == UNLABELED)
+    return {"train": np.sort(np.concatenate([labeled[parts["train"]], background])), "valid": labeled[parts["valid"]], "test": labeled[parts["test"]]}
+
+
+def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
+    """Pixels as data points, spectra standardised per band (or by the transform of ``options[RECORD]``, a run's)."""
+    record = options.get(RECORD) if isinstance(options.get(RECORD), dict) else None
+    cube = select_bands(cube, options.get("bands"))
+    h, w, b = cube.values.shape
+    x = cube.values.reshape(h * w, b).astype(np.float32)
+    standardize = (record or {}).get("standardize", options.get("standardize", "band"))
+    if standardize not in STANDARDIZE:
+        raise DataError(f"standardize={standardize!r} is unknown; use one of {', '.join(STANDARDIZE)}")
+    if not np.isfinite(x).all():
+        raise DataError(f"the cube of {name!r} has NaN or infinite values in {int((~np.isfinite(x)).any(1).sum())} pixels; mask or fill them first")
+    record = dict(record) if record else {"standardize": standardize, "bands": cube.band.tolist(), "band_dim": cube.band_dim}
+    if standardize == "band" and "mean" not in record:
+        std = x.std(0, dtype=np.float64)
+        record.update(mean=x.mean(0, dtype=np.float64).tolist(), std=np.where(std > 0, std, 1.0).tolist())
+    if len(record["bands"]) != b:
+        raise DataError(f"the cube of {name!r} has {b} bands but the run was trained on {len(record['bands'])}; select the same bands with ?bands=")
+    if standardize == "band":
+        x = ((x - np.asarray(record["mean"])) / np.asarray(record["std"])).astype(np.float32)
+    y, class_names = None, None
+    if cube.labels is not None:
+        background = _background(options.get("background", record.get("background", "0")))
+        y, classes = pixel_labels(cube.labels, background, record.get("classes"))
+        record.update(background=background, classes=classes)
+        class_names = [str(c) for c in classes]
+    likelihood = options.get("likelihood") or ("gaussian" if standardize == "band" else None)
+    if likelihood is None:
+        likelihood = "bernoulli" if x.min() >= 0 and x.max() <= 1 else "gaussian"
+    splits = cube_splits(y) if y is not None else stratified_splits(None, len(x))
+    geometry = {"shape": (h, w), "y": cube.y, "x": cube.x, "y_dim": cube.y_dim, "x_dim": cube.x_dim, "band": cube.band, "labels": cube.labels}
+    return Dataset(name, x, y, likelihood, splits, class_names=class_names, partly_labeled=True,
+                   metadata={"cube": record, "geometry": geometry})
+
+
+def _background(value) -> int | None:
+    if value is None or str(value).lower() == "none":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise DataError(f"background={value!r} is not a whole number; give the ground-truth value of unlabeled pixels, or none") from None
+
+
+def open_cube(spec: str, record: dict | None = None, data_dir: str | None = None, download: bool = False) -> Dataset:
+    """The dataset of an image-cube spec (``cube:``, ``mat:``, a public scene), transformed as ``record`` (a run's
+    ``data.cube`` entry) says when given, else by its own statistics."""
+    dataset = open_source(spec, data_dir=data_dir, download=download, extra={RECORD: record} if record else None)
+    if "geometry" not in dataset.metadata:
+        raise DataError(f"{spec!r} is not an image cube; give cube:PATH (netCDF), mat:PATH (MATLAB) or a public scene such as indian_pines")
+    return dataset
+
+
+@register_source("cube")
+def _cube(path: str, options: dict, **_) -> Dataset:
+    """A netCDF (or zarr) cube with dims (y, x, band) or (band, y, x) and its ground-truth map."""
+    p = Path(path).expanduser() if path and Path(path).expanduser().is_dir() else _existing(path)  # zarr stores are folders
+    return cube_dataset(read_xarray(p, options.get("var"), options.get("labels")), p.stem, options)
+
+
+@register_source("mat")
+def _mat(path: str, options: dict, **_) -> Dataset:
+    """A MATLAB cube (rows, columns, bands) and its ground-truth map (v5 or v7.3), the map from ``gt=PATH`` if given."""
+    p = _existing(path)
+    gt = _existing(options["gt"]) if options.get("gt") else None
+    return cube_dataset(read_mat(p, options.get("x"), options.get("y"), gt), p.stem, options)
+
+
+def to_xarray(dataset: Dataset, variables: dict[str, tuple[np.ndarray, tuple[str, ...]]], coords: dict | None = None):
+    """Per-pixel arrays ``(N, ...)`` named with their extra dims, as an ``xarray.Dataset`` over the cube's y/x
+    coordinates (the ground-truth map added as ``labels``)."""
+    import xarray as xr
+
+    geometry = dataset.metadata.get("geometry")
+    if geometry is None:
+        raise DataError(f"data {dataset.spec or dataset.name!r} is not an image cube; give cube:PATH (netCDF) or mat:PATH (MATLAB)")
+    (h, w), spatial = geometry["shape"], (geometry["y_dim"], geometry["x_dim"])
+    data_vars = {name: ((*spatial, *dims), np.asarray(values).reshape(h, w, *np.shape(values)[1:])) for name, (values, dims) in variables.items()}
+    if geometry["labels"] is not None:
+        data_vars["labels"] = (spatial, np.asarray(geometry["labels"]))
+    return xr.Dataset(data_vars, coords={spatial[0]: geometry["y"], spatial[1]: geometry["x"], **(coords or {})}, attrs={"source": dataset.spec})
+
+
+def write_netcdf(ds, path) -> None:
+    """Write an ``xarray.Dataset`` atomically (h5netcdf)."""
+    atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))

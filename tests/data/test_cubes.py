@@ -1,0 +1,201 @@
+"""Image cubes: netCDF and MATLAB (v5, v7.3) loaders on synthetic scenes with Indian Pines' class structure, band
+selection, background handling, the recorded transform, and the public-scene download code (offline)."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import scipy.io
+
+from benchmarks.hyperspectral import INDIAN_PINES_COUNTS, class_counts, synthetic_scene, write_mat, write_netcdf
+from ppmodels.data import UNLABELED, load_dataset, open_cube, parse_spec, prepare_data
+from ppmodels.data import scenes
+from ppmodels.data.mnist import download_checked
+from ppmodels.errors import DataError, DataNotFoundError
+
+
+@pytest.fixture(scope="module")
+def pines():
+    """145 x 145 pixels with Indian Pines' 16 class counts and 51% background, 6 bands (the loaders' cost is in pixels)."""
+    return synthetic_scene(145, 145, bands=6, seed=1)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return synthetic_scene(24, 20, bands=5, seed=2, counts=class_counts(24 * 20))
+
+
+def test_the_simulated_scene_has_the_class_structure_of_indian_pines(pines):
+    counts = np.bincount(pines["labels"].ravel(), minlength=17)
+    assert counts[1:].tolist() == list(INDIAN_PINES_COUNTS)
+    assert min(counts[1:]) == 20 and max(counts[1:]) == 2455
+    assert abs(counts[0] / pines["labels"].size - 0.51) < 0.005
+
+
+@pytest.mark.parametrize("bands_first", [False, True])
+def test_netcdf_cube_pixels_become_points_background_unlabeled(tmp_path, pines, bands_first):
+    path = write_netcdf(tmp_path / "scene.nc", pines, bands_first=bands_first)
+    d = load_dataset(f"cube:{path}?var=reflectance&labels=gt")
+    assert d.x.shape == (145 * 145, 6) and d.num_classes == 16 and d.likelihood == "gaussian"
+    assert d.class_names == [str(k) for k in range(1, 17)]
+    assert (d.y == UNLABELED).sum() == (pines["labels"] == 0).sum()
+    np.testing.assert_array_equal(np.bincount(d.y[d.y >= 0]), INDIAN_PINES_COUNTS)
+    # background pixels are unlabeled training points; valid and test hold labeled pixels only
+    assert (d.y[d.splits["valid"]] >= 0).all() and (d.y[d.splits["test"]] >= 0).all()
+    assert np.isin(np.flatnonzero(d.y == UNLABELED), d.splits["train"]).all()
+    np.testing.assert_allclose(d.x.mean(0), 0, atol=1e-4)  # per-band standardisation
+    np.testing.assert_allclose(d.x.std(0), 1, atol=1e-4)
+    raw = pines["cube"].reshape(-1, 6)
+    np.testing.assert_allclose(d.x * np.asarray(d.metadata["cube"]["std"]) + np.asarray(d.metadata["cube"]["mean"]), raw, rtol=1e-4, atol=1e-5)
+    geometry = d.metadata["geometry"]
+    np.testing.assert_allclose(geometry["band"], pines["wavelength"])
+    assert (geometry["y_dim"], geometry["x_dim"]) == ("y", "x") and geometry["x"][1] == 20.0
+
+
+def test_the_cube_and_map_are_found_without_names_and_by_suffix(tmp_path, small):
+    path = write_netcdf(tmp_path / "scene.nc", small)
+    a, b = load_dataset(f"cube:{path}"), load_dataset(str(path))
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert parse_spec(str(tmp_path / "a.mat"))[0] == "mat"
+
+
+def test_a_zarr_store_reads_as_the_netcdf_cube(tmp_path, small):
+    pytest.importorskip("zarr")
+    import xarray as xr
+
+    reference = load_dataset(f"cube:{write_netcdf(tmp_path / 'scene.nc', small)}")
+    with xr.open_dataset(tmp_path / "scene.nc") as ds:
+        ds.transpose("wavelength", "y", "x").to_zarr(tmp_path / "scene.zarr", zarr_format=2, consolidated=True)
+    d = load_dataset(f"cube:{tmp_path / 'scene.zarr'}")  # a bare .zarr path is the array source (docs/data.md)
+    np.testing.assert_allclose(d.x, reference.x, atol=1e-6)
+    np.testing.assert_array_equal(d.y, reference.y)
+    np.testing.assert_allclose(d.metadata["geometry"]["band"], small["wavelength"])
+
+
+@pytest.mark.parametrize("v73", [False, True])
+def test_mat_files_v5_and_v73_read_as_the_netcdf_cube(tmp_path, pines, v73):
+    reference = load_dataset(f"cube:{write_netcdf(tmp_path / 'scene.nc', pines)}")
+    path = write_mat(tmp_path / "scene.mat", pines, gt_path=tmp_path / "scene_gt.mat", v73=v73)
+    d = load_dataset(f"mat:{path}?x=cube&gt={tmp_path / 'scene_gt.mat'}&y=gt")
+    np.testing.assert_allclose(d.x, reference.x, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(d.y, reference.y)
+    assert d.metadata["geometry"]["shape"] == (145, 145)
+
+
+def test_mat_with_map_in_the_same_file_and_bands_first(tmp_path, small):
+    path = write_mat(tmp_path / "one.mat", small)
+    d = load_dataset(f"mat:{path}")
+    assert d.x.shape == (480, 5) and d.num_classes == 16
+    flipped = dict(small, cube=np.moveaxis(small["cube"], -1, 0))
+    e = load_dataset(f"mat:{write_mat(tmp_path / 'flipped.mat', flipped)}")
+    np.testing.assert_allclose(e.x, d.x, atol=1e-6)
+
+
+def test_bands_are_selected_by_coordinate(tmp_path, small):
+    path = write_netcdf(tmp_path / "scene.nc", small)  # wavelengths 400, 925, 1450, 1975, 2500
+    d = load_dataset(f"cube:{path}?bands=900:2000")
+    assert d.x.shape[1] == 3 and d.metadata["cube"]["bands"] == [925.0, 1450.0, 1975.0]
+    e = load_dataset(f"cube:{path}?bands=2500,400")
+    assert e.metadata["cube"]["bands"] == [2500.0, 400.0]
+    with pytest.raises(DataError, match="are not wavelength coordinates"):
+        load_dataset(f"cube:{path}?bands=401")
+    with pytest.raises(DataError, match="selects none"):
+        load_dataset(f"cube:{path}?bands=3000:4000")
+    with pytest.raises(DataError, match="neither START:STOP"):
+        load_dataset(f"cube:{path}?bands=red")
+
+
+def test_background_is_settable_and_standardisation_optional(tmp_path, small):
+    path = write_netcdf(tmp_path / "scene.nc", small)
+    every = load_dataset(f"cube:{path}?background=none")
+    assert every.num_classes == 17 and (every.y >= 0).all()
+    other = load_dataset(f"cube:{path}?background=3")
+    assert other.num_classes == 16 and (other.y == UNLABELED).sum() == (small["labels"] == 3).sum()
+    raw = load_dataset(f"cube:{path}?standardize=none")
+    np.testing.assert_allclose(raw.x, small["cube"].reshape(-1, 5))
+    assert raw.likelihood == "gaussian"  # reflectance spans past 1 here; the range decides without standardisation
+    with pytest.raises(DataError, match="standardize='z'"):
+        load_dataset(f"cube:{path}?standardize=z")
+    with pytest.raises(DataError, match="not a whole number"):
+        load_dataset(f"cube:{path}?background=grass")
+
+
+def test_a_run_record_transforms_another_scene_as_the_training_scene(tmp_path, small):
+    train = load_dataset(f"cube:{write_netcdf(tmp_path / 'a.nc', small)}")
+    brighter = dict(small, cube=small["cube"] * 2)
+    path = write_netcdf(tmp_path / "b.nc", brighter)
+    own, recorded = load_dataset(f"cube:{path}"), open_cube(f"cube:{path}", train.metadata["cube"])
+    np.testing.assert_allclose(own.x, train.x, atol=1e-4)  # its own statistics hide the brightness change
+    expected = (brighter["cube"].reshape(-1, 5) - np.asarray(train.metadata["cube"]["mean"])) / np.asarray(train.metadata["cube"]["std"])
+    np.testing.assert_allclose(recorded.x, expected, rtol=1e-4, atol=1e-4)
+    assert recorded.metadata["cube"]["classes"] == train.metadata["cube"]["classes"]
+    with pytest.raises(DataError, match="trained on 5"):
+        open_cube(f"cube:{path}?bands=400:1000", train.metadata["cube"])
+    with pytest.raises(DataError, match="not an image cube"):
+        open_cube("digits")
+
+
+def test_labels_are_drawn_from_the_labeled_pixels_only(tmp_path, pines):
+    d = load_dataset(f"cube:{write_netcdf(tmp_path / 'scene.nc', pines)}")
+    train = prepare_data(d, num_labels=160).train
+    assert train.num_labeled == 160
+    assert np.bincount(train.y[train.labeled].numpy()).tolist() == [10] * 16
+
+
+def test_unreadable_or_ambiguous_cubes_give_one_line(tmp_path, small):
+    (tmp_path / "bad.nc").write_bytes(b"not netcdf at all")
+    with pytest.raises(DataError, match="not a readable netCDF file"):
+        load_dataset(f"cube:{tmp_path / 'bad.nc'}")
+    (tmp_path / "bad.mat").write_bytes(b"MATLAB 5.0 MAT-file, garbage" + b"\0" * 200)
+    with pytest.raises(DataError, match="not a readable MATLAB file"):
+        load_dataset(f"mat:{tmp_path / 'bad.mat'}")
+    (tmp_path / "cut.mat").write_bytes(write_mat(tmp_path / "whole.mat", small, v73=True).read_bytes()[:2000])
+    with pytest.raises(DataError, match="cut.mat is not a readable MATLAB file"):
+        load_dataset(f"mat:{tmp_path / 'cut.mat'}")
+    path = write_netcdf(tmp_path / "scene.nc", small)
+    with pytest.raises(DataError, match="^.*scene.nc has no variable 'radiance' .*; fix [?]var=NAME$"):
+        load_dataset(f"cube:{path}?var=radiance")
+    with pytest.raises(DataError, match="^.*scene.nc has no variable 'truth'"):
+        load_dataset(f"cube:{path}?labels=truth")
+    write_mat(tmp_path / "cube.mat", small)
+    scipy.io.savemat(tmp_path / "gt.mat", {"gt": small["labels"][:10]})
+    with pytest.raises(DataError, match="has shape"):
+        load_dataset(f"mat:{tmp_path / 'cube.mat'}?gt={tmp_path / 'gt.mat'}")
+    scipy.io.savemat(tmp_path / "twocubes.mat", {"a": small["cube"], "b": small["cube"]})
+    with pytest.raises(DataError, match="2 candidate cube"):
+        load_dataset(f"mat:{tmp_path / 'twocubes.mat'}")
+
+
+# ----- the public scenes: found on disk, downloaded with checks ------------------------------------------------
+def test_a_public_scene_is_found_in_the_data_dir(tmp_path, small):
+    folder = tmp_path / "hyperspectral"
+    folder.mkdir()
+    write_mat(folder / "Indian_pines_corrected.mat", small, gt_path=folder / "Indian_pines_gt.mat")
+    d = load_dataset("indian_pines?bands=0:2", data_dir=str(tmp_path))  # .mat bands: numbered 0..B-1
+    assert d.name == "indian_pines" and d.x.shape == (480, 3) and d.num_classes == 16
+
+
+def test_a_missing_scene_says_where_it_looked_and_unchecked_files_are_not_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("PPMODELS_DATA", raising=False)
+    with pytest.raises(DataNotFoundError, match="Indian_pines_corrected.mat not found in .*add --download"):
+        load_dataset("indian_pines", data_dir=str(tmp_path))
+    with pytest.raises(DataNotFoundError, match="no recorded checksum"):
+        scenes.find_or_download("Salinas_gt.mat", tmp_path, download=True)
+    assert {f for f, (_, sha, size) in scenes.FILES.items() if sha} == {
+        "Indian_pines_corrected.mat", "Indian_pines_gt.mat", "Salinas_corrected.mat", "SalinasA_corrected.mat", "PaviaU.mat", "KSC.mat"}
+
+
+def test_downloads_are_checked_for_size_and_checksum(tmp_path):
+    source = tmp_path / "remote.mat"
+    source.write_bytes(b"payload" * 10)
+    good = hashlib.sha256(source.read_bytes()).hexdigest()
+    url = source.as_uri()
+    with pytest.raises(DataNotFoundError, match="checksum mismatch"):
+        download_checked([url], "0" * 64, tmp_path / "a.mat")
+    with pytest.raises(DataNotFoundError, match="70 bytes, expected 71"):
+        download_checked([url], good, tmp_path / "a.mat", size=71)
+    assert not (tmp_path / "a.mat").exists()
+    download_checked(["file:///nonexistent/x.mat", url], good, tmp_path / "a.mat", size=70)
+    assert (tmp_path / "a.mat").read_bytes() == source.read_bytes()

@@ -1,0 +1,130 @@
+"""``ppmodels predict`` and ``encode`` on image cubes: maps over the cube's coordinates, the run's recorded transform."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from benchmarks.hyperspectral import class_counts, synthetic_scene, write_mat, write_netcdf
+from ppmodels.commands.encode import encode
+from ppmodels.commands.predict import predict
+from ppmodels.commands.train import train
+from ppmodels.errors import ConfigError, DataError
+from ppmodels.infer import TrainConfig
+from ppmodels.runs import run_config
+from ppmodels_cli.main import app
+
+FAST = TrainConfig(epochs=1, batch_size=100, patience=None)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scene")
+    data = synthetic_scene(20, 16, bands=6, seed=3, counts=class_counts(20 * 16, minimum=4))
+    return {"nc": write_netcdf(folder / "scene.nc", data), "mat": write_mat(folder / "scene.mat", data), "data": data, "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def m2_run(scene, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "m2"
+    train("m2", f"cube:{scene['nc']}", out, train_config=FAST, model_options={"z_dim": 3, "hidden": [16]}, progress=False)
+    return out
+
+
+def test_the_run_records_the_cube_transform(m2_run, scene):
+    record = run_config(m2_run)["data"]["cube"]
+    raw = scene["data"]["cube"].reshape(-1, 6)
+    np.testing.assert_allclose(record["mean"], raw.mean(0), rtol=1e-5)
+    assert record["classes"] == list(range(1, 17)) and record["background"] == 0 and record["standardize"] == "band"
+
+
+def test_predict_writes_the_map_probabilities_and_z_over_the_cube_coordinates(m2_run, scene, tmp_path):
+    written = predict(m2_run, f"cube:{scene['nc']}", tmp_path / "map.nc")
+    assert written["png"].stat().st_size > 1000
+    with xr.open_dataset(written["map"]) as ds:
+        assert ds["class_map"].dims == ("y", "x") and ds["class_map"].shape == (20, 16)
+        np.testing.assert_allclose(ds["x"].values, np.arange(16) * 20.0)  # the cube's own coordinates
+        assert set(np.unique(ds["class_map"].values)) <= set(range(1, 17))  # ground-truth codes, not class numbers
+        np.testing.assert_allclose(ds["probability"].sum("class").values, 1, atol=1e-5)
+        assert ds["probability"].dims == ("y", "x", "class") and ds["class"].values.tolist() == list(range(1, 17))
+        assert ds["z"].shape == (20, 16, 3)
+        np.testing.assert_array_equal(ds["labels"].values, scene["data"]["labels"])
+        codes = ds["probability"].values.argmax(-1) + 1
+        np.testing.assert_array_equal(ds["class_map"].values, codes)
+
+
+def test_predict_on_the_same_scene_as_mat_gives_the_same_map(m2_run, scene, tmp_path):
+    a = predict(m2_run, f"cube:{scene['nc']}", tmp_path / "a.nc", png=False)["map"]
+    b = predict(m2_run, f"mat:{scene['mat']}", tmp_path / "b.nc", png=False)["map"]
+    with xr.open_dataset(a) as da, xr.open_dataset(b) as db:
+        np.testing.assert_allclose(da["probability"].values, db["probability"].values, atol=1e-5)
+
+
+def test_predict_applies_the_training_transform_to_another_scene(m2_run, scene, tmp_path):
+    """A darker scene is standardised with the training scene's statistics, so its map changes; with its own
+    statistics it would look exactly like the training scene."""
+    darker = dict(scene["data"], cube=scene["data"]["cube"] * 0.5)
+    other = write_netcdf(tmp_path / "darker.nc", darker)
+    with xr.open_dataset(predict(m2_run, f"cube:{scene['nc']}", tmp_path / "a.nc", png=False)["map"]) as a, \
+         xr.open_dataset(predict(m2_run, f"cube:{other}", tmp_path / "b.nc", png=False)["map"]) as b:
+        assert not np.allclose(a["probability"].values, b["probability"].values, atol=1e-3)
+
+
+def test_predict_refuses_what_it_cannot_map(m2_run, scene, tmp_path):
+    with pytest.raises(ConfigError, match="must end in .nc"):
+        predict(m2_run, f"cube:{scene['nc']}", tmp_path / "map.npz")
+    with pytest.raises(DataError, match="not an image cube"):
+        predict(m2_run, "digits", tmp_path / "map.nc")
+    vae = tmp_path / "vae"
+    train("vae", f"cube:{scene['nc']}", vae, train_config=FAST, model_options={"z_dim": 2, "hidden": [8]}, progress=False)
+    with pytest.raises(ConfigError, match="does not classify"):
+        predict(vae, f"cube:{scene['nc']}", tmp_path / "map.nc")
+    # encode keeps the coordinates in netCDF
+    path = encode(vae, f"cube:{scene['nc']}", tmp_path / "z.nc")
+    with xr.open_dataset(path) as ds:
+        assert ds["z_loc"].dims == ("y", "x", "latent") and ds["z_loc"].shape == (20, 16, 2)
+        np.testing.assert_allclose(ds["y"].values, np.arange(20) * 20.0)
+    with pytest.raises(ConfigError, match="covers every pixel"):
+        encode(vae, f"cube:{scene['nc']}", tmp_path / "z.nc", split="test")
+
+
+def test_the_cli_predict_command(m2_run, scene, tmp_path):
+    result = CliRunner().invoke(app, ["predict", str(m2_run), "--data", f"cube:{scene['nc']}", "--out", str(tmp_path / "map.nc")])
+    assert result.exit_code == 0, result.output
+    assert "map.nc" in result.output and "map.png" in result.output
+    result = CliRunner().invoke(app, ["predict", str(m2_run), "--data", "digits", "--out", str(tmp_path / "map.nc")])
+    assert result.exit_code == 2 and "error: 'digits' is not an image cube" in result.output
+
+
+def test_diagnose_on_the_training_pixels_scores_only_the_labeled_ones(m2_run):
+    """The training split of a cube holds unlabeled background pixels (-1): calibration uses the labeled ones."""
+    import ppmodels
+
+    result = ppmodels.diagnose(m2_run, split="train", num_data=60, particles=21, report=True, out=m2_run / "diag")
+    labels = result["idata"].observed_data["y"].values
+    assert (labels < 0).any() and (labels >= 0).any()
+    assert sum(b["count"] for b in result["calibration"]["bins"]) == (labels >= 0).sum()
+    assert (m2_run / "diag" / "report.html").is_file()
+
+
+def test_evaluate_standardises_another_scene_as_the_run(m2_run, scene, tmp_path):
+    from ppmodels.commands.evaluate import evaluate
+
+    own = evaluate(m2_run, split="test", iw_samples=0, out=tmp_path / "own.json")
+    assert own["baselines"]  # SVC and label spreading on the run's labels, scored on the same labeled pixels
+    darker = write_netcdf(tmp_path / "darker.nc", dict(scene["data"], cube=scene["data"]["cube"] * 0.5))
+    other = evaluate(m2_run, f"cube:{darker}", split="test", iw_samples=0, out=tmp_path / "other.json")
+    # with its own statistics the darker scene would standardise to the very same pixels, and the same ELBO
+    assert abs(other["elbo"] - own["elbo"]) > 0.1
+
+
+def test_data_opened_for_a_run_gets_the_run_transform(m2_run, scene, tmp_path):
+    from ppmodels.runs import open_for_run
+
+    darker = write_netcdf(tmp_path / "darker.nc", dict(scene["data"], cube=scene["data"]["cube"] * 0.5))
+    record = run_config(m2_run)["data"]["cube"]
+    expected = (scene["data"]["cube"].reshape(-1, 6) * 0.5 - np.asarray(record["mean"])) / np.asarray(record["std"])
+    np.testing.assert_allclose(open_for_run(m2_run, f"cube:{darker}").x, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(open_for_run({}, f"cube:{darker}").x.std(0), 1, atol=1e-4)  # no record: its own statistics
+    with pytest.raises(DataError, match="not an image cube"):
+        open_for_run(m2_run, "digits")  # a cube run applied to other data: refused, the transform would not fit
