@@ -163,7 +163,7 @@ def compare_ppca(run_model, x, num_samples: int = 200, warmup: int = 200, num_ch
         gold["angles_deg"]["nuts_vs_closed_form"], gold["angles_deg"]["fit_vs_closed_form"], gold["max_rhat"]
     """
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    fit_x = x if fit_x is None else np.asarray(fit_x, dtype=np.float64).reshape(len(fit_x), -1)
+    fit_x = x if fit_x is None else fit_x  # closed_form_ppca reads rows on disk in one streaming pass
     k = run_model.config.z_dim
     draws = nuts_ppca(x, k, num_samples, warmup, num_chains, seed)
     nuts = invariant_quantities(draws["W"], draws["sigma"])

@@ -223,7 +223,8 @@ def gold_standard(compare, model, train_data, num_data: int, seed: int, samples:
         raise RunError("--nuts needs the run's own training data, which cannot be opened any more; check --data-dir")
     train_x = train_data.split("train").x
     idx = choose_data(num_data, len(train_x), seed + 2)
-    return compare(model, train_x[idx].numpy(), samples, warmup, chains, seed, fit_x=train_x.numpy())
+    subset = train_x[idx]  # rows on disk: only these are read
+    return compare(model, np.asarray(subset), samples, warmup, chains, seed, fit_x=train_x)
 
 
 def summary_only(result: dict) -> dict:
