@@ -11,8 +11,6 @@ Run (a few minutes on 2 cores)::
 
     python -m benchmarks.hyperspectral --out benchmarks/results/hyperspectral
 
-(as a module: run as a file, benchmarks/ssl.py would shadow the standard library's ssl)
-
 It writes the scene (``scene.nc``), trains M2 with 10 labels per class (``ppmodels train m2 --labels 160``), maps the
 scene (``ppmodels predict``), fits an SVC on the same 160 labeled pixels, and prints and writes (``results.json``) the
 balanced accuracy of both on every labeled pixel outside the 160, and each class's predicted share against its true share.

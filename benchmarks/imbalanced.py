@@ -1,5 +1,5 @@
 """Digits with one class at 90% of the examples: the data of the majority-class-collapse checks (tests and
-``benchmarks/ssl.py --dataset digits90``)."""
+``benchmarks/semisupervised.py --dataset digits90``)."""
 
 from __future__ import annotations
 

@@ -34,8 +34,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# python puts this script's folder first on sys.path, where benchmarks/ssl.py would shadow the standard library's ssl
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 MODELS = ("vae", "m2", "m1m2:m1", "m1m2:m2")
 

@@ -1,4 +1,4 @@
-"""Plot the error curves of ``benchmarks/ssl.py`` results: test error against training time, one line per run, the
+"""Plot the error curves of ``benchmarks/semisupervised.py`` results: test error against training time, one line per run, the
 baselines of the same split as horizontal lines. Writes a PNG (default ``docs/images/ssl_curves.png``).
 
     python benchmarks/ssl_curves.py benchmarks/results/ssl_mnist_100_m2.json benchmarks/results/ssl_mnist_100_m1m2.json
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("results", nargs="+", help="JSON files written by benchmarks/ssl.py")
+    p.add_argument("results", nargs="+", help="JSON files written by benchmarks/semisupervised.py")
     p.add_argument("--out", default=str(ROOT / "docs" / "images" / "ssl_curves.png"))
     args = p.parse_args(argv)
     rows = [row for path in args.results for row in json.loads(Path(path).read_text())["rows"]]

@@ -1,6 +1,6 @@
 """Figures of issue 15: PPCA against its closed form after default training, and how k-hat shares repeat over seeds.
 
-    OMP_NUM_THREADS=1 python -P benchmarks/trust.py --out runs/bench_trust   # -P: benchmarks/ssl.py would shadow the stdlib ssl
+    OMP_NUM_THREADS=1 python benchmarks/trust.py --out runs/bench_trust
 
 1. PPCA: ``ppmodels train ppca`` with default options on synthetic 20-D data with a 4-D signal (2000 rows) and on
    digits (K = 2), from the closed-form start (the default) and from a random one; the run summary's largest principal

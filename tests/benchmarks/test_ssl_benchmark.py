@@ -7,7 +7,7 @@ from sklearn.svm import SVC
 
 from ppmodels.data import load_dataset, prepare_data
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ssl.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "semisupervised.py"
 
 
 def test_ssl_benchmark_runs_and_writes_its_rows(tmp_path):

@@ -4,9 +4,9 @@ Not a test: it prints a table and writes JSON to ``benchmarks/results/``. Every 
 same labeled subset: dataset, model, number of labels, seed, test error %, balanced accuracy, epochs, wall time,
 peak memory, and, for the deep models, a curve of valid/test error every ``--eval-every`` epochs.
 
-    python benchmarks/ssl.py --dataset digits --labels 50 --seeds 0,1,2,3,4          # digits-50 with peers
-    python benchmarks/ssl.py --dataset mnist --labels 100 --models m1m2 --budget-min 25  # time-boxed MNIST-100
-    python benchmarks/ssl.py --quick                                                   # minutes: few epochs, one seed
+    python benchmarks/semisupervised.py --dataset digits --labels 50 --seeds 0,1,2,3,4          # digits-50 with peers
+    python benchmarks/semisupervised.py --dataset mnist --labels 100 --models m1m2 --budget-min 25  # time-boxed MNIST-100
+    python benchmarks/semisupervised.py --quick                                                   # minutes: few epochs, one seed
 
 Protocol: the data layer's fixed splits (digits: stratified 70/10/20; MNIST: 50k train / 10k valid / 10k test),
 ``--labels`` class-balanced labels drawn with the seed, the rest of the training split unlabeled.
@@ -14,15 +14,9 @@ Protocol: the data layer's fixed splits (digits: stratified 70/10/20; MNIST: 50k
 
 from __future__ import annotations
 
-import os
-import sys
-
-# This file is named ssl.py, as the issue asks; drop its folder from the import path so that the standard
-# library's ssl module (imported by torch and joblib) is not shadowed by it.
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -145,7 +139,7 @@ def report(rows: list[dict], args) -> None:
                          "balanced_accuracy_mean": round(float(balanced), 4), "seeds": len(errors), "wall_time_s_mean": round(float(wall), 1)}
         print(f"{name:16s} {len(errors):5d} {errors.mean():18.2f} ± {summary[name]['test_error_pct_sd']:5.2f} {balanced:12.4f} {wall:8.0f}")
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"ssl_{args.dataset}_{args.labels}{'_quick' if args.quick else ''}.json"
-    write_json(out, {"command": "python benchmarks/ssl.py " + " ".join(sys.argv[1:]), "summary": summary, "rows": rows,
+    write_json(out, {"command": "python benchmarks/semisupervised.py " + " ".join(sys.argv[1:]), "summary": summary, "rows": rows,
                      "threads": torch.get_num_threads(), "versions": versions()})
     print(f"wrote {out}")
 
