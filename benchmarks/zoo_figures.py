@@ -19,7 +19,6 @@ from sklearn.mixture import GaussianMixture
 
 import ppmodels
 from ppmodels.data import TrainData, from_arrays, prepare_data
-from ppmodels.analysis.metrics import clustering_accuracy
 from ppmodels.models import GMM, PPCA
 from ppmodels.infer import TrainConfig
 from ppmodels.infer import fit

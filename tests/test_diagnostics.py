@@ -214,7 +214,6 @@ def test_khat_share_has_a_monte_carlo_error_that_matches_its_spread_over_seeds()
     k-hats are ArviZ's psislw on the same weights."""
     import warnings
 
-    rng = np.random.default_rng(0)
     tails = np.repeat([0.3, 0.55, 0.62, 0.9], 50)  # Pareto tails of shape k around the cut 0.67 at 1000 draws
     shares, errors = [], []
     for seed in range(6):

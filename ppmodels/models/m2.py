@@ -11,7 +11,6 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from torch import nn
 from torch.nn import functional as F
 
 from ..data import Split, TrainData

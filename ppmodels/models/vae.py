@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..nets import GaussianEncoder, x_decoder, x_features
 from ..registry import register_model
-from .base import Batch, EncoderConfig, PPModel, binomial_trials, data_plate
+from .base import EncoderConfig, PPModel, binomial_trials, data_plate
 
 
 @dataclasses.dataclass
