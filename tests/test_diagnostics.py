@@ -184,6 +184,19 @@ def test_training_convergence_slope_best_epoch_and_verdicts():
     assert conv["stage_starts"] == {"m1": 1, "m2": 6} and conv["best_epoch"] == 10 and conv["slope"] == pytest.approx(2.0)
 
 
+def test_a_jittering_plateau_has_levelled_off_and_a_real_decline_is_past_its_best():
+    """The validation ELBO of PPCA started at its closed form (ppmodels train ppca --data digits, epochs 12-23): it
+    jitters by 0.01 nats around -0.79 with no trend, which the slope's standard error tells from a real decline."""
+    plateau = [-0.7820, -0.7867, -0.7819, -0.7747, -0.7846, -0.7837, -0.7904, -0.7897, -0.7779, -0.7748, -0.7910, -0.8001]
+    records = [{"epoch": e, "train_elbo": -0.7, "valid_elbo": -0.76 if e == 3 else v} for e, v in zip(range(12, 24), plateau)]
+    records = [{"epoch": 3, "train_elbo": -0.7, "valid_elbo": -0.76}] + records
+    conv = dg.training_convergence(records)
+    assert conv["relative_slope"] < -1e-3 and abs(conv["slope"]) < 2 * conv["slope_se"]  # a large relative slope, no trend
+    assert dg.convergence_state(conv) == "levelled" and "levelled off" in dg.convergence_verdict(conv)
+    declining = [{"epoch": e, "train_elbo": -0.7, "valid_elbo": -0.76 - 0.01 * max(0, e - 3) + 0.001 * (-1) ** e} for e in range(1, 24)]
+    assert dg.convergence_state(dg.training_convergence(declining)) == "past_best"
+
+
 def test_khat_verdict_names_the_share_of_bad_data():
     khat = {"frac_above_threshold": 0.12, "frac_above_threshold_se": 0.015, "frac_above_threshold_mc_se": 0.01, "threshold": 0.5654,
             "frac_above_0.5": 0.3, "num_particles": 200}

@@ -338,9 +338,16 @@ def training_convergence(records: list[dict], last: int = 5) -> dict[str, Any]:
     if not finite.any():
         return {**result, "slope": None, "relative_slope": None, "best_epoch": None, "epochs_since_best": None}
     tail = np.flatnonzero(finite)[-last:]
-    slope = float(np.polyfit(np.array(epochs, dtype=float)[tail], trace[tail], 1)[0]) if len(tail) >= 2 else None
+    slope, slope_se = None, None
+    if len(tail) >= 2:
+        t = np.array(epochs, dtype=float)[tail]
+        slope, intercept = (float(c) for c in np.polyfit(t, trace[tail], 1))
+        if len(tail) >= 3:  # the least-squares standard error: epoch-to-epoch jitter makes a small slope mean nothing
+            residual = trace[tail] - (slope * t + intercept)
+            slope_se = float(np.sqrt(residual @ residual / (len(t) - 2) / ((t - t.mean()) @ (t - t.mean()))))
     best = int(np.nanargmax(trace))
-    return {**result, "slope": slope, "relative_slope": None if slope is None else slope / max(abs(float(trace[tail].mean())), 1e-12),
+    return {**result, "slope": slope, "slope_se": slope_se,
+            "relative_slope": None if slope is None else slope / max(abs(float(trace[tail].mean())), 1e-12),
             "slope_epochs": int(len(tail)), "best_epoch": int(epochs[best]), "best_elbo": float(trace[best]),
             "epochs_since_best": int(epochs[-1] - epochs[best])}
 
@@ -422,17 +429,31 @@ def ppc_verdict(pit: dict | None, shift: dict | None) -> str:
     return text[0].upper() + text[1:] + "." if parts else "No posterior predictive check ran."
 
 
-def convergence_verdict(conv: dict) -> str:
+def convergence_state(conv: dict) -> str | None:
+    """``improving``, ``past_best`` or ``levelled`` from :func:`training_convergence` (``None``: too few epochs).
+    A slope within 2 standard errors of 0 is the epoch-to-epoch jitter of a curve that has levelled off (PPCA from its
+    closed form wanders by 0.01 nats around an ELBO of -0.8: a large relative slope, yet no trend)."""
     if conv.get("slope") is None:
+        return None
+    trend = conv.get("slope_se") is None or abs(conv["slope"]) > 2 * conv["slope_se"]
+    if trend and conv["slope"] > 0 and conv["relative_slope"] > 1e-3:
+        return "improving"
+    if trend and conv["epochs_since_best"] >= 3 and conv["relative_slope"] < -1e-3:
+        return "past_best"
+    return "levelled"
+
+
+def convergence_verdict(conv: dict) -> str:
+    state = convergence_state(conv)
+    if state is None:
         return f"Only {conv['num_epochs']} epoch(s) logged: too few to judge convergence."
     what = "validation ELBO" if conv["slope_of"] == "valid_elbo" else "training ELBO"
-    text = (f"The {what} changed by {conv['slope']:+.3f} nats per datum per epoch over the last {conv['slope_epochs']} epochs; "
-            f"best at epoch {conv['best_epoch']} ({conv['epochs_since_best']} epoch(s) ago)")
-    if conv["slope"] > 0 and conv["relative_slope"] > 1e-3:
-        return text + ": still improving, train longer."
-    if conv["epochs_since_best"] >= 3 and conv["relative_slope"] < -1e-3:
-        return text + ": past its best, later epochs overfit (the saved weights are those of the best epoch)."
-    return text + ": it has levelled off."
+    text = (f"The {what} changed by {conv['slope']:+.3f} nats per datum per epoch over the last {conv['slope_epochs']} epochs"
+            + (f" (+-{conv['slope_se']:.3f})" if conv.get("slope_se") is not None else "")
+            + f"; best at epoch {conv['best_epoch']} ({conv['epochs_since_best']} epoch(s) ago)")
+    return text + {"improving": ": still improving, train longer.",
+                   "past_best": ": past its best, later epochs overfit (the saved weights are those of the best epoch).",
+                   "levelled": ": it has levelled off."}[state]
 
 
 def active_verdict(units: dict[str, dict]) -> str:

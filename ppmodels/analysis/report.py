@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .diagnostics import KHAT_GOOD, VERDICT_TITLES, continuous_latents, khat_threshold
+from .diagnostics import KHAT_GOOD, VERDICT_TITLES, continuous_latents, convergence_state, khat_threshold
 from .inference_data import labels_of, loo_subset
 from ..files import atomic_write
 from ..models import CanReconstruct, CanSample, LabeledGenerator
@@ -358,7 +358,7 @@ def overall_verdict(result: dict) -> tuple[str, bool]:
     order a reader should act on it, from the numbers the sections below explain."""
     problems = []
     conv = result.get("convergence") or {}
-    if conv.get("slope") is not None and conv["slope"] > 0 and (conv.get("relative_slope") or 0) > 1e-3:
+    if convergence_state(conv) == "improving":
         problems.append("training had not converged (the ELBO was still rising): train longer before judging the rest")
     units = result.get("active_units") or {}
     if any(u["active"] == 0 for u in units.values()):
