@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -152,7 +153,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dataset", default="digits", choices=("digits", "digits90", "mnist"), help="digits90: digits with one class at 90%%")
     p.add_argument("--labels", type=int, default=50, help="class-balanced labels kept (digits 50; MNIST 100/600/1000/3000)")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (label draw, initialisation, batches)")
-    p.add_argument("--models", default="m1,m2,m1m2,label_spreading,svc", help=f"comma-separated: m1, m2, m1m2, {', '.join(PEERS)}")
+    p.add_argument("--models", default="m1,m2,m1m2,label_spreading,svc", help=f"comma-separated: m1, m2, m1m2, adgm, {', '.join(PEERS)}")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"), help="folder with the MNIST IDX files")
     p.add_argument("--epochs", type=int, help="override the preset epochs")
     p.add_argument("--lr", type=float, help="override the preset learning rate")
