@@ -44,11 +44,14 @@ PRESETS = {
     ("digits", "m1"): ({}, {}),
     ("digits", "m2"): ({}, {}),
     ("digits", "m1m2"): ({}, {}),
+    ("digits", "adgm"): ({}, {}),
     ("digits90", "m1"): ({}, {}),
     ("digits90", "m2"): ({}, {}),
     ("digits90", "m1m2"): ({}, {}),
     ("mnist", "m1"): ({}, {"epochs": 100}),
     ("mnist", "m2"): ({"z_dim": 50, "hidden": [500]}, {"epochs": 1000, "lr": 1e-3, "batch_size": 100}),
+    # the ADGM paper's sizes (a_dim = z_dim = 100, two hidden layers of 500); M2's training settings, for comparison
+    ("mnist", "adgm"): ({"a_dim": 100, "z_dim": 100, "hidden": [500, 500]}, {"epochs": 1000, "lr": 1e-3, "batch_size": 100}),
     ("mnist", "m1m2"): ({"z1_dim": 50, "z2_dim": 50, "m1_hidden": [600, 600], "m2_hidden": [500], "m1_epochs": 100},
                         {"epochs": 1000, "lr": 1e-3, "batch_size": 100}),
 }
@@ -150,7 +153,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dataset", default="digits", choices=("digits", "digits90", "mnist"), help="digits90: digits with one class at 90%%")
     p.add_argument("--labels", type=int, default=50, help="class-balanced labels kept (digits 50; MNIST 100/600/1000/3000)")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (label draw, initialisation, batches)")
-    p.add_argument("--models", default="m1,m2,m1m2,label_spreading,svc", help=f"comma-separated: m1, m2, m1m2, {', '.join(PEERS)}")
+    p.add_argument("--models", default="m1,m2,m1m2,label_spreading,svc", help=f"comma-separated: m1, m2, m1m2, adgm, {', '.join(PEERS)}")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"), help="folder with the MNIST IDX files")
     p.add_argument("--epochs", type=int, help="override the preset epochs")
     p.add_argument("--lr", type=float, help="override the preset learning rate")

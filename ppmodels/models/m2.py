@@ -116,8 +116,9 @@ class M2(PPModel):
         decoded = self.out_shape if c.net == "mlp" or c.likelihood != "gaussian" else [2 * c.x_shape[0], *c.x_shape[1:]]
         # one feature extractor (flattening, or a conv trunk) shared by q(y|x) and q(z|x,y); no weights for mlp
         self.x_features = x_features(c.net, c.x_shape, c.channels, c.activation)
-        self.classifier = Classifier(self.x_features.out_dim, c.hidden, k, c.activation)
-        self.encoder = GaussianEncoder(self.x_features.out_dim + k, c.hidden, c.z_dim, c.activation)
+        guide_dim = self.x_features.out_dim + self.auxiliary_dim()  # what q(y|.) and q(z|., y) see besides y
+        self.classifier = Classifier(guide_dim, c.hidden, k, c.activation)
+        self.encoder = GaussianEncoder(guide_dim + k, c.hidden, c.z_dim, c.activation)
         self.decoder = x_decoder(c.net, c.z_dim + k, list(reversed(c.hidden)), decoded, c.channels, c.activation)
         self.register_buffer("log_prior", torch.full((k,), -math.log(k)))
         self.register_buffer("feature_mask", torch.ones(c.x_shape))
@@ -127,9 +128,17 @@ class M2(PPModel):
         """What the guide networks see of ``x`` (flattened, or conv features), with masked-out features zeroed."""
         return self.x_features(x * self.feature_mask)
 
+    def auxiliary_dim(self) -> int:
+        """Size of the auxiliary variable the guide networks take beside x (the ADGM's ``a``); 0 in M2."""
+        return 0
+
+    def point_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The guide networks' inputs besides y without sampling: the features of ``x`` (the ADGM adds ``E[a | x]``)."""
+        return (self.features(x),)
+
     def y_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of q(y | x), ``(..., K)``."""
-        return self.classifier(self.features(x))
+        return self.classifier(*self.point_inputs(x))
 
     def x_dist(self, z: torch.Tensor, y: torch.Tensor) -> dist.Distribution:
         """p(x | y, z) for a one-hot ``y``; leading (enumeration) dims of ``y`` and ``z`` broadcast."""
@@ -157,7 +166,12 @@ class M2(PPModel):
         with data_plate(n, num_data, self.device):
             y = pyro.sample("y", self.y_prior(n), obs=None if y is None else self.one_hot(y))
             z = pyro.sample("z", dist.Normal(torch.zeros(n, self.config.z_dim, device=self.device), 1.0).to_event(1))
-            return pyro.sample("x", self.x_dist(z, y), obs=x)
+            x = pyro.sample("x", self.x_dist(z, y), obs=x)
+            self.model_auxiliary(x, y, z)
+            return x
+
+    def model_auxiliary(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> None:
+        """Sites the generative story adds after ``x`` (the ADGM's ``a ~ p(a | x, y, z)``); none in M2."""
 
     def guide(self, x: torch.Tensor, y: torch.Tensor | None = None, num_data: int | None = None,
               batch_size: int | None = None) -> None:
@@ -165,12 +179,18 @@ class M2(PPModel):
         pyro.module(self.pyro_name, self)
         x_in = self.encoder_input(x)  # a corrupted copy in denoising training, else x
         with data_plate(len(x), num_data, x.device):
+            inputs = self.guide_inputs(x_in)
             if y is None:
-                y = pyro.sample("y", dist.OneHotCategorical(logits=self.y_logits(x_in)), infer={"enumerate": "parallel"})
+                y = pyro.sample("y", dist.OneHotCategorical(logits=self.classifier(*inputs)), infer={"enumerate": "parallel"})
             else:
                 y = self.one_hot(y)
-            loc, scale = self.encoder(self.features(x_in), y)
+            loc, scale = self.encoder(*inputs, y)
             pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    def guide_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What q(y | .) and q(z | ., y) condition on, called inside the ``data`` plate: M2's features of ``x``
+        (the ADGM samples its auxiliary ``a ~ q(a | x)`` here and adds it)."""
+        return self.point_inputs(x)
 
     # ----- training -----------------------------------------------------------------------------------------
     def start_stage(self, stage: str, data: TrainData) -> None:
@@ -216,8 +236,9 @@ class M2(PPModel):
             scaled = (poutine.scale(self.model, scale=w), poutine.scale(self.guide, scale=w))
             total = total + self.elbo.differentiable_loss(*scaled, x=x, y=y, num_data=len(x))
             if batch["alpha"] != 0:  # poutine.scale refuses a zero scale: alpha = 0 drops the term
-                scaled_model = poutine.scale(self.classifier_model, scale=batch["alpha"] * w)
-                total = total + self.elbo.differentiable_loss(scaled_model, self.classifier_guide, x=x, y=y)
+                weight = batch["alpha"] * w  # the guide too: the ADGM's classification guide draws a ~ q(a|x)
+                scaled = (poutine.scale(self.classifier_model, scale=weight), poutine.scale(self.classifier_guide, scale=weight))
+                total = total + self.elbo.differentiable_loss(*scaled, x=x, y=y)
         return total
 
     def classifier_model(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -297,7 +318,7 @@ class M2(PPModel):
     def style(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``E[z | x, y]``, ``(N, z_dim)``, with ``y`` the given classes or ``argmax q(y | x)``."""
         y = self.y_logits(x).argmax(-1) if y is None else torch.as_tensor(y, device=x.device)
-        return self.encoder(self.features(x), self.one_hot(y))[0]
+        return self.encoder(*self.point_inputs(x), self.one_hot(y))[0]
 
     @torch.no_grad()
     def style_means(self, x, batch_size: int = 2000) -> np.ndarray:

@@ -6,12 +6,12 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from benchmarks.oracle import m2_elbo as hand_elbo
+from benchmarks.oracle import adgm_elbo, adgm_nll, m2_elbo, m2_loss, m2_nll
 from ppmodels import load
 from ppmodels.errors import ConfigError
 from ppmodels.data import Split, prepare_data
 from ppmodels.infer.importance import iw_log_likelihood
-from ppmodels.models import M2
+from ppmodels.models import ADGM, M2
 from ppmodels.models.ssl_batches import LabeledSampler, labeled_unlabeled_batches
 from ppmodels.infer import TrainConfig, Trainer
 from ppmodels.infer import fit
@@ -24,16 +24,26 @@ def small_m2(**kw):
     return M2(**{"x_shape": [5], "num_classes": K, "z_dim": 2, "hidden": [7], **kw})
 
 
+def small_adgm(**kw):
+    return ADGM(**{"x_shape": [5], "num_classes": K, "z_dim": 2, "a_dim": 3, "hidden": [7], **kw})
+
+
+# M2 and the ADGM (M2 with an auxiliary a in the guide) against their hand-written losses (benchmarks/oracle.py)
+ORACLES = {"m2": (small_m2, m2_elbo, m2_nll), "adgm": (small_adgm, adgm_elbo, adgm_nll)}
+
+
 def grads(m2, loss):
     m2.zero_grad()
     loss.backward()
     return {k: p.grad.clone() for k, p in m2.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.parametrize("name", list(ORACLES))
 @pytest.mark.parametrize("labeled", [False, True])
-def test_enumerated_elbo_equals_brute_force_sum_over_classes(labeled):
+def test_enumerated_elbo_equals_brute_force_sum_over_classes(labeled, name):
+    build, hand_elbo, _ = ORACLES[name]
     torch.manual_seed(0)
-    m2 = small_m2(class_prior="labeled")
+    m2 = build(class_prior="labeled")
     m2.log_prior.copy_(torch.tensor([0.2, 0.3, 0.5]).log())  # a non-uniform p(y) so that the prior term counts
     x, y = torch.rand(6, 5), torch.tensor([0, 2, 1, 1, 0, 2])
     kwargs = {"y": y} if labeled else {}
@@ -49,12 +59,17 @@ def test_enumerated_elbo_equals_brute_force_sum_over_classes(labeled):
         assert torch.allclose(g_pyro[name], g_hand[name], rtol=1e-4, atol=1e-6), name
     if not labeled:
         assert "classifier.net.net.0.weight" in g_pyro  # the enumerated sum trains q(y|x)
+    if name == "adgm":
+        assert {"a_encoder.net.net.0.weight", "a_decoder.net.net.0.weight"} <= g_pyro.keys()  # q(a|x) and p(a|x,y,z) train
 
 
-def test_loss_adds_scaled_parts_and_the_alpha_term():
-    """A mixed batch: unlabeled ELBO * N_u/B_u + weighted labeled ELBO + alpha * sum_i w_i (-log q(y_i|x_i))."""
+@pytest.mark.parametrize("name", list(ORACLES))
+def test_loss_adds_scaled_parts_and_the_alpha_term(name):
+    """A mixed batch: unlabeled ELBO * N_u/B_u + weighted labeled ELBO + alpha * sum_i w_i (-log q(y_i|x_i)) (for the
+    ADGM -log q(y_i|a_i,x_i) at one draw a_i ~ q(a|x_i), its classification pair's)."""
+    build, hand_elbo, hand_nll = ORACLES[name]
     torch.manual_seed(0)
-    m2 = small_m2()
+    m2 = build()
     x_u, x_l, y_l = torch.rand(4, 5), torch.rand(3, 5), torch.tensor([2, 0, 0])
     w = torch.tensor([1.0, 2.0, 4.0])
     batch = {"x": x_u, "num_data": 40, "x_labeled": x_l, "y_labeled": y_l, "labeled_weights": w, "num_labeled": 9, "alpha": 5.0}
@@ -63,9 +78,10 @@ def test_loss_adds_scaled_parts_and_the_alpha_term():
     pyro.set_rng_seed(1)
     unlabeled = -hand_elbo(m2, x_u).sum() * 40 / 4
     labeled = -(w * hand_elbo(m2, x_l, y_l)).sum()
-    q = m2.y_logits(x_l).softmax(-1)[torch.arange(3), y_l]
-    classification = 5.0 * (w * -q.log()).sum()
+    classification = 5.0 * (w * hand_nll(m2, x_l, y_l)).sum()
     assert torch.allclose(loss, unlabeled + labeled + classification, rtol=1e-5)
+    pyro.set_rng_seed(1)
+    assert torch.allclose(loss, m2_loss(m2, batch, hand_elbo, hand_nll), rtol=1e-5)
     batch["alpha"] = 0.0  # alpha = 0 drops the term instead of scaling by zero
     pyro.set_rng_seed(1)
     assert torch.allclose(m2.loss(batch), unlabeled + labeled, rtol=1e-5)

@@ -21,7 +21,7 @@ from ppmodels.infer import TrainConfig, fit
 from ppmodels.runs import MetricsLog, prepare_run_dir
 
 # tiny networks for every model; M1+M2 gets two M1 epochs so that a crash can land inside either stage
-TINY = {"hidden": [16], "z_dim": 2, "z1_dim": 4, "z2_dim": 2, "m1_hidden": [16], "m2_hidden": [8], "num_components": 3, "m1_epochs": 2}
+TINY = {"hidden": [16], "z_dim": 2, "z1_dim": 4, "z2_dim": 2, "m1_hidden": [16], "m2_hidden": [8], "num_components": 3, "m1_epochs": 2, "a_dim": 2}
 SHORT = dict(epochs=4, batch_size=256, patience=None, seed=4)
 # a fast learning rate and short patience: the VAE stops early within a few epochs, so that kills cross that state
 EARLY = dict(epochs=200, batch_size=128, lr=0.05, patience=3, seed=1)
