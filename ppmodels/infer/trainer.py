@@ -65,6 +65,8 @@ class TrainConfig:
         checks = [(self.epochs >= 1, "epochs must be at least 1"), (self.batch_size >= 1, "batch size must be at least 1"),
                   (self.lr > 0 and math.isfinite(self.lr), f"learning rate must be a positive number, got {self.lr}; pass e.g. --lr 0.001"),
                   (self.patience is None or self.patience >= 1, "patience must be at least 1"),
+                  (self.clip_norm is None or (self.clip_norm > 0 and math.isfinite(self.clip_norm)),
+                   f"clip norm must be a positive number, got {self.clip_norm} (0 would stop every step); pass e.g. --clip-norm 10 or leave it out"),
                   (self.checkpoint_every >= 1, "checkpoint_every must be at least 1"),
                   (self.select_by in SELECT_BY, f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}")]
         for ok, message in checks:
