@@ -128,3 +128,16 @@ def test_data_opened_for_a_run_gets_the_run_transform(m2_run, scene, tmp_path):
     np.testing.assert_allclose(open_for_run({}, f"cube:{darker}").x.std(0), 1, atol=1e-4)  # no record: its own statistics
     with pytest.raises(DataError, match="not an image cube"):
         open_for_run(m2_run, "digits")  # a cube run applied to other data: refused, the transform would not fit
+
+
+def test_posterior_draws_of_another_scene_use_the_run_transform(m2_run, scene, tmp_path):
+    """``sample --posterior`` on a cube standardises it as the run's training scene was: a scene at half the
+    brightness gives other inputs (with its own statistics it would standardise to the very same pixels)."""
+    import arviz as az
+
+    from ppmodels.commands.sample import sample_posterior
+
+    darker = write_netcdf(tmp_path / "darker.nc", dict(scene["data"], cube=scene["data"]["cube"] * 0.5))
+    own = az.from_netcdf(sample_posterior(m2_run, f"cube:{scene['nc']}", tmp_path / "own.nc", num_data=5, draws=3))
+    other = az.from_netcdf(sample_posterior(m2_run, f"cube:{darker}", tmp_path / "other.nc", num_data=5, draws=3))
+    assert not np.allclose(own.observed_data["x"].values, other.observed_data["x"].values)

@@ -25,7 +25,7 @@ from ..errors import ConfigError, DataError, check_int
 from ..files import write_arrays
 from ..models import CanSample, LabeledGenerator, PPModel
 from ..plots import save_image_grid
-from ..runs import check_memory, check_output, latent_decoder, load, record_output
+from ..runs import check_memory, check_output, latent_decoder, load, open_for_run, record_output
 
 
 def require_labels(model, option: str) -> LabeledGenerator:
@@ -48,10 +48,11 @@ def parse_labels(label: str | int, num_classes: int) -> list[int]:
     return [value]
 
 
-def pick_data(model, spec: str, num_data: int | None, data_dir: str | None = None, split: str = "all"):
-    """The first ``num_data`` points of ``split`` of ``spec``: ``(x, y or None, dataset indices)``, ``x`` checked."""
+def pick_data(run, model, spec: str, num_data: int | None, data_dir: str | None = None, split: str = "all"):
+    """The first ``num_data`` points of ``split`` of ``spec``: ``(x, y or None, dataset indices)``, ``x`` checked; an
+    image cube given to a run folder is standardised by the run's recorded transform."""
     check_int(num_data, "--num-data", minimum=1, optional=True)
-    dataset = load_dataset(spec, data_dir=data_dir)
+    dataset = load_dataset(spec, data_dir=data_dir) if isinstance(run, PPModel) else open_for_run(run, spec, data_dir)
     x, y = select_split(dataset, split)
     index = np.arange(len(dataset.x)) if split == "all" else dataset.splits[split]
     n = len(x) if num_data is None else min(num_data, len(x))
@@ -75,7 +76,7 @@ def sample_posterior(run: str | Path, data: str, out: str | Path, *, num_data: i
     check_int(draws, "--draws", minimum=1)
     out = check_output(out, (".nc", ".npz"), overwrite=overwrite)
     model = _model(run)
-    x, y, index = pick_data(model, data, num_data, data_dir, split)
+    x, y, index = pick_data(run, model, data, num_data, data_dir, split)
     check_memory(len(x) * draws * 3 * _numel(model.config.x_shape) * 4, f"--posterior with --num-data {len(x)} and --draws {draws}",
                  "ask for fewer --num-data or --draws")
     idata = posterior_idata(model, x, y, num_draws=draws, seed=seed, datum_index=index)
@@ -124,7 +125,7 @@ def sample_analogies(run: str | Path, style_from: str, out: str | Path, *, num_d
     """
     model = require_labels(_model(run), "--style-from")
     out = _check_out(model, out, 1, overwrite)
-    x, y, _ = pick_data(model, style_from, num_data, data_dir, split)
+    x, y, _ = pick_data(run, model, style_from, num_data, data_dir, split)
     if y is not None and int(y.max()) >= model.num_classes:
         raise DataError(f"--style-from data has labels up to {int(y.max())} but the model has classes 0..{model.num_classes - 1}; give data like the training data")
     decoded = np.asarray(model.decode_with_labels(x, y))
