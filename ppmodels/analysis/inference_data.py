@@ -26,7 +26,7 @@ y="x")``, ``az.plot_ppc``, ``az.plot_khat`` and ``az.plot_loo_pit(idata, y="x")`
     observed_data          y (datum) for classifiers, with its counterpart posterior_predictive.y ~ q(y | x)
                            (chain, draw, datum)
 
-Discrete predictive draws (Bernoulli, binomial) are stored as ``uint8``. The attribute ``note`` of a group says where
+Discrete predictive draws (Bernoulli, binomial) are stored as ``int8`` (``int16`` beyond 127 trials). The attribute ``note`` of a group says where
 ArviZ's own reading of it misleads (``log_likelihood``: ``az.loo`` on per-datum latents; see :data:`LOO_NOTE`).
 Feature dims are ``feature`` for flat data and ``channel, row, col`` for images.
 """
@@ -95,10 +95,11 @@ def latent_kl_terms(guide_trace, model_trace, num_draws: int, n: int) -> dict[st
 
 
 def compact(draws: torch.Tensor) -> np.ndarray:
-    """Predictive draws as ``uint8`` when they are counts (Bernoulli, binomial up to 255), else ``float32``."""
+    """Predictive draws as ``int8`` when they are counts (Bernoulli, binomial up to 127; ``int16`` up to 32767),
+    else ``float32``. Signed: ArviZ's ``loo_pit`` refuses unsigned predictive data."""
     values = draws.cpu().numpy()
-    if values.size and values.min() >= 0 and values.max() <= 255 and np.array_equal(values, np.round(values)):
-        return values.astype(np.uint8)
+    if values.size and values.min() >= 0 and values.max() <= 32767 and np.array_equal(values, np.round(values)):
+        return values.astype(np.int8 if values.max() <= 127 else np.int16)
     return values.astype(np.float32)
 
 
@@ -184,6 +185,8 @@ def posterior_idata(model, x: torch.Tensor, y: torch.Tensor | None = None, num_d
         groups["constant_data"] = xr.Dataset({"y": (["datum"], np.asarray(torch.as_tensor(y).cpu()))}, coords=coords)
     idata = az.InferenceData(**groups)
     idata.log_likelihood.attrs["note"] = LOO_NOTE
+    if "posterior_predictive" in groups and not loo_pit_defined(idata):
+        idata.posterior_predictive.attrs["note"] = BINARY_NOTE
     if "posterior" in groups:
         idata.posterior.attrs["note"] = ("One chain: draws of an amortized guide are independent, so R-hat is undefined (ArviZ warns) "
                                          "and the effective sample size is the number of draws.")
@@ -191,6 +194,17 @@ def posterior_idata(model, x: torch.Tensor, y: torch.Tensor | None = None, num_d
         idata.attrs["note"] = ("No posterior group: the guide samples no latent (its weights are exact). ArviZ functions that read "
                                "the posterior (az.summary; az.loo and az.loo_pit for the relative ESS) need reff=1.0 here.")
     return idata
+
+
+#: why the LOO-PIT of binary x is left out (``az.loo_pit`` smooths discrete data by a spline through its values)
+BINARY_NOTE = ("x is binary (Bernoulli draws): its LOO-PIT is not defined (az.loo_pit smooths discrete data by a spline "
+               "through its distinct values and needs more than two); the posterior predictive checks use plot_ppc and plot_bpv.")
+
+
+def loo_pit_defined(idata) -> bool:
+    """Whether ArviZ's LOO-PIT can be computed on ``x``: continuous draws, or counts with more than two values."""
+    draws = idata.posterior_predictive[OBSERVED_SITE]
+    return draws.dtype.kind == "f" or len(np.unique(draws.values[..., :1000])) > 2
 
 
 #: ArviZ's PSIS fits one tail per observed value (pixel): about 0.4 ms each on a small CPU, so its LOO functions run on

@@ -23,7 +23,7 @@ import torch
 import xarray as xr
 
 from .diagnostics import KHAT_GOOD, VERDICT_TITLES, continuous_latents, convergence_state, khat_threshold
-from .inference_data import labels_of, loo_subset
+from .inference_data import BINARY_NOTE, labels_of, loo_pit_defined, loo_subset
 from ..files import atomic_write
 from ..models import CanReconstruct, CanSample, LabeledGenerator
 from ..plots import tile
@@ -450,6 +450,8 @@ def arviz_ppc_html(idata) -> str:
             ax.set_title(f"T = {title}", fontsize=9)
 
     bpv = figure_html(draw, (12, 2.8), "test statistics of the posterior predictive", ncols=4)
+    if not loo_pit_defined(idata):
+        return ppc + bpv + f"<p>{html.escape(BINARY_NOTE)}</p>"
     loo_pit = arviz_html(az.plot_loo_pit, "LOO-PIT of x", (6, 3.2), idata=loo_subset(idata), y="x", ecdf=True)
     return ppc + bpv + loo_pit
 
