@@ -255,14 +255,18 @@ def take_rows(x: torch.Tensor | LazyRows, key: Any) -> torch.Tensor | LazyRows:
     return x.subset(key) if isinstance(x, LazyRows) else x[key]
 
 
-def row_moments(x: LazyRows) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-feature mean and (biased) variance of flattened rows, from one pass (float64 sums, float32 results)."""
-    total, squares = 0.0, 0.0
+def row_moments(x: torch.Tensor | np.ndarray | LazyRows) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and covariance divided by N (D, D) of the flattened rows of ``x``, in float64; rows on disk are
+    summed a block at a time (one pass)."""
+    if not isinstance(x, LazyRows):
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        return x.mean(0), np.atleast_2d(np.cov(x.T, bias=True))
+    total, outer = 0.0, 0.0
     for chunk in x.split(x.block_rows):
-        flat = chunk.reshape(len(chunk), -1).double()
-        total, squares = total + flat.sum(0), squares + (flat * flat).sum(0)
+        flat = chunk.reshape(len(chunk), -1).double().numpy()
+        total, outer = total + flat.sum(0), outer + flat.T @ flat
     mean = total / len(x)
-    return mean.float(), (squares / len(x) - mean * mean).clamp_min(0).float()
+    return mean, outer / len(x) - np.outer(mean, mean)
 
 
 def sample_rows(x: torch.Tensor | LazyRows, max_rows: int, seed: int = 0) -> torch.Tensor:

@@ -11,7 +11,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..data import Dataset, LazyRows, TrainData, map_rows, row_moments
+from ..data import Dataset, TrainData, map_rows, row_moments
 from ..errors import ConfigError
 from ..registry import register_model
 from .base import ModelConfig, PPModel, data_plate
@@ -31,7 +31,7 @@ def closed_form_ppca(x, z_dim: int) -> dict[str, np.ndarray | float]:
     :returns: ``weight`` (D, K), ``loc`` (D,), ``noise_variance``, ``components`` (D, K, orthonormal, largest first),
         ``eigenvalues`` (D,) and ``log_likelihood``: the maximum of the mean log-likelihood per datum.
     """
-    loc, covariance = mean_and_covariance(x)
+    loc, covariance = row_moments(x)
     d = len(loc)
     if not 1 <= z_dim < d:
         raise ConfigError(f"ppca needs 1 <= z_dim < {d} (the number of features), got {z_dim}")
@@ -44,20 +44,6 @@ def closed_form_ppca(x, z_dim: int) -> dict[str, np.ndarray | float]:
                              + (eigval[:z_dim] / kept).sum() + eigval[z_dim:].sum() / noise_variance)
     return {"weight": weight, "loc": loc, "noise_variance": noise_variance, "components": eigvec[:, :z_dim],
             "eigenvalues": eigval, "log_likelihood": float(log_likelihood)}
-
-
-def mean_and_covariance(x) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (D,) and covariance divided by N (D, D) of the flattened rows of ``x``, in float64; rows on disk
-    (:class:`~ppmodels.data.LazyRows`) are summed a block at a time."""
-    if not isinstance(x, LazyRows):
-        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-        return x.mean(0), np.atleast_2d(np.cov(x.T, bias=True))
-    total, outer = 0.0, 0.0
-    for chunk in x.split(x.block_rows):
-        flat = chunk.reshape(len(chunk), -1).double().numpy()
-        total, outer = total + flat.sum(0), outer + flat.T @ flat
-    mean = total / len(x)
-    return mean, outer / len(x) - np.outer(mean, mean)
 
 
 def principal_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -140,23 +126,18 @@ class PPCA(PPModel):
         From a random start Adam still needs hundreds of full-batch steps to turn W into the principal subspace;
         :meth:`fit_checks` measures how far it got.
         """
-        x = data.train.x
-        if isinstance(x, LazyRows):  # rows on disk: one streaming pass
-            mean, variance = row_moments(x)
-        else:
-            x = x.reshape(len(x), -1)
-            mean, variance = x.mean(0), x.var(0, unbiased=False)
+        x = data.train.x  # rows on disk are read in one streaming pass, by either start
         d, k = self.weight.shape
         with torch.no_grad():
             if self.config.init == "closed_form":
                 best = closed_form_ppca(x, k)
-                self.weight.copy_(torch.as_tensor(best["weight"], dtype=self.weight.dtype))
-                self.loc.copy_(torch.as_tensor(best["loc"], dtype=self.loc.dtype))
+                loc, weight = best["loc"], torch.as_tensor(best["weight"], dtype=self.weight.dtype)
                 self.log_noise_scale.fill_(0.5 * math.log(best["noise_variance"]))
-                return
-            self.loc.copy_(mean)
-            total_variance = variance.sum()
-            self.weight.copy_(torch.randn(d, k) * (total_variance / (d * k)).sqrt())
+            else:
+                loc, covariance = row_moments(x)
+                weight = torch.randn(d, k) * math.sqrt(np.trace(covariance) / (d * k))
+            self.loc.copy_(torch.as_tensor(loc, dtype=self.loc.dtype))
+            self.weight.copy_(weight)
 
     def fit_checks(self, data: TrainData) -> dict[str, float]:
         """The fit against the closed-form maximum on the training data: ``closed_form_angle_deg`` (the largest
