@@ -62,7 +62,7 @@ def choose_data(num: int, available: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(available, size=num, replace=False))
 
 
-def open_run_data(run_config: dict, spec: str | None, data_dir: str | None, run: Path | None = None):
+def diagnosed_data(run_config: dict, spec: str | None, data_dir: str | None, run: Path | None = None):
     """The dataset to diagnose (``spec``, default the run's own) with the run's binarization, and the run's own
     training data for the overfitting check (``None`` when it cannot be opened any more)."""
     saved = run_config.get("data") or {}
@@ -175,7 +175,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     names = [IDATA, DIAGNOSTICS] + [REPORT] * report
     for name in names:
         check_output(out / name, (Path(name).suffix,), overwrite=overwrite, own=[run / "diagnostics" / name])
-    dataset, train_data = open_run_data(run_config, data, data_dir, run)
+    dataset, train_data = diagnosed_data(run_config, data, data_dir, run)
     model.check_dataset(dataset)
     x, y = select_split(dataset, split)
     idx = choose_data(num_data, len(x), seed)

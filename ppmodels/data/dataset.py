@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .lazy import LazyRows
+from .lazy import LazyRows, take_rows
 
 LIKELIHOODS = ("bernoulli", "gaussian", "binomial:N")  # binomial:N: values k/N, counts of N trials (digits: N = 16)
 BINARIZE_MODES = ("none", "threshold", "dynamic")
@@ -184,8 +184,7 @@ class Split:
         """The examples ``idx`` (indices or a boolean mask); rows on disk stay there (a view)."""
         idx = torch.as_tensor(idx)
         idx = idx.nonzero().flatten() if idx.dtype == torch.bool else idx.long()
-        x = self.x.subset(idx) if isinstance(self.x, LazyRows) else self.x[idx]
-        return Split(self.name, x, None if self.y is None else self.y[idx], self.binarize)
+        return Split(self.name, take_rows(self.x, idx), None if self.y is None else self.y[idx], self.binarize)
 
     def epoch_x(self, generator: torch.Generator | None = None) -> torch.Tensor | LazyRows:
         """The inputs for one training epoch: resampled binary pixels under dynamic binarization, else ``x``.

@@ -15,7 +15,6 @@ checkpoints are loaded with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import RunError, check_path
-from ..files import atomic_write, check_writable, load_state, read_json, write_json
+from ..files import atomic_write, check_writable, file_sha256, load_state, read_json, write_json
 from ..infer.trainer import CHECKPOINTS
 from ..models import get_model_class
 from ..plugins import config_entry, require_plugins
@@ -188,11 +187,7 @@ def fingerprint(path: str | Path) -> str | None:
     target = path / WEIGHTS if path.is_dir() else path
     if not target.is_file():
         return None
-    digest = hashlib.sha256()
-    with open(target, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(target)
 
 
 def record_location(path: str | Path, run_dir: str | Path) -> dict:

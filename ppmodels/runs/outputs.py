@@ -14,13 +14,12 @@ Every command (``train``, ``evaluate``, ``encode``, ``score``, ``sample``, ``dia
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Iterable
 
 from ..errors import ConfigError, RunError, check_path
-from ..files import check_writable, write_json
+from ..files import check_writable, file_sha256, write_json
 from ..infer.trainer import CHECKPOINTS
 from .folder import CONFIG, WEIGHTS
 
@@ -68,7 +67,7 @@ def record_output(path: str | Path, command: str) -> Path:
     """Note in the folder's manifest that ppmodels ``command`` wrote ``path`` (so a later run may replace it)."""
     path = Path(path)
     records = _manifest(path.parent)
-    records[path.name] = {"command": command, "sha256": _sha256(path)}
+    records[path.name] = {"command": command, "sha256": file_sha256(path)}
     write_json(path.parent / MANIFEST, records)
     return path
 
@@ -76,7 +75,7 @@ def record_output(path: str | Path, command: str) -> Path:
 def written_by_ppmodels(path: Path) -> bool:
     """Whether ``path`` is a file ppmodels wrote and nobody changed since (its recorded SHA-256 still matches)."""
     entry = _manifest(path.parent).get(path.name)
-    return isinstance(entry, dict) and path.is_file() and not path.is_symlink() and entry.get("sha256") == _sha256(path)
+    return isinstance(entry, dict) and path.is_file() and not path.is_symlink() and entry.get("sha256") == file_sha256(path)
 
 
 def _is_own(path: Path, own: Iterable[str | Path]) -> bool:
@@ -89,11 +88,3 @@ def _manifest(folder: Path) -> dict:
     except (OSError, ValueError):  # none yet, or damaged: then nothing counts as written by ppmodels
         return {}
     return records if isinstance(records, dict) else {}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
