@@ -24,6 +24,7 @@ mean of its projector W (W^T W)^-1 W^T, whose top-K eigenvectors span the "poste
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from pyro.infer import MCMC, NUTS
 from ..errors import ConfigError
 from ..models.gmm import mixture_log_prob
 from ..models.ppca import closed_form_ppca, principal_angles
+from .diagnostics import _arviz
 
 #: prior scales on the standardized data (see the module docstring)
 PRIOR_SCALE = 3.0
@@ -200,8 +202,6 @@ def nuts_idata(posterior: dict[str, np.ndarray], svi_values: dict[str, float], d
     Built with ``az.from_dict`` rather than ``az.from_pyro``: the draws are rescaled from the standardized data the
     sampler saw, and the compared quantities are derived from them.
     """
-    from .diagnostics import _arviz
-
     draws = dict(draws or {})
     stats = draws.pop("sample_stats", None)
     idata = _arviz().from_dict(posterior={**draws, **posterior}, sample_stats=stats)
@@ -218,8 +218,6 @@ MAX_TREE_DEPTH, BFMI_THRESHOLD = 10, 0.3
 def sampler_diagnostics(idata) -> dict[str, Any]:
     """What cmdstanpy's ``diagnose`` reports of the sampler itself: divergent transitions, draws at the maximum tree
     depth, E-BFMI per chain (``az.bfmi``), with the acceptance rate and step size per chain."""
-    from .diagnostics import _arviz
-
     stats = idata.sample_stats
     depth, diverging = stats["tree_depth"].values, stats["diverging"].values
     return {"divergences": int(diverging.sum()), "divergent_fraction": float(diverging.mean()),
@@ -236,10 +234,6 @@ def summarize(posterior: dict[str, np.ndarray], svi_values: dict[str, float], dr
     sd (``az.summary`` on :func:`nuts_idata`), NUTS mean and sd, the SVI value and its z; with ``closed_form`` also
     that reference value and its ``z_closed_form``; plus their extremes, the sampler's own diagnostics
     (:func:`sampler_diagnostics`, when ``draws`` has ``sample_stats``) and the InferenceData itself under ``idata``."""
-    import warnings
-
-    from .diagnostics import _arviz
-
     idata = nuts_idata(posterior, svi_values, draws)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # MCSE of a quantity with constant draws is 0 / 0

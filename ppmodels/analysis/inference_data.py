@@ -33,7 +33,6 @@ Feature dims are ``feature`` for flat data and ``channel, row, col`` for images.
 
 from __future__ import annotations
 
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ from ..errors import ConfigError
 from ..files import atomic_write
 from ..infer.importance import replay_log_weights, trace_particles
 from ..models import PPModel
+from .diagnostics import _arviz
 
 OBSERVED_SITE = "x"
 #: the attribute ``note`` of ``log_likelihood``: what ``az.loo`` on it means (``diagnose`` adds the measured excess)
@@ -163,10 +163,7 @@ def posterior_idata(model, x: torch.Tensor, y: torch.Tensor | None = None, num_d
     ``batch_size`` traces that many data at a time (memory); ``predictive_draws`` keeps that many draws in
     ``posterior_predictive`` (default: all ``num_draws``, as ArviZ's LOO-PIT needs).
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        import arviz as az
-
+    az = _arviz()
     if batch_size is None and predictive_draws is None:
         arrays = posterior_arrays(model, x, num_draws, seed, **kwargs)
     else:

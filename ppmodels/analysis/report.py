@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .diagnostics import KHAT_GOOD, VERDICT_TITLES, continuous_latents, convergence_state, khat_threshold
+from .diagnostics import KHAT_GOOD, VERDICT_TITLES, _arviz, continuous_latents, convergence_state, khat_threshold
 from .inference_data import BINARY_NOTE, labels_of, loo_pit_defined, loo_subset
 from ..files import atomic_write
 from ..models import CanReconstruct, CanSample, LabeledGenerator
@@ -146,12 +146,6 @@ def khat_figure(khat: np.ndarray, num_draws: int) -> str:
         axes[1].set(xlabel="Pareto k-hat", ylabel="number of data", title="distribution")
 
     return figure_html(draw, (11, 3.6), "Pareto k-hat per datum", ncols=2)
-
-
-def _arviz():
-    from .diagnostics import _arviz as load
-
-    return load()
 
 
 def gap_figure(per_datum: dict) -> str:
