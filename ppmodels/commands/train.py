@@ -49,10 +49,9 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         saved = read_json(out / CONFIG)
         asked = model_name
         require_plugins(saved.get("plugins"), saved.get("model"))
-        asked_dir = data_dir
-        model_name, (data, data_dir, labels, binarize, max_per_class), train_config = saved_options(saved, out / CONFIG)
-        data, data_dir, _ = located_data(saved["data"], out)  # from wherever the run folder is now
-        data_dir = asked_dir or data_dir
+        model_name, (_, _, labels, binarize, max_per_class), train_config = saved_options(saved, out / CONFIG)
+        data, saved_dir, _ = located_data(saved["data"], out)  # from wherever the run folder is now
+        data_dir = data_dir or saved_dir
         if asked != model_name:
             raise RunError(f"{out} is a run of model {model_name!r}, not {asked!r}; resume it as `ppmodels train {model_name} --out {out} --resume`")
     train_config = train_config or TrainConfig()
