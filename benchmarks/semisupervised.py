@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
     models = args.models.split(",")
-    dataset = imbalanced_digits() if args.dataset == "digits90" else load_dataset(args.dataset, data_dir=args.data_dir)
+    dataset = imbalanced_digits() if args.dataset == "digits90" else load_dataset(args.dataset, data_dir=args.data_dir, binarize=args.binarize)
     rows = []
     for seed in seeds:
         data = prepare_data(dataset, args.labels, seed=seed)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             start = time.perf_counter()
             out = run_peer(name, data) if name in PEERS else run_deep(name, data, args.dataset, seed, args)
             metrics = classification_metrics(data.test.y.numpy(), out.pop("predicted"), dataset.num_classes)
-            rows.append({"dataset": args.dataset, "model": name, "num_labels": args.labels, "seed": seed,
+            rows.append({"dataset": args.dataset, "model": name, "num_labels": args.labels, "seed": seed, "binarize": args.binarize,
                          "test_error_pct": round(100 * (1 - metrics["accuracy"]), 3), "balanced_accuracy": round(metrics["balanced_accuracy"], 4),
                          "wall_time_s": round(time.perf_counter() - start, 1), "peak_memory_mb": round(peak_memory_mb(), 1),
                          "warnings": metrics["warnings"], **out})
@@ -155,6 +155,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (label draw, initialisation, batches)")
     p.add_argument("--models", default="m1,m2,m1m2,label_spreading,svc", help=f"comma-separated: m1, m2, m1m2, adgm, {', '.join(PEERS)}")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"), help="folder with the MNIST IDX files")
+    p.add_argument("--binarize", default="none", choices=("none", "threshold", "dynamic"),
+                   help="binarize [0, 1] data as `ppmodels train --binarize` does (dynamic: a fresh Bernoulli draw each epoch)")
     p.add_argument("--epochs", type=int, help="override the preset epochs")
     p.add_argument("--lr", type=float, help="override the preset learning rate")
     p.add_argument("--batch-size", type=int, help="override the preset unlabeled batch size")
