@@ -57,6 +57,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed (data split, initialisation, batches).")] = T.seed,
     patience: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many epochs without a better validation score (--select-by).")] = T.patience,
     select_by: Annotated[str, typer.Option(help="Which epoch's weights to keep: auto (validation accuracy for models that train a classifier, else ELBO), valid_accuracy or valid_elbo.")] = T.select_by,
+    min_epoch_steps: Annotated[Optional[int], typer.Option(min=0, help="Chain passes over the data until an epoch has this many steps (0: one pass; default: 100 for models that train a classifier, else one pass).")] = T.min_epoch_steps,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Write checkpoints/last.pt every this many epochs.")] = T.checkpoint_every,
     clip_norm: Annotated[Optional[float], typer.Option(min=0, help="Clip the gradient norm to this value.")] = T.clip_norm,
     skip_nonfinite: Annotated[bool, typer.Option(help="Skip batches with a non-finite loss or gradient instead of stopping.")] = T.skip_nonfinite,

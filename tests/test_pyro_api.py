@@ -138,7 +138,7 @@ def test_the_trainer_minimises_pyros_elbo(monkeypatch, digits):
     steps = vae.train_state_.step
     assert steps == 4 and len(calls) == steps
     calls.clear()
-    m2 = fit(M2(x_shape=[1, 8, 8], z_dim=2, hidden=[8]), data, TrainConfig(epochs=1, batch_size=400, patience=None))
+    m2 = fit(M2(x_shape=[1, 8, 8], z_dim=2, hidden=[8]), data, TrainConfig(epochs=1, batch_size=400, patience=None, min_epoch_steps=0))
     assert len(calls) == 3 * m2.train_state_.step and m2.train_state_.step == 4
 
 

@@ -41,8 +41,9 @@ class ProgressBar:
 
         self.console = self.console or Console(stderr=True)
         state, epochs = trainer.state, trainer.config.epochs
-        # steps per epoch: a first guess from the data, then what the last epoch took (models batch differently)
-        self._steps = max(1, math.ceil(len(trainer.data.train) / trainer.config.batch_size))
+        # steps per epoch: a first guess from the data and the epoch's least number of steps, then what the last
+        # epoch took (models batch differently)
+        self._steps = max(1, math.ceil(len(trainer.data.train) / trainer.config.batch_size), trainer.min_epoch_steps())
         self._epoch_start_step, self._start_epoch, self._start = state.step, state.epoch, time.perf_counter()
         if not self.console.is_terminal:
             return

@@ -21,7 +21,7 @@ TINY = {"hidden": [32], "z_dim": 4, "a_dim": 4}
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "adgm"
-    ppmodels.train("adgm", "digits", out=out, labels=50, train_config=TrainConfig(epochs=6, batch_size=128, lr=3e-3, patience=None, seed=0),
+    ppmodels.train("adgm", "digits", out=out, labels=50, train_config=TrainConfig(epochs=6, batch_size=128, lr=3e-3, patience=None, seed=0, min_epoch_steps=0),
                    model_options=TINY, progress=False, sample_every=0)
     return out
 

@@ -55,7 +55,7 @@ def disagreeing(data):
 
 def test_selection_keeps_the_most_accurate_epoch_not_the_best_elbo(data):
     recorder = Recorder()
-    model = fit(disagreeing(data), data, TrainConfig(epochs=4, batch_size=400, patience=None), callbacks=[recorder])
+    model = fit(disagreeing(data), data, TrainConfig(epochs=4, batch_size=400, patience=None, min_epoch_steps=0), callbacks=[recorder])
     state = model.train_state_
     assert state.best_epoch == ACCURATE_EPOCH and state.selected_by == "valid_accuracy" and state.best_valid_accuracy == 1.0
     final = model.state_dict()
@@ -64,13 +64,13 @@ def test_selection_keeps_the_most_accurate_epoch_not_the_best_elbo(data):
 
 
 def test_selection_by_elbo_when_asked(data):
-    model = fit(disagreeing(data), data, TrainConfig(epochs=4, batch_size=400, patience=None, select_by="valid_elbo"),
+    model = fit(disagreeing(data), data, TrainConfig(epochs=4, batch_size=400, patience=None, select_by="valid_elbo", min_epoch_steps=0),
                 callbacks=[Recorder()])
     assert model.train_state_.best_epoch == 4 and model.train_state_.selected_by == "valid_elbo"
 
 
 def test_early_stopping_watches_the_accuracy(data):
-    model = fit(disagreeing(data), data, TrainConfig(epochs=20, batch_size=400, patience=3), callbacks=[Recorder()])
+    model = fit(disagreeing(data), data, TrainConfig(epochs=20, batch_size=400, patience=3, min_epoch_steps=0), callbacks=[Recorder()])
     assert model.train_state_.stopped_early and model.train_state_.epoch == ACCURATE_EPOCH + 3
 
 
@@ -87,7 +87,7 @@ def test_summary_says_which_epoch_was_kept_and_why(tmp_path):
     import ppmodels
 
     _, summary = ppmodels.train("m2", "digits", tmp_path / "run", labels=50, progress=False, sample_every=0,
-                                train_config=TrainConfig(epochs=3, batch_size=400, patience=None),
+                                train_config=TrainConfig(epochs=3, batch_size=400, patience=None, min_epoch_steps=0),
                                 model_options={"z_dim": 2, "hidden": [8]})
     assert summary["selected_by"] == "valid_accuracy" and 1 <= summary["best_epoch"] <= 3
     assert summary["kept"].startswith(f"weights of epoch {summary['best_epoch']}, the best validation accuracy")

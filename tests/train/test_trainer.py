@@ -6,10 +6,11 @@ import torch
 
 from ppmodels.data import prepare_data
 from ppmodels.errors import ConfigError, TrainingError
-from ppmodels.models import VAE
+from ppmodels.models import M2, VAE
 from ppmodels.runs import prepare_run_dir
 from ppmodels.runs import BestCheckpoint, MetricsLog
 from ppmodels.infer import TrainConfig, Trainer
+from ppmodels.infer.trainer import CLASSIFIER_EPOCH_STEPS
 
 
 def small_vae():
@@ -88,7 +89,27 @@ def test_skip_nonfinite_counts_skipped_batches(digits):
     assert trainer.state.skipped_batches == 1
 
 
-@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", -1.0), ("patience", 0)])
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", -1.0), ("patience", 0), ("min_epoch_steps", -1)])
 def test_bad_train_config(field, value):
     with pytest.raises(ConfigError):
         TrainConfig(**{field: value}).validate()
+
+
+def steps_per_epoch(model, data, **config):
+    rec = Recorder()
+    Trainer(TrainConfig(epochs=2, batch_size=400, patience=None, **config), [rec]).fit(model, data)
+    steps = [r["step"] for r in rec.events[1:-1]]
+    return [steps[0], steps[1] - steps[0]]
+
+
+def test_an_epoch_chains_passes_until_min_epoch_steps(digits):
+    """digits' 1257 training images in batches of 400 are 4 steps a pass: a VAE takes one pass an epoch unless asked
+    for more; a model that trains a classifier takes at least CLASSIFIER_EPOCH_STEPS (whole passes: 100 -> 100)."""
+    data = prepare_data(digits, num_labels=50, seed=0)
+    assert steps_per_epoch(small_vae(), data) == [4, 4]
+    assert steps_per_epoch(small_vae(), data, min_epoch_steps=10) == [12, 12]  # three whole passes
+    assert steps_per_epoch(small_vae(), data, min_epoch_steps=0) == [4, 4]
+    m2 = M2(x_shape=[1, 8, 8], z_dim=2, hidden=[8], seed=0)
+    passes = math.ceil(CLASSIFIER_EPOCH_STEPS / 4)  # 1207 unlabeled images in batches of 400: 4 steps a pass
+    assert steps_per_epoch(m2, data) == [4 * passes, 4 * passes]
+    assert steps_per_epoch(M2(x_shape=[1, 8, 8], z_dim=2, hidden=[8], seed=0), data, min_epoch_steps=0) == [4, 4]
