@@ -24,7 +24,9 @@ STAGES = ("m1", "m2")
 @dataclasses.dataclass
 class M1M2Config(ModelConfig):
     """:param num_classes: K. :param z1_dim, z2_dim: sizes of the M1 latent z1 and the M2 style latent z2.
-    :param m1_hidden, m2_hidden: hidden layer sizes of the M1 (VAE) and M2 networks. :param activation: nonlinearity.
+    :param m1_hidden, m2_hidden: hidden layer sizes of the M1 (VAE) and M2 networks (the M1 model's 500 units by
+    default: on digits-50 the paper's 600-600 M1 gave codes on which label spreading errs 21%, against 7.5% with 500;
+    the MNIST benchmark uses 600-600). :param activation: nonlinearity.
     :param alpha, labeled_weight, class_prior, balanced_labeled, labeled_batch_size: as in
     :class:`~ppmodels.models.m2.M2Config`, but the defaults are the paper's ``J_alpha`` (``labeled_weight=1``,
     ``alpha=0.1 N / N_labeled``): on the codes z1 the labels weighted up as M2's defaults weigh them overfit within
@@ -41,7 +43,7 @@ class M1M2Config(ModelConfig):
     num_classes: int = 10
     z1_dim: int = 50
     z2_dim: int = 50
-    m1_hidden: list[int] = dataclasses.field(default_factory=lambda: [600, 600])
+    m1_hidden: list[int] = dataclasses.field(default_factory=lambda: [500])
     m2_hidden: list[int] = dataclasses.field(default_factory=lambda: [500])
     activation: str = "softplus"
     alpha: float | None = None
