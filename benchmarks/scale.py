@@ -28,6 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ppmodels.files import write_json
+from ppmodels.runs import versions
+
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 
@@ -99,11 +102,9 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"benchmark": "scale", "model": "m2", "data": args.data, "training_images": images, "global_batch": args.batch_size,
               "labels": args.labels, "hidden": args.hidden, "z_dim": args.z_dim, "epochs": args.epochs, "device": args.device,
               "machine": {"cpus": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)), "platform": platform.platform(),
-                          "python": platform.python_version(), "torch": torch.__version__,
-                          "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]},
+                          "versions": versions(), "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]},
               "runs": runs}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
     return result
 

@@ -103,6 +103,10 @@ def main(argv=None) -> dict:
             runs[name] = run_train(spec, Path(tmp) / f"run_{name}", args.epochs, args.seed)
             print(f"{name:>6}: peak RSS {runs[name]['peak_rss_mb']:.0f} MB, epoch {runs[name]['epoch_time_s']:.1f} s, "
                   f"wall {runs[name]['wall_s']:.1f} s, valid ELBO {runs[name]['valid_elbo']:.2f}", flush=True)
+    # imported only now: the children are measured, and a child's ru_maxrss starts from this process's peak
+    from ppmodels.files import write_json
+    from ppmodels.runs import versions
+
     ratio = runs["disk"]["epoch_time_s"] / runs["memory"]["epoch_time_s"]
     result = {
         "benchmark": "benchmarks/stream.py", "argv": sys.argv[1:], "file_bytes": size, "rows": rows, "features": args.features,
@@ -111,13 +115,12 @@ def main(argv=None) -> dict:
                     "epoch_time_ratio_disk_to_memory": round(ratio, 3),
                     "meets_rss_target": runs["disk"]["peak_rss_mb"] < TARGET_RSS_MB, "meets_time_target": ratio <= TARGET_RATIO,
                     "targets": f"disk peak RSS < {TARGET_RSS_MB} MB; epoch time <= {TARGET_RATIO}x in memory"},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "versions": versions(),
                     "load_average_at_end": list(os.getloadavg())},
     }
     print(f"epoch time on disk / in memory: {ratio:.2f}x (target <= {TARGET_RATIO}); disk peak RSS "
           f"{runs['disk']['peak_rss_mb']:.0f} MB (target < {TARGET_RSS_MB})")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
     return result
 
