@@ -15,7 +15,7 @@ from .common import Overwrite, handle_errors
 @handle_errors
 def diagnose(
     run: Annotated[Path, typer.Argument(help="Run folder written by `ppmodels train`.")],
-    data: Annotated[Optional[str], typer.Option(help="Data spec to diagnose on (default: the run's own data).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Data spec to diagnose on (default: the run's own data; other data is binarized as the run's was).")] = None,
     split: Annotated[str, typer.Option(help="Which part of the data: test, valid, train or all.")] = "test",
     num_data: Annotated[int, typer.Option(min=1, help="Number of data points to diagnose (drawn at random from the split).")] = 500,
     particles: Annotated[int, typer.Option(min=21, help="Guide draws per data point (at least 21; with 1000 the share of bad k-hat repeats within 2 points across seeds, with 200 it does not).")] = 1000,

@@ -17,7 +17,7 @@ SCALARS = ("num_examples", "accuracy", "balanced_accuracy", "majority_rate", "el
 @handle_errors
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder written by `ppmodels train`.")],
-    data: Annotated[Optional[str], typer.Option(help="Data spec to evaluate on (default: the run's own data).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Data spec to evaluate on (default: the run's own data; other data is binarized as the run's was).")] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first.")] = None,
     split: Annotated[str, typer.Option(help="Held-out split: test or valid.")] = "test",
     iw_samples: Annotated[int, typer.Option(min=0, help="Importance samples per datum for the IW log-likelihood bound (0: skip).")] = 100,

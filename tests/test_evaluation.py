@@ -5,7 +5,7 @@ import pyro
 import pytest
 
 from ppmodels import evaluate
-from ppmodels.data import prepare_data
+from ppmodels.data import load_dataset, prepare_data
 from ppmodels.errors import ConfigError
 from ppmodels.analysis.metrics import classification_metrics
 from ppmodels.models import M2
@@ -55,3 +55,33 @@ def test_evaluate_a_model_and_a_run(digits, tmp_path):
     assert json.loads((tmp_path / "run" / "evaluation.json").read_text())["accuracy"] == again["accuracy"]
     with pytest.raises(ConfigError, match="unknown split"):
         evaluate(m2, "digits", split="train")
+
+
+def test_other_data_is_binarized_as_the_run_was(digits, tmp_path):
+    """A run fitted to thresholded pixels, evaluated on another spec, scores that data thresholded too: the ELBO
+    matches the model's own ELBO of the binarized copy, not of the grey levels (evaluate and diagnose share
+    :func:`open_applied_data`)."""
+    from ppmodels.models import VAE
+    from ppmodels.runs import open_applied_data
+
+    binary = prepare_data(load_dataset("digits", binarize="threshold"), num_labels=None, seed=0)
+    vae = fit(VAE(VAE.config_from_data(binary.dataset, z_dim=2, hidden=[16])), binary, TrainConfig(epochs=2, batch_size=200, patience=None))
+    save_model(vae, tmp_path / "run")
+    config_path = tmp_path / "run" / "config.json"
+    config = {**json.loads(config_path.read_text()), "data": {"spec": "digits", "binarize": "threshold"}}
+    config_path.write_text(json.dumps(config))
+    np.savez(tmp_path / "grey.npz", x=np.asarray(digits.x), y=np.asarray(digits.y))
+    other = f"npz:{tmp_path}/grey.npz"
+
+    own, is_own = open_applied_data(tmp_path / "run", None)
+    assert is_own and own.binarize == "threshold"
+    applied, is_own = open_applied_data(tmp_path / "run", other)
+    assert not is_own and applied.binarize == "threshold"
+    test = applied.split("test")
+    assert set(np.unique(np.asarray(test.x))) <= {0.0, 1.0}  # the grey levels of the file arrive thresholded
+    assert not set(np.unique(np.asarray(load_dataset(other).split("test").x))) <= {0.0, 1.0}
+
+    result = evaluate(tmp_path / "run", other, iw_samples=0)
+    pyro.set_rng_seed(0)
+    assert result["elbo"] == pytest.approx(vae.elbo_per_datum(test), rel=1e-6)
+    assert "baselines" not in result  # baselines are trained on the run's own labels only

@@ -27,7 +27,7 @@ from ..errors import ConfigError, PPModelsError, RunError, check_int, check_path
 from ..files import read_json, write_json
 from ..infer.importance import prior_sampled_sites, trace_particles
 from ..models import CanClassify, LabeledGenerator
-from ..runs import CONFIG, METRICS, check_output, check_output_folder, load, open_for_run, open_run_dataset, record_output
+from ..runs import CONFIG, METRICS, check_output, check_output_folder, load, open_applied_data, open_run_dataset, record_output
 from ..analysis.inference_data import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
                                        datum_log_likelihood, has_own_log_weights, labels_of, loo_subset, posterior_idata, save_idata)
 
@@ -63,13 +63,11 @@ def choose_data(num: int, available: int, seed: int) -> np.ndarray:
 
 
 def diagnosed_data(run_config: dict, spec: str | None, data_dir: str | None, run: Path | None = None):
-    """The dataset to diagnose (``spec``, default the run's own) with the run's binarization, and the run's own
-    training data for the overfitting check (``None`` when it cannot be opened any more)."""
-    saved = run_config.get("data") or {}
-    if spec is None or spec == (saved.get("spec") or "digits"):
-        dataset = open_run_dataset(run_config, data_dir, run)
+    """The dataset to diagnose (``spec``, default the run's own; :func:`~ppmodels.runs.open_applied_data`) and the
+    run's own training data for the overfitting check (``None`` when it cannot be opened any more)."""
+    dataset, own = open_applied_data(run_config, spec, data_dir, run)
+    if own:
         return dataset, dataset
-    dataset = open_for_run(run_config, spec, data_dir, binarize=saved.get("binarize") or "none", seed=run_config.get("seed") or 0)
     try:
         return dataset, open_run_dataset(run_config, data_dir, run)
     except PPModelsError:

@@ -19,7 +19,7 @@ from ..data import map_rows, parse_spec
 from ..errors import ConfigError, check_int
 from ..files import read_json, write_json
 from ..models import CanClassify, PPModel
-from ..runs import CONFIG, check_output, load, open_for_run, open_run_data, open_run_dataset, record_output
+from ..runs import CONFIG, check_output, load, open_applied_data, open_run_data, record_output
 
 EVALUATION = "evaluation.json"
 SPLITS = ("test", "valid")
@@ -63,10 +63,8 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     spec = data_spec or data_options.get("spec")
     if not spec:
         raise ConfigError("no data to evaluate on: give a data spec (--data), the model's run names none")
-    if spec == data_options.get("spec"):  # the run's own data, binarized as in training (held-out splits are never capped)
-        dataset = open_run_dataset(run_config, data_dir, run)
-    else:  # another image cube is standardised as the training scene was
-        dataset = open_for_run(run_config, spec, data_dir or data_options.get("data_dir"))
+    # the run's own data (held-out splits are never capped), or another spec binarized / standardised as the run's was
+    dataset, own_data = open_applied_data(run_config, spec, data_dir, run)
     part = model.check_dataset(dataset).split(split)
     if max_examples is not None:
         part = part.subset(np.arange(min(max_examples, len(part))))
@@ -76,7 +74,7 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     if isinstance(model, CanClassify) and part.y is not None:
         result.update(classification_metrics(part.y.numpy(), np.asarray(map_rows(model.predict, part.x)), dataset.num_classes or 0,
                                              model.imbalance_remedy))
-        if baselines and spec == data_options.get("spec"):
+        if baselines and own_data:
             result["baselines"] = baseline_scores(open_run_data(run_config, dataset=dataset, run_dir=run).train, part, seed=seed)
     result["elbo"] = float(model.elbo_per_datum(part))
     if iw_samples:

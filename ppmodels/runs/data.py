@@ -68,14 +68,32 @@ def open_run_dataset(run: str | Path | dict, data_dir: str | None = None, run_di
 
 
 def open_for_run(run: str | Path | dict, spec: str, data_dir: str | None = None, cube: bool = False, **options) -> Dataset:
-    """Data ``spec`` to apply a run's model to: an image cube standardised with the transform the run recorded
-    (``data.cube`` in its config, written when it trained on a cube), other data as :func:`load_dataset` opens it
-    (with ``options``). ``cube=True`` opens ``spec`` as an image cube whatever the run trained on."""
+    """Data ``spec`` to apply a run's model to, prepared as the run's training data was: an image cube standardised
+    with the transform the run recorded (``data.cube`` in its config, written when it trained on a cube), other data
+    binarized as the run's was (a model fitted to binary pixels never sees grey levels), opened by
+    :func:`load_dataset` with ``options`` (which may override ``binarize``). ``cube=True`` opens ``spec`` as an image
+    cube whatever the run trained on."""
     config = run if isinstance(run, dict) else run_config(run)
-    record = (config.get("data") or {}).get("cube")
-    if record or cube:
-        return open_cube(spec, record, data_dir)
+    saved = config.get("data") or {}
+    if saved.get("cube") or cube:
+        return open_cube(spec, saved.get("cube"), data_dir)
+    options.setdefault("binarize", saved.get("binarize") or "none")
     return load_dataset(spec, data_dir=data_dir, **options)
+
+
+def open_applied_data(run: str | Path | dict, spec: str | None, data_dir: str | None = None,
+                      run_dir: str | Path | None = None) -> tuple[Dataset, bool]:
+    """``(dataset, own)``: the data a command applies a run's model to. ``spec`` ``None`` or the run's own spec gives
+    the run's training data (:func:`open_run_dataset`: the same file, binarization and per-class cap) and
+    ``own=True``; any other spec is opened by :func:`open_for_run` (the run's binarization, or its cube transform),
+    looked for in ``data_dir``, else the run's ``--data-dir``. ``run`` is a run folder or its parsed config (then
+    ``run_dir`` names the folder)."""
+    config = run if isinstance(run, dict) else run_config(run)
+    run_dir = run_dir if isinstance(run, dict) else run
+    saved = config.get("data") or {}
+    if spec is None or spec == saved.get("spec"):
+        return open_run_dataset(config, data_dir, run_dir), True
+    return open_for_run(config, spec, data_dir or saved.get("data_dir")), False
 
 
 def open_run_data(run: str | Path | dict, data_dir: str | None = None, dataset: Dataset | None = None,
