@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Dataset, class_numbers, open_cube, to_xarray, write_netcdf
+from ..data import Dataset, class_numbers, to_xarray, write_netcdf
 from ..errors import ConfigError
 from ..models import CanClassify, CanEncode, CanStyle
 from ..plots import save_class_maps
-from ..runs import check_output, load, record_output, run_config
+from ..runs import check_output, load, open_for_run, record_output
 
 
 def predict(run: str | Path, data: str, out: str | Path, *, data_dir: str | None = None, download: bool = False,
@@ -31,7 +31,7 @@ def predict(run: str | Path, data: str, out: str | Path, *, data_dir: str | None
     model = load(run)
     if not isinstance(model, CanClassify):
         raise ConfigError(f"model {model.name!r} does not classify; predict needs a run of m2, m1m2 or m1 (with labels)")
-    dataset = open_cube(data, (run_config(run).get("data") or {}).get("cube"), data_dir, download)
+    dataset = open_for_run(run, data, data_dir, cube=True, download=download)  # standardised as the run's scene was
     probs = model.predict_proba(dataset.x)
     values = class_values(dataset, probs.shape[1])
     variables = {"class_map": (values[probs.argmax(1)], ()), "probability": (probs.astype(np.float32), ("class",))}

@@ -72,11 +72,11 @@ def open_for_run(run: str | Path | dict, spec: str, data_dir: str | None = None,
     with the transform the run recorded (``data.cube`` in its config, written when it trained on a cube), other data
     binarized as the run's was (a model fitted to binary pixels never sees grey levels), opened by
     :func:`load_dataset` with ``options`` (which may override ``binarize``). ``cube=True`` opens ``spec`` as an image
-    cube whatever the run trained on."""
+    cube whatever the run trained on (``download``, the one option a cube takes, fetches a public scene)."""
     config = run if isinstance(run, dict) else run_config(run)
     saved = config.get("data") or {}
     if saved.get("cube") or cube:
-        return open_cube(spec, saved.get("cube"), data_dir)
+        return open_cube(spec, saved.get("cube"), data_dir, options.get("download", False))
     options.setdefault("binarize", saved.get("binarize") or "none")
     return load_dataset(spec, data_dir=data_dir, **options)
 
