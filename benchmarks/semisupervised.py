@@ -49,7 +49,7 @@ PRESETS = {
     ("digits90", "m2"): ({}, {}),
     ("digits90", "m1m2"): ({}, {}),
     ("mnist", "m1"): ({}, {"epochs": 100}),
-    ("mnist", "m2"): ({"z_dim": 50, "hidden": [500]}, {"epochs": 1000, "batch_size": 100}),  # M2's default lr, 3e-3
+    ("mnist", "m2"): ({"z_dim": 50, "hidden": [500]}, {"epochs": 1000, "lr": 1e-3, "batch_size": 100}),
     # the ADGM paper's sizes (a_dim = z_dim = 100, two hidden layers of 500); M2's training settings, for comparison
     ("mnist", "adgm"): ({"a_dim": 100, "z_dim": 100, "hidden": [500, 500]}, {"epochs": 1000, "lr": 1e-3, "batch_size": 100}),
     ("mnist", "m1m2"): ({"z1_dim": 50, "z2_dim": 50, "m1_hidden": [600, 600], "m2_hidden": [500], "m1_epochs": 100},
@@ -98,7 +98,6 @@ def run_deep(name: str, data: TrainData, dataset: str, seed: int, args) -> dict:
         if "m1_epochs" in options:
             options["m1_epochs"] = train["epochs"] // 2
     cls = get_model_class(name)
-    train.setdefault("lr", cls.default_lr)  # recorded in the row: the rate `ppmodels train` would use
     model = cls(cls.config_from_data(data.dataset, **options))
     curve = Curve(model, data, args.eval_every, None if args.budget_min is None else 60 * args.budget_min)
     budgeted = {"patience": None} if dataset == "mnist" else {}  # digits: the CLI's early stopping, as a user gets it

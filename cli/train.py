@@ -45,7 +45,7 @@ def train(
     labels: Annotated[Optional[int], typer.Option(min=0, help="Keep this many class-balanced training labels; hide the rest.")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Maximum number of epochs.")] = T.epochs,
     batch_size: Annotated[int, typer.Option(min=1, help="Minibatch size.")] = T.batch_size,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate, a number > 0 (default: the model's, 1e-3; m2 3e-3).")] = T.lr,
+    lr: Annotated[float, typer.Option(help="Adam learning rate, a number > 0.")] = T.lr,
     z_dim: Annotated[Optional[int], typer.Option(min=1, help="Latent size (model default if not given).")] = None,
     hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes, comma-separated, e.g. 500,500.")] = None,
     likelihood: Annotated[Optional[str], typer.Option(help="bernoulli, gaussian, or binomial:N for data k/N (digits: binomial:16) (default: from the data's range).")] = None,

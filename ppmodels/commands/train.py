@@ -70,7 +70,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     with transaction as (out, aside):  # only now: a failed request leaves no folder
         if main and not resume:
             write_json(out / CONFIG, {
-                "model": model.name, "model_config": dataclasses.asdict(model.config), "train": {**dataclasses.asdict(train_config), "lr": train_config.lr or cls.default_lr},  # the rate used
+                "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
                 "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **data_locations(data, data_dir, out), **cube_record(bundle)},
                 "seed": train_config.seed,
                 **config_entry(cls),

@@ -44,7 +44,7 @@ CLASSIFIER_EPOCH_STEPS = 100
 @dataclasses.dataclass
 class TrainConfig:
     """:param epochs: maximum passes over the training data. :param batch_size: minibatch size.
-    :param lr: Adam learning rate; ``None``: the model's ``default_lr`` (1e-3; M2 3e-3). :param patience: stop after this many epochs without a better validation ELBO
+    :param lr: Adam learning rate. :param patience: stop after this many epochs without a better validation ELBO
     (``None``: never). :param seed: seeds Pyro, torch and the batch order. :param checkpoint_every: write
     ``checkpoints/last.pt`` every this many epochs. :param clip_norm: clip the gradient norm (``None``: no clipping).
     :param skip_nonfinite: skip a batch whose loss or gradient is not finite (counted in the metrics) instead of stopping.
@@ -59,7 +59,7 @@ class TrainConfig:
 
     epochs: int = 100
     batch_size: int = 100
-    lr: float | None = None
+    lr: float = 1e-3
     patience: int | None = 20
     seed: int = 0
     checkpoint_every: int = 1
@@ -71,7 +71,7 @@ class TrainConfig:
     def validate(self) -> None:
         check_field_types(self, lambda name: f"--{name.replace('_', '-')}")
         checks = [(self.epochs >= 1, "epochs must be at least 1"), (self.batch_size >= 1, "batch size must be at least 1"),
-                  (self.lr is None or (self.lr > 0 and math.isfinite(self.lr)), f"learning rate must be a positive number, got {self.lr}; pass e.g. --lr 0.001"),
+                  (self.lr > 0 and math.isfinite(self.lr), f"learning rate must be a positive number, got {self.lr}; pass e.g. --lr 0.001"),
                   (self.patience is None or self.patience >= 1, "patience must be at least 1"),
                   (self.clip_norm is None or (self.clip_norm > 0 and math.isfinite(self.clip_norm)),
                    f"clip norm must be a positive number, got {self.clip_norm} (0 would stop every step); pass e.g. --clip-norm 10 or leave it out"),
@@ -133,7 +133,7 @@ class Trainer:
         self.rank, self.world_size = world()
         if self.device is not None:
             model.to(resolve_device(self.device))
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.learning_rate())
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
         pyro.set_rng_seed(noise_seed(self.config.seed, self.rank))  # Monte Carlo noise: a stream per rank
         self.generator.manual_seed(self.config.seed)  # batches: the same global batches on every rank
         if resume:
@@ -232,10 +232,6 @@ class Trainer:
                 yield batch
             if steps >= wanted or steps == before:
                 return
-
-    def learning_rate(self) -> float:
-        """Adam's learning rate: ``lr``, or for ``None`` the model's ``default_lr``."""
-        return self.config.lr if self.config.lr is not None else self.model.default_lr
 
     def min_epoch_steps(self) -> int:
         """The least number of steps this epoch takes: ``min_epoch_steps``, or for ``None`` 100 while the model trains

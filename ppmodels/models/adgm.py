@@ -67,7 +67,6 @@ class ADGM(M2):
     """
 
     Config = ADGMConfig
-    default_lr = 1e-3  # what its MNIST-100 figures were measured with (docs/ssl.md); 3e-3 is untried
     config: ADGMConfig
 
     def __init__(self, config: ADGMConfig | None = None, **kwargs):

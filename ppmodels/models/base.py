@@ -196,8 +196,6 @@ class PPModel(nn.Module):
     #: what counters a classifier that collapses onto one class, in this model's options (the collapse warning says it;
     #: ``None``: the options every model has, ``ppmodels.analysis.metrics.REMEDY``)
     imbalance_remedy: ClassVar[str | None] = None
-    #: Adam's learning rate when the training config leaves ``lr`` unset (``--lr``)
-    default_lr: ClassVar[float] = 1e-3
 
     def __init__(self, config: ModelConfig | None = None, **kwargs: Any):
         super().__init__()

@@ -104,8 +104,6 @@ class M2(PPModel):
     """
 
     Config = M2Config
-    # 3e-3: MNIST-100 after 5 epochs 82.4% test accuracy on seed 1 against 71.2% with 1e-3 (docs/ssl.md)
-    default_lr = 3e-3
     imbalance_remedy = "--set class_prior=labeled, --max-per-class, or more class-balanced labels (--labels)"
     config: M2Config
 

@@ -113,22 +113,3 @@ def test_an_epoch_chains_passes_until_min_epoch_steps(digits):
     passes = math.ceil(CLASSIFIER_EPOCH_STEPS / 4)  # 1207 unlabeled images in batches of 400: 4 steps a pass
     assert steps_per_epoch(m2, data) == [4 * passes, 4 * passes]
     assert steps_per_epoch(M2(x_shape=[1, 8, 8], z_dim=2, hidden=[8], seed=0), data, min_epoch_steps=0) == [4, 4]
-
-
-def test_an_unset_learning_rate_is_the_models_default(digits, tmp_path):
-    """``lr=None`` gives Adam the model's ``default_lr`` (M2 3e-3, the VAE 1e-3); a given ``lr`` wins; the run's
-    config.json records the rate used, so a resumed run keeps it."""
-    import ppmodels
-
-    data = prepare_data(digits, num_labels=50, seed=0)
-    rates = {}
-    for name, model, lr in (("vae", small_vae(), None), ("m2", M2(x_shape=[1, 8, 8], z_dim=2, hidden=[8]), None),
-                            ("m2_given", M2(x_shape=[1, 8, 8], z_dim=2, hidden=[8]), 0.02)):
-        trainer = Trainer(TrainConfig(epochs=1, batch_size=400, patience=None, min_epoch_steps=0, lr=lr))
-        trainer.fit(model, data)
-        rates[name] = trainer.optimizer.param_groups[0]["lr"]
-    assert rates == {"vae": VAE.default_lr, "m2": M2.default_lr, "m2_given": 0.02}
-    assert VAE.default_lr == 1e-3 and M2.default_lr == 3e-3
-    ppmodels.train("m2", "digits", tmp_path / "run", labels=50, model_options={"z_dim": 2, "hidden": [8]},
-                   train_config=TrainConfig(epochs=1, batch_size=400, patience=None, min_epoch_steps=0), progress=False)
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["lr"] == M2.default_lr
