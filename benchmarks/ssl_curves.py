@@ -7,6 +7,7 @@ baselines of the same split as horizontal lines. Writes a PNG (default ``docs/im
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -31,8 +32,8 @@ def main(argv: list[str] | None = None) -> Path:
             minutes = [pt["elapsed_s"] / 60 for pt in row["curve"]]
             ax.plot(minutes, [pt["test_error_pct"] for pt in row["curve"]], marker=".", label=f"{row['model']} seed {row['seed']}")
         else:
-            baselines[row["model"]] = row["test_error_pct"]
-    for (name, error), style in zip(sorted(baselines.items()), ("--", ":", "-.")):
+            baselines[f"{row['model']} seed {row['seed']}"] = row["test_error_pct"]  # each seed's own labels
+    for (name, error), style in zip(sorted(baselines.items()), itertools.cycle(("--", ":", "-."))):
         ax.axhline(error, color="grey", linestyle=style, label=f"{name} ({error:.1f}%)")
     dataset = rows[0]["dataset"] if rows else ""
     ax.set(xlabel="training time (minutes, one thread)", ylabel="test error (%)", ylim=(0, None),
