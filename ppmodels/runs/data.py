@@ -17,6 +17,12 @@ def run_config(run: str | Path) -> dict:
     return read_json(Path(run) / CONFIG)
 
 
+def config_and_folder(run: str | Path | dict, run_dir: str | Path | None) -> tuple[dict, str | Path | None]:
+    """``(config, folder)`` of a run given as its folder, or as its parsed ``config.json`` with ``run_dir`` naming the
+    folder (``None`` when there is none): what every opener below accepts."""
+    return (run, run_dir) if isinstance(run, dict) else (run_config(run), run)
+
+
 def data_locations(spec: str, data_dir: str | None, run_dir: str | Path) -> dict:
     """What ``config.json`` records to find a run's data again from another folder, or after the folders moved:
     under ``location``, the file (or upstream run, for ``latents:RUN``) the spec names, and under
@@ -54,8 +60,7 @@ def open_run_dataset(run: str | Path | dict, data_dir: str | None = None, run_di
     or its parsed ``config.json`` (then ``run_dir`` names the folder, so that files are found relative to it).
     The file is looked for where it was, then relative to the run folder, and refused if its checksum changed
     (:func:`located_data`); ``dataset.metadata["found"]`` says where it was found."""
-    config = run if isinstance(run, dict) else run_config(run)
-    run_dir = run_dir if isinstance(run, dict) else run
+    config, run_dir = config_and_folder(run, run_dir)
     saved = config.get("data")
     if not saved or not saved.get("spec"):
         where = "its config" if isinstance(run, dict) else Path(run) / CONFIG
@@ -88,8 +93,7 @@ def open_applied_data(run: str | Path | dict, spec: str | None, data_dir: str | 
     ``own=True``; any other spec is opened by :func:`open_for_run` (the run's binarization, or its cube transform),
     looked for in ``data_dir``, else the run's ``--data-dir``. ``run`` is a run folder or its parsed config (then
     ``run_dir`` names the folder)."""
-    config = run if isinstance(run, dict) else run_config(run)
-    run_dir = run_dir if isinstance(run, dict) else run
+    config, run_dir = config_and_folder(run, run_dir)
     saved = config.get("data") or {}
     if spec is None or spec == saved.get("spec"):
         return open_run_dataset(config, data_dir, run_dir), True
@@ -100,8 +104,7 @@ def open_run_data(run: str | Path | dict, data_dir: str | None = None, dataset: 
                   run_dir: str | Path | None = None) -> TrainData:
     """:func:`open_run_dataset` (or ``dataset``, when the caller opened it already) with the training labels hidden
     as the run hid them (the same ``--labels`` draw)."""
-    config = run if isinstance(run, dict) else run_config(run)
-    run_dir = run_dir if isinstance(run, dict) else run
+    config, run_dir = config_and_folder(run, run_dir)
     dataset = open_run_dataset(config, data_dir, run_dir) if dataset is None else dataset
     return prepare_data(dataset, (config.get("data") or {}).get("labels"), seed=config.get("seed") or 0)
 
