@@ -75,7 +75,7 @@ class Curve:
         elapsed = time.perf_counter() - self.start
         out_of_time = self.budget_s is not None and elapsed > self.budget_s
         if self.model.trains_classifier() and (record["epoch"] % self.every == 0 or out_of_time):
-            point = {"epoch": record["epoch"], "lr": record.get("lr"), "elapsed_s": round(elapsed, 1), "valid_elbo": record.get("valid_elbo"),
+            point = {"epoch": record["epoch"], "elapsed_s": round(elapsed, 1), "valid_elbo": record.get("valid_elbo"),
                      "train_elbo": record.get("train_elbo")}
             for name in ("valid", "test"):
                 split = getattr(self.data, name)
@@ -92,9 +92,7 @@ class Curve:
 def run_deep(name: str, data: TrainData, dataset: str, seed: int, args) -> dict:
     options, train = (dict(part) for part in PRESETS[(dataset, name)])
     options.update(json.loads(args.set_json or "{}").get(name, {}))
-    given = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "initial_lr": args.initial_lr,
-             "initial_lr_epochs": args.initial_lr_epochs}
-    train.update({k: v for k, v in given.items() if v is not None})
+    train.update({k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size)) if v is not None})
     if args.quick:
         train["epochs"] = min(train.get("epochs", TrainConfig.epochs), 20)
         if "m1_epochs" in options:
@@ -161,8 +159,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="binarize [0, 1] data as `ppmodels train --binarize` does (dynamic: a fresh Bernoulli draw each epoch)")
     p.add_argument("--epochs", type=int, help="override the preset epochs")
     p.add_argument("--lr", type=float, help="override the preset learning rate")
-    p.add_argument("--initial-lr", type=float, help="learning rate of the first --initial-lr-epochs epochs (default: the model's)")
-    p.add_argument("--initial-lr-epochs", type=int, help="epochs at --initial-lr (0: --lr from the start; default: the model's)")
     p.add_argument("--batch-size", type=int, help="override the preset unlabeled batch size")
     p.add_argument("--set-json", help='model options per model as JSON, e.g. \'{"m2": {"alpha": 500}}\'')
     p.add_argument("--eval-every", type=int, default=50, help="epochs between points of the error curve")

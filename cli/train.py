@@ -58,8 +58,6 @@ def train(
     patience: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many epochs without a better validation score (--select-by).")] = T.patience,
     select_by: Annotated[str, typer.Option(help="Which epoch's weights to keep: auto (validation accuracy for models that train a classifier, else ELBO), valid_accuracy or valid_elbo.")] = T.select_by,
     min_epoch_steps: Annotated[Optional[int], typer.Option(min=0, help="Chain passes over the data until an epoch has this many steps (0: one pass; default: 100 for models that train a classifier, else one pass).")] = T.min_epoch_steps,
-    initial_lr: Annotated[Optional[float], typer.Option(help="Adam learning rate of the first --initial-lr-epochs epochs of each training stage, then --lr (default: the model's; M2: 0.003 for 20 epochs).")] = T.initial_lr,
-    initial_lr_epochs: Annotated[Optional[int], typer.Option(min=0, help="Epochs of each stage at --initial-lr (0: --lr from the start; default: the model's).")] = T.initial_lr_epochs,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Write checkpoints/last.pt every this many epochs.")] = T.checkpoint_every,
     clip_norm: Annotated[Optional[float], typer.Option(min=0, help="Clip the gradient norm to this value.")] = T.clip_norm,
     skip_nonfinite: Annotated[bool, typer.Option(help="Skip batches with a non-finite loss or gradient instead of stopping.")] = T.skip_nonfinite,

@@ -67,8 +67,6 @@ class TrainConfig:
     skip_nonfinite: bool = False
     select_by: str = "auto"
     min_epoch_steps: int | None = None
-    initial_lr: float | None = None
-    initial_lr_epochs: int | None = None
 
     def validate(self) -> None:
         check_field_types(self, lambda name: f"--{name.replace('_', '-')}")
@@ -79,11 +77,6 @@ class TrainConfig:
                    f"clip norm must be a positive number, got {self.clip_norm} (0 would stop every step); pass e.g. --clip-norm 10 or leave it out"),
                   (self.checkpoint_every >= 1, "checkpoint_every must be at least 1"),
                   (self.min_epoch_steps is None or self.min_epoch_steps >= 0, f"min_epoch_steps must be at least 0, got {self.min_epoch_steps}"),
-                  (self.initial_lr is None or (self.initial_lr > 0 and math.isfinite(self.initial_lr)),
-                   f"initial learning rate must be a positive number, got {self.initial_lr}; pass e.g. --initial-lr 0.003"),
-                  (self.initial_lr is None or self.initial_lr_epochs is not None,
-                   "--initial-lr needs --initial-lr-epochs, the number of epochs it lasts; pass e.g. --initial-lr-epochs 20"),
-                  (self.initial_lr_epochs is None or self.initial_lr_epochs >= 0, f"initial_lr_epochs must be at least 0, got {self.initial_lr_epochs}"),
                   (self.select_by in SELECT_BY, f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}")]
         for ok, message in checks:
             if not ok:
@@ -105,7 +98,6 @@ class TrainState:
     stopped_early: bool = False
     elapsed: float = 0.0
     stage: str = ""
-    stage_start: int = 0  # epochs finished when the current stage began
 
 
 class Trainer:
@@ -181,8 +173,6 @@ class Trainer:
             if self.best_weights is not None:
                 self.model.load_state_dict(self.best_weights)
             state.best_valid_elbo, state.best_valid_accuracy, state.epochs_without_improvement, self.best_weights = -math.inf, -math.inf, 0, None
-        if stage != state.stage:
-            state.stage_start = state.epoch
         state.stage = self._stage = stage
         self.model.start_stage(stage, self.data)
         if self.world_size > 1:
@@ -208,9 +198,6 @@ class Trainer:
     def _run_epoch(self) -> dict[str, Any]:
         model, state = self.model, self.state
         model.train()
-        lr = self.learning_rate()
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
         state.epoch += 1
         losses, skipped = [], 0
         for batch in self._epoch_batches():
@@ -225,7 +212,7 @@ class Trainer:
         self._check_parameters()
         if not losses:
             raise TrainingError(f"every batch of epoch {state.epoch} was non-finite and skipped; lower --lr or check the data")
-        record = {"epoch": state.epoch, "stage": state.stage, "step": state.step, "lr": lr, "train_elbo": -sum(losses) / len(losses) / len(self.data.train)}
+        record = {"epoch": state.epoch, "stage": state.stage, "step": state.step, "train_elbo": -sum(losses) / len(losses) / len(self.data.train)}
         if self.data.valid is not None:
             record["valid_elbo"] = self._valid_elbo()
             if self.selects_accuracy():
@@ -252,17 +239,6 @@ class Trainer:
         if self.config.min_epoch_steps is not None:
             return self.config.min_epoch_steps
         return CLASSIFIER_EPOCH_STEPS if self.model.trains_classifier() else 0
-
-    def learning_rate(self) -> float:
-        """The Adam learning rate of the next epoch: ``initial_lr`` for the first ``initial_lr_epochs`` epochs of the
-        stage (the model's pair when both are ``None``), then ``lr``."""
-        config, default = self.config, getattr(self.model, "initial_lr", None)
-        lr, epochs = config.initial_lr, config.initial_lr_epochs
-        if lr is None:
-            lr = default[0] if default is not None else config.lr
-        if epochs is None:
-            epochs = default[1] if default is not None else 0
-        return lr if self.state.epoch - self.state.stage_start < epochs else config.lr
 
     def _step(self, batch: dict) -> float | None:
         """One Adam step; returns the batch loss, or ``None`` when a non-finite batch was skipped. Under a process

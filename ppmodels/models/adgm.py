@@ -67,7 +67,6 @@ class ADGM(M2):
     """
 
     Config = ADGMConfig
-    initial_lr = None  # M2's faster start is not measured for the ADGM: its figures are at lr 1e-3 throughout
     config: ADGMConfig
 
     def __init__(self, config: ADGMConfig | None = None, **kwargs):

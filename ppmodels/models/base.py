@@ -196,9 +196,6 @@ class PPModel(nn.Module):
     #: what counters a classifier that collapses onto one class, in this model's options (the collapse warning says it;
     #: ``None``: the options every model has, ``ppmodels.analysis.metrics.REMEDY``)
     imbalance_remedy: ClassVar[str | None] = None
-    #: a faster start the trainer uses unless told otherwise (``TrainConfig.initial_lr``): Adam at this learning rate
-    #: for this many epochs of each training stage, then ``TrainConfig.lr``; ``None``: ``lr`` from the start
-    initial_lr: ClassVar[tuple[float, int] | None] = None
 
     def __init__(self, config: ModelConfig | None = None, **kwargs: Any):
         super().__init__()

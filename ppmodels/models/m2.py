@@ -105,9 +105,6 @@ class M2(PPModel):
 
     Config = M2Config
     imbalance_remedy = "--set class_prior=labeled, --max-per-class, or more class-balanced labels (--labels)"
-    # Adam at 3e-3 for 20 epochs, then lr (1e-3): after 5 MNIST-100 epochs 3e-3 gave 78.8% / 82.4% test accuracy
-    # (seeds 0 / 1) against 1e-3's 75.8% / 71.2%, but kept at 3e-3 it fell behind 1e-3 from epoch 45 (docs/ssl.md)
-    initial_lr = (3e-3, 20)
     config: M2Config
 
     def __init__(self, config: M2Config | None = None, **kwargs):

@@ -354,10 +354,6 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         "--clip-norm 0": Case(["train", "vae", "--out", str(tmp / "runs" / "clip0"), *FAST, "--clip-norm", "0"],
                               lambda: api.train("vae", "digits", tmp / "runs" / "clip0", train_config=TrainConfig(epochs=1, clip_norm=0.0)),
                               "clip norm must be a positive number", out=tmp / "runs" / "clip0"),
-        "--initial-lr without --initial-lr-epochs": Case(
-            ["train", "vae", "--out", str(tmp / "runs" / "initial_lr"), *FAST, "--initial-lr", "0.003"],
-            lambda: api.train("vae", "digits", tmp / "runs" / "initial_lr", train_config=TrainConfig(epochs=1, initial_lr=0.003)),
-            "--initial-lr needs --initial-lr-epochs", out=tmp / "runs" / "initial_lr"),
         "sample more than memory holds": Case(["sample", str(vae), "--out", str(tmp / "huge.npy"), "--num", str(10**12)],
                                               lambda: api.sample(vae, tmp / "huge.npy", num=10**12), "of memory but"),
         # labels that are accepted but wrong
@@ -487,7 +483,7 @@ CASE_NAMES = [
     "evaluate --out a .tex file", "encode --out a file of the user's", "encode --out an existing folder", "encode into a folder that cannot be written",
     "sample --out a user's file inside a run folder", "score --out a folder", "diagnose --out an existing file",
     "wrong feature count to evaluate a model without classes", "x outside the likelihood's range to evaluate", "wrong feature count to diagnose",
-    "x outside the likelihood's range to diagnose", "rank-5 data", "--set z_dim=abc", "--lr 0", "--clip-norm 0", "--initial-lr without --initial-lr-epochs", "sample more than memory holds", "labels 1..K",
+    "x outside the likelihood's range to diagnose", "rank-5 data", "--set z_dim=abc", "--lr 0", "--clip-norm 0", "sample more than memory holds", "labels 1..K",
     "labels with gaps", "--labels 0 for m2", "load(None)", "train on an array instead of a spec", "train with labels given as text",
     "train with a dict for train_config", "evaluate(None)", "score_data of a spec instead of an array",
 ]

@@ -22,9 +22,7 @@ from ppmodels.runs import MetricsLog, prepare_run_dir
 
 # tiny networks for every model; M1+M2 gets two M1 epochs so that a crash can land inside either stage
 TINY = {"hidden": [16], "z_dim": 2, "z1_dim": 4, "z2_dim": 2, "m1_hidden": [16], "m2_hidden": [8], "num_components": 3, "m1_epochs": 2, "a_dim": 2}
-# a faster start for 3 epochs of each stage: one-stage models switch to lr at epoch 4, after the kills at 2; M1+M2
-# starts it again with its second stage (epochs 3-4), so a resume inside that stage must know where the stage began
-SHORT = dict(epochs=4, batch_size=256, patience=None, seed=4, initial_lr=2e-3, initial_lr_epochs=3)
+SHORT = dict(epochs=4, batch_size=256, patience=None, seed=4)
 # a fast learning rate and short patience: the VAE stops early within a few epochs, so that kills cross that state
 EARLY = dict(epochs=200, batch_size=128, lr=0.05, patience=3, seed=1)
 AFTER_BEST = "after_best"  # a crash in the patience window: the epoch after the straight run's best epoch

@@ -89,8 +89,7 @@ def test_skip_nonfinite_counts_skipped_batches(digits):
     assert trainer.state.skipped_batches == 1
 
 
-@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", -1.0), ("patience", 0), ("min_epoch_steps", -1),
-                                          ("initial_lr_epochs", -1)])
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", -1.0), ("patience", 0), ("min_epoch_steps", -1)])
 def test_bad_train_config(field, value):
     with pytest.raises(ConfigError):
         TrainConfig(**{field: value}).validate()
@@ -114,52 +113,3 @@ def test_an_epoch_chains_passes_until_min_epoch_steps(digits):
     passes = math.ceil(CLASSIFIER_EPOCH_STEPS / 4)  # 1207 unlabeled images in batches of 400: 4 steps a pass
     assert steps_per_epoch(m2, data) == [4 * passes, 4 * passes]
     assert steps_per_epoch(M2(x_shape=[1, 8, 8], z_dim=2, hidden=[8], seed=0), data, min_epoch_steps=0) == [4, 4]
-
-
-class StepRates:
-    """The learning rate Adam used at each step, grouped by epoch."""
-
-    def __init__(self):
-        self.epochs, self.records = [[]], []
-
-    def on_step_end(self, trainer, loss):
-        self.epochs[-1].append(trainer.optimizer.param_groups[0]["lr"])
-
-    def on_epoch_end(self, trainer, record):
-        self.records.append(record["lr"])
-        self.epochs.append([])
-
-    def per_epoch(self):
-        rates = [sorted(set(steps)) for steps in self.epochs[:-1]]
-        assert all(len(r) == 1 for r in rates), rates  # one rate for a whole epoch
-        assert [r[0] for r in rates] == self.records  # and the metrics record says which
-        return self.records
-
-
-def rates(model, data, **config):
-    seen = StepRates()
-    Trainer(TrainConfig(batch_size=400, patience=None, min_epoch_steps=0, **config), [seen]).fit(model, data)
-    return seen.per_epoch()
-
-
-def test_initial_lr_lasts_its_epochs_then_lr(digits):
-    data = prepare_data(digits)
-    assert rates(small_vae(), data, epochs=4, lr=1e-3, initial_lr=5e-3, initial_lr_epochs=2) == [5e-3, 5e-3, 1e-3, 1e-3]
-    assert rates(small_vae(), data, epochs=2, lr=2e-3) == [2e-3, 2e-3]  # a VAE has no initial rate of its own
-
-
-def test_the_models_initial_lr_is_the_default(digits):
-    """M2 starts at its own initial rate unless told otherwise; each of the pair can be overridden alone."""
-    data = prepare_data(digits, num_labels=50, seed=0)
-    lr, epochs = M2.initial_lr
-    assert lr > TrainConfig.lr and epochs >= 5  # the faster start covers a 5-epoch run
-    m2 = lambda: M2(x_shape=[1, 8, 8], z_dim=2, hidden=[8], seed=0)  # noqa: E731
-    assert rates(m2(), data, epochs=2) == [lr, lr]
-    assert rates(m2(), data, epochs=2, initial_lr_epochs=0) == [1e-3, 1e-3]
-    assert rates(m2(), data, epochs=3, initial_lr_epochs=1, lr=5e-4) == [lr, 5e-4, 5e-4]
-    assert rates(m2(), data, epochs=2, initial_lr=4e-3, initial_lr_epochs=1) == [4e-3, 1e-3]
-
-
-def test_initial_lr_without_its_epochs_is_refused():
-    with pytest.raises(ConfigError, match="--initial-lr needs --initial-lr-epochs"):
-        TrainConfig(initial_lr=3e-3).validate()
