@@ -111,6 +111,7 @@ def run_deep(name: str, data: TrainData, dataset: str, seed: int, args) -> dict:
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    environment = versions()  # now, so that a library that cannot be imported fails the run before hours of training
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
     models = args.models.split(",")
     dataset = imbalanced_digits() if args.dataset == "digits90" else load_dataset(args.dataset, data_dir=args.data_dir, binarize=args.binarize)
@@ -128,24 +129,29 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          "wall_time_s": round(time.perf_counter() - start, 1), "peak_memory_mb": round(peak_memory_mb(), 1),
                          "warnings": metrics["warnings"], **out})
             print(f"  -> test error {rows[-1]['test_error_pct']:.2f}%  ({rows[-1]['wall_time_s']:.0f}s)", flush=True)
-    report(rows, args)
+            report(rows, args, environment, final=False)  # each finished row is on disk: a later crash loses one run, not all
+    report(rows, args, environment)
     return rows
 
 
-def report(rows: list[dict], args) -> None:
+def report(rows: list[dict], args, environment: dict[str, str], final: bool = True) -> None:
+    """Write the JSON of the rows so far (atomically); print the summary table when ``final``."""
     summary = {}
-    print(f"\n{'model':16s} {'seeds':>5s} {'test error % (mean ± sd)':>26s} {'balanced acc':>12s} {'wall s':>8s}")
+    if final:
+        print(f"\n{'model':16s} {'seeds':>5s} {'test error % (mean ± sd)':>26s} {'balanced acc':>12s} {'wall s':>8s}")
     for name in dict.fromkeys(r["model"] for r in rows):
         errors = np.array([r["test_error_pct"] for r in rows if r["model"] == name])
         balanced = np.mean([r["balanced_accuracy"] for r in rows if r["model"] == name])
         wall = np.mean([r["wall_time_s"] for r in rows if r["model"] == name])
         summary[name] = {"test_error_pct_mean": round(float(errors.mean()), 3), "test_error_pct_sd": round(float(errors.std(ddof=1)) if len(errors) > 1 else 0.0, 3),
                          "balanced_accuracy_mean": round(float(balanced), 4), "seeds": len(errors), "wall_time_s_mean": round(float(wall), 1)}
-        print(f"{name:16s} {len(errors):5d} {errors.mean():18.2f} ± {summary[name]['test_error_pct_sd']:5.2f} {balanced:12.4f} {wall:8.0f}")
+        if final:
+            print(f"{name:16s} {len(errors):5d} {errors.mean():18.2f} ± {summary[name]['test_error_pct_sd']:5.2f} {balanced:12.4f} {wall:8.0f}")
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"ssl_{args.dataset}_{args.labels}{'_quick' if args.quick else ''}.json"
     write_json(out, {"command": "python benchmarks/semisupervised.py " + " ".join(sys.argv[1:]), "summary": summary, "rows": rows,
-                     "threads": torch.get_num_threads(), "versions": versions()})
-    print(f"wrote {out}")
+                     "threads": torch.get_num_threads(), "versions": environment})
+    if final:
+        print(f"wrote {out}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -35,3 +35,21 @@ def test_ssl_benchmark_runs_and_writes_its_rows(tmp_path):
     assert all(r["epochs"] == 2 and [p["epoch"] for p in r["curve"]] == [2] for r in m1m2)  # the curve starts with stage m2
     # its one M2 epoch is the one kept, so the curve's last point is the row's figure
     assert all(r["curve"][-1]["test_error_pct"] == r["test_error_pct"] for r in m1m2)
+
+
+def test_rows_finished_before_a_crash_are_on_disk(tmp_path, monkeypatch):
+    """Hours of MNIST runs are not lost to a failure in a later one: the JSON is rewritten after every row."""
+    spec = importlib.util.spec_from_file_location("ssl_benchmark_crash", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(bench, "run_deep", crash)
+    out = tmp_path / "r.json"
+    with pytest.raises(RuntimeError, match="killed"):
+        bench.main(["--dataset", "digits", "--labels", "20", "--seeds", "0", "--models", "svc,label_spreading,m2", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert [r["model"] for r in saved["rows"]] == ["svc", "label_spreading"] and set(saved["summary"]) == {"svc", "label_spreading"}
+    assert saved["versions"]["torch"]
