@@ -129,29 +129,36 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          "wall_time_s": round(time.perf_counter() - start, 1), "peak_memory_mb": round(peak_memory_mb(), 1),
                          "warnings": metrics["warnings"], **out})
             print(f"  -> test error {rows[-1]['test_error_pct']:.2f}%  ({rows[-1]['wall_time_s']:.0f}s)", flush=True)
-            report(rows, args, environment, final=False)  # each finished row is on disk: a later crash loses one run, not all
-    report(rows, args, environment)
+            out_path = save(rows, args, environment)  # after every row: a later crash loses one run, not the finished ones
+    print_summary(summarize(rows))
+    print(f"wrote {out_path}")
     return rows
 
 
-def report(rows: list[dict], args, environment: dict[str, str], final: bool = True) -> None:
-    """Write the JSON of the rows so far (atomically); print the summary table when ``final``."""
+def summarize(rows: list[dict]) -> dict[str, dict]:
+    """Per model: mean and sd of the test error over seeds, mean balanced accuracy and wall time."""
     summary = {}
-    if final:
-        print(f"\n{'model':16s} {'seeds':>5s} {'test error % (mean ± sd)':>26s} {'balanced acc':>12s} {'wall s':>8s}")
     for name in dict.fromkeys(r["model"] for r in rows):
         errors = np.array([r["test_error_pct"] for r in rows if r["model"] == name])
         balanced = np.mean([r["balanced_accuracy"] for r in rows if r["model"] == name])
         wall = np.mean([r["wall_time_s"] for r in rows if r["model"] == name])
         summary[name] = {"test_error_pct_mean": round(float(errors.mean()), 3), "test_error_pct_sd": round(float(errors.std(ddof=1)) if len(errors) > 1 else 0.0, 3),
                          "balanced_accuracy_mean": round(float(balanced), 4), "seeds": len(errors), "wall_time_s_mean": round(float(wall), 1)}
-        if final:
-            print(f"{name:16s} {len(errors):5d} {errors.mean():18.2f} ± {summary[name]['test_error_pct_sd']:5.2f} {balanced:12.4f} {wall:8.0f}")
+    return summary
+
+
+def save(rows: list[dict], args, environment: dict[str, str]) -> Path:
+    """Write the rows so far and their summary to the JSON (atomically); returns its path."""
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"ssl_{args.dataset}_{args.labels}{'_quick' if args.quick else ''}.json"
-    write_json(out, {"command": "python benchmarks/semisupervised.py " + " ".join(sys.argv[1:]), "summary": summary, "rows": rows,
+    write_json(out, {"command": "python benchmarks/semisupervised.py " + " ".join(sys.argv[1:]), "summary": summarize(rows), "rows": rows,
                      "threads": torch.get_num_threads(), "versions": environment})
-    if final:
-        print(f"wrote {out}")
+    return out
+
+
+def print_summary(summary: dict[str, dict]) -> None:
+    print(f"\n{'model':16s} {'seeds':>5s} {'test error % (mean ± sd)':>26s} {'balanced acc':>12s} {'wall s':>8s}")
+    for name, s in summary.items():
+        print(f"{name:16s} {s['seeds']:5d} {s['test_error_pct_mean']:18.2f} ± {s['test_error_pct_sd']:5.2f} {s['balanced_accuracy_mean']:12.4f} {s['wall_time_s_mean']:8.0f}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -10,10 +10,15 @@ from ppmodels.data import load_dataset, prepare_data
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "semisupervised.py"
 
 
-def test_ssl_benchmark_runs_and_writes_its_rows(tmp_path):
+def load_benchmark():
     spec = importlib.util.spec_from_file_location("ssl_benchmark", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_ssl_benchmark_runs_and_writes_its_rows(tmp_path):
+    bench = load_benchmark()
     out = tmp_path / "r.json"
     rows = bench.main(["--dataset", "digits", "--labels", "20", "--seeds", "0,1", "--models", "m2,m1m2,svc", "--epochs", "2",
                        "--eval-every", "1", "--set-json", '{"m2": {"hidden": [16], "z_dim": 2}, "m1m2": {"m1_epochs": 1, "m1_hidden": [16], "m2_hidden": [16]}}',
@@ -39,9 +44,7 @@ def test_ssl_benchmark_runs_and_writes_its_rows(tmp_path):
 
 def test_rows_finished_before_a_crash_are_on_disk(tmp_path, monkeypatch):
     """Hours of MNIST runs are not lost to a failure in a later one: the JSON is rewritten after every row."""
-    spec = importlib.util.spec_from_file_location("ssl_benchmark_crash", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark()
 
     def crash(*args, **kwargs):
         raise RuntimeError("killed")
