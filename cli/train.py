@@ -46,6 +46,8 @@ def train(
     epochs: Annotated[int, typer.Option(min=1, help="Maximum number of epochs.")] = T.epochs,
     batch_size: Annotated[int, typer.Option(min=1, help="Minibatch size.")] = T.batch_size,
     lr: Annotated[float, typer.Option(help="Adam learning rate, a number > 0.")] = T.lr,
+    lr_patience: Annotated[Optional[int], typer.Option(min=1, help="Multiply the learning rate by --lr-factor after every this many epochs without a better validation score (down to lr/100; default: a constant rate).")] = T.lr_patience,
+    lr_factor: Annotated[float, typer.Option(help="Factor for --lr-patience, between 0 and 1.")] = T.lr_factor,
     z_dim: Annotated[Optional[int], typer.Option(min=1, help="Latent size (model default if not given).")] = None,
     hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes, comma-separated, e.g. 500,500.")] = None,
     likelihood: Annotated[Optional[str], typer.Option(help="bernoulli, gaussian, or binomial:N for data k/N (digits: binomial:16) (default: from the data's range).")] = None,

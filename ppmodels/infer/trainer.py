@@ -55,6 +55,10 @@ class TrainConfig:
     :param min_epoch_steps: an epoch chains passes over the training data until it has taken at least this many
     steps (``0``: one pass); ``None``: 100 while the model trains a classifier (M2, the ADGM, M1+M2's second
     stage), so that small data sets (digits: 13 batches a pass) give the labeled terms enough steps, else one pass.
+    :param lr_patience: multiply the learning rate by ``lr_factor`` after every this many epochs without a better
+    validation score (``select_by``; the epochs early stopping counts), down to ``lr / 100``; a new training stage
+    (M1+M2's M2) starts again at ``lr``. ``None``: a constant rate. Set it below ``patience`` for it to act before
+    early stopping does. :param lr_factor: the factor, between 0 and 1.
     """
 
     epochs: int = 100
@@ -67,6 +71,8 @@ class TrainConfig:
     skip_nonfinite: bool = False
     select_by: str = "auto"
     min_epoch_steps: int | None = None
+    lr_patience: int | None = None
+    lr_factor: float = 0.5
 
     def validate(self) -> None:
         check_field_types(self, lambda name: f"--{name.replace('_', '-')}")
@@ -77,6 +83,8 @@ class TrainConfig:
                    f"clip norm must be a positive number, got {self.clip_norm} (0 would stop every step); pass e.g. --clip-norm 10 or leave it out"),
                   (self.checkpoint_every >= 1, "checkpoint_every must be at least 1"),
                   (self.min_epoch_steps is None or self.min_epoch_steps >= 0, f"min_epoch_steps must be at least 0, got {self.min_epoch_steps}"),
+                  (self.lr_patience is None or self.lr_patience >= 1, f"lr_patience must be at least 1, got {self.lr_patience}; leave it out for a constant rate"),
+                  (0 < self.lr_factor < 1, f"lr_factor must be between 0 and 1, got {self.lr_factor}; pass e.g. --lr-factor 0.5"),
                   (self.select_by in SELECT_BY, f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}")]
         for ok, message in checks:
             if not ok:
@@ -173,6 +181,7 @@ class Trainer:
             if self.best_weights is not None:
                 self.model.load_state_dict(self.best_weights)
             state.best_valid_elbo, state.best_valid_accuracy, state.epochs_without_improvement, self.best_weights = -math.inf, -math.inf, 0, None
+            self._set_lr(self.config.lr)  # a plateau of the last stage says nothing about this one
         state.stage = self._stage = stage
         self.model.start_stage(stage, self.data)
         if self.world_size > 1:
@@ -218,6 +227,8 @@ class Trainer:
             if self.selects_accuracy():
                 record["valid_accuracy"] = self._valid_accuracy()
         self._update_early_stopping(record)
+        record["lr"] = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trained at
+        self._reduce_lr_on_plateau()
         record.update(best_epoch=state.best_epoch, epochs_without_improvement=state.epochs_without_improvement, skipped_batches=skipped)
         return record
 
@@ -371,6 +382,17 @@ class Trainer:
             final_stage = self.model.training_stage(self.config.epochs, self.config.epochs) == state.stage
             if self.config.patience is not None and state.epochs_without_improvement >= self.config.patience and final_stage:
                 state.stopped_early = True
+
+    def _reduce_lr_on_plateau(self) -> None:
+        """``lr_patience``: after every ``lr_patience`` epochs without a better validation score, the rate times
+        ``lr_factor`` (at least ``lr / 100``). Every rank sees the same all-reduced scores, so all agree."""
+        patience, waited = self.config.lr_patience, self.state.epochs_without_improvement
+        if patience is not None and waited > 0 and waited % patience == 0:
+            self._set_lr(max(self.config.lr / 100, self.optimizer.param_groups[0]["lr"] * self.config.lr_factor))
+
+    def _set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def _emit(self, hook: str, *args: Any) -> None:
         if self.rank != 0:  # callbacks report and write: one process does

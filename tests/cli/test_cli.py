@@ -106,6 +106,13 @@ def test_model_options_via_set(tmp_path):
     assert json.loads((tmp_path / "m1" / "config.json").read_text())["model_config"]["classifier"] == "logistic"
 
 
+def test_lr_patience_is_saved_and_each_epoch_records_its_rate(tmp_path):
+    run = tmp_path / "vae"
+    assert invoke("train", "vae", "--out", run, *FAST, "--lr-patience", 3, "--lr-factor", 0.25).exit_code == 0
+    assert {k: json.loads((run / "config.json").read_text())["train"][k] for k in ("lr_patience", "lr_factor")} == {"lr_patience": 3, "lr_factor": 0.25}
+    assert [json.loads(l)["lr"] for l in (run / "metrics.jsonl").read_text().splitlines()] == [0.001, 0.001]
+
+
 def test_resume_continues_a_run(tmp_path):
     run = tmp_path / "vae"
     assert invoke("train", "vae", "--out", run, *FAST).exit_code == 0
@@ -126,6 +133,7 @@ def test_resume_continues_a_run(tmp_path):
     (["train", "vae", "--set", "classifier=svm"], "do not apply to model 'vae'"),
     (["train", "vae", "--likelihood", "poisson"], "unknown likelihood"),
     (["train", "vae", "--resume"], "cannot resume"),
+    (["train", "vae", "--lr-factor", "1.5"], "lr_factor must be between 0 and 1"),
     (["train", "m1"], None),  # all labels visible: trains fine
 ])
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, message):
