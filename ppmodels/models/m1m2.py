@@ -19,6 +19,7 @@ from .m2 import CLASS_PRIORS, M2
 from .vae import VAE
 
 STAGES = ("m1", "m2")
+Z1_DRAWS = ("epoch", "step")
 
 
 @dataclasses.dataclass
@@ -37,7 +38,10 @@ class M1M2Config(ModelConfig):
     ``None``: when the likelihood is Bernoulli). :param drop_inactive: model only the
     z1 dimensions whose posterior mean varies over the training data (std above ``active_std``); the others follow
     N(0, 1) and M2 ignores them, as in the original code. :param active_std: the posterior-mean standard deviation
-    above which a z1 dimension counts as active (``drop_inactive``).
+    above which a z1 dimension counts as active (``drop_inactive``). :param z1_draws: how often the M2 stage draws
+    ``z1 ~ q(z1 | x)`` afresh: ``epoch`` (one draw of every example an epoch, which each labeled example keeps for
+    all the epoch's steps) or ``step`` (a fresh draw for every minibatch, labeled ones included, as the paper's
+    released code does).
     """
 
     num_classes: int = 10
@@ -55,6 +59,7 @@ class M1M2Config(ModelConfig):
     m1_binarize: bool | None = None
     drop_inactive: bool = True
     active_std: float = 0.1
+    z1_draws: str = "epoch"
     likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian", "binomial")
 
     def validate(self) -> None:
@@ -63,6 +68,8 @@ class M1M2Config(ModelConfig):
             raise ConfigError(f"m1_epochs must be at least 1, got {self.m1_epochs}")
         if self.m1_binarize and self.likelihood != "bernoulli":
             raise ConfigError(f"m1_binarize needs the Bernoulli likelihood, not {self.likelihood!r}; drop m1_binarize")
+        if self.z1_draws not in Z1_DRAWS:
+            raise ConfigError(f"unknown z1_draws {self.z1_draws!r}; use epoch or step")
         if self.class_prior not in CLASS_PRIORS:
             raise ConfigError(f"unknown class_prior {self.class_prior!r}; use uniform or labeled")
 
@@ -168,8 +175,19 @@ class M1M2(PPModel):
                 train = Split(train.name, train.x, train.y, binarize="dynamic")
             yield from self.m1.training_batches(train, batch_size, generator)
             return
-        z1 = self.sample_z1(train.epoch_x(generator), generator)  # fresh draws from q(z1|x) every epoch
-        yield from self.m2.training_batches(Split(train.name, z1, train.y), batch_size, generator)
+        x = train.epoch_x(generator)
+        if self.config.z1_draws == "epoch":  # one draw of every example from q(z1|x) for the whole epoch
+            yield from self.m2.training_batches(Split(train.name, self.sample_z1(x, generator), train.y), batch_size, generator)
+            return
+        # "step": M2's batches of (loc, scale) rows, each turned into a fresh draw z1 = loc + scale * eps when served
+        posterior = Split(train.name, torch.cat([torch.from_numpy(a) for a in self.m1.encode(x)], -1), train.y)
+        for batch in self.m2.training_batches(posterior, batch_size, generator):
+            yield {key: self.draw_z1(value, generator) if key in ("x", "x_labeled") else value for key, value in batch.items()}
+
+    def draw_z1(self, posterior: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``loc + scale * eps`` for rows ``[loc, scale]`` of q(z1 | x) (``z1_dim`` each)."""
+        loc, scale = posterior.split(self.config.z1_dim, -1)
+        return loc + scale * torch.randn(loc.shape, generator=generator).to(loc.device)
 
     @torch.no_grad()
     def sample_z1(self, x: torch.Tensor, generator: torch.Generator | None = None, batch_size: int = 2000) -> torch.Tensor:

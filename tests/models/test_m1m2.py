@@ -106,3 +106,34 @@ def test_importance_weights_bound_and_round_trip(digits, tmp_path):
     expected = model.elbo_per_datum(data.valid)
     pyro.set_rng_seed(7)
     assert again.elbo_per_datum(data.valid) == pytest.approx(expected, rel=1e-5)
+
+
+def labeled_draws(z1_draws, data, steps=200):
+    """The z1 rows the M2 stage trains its labeled terms on over ``steps`` steps of one epoch, by class, and q(z1|x)
+    of the labeled examples (one per class)."""
+    model = small(z1_draws=z1_draws, labeled_batch_size=10)
+    model.start_stage("m2", data)
+    batches = model.training_batches(data.train, 10, torch.Generator().manual_seed(0))
+    rows = {c: [] for c in range(10)}
+    for _, batch in zip(range(steps), batches):
+        for z1, y in zip(batch["x_labeled"], batch["y_labeled"].tolist()):
+            rows[y].append(z1)
+    loc, scale = (torch.from_numpy(a) for a in model.m1.encode(data.train.x[data.train.labeled]))
+    order = data.train.y[data.train.labeled].argsort()
+    return {c: torch.stack(r) for c, r in rows.items()}, loc[order], scale[order]
+
+
+def test_z1_is_drawn_once_an_epoch_or_at_every_step(digits):
+    data = prepare_data(digits, num_labels=10)  # one label per class: a class's rows are one example's draws
+    kept, _, _ = labeled_draws("epoch", data)
+    assert all(torch.equal(r, r[:1].expand_as(r)) for r in kept.values())  # the epoch's one draw, at every step
+    fresh, loc, scale = labeled_draws("step", data)
+    for c, r in fresh.items():
+        assert len(torch.unique(r, dim=0)) == len(r)  # a new draw at every step
+        # the draws follow q(z1 | x): their mean is within 5 standard errors of its mean
+        assert ((r.mean(0) - loc[c]).abs() < 5 * scale[c] / len(r) ** 0.5).all(), c
+
+
+def test_unknown_z1_draws_is_refused():
+    with pytest.raises(ConfigError, match="z1_draws"):
+        small(z1_draws="batch")
