@@ -175,24 +175,24 @@ class M1M2(PPModel):
                 train = Split(train.name, train.x, train.y, binarize="dynamic")
             yield from self.m1.training_batches(train, batch_size, generator)
             return
-        x = train.epoch_x(generator)
+        posterior = Split(train.name, self.z1_posterior(train.epoch_x(generator)), train.y)
         if self.config.z1_draws == "epoch":  # one draw of every example from q(z1|x) for the whole epoch
-            yield from self.m2.training_batches(Split(train.name, self.sample_z1(x, generator), train.y), batch_size, generator)
+            drawn = Split(train.name, self.draw_z1(posterior.x, generator), train.y)
+            yield from self.m2.training_batches(drawn, batch_size, generator)
             return
-        # "step": M2's batches of (loc, scale) rows, each turned into a fresh draw z1 = loc + scale * eps when served
-        posterior = Split(train.name, torch.cat([torch.from_numpy(a) for a in self.m1.encode(x)], -1), train.y)
+        # "step": M2's batches of (loc, scale) rows, each turned into a fresh draw when served
         for batch in self.m2.training_batches(posterior, batch_size, generator):
             yield {key: self.draw_z1(value, generator) if key in ("x", "x_labeled") else value for key, value in batch.items()}
 
-    def draw_z1(self, posterior: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """``loc + scale * eps`` for rows ``[loc, scale]`` of q(z1 | x) (``z1_dim`` each)."""
+    @torch.no_grad()
+    def z1_posterior(self, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+        """Rows ``[loc, scale]`` of q(z1 | x), ``(N, 2 z1_dim)``."""
+        return torch.cat([torch.from_numpy(a) for a in self.m1.encode(x, batch_size)], -1)
+
+    def draw_z1(self, posterior: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``z1 = loc + scale * eps`` for rows ``[loc, scale]`` of q(z1 | x)."""
         loc, scale = posterior.split(self.config.z1_dim, -1)
         return loc + scale * torch.randn(loc.shape, generator=generator).to(loc.device)
-
-    @torch.no_grad()
-    def sample_z1(self, x: torch.Tensor, generator: torch.Generator | None = None, batch_size: int = 2000) -> torch.Tensor:
-        loc, scale = (torch.from_numpy(a) for a in self.m1.encode(x, batch_size))
-        return loc + scale * torch.randn(loc.shape, generator=generator)
 
     def loss(self, batch: Batch) -> torch.Tensor:
         return self.m1.loss(batch) if self.stage_ == "m1" else self.m2.loss(batch)
