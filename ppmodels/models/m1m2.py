@@ -10,7 +10,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..data import Split, TrainData, map_rows
+from ..data import Split, TrainData, map_rows, take_rows
 from ..errors import ConfigError
 from ..nets import flatten_event
 from ..registry import register_model
@@ -71,7 +71,7 @@ class M1M2Config(ModelConfig):
         if self.z1_draws not in Z1_DRAWS:
             raise ConfigError(f"unknown z1_draws {self.z1_draws!r}; use epoch or step")
         if self.class_prior not in CLASS_PRIORS:
-            raise ConfigError(f"unknown class_prior {self.class_prior!r}; use uniform or labeled")
+            raise ConfigError(f"unknown class_prior {self.class_prior!r}; use uniform, labeled or learned")
 
 
 @register_model("m1m2")
@@ -180,8 +180,10 @@ class M1M2(PPModel):
             drawn = Split(train.name, self.draw_z1(posterior.x, generator), train.y)
             yield from self.m2.training_batches(drawn, batch_size, generator)
             return
-        # "step": M2's batches of (loc, scale) rows, each turned into a fresh draw when served
-        for batch in self.m2.training_batches(posterior, batch_size, generator):
+        # "step": M2's batches of (loc, scale) rows, each turned into a fresh draw when served; a learned p(y) is
+        # refitted at the posterior means E[z1 | x], where prediction reads q(y | z1)
+        self.m2.learn_class_prior(take_rows(posterior.x, ~train.labeled)[:, : self.config.z1_dim])
+        for batch in self.m2.paired_batches(posterior, batch_size, generator):
             yield {key: self.draw_z1(value, generator) if key in ("x", "x_labeled") else value for key, value in batch.items()}
 
     @torch.no_grad()

@@ -13,7 +13,7 @@ import torch
 from pyro import poutine
 from torch.nn import functional as F
 
-from ..data import Split, TrainData
+from ..data import Split, TrainData, take_rows
 from ..errors import ConfigError
 from ..nets import Classifier, GaussianEncoder, x_decoder, x_features
 from ..registry import register_model
@@ -21,7 +21,7 @@ from .base import Batch, EncoderConfig, PPModel, data_plate
 from .ssl_batches import labeled_unlabeled_batches
 from .vae import observation_dist
 
-CLASS_PRIORS = ("uniform", "labeled")
+CLASS_PRIORS = ("uniform", "labeled", "learned")
 
 
 @dataclasses.dataclass
@@ -32,8 +32,10 @@ class M2Config(EncoderConfig):
     mean, that is ``0.1 N / N_labeled`` per labeled example. :param labeled_weight: how many times each labeled example's terms
     (ELBO and classification) count; ``None``: ``N_unlabeled / N_labeled`` (at least 1), so the labeled set weighs
     as much as the unlabeled set, as in implementations that average each part per minibatch; ``1``: the paper's
-    unbiased ``J_alpha``, which at 100 labels leaves the decoder blind to y (see docs/ssl.md). :param class_prior: p(y),
-    ``uniform`` or the ``labeled`` class frequencies. :param balanced_labeled: draw labeled minibatches class-balanced
+    unbiased ``J_alpha``, which at 100 labels leaves the decoder blind to y (see docs/ssl.md). :param class_prior: p(y):
+    ``uniform``, the ``labeled`` class frequencies, or ``learned`` from the unlabeled data (at the start of every
+    epoch the ELBO's maximiser given the guide, the mean of q(y | x) over the unlabeled examples: for data whose
+    class shares are unequal and unknown, since labels drawn per class say nothing of them). :param balanced_labeled: draw labeled minibatches class-balanced
     (reweighted so the objective stays unbiased). :param labeled_batch_size: labeled examples per step (``None``:
     the unlabeled batch size, at most the number of labels).
 
@@ -59,7 +61,7 @@ class M2Config(EncoderConfig):
                   (all(h >= 1 for h in self.hidden), f"hidden sizes must be positive, got {self.hidden}"),
                   (self.alpha is None or self.alpha >= 0, f"alpha must be at least 0, got {self.alpha}"),
                   (self.labeled_weight is None or self.labeled_weight > 0, f"labeled_weight must be positive, got {self.labeled_weight}"),
-                  (self.class_prior in CLASS_PRIORS, f"unknown class_prior {self.class_prior!r}; use uniform or labeled"),
+                  (self.class_prior in CLASS_PRIORS, f"unknown class_prior {self.class_prior!r}; use uniform, labeled or learned"),
                   (self.labeled_batch_size is None or self.labeled_batch_size >= 1, "labeled_batch_size must be at least 1")]
         for ok, message in checks:
             if not ok:
@@ -72,7 +74,7 @@ class M2(PPModel):
 
     Generative story, for each datum::
 
-        y ~ Categorical(pi)                 (uniform, or the labeled class frequencies)
+        y ~ Categorical(pi)                 (uniform, the labeled class frequencies, or learned: class_prior)
         z ~ Normal(0, I)                    (z_dim)
         x ~ p(x | y, z)                     (Bernoulli / binomial:N (logits=f(y, z)), or Normal(mu(y, z), sigma(y, z)))
 
@@ -203,6 +205,16 @@ class M2(PPModel):
         counts = torch.bincount(train.y[train.labeled], minlength=self.config.num_classes).float()
         self.log_prior.copy_((counts + 1).log() - (counts + 1).sum().log())  # add-one smoothing keeps every class possible
 
+    @torch.no_grad()
+    def learn_class_prior(self, x_unlabeled) -> None:
+        """The M-step for p(y) when ``class_prior='learned'``: ``pi = mean q(y | x)`` over the unlabeled examples
+        (add-one smoothed, so that no class becomes impossible), the maximiser of the unlabeled part of the ELBO in
+        ``pi`` given the guide. The labeled examples are left out: labels drawn per class tell nothing of the shares."""
+        if self.config.class_prior != "learned" or len(x_unlabeled) == 0:
+            return
+        counts = torch.from_numpy(self.predict_proba(x_unlabeled).sum(0, dtype=np.float64))
+        self.log_prior.copy_(((counts + 1) / (counts.sum() + self.config.num_classes)).log().to(self.log_prior))
+
     def labeled_weight_for(self, train: Split) -> float:
         """``lambda``: the configured ``labeled_weight``, else ``N_unlabeled / N_labeled`` (at least 1)."""
         if self.config.labeled_weight is not None:
@@ -211,6 +223,11 @@ class M2(PPModel):
         return max(1.0, (len(train) - num_labeled) / num_labeled) if num_labeled else 1.0
 
     def training_batches(self, train: Split, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        """One epoch of :meth:`paired_batches`, after refitting p(y) when ``class_prior='learned'``."""
+        self.learn_class_prior(take_rows(train.x, ~train.labeled))
+        yield from self.paired_batches(train, batch_size, generator)
+
+    def paired_batches(self, train: Split, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """Unlabeled minibatches (``x``, ``num_data``) each paired with a reweighted labeled one (``x_labeled``...)."""
         c = self.config
         yield from labeled_unlabeled_batches(train, batch_size, c.labeled_batch_size, c.balanced_labeled, generator,

@@ -137,3 +137,20 @@ def test_z1_is_drawn_once_an_epoch_or_at_every_step(digits):
 def test_unknown_z1_draws_is_refused():
     with pytest.raises(ConfigError, match="z1_draws"):
         small(z1_draws="batch")
+
+
+@pytest.mark.parametrize("z1_draws", ["epoch", "step"])
+def test_learned_class_prior_is_refitted_on_the_unlabeled_codes(digits, z1_draws):
+    """The M2 stage's learned p(y) is the smoothed mean of q(y | z1) over the unlabeled examples: on one draw of
+    z1 an epoch (``epoch``) or at the posterior means (``step``, whose draws change at every minibatch)."""
+    data = prepare_data(digits, num_labels=10)
+    model = small(z1_draws=z1_draws, class_prior="learned")
+    model.start_stage("m2", data)
+    pyro.set_rng_seed(0)
+    next(iter(model.training_batches(data.train, 10, torch.Generator().manual_seed(0))))
+    unlabeled = data.train.x[~data.train.labeled]
+    pi = model.m2.log_prior.exp()
+    assert torch.allclose(pi.sum(), torch.tensor(1.0)) and not torch.allclose(pi, torch.full_like(pi, 0.1), atol=1e-4)
+    if z1_draws == "step":
+        q = model.m2.predict_proba(model.encode(unlabeled)[0])
+        assert torch.allclose(pi, torch.from_numpy((q.sum(0) + 1) / (len(q) + 10)).float(), atol=1e-6)
