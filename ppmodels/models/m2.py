@@ -33,8 +33,8 @@ class M2Config(EncoderConfig):
     (ELBO and classification) count; ``None``: ``N_unlabeled / N_labeled`` (at least 1), so the labeled set weighs
     as much as the unlabeled set, as in implementations that average each part per minibatch; ``1``: the paper's
     unbiased ``J_alpha``, which at 100 labels leaves the decoder blind to y (see docs/ssl.md). :param class_prior: p(y):
-    ``uniform``, the ``labeled`` class frequencies, or ``learned`` from the unlabeled data (at the start of every
-    epoch the ELBO's maximiser given the guide, the mean of q(y | x) over the unlabeled examples: for data whose
+    ``uniform``, the ``labeled`` class frequencies, or ``learned`` from the unlabeled data (before every pass
+    over the data the ELBO's maximiser given the guide, the mean of q(y | x) over the unlabeled examples: for data whose
     class shares are unequal and unknown, since labels drawn per class say nothing of them). :param balanced_labeled: draw labeled minibatches class-balanced
     (reweighted so the objective stays unbiased). :param labeled_batch_size: labeled examples per step (``None``:
     the unlabeled batch size, at most the number of labels).
@@ -223,7 +223,7 @@ class M2(PPModel):
         return max(1.0, (len(train) - num_labeled) / num_labeled) if num_labeled else 1.0
 
     def training_batches(self, train: Split, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
-        """One epoch of :meth:`paired_batches`, after refitting p(y) when ``class_prior='learned'``."""
+        """One pass of :meth:`paired_batches`, after refitting p(y) when ``class_prior='learned'``."""
         self.learn_class_prior(take_rows(train.x, ~train.labeled))
         yield from self.paired_batches(train, batch_size, generator)
 

@@ -221,7 +221,7 @@ def test_learned_class_prior_is_the_elbo_maximiser_over_the_unlabeled_examples()
     y = torch.full((40,), -1)
     y[:10] = 0  # ten labels, all of class 0: a prior fitted to them too would lean towards class 0
     train = Split("train", x, y)
-    next(iter(m2.training_batches(train, 8, torch.Generator().manual_seed(0))))  # an epoch starts with the M-step
+    next(iter(m2.training_batches(train, 8, torch.Generator().manual_seed(0))))  # a pass over the data starts with the M-step
     q = m2.y_logits(x[10:]).softmax(-1).detach()
     assert torch.allclose(m2.log_prior.exp(), (q.sum(0) + 1) / (30 + K), atol=1e-6)
     logits = q.mean(0).log().requires_grad_()  # pi = mean q exactly: the maximiser
@@ -235,7 +235,7 @@ def test_learned_class_prior_is_the_elbo_maximiser_over_the_unlabeled_examples()
     assert torch.allclose(grad, -(q.sum(0) - 30 / K), atol=1e-4)
 
 
-def test_other_class_priors_are_left_alone_by_an_epoch():
+def test_other_class_priors_are_left_alone_by_a_pass():
     m2 = small_m2(class_prior="labeled")
     before = m2.log_prior.clone()
     next(iter(m2.training_batches(Split("train", torch.rand(20, 5), torch.full((20,), -1)), 8, torch.Generator())))
