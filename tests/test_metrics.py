@@ -50,6 +50,24 @@ def test_a_good_classifier_on_imbalanced_labels_raises_no_warning():
     assert collapse_warnings(y_true, y_pred) == []
 
 
+def test_a_majority_called_rare_classes_is_caught():
+    """The opposite failure (M2 with a uniform p(y) on digits90): the 90% class mostly right, but a third of it given
+    to rare classes; a fifth or less lost raises nothing."""
+    y_true = np.array([0] * 90 + list(range(1, 10)) + [1])
+    dispersed = y_true.copy()
+    dispersed[:30] = np.arange(30) % 9 + 1  # 30 of the 90 majority examples called rare classes
+    warnings = collapse_warnings(y_true, dispersed)
+    assert len(warnings) == 2 and warnings[0].startswith("accuracy 0.700 is no better than always predicting")
+    assert warnings[1:] == ["the majority class 0 (90% of the examples) is predicted for only 67% of its own examples, the rest "
+                        "called rarer classes; with class-balanced labels a uniform p(y) does this; in models with a class "
+                        "prior (M2, M1+M2, ADGM) try --set class_prior=learned"]
+    fewer = y_true.copy()
+    fewer[:18] = 1  # 18 of 90: 80% kept
+    assert not any("majority class 0 (90%" in w for w in collapse_warnings(y_true, fewer))
+    halves = np.repeat([0, 1], 50)  # no class holds more than half: a collapse, but no majority to lose
+    assert not any("majority class 0 (50%" in w for w in collapse_warnings(halves, np.ones(100, dtype=int)))
+
+
 def test_collapse_is_judged_on_the_other_classes_not_on_the_share():
     y_true = np.repeat([0, 1, 2, 3], 25)
     half_absorbed = np.where((y_true > 0) & (np.arange(100) % 25 < 13), 0, y_true)  # 13 of 25 of each other class

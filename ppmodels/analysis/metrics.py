@@ -57,6 +57,11 @@ def majority_rate(y_true) -> tuple[int, float]:
 
 #: what to try against a collapsed classifier, when the model has no remedy of its own (``PPModel.imbalance_remedy``)
 REMEDY = "--max-per-class or class-balanced labels (--labels)"
+#: what to try when a class holding most of the examples is mostly called other classes (the opposite of a collapse)
+DISPERSAL_REMEDY = ("with class-balanced labels a uniform p(y) does this; in models with a class prior (M2, M1+M2, ADGM) "
+                    "try --set class_prior=learned")
+#: a class holding more than this share of the examples must keep this much of its recall, or :func:`collapse_warnings` says so
+MAJORITY_SHARE, MAJORITY_RECALL = 0.5, 0.8
 
 
 def collapse_warnings(y_true, y_pred, remedy: str | None = None) -> list[str]:
@@ -64,7 +69,9 @@ def collapse_warnings(y_true, y_pred, remedy: str | None = None) -> list[str]:
 
     - accuracy no better than always predicting the majority class (when there are two or more classes);
     - predictions collapse onto one class: it is predicted for more than half of the examples of the other classes,
-      with ``remedy`` (the options of the model that counter it) as the fix.
+      with ``remedy`` (the options of the model that counter it) as the fix;
+    - the opposite: a class with more than half of the examples is predicted for less than 80% of its own, the rest
+      called rarer classes (M2 with a uniform p(y) on data where one class is 90%).
     """
     y_true, y_pred = _labels(y_true, y_pred)
     warnings = []
@@ -78,6 +85,10 @@ def collapse_warnings(y_true, y_pred, remedy: str | None = None) -> list[str]:
     if others.any() and (y_pred[others] == top).mean() > 0.5:
         warnings.append(f"predictions collapse onto class {top}: it is predicted for {(y_pred == top).mean():.0%} of the examples, "
                         f"including {(y_pred[others] == top).mean():.0%} of those of other classes; try {remedy or REMEDY}")
+    kept = float((y_pred[y_true == majority] == majority).mean())
+    if rate > MAJORITY_SHARE and kept < MAJORITY_RECALL:
+        warnings.append(f"the majority class {majority} ({rate:.0%} of the examples) is predicted for only {kept:.0%} of its own "
+                        f"examples, the rest called rarer classes; {DISPERSAL_REMEDY}")
     return warnings
 
 
