@@ -85,7 +85,7 @@ def collapse_warnings(y_true, y_pred, remedy: str | None = None) -> list[str]:
     if others.any() and (y_pred[others] == top).mean() > 0.5:
         warnings.append(f"predictions collapse onto class {top}: it is predicted for {(y_pred == top).mean():.0%} of the examples, "
                         f"including {(y_pred[others] == top).mean():.0%} of those of other classes; try {remedy or REMEDY}")
-    kept = float((y_pred[y_true == majority] == majority).mean())
+    kept = float(per_class_recall(y_true, y_pred)[majority])
     if rate > MAJORITY_SHARE and kept < MAJORITY_RECALL:
         warnings.append(f"the majority class {majority} ({rate:.0%} of the examples) is predicted for only {kept:.0%} of its own "
                         f"examples, the rest called rarer classes; {DISPERSAL_REMEDY}")

@@ -10,7 +10,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..data import Split, TrainData, map_rows, take_rows
+from ..data import Split, TrainData, map_rows
 from ..errors import ConfigError
 from ..nets import flatten_event
 from ..registry import register_model
@@ -182,7 +182,7 @@ class M1M2(PPModel):
             return
         # "step": M2's batches of (loc, scale) rows, each turned into a fresh draw when served; a learned p(y) is
         # refitted at the posterior means E[z1 | x], where prediction reads q(y | z1)
-        self.m2.learn_class_prior(take_rows(posterior.x, ~train.labeled)[:, : self.config.z1_dim])
+        self.m2.learn_class_prior(Split(train.name, posterior.x[:, : self.config.z1_dim], train.y))
         for batch in self.m2.paired_batches(posterior, batch_size, generator):
             yield {key: self.draw_z1(value, generator) if key in ("x", "x_labeled") else value for key, value in batch.items()}
 

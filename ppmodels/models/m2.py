@@ -202,18 +202,20 @@ class M2(PPModel):
     def set_class_prior(self, train: Split) -> None:
         if self.config.class_prior != "labeled" or train.num_labeled == 0:
             return
-        counts = torch.bincount(train.y[train.labeled], minlength=self.config.num_classes).float()
-        self.log_prior.copy_((counts + 1).log() - (counts + 1).sum().log())  # add-one smoothing keeps every class possible
+        self.set_prior_counts(torch.bincount(train.y[train.labeled], minlength=self.config.num_classes).float())
 
     @torch.no_grad()
-    def learn_class_prior(self, x_unlabeled) -> None:
-        """The M-step for p(y) when ``class_prior='learned'``: ``pi = mean q(y | x)`` over the unlabeled examples
-        (add-one smoothed, so that no class becomes impossible), the maximiser of the unlabeled part of the ELBO in
-        ``pi`` given the guide. The labeled examples are left out: labels drawn per class tell nothing of the shares."""
-        if self.config.class_prior != "learned" or len(x_unlabeled) == 0:
+    def learn_class_prior(self, train: Split) -> None:
+        """The M-step for p(y) when ``class_prior='learned'``: ``pi = mean q(y | x)`` over the unlabeled examples of
+        ``train`` (add-one smoothed), the maximiser of the unlabeled part of the ELBO in ``pi`` given the guide. The
+        labeled examples are left out: labels drawn per class tell nothing of the shares."""
+        if self.config.class_prior != "learned" or train.num_labeled == len(train):
             return
-        counts = torch.from_numpy(self.predict_proba(x_unlabeled).sum(0, dtype=np.float64))
-        self.log_prior.copy_(((counts + 1) / (counts.sum() + self.config.num_classes)).log().to(self.log_prior))
+        self.set_prior_counts(torch.from_numpy(self.predict_proba(take_rows(train.x, ~train.labeled)).sum(0, dtype=np.float64)))
+
+    def set_prior_counts(self, counts: torch.Tensor) -> None:
+        """p(y) from (expected) class counts ``(K,)``, add-one smoothed so that no class becomes impossible."""
+        self.log_prior.copy_(((counts + 1).log() - (counts + 1).sum().log()).to(self.log_prior))
 
     def labeled_weight_for(self, train: Split) -> float:
         """``lambda``: the configured ``labeled_weight``, else ``N_unlabeled / N_labeled`` (at least 1)."""
@@ -224,7 +226,7 @@ class M2(PPModel):
 
     def training_batches(self, train: Split, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """One pass of :meth:`paired_batches`, after refitting p(y) when ``class_prior='learned'``."""
-        self.learn_class_prior(take_rows(train.x, ~train.labeled))
+        self.learn_class_prior(train)
         yield from self.paired_batches(train, batch_size, generator)
 
     def paired_batches(self, train: Split, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
