@@ -92,7 +92,8 @@ class Curve:
 def run_deep(name: str, data: TrainData, dataset: str, seed: int, args) -> dict:
     options, train = (dict(part) for part in PRESETS[(dataset, name)])
     options.update(json.loads(args.set_json or "{}").get(name, {}))
-    overrides = (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size), ("lr_patience", args.lr_patience))
+    overrides = (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size), ("lr_patience", args.lr_patience),
+                 ("precision", args.precision))
     train.update({k: v for k, v in overrides if v is not None})
     if args.quick:
         train["epochs"] = min(train.get("epochs", TrainConfig.epochs), 20)
@@ -175,6 +176,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help="override the preset learning rate")
     p.add_argument("--batch-size", type=int, help="override the preset unlabeled batch size")
     p.add_argument("--lr-patience", type=int, help="halve the learning rate after every this many epochs without a better validation score")
+    p.add_argument("--precision", choices=("fp32", "bf16"), help="what the networks compute in while training (default: the preset's, fp32)")
     p.add_argument("--set-json", help='model options per model as JSON, e.g. \'{"m2": {"alpha": 500}}\'')
     p.add_argument("--eval-every", type=int, default=50, help="epochs between points of the error curve")
     p.add_argument("--budget-min", type=float, help="stop each deep model after this many minutes of training")

@@ -8,7 +8,10 @@ times, interleaved round by round so that a noisy shared machine slows every var
   model's Pyro pair (``PPModel.loss``; M2 adds its labeled and classification pairs);
 * ``oracle``: a hand-written torch loss with an exact sum over y on the same networks (``benchmarks/oracle.py``),
   zero_grad + backward + Adam;
-* ``oracle_compiled``: the same loss through ``torch.compile`` (time-boxed; a failure is recorded, not fatal).
+* ``oracle_compiled``: the same loss through ``torch.compile`` (time-boxed; a failure is recorded, not fatal);
+* ``ppmodels_bf16``: the trainer's step with ``TrainConfig(precision="bf16")`` (the networks under autocast to
+  bfloat16, everything else float32), and the relative change of the step's loss against ``ppmodels`` on the same
+  weights and batch (``--precisions fp32`` leaves it out).
 
 It prints median step times, ratios to the oracle, the projected epoch time and peak resident memory, and writes
 everything to ``benchmarks/results/speed.json``.
@@ -17,6 +20,7 @@ Run (one command; threads are fixed before torch is imported)::
 
     .venv/bin/python benchmarks/speed.py --threads 1 --compile-batch-sizes 200 --compile-timeout 300 --full-epoch
     .venv/bin/python benchmarks/speed.py --threads 1 --models m2 --batch-sizes 200 --no-compile   # quicker
+    .venv/bin/python benchmarks/speed.py --threads 1 --batch-sizes 100 --no-compile --out benchmarks/results/speed_bf16.json
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant before timing")
     p.add_argument("--rounds", type=int, default=15, help="timed steps per variant (interleaved rounds)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    p.add_argument("--precisions", default="fp32,bf16", help="trainer precisions to time: fp32 (ppmodels), bf16 (ppmodels_bf16)")
     p.add_argument("--compile-batch-sizes", default=None, help="batch sizes that get the torch.compile variant (default: all)")
     p.add_argument("--compile-timeout", type=int, default=240, help="seconds allowed for one torch.compile warm-up")
     p.add_argument("--full-epoch", action="store_true", help="also time one real epoch of m2 (batch 200) with the trainer")
@@ -72,6 +77,7 @@ from ppmodels.data import load_dataset, prepare_data  # noqa: E402
 from ppmodels.data.sources import from_arrays  # noqa: E402
 from ppmodels.models import M1M2, M2, VAE  # noqa: E402
 from ppmodels.infer import TrainConfig, Trainer, fit  # noqa: E402
+from ppmodels.nets import precision as compute_in  # noqa: E402
 
 
 # ----- memory ----------------------------------------------------------------------------------------------
@@ -128,8 +134,8 @@ class Variant:
         self.label, self.model, self.step, self.times, self.error = label, model, step, [], None
 
 
-def trainer_step(model, lr: float = 1e-3):
-    trainer = Trainer(TrainConfig(lr=lr))
+def trainer_step(model, lr: float = 1e-3, precision: str = "fp32"):
+    trainer = Trainer(TrainConfig(lr=lr, precision=precision))
     trainer.model, trainer.optimizer = model, torch.optim.Adam(model.parameters(), lr=lr)
     return trainer._step
 
@@ -170,10 +176,11 @@ def timed_first_call(variant: Variant, batch, timeout: int) -> float | None:
         signal.signal(signal.SIGALRM, old)
 
 
-def make_variants(name: str, data, compile_: bool) -> list[Variant]:
+def make_variants(name: str, data, compile_: bool, precisions: list[str]) -> list[Variant]:
     variants = []
-    model = build(name, data)
-    variants.append(Variant("ppmodels", model, trainer_step(model)))
+    for precision in precisions:
+        model = build(name, data)
+        variants.append(Variant("ppmodels" if precision == "fp32" else f"ppmodels_{precision}", model, trainer_step(model, precision=precision)))
     model = build(name, data)
     variants.append(Variant("oracle", model, hand_step(model, oracle_loss(name))))
     if compile_:
@@ -198,7 +205,9 @@ def bench(name: str, batch_size: int, data, args) -> dict:
     n_batches = args.warmup + args.rounds
     batches, steps_per_epoch = batches_for(name, data, batch_size, n_batches)
     compile_sizes = args.batch_sizes if args.compile_batch_sizes is None else args.compile_batch_sizes
-    variants = make_variants(name, data, not args.no_compile and str(batch_size) in compile_sizes.split(","))
+    precisions = args.precisions.split(",")
+    variants = make_variants(name, data, not args.no_compile and str(batch_size) in compile_sizes.split(","), precisions)
+    loss_change = {p: bf16_loss_change(name, data, batches[0], p) for p in precisions if p != "fp32"}
     compile_s = None
     for v in variants:
         v.model.train()
@@ -220,7 +229,8 @@ def bench(name: str, batch_size: int, data, args) -> dict:
             v.step(b)
         memory[v.label] = round(peak_rss_mb(), 1)
     oracle_med = statistics.median(next(v for v in live if v.label == "oracle").times)
-    result = {"model": name, "batch_size": batch_size, "steps_per_epoch": steps_per_epoch, "compile_first_step_s": compile_s, "variants": {}}
+    result = {"model": name, "batch_size": batch_size, "steps_per_epoch": steps_per_epoch, "compile_first_step_s": compile_s,
+              "relative_loss_change": loss_change, "variants": {}}
     for v in variants:
         if v.error is not None:
             result["variants"][v.label] = {"error": v.error}
@@ -231,6 +241,17 @@ def bench(name: str, batch_size: int, data, args) -> dict:
             "ratio_to_oracle": round(med / oracle_med, 3), "epoch_s": round(med * steps_per_epoch, 1),
             "peak_rss_mb": memory[v.label], "steps_timed": len(v.times)}
     return result
+
+
+def bf16_loss_change(name: str, data, batch, precision: str) -> float:
+    """``|loss(precision) - loss(fp32)| / |loss(fp32)|`` on fresh weights and one batch (the same noise for both)."""
+    model = build(name, data)
+    losses = []
+    for p in ("fp32", precision):
+        pyro.set_rng_seed(1)
+        with torch.no_grad(), compute_in(p):
+            losses.append(float(model.loss(batch)))
+    return round(abs(losses[1] - losses[0]) / abs(losses[0]), 6)
 
 
 def full_epoch(data, batch_size: int = 200) -> dict:
@@ -259,6 +280,10 @@ def print_result(r: dict) -> None:
             print(f"  {label:<16}  failed: {v['error']}")
         else:
             print(f"  {label:<16}{v['median_step_ms']:>11.1f}{v['ratio_to_oracle']:>8.2f}{v['epoch_s']:>9.1f}{v['peak_rss_mb']:>13.0f}")
+    for precision, change in r.get("relative_loss_change", {}).items():
+        fp32, other = r["variants"].get("ppmodels", {}), r["variants"].get(f"ppmodels_{precision}", {})
+        if "median_step_ms" in fp32 and "median_step_ms" in other:
+            print(f"  {precision}: {fp32['median_step_ms'] / other['median_step_ms']:.2f}x faster than fp32; the step's loss changes by {change:.1e} (relative)")
     if r.get("compile_first_step_s") is not None:
         print(f"  (torch.compile first step: {r['compile_first_step_s']:.1f} s)")
 

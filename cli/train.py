@@ -63,6 +63,7 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Write checkpoints/last.pt every this many epochs.")] = T.checkpoint_every,
     clip_norm: Annotated[Optional[float], typer.Option(min=0, help="Clip the gradient norm to this value.")] = T.clip_norm,
     skip_nonfinite: Annotated[bool, typer.Option(help="Skip batches with a non-finite loss or gradient instead of stopping.")] = T.skip_nonfinite,
+    precision: Annotated[str, typer.Option(help="What the networks compute in while training: fp32, or bf16 (faster on CPUs with AVX512-BF16/AMX and recent GPUs, slower where emulated; weights, ELBO and evaluation stay float32).")] = T.precision,
     sample_every: Annotated[int, typer.Option(min=0, help="Save a PNG grid of samples every this many epochs (image data; 0: never).")] = 10,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Other model options as KEY=VALUE (repeatable), e.g. --set classifier=logistic; `ppmodels models MODEL` lists them with defaults.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder to write (default: runs/MODEL).")] = None,

@@ -7,7 +7,9 @@ adds a leading enumeration dimension to some inputs (see :func:`broadcast_cat`).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -19,6 +21,32 @@ from .errors import ConfigError
 ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU,
                "linear": nn.Identity}
 NETS = ("mlp", "conv")
+# what the networks' matrix products and convolutions compute in while training (inputs, weights and outputs of
+# the products rounded to the dtype, sums accumulated in float32); "fp32": everything in the parameters' dtype
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+_compute_dtype: ContextVar[torch.dtype | None] = ContextVar("compute_dtype", default=None)
+
+
+@contextmanager
+def precision(name: str) -> Iterator[None]:
+    """Run every network of this module in ``name`` (a key of :data:`PRECISIONS`) inside the block: layers under
+    ``torch.autocast``, outputs cast back to the parameters' dtype. Only the networks: the likelihoods, the ELBO and
+    Pyro's sum over enumerated values stay in float32. ``bf16`` speeds matrix products up on CPUs with AVX512-BF16
+    or AMX and on recent GPUs (a 1100x500 by 500x784 product: 4.6 times on this project's CPU) and slows them where
+    bfloat16 is emulated."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"unknown precision {name!r}; use one of {', '.join(PRECISIONS)}")
+    token = _compute_dtype.set(PRECISIONS[name])
+    try:
+        yield
+    finally:
+        _compute_dtype.reset(token)
+
+
+def autocast(device: torch.device):
+    """The autocast context of the precision set by :func:`precision` (none outside one)."""
+    dtype = _compute_dtype.get()
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def activation(name: str) -> nn.Module:
@@ -61,13 +89,16 @@ class MLP(nn.Module):
         runs on B rows instead of K * B (a third of an M2 training step), with the same result.
         """
         first = self.net[0]
-        if len(inputs) == 1 or not isinstance(first, nn.Linear):
-            return self.net(broadcast_cat(*inputs))
-        hidden, start = None, 0
-        for t in inputs:
-            part = F.linear(t, first.weight[:, start : start + t.shape[-1]], first.bias if hidden is None else None)
-            hidden, start = part if hidden is None else hidden + part, start + t.shape[-1]
-        return self.net[1:](hidden)
+        with autocast(inputs[0].device):
+            if len(inputs) == 1 or not isinstance(first, nn.Linear):
+                out = self.net(broadcast_cat(*inputs))
+            else:
+                hidden, start = None, 0
+                for t in inputs:
+                    part = F.linear(t, first.weight[:, start : start + t.shape[-1]], first.bias if hidden is None else None)
+                    hidden, start = part if hidden is None else hidden + part, start + t.shape[-1]
+                out = self.net[1:](hidden)
+        return out.to(first.weight.dtype)
 
 
 class GaussianEncoder(nn.Module):
@@ -143,7 +174,9 @@ class ConvFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat, lead = _fold_batch(x, 3)
-        return self.net(flat).reshape(*lead, self.out_dim)
+        with autocast(x.device):
+            out = self.net(flat)
+        return out.reshape(*lead, self.out_dim).to(x.dtype)
 
 
 class FlatFeatures(nn.Module):
@@ -187,8 +220,11 @@ class ConvDecoder(nn.Module):
         self.x_shape = tuple(x_shape)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        flat, lead = _fold_batch(self.mlp(broadcast_cat(*inputs)), 1)
-        return self.net(flat.reshape(-1, *self.start_shape)).reshape(*lead, *self.x_shape)
+        start = self.mlp(broadcast_cat(*inputs))
+        flat, lead = _fold_batch(start, 1)
+        with autocast(start.device):
+            out = self.net(flat.reshape(-1, *self.start_shape))
+        return out.reshape(*lead, *self.x_shape).to(start.dtype)
 
 
 def x_features(net: str, x_shape: Sequence[int], channels: Sequence[int], activation_name: str) -> nn.Module:

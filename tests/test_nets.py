@@ -7,7 +7,7 @@ import torch
 from ppmodels.data import from_arrays, prepare_data
 from ppmodels.errors import ConfigError
 from ppmodels.models import GMVAE, VAE
-from ppmodels.nets import ConvDecoder, ConvFeatures, MLP, broadcast_cat
+from ppmodels.nets import ConvDecoder, ConvFeatures, MLP, broadcast_cat, precision
 from ppmodels.infer import TrainConfig
 from ppmodels.infer import fit
 from ppmodels.runs import save_model
@@ -92,3 +92,44 @@ def test_mlp_of_several_inputs_equals_the_mlp_of_their_broadcast_concatenation(h
     assert torch.allclose(out, net.net(broadcast_cat(x, every_class)), atol=1e-6)
     y = torch.eye(3)[torch.tensor([0, 2, 1, 1])]
     assert torch.allclose(net(x, y), net.net(torch.cat([x, y], -1)), atol=1e-6)
+
+
+def test_bf16_precision_runs_the_products_in_bfloat16_and_hands_back_float32():
+    """Inside ``precision("bf16")`` a layer is the bfloat16 product (inputs and weights rounded, the output rounded
+    once), its output comes back float32 for the likelihoods, and outside the block nothing changes."""
+    torch.manual_seed(0)
+    net = MLP(7, [], 5, "softplus")
+    x = torch.randn(4, 7)
+    layer = net.net[0]
+    by_hand = torch.nn.functional.linear(x.bfloat16(), layer.weight.bfloat16(), layer.bias.bfloat16()).float()
+    with precision("bf16"):
+        out = net(x)
+    assert out.dtype == torch.float32
+    assert torch.equal(out, by_hand)
+    assert not torch.equal(out, net(x))  # rounded, so not the float32 product ...
+    assert torch.allclose(out, net(x), rtol=2e-2, atol=2e-2)  # ... but close to it
+    assert torch.equal(net(x), layer(x))  # the block left nothing behind
+
+
+@pytest.mark.parametrize("which", ["mlp", "conv"])
+def test_bf16_precision_keeps_weights_and_gradients_float32(which):
+    torch.manual_seed(0)
+    if which == "mlp":
+        net, x = MLP(10, [8], 3, "softplus"), torch.randn(6, 10)
+    else:
+        features = ConvFeatures((2, 8, 8), [4, 4], "relu")
+        net, x = torch.nn.Sequential(features, ConvDecoder(features.out_dim, [6], (2, 8, 8), [4, 4], "relu")), torch.randn(6, 2, 8, 8)
+    with precision("bf16"):
+        out = net(x)
+        assert out.dtype == torch.float32
+        assert out.shape == ((6, 3) if which == "mlp" else x.shape)
+        (out ** 2).sum().backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ConfigError, match="unknown precision 'fp16'; use one of fp32, bf16"):
+        with precision("fp16"):
+            pass

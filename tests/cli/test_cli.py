@@ -113,6 +113,14 @@ def test_lr_patience_is_saved_and_each_epoch_records_its_rate(tmp_path):
     assert [json.loads(l)["lr"] for l in (run / "metrics.jsonl").read_text().splitlines()] == [0.001, 0.001]
 
 
+def test_bf16_precision_is_saved_and_trains(tmp_path):
+    run = tmp_path / "m2"
+    result = invoke("train", "m2", "--labels", 50, "--out", run, *FAST, "--precision", "bf16")
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["train"]["precision"] == "bf16"
+    assert "test_accuracy" in result.output
+
+
 def test_resume_continues_a_run(tmp_path):
     run = tmp_path / "vae"
     assert invoke("train", "vae", "--out", run, *FAST).exit_code == 0
@@ -134,6 +142,7 @@ def test_resume_continues_a_run(tmp_path):
     (["train", "vae", "--likelihood", "poisson"], "unknown likelihood"),
     (["train", "vae", "--resume"], "cannot resume"),
     (["train", "vae", "--lr-factor", "1.5"], "lr_factor must be between 0 and 1"),
+    (["train", "vae", "--precision", "fp16"], "precision must be one of fp32, bf16, got 'fp16'"),
     (["train", "m1"], None),  # all labels visible: trains fine
 ])
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, message):

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from ppmodels import nets
 from ppmodels.data import prepare_data
 from ppmodels.errors import ConfigError, TrainingError
 from ppmodels.models import M2, VAE
@@ -89,7 +90,8 @@ def test_skip_nonfinite_counts_skipped_batches(digits):
     assert trainer.state.skipped_batches == 1
 
 
-@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", -1.0), ("patience", 0), ("min_epoch_steps", -1)])
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", -1.0), ("patience", 0), ("min_epoch_steps", -1),
+                                          ("precision", "fp16")])
 def test_bad_train_config(field, value):
     with pytest.raises(ConfigError):
         TrainConfig(**{field: value}).validate()
@@ -113,3 +115,28 @@ def test_an_epoch_chains_passes_until_min_epoch_steps(digits):
     passes = math.ceil(CLASSIFIER_EPOCH_STEPS / 4)  # 1207 unlabeled images in batches of 400: 4 steps a pass
     assert steps_per_epoch(m2, data) == [4 * passes, 4 * passes]
     assert steps_per_epoch(M2(x_shape=[1, 8, 8], z_dim=2, hidden=[8], seed=0), data, min_epoch_steps=0) == [4, 4]
+
+
+def test_bf16_training_computes_only_the_steps_in_bfloat16(digits):
+    """``precision="bf16"``: the loss of every training step runs with the networks in bfloat16, validation (the ELBO
+    and the accuracy that selects the weights) in float32; the weights stay float32 and M2 learns as in float32."""
+    data = prepare_data(digits, num_labels=50, seed=0)
+    seen = {"loss": set(), "elbo_per_datum": set(), "predict_proba": set()}
+    records = {}
+    for name in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = M2(x_shape=[1, 8, 8], z_dim=4, hidden=[32], likelihood="binomial:16")
+        for method in seen:
+            def watched(*args, _method=getattr(model, method), _name=method, **kwargs):
+                seen[_name].add(nets._compute_dtype.get())
+                return _method(*args, **kwargs)
+            setattr(model, method, watched)
+        rec = Recorder()
+        Trainer(TrainConfig(epochs=3, patience=None, precision=name), [rec]).fit(model, data)
+        records[name] = rec.events[-2]
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert seen == {"loss": {None, torch.bfloat16}, "elbo_per_datum": {None}, "predict_proba": {None}}
+    bf16, fp32 = records["bf16"], records["fp32"]
+    assert bf16["valid_elbo"] != fp32["valid_elbo"]  # the steps did run in another precision
+    assert abs(bf16["valid_elbo"] - fp32["valid_elbo"]) < 0.05 * abs(fp32["valid_elbo"])
+    assert abs(bf16["valid_accuracy"] - fp32["valid_accuracy"]) < 0.1
