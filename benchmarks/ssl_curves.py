@@ -19,6 +19,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def tag(row: dict) -> str:
+    """`` (bf16)`` for a run whose networks trained in bfloat16 (``--precision bf16``), else nothing."""
+    precision = row.get("train", {}).get("precision", "fp32")
+    return "" if precision == "fp32" else f" ({precision})"
+
+
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results", nargs="+", help="JSON files written by benchmarks/semisupervised.py")
@@ -30,11 +36,11 @@ def main(argv: list[str] | None = None) -> Path:
     for row in rows:
         if row.get("curve"):
             minutes = [pt["elapsed_s"] / 60 for pt in row["curve"]]
-            ax.plot(minutes, [pt["test_error_pct"] for pt in row["curve"]], marker=".", label=f"{row['model']} seed {row['seed']}")
+            ax.plot(minutes, [pt["test_error_pct"] for pt in row["curve"]], marker=".", label=f"{row['model']} seed {row['seed']}{tag(row)}")
         else:
             baselines[f"{row['model']} seed {row['seed']}"] = row["test_error_pct"]  # each seed's own labels
     for (name, error), style in zip(sorted(baselines.items()), itertools.cycle(("--", ":", "-."))):
-        ax.axhline(error, color="grey", linestyle=style, label=f"{name} ({error:.1f}%)")
+        ax.axhline(error, color="black", alpha=0.6, linestyle=style, label=f"{name} ({error:.1f}%)")
     dataset = rows[0]["dataset"] if rows else ""
     ax.set(xlabel="training time (minutes, one thread)", ylabel="test error (%)", ylim=(0, None),
            title=f"{dataset}-{rows[0]['num_labels'] if rows else ''}: test error while training")

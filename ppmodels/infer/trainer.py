@@ -62,7 +62,7 @@ class TrainConfig:
     early stopping does. :param lr_factor: the factor, between 0 and 1. :param precision: what the networks compute
     in during training steps: ``fp32``, or ``bf16`` (their matrix products in bfloat16 under ``torch.autocast``;
     weights, gradients, Adam, the likelihoods and the ELBO stay float32; validation, selection and everything
-    reported afterwards run in float32). ``bf16`` makes an MNIST M2 step 1.7 times faster on a CPU with AVX512-BF16
+    reported afterwards run in float32). ``bf16`` makes an MNIST M2 step 1.8 times faster on a CPU with AVX512-BF16
     (``benchmarks/speed.py``) and is slower where bfloat16 is emulated.
     """
 
