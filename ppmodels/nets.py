@@ -176,7 +176,7 @@ class ConvFeatures(nn.Module):
         flat, lead = _fold_batch(x, 3)
         with autocast(x.device):
             out = self.net(flat)
-        return out.reshape(*lead, self.out_dim).to(x.dtype)
+        return out.reshape(*lead, self.out_dim).to(self.net[0].weight.dtype)
 
 
 class FlatFeatures(nn.Module):
