@@ -176,11 +176,16 @@ def timed_first_call(variant: Variant, batch, timeout: int) -> float | None:
         signal.signal(signal.SIGALRM, old)
 
 
+def trainer_label(precision: str) -> str:
+    """The variant name of the trainer's step in ``precision``: ``ppmodels``, ``ppmodels_bf16``."""
+    return "ppmodels" if precision == "fp32" else f"ppmodels_{precision}"
+
+
 def make_variants(name: str, data, compile_: bool, precisions: list[str]) -> list[Variant]:
     variants = []
     for precision in precisions:
         model = build(name, data)
-        variants.append(Variant("ppmodels" if precision == "fp32" else f"ppmodels_{precision}", model, trainer_step(model, precision=precision)))
+        variants.append(Variant(trainer_label(precision), model, trainer_step(model, precision=precision)))
     model = build(name, data)
     variants.append(Variant("oracle", model, hand_step(model, oracle_loss(name))))
     if compile_:
@@ -207,7 +212,7 @@ def bench(name: str, batch_size: int, data, args) -> dict:
     compile_sizes = args.batch_sizes if args.compile_batch_sizes is None else args.compile_batch_sizes
     precisions = args.precisions.split(",")
     variants = make_variants(name, data, not args.no_compile and str(batch_size) in compile_sizes.split(","), precisions)
-    loss_change = {p: bf16_loss_change(name, data, batches[0], p) for p in precisions if p != "fp32"}
+    loss_changes = {p: loss_change(name, data, batches[0], p) for p in precisions if p != "fp32"}
     compile_s = None
     for v in variants:
         v.model.train()
@@ -230,7 +235,7 @@ def bench(name: str, batch_size: int, data, args) -> dict:
         memory[v.label] = round(peak_rss_mb(), 1)
     oracle_med = statistics.median(next(v for v in live if v.label == "oracle").times)
     result = {"model": name, "batch_size": batch_size, "steps_per_epoch": steps_per_epoch, "compile_first_step_s": compile_s,
-              "relative_loss_change": loss_change, "variants": {}}
+              "relative_loss_change": loss_changes, "variants": {}}
     for v in variants:
         if v.error is not None:
             result["variants"][v.label] = {"error": v.error}
@@ -243,7 +248,7 @@ def bench(name: str, batch_size: int, data, args) -> dict:
     return result
 
 
-def bf16_loss_change(name: str, data, batch, precision: str) -> float:
+def loss_change(name: str, data, batch, precision: str) -> float:
     """``|loss(precision) - loss(fp32)| / |loss(fp32)|`` on fresh weights and one batch (the same noise for both)."""
     model = build(name, data)
     losses = []
@@ -281,7 +286,7 @@ def print_result(r: dict) -> None:
         else:
             print(f"  {label:<16}{v['median_step_ms']:>11.1f}{v['ratio_to_oracle']:>8.2f}{v['epoch_s']:>9.1f}{v['peak_rss_mb']:>13.0f}")
     for precision, change in r.get("relative_loss_change", {}).items():
-        fp32, other = r["variants"].get("ppmodels", {}), r["variants"].get(f"ppmodels_{precision}", {})
+        fp32, other = r["variants"].get(trainer_label("fp32"), {}), r["variants"].get(trainer_label(precision), {})
         if "median_step_ms" in fp32 and "median_step_ms" in other:
             print(f"  {precision}: {fp32['median_step_ms'] / other['median_step_ms']:.2f}x faster than fp32; the step's loss changes by {change:.1e} (relative)")
     if r.get("compile_first_step_s") is not None:

@@ -43,9 +43,14 @@ def precision(name: str) -> Iterator[None]:
         _compute_dtype.reset(token)
 
 
+def compute_dtype() -> torch.dtype | None:
+    """The dtype :func:`precision` set for the networks here, ``None`` outside a block (the parameters' dtype)."""
+    return _compute_dtype.get()
+
+
 def autocast(device: torch.device):
     """The autocast context of the precision set by :func:`precision` (none outside one)."""
-    dtype = _compute_dtype.get()
+    dtype = compute_dtype()
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 

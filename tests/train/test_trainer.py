@@ -128,7 +128,7 @@ def test_bf16_training_computes_only_the_steps_in_bfloat16(digits):
         model = M2(x_shape=[1, 8, 8], z_dim=4, hidden=[32], likelihood="binomial:16")
         for method in seen:
             def watched(*args, _method=getattr(model, method), _name=method, **kwargs):
-                seen[_name].add(nets._compute_dtype.get())
+                seen[_name].add(nets.compute_dtype())
                 return _method(*args, **kwargs)
             setattr(model, method, watched)
         rec = Recorder()
