@@ -128,7 +128,12 @@ class M2(PPModel):
     # ----- distributions ------------------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """What the guide networks see of ``x`` (flattened, or conv features), with masked-out features zeroed."""
-        return self.x_features(x * self.feature_mask)
+        return self.x_features(x if self.models_every_feature() else x * self.feature_mask)
+
+    def models_every_feature(self) -> bool:
+        """Whether no feature is masked out (the usual case: only M1+M2's stage masks dead z1 dimensions), so the
+        masking can be skipped; it costs 3-6% of a bfloat16 M2 step on MNIST."""
+        return bool(self.feature_mask.all())
 
     def auxiliary_dim(self) -> int:
         """Size of the auxiliary variable the guide networks take beside x (the ADGM's ``a``); 0 in M2."""
@@ -146,12 +151,16 @@ class M2(PPModel):
         """p(x | y, z) for a one-hot ``y``; leading (enumeration) dims of ``y`` and ``z`` broadcast."""
         out = self.decoder(z, y)
         out = out.reshape(*out.shape[: out.dim() - len(self.decoder.x_shape)], *self.out_shape)
-        keep = self.feature_mask.bool()
         if self.config.likelihood != "gaussian":
-            return observation_dist(torch.where(keep, out, 0.0), self.config.likelihood, None, self.x_event_dim)
+            if not self.models_every_feature():
+                out = torch.where(self.feature_mask.bool(), out, 0.0)
+            return observation_dist(out, self.config.likelihood, None, self.x_event_dim)
         d = len(self.config.x_shape)
-        loc, raw = out.select(-d - 1, 0), out.select(-d - 1, 1)
-        return dist.Normal(torch.where(keep, loc, 0.0), torch.where(keep, F.softplus(raw) + 1e-3, 1.0)).to_event(self.x_event_dim)
+        loc, scale = out.select(-d - 1, 0), F.softplus(out.select(-d - 1, 1)) + 1e-3
+        if not self.models_every_feature():
+            keep = self.feature_mask.bool()
+            loc, scale = torch.where(keep, loc, 0.0), torch.where(keep, scale, 1.0)
+        return dist.Normal(loc, scale).to_event(self.x_event_dim)
 
     def y_prior(self, n: int) -> dist.OneHotCategorical:
         return dist.OneHotCategorical(logits=self.log_prior.expand(n, -1))

@@ -203,6 +203,22 @@ def test_gaussian_likelihood_and_feature_mask():
     assert torch.equal(m2.y_logits(x), m2.y_logits(torch.cat([x[:, :3], torch.randn(4, 2)], 1)))
 
 
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_unmasked_shortcut_equals_the_masked_path(likelihood, monkeypatch):
+    """With every feature modelled the masking is skipped; the distribution and the classifier's input are what
+    the masked path gives for an all-ones mask."""
+    m2 = small_m2(likelihood=likelihood)
+    z, y, x = torch.randn(3, 2), torch.eye(K)[:3], torch.rand(3, 5)
+    assert m2.models_every_feature()
+    fast = m2.x_dist(z, y).log_prob(x), m2.y_logits(x)
+    monkeypatch.setattr(M2, "models_every_feature", lambda self: False)
+    masked = m2.x_dist(z, y).log_prob(x), m2.y_logits(x)
+    assert all(torch.equal(a, b) for a, b in zip(fast, masked))
+    m2.feature_mask[0] = 0
+    monkeypatch.undo()
+    assert not m2.models_every_feature()
+
+
 def test_m2_learns_digits_with_50_labels(digits):
     """Short run on digits, 50 labels: far above chance after 2 epochs of 100 steps (the trainer's least number
     of steps an epoch for a classifier)."""
