@@ -19,10 +19,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tag(row: dict) -> str:
-    """`` (bf16)`` for a run whose networks trained in bfloat16 (``--precision bf16``), else nothing."""
+def tag(row: dict, threads: int = 1) -> str:
+    """What sets a run apart from the default one-thread float32 runs: `` (bf16)`` for networks trained in bfloat16
+    (``--precision bf16``), `` (2 threads)`` for a run given more than one thread; else nothing."""
     precision = row.get("train", {}).get("precision", "fp32")
-    return "" if precision == "fp32" else f" ({precision})"
+    marks = ([] if precision == "fp32" else [precision]) + ([] if threads == 1 else [f"{threads} threads"])
+    return f" ({', '.join(marks)})" if marks else ""
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -30,22 +32,23 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("results", nargs="+", help="JSON files written by benchmarks/semisupervised.py")
     p.add_argument("--out", default=str(ROOT / "docs" / "images" / "ssl_curves.png"))
     args = p.parse_args(argv)
-    rows = [row for path in args.results for row in json.loads(Path(path).read_text())["rows"]]
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    results = [json.loads(Path(path).read_text()) for path in args.results]
+    rows = [(row, result.get("threads", 1)) for result in results for row in result["rows"]]
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
     baselines = {}
-    for row in rows:
+    for row, threads in rows:
         if row.get("curve"):
             minutes = [pt["elapsed_s"] / 60 for pt in row["curve"]]
-            ax.plot(minutes, [pt["test_error_pct"] for pt in row["curve"]], marker=".", label=f"{row['model']} seed {row['seed']}{tag(row)}")
+            ax.plot(minutes, [pt["test_error_pct"] for pt in row["curve"]], marker=".", label=f"{row['model']} seed {row['seed']}{tag(row, threads)}")
         else:
             baselines[f"{row['model']} seed {row['seed']}"] = row["test_error_pct"]  # each seed's own labels
     for (name, error), style in zip(sorted(baselines.items()), itertools.cycle(("--", ":", "-."))):
         ax.axhline(error, color="black", alpha=0.6, linestyle=style, label=f"{name} ({error:.1f}%)")
-    dataset = rows[0]["dataset"] if rows else ""
-    ax.set(xlabel="training time (minutes, one thread)", ylabel="test error (%)", ylim=(0, None),
-           title=f"{dataset}-{rows[0]['num_labels'] if rows else ''}: test error while training")
+    first = rows[0][0] if rows else {"dataset": "", "num_labels": ""}
+    ax.set(xlabel="training time (minutes; one thread unless marked)", ylabel="test error (%)", ylim=(0, None),
+           title=f"{first['dataset']}-{first['num_labels']}: test error while training")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot: the curves fill it
     fig.tight_layout()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
