@@ -132,7 +132,7 @@ class M2(PPModel):
 
     def models_every_feature(self) -> bool:
         """Whether no feature is masked out (the usual case: only M1+M2's stage masks dead z1 dimensions), so the
-        masking can be skipped; it costs 3-6% of a bfloat16 M2 step on MNIST."""
+        masking can be skipped (2.5% of a bfloat16 M2 step on MNIST, measured side by side)."""
         return bool(self.feature_mask.all())
 
     def auxiliary_dim(self) -> int:
