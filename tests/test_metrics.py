@@ -59,8 +59,8 @@ def test_a_majority_called_rare_classes_is_caught():
     warnings = collapse_warnings(y_true, dispersed)
     assert len(warnings) == 2 and warnings[0].startswith("accuracy 0.700 is no better than always predicting")
     assert warnings[1:] == ["the majority class 0 (90% of the examples) is predicted for only 67% of its own examples, the rest "
-                        "called rarer classes; with class-balanced labels a uniform p(y) does this; in models with a class "
-                        "prior (M2, M1+M2, ADGM) try --set class_prior=learned"]
+                        "called rarer classes; try labels in the data's own class shares (class-balanced labels, as --labels "
+                        "draws them, present the classes as equally common)"]
     fewer = y_true.copy()
     fewer[:18] = 1  # 18 of 90: 80% kept
     assert not any("majority class 0 (90%" in w for w in collapse_warnings(y_true, fewer))
@@ -98,3 +98,16 @@ def test_the_collapse_warning_names_the_models_own_remedy():
     m2_warning = collapse_warnings(y_true, y_pred, M2.imbalance_remedy)[-1]
     assert "class_prior=labeled" in m2_warning and "class_weight" not in m2_warning
     assert "class_weight=balanced" in collapse_warnings(y_true, y_pred, M1.imbalance_remedy)[-1]
+
+
+def test_the_dispersal_warning_names_the_models_own_remedy():
+    """A majority class called rarer ones: models with a class prior learn it (M2, the ADGM that inherits its remedies,
+    M1+M2); M1 has none, and class_prior is not among its options."""
+    from ppmodels.models import ADGM, M1, M1M2, M2
+
+    y_true = np.array([0] * 90 + [1] * 10)
+    y_pred = np.where(np.arange(100) < 40, 1, y_true)  # 40 of the 90 majority examples called class 1
+    dispersal = {cls: collapse_warnings(y_true, y_pred, cls.imbalance_remedy, cls.dispersal_remedy)[-1] for cls in (M2, ADGM, M1M2, M1)}
+    assert all(text.startswith("the majority class 0 (90% of the examples) is predicted for only 56%") for text in dispersal.values())
+    assert all("class_prior=learned" in dispersal[cls] for cls in (M2, ADGM, M1M2))
+    assert "class_prior" not in dispersal[M1] and "class_weight=none" in dispersal[M1]

@@ -57,21 +57,21 @@ def majority_rate(y_true) -> tuple[int, float]:
 
 #: what to try against a collapsed classifier, when the model has no remedy of its own (``PPModel.imbalance_remedy``)
 REMEDY = "--max-per-class or class-balanced labels (--labels)"
-#: what to try when a class holding most of the examples is mostly called other classes (the opposite of a collapse)
-DISPERSAL_REMEDY = ("with class-balanced labels a uniform p(y) does this; in models with a class prior (M2, M1+M2, ADGM) "
-                    "try --set class_prior=learned")
+#: what to try when a class holding most of the examples is mostly called other classes (the opposite of a collapse),
+#: when the model has no remedy of its own (``PPModel.dispersal_remedy``)
+DISPERSAL_REMEDY = "labels in the data's own class shares (class-balanced labels, as --labels draws them, present the classes as equally common)"
 #: a class holding more than this share of the examples must keep this much of its recall, or :func:`collapse_warnings` says so
 MAJORITY_SHARE, MAJORITY_RECALL = 0.5, 0.8
 
 
-def collapse_warnings(y_true, y_pred, remedy: str | None = None) -> list[str]:
+def collapse_warnings(y_true, y_pred, remedy: str | None = None, dispersal_remedy: str | None = None) -> list[str]:
     """One sentence per sign that the classifier learned the label frequencies rather than the classes.
 
     - accuracy no better than always predicting the majority class (when there are two or more classes);
     - predictions collapse onto one class: it is predicted for more than half of the examples of the other classes,
       with ``remedy`` (the options of the model that counter it) as the fix;
     - the opposite: a class with more than half of the examples is predicted for less than 80% of its own, the rest
-      called rarer classes (M2 with a uniform p(y) on data where one class is 90%).
+      called rarer classes (M2 with a uniform p(y) on data where one class is 90%), with ``dispersal_remedy``.
     """
     y_true, y_pred = _labels(y_true, y_pred)
     warnings = []
@@ -88,11 +88,12 @@ def collapse_warnings(y_true, y_pred, remedy: str | None = None) -> list[str]:
     kept = float(per_class_recall(y_true, y_pred)[majority])
     if rate > MAJORITY_SHARE and kept < MAJORITY_RECALL:
         warnings.append(f"the majority class {majority} ({rate:.0%} of the examples) is predicted for only {kept:.0%} of its own "
-                        f"examples, the rest called rarer classes; {DISPERSAL_REMEDY}")
+                        f"examples, the rest called rarer classes; try {dispersal_remedy or DISPERSAL_REMEDY}")
     return warnings
 
 
-def classification_report(y_true, y_pred, num_classes: int | None = None, remedy: str | None = None) -> dict[str, Any]:
+def classification_report(y_true, y_pred, num_classes: int | None = None, remedy: str | None = None,
+                          dispersal_remedy: str | None = None) -> dict[str, Any]:
     """Accuracy, balanced accuracy, per-class recall, the majority-class rate and :func:`collapse_warnings`, JSON-ready."""
     y_true, y_pred = _labels(y_true, y_pred)
     recall = per_class_recall(y_true, y_pred, num_classes)
@@ -103,7 +104,7 @@ def classification_report(y_true, y_pred, num_classes: int | None = None, remedy
         "per_class_recall": [None if np.isnan(r) else float(r) for r in recall],
         "majority_class": majority,
         "majority_rate": rate,
-        "warnings": collapse_warnings(y_true, y_pred, remedy),
+        "warnings": collapse_warnings(y_true, y_pred, remedy, dispersal_remedy),
     }
 
 def clustering_accuracy(labels, clusters) -> float:
@@ -135,11 +136,12 @@ def auroc(inlier_scores, outlier_scores) -> float:
     return float(roc_auc_score(truth, np.r_[inlier_scores, outlier_scores]))
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, remedy: str | None = None) -> dict[str, Any]:
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, remedy: str | None = None,
+                           dispersal_remedy: str | None = None) -> dict[str, Any]:
     """:func:`classification_report` (accuracy, balanced accuracy, majority-class rate, collapse
     warnings) with its per-class recall as ``per_class_accuracy`` (``None`` for a class absent from ``y_true``) and
     the confusion matrix (rows: true class, columns: predicted)."""
-    report = classification_report(y_true, y_pred, num_classes, remedy)
+    report = classification_report(y_true, y_pred, num_classes, remedy, dispersal_remedy)
     k = len(report["per_class_recall"])
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)

@@ -73,7 +73,7 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
                               "num_examples": len(part)}
     if isinstance(model, CanClassify) and part.y is not None:
         result.update(classification_metrics(part.y.numpy(), np.asarray(map_rows(model.predict, part.x)), dataset.num_classes or 0,
-                                             model.imbalance_remedy))
+                                             model.imbalance_remedy, model.dispersal_remedy))
         if baselines and own_data:
             result["baselines"] = baseline_scores(open_run_data(run_config, dataset=dataset, run_dir=run).train, part, seed=seed)
     result["elbo"] = float(model.elbo_per_datum(part))

@@ -130,7 +130,8 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None)
                        kept=f"weights of epoch {state.best_epoch}, {kept}", stopped_early=state.stopped_early,
                        skipped_batches=state.skipped_batches, train_time_s=round(state.elapsed, 2))
     if isinstance(model, CanClassify) and data.test is not None and data.test.y is not None:
-        report = classification_report(data.test.y.numpy(), np.asarray(map_rows(model.predict, data.test.x)), data.num_classes, model.imbalance_remedy)
+        report = classification_report(data.test.y.numpy(), np.asarray(map_rows(model.predict, data.test.x)), data.num_classes,
+                                       model.imbalance_remedy, model.dispersal_remedy)
         summary.update({f"test_{key}": value for key, value in report.items()})
     summary.update(model.fit_checks(data))
     if isinstance(model, M1M2):  # M1+M2: the z1 dimensions its M2 models

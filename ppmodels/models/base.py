@@ -196,6 +196,9 @@ class PPModel(nn.Module):
     #: what counters a classifier that collapses onto one class, in this model's options (the collapse warning says it;
     #: ``None``: the options every model has, ``ppmodels.analysis.metrics.REMEDY``)
     imbalance_remedy: ClassVar[str | None] = None
+    #: what counters the opposite, a majority class mostly called rarer classes (``None``:
+    #: ``ppmodels.analysis.metrics.DISPERSAL_REMEDY``)
+    dispersal_remedy: ClassVar[str | None] = None
 
     def __init__(self, config: ModelConfig | None = None, **kwargs: Any):
         super().__init__()

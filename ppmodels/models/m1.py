@@ -90,6 +90,7 @@ class M1(VAE):
     config: M1Config
     needs_labels = True
     imbalance_remedy = "--set class_weight=balanced, --max-per-class, or class-balanced labels (--labels)"
+    dispersal_remedy = "class_weight=none (with classifier=svm or logistic), or labels in the data's own class shares (--labels draws class-balanced ones)"
 
     def __init__(self, config: M1Config | None = None, **kwargs):
         super().__init__(config, **kwargs)

@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..nets import flatten_event
 from ..registry import register_model
 from .base import Batch, ModelConfig, PPModel, data_plate
-from .m2 import CLASS_PRIORS, M2
+from .m2 import CLASS_PRIORS, M2, PRIOR_DISPERSAL_REMEDY, PRIOR_IMBALANCE_REMEDY
 from .vae import VAE
 
 STAGES = ("m1", "m2")
@@ -101,7 +101,8 @@ class M1M2(PPModel):
     """
 
     Config = M1M2Config
-    imbalance_remedy = "--set class_prior=labeled, --max-per-class, or more class-balanced labels (--labels)"
+    imbalance_remedy = PRIOR_IMBALANCE_REMEDY
+    dispersal_remedy = PRIOR_DISPERSAL_REMEDY
     config: M1M2Config
 
     def __init__(self, config: M1M2Config | None = None, **kwargs):

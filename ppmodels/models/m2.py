@@ -22,6 +22,11 @@ from .ssl_batches import labeled_unlabeled_batches
 from .vae import observation_dist
 
 CLASS_PRIORS = ("uniform", "labeled", "learned")
+#: what the warnings of ``ppmodels.analysis.metrics.collapse_warnings`` advise for models with a class prior p(y) (M2,
+#: the ADGM, M1+M2): against predictions collapsed onto one class, and against a majority class called rarer ones
+PRIOR_IMBALANCE_REMEDY = "--set class_prior=labeled, --max-per-class, or more class-balanced labels (--labels)"
+PRIOR_DISPERSAL_REMEDY = ("--set class_prior=learned (p(y) fitted to the unlabeled data), or class_prior=labeled when the labels "
+                          "follow the data's class shares")
 
 
 @dataclasses.dataclass
@@ -106,7 +111,8 @@ class M2(PPModel):
     """
 
     Config = M2Config
-    imbalance_remedy = "--set class_prior=labeled, --max-per-class, or more class-balanced labels (--labels)"
+    imbalance_remedy = PRIOR_IMBALANCE_REMEDY
+    dispersal_remedy = PRIOR_DISPERSAL_REMEDY
     config: M2Config
 
     def __init__(self, config: M2Config | None = None, **kwargs):
