@@ -219,6 +219,20 @@ def test_unmasked_shortcut_equals_the_masked_path(likelihood, monkeypatch):
     assert not m2.models_every_feature()
 
 
+def test_the_unmasked_answer_follows_every_change_of_the_mask():
+    """models_every_feature keeps its answer between steps, and a mask loaded, edited or moved is read again."""
+    m2, masked = small_m2(), small_m2()
+    masked.feature_mask[2] = 0
+    assert m2.models_every_feature() and m2.models_every_feature()
+    m2.load_state_dict(masked.state_dict())
+    assert not m2.models_every_feature()
+    m2.feature_mask.fill_(1)
+    assert m2.models_every_feature()
+    m2.feature_mask[4] = 0
+    m2.to(torch.float64)  # a new mask tensor, same values
+    assert not m2.models_every_feature()
+
+
 def test_m2_learns_digits_with_50_labels(digits):
     """Short run on digits, 50 labels: far above chance after 2 epochs of 100 steps (the trainer's least number
     of steps an epoch for a classifier)."""
