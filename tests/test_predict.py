@@ -60,6 +60,22 @@ def test_predict_on_the_same_scene_as_mat_gives_the_same_map(m2_run, scene, tmp_
         np.testing.assert_allclose(da["probability"].values, db["probability"].values, atol=1e-5)
 
 
+def test_a_scene_left_on_disk_trains_and_maps_as_the_scene_in_memory(m2_run, scene, tmp_path):
+    """?lazy=1: a run trains on the pixels read from disk a block at a time, and predict maps such a scene with the
+    probabilities it gives for the scene in memory."""
+    lazy = f"cube:{scene['nc']}?lazy=1"
+    a = predict(m2_run, f"cube:{scene['nc']}", tmp_path / "a.nc", png=False)["map"]
+    b = predict(m2_run, lazy, tmp_path / "b.nc", png=False)["map"]
+    with xr.open_dataset(a) as da, xr.open_dataset(b) as db:
+        np.testing.assert_allclose(da["probability"].values, db["probability"].values, atol=1e-5)
+        np.testing.assert_array_equal(da["class_map"].values, db["class_map"].values)
+    out = tmp_path / "m2_disk"
+    train("m2", lazy, out, train_config=FAST, model_options={"z_dim": 3, "hidden": [16]}, progress=False)
+    np.testing.assert_allclose(run_config(out)["data"]["cube"]["mean"], run_config(m2_run)["data"]["cube"]["mean"], rtol=1e-9)
+    with xr.open_dataset(predict(out, lazy, tmp_path / "c.nc", png=False)["map"]) as dc:
+        assert dc["class_map"].shape == (20, 16)
+
+
 def test_predict_applies_the_training_transform_to_another_scene(m2_run, scene, tmp_path):
     """A darker scene is standardised with the training scene's statistics, so its map changes; with its own
     statistics it would look exactly like the training scene."""

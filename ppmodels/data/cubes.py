@@ -18,6 +18,11 @@ to mean 0 and standard deviation 1 over the scene, with the Gaussian likelihood;
 ``likelihood=``. The transform is recorded in ``dataset.metadata["cube"]``; ``ppmodels train`` stores it in the run,
 so ``ppmodels predict`` applies the training scene's transform to any scene.
 
+A ``cube:`` scene larger than :data:`LAZY_CUBE_BYTES` (1 GiB as float32) stays on disk: its pixels are read a block
+of lines at a time (:mod:`ppmodels.data.lazy`), the band statistics and the checks come from one streaming pass, and
+only the ground-truth map is held in memory. ``lazy=1`` keeps a smaller scene on disk too, ``lazy=0`` reads any scene
+into memory. MATLAB files are always read whole (version 5 files cannot be read in parts).
+
 Background pixels are unlabeled training points (label ``UNLABELED``), useful to a semi-supervised model; the
 labeled pixels are split 70/10/20 (stratified) into train, valid and test.
 
@@ -34,23 +39,64 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..errors import DataError
 from ..files import atomic_write
 from .dataset import UNLABELED, Dataset
-from .sources import _existing, open_source, register_source
+from .lazy import DiskArray, LazyRows, RowStats
+from .sources import _existing, _lazy_option, open_source, register_source
 from .splits import stratified_splits
 
 STANDARDIZE = ("band", "none")
 RECORD = "run_record"  # the option through which open_cube hands a run's recorded transform to the loaders
+LAZY_CUBE_BYTES = 1 << 30  # a cube: scene larger than this (as float32) stays on disk unless ?lazy=0
+
+
+class PixelRows:
+    """The pixels of a cube left on disk as rows ``(height * width, bands)``, for :class:`~ppmodels.data.lazy.DiskArray`:
+    ``rows[start:stop]`` reads the lines that hold those pixels (the chosen bands only) and returns them as float32.
+
+    :param array: the cube as a lazily loaded ``xarray.DataArray`` (dims in the file's order).
+    :param spatial: its (y, x) dims; the one other dim is ``band_dim``.
+    :param keep: the band positions chosen (``None``: all), in the order wanted.
+    :param source: the open ``xarray.Dataset``, kept so that the file stays open while the rows are in use.
+    """
+
+    def __init__(self, array, spatial: tuple[str, str], band_dim: str, keep: np.ndarray | None = None, source=None):
+        self.array, self.spatial, self.band_dim, self.keep, self.source = array, spatial, band_dim, keep, source
+        self.height, self.width = array.sizes[spatial[0]], array.sizes[spatial[1]]
+        bands = array.sizes[band_dim] if keep is None else len(keep)
+        self.shape, self.dtype = (self.height * self.width, bands), np.dtype(np.float32)
+
+    def with_bands(self, keep: np.ndarray) -> "PixelRows":
+        """The same pixels with only the bands at positions ``keep`` (of the bands this view has)."""
+        keep = np.asarray(keep, dtype=np.int64)
+        return PixelRows(self.array, self.spatial, self.band_dim, keep if self.keep is None else self.keep[keep], self.source)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        start, stop, _ = key.indices(self.shape[0])
+        if stop <= start:
+            return np.empty((0, self.shape[1]), dtype=np.float32)
+        first, last = start // self.width, (stop - 1) // self.width + 1
+        selection = {self.spatial[0]: slice(first, last)}
+        if self.keep is not None:  # read the chosen bands in file order (HDF5 reads need increasing indices), then reorder
+            wanted, order = np.unique(self.keep, return_inverse=True)
+            selection[self.band_dim] = wanted
+        lines = np.asarray(self.array.isel(selection).transpose(*self.spatial, self.band_dim).values)
+        if self.keep is not None:
+            lines = lines[..., order]
+        offset = first * self.width
+        return np.asarray(lines.reshape(-1, lines.shape[-1])[start - offset:stop - offset], dtype=np.float32)
 
 
 @dataclass
 class Cube:
-    """A scene as arrays: ``values`` ``(height, width, bands)``, ``labels`` ``(height, width)`` or ``None``, and the
-    coordinates of each axis (``band_dim`` names the band axis: ``band``, ``wavelength``, ...)."""
+    """A scene as arrays: ``values`` ``(height, width, bands)`` (or :class:`PixelRows` left on disk), ``labels``
+    ``(height, width)`` or ``None``, and the coordinates of each axis (``band_dim`` names the band axis: ``band``,
+    ``wavelength``, ...)."""
 
-    values: np.ndarray
+    values: np.ndarray | PixelRows
     labels: np.ndarray | None
     y: np.ndarray
     x: np.ndarray
@@ -61,34 +107,48 @@ class Cube:
 
 
 # ----- reading ------------------------------------------------------------------------------------------------
-def read_xarray(path: Path, var: str | None, labels: str | None) -> Cube:
+def read_xarray(path: Path, var: str | None, labels: str | None, lazy: bool | None = False) -> Cube:
     """The cube ``var`` and ground truth ``labels`` of a netCDF file (or a zarr store, a folder), cube axes ordered
-    (y, x, band)."""
+    (y, x, band). ``lazy``: leave the cube's values on disk (:class:`PixelRows`, which keeps the file open); ``None``:
+    when it is larger than :data:`LAZY_CUBE_BYTES` as float32."""
     import xarray as xr
 
     try:
-        with xr.open_dataset(path, engine="zarr" if path.is_dir() else None) as ds:
-            var = var or _only(path, {k: v.ndim for k, v in ds.data_vars.items()}, 3, "var")
-            labels = labels or _only(path, {k: v.ndim for k, v in ds.data_vars.items()}, 2, "labels", required=False)
-            for key, name in ((var, "var"), (labels, "labels")):
-                if key is not None and key not in ds.data_vars:
-                    raise DataError(f"{path} has no variable {key!r} (it has {', '.join(ds.data_vars)}); fix ?{name}=NAME")
-            cube = ds[var]
-            if cube.ndim != 3:
-                raise DataError(f"variable {var!r} of {path} has dims {cube.dims}; a cube needs 3: (y, x, band) or (band, y, x)")
-            spatial = ds[labels].dims if labels else tuple(d for d in cube.dims if d in ("y", "x"))
-            band_dims = [d for d in cube.dims if d not in spatial]
-            if len(spatial) != 2 or len(band_dims) != 1 or not set(spatial) <= set(cube.dims):
-                raise DataError(f"cannot tell the band axis of {var!r} (dims {cube.dims}) in {path}; name the spatial dims y and x, "
-                                f"or give a labels map over two of its dims")
-            cube = cube.transpose(*spatial, band_dims[0])
-            truth = None if labels is None else ds[labels].transpose(*spatial).values
-            return Cube(np.asarray(cube.values), truth, *(_coord(cube, d) for d in cube.dims), band_dim=band_dims[0],
-                        y_dim=spatial[0], x_dim=spatial[1])
+        ds = xr.open_dataset(path, engine="zarr" if path.is_dir() else None, cache=False)
+        try:
+            cube = _xarray_cube(ds, path, var, labels, lazy)
+        except BaseException:
+            ds.close()
+            raise
     except DataError:
         raise
     except (OSError, ValueError) as exc:
         raise DataError(f"{path} is not a readable netCDF file or zarr store ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); check the file") from None
+    if not isinstance(cube.values, PixelRows):
+        ds.close()
+    return cube
+
+
+def _xarray_cube(ds, path: Path, var: str | None, labels: str | None, lazy: bool | None) -> Cube:
+    var = var or _only(path, {k: v.ndim for k, v in ds.data_vars.items()}, 3, "var")
+    labels = labels or _only(path, {k: v.ndim for k, v in ds.data_vars.items()}, 2, "labels", required=False)
+    for key, name in ((var, "var"), (labels, "labels")):
+        if key is not None and key not in ds.data_vars:
+            raise DataError(f"{path} has no variable {key!r} (it has {', '.join(ds.data_vars)}); fix ?{name}=NAME")
+    cube = ds[var]
+    if cube.ndim != 3:
+        raise DataError(f"variable {var!r} of {path} has dims {cube.dims}; a cube needs 3: (y, x, band) or (band, y, x)")
+    spatial = ds[labels].dims if labels else tuple(d for d in cube.dims if d in ("y", "x"))
+    band_dims = [d for d in cube.dims if d not in spatial]
+    if len(spatial) != 2 or len(band_dims) != 1 or not set(spatial) <= set(cube.dims):
+        raise DataError(f"cannot tell the band axis of {var!r} (dims {cube.dims}) in {path}; name the spatial dims y and x, "
+                        f"or give a labels map over two of its dims")
+    truth = None if labels is None else ds[labels].transpose(*spatial).values
+    coords = [_coord(cube, d) for d in (*spatial, band_dims[0])]
+    if lazy is None:
+        lazy = 4 * cube.size > LAZY_CUBE_BYTES
+    values = PixelRows(cube, spatial, band_dims[0], source=ds) if lazy else np.asarray(cube.transpose(*spatial, band_dims[0]).values)
+    return Cube(values, truth, *coords, band_dim=band_dims[0], y_dim=spatial[0], x_dim=spatial[1])
 
 
 def _coord(array, dim: str) -> np.ndarray:
@@ -164,7 +224,8 @@ def select_bands(cube: Cube, bands: str | None) -> Cube:
         keep = np.array([int(np.flatnonzero(np.isclose(coords, v))[0]) for v in wanted], dtype=np.int64)
     if not len(keep):
         raise DataError(f"bands={bands} selects none of the cube's {cube.band_dim} coordinates {coords.min():g}..{coords.max():g}; widen the range")
-    return Cube(cube.values[..., keep], cube.labels, cube.y, cube.x, cube.band[keep], cube.band_dim, cube.y_dim, cube.x_dim)
+    values = cube.values.with_bands(keep) if isinstance(cube.values, PixelRows) else cube.values[..., keep]
+    return Cube(values, cube.labels, cube.y, cube.x, cube.band[keep], cube.band_dim, cube.y_dim, cube.x_dim)
 
 
 def pixel_labels(labels: np.ndarray, background: int | None, classes: list | None = None) -> tuple[np.ndarray, list]:
@@ -204,21 +265,35 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
     """Pixels as data points, spectra standardised per band (or by the transform of ``options[RECORD]``, a run's)."""
     record = options.get(RECORD) if isinstance(options.get(RECORD), dict) else None
     cube = select_bands(cube, options.get("bands"))
-    h, w, b = cube.values.shape
-    x = cube.values.reshape(h * w, b).astype(np.float32)
+    on_disk = isinstance(cube.values, PixelRows)
+    h, w, b = (cube.values.height, cube.values.width, cube.values.shape[1]) if on_disk else cube.values.shape
     standardize = (record or {}).get("standardize", options.get("standardize", "band"))
     if standardize not in STANDARDIZE:
         raise DataError(f"standardize={standardize!r} is unknown; use one of {', '.join(STANDARDIZE)}")
-    if not np.isfinite(x).all():
-        raise DataError(f"the cube of {name!r} has NaN or infinite values in {int((~np.isfinite(x)).any(1).sum())} pixels; mask or fill them first")
+    if on_disk:  # one pass over the file: the checks and the band statistics
+        x = LazyRows(DiskArray(cube.values))
+        moments = band_moments(x)
+    else:
+        x = cube.values.reshape(h * w, b).astype(np.float32)
+        moments = BandMoments.of(x)
+    if moments.nonfinite_rows:
+        raise DataError(f"the cube of {name!r} has NaN or infinite values in {moments.nonfinite_rows} pixels; mask or fill them first")
     record = dict(record) if record else {"standardize": standardize, "bands": cube.band.tolist(), "band_dim": cube.band_dim}
     if standardize == "band" and "mean" not in record:
-        std = x.std(0, dtype=np.float64)
-        record.update(mean=x.mean(0, dtype=np.float64).tolist(), std=np.where(std > 0, std, 1.0).tolist())
+        record.update(mean=moments.mean.tolist(), std=np.where(moments.std > 0, moments.std, 1.0).tolist())
     if len(record["bands"]) != b:
         raise DataError(f"the cube of {name!r} has {b} bands but the run was trained on {len(record['bands'])}; select the same bands with ?bands=")
+    low, high = float(moments.low.min()), float(moments.high.max())
     if standardize == "band":
-        x = ((x - np.asarray(record["mean"])) / np.asarray(record["std"])).astype(np.float32)
+        mean, std = np.asarray(record["mean"]), np.asarray(record["std"])
+        low, high = float(((moments.low - mean) / std).min()), float(((moments.high - mean) / std).max())
+        if on_disk:
+            shift, scale = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+            x = LazyRows(x.disk, transform=lambda t: (t - shift) / scale)
+        else:
+            x = ((x - mean) / std).astype(np.float32)
+    if on_disk:  # the pass's findings, so that the dataset's checks do not read the file again
+        x = LazyRows(x.disk, transform=x.transform, bounds=(low, high), stats=RowStats(0, low, high))
     y, class_names = None, None
     if cube.labels is not None:
         background = _background(options.get("background", record.get("background", "0")))
@@ -227,11 +302,57 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
         class_names = [str(c) for c in classes]
     likelihood = options.get("likelihood") or ("gaussian" if standardize == "band" else None)
     if likelihood is None:
-        likelihood = "bernoulli" if x.min() >= 0 and x.max() <= 1 else "gaussian"
+        likelihood = "bernoulli" if low >= 0 and high <= 1 else "gaussian"
     splits = cube_splits(y) if y is not None else stratified_splits(None, len(x))
     geometry = {"shape": (h, w), "y": cube.y, "x": cube.x, "y_dim": cube.y_dim, "x_dim": cube.x_dim, "band": cube.band, "labels": cube.labels}
     return Dataset(name, x, y, likelihood, splits, class_names=class_names, partly_labeled=True,
                    metadata={"cube": record, "geometry": geometry})
+
+
+@dataclass
+class BandMoments:
+    """What one pass over a cube's pixels found: pixels with NaN or infinite values and, over the finite ones, each
+    band's mean, standard deviation (divided by N), minimum and maximum."""
+
+    nonfinite_rows: int
+    mean: np.ndarray
+    std: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> "BandMoments":
+        """The moments of pixels ``(N, bands)`` in memory."""
+        finite = np.isfinite(x).all(1)
+        bad = int((~finite).sum())
+        if bad:
+            x = x[finite]
+        if not len(x):
+            nan = np.full(x.shape[1], np.nan)
+            return cls(bad, nan, nan, nan, nan)
+        return cls(bad, x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64), x.min(0).astype(np.float64), x.max(0).astype(np.float64))
+
+
+def band_moments(rows: LazyRows) -> BandMoments:
+    """:class:`BandMoments` of pixels on disk, a block at a time: the blocks' means and centred sums of squares are
+    merged as Chan et al. do (numerically as good as one pass over all the pixels in float64)."""
+    count, bad, mean, m2 = 0, 0, 0.0, 0.0
+    low, high = np.full(rows.shape[1], np.inf), np.full(rows.shape[1], -np.inf)
+    for chunk in rows.split(rows.block_rows):
+        part = BandMoments.of(chunk.numpy())
+        bad += part.nonfinite_rows
+        n = len(chunk) - part.nonfinite_rows
+        if n == 0:
+            continue
+        delta, total = part.mean - mean, count + n
+        mean = mean + delta * n / total
+        m2 = m2 + part.std ** 2 * n + delta ** 2 * count * n / total
+        count = total
+        low, high = np.minimum(low, part.low), np.maximum(high, part.high)
+    if count == 0:
+        nan = np.full(rows.shape[1], np.nan)
+        return BandMoments(bad, nan, nan, nan, nan)
+    return BandMoments(bad, np.asarray(mean), np.sqrt(m2 / count), low, high)
 
 
 def _background(value) -> int | None:
@@ -256,7 +377,8 @@ def open_cube(spec: str, record: dict | None = None, data_dir: str | None = None
 def _cube(path: str, options: dict, **_) -> Dataset:
     """A netCDF (or zarr) cube with dims (y, x, band) or (band, y, x) and its ground-truth map."""
     p = Path(path).expanduser() if path and Path(path).expanduser().is_dir() else _existing(path)  # zarr stores are folders
-    return cube_dataset(read_xarray(p, options.get("var"), options.get("labels")), p.stem, options)
+    lazy = _lazy_option(options) if "lazy" in options else None  # by default, by the cube's size
+    return cube_dataset(read_xarray(p, options.get("var"), options.get("labels"), lazy), p.stem, options)
 
 
 @register_source("mat")

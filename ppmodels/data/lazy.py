@@ -80,14 +80,16 @@ class LazyRows:
     """Rows ``index`` of a :class:`DiskArray`, read only when asked for, each read passed through ``transform``.
 
     :param bounds: ``(low, high)`` known to hold every value (set after a pass over all the rows; views inherit it).
+    :param stats: what a pass over these rows (transformed) already found, so that :meth:`stats` need not read them
+        again; views compute their own.
     """
 
     def __init__(self, disk: DiskArray, index: np.ndarray | None = None, transform: Transform | None = None,
-                 bounds: tuple[float, float] | None = None):
+                 bounds: tuple[float, float] | None = None, stats: RowStats | None = None):
         self.disk = disk
         self.index = np.arange(disk.shape[0], dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
         self.transform, self.bounds = transform, bounds
-        self._stats: RowStats | None = None
+        self._stats = stats
 
     def __len__(self) -> int:
         return len(self.index)

@@ -9,7 +9,8 @@ import scipy.io
 
 from benchmarks.hyperspectral import INDIAN_PINES_COUNTS, class_counts, synthetic_scene, write_mat, write_netcdf
 from ppmodels.data import UNLABELED, load_dataset, open_cube, parse_spec, prepare_data
-from ppmodels.data import scenes
+from ppmodels.data import cubes, scenes
+from ppmodels.data.lazy import LazyRows
 from ppmodels.data.mnist import download_checked
 from ppmodels.errors import DataError, DataNotFoundError
 
@@ -71,6 +72,51 @@ def test_a_zarr_store_reads_as_the_netcdf_cube(tmp_path, small):
     np.testing.assert_allclose(d.x, reference.x, atol=1e-6)
     np.testing.assert_array_equal(d.y, reference.y)
     np.testing.assert_allclose(d.metadata["geometry"]["band"], small["wavelength"])
+
+
+@pytest.mark.parametrize("bands_first", [False, True])
+@pytest.mark.parametrize("pick_bands", [False, True])
+def test_a_cube_left_on_disk_reads_as_the_cube_in_memory(tmp_path, pines, bands_first, pick_bands):
+    """?lazy=1 keeps the pixels on disk: the same standardised values, labels, splits and band statistics as the
+    cube in memory, from one pass over the file a block at a time (the dataset's checks do not read it again)."""
+    path = write_netcdf(tmp_path / "scene.nc", pines, bands_first=bands_first)
+    # three bands chosen out of the file's order, as a user may write them
+    bands = "&bands=" + ",".join(f"{v:g}" for v in pines["wavelength"][[5, 0, 3]]) if pick_bands else ""
+    memory, disk = (load_dataset(f"cube:{path}?lazy={flag}{bands}") for flag in (0, 1))
+    assert isinstance(disk.x, LazyRows) and not isinstance(memory.x, LazyRows)
+    one_pass = -(-disk.x.disk.shape[0] // disk.x.block_rows)
+    assert disk.x.disk.reads == one_pass and disk.x.disk.max_rows_read <= disk.x.block_rows
+    np.testing.assert_allclose(np.asarray(disk.x), memory.x, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(disk.y, memory.y)
+    assert all(np.array_equal(disk.splits[k], memory.splits[k]) for k in memory.splits)
+    for key in ("mean", "std", "bands"):
+        np.testing.assert_allclose(disk.metadata["cube"][key], memory.metadata["cube"][key], rtol=1e-9)
+    assert disk.likelihood == memory.likelihood == "gaussian"
+    low, high = disk.x.stats().low, disk.x.stats().high
+    assert np.isclose(low, memory.x.min(), atol=1e-5) and np.isclose(high, memory.x.max(), atol=1e-5)
+    test = disk.split("test").x
+    np.testing.assert_allclose(test[: 50], memory.x[memory.splits["test"][:50]], rtol=1e-5, atol=1e-5)
+
+
+def test_a_large_cube_stays_on_disk_by_default_and_unstandardised_values_keep_their_range(tmp_path, small, monkeypatch):
+    c = small["cube"]
+    path = write_netcdf(tmp_path / "scene.nc", dict(small, cube=(c - c.min()) / (c.max() - c.min())))
+    assert not isinstance(load_dataset(f"cube:{path}").x, LazyRows)
+    monkeypatch.setattr(cubes, "LAZY_CUBE_BYTES", 1000)
+    d = load_dataset(f"cube:{path}?standardize=none")
+    assert isinstance(d.x, LazyRows) and d.likelihood == "bernoulli"  # values in [0, 1], found by the one pass
+    assert not isinstance(load_dataset(f"cube:{path}?lazy=0").x, LazyRows)
+    with pytest.raises(DataError, match="lazy=2 is not a choice"):
+        load_dataset(f"cube:{path}?lazy=2")
+
+
+def test_a_cube_on_disk_with_nan_pixels_is_refused_in_one_line(tmp_path, small):
+    cube = small["cube"].astype(np.float32).copy()
+    cube[3, 4, 1] = np.nan
+    path = write_netcdf(tmp_path / "scene.nc", dict(small, cube=cube))
+    for flag in (0, 1):
+        with pytest.raises(DataError, match="NaN or infinite values in 1 pixels"):
+            load_dataset(f"cube:{path}?lazy={flag}")
 
 
 @pytest.mark.parametrize("v73", [False, True])
