@@ -15,10 +15,15 @@ in-memory one. The file is deleted afterwards; results go to ``benchmarks/result
 
 The file is freshly written, so both runs read it from the page cache; the in-memory run reads it whole first.
 
+``--source cube`` does the same for an image cube: a netCDF file (h5netcdf) with ``reflectance`` over
+``(y, x, band)`` (``--bands`` bands, 1,000 pixels a line, chunks of a few lines), trained as ``cube:BIG.nc?lazy=1``
+(pixels read a block of lines at a time, standardised per band from one streaming pass) against ``?lazy=0``.
+
 Run::
 
     .venv/bin/python benchmarks/stream.py
     .venv/bin/python benchmarks/stream.py --gigabytes 0.2 --out /tmp/stream.json   # a quick try
+    .venv/bin/python benchmarks/stream.py --source cube --bands 200 --out benchmarks/results/stream_cube.json
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ TARGET_RATIO = 1.2
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--gigabytes", type=float, default=1.25, help="size of the float32 file to write (issue 17: at least 1.2)")
-    p.add_argument("--features", type=int, default=784, help="features per row")
+    p.add_argument("--source", choices=("npy", "cube"), default="npy", help="an .npy array, or a netCDF image cube")
+    p.add_argument("--features", type=int, default=784, help="features per row (npy)")
+    p.add_argument("--bands", type=int, default=200, help="bands per pixel (cube)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tmp", default=None, help="folder for the temporary file (default: the system's)")
@@ -63,6 +70,27 @@ def write_big(path: Path, rows: int, features: int, seed: int, chunk: int = 20_0
         out[start:start + len(z)] = 1 / (1 + np.exp(-(z @ weights)))
     out.flush()
     del out
+
+
+CUBE_WIDTH = 1000  # pixels a line of the cube
+
+
+def write_cube(path: Path, rows: int, bands: int, seed: int, lines: int = 20) -> None:
+    """A netCDF cube of ``rows // CUBE_WIDTH`` lines: each pixel's spectrum sigmoid(z W) as in :func:`write_big`,
+    written ``lines`` lines at a time through h5netcdf (never whole in memory), in chunks of a few lines."""
+    import h5netcdf
+
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(0, 1.5, (10, bands)).astype(np.float32)
+    height = rows // CUBE_WIDTH
+    chunk_lines = max(1, (4 << 20) // (4 * CUBE_WIDTH * bands))
+    with h5netcdf.File(path, "w") as f:
+        f.dimensions = {"y": height, "x": CUBE_WIDTH, "band": bands}
+        cube = f.create_variable("reflectance", ("y", "x", "band"), dtype="f4", chunks=(chunk_lines, CUBE_WIDTH, bands))
+        for start in range(0, height, lines):
+            n = min(lines, height - start)
+            z = rng.normal(size=(n * CUBE_WIDTH, 10)).astype(np.float32)
+            cube[start:start + n] = (1 / (1 + np.exp(-(z @ weights)))).reshape(n, CUBE_WIDTH, bands)
 
 
 def run_train(spec: str, run_dir: Path, epochs: int, seed: int) -> dict:
@@ -85,21 +113,26 @@ def run_train(spec: str, run_dir: Path, epochs: int, seed: int) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    cube = args.source == "cube"
+    features = args.bands if cube else args.features
     if args.write_file:
-        write_big(Path(args.write_file), args.rows, args.features, args.seed)
+        (write_cube if cube else write_big)(Path(args.write_file), args.rows, features, args.seed)
         return {}
-    rows = int(args.gigabytes * 1e9 / (4 * args.features))
+    rows = int(args.gigabytes * 1e9 / (4 * features))
+    if cube:
+        rows -= rows % CUBE_WIDTH
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        big = Path(tmp) / "BIG.npy"
+        big = Path(tmp) / ("BIG.nc" if cube else "BIG.npy")
         t0 = time.perf_counter()
         # written by a child: a child's ru_maxrss starts from its parent's peak (the high-water mark survives fork and
         # exec), so this process must never hold the file's pages itself
-        subprocess.run([sys.executable, __file__, "--write-file", str(big), "--rows", str(rows), "--features", str(args.features),
-                        "--seed", str(args.seed)], check=True)
+        subprocess.run([sys.executable, __file__, "--source", args.source, "--write-file", str(big), "--rows", str(rows),
+                        "--features", str(args.features), "--bands", str(args.bands), "--seed", str(args.seed)], check=True)
         size = big.stat().st_size
-        print(f"wrote {big} ({size / 1e9:.2f} GB, {rows} x {args.features}) in {time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"wrote {big} ({size / 1e9:.2f} GB, {rows} x {features}) in {time.perf_counter() - t0:.0f} s", flush=True)
         runs = {}
-        for name, spec in (("disk", f"npy:{big}"), ("memory", f"npy:{big}?lazy=0")):
+        specs = ((f"cube:{big}?lazy=1", f"cube:{big}?lazy=0") if cube else (f"npy:{big}", f"npy:{big}?lazy=0"))
+        for name, spec in zip(("disk", "memory"), specs):
             runs[name] = run_train(spec, Path(tmp) / f"run_{name}", args.epochs, args.seed)
             print(f"{name:>6}: peak RSS {runs[name]['peak_rss_mb']:.0f} MB, epoch {runs[name]['epoch_time_s']:.1f} s, "
                   f"wall {runs[name]['wall_s']:.1f} s, valid ELBO {runs[name]['valid_elbo']:.2f}", flush=True)
@@ -109,7 +142,7 @@ def main(argv=None) -> dict:
 
     ratio = runs["disk"]["epoch_time_s"] / runs["memory"]["epoch_time_s"]
     result = {
-        "benchmark": "benchmarks/stream.py", "argv": sys.argv[1:], "file_bytes": size, "rows": rows, "features": args.features,
+        "benchmark": "benchmarks/stream.py", "argv": sys.argv[1:], "source": args.source, "file_bytes": size, "rows": rows, "features": features,
         "epochs": args.epochs, "runs": runs,
         "summary": {"disk_peak_rss_mb": runs["disk"]["peak_rss_mb"], "memory_peak_rss_mb": runs["memory"]["peak_rss_mb"],
                     "epoch_time_ratio_disk_to_memory": round(ratio, 3),
