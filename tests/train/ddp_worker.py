@@ -7,6 +7,7 @@ final weights of this rank and, from rank 0, the epoch records.
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -65,6 +66,12 @@ def resume_case(out: Path, batch_size: int) -> dict:
     return results
 
 
+def ddp_alive() -> int:
+    """DDP modules still alive (found without a garbage collection): one that outlives training is destroyed
+    whenever the collector gets to it, possibly after the process group or during interpreter shutdown."""
+    return sum(isinstance(o, torch.nn.parallel.DistributedDataParallel) for o in gc.get_objects())
+
+
 def main(out: str, batch_size: int, names: list[str]) -> None:
     init_from_env("cpu")
     rank, _ = world()
@@ -74,7 +81,7 @@ def main(out: str, batch_size: int, names: list[str]) -> None:
                 result = resume_case(Path(out), batch_size)
             else:
                 model, records = run_case(name, batch_size)
-                result = {"weights": model.state_dict(), "records": records}
+                result = {"weights": model.state_dict(), "records": records, "ddp_alive": ddp_alive()}
             torch.save(result, Path(out) / f"{name}_rank{rank}.pt")
     finally:
         close()

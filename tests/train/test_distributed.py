@@ -184,6 +184,7 @@ def test_models_with_monte_carlo_noise_end_with_identical_weights_on_both_ranks(
     ranks = [load_rank(two_ranks, name, rank) for rank in range(2)]
     for key, value in ranks[0]["weights"].items():
         assert torch.equal(value, ranks[1]["weights"][key]), key
+    assert [r["ddp_alive"] for r in ranks] == [0, 0]  # training let go of DDP while the process group lived
     if name == "m1m2":  # both stages ran: the M1 epoch, then the M2 epoch (its find_unused_parameters path)
         assert [r["stage"] for r in ranks[0]["records"]] == ["m1", "m2"]
         assert "valid_accuracy" in ranks[0]["records"][1]
