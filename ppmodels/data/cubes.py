@@ -270,6 +270,9 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
     standardize = (record or {}).get("standardize", options.get("standardize", "band"))
     if standardize not in STANDARDIZE:
         raise DataError(f"standardize={standardize!r} is unknown; use one of {', '.join(STANDARDIZE)}")
+    record = dict(record) if record else {"standardize": standardize, "bands": cube.band.tolist(), "band_dim": cube.band_dim}
+    if len(record["bands"]) != b:
+        raise DataError(f"the cube of {name!r} has {b} bands but the run was trained on {len(record['bands'])}; select the same bands with ?bands=")
     if on_disk:  # one pass over the file: the checks and the band statistics
         x = LazyRows(DiskArray(cube.values))
         moments = band_moments(x)
@@ -278,11 +281,8 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
         moments = BandMoments.of(x)
     if moments.nonfinite_rows:
         raise DataError(f"the cube of {name!r} has NaN or infinite values in {moments.nonfinite_rows} pixels; mask or fill them first")
-    record = dict(record) if record else {"standardize": standardize, "bands": cube.band.tolist(), "band_dim": cube.band_dim}
     if standardize == "band" and "mean" not in record:
         record.update(mean=moments.mean.tolist(), std=np.where(moments.std > 0, moments.std, 1.0).tolist())
-    if len(record["bands"]) != b:
-        raise DataError(f"the cube of {name!r} has {b} bands but the run was trained on {len(record['bands'])}; select the same bands with ?bands=")
     low, high = float(moments.low.min()), float(moments.high.max())
     if standardize == "band":
         mean, std = np.asarray(record["mean"]), np.asarray(record["std"])

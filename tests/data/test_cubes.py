@@ -71,6 +71,9 @@ def test_a_zarr_store_reads_as_the_netcdf_cube(tmp_path, small):
     d = load_dataset(f"cube:{tmp_path / 'scene.zarr'}")  # a bare .zarr path is the array source (docs/data.md)
     np.testing.assert_allclose(d.x, reference.x, atol=1e-6)
     np.testing.assert_array_equal(d.y, reference.y)
+    on_disk = load_dataset(f"cube:{tmp_path / 'scene.zarr'}?lazy=1")  # bands first in the store: read a line at a time
+    assert isinstance(on_disk.x, LazyRows)
+    np.testing.assert_allclose(np.asarray(on_disk.x), reference.x, atol=1e-5)
     np.testing.assert_allclose(d.metadata["geometry"]["band"], small["wavelength"])
 
 
