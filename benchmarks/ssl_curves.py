@@ -27,6 +27,19 @@ def tag(row: dict, threads: int = 1) -> str:
     return f" ({', '.join(marks)})" if marks else ""
 
 
+FAMILIES = {"m2": 0, "m1m2": 2, "adgm": 1, "m1": 3}  # a hue of tab20c per model (4 shades each), so a model's runs read as one group
+
+
+def curve_style(row: dict, shades: dict) -> dict:
+    """A model's runs share a hue, each run the next shade of it; runs in bfloat16 are dashed, so more curves than
+    one colour cycle holds stay apart."""
+    precision = row.get("train", {}).get("precision", "fp32")
+    family = FAMILIES.get(row["model"], 4)
+    shade = shades.setdefault((row["model"], precision), 0)
+    shades[(row["model"], precision)] = shade + 1
+    return {"color": plt.cm.tab20c.colors[4 * family + shade % 3], "linestyle": "-" if precision == "fp32" else "--"}
+
+
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results", nargs="+", help="JSON files written by benchmarks/semisupervised.py")
@@ -35,11 +48,12 @@ def main(argv: list[str] | None = None) -> Path:
     results = [json.loads(Path(path).read_text()) for path in args.results]
     rows = [(row, result.get("threads", 1)) for result in results for row in result["rows"]]
     fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
-    baselines = {}
+    baselines, shades = {}, {}
     for row, threads in rows:
         if row.get("curve"):
             minutes = [pt["elapsed_s"] / 60 for pt in row["curve"]]
-            ax.plot(minutes, [pt["test_error_pct"] for pt in row["curve"]], marker=".", label=f"{row['model']} seed {row['seed']}{tag(row, threads)}")
+            ax.plot(minutes, [pt["test_error_pct"] for pt in row["curve"]], marker=".", label=f"{row['model']} seed {row['seed']}{tag(row, threads)}",
+                    **curve_style(row, shades))
         else:
             baselines[f"{row['model']} seed {row['seed']}"] = row["test_error_pct"]  # each seed's own labels
     for (name, error), style in zip(sorted(baselines.items()), itertools.cycle(("--", ":", "-."))):
