@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -51,6 +52,7 @@ from .splits import stratified_splits
 STANDARDIZE = ("band", "none")
 RECORD = "run_record"  # the option through which open_cube hands a run's recorded transform to the loaders
 LAZY_CUBE_BYTES = 1 << 30  # a cube: scene larger than this (as float32) stays on disk unless ?lazy=0
+MOMENT_ROWS = 65536  # pixels a block when the band statistics of a cube in memory are summed
 
 
 class PixelRows:
@@ -275,10 +277,10 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
         raise DataError(f"the cube of {name!r} has {b} bands but the run was trained on {len(record['bands'])}; select the same bands with ?bands=")
     if on_disk:  # one pass over the file: the checks and the band statistics
         x = LazyRows(DiskArray(cube.values))
-        moments = band_moments(x)
-    else:
+        moments = band_moments((chunk.numpy() for chunk in x.split(x.block_rows)), b)
+    else:  # the one float32 copy of the pixels, standardised in place below
         x = cube.values.reshape(h * w, b).astype(np.float32)
-        moments = BandMoments.of(x)
+        moments = band_moments((x[i:i + MOMENT_ROWS] for i in range(0, len(x), MOMENT_ROWS)), b)
     if moments.nonfinite_rows:
         raise DataError(f"the cube of {name!r} has NaN or infinite values in {moments.nonfinite_rows} pixels; mask or fill them first")
     if standardize == "band" and "mean" not in record:
@@ -291,7 +293,8 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
             shift, scale = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
             x = LazyRows(x.disk, transform=lambda t: (t - shift) / scale)
         else:
-            x = ((x - mean) / std).astype(np.float32)
+            x -= mean.astype(np.float32)
+            x /= std.astype(np.float32)
     if on_disk:  # the pass's findings, so that the dataset's checks do not read the file again
         x = LazyRows(x.disk, transform=x.transform, bounds=(low, high), stats=RowStats(0, low, high))
     y, class_names = None, None
@@ -333,13 +336,14 @@ class BandMoments:
         return cls(bad, x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64), x.min(0).astype(np.float64), x.max(0).astype(np.float64))
 
 
-def band_moments(rows: LazyRows) -> BandMoments:
-    """:class:`BandMoments` of pixels on disk, a block at a time: the blocks' means and centred sums of squares are
-    merged as Chan et al. do (numerically as good as one pass over all the pixels in float64)."""
+def band_moments(chunks: Iterable[np.ndarray], bands: int) -> BandMoments:
+    """:class:`BandMoments` of pixels that come a block ``(n, bands)`` at a time (from disk, or slices of an array in
+    memory, so that no float64 copy of the cube is made): the blocks' means and centred sums of squares are merged as
+    Chan et al. do (numerically as good as one pass over all the pixels in float64)."""
     count, bad, mean, m2 = 0, 0, 0.0, 0.0
-    low, high = np.full(rows.shape[1], np.inf), np.full(rows.shape[1], -np.inf)
-    for chunk in rows.split(rows.block_rows):
-        part = BandMoments.of(chunk.numpy())
+    low, high = np.full(bands, np.inf), np.full(bands, -np.inf)
+    for chunk in chunks:
+        part = BandMoments.of(chunk)
         bad += part.nonfinite_rows
         n = len(chunk) - part.nonfinite_rows
         if n == 0:
@@ -350,7 +354,7 @@ def band_moments(rows: LazyRows) -> BandMoments:
         count = total
         low, high = np.minimum(low, part.low), np.maximum(high, part.high)
     if count == 0:
-        nan = np.full(rows.shape[1], np.nan)
+        nan = np.full(bands, np.nan)
         return BandMoments(bad, nan, nan, nan, nan)
     return BandMoments(bad, np.asarray(mean), np.sqrt(m2 / count), low, high)
 

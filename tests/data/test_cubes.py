@@ -113,6 +113,16 @@ def test_a_large_cube_stays_on_disk_by_default_and_unstandardised_values_keep_th
         load_dataset(f"cube:{path}?lazy=2")
 
 
+def test_band_statistics_merged_over_blocks_are_those_of_all_pixels(tmp_path, pines, monkeypatch):
+    """A cube in memory is summed a block of pixels at a time too (no float64 copy of it): merged over 22 blocks the
+    means and standard deviations are numpy's over all pixels at once."""
+    monkeypatch.setattr(cubes, "MOMENT_ROWS", 1000)
+    d = load_dataset(f"cube:{write_netcdf(tmp_path / 'scene.nc', pines)}")
+    raw = pines["cube"].reshape(-1, 6).astype(np.float64)
+    np.testing.assert_allclose(d.metadata["cube"]["mean"], raw.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(d.metadata["cube"]["std"], raw.std(0), rtol=1e-10)
+
+
 def test_a_cube_on_disk_with_nan_pixels_is_refused_in_one_line(tmp_path, small):
     cube = small["cube"].astype(np.float32).copy()
     cube[3, 4, 1] = np.nan
