@@ -27,7 +27,8 @@ def tag(row: dict, threads: int = 1) -> str:
     return f" ({', '.join(marks)})" if marks else ""
 
 
-FAMILIES = {"m2": 0, "m1m2": 2, "adgm": 1, "m1": 3}  # a hue of tab20c per model (4 shades each), so a model's runs read as one group
+FAMILIES = {"m2": 0, "m1m2": 2, "adgm": 1, "m1": 3}  # a hue of tab20c per model, so a model's runs read as one group
+SHADES = 3  # of each hue's four shades in tab20c, the three dark enough to read on white
 
 
 def curve_style(row: dict, shades: dict) -> dict:
@@ -37,7 +38,7 @@ def curve_style(row: dict, shades: dict) -> dict:
     family = FAMILIES.get(row["model"], 4)
     shade = shades.setdefault((row["model"], precision), 0)
     shades[(row["model"], precision)] = shade + 1
-    return {"color": plt.cm.tab20c.colors[4 * family + shade % 3], "linestyle": "-" if precision == "fp32" else "--"}
+    return {"color": plt.cm.tab20c.colors[4 * family + shade % SHADES], "linestyle": "-" if precision == "fp32" else "--"}
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -52,7 +52,7 @@ from .splits import stratified_splits
 STANDARDIZE = ("band", "none")
 RECORD = "run_record"  # the option through which open_cube hands a run's recorded transform to the loaders
 LAZY_CUBE_BYTES = 1 << 30  # a cube: scene larger than this (as float32) stays on disk unless ?lazy=0
-MOMENT_ROWS = 65536  # pixels a block when the band statistics of a cube in memory are summed
+MOMENT_BYTES = 16 << 20  # float32 pixels a block when the band statistics of a cube in memory are summed
 
 
 class PixelRows:
@@ -68,6 +68,8 @@ class PixelRows:
     def __init__(self, array, spatial: tuple[str, str], band_dim: str, keep: np.ndarray | None = None, source=None):
         self.array, self.spatial, self.band_dim, self.keep, self.source = array, spatial, band_dim, keep, source
         self.height, self.width = array.sizes[spatial[0]], array.sizes[spatial[1]]
+        # the chosen bands as read (in file order: HDF5 reads need increasing indices) and their order as wanted
+        self._wanted, self._order = (None, None) if keep is None else np.unique(keep, return_inverse=True)
         bands = array.sizes[band_dim] if keep is None else len(keep)
         self.shape, self.dtype = (self.height * self.width, bands), np.dtype(np.float32)
 
@@ -82,12 +84,11 @@ class PixelRows:
             return np.empty((0, self.shape[1]), dtype=np.float32)
         first, last = start // self.width, (stop - 1) // self.width + 1
         selection = {self.spatial[0]: slice(first, last)}
-        if self.keep is not None:  # read the chosen bands in file order (HDF5 reads need increasing indices), then reorder
-            wanted, order = np.unique(self.keep, return_inverse=True)
-            selection[self.band_dim] = wanted
+        if self.keep is not None:
+            selection[self.band_dim] = self._wanted
         lines = np.asarray(self.array.isel(selection).transpose(*self.spatial, self.band_dim).values)
         if self.keep is not None:
-            lines = lines[..., order]
+            lines = lines[..., self._order]
         offset = first * self.width
         return np.asarray(lines.reshape(-1, lines.shape[-1])[start - offset:stop - offset], dtype=np.float32)
 
@@ -276,27 +277,29 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
     if len(record["bands"]) != b:
         raise DataError(f"the cube of {name!r} has {b} bands but the run was trained on {len(record['bands'])}; select the same bands with ?bands=")
     if on_disk:  # one pass over the file: the checks and the band statistics
-        x = LazyRows(DiskArray(cube.values))
-        moments = band_moments((chunk.numpy() for chunk in x.split(x.block_rows)), b)
+        disk = DiskArray(cube.values)
+        raw = LazyRows(disk)
+        moments = band_moments((chunk.numpy() for chunk in raw.split(raw.block_rows)), b)
     else:  # the one float32 copy of the pixels, standardised in place below
         x = cube.values.reshape(h * w, b).astype(np.float32)
-        moments = band_moments((x[i:i + MOMENT_ROWS] for i in range(0, len(x), MOMENT_ROWS)), b)
+        rows = max(1, MOMENT_BYTES // (4 * b))
+        moments = band_moments((x[i:i + rows] for i in range(0, len(x), rows)), b)
     if moments.nonfinite_rows:
         raise DataError(f"the cube of {name!r} has NaN or infinite values in {moments.nonfinite_rows} pixels; mask or fill them first")
     if standardize == "band" and "mean" not in record:
         record.update(mean=moments.mean.tolist(), std=np.where(moments.std > 0, moments.std, 1.0).tolist())
-    low, high = float(moments.low.min()), float(moments.high.max())
+    low, high, transform = float(moments.low.min()), float(moments.high.max()), None
     if standardize == "band":
         mean, std = np.asarray(record["mean"]), np.asarray(record["std"])
         low, high = float(((moments.low - mean) / std).min()), float(((moments.high - mean) / std).max())
         if on_disk:
             shift, scale = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
-            x = LazyRows(x.disk, transform=lambda t: (t - shift) / scale)
+            transform = lambda t: (t - shift) / scale
         else:
             x -= mean.astype(np.float32)
             x /= std.astype(np.float32)
-    if on_disk:  # the pass's findings, so that the dataset's checks do not read the file again
-        x = LazyRows(x.disk, transform=x.transform, bounds=(low, high), stats=RowStats(0, low, high))
+    if on_disk:  # with the pass's findings, so that the dataset's checks do not read the file again
+        x = LazyRows(disk, transform=transform, bounds=(low, high), stats=RowStats(0, low, high))
     y, class_names = None, None
     if cube.labels is not None:
         background = _background(options.get("background", record.get("background", "0")))

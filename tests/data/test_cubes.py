@@ -116,7 +116,7 @@ def test_a_large_cube_stays_on_disk_by_default_and_unstandardised_values_keep_th
 def test_band_statistics_merged_over_blocks_are_those_of_all_pixels(tmp_path, pines, monkeypatch):
     """A cube in memory is summed a block of pixels at a time too (no float64 copy of it): merged over 22 blocks the
     means and standard deviations are numpy's over all pixels at once."""
-    monkeypatch.setattr(cubes, "MOMENT_ROWS", 1000)
+    monkeypatch.setattr(cubes, "MOMENT_BYTES", 1000 * 4 * 6)  # 1000 pixels of 6 float32 bands a block
     d = load_dataset(f"cube:{write_netcdf(tmp_path / 'scene.nc', pines)}")
     raw = pines["cube"].reshape(-1, 6).astype(np.float64)
     np.testing.assert_allclose(d.metadata["cube"]["mean"], raw.mean(0), rtol=1e-10)
