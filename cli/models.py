@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import inspect
-import json
 import textwrap
 from typing import Annotated, Optional
 
 import typer
 
 from ppmodels.models import get_model_class, list_models
-from ppmodels.models.options import FROM_DATA, model_options
+from ppmodels.config import shown
+from ppmodels.models.options import from_data, model_options
 
 from .common import handle_errors
 from .train import TRAIN_OPTIONS, train
 
 #: model options that `ppmodels train` also takes as flags of their own (its parameters that are not training options)
 FLAGS = set(inspect.signature(train).parameters) - set(TRAIN_OPTIONS)
-
-
-def shown(value) -> str:
-    """A default as ``--set`` takes it: text as it is, anything else as JSON (``null``, ``true``, ``[256, 256]``)."""
-    return value if isinstance(value, str) and value else json.dumps(value)
 
 
 @handle_errors
@@ -40,7 +35,8 @@ def models(
     typer.echo(f"{model}: {doc[0] if doc else ''}")
     typer.echo(f"options (ppmodels train {model} --set KEY=VALUE):")
     for option in model_options(cls):
-        note = "  (from the data)" if option.name in FROM_DATA else ""
+        note = "  (from the data)" if from_data(cls, option.name) else ""
         note += f"  (also --{option.name.replace('_', '-')})" if option.name in FLAGS else ""
-        typer.echo(f"  {option.name} = {shown(option.default)}  [{option.type}]{note}")
+        kind = option.type + (f", {option.bounds}" if option.bounds else "")
+        typer.echo(f"  {option.name} = {shown(option.default)}  [{kind}]{note}")
         typer.echo(textwrap.fill(option.help or "(undocumented)", width=110, initial_indent=" " * 6, subsequent_indent=" " * 6))

@@ -11,6 +11,7 @@ import dataclasses
 import typer
 
 from ppmodels.commands.train import train as train_run
+from ppmodels.config import bounds_in_words
 from ppmodels.errors import ConfigError
 from ppmodels.infer import TrainConfig
 from ppmodels.infer.distributed import close, init_from_env, launch_local, launched_by_torchrun
@@ -19,8 +20,17 @@ from ppmodels.runs import check_run_dir
 from .common import handle_errors, parse_int_list, parse_settings
 
 
-T = TrainConfig  # the training options' defaults come from TrainConfig, stated once there
+T = TrainConfig  # the training options' defaults, bounds and meanings come from TrainConfig, stated once there
 TRAIN_OPTIONS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def field_help(name: str) -> str:
+    """The help of the option that sets TrainConfig's field ``name``: the field's description and bounds (checked when
+    TrainConfig is built, which names the option in its one-line error)."""
+    field = TrainConfig.__pydantic_fields__[name]
+    text = " ".join(field.description.replace("``", "`").split())
+    bounds = bounds_in_words(field)
+    return text[:1].upper() + text[1:] + (f" Must be {bounds}." if bounds else "")
 
 # options that may change on --resume: where the run is, where its data lies, and how it reports
 RESUME_OPTIONS = {"model", "out", "resume", "quiet", "data_dir", "download", "device", "devices"}
@@ -43,11 +53,11 @@ def train(
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first (MNIST).")] = None,
     download: Annotated[bool, typer.Option(help="Download missing data files (checksummed, cached).")] = False,
     labels: Annotated[Optional[int], typer.Option(min=0, help="Keep this many class-balanced training labels; hide the rest.")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Maximum number of epochs.")] = T.epochs,
-    batch_size: Annotated[int, typer.Option(min=1, help="Minibatch size.")] = T.batch_size,
-    lr: Annotated[float, typer.Option(help="Adam learning rate, a number > 0.")] = T.lr,
-    lr_patience: Annotated[Optional[int], typer.Option(min=1, help="Multiply the learning rate by --lr-factor after every this many epochs without a better validation score (down to lr/100; default: a constant rate).")] = T.lr_patience,
-    lr_factor: Annotated[float, typer.Option(help="Factor for --lr-patience, between 0 and 1.")] = T.lr_factor,
+    epochs: Annotated[int, typer.Option(help=field_help("epochs"))] = T.epochs,
+    batch_size: Annotated[int, typer.Option(help=field_help("batch_size"))] = T.batch_size,
+    lr: Annotated[float, typer.Option(help=field_help("lr"))] = T.lr,
+    lr_patience: Annotated[Optional[int], typer.Option(help=field_help("lr_patience"))] = T.lr_patience,
+    lr_factor: Annotated[float, typer.Option(help=field_help("lr_factor"))] = T.lr_factor,
     z_dim: Annotated[Optional[int], typer.Option(min=1, help="Latent size (model default if not given).")] = None,
     hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes, comma-separated, e.g. 500,500.")] = None,
     likelihood: Annotated[Optional[str], typer.Option(help="bernoulli, gaussian, or binomial:N for data k/N (digits: binomial:16) (default: from the data's range).")] = None,
@@ -56,14 +66,14 @@ def train(
     noise_level: Annotated[Optional[float], typer.Option(min=0, help="Masking rate, or Gaussian noise standard deviation, for --corruption.")] = None,
     binarize: Annotated[str, typer.Option(help="Binarize [0,1] data: none, threshold, or dynamic (resampled each epoch).")] = "none",
     max_per_class: Annotated[Optional[int], typer.Option(min=1, help="Keep at most this many training examples per class.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (data split, initialisation, batches).")] = T.seed,
-    patience: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many epochs without a better validation score (--select-by).")] = T.patience,
-    select_by: Annotated[str, typer.Option(help="Which epoch's weights to keep: auto (validation accuracy for models that train a classifier, else ELBO), valid_accuracy or valid_elbo.")] = T.select_by,
-    min_epoch_steps: Annotated[Optional[int], typer.Option(min=0, help="Chain passes over the data until an epoch has this many steps (0: one pass; default: 100 for models that train a classifier, else one pass).")] = T.min_epoch_steps,
-    checkpoint_every: Annotated[int, typer.Option(min=1, help="Write checkpoints/last.pt every this many epochs.")] = T.checkpoint_every,
-    clip_norm: Annotated[Optional[float], typer.Option(min=0, help="Clip the gradient norm to this value.")] = T.clip_norm,
-    skip_nonfinite: Annotated[bool, typer.Option(help="Skip batches with a non-finite loss or gradient instead of stopping.")] = T.skip_nonfinite,
-    precision: Annotated[str, typer.Option(help="What the networks compute in while training: fp32, or bf16 (faster on CPUs with AVX512-BF16/AMX and recent GPUs, slower where emulated; weights, ELBO and evaluation stay float32).")] = T.precision,
+    seed: Annotated[int, typer.Option(help=field_help("seed"))] = T.seed,
+    patience: Annotated[Optional[int], typer.Option(help=field_help("patience"))] = T.patience,
+    select_by: Annotated[str, typer.Option(help=field_help("select_by"))] = T.select_by,
+    min_epoch_steps: Annotated[Optional[int], typer.Option(help=field_help("min_epoch_steps"))] = T.min_epoch_steps,
+    checkpoint_every: Annotated[int, typer.Option(help=field_help("checkpoint_every"))] = T.checkpoint_every,
+    clip_norm: Annotated[Optional[float], typer.Option(help=field_help("clip_norm"))] = T.clip_norm,
+    skip_nonfinite: Annotated[bool, typer.Option(help=field_help("skip_nonfinite"))] = T.skip_nonfinite,
+    precision: Annotated[str, typer.Option(help=field_help("precision"))] = T.precision,
     sample_every: Annotated[int, typer.Option(min=0, help="Save a PNG grid of samples every this many epochs (image data; 0: never).")] = 10,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Other model options as KEY=VALUE (repeatable), e.g. --set classifier=logistic; `ppmodels models MODEL` lists them with defaults.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder to write (default: runs/MODEL).")] = None,

@@ -8,10 +8,9 @@ They subclass the built-in exceptions a caller would already catch (``ValueError
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 class PPModelsError(Exception):
@@ -63,26 +62,3 @@ def check_int(value: Any, what: str, minimum: int | None = None, optional: bool 
     if minimum is not None and value < minimum:
         raise ConfigError(f"{what} must be at least {minimum}, got {value}; pass {minimum} or more")
     return value
-
-
-#: what each annotation of a config field accepts, and how to say it (``--set z_dim=abc`` is refused with this)
-_FIELD_TYPES = {"int": ((int,), "a whole number"), "float": ((int, float), "a number"), "str": ((str,), "text"),
-                "bool": ((bool,), "true or false"), "None": ((type(None),), "null"),
-                "list[int]": ((list, tuple), "a list of whole numbers such as [500,500]")}
-
-
-def check_field_types(config, option: Callable[[str], str] = lambda name: f"--set {name}=VALUE") -> None:
-    """Refuse a dataclass field whose value has the wrong type, before a comparison deep in ``validate`` fails on it;
-    ``option(name)`` names the option that sets the field."""
-    for field in dataclasses.fields(config):
-        parts = [part.strip() for part in str(field.type).split("|")]
-        if not all(part in _FIELD_TYPES for part in parts):
-            continue  # an annotation this check does not know: left to the model's own validate
-        value = getattr(config, field.name)
-        kinds = tuple(t for part in parts for t in _FIELD_TYPES[part][0])
-        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-        if ok and "list[int]" in parts and isinstance(value, (list, tuple)):
-            ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        if not ok:
-            wanted = " or ".join(_FIELD_TYPES[part][1] for part in parts)
-            raise ConfigError(f"option {field.name}={value!r} must be {wanted}; fix {option(field.name)}")

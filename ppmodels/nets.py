@@ -20,6 +20,7 @@ from .errors import ConfigError
 # "linear" (no nonlinearity) turns an encoder/decoder pair into a linear autoencoder, the bridge from PCA to the VAE
 ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU,
                "linear": nn.Identity}
+ACTIVATION_NAMES = tuple(ACTIVATIONS)  # the choices of a config's ``activation``
 NETS = ("mlp", "conv")
 # what the networks' matrix products and convolutions compute in while training (inputs, weights and outputs of
 # the products rounded to the dtype, sums accumulated in float32); "fp32": everything in the parameters' dtype

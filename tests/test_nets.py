@@ -59,7 +59,7 @@ def test_conv_vae_on_mnist_sized_digits_and_save_load(tmp_path):
 def test_conv_needs_image_data():
     with pytest.raises(ConfigError, match="needs image data"):
         VAE(x_shape=[64], net="conv")
-    with pytest.raises(ConfigError, match="unknown net"):
+    with pytest.raises(ConfigError, match="option net must be one of mlp, conv, got .resnet."):
         VAE(x_shape=[1, 8, 8], net="resnet")
 
 

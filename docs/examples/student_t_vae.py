@@ -19,7 +19,6 @@ but loading the run never imports it on its own (a run folder runs no code): pas
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import ClassVar
 
@@ -30,25 +29,21 @@ import torch
 from torch import nn
 
 from ppmodels import register_model
-from ppmodels.errors import ConfigError
+from ppmodels.config import Field, IntList, config_dataclass
 from ppmodels.models import ModelConfig, PPModel, data_plate
 from ppmodels.nets import Decoder, GaussianEncoder, flatten_event
 
 
-@dataclasses.dataclass
+@config_dataclass
 class StudentTVAEConfig(ModelConfig):
-    """:param z_dim: latent size. :param hidden: hidden layer sizes. :param df: degrees of freedom of the likelihood."""
+    """The options: each field declared once, with its type, default, bounds and meaning (``ppmodels models
+    student_t_vae`` lists them; a wrong value is one ConfigError line)."""
 
-    z_dim: int = 8
-    hidden: list[int] = dataclasses.field(default_factory=lambda: [128])
-    df: float = 4.0
-    likelihood: str = "student_t"
+    z_dim: int = Field(8, ge=1, description="latent size.")
+    hidden: IntList = Field(default_factory=lambda: [128], description="hidden layer sizes.")
+    df: float = Field(4.0, gt=0, description="degrees of freedom of the likelihood.")
+    likelihood: str = Field("student_t", description="p(x | z): always a Student-t.")
     likelihoods: ClassVar[tuple[str, ...]] = ("student_t",)
-
-    def validate(self) -> None:
-        super().validate()
-        if self.df <= 0:
-            raise ConfigError(f"df must be positive, got {self.df}")
 
 
 @register_model("student_t_vae")

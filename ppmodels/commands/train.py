@@ -55,7 +55,6 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         if asked != model_name:
             raise RunError(f"{out} is a run of model {model_name!r}, not {asked!r}; resume it as `ppmodels train {model_name} --out {out} --resume`")
     train_config = train_config or TrainConfig()
-    train_config.validate()
     cls = get_model_class(model_name)
     bundle = open_data(data, data_dir, download, labels, binarize, max_per_class, train_config.seed)
     pyro.set_rng_seed(train_config.seed)  # the initial weights follow the seed, not whatever ran before in this process
@@ -112,6 +111,8 @@ def saved_options(saved: dict, source: Path) -> tuple[str, tuple, TrainConfig]:
         return saved["model"], tuple(cfg[k] for k in DATA_OPTIONS), TrainConfig(**saved["train"])
     except (KeyError, TypeError) as exc:
         raise RunError(f"{source} lacks or garbles {exc} that --resume needs; the run folder is damaged, start again with --overwrite") from None
+    except ConfigError as exc:  # e.g. an option edited by hand in config.json
+        raise RunError(f"{source}: {exc} (in its \"train\" entry); fix that entry or start again with --overwrite") from None
 
 
 def summarize(model, data: TrainData, wall_time: float, seed: int | None = None) -> dict[str, Any]:

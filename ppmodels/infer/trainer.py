@@ -22,80 +22,65 @@ import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyro
 import torch
 
+from ..config import Field, build_config, config_dataclass
 from ..data import Dataset, TrainData, prepare_data
-from ..errors import ConfigError, ResumeWarning, RunError, TrainingError, check_field_types
+from ..errors import ConfigError, ResumeWarning, RunError, TrainingError
 from ..files import load_checkpoint, load_state, save_checkpoint
 from ..nets import PRECISIONS, precision
 from .distributed import LossModule, all_sum, barrier, gather, noise_seed, rank_slice, resolve_device, world, wrap
 
 CHECKPOINTS = "checkpoints"  # the folder, inside a run folder, of last.pt (resume state) and best.pt
 SELECT_BY = ("auto", "valid_accuracy", "valid_elbo")
+PRECISION_NAMES = tuple(PRECISIONS)
 # steps an epoch takes at least while a model trains a classifier (min_epoch_steps=None): on digits (1257 images,
 # 13 batches of 100) one pass gave M2's classifier 1300 steps in 100 epochs, too few for its 50 labels
 # (11% test error, against 8.3% after 11,000 steps; docs/ssl.md); on MNIST one pass is already 500 steps
 CLASSIFIER_EPOCH_STEPS = 100
 
 
-@dataclasses.dataclass
+@config_dataclass
 class TrainConfig:
-    """:param epochs: maximum passes over the training data. :param batch_size: minibatch size.
-    :param lr: Adam learning rate. :param patience: stop after this many epochs without a better validation ELBO
-    (``None``: never). :param seed: seeds Pyro, torch and the batch order. :param checkpoint_every: write
-    ``checkpoints/last.pt`` every this many epochs. :param clip_norm: clip the gradient norm (``None``: no clipping).
-    :param skip_nonfinite: skip a batch whose loss or gradient is not finite (counted in the metrics) instead of stopping.
-    :param select_by: which epoch's weights to keep (and what early stopping watches): ``valid_accuracy`` (ties
-    broken by the ELBO), ``valid_elbo``, or ``auto``: accuracy while a model trains a classifier and the validation
-    split has labels (M2, M1+M2's second stage), else the ELBO. With few labels the up-weighted labeled terms can
-    overfit late in training while the ELBO still improves, so classifiers keep their most accurate epoch.
-    :param min_epoch_steps: an epoch chains passes over the training data until it has taken at least this many
-    steps (``0``: one pass); ``None``: 100 while the model trains a classifier (M2, the ADGM, M1+M2's second
-    stage), so that small data sets (digits: 13 batches a pass) give the labeled terms enough steps, else one pass.
-    :param lr_patience: multiply the learning rate by ``lr_factor`` after every this many epochs without a better
-    validation score (``select_by``; the epochs early stopping counts), down to ``lr / 100``; a new training stage
-    (M1+M2's M2) starts again at ``lr``. ``None``: a constant rate. Set it below ``patience`` for it to act before
-    early stopping does. :param lr_factor: the factor, between 0 and 1. :param precision: what the networks compute
-    in during training steps: ``fp32``, or ``bf16`` (their matrix products in bfloat16 under ``torch.autocast``;
-    weights, gradients, Adam, the likelihoods and the ELBO stay float32; validation, selection and everything
-    reported afterwards run in float32). ``bf16`` makes an MNIST M2 step 1.8 times faster on a CPU with AVX512-BF16
-    (``benchmarks/speed.py``) and is slower where bfloat16 is emulated.
-    """
+    """The trainer's options (each one is also an option of ``ppmodels train``: ``lr`` is ``--lr``)."""
 
-    epochs: int = 100
-    batch_size: int = 100
-    lr: float = 1e-3
-    patience: int | None = 20
-    seed: int = 0
-    checkpoint_every: int = 1
-    clip_norm: float | None = None
-    skip_nonfinite: bool = False
-    select_by: str = "auto"
-    min_epoch_steps: int | None = None
-    lr_patience: int | None = None
-    lr_factor: float = 0.5
-    precision: str = "fp32"
-
-    def validate(self) -> None:
-        check_field_types(self, lambda name: f"--{name.replace('_', '-')}")
-        checks = [(self.epochs >= 1, "epochs must be at least 1"), (self.batch_size >= 1, "batch size must be at least 1"),
-                  (self.lr > 0 and math.isfinite(self.lr), f"learning rate must be a positive number, got {self.lr}; pass e.g. --lr 0.001"),
-                  (self.patience is None or self.patience >= 1, "patience must be at least 1"),
-                  (self.clip_norm is None or (self.clip_norm > 0 and math.isfinite(self.clip_norm)),
-                   f"clip norm must be a positive number, got {self.clip_norm} (0 would stop every step); pass e.g. --clip-norm 10 or leave it out"),
-                  (self.checkpoint_every >= 1, "checkpoint_every must be at least 1"),
-                  (self.min_epoch_steps is None or self.min_epoch_steps >= 0, f"min_epoch_steps must be at least 0, got {self.min_epoch_steps}"),
-                  (self.lr_patience is None or self.lr_patience >= 1, f"lr_patience must be at least 1, got {self.lr_patience}; leave it out for a constant rate"),
-                  (0 < self.lr_factor < 1, f"lr_factor must be between 0 and 1, got {self.lr_factor}; pass e.g. --lr-factor 0.5"),
-                  (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
-                  (self.select_by in SELECT_BY, f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}")]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+    epochs: int = Field(100, ge=1, description="maximum passes over the training data.")
+    batch_size: int = Field(100, ge=1, description="minibatch size.")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    patience: int | None = Field(20, ge=1, description="stop after this many epochs without a better validation score "
+                                 "(``select_by``; ``None``: never).")
+    seed: int = Field(0, description="seeds Pyro, torch and the batch order (and the data split and the initial weights of "
+                      "``ppmodels train``).")
+    checkpoint_every: int = Field(1, ge=1, description="write ``checkpoints/last.pt`` every this many epochs.")
+    clip_norm: float | None = Field(None, gt=0, description="clip the gradient norm to this value (``None``: no clipping).")
+    skip_nonfinite: bool = Field(False, description="skip a batch whose loss or gradient is not finite (counted in the metrics) "
+                                 "instead of stopping.")
+    select_by: Literal[SELECT_BY] = Field("auto", description="which epoch's weights to keep (and what early stopping watches): "
+                                          "``valid_accuracy`` (ties broken by the ELBO), ``valid_elbo``, or ``auto``: accuracy while "
+                                          "a model trains a classifier and the validation split has labels (M2, M1+M2's second "
+                                          "stage), else the ELBO. With few labels the up-weighted labeled terms can overfit late in "
+                                          "training while the ELBO still improves, so classifiers keep their most accurate epoch.")
+    min_epoch_steps: int | None = Field(None, ge=0, description="an epoch chains passes over the training data until it has taken "
+                                        "at least this many steps (``0``: one pass); ``None``: 100 while the model trains a "
+                                        "classifier (M2, the ADGM, M1+M2's second stage), so that small data sets (digits: 13 "
+                                        "batches a pass) give the labeled terms enough steps, else one pass.")
+    lr_patience: int | None = Field(None, ge=1, description="multiply the learning rate by ``lr_factor`` after every this many "
+                                    "epochs without a better validation score (``select_by``; the epochs early stopping counts), "
+                                    "down to ``lr / 100``; a new training stage (M1+M2's M2) starts again at ``lr``. ``None``: a "
+                                    "constant rate. Set it below ``patience`` for it to act before early stopping does.")
+    lr_factor: float = Field(0.5, gt=0, lt=1, description="the factor of ``lr_patience``.")
+    precision: Literal[PRECISION_NAMES] = Field("fp32", description="what the networks compute in during training steps: "
+                                                "``fp32``, or ``bf16`` (their matrix products in bfloat16 under ``torch.autocast``; "
+                                                "weights, gradients, Adam, the likelihoods and the ELBO stay float32; validation, "
+                                                "selection and everything reported afterwards run in float32). ``bf16`` makes an "
+                                                "MNIST M2 step 1.8 times faster on a CPU with AVX512-BF16 (``benchmarks/speed.py``) "
+                                                "and is slower where bfloat16 is emulated.")
+    #: how a user sets a field (error messages name it so): ``--lr``, ``--batch-size``
+    option_flag: ClassVar[str] = "--{dashed}"
 
 
 @dataclasses.dataclass
@@ -128,8 +113,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig | None = None, callbacks: list | None = None, device: str | None = None):
         self.device = device
-        self.config = config or TrainConfig()
-        self.config.validate()
+        self.config = build_config(TrainConfig, config)
         self.callbacks = list(callbacks or [])
         self.state = TrainState()
         self.model = None

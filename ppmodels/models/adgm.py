@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pyro
 import pyro.distributions as dist
 import torch
 
-from ..errors import ConfigError
+from ..config import Field, IntList, config_dataclass
 from ..nets import GaussianEncoder
 from ..registry import register_model
 from .base import PPModel
 from .m2 import M2, M2Config
 
 
-@dataclasses.dataclass
+@config_dataclass
 class ADGMConfig(M2Config):
-    """:param a_dim: size of the auxiliary latent a (the paper's 100 for MNIST).
+    """Every option is M2's (:class:`~ppmodels.models.m2.M2Config`, the same meaning and defaults) and ``a_dim``, except
+    the sizes, which default to the paper's for MNIST: ``z_dim=100`` and ``hidden=[500, 500]`` for every network."""
 
-    Every other option is M2's (:class:`~ppmodels.models.m2.M2Config`, the same meaning and defaults), except the
-    sizes, which default to the paper's for MNIST: ``z_dim=100`` and ``hidden=[500, 500]`` for every network.
-    """
-
-    z_dim: int = 100
-    hidden: list[int] = dataclasses.field(default_factory=lambda: [500, 500])
-    a_dim: int = 100
-
-    def validate(self) -> None:
-        super().validate()
-        if self.a_dim < 1:
-            raise ConfigError(f"a_dim must be at least 1, got {self.a_dim}")
+    z_dim: int = Field(100, ge=1, description="size of the style latent z (the paper's 100 for MNIST).")
+    hidden: IntList = Field(default_factory=lambda: [500, 500], description="hidden layer sizes of every network (the paper's 500-500).")
+    a_dim: int = Field(100, ge=1, description="size of the auxiliary latent a (the paper's 100 for MNIST).")
 
 
 @register_model("adgm")

@@ -17,18 +17,20 @@ import dataclasses
 import itertools
 import warnings
 from contextlib import contextmanager
-from typing import Any, ClassVar, Iterator, Protocol, runtime_checkable
+from typing import Any, ClassVar, Iterator, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import pyro
 import torch
 from pyro.infer import TraceEnum_ELBO
+from pydantic import model_validator
 from torch import nn
 
-from ..corruption import check_corruption, corrupt
+from ..config import Field, IntList, build_config, config_dataclass, is_config_dataclass
+from ..corruption import CORRUPTIONS, check_corruption, corrupt
 from ..data import Dataset, LazyRows, Split, TrainData, binomial_trials, in_unit_interval, shuffled_batches
 from ..data.dataset import nonfinite_rows
-from ..errors import ConfigError, DataError, check_field_types
+from ..errors import ConfigError, DataError
 from ..infer.importance import iw_log_likelihood, log_importance_weights
 from ..nets import NETS
 
@@ -39,31 +41,31 @@ Batch = dict[str, Any]
 warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites configured for enumeration")
 
 
-@dataclasses.dataclass
+# How to declare an option (ppmodels/config.py): `name: type = Field(default, ge=..., description="meaning.")` in a
+# class decorated with @config_dataclass; choices as Literal[...], lists of sizes as IntList with default_factory;
+# rules between fields in the class's one @model_validator(mode="after"), raising ConfigError. The description is
+# what `ppmodels models NAME`, --help and docs/models/*.md show, so it is not repeated in the class docstring.
+@config_dataclass
 class ModelConfig:
-    """Fields every model has. ``x_shape`` and ``likelihood`` are filled in from the data when not given.
+    """Fields every model has. ``x_shape`` and ``likelihood`` are filled in from the data when not given."""
 
-    :param x_shape: shape of one datum, e.g. ``[1, 28, 28]`` or ``[64]``.
-    :param likelihood: p(x | ...): ``bernoulli`` (data in [0, 1]), ``binomial:N`` (data k/N) or ``gaussian``
-        (default: from the data's range).
-    :param seed: when set, the initial weights are drawn from it (two models built with one seed are equal), as
-        scikit-learn's ``random_state``; ``None`` draws them from torch's global generator.
-    """
-
-    x_shape: list[int] = dataclasses.field(default_factory=list)
-    likelihood: str = "bernoulli"
-    seed: int | None = None
+    x_shape: IntList = Field(default_factory=list, description="shape of one datum, e.g. ``[1, 28, 28]`` or ``[64]``.")
+    likelihood: str = Field("bernoulli", description="p(x | ...): ``bernoulli`` (data in [0, 1]), ``binomial:N`` (data k/N) or "
+                            "``gaussian`` (default: from the data's range).")
+    seed: int | None = Field(None, description="when set, the initial weights are drawn from it (two models built with one seed "
+                             "are equal), as scikit-learn's ``random_state``; ``None`` draws them from torch's global generator.")
     #: the likelihood families this model's decoder implements (``binomial`` is written ``binomial:N``)
     likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian")
+    #: how a user sets a field (error messages name it so)
+    option_flag: ClassVar[str] = "--set {name}=VALUE"
 
-    def validate(self) -> None:
-        check_field_types(self)
-        if not self.x_shape or any(int(d) < 1 for d in self.x_shape):
-            raise ConfigError(f"x_shape must list positive sizes, got {self.x_shape}")
+    @model_validator(mode="after")
+    def _check_likelihood(self) -> ModelConfig:
         family = self.likelihood.partition(":")[0]
         if family not in self.likelihoods or (family == "binomial") != (binomial_trials(self.likelihood) is not None):
             names = ", ".join("binomial:N" if f == "binomial" else f for f in self.likelihoods)
             raise ConfigError(f"unknown likelihood {self.likelihood!r} for this model; use one of {names}")
+        return self
 
 
 def likelihood_name(likelihood: str) -> str:
@@ -74,32 +76,25 @@ def needs_unit_interval(likelihood: str) -> bool:
     return likelihood == "bernoulli" or binomial_trials(likelihood) is not None
 
 
-@dataclasses.dataclass
+@config_dataclass
 class EncoderConfig(ModelConfig):
-    """Options of every model with an encoder q(z | x) (``vae``, ``m1``, ``gmvae``, ...).
+    """Options of every model with an encoder q(z | x) (``vae``, ``m1``, ``gmvae``, ...)."""
 
-    :param net: ``mlp`` (flattened inputs) or ``conv`` (convolutions over C x H x W images, any number of channels).
-    :param channels: filters of each stride-2 convolution (``conv`` only); the decoder mirrors them.
-    :param corruption: denoising: ``none``, ``mask`` (zero each input feature with rate ``noise_level``) or
-        ``gaussian`` (add noise of standard deviation ``noise_level``). The encoder sees the corrupted copy in
-        training; the likelihood scores the clean x.
-    :param noise_level: the masking rate nu or the Gaussian noise standard deviation.
-    """
+    net: Literal[NETS] = Field("mlp", description="``mlp`` (flattened inputs) or ``conv`` (convolutions over C x H x W images, any "
+                               "number of channels).")
+    channels: IntList = Field(default_factory=lambda: [32, 64], min_length=1, description="filters of each stride-2 convolution "
+                              "(``conv`` only); the decoder mirrors them.")
+    corruption: Literal[CORRUPTIONS] = Field("none", description="denoising: ``none``, ``mask`` (zero each input feature with rate "
+                                             "``noise_level``) or ``gaussian`` (add noise of standard deviation ``noise_level``). The "
+                                             "encoder sees the corrupted copy in training; the likelihood scores the clean x.")
+    noise_level: float = Field(0.0, ge=0, description="the masking rate nu or the Gaussian noise standard deviation.")
 
-    net: str = "mlp"
-    channels: list[int] = dataclasses.field(default_factory=lambda: [32, 64])
-    corruption: str = "none"
-    noise_level: float = 0.0
-
-    def validate(self) -> None:
-        super().validate()
-        if self.net not in NETS:
-            raise ConfigError(f"unknown net {self.net!r}; use one of {', '.join(NETS)}")
-        if self.net == "conv" and len(self.x_shape) != 3:
+    @model_validator(mode="after")
+    def _check_net_and_corruption(self) -> EncoderConfig:
+        if self.net == "conv" and self.x_shape and len(self.x_shape) != 3:
             raise ConfigError(f"--net conv needs image data (C x H x W), but the data has shape {self.x_shape}; use --net mlp")
-        if not self.channels or any(int(c) < 1 for c in self.channels):
-            raise ConfigError(f"channels must list positive filter counts, got {self.channels}")
         check_corruption(self.corruption, self.noise_level)
+        return self
 
 
 def data_plate(batch_size: int, num_data: int | None, device: torch.device) -> pyro.plate:
@@ -200,14 +195,17 @@ class PPModel(nn.Module):
     #: ``ppmodels.analysis.metrics.DISPERSAL_REMEDY``)
     dispersal_remedy: ClassVar[str | None] = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not is_config_dataclass(cls.Config):  # a plain @dataclasses.dataclass Config (a plugin's): typed and checked too
+            config_dataclass(cls.Config)
+
     def __init__(self, config: ModelConfig | None = None, **kwargs: Any):
         super().__init__()
-        if config is None:
-            config = self.Config(**kwargs)
-        elif kwargs:
-            config = dataclasses.replace(config, **kwargs)
-        config.x_shape = [int(d) for d in config.x_shape]
-        config.validate()
+        config = build_config(self.Config, config, **kwargs)
+        if not config.x_shape:
+            raise ConfigError(f"model {self.name or type(self).__name__!r} needs x_shape, the shape of one datum (e.g. x_shape=[1, 28, 28]); "
+                              "give it, or build the config from the data with config_from_data")
         self.config = config
         self._elbo: TraceEnum_ELBO | None = None
         self.pyro_name = f"{self.name or type(self).__name__.lower()}_{next(_instances)}"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from typing import ClassVar
 
 import numpy as np
 import pyro
@@ -11,6 +11,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from ..config import Field, IntList, config_dataclass
 from ..data import Dataset, TrainData, sample_rows
 from ..errors import ConfigError
 from ..registry import register_model
@@ -39,25 +40,16 @@ def sample_mixture(num: int, logits: torch.Tensor, locs: torch.Tensor, scales: t
     return locs.detach().cpu()[k] + scales.detach().cpu()[k] * torch.randn(num, locs.shape[-1], generator=generator)
 
 
-@dataclasses.dataclass
+@config_dataclass
 class GMMConfig(ModelConfig):
-    """:param num_components: K. :param min_scale: added to each component's standard deviations, so that
-    none collapses onto one point. :param decoder_run: set when fitted on ``latents:RUN`` data: the run whose decoder
-    maps this mixture's samples back to data (``ppmodels sample`` then decodes with it)."""
+    """The mixture's options; its likelihood is always Gaussian."""
 
-    likelihood: str = "gaussian"
-    num_components: int = 10
-    min_scale: float = 1e-3
-    decoder_run: str = ""
-
-    def validate(self) -> None:
-        super().validate()
-        if self.likelihood != "gaussian":
-            raise ConfigError(f"gmm has a Gaussian likelihood, got likelihood={self.likelihood!r}; drop --likelihood or use gaussian")
-        if self.num_components < 1:
-            raise ConfigError(f"num_components must be at least 1, got {self.num_components}")
-        if not self.min_scale > 0:
-            raise ConfigError(f"min_scale must be positive, got {self.min_scale}")
+    likelihood: str = Field("gaussian", description="p(x | k): ``gaussian``, the only one a mixture of Gaussians has.")
+    num_components: int = Field(10, ge=1, description="K.")
+    min_scale: float = Field(1e-3, gt=0, description="added to each component's standard deviations, so that none collapses onto one point.")
+    decoder_run: str = Field("", description="set when fitted on ``latents:RUN`` data: the run whose decoder maps this mixture's "
+                             "samples back to data (``ppmodels sample`` then decodes with it).")
+    likelihoods: ClassVar[tuple[str, ...]] = ("gaussian",)
 
 
 @register_model("gmm")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
 
+from ..config import Field, IntList, config_dataclass
 from ..data import TrainData
 from ..errors import ConfigError
 from ..registry import register_model
@@ -18,23 +17,15 @@ from .gmm import component_log_posterior, mixture_log_prob, sample_mixture
 from .vae import VAE, VAEConfig
 
 
-@dataclasses.dataclass
+@config_dataclass
 class GMVAEConfig(VAEConfig):
-    """:param num_components: K, the prior's components. :param prior_spread: standard deviation of the random
-    initial component means (spread apart so the components do not start on top of each other).
-    :param init_from: a ``gmm`` run fitted on ``latents:VAE_RUN`` (VaDE's recipe): start the encoder and decoder
-    from VAE_RUN (same net options) and the prior from the mixture, instead of at random."""
+    """The VAE's options and the mixture prior's."""
 
-    num_components: int = 10
-    prior_spread: float = 2.0
-    init_from: str = ""
-
-    def validate(self) -> None:
-        super().validate()
-        if self.num_components < 1:
-            raise ConfigError(f"num_components must be at least 1, got {self.num_components}")
-        if not self.prior_spread >= 0:
-            raise ConfigError(f"prior_spread must be >= 0, got {self.prior_spread}")
+    num_components: int = Field(10, ge=1, description="K, the prior's components.")
+    prior_spread: float = Field(2.0, ge=0, description="standard deviation of the random initial component means (spread apart so "
+                                "the components do not start on top of each other).")
+    init_from: str = Field("", description="a ``gmm`` run fitted on ``latents:VAE_RUN`` (VaDE's recipe): start the encoder and "
+                           "decoder from VAE_RUN (same net options) and the prior from the mixture, instead of at random.")
 
 
 @register_model("gmvae")

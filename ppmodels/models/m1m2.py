@@ -2,76 +2,71 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
+from pydantic import model_validator
 
+from ..config import Field, IntList, config_dataclass
 from ..data import Split, TrainData, map_rows
 from ..errors import ConfigError
-from ..nets import flatten_event
+from ..nets import ACTIVATION_NAMES, flatten_event
 from ..registry import register_model
 from .base import Batch, ModelConfig, PPModel, data_plate
-from .m2 import CLASS_PRIORS, M2, PRIOR_DISPERSAL_REMEDY, PRIOR_IMBALANCE_REMEDY
+from .m2 import CLASS_PRIORS, M2, M2Config, PRIOR_DISPERSAL_REMEDY, PRIOR_IMBALANCE_REMEDY
 from .vae import VAE
 
 STAGES = ("m1", "m2")
 Z1_DRAWS = ("epoch", "step")
 
 
-@dataclasses.dataclass
-class M1M2Config(ModelConfig):
-    """:param num_classes: K. :param z1_dim, z2_dim: sizes of the M1 latent z1 and the M2 style latent z2.
-    :param m1_hidden, m2_hidden: hidden layer sizes of the M1 (VAE) and M2 networks (the M1 model's 500 units by
-    default: on digits-50 the paper's 600-600 M1 gave codes on which label spreading errs 21%, against 7.5% with 500;
-    the MNIST benchmark uses 600-600). :param activation: nonlinearity.
-    :param alpha, labeled_weight, class_prior, balanced_labeled, labeled_batch_size: as in
-    :class:`~ppmodels.models.m2.M2Config`, but the defaults are the paper's ``J_alpha`` (``labeled_weight=1``,
-    ``alpha=0.1 N / N_labeled``): on the codes z1 the labels weighted up as M2's defaults weigh them overfit within
-    tens of epochs (MNIST-100: 9% test error after 30 M2 epochs, 31% after 180), while the paper's weighting kept
-    improving (7.9% after 85; docs/ssl.md).
-    :param m1_epochs: epochs of the first stage (``None``: half of the epochs). :param m1_binarize: train the M1
-    on dynamically binarised x (a fresh Bernoulli draw of every grey level each epoch, as the original M1 was;
-    ``None``: when the likelihood is Bernoulli). :param drop_inactive: model only the
-    z1 dimensions whose posterior mean varies over the training data (std above ``active_std``); the others follow
-    N(0, 1) and M2 ignores them, as in the original code. :param active_std: the posterior-mean standard deviation
-    above which a z1 dimension counts as active (``drop_inactive``). :param z1_draws: how often the M2 stage draws
-    ``z1 ~ q(z1 | x)`` afresh: ``epoch`` (one draw of every example an epoch, which each labeled example keeps for
-    all the epoch's steps) or ``step`` (a fresh draw for every minibatch, labeled ones included, as the paper's
-    released code does).
-    """
+def _as_in_m2(name: str, note: str = "") -> str:
+    """M2's description of option ``name``, stated once in :class:`~ppmodels.models.m2.M2Config`."""
+    return M2Config.__pydantic_fields__[name].description + note
 
-    num_classes: int = 10
-    z1_dim: int = 50
-    z2_dim: int = 50
-    m1_hidden: list[int] = dataclasses.field(default_factory=lambda: [500])
-    m2_hidden: list[int] = dataclasses.field(default_factory=lambda: [500])
-    activation: str = "softplus"
-    alpha: float | None = None
-    labeled_weight: float | None = 1.0
-    class_prior: str = "uniform"
-    balanced_labeled: bool = True
-    labeled_batch_size: int | None = None
-    m1_epochs: int | None = None
-    m1_binarize: bool | None = None
-    drop_inactive: bool = True
-    active_std: float = 0.1
-    z1_draws: str = "epoch"
+
+@config_dataclass
+class M1M2Config(ModelConfig):
+    """The stacked model's options. ``alpha``, ``labeled_weight``, ``class_prior``, ``balanced_labeled`` and
+    ``labeled_batch_size`` mean what they mean for M2, but the defaults are the paper's ``J_alpha``
+    (``labeled_weight=1``, ``alpha=0.1 N / N_labeled``): on the codes z1 the labels weighted up as M2's defaults weigh
+    them overfit within tens of epochs (MNIST-100: 9% test error after 30 M2 epochs, 31% after 180), while the paper's
+    weighting kept improving (7.9% after 85; docs/ssl.md)."""
+
+    num_classes: int = Field(10, ge=2, description="number of classes K.")
+    z1_dim: int = Field(50, ge=1, description="size of the M1 latent z1.")
+    z2_dim: int = Field(50, ge=1, description="size of the M2 style latent z2.")
+    m1_hidden: IntList = Field(default_factory=lambda: [500], description="hidden layer sizes of the M1 (VAE) networks (the M1 "
+                               "model's 500 units by default: on digits-50 the paper's 600-600 M1 gave codes on which label "
+                               "spreading errs 21%, against 7.5% with 500; the MNIST benchmark uses 600-600).")
+    m2_hidden: IntList = Field(default_factory=lambda: [500], description="hidden layer sizes of the M2 networks.")
+    activation: Literal[ACTIVATION_NAMES] = Field("softplus", description="nonlinearity.")
+    alpha: float | None = Field(None, ge=0, description=_as_in_m2("alpha", " Default here: ``None``, the paper's."))
+    labeled_weight: float | None = Field(1.0, gt=0, description=_as_in_m2("labeled_weight", " Default here: 1, the paper's."))
+    class_prior: Literal[CLASS_PRIORS] = Field("uniform", description=_as_in_m2("class_prior"))
+    balanced_labeled: bool = Field(True, description=_as_in_m2("balanced_labeled"))
+    labeled_batch_size: int | None = Field(None, ge=1, description=_as_in_m2("labeled_batch_size"))
+    m1_epochs: int | None = Field(None, ge=1, description="epochs of the first stage (``None``: half of the epochs).")
+    m1_binarize: bool | None = Field(None, description="train the M1 on dynamically binarised x (a fresh Bernoulli draw of every grey "
+                                     "level each epoch, as the original M1 was; ``None``: when the likelihood is Bernoulli).")
+    drop_inactive: bool = Field(True, description="model only the z1 dimensions whose posterior mean varies over the training data "
+                                "(std above ``active_std``); the others follow N(0, 1) and M2 ignores them, as in the original code.")
+    active_std: float = Field(0.1, ge=0, description="the posterior-mean standard deviation above which a z1 dimension counts as "
+                              "active (``drop_inactive``).")
+    z1_draws: Literal[Z1_DRAWS] = Field("epoch", description="how often the M2 stage draws ``z1 ~ q(z1 | x)`` afresh: ``epoch`` (one "
+                                        "draw of every example an epoch, which each labeled example keeps for all the epoch's steps) "
+                                        "or ``step`` (a fresh draw for every minibatch, labeled ones included, as the paper's released "
+                                        "code does).")
     likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian", "binomial")
 
-    def validate(self) -> None:
-        super().validate()
-        if self.m1_epochs is not None and self.m1_epochs < 1:
-            raise ConfigError(f"m1_epochs must be at least 1, got {self.m1_epochs}")
+    @model_validator(mode="after")
+    def _check_binarize(self) -> M1M2Config:
         if self.m1_binarize and self.likelihood != "bernoulli":
             raise ConfigError(f"m1_binarize needs the Bernoulli likelihood, not {self.likelihood!r}; drop m1_binarize")
-        if self.z1_draws not in Z1_DRAWS:
-            raise ConfigError(f"unknown z1_draws {self.z1_draws!r}; use epoch or step")
-        if self.class_prior not in CLASS_PRIORS:
-            raise ConfigError(f"unknown class_prior {self.class_prior!r}; use uniform, labeled or learned")
+        return self
 
 
 @register_model("m1m2")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import ClassVar, Iterator
+from typing import ClassVar, Iterator, Literal
 
 import numpy as np
 import pyro
@@ -15,7 +14,8 @@ from torch.nn import functional as F
 
 from ..data import Split, TrainData, take_rows
 from ..errors import ConfigError
-from ..nets import Classifier, GaussianEncoder, x_decoder, x_features
+from ..config import Field, IntList, config_dataclass
+from ..nets import ACTIVATION_NAMES, Classifier, GaussianEncoder, x_decoder, x_features
 from ..registry import register_model
 from .base import Batch, EncoderConfig, PPModel, data_plate
 from .ssl_batches import labeled_unlabeled_batches
@@ -29,48 +29,31 @@ PRIOR_DISPERSAL_REMEDY = ("--set class_prior=learned (p(y) fitted to the unlabel
                           "follow the data's class shares")
 
 
-@dataclasses.dataclass
+@config_dataclass
 class M2Config(EncoderConfig):
-    """:param num_classes: number of classes K. :param z_dim: size of the style latent z. :param hidden: hidden layer
-    sizes of the encoder, decoder and classifier. :param activation: nonlinearity. :param alpha: weight of each
-    labeled example's classification term ``-log q(y|x)`` against its ELBO; ``None``: the paper's, 0.1 N on the
-    mean, that is ``0.1 N / N_labeled`` per labeled example. :param labeled_weight: how many times each labeled example's terms
-    (ELBO and classification) count; ``None``: ``N_unlabeled / N_labeled`` (at least 1), so the labeled set weighs
-    as much as the unlabeled set, as in implementations that average each part per minibatch; ``1``: the paper's
-    unbiased ``J_alpha``, which at 100 labels leaves the decoder blind to y (see docs/ssl.md). :param class_prior: p(y):
-    ``uniform``, the ``labeled`` class frequencies, or ``learned`` from the unlabeled data (before every pass
-    over the data the ELBO's maximiser given the guide, the mean of q(y | x) over the unlabeled examples: for data whose
-    class shares are unequal and unknown, since labels drawn per class say nothing of them). :param balanced_labeled: draw labeled minibatches class-balanced
-    (reweighted so the objective stays unbiased). :param labeled_batch_size: labeled examples per step (``None``:
-    the unlabeled batch size, at most the number of labels).
+    """M2's options; ``net`` (``mlp`` or ``conv``), ``channels``, ``corruption`` and ``noise_level`` come from
+    :class:`~ppmodels.models.base.EncoderConfig`."""
 
-    ``net`` (``mlp`` or ``conv``), ``channels``, ``corruption`` and ``noise_level`` come from
-    :class:`~ppmodels.models.base.EncoderConfig`.
-    """
-
-    num_classes: int = 10
-    z_dim: int = 50
-    hidden: list[int] = dataclasses.field(default_factory=lambda: [500])
-    activation: str = "softplus"
-    alpha: float | None = 10.0
-    labeled_weight: float | None = None
-    class_prior: str = "uniform"
-    balanced_labeled: bool = True
-    labeled_batch_size: int | None = None
+    num_classes: int = Field(10, ge=2, description="number of classes K.")
+    z_dim: int = Field(50, ge=1, description="size of the style latent z.")
+    hidden: IntList = Field(default_factory=lambda: [500], description="hidden layer sizes of the encoder, decoder and classifier.")
+    activation: Literal[ACTIVATION_NAMES] = Field("softplus", description="nonlinearity.")
+    alpha: float | None = Field(10.0, ge=0, description="weight of each labeled example's classification term ``-log q(y|x)`` against "
+                                "its ELBO; ``None``: the paper's, 0.1 N on the mean, that is ``0.1 N / N_labeled`` per labeled example.")
+    labeled_weight: float | None = Field(None, gt=0, description="how many times each labeled example's terms (ELBO and "
+                                         "classification) count; ``None``: ``N_unlabeled / N_labeled`` (at least 1), so the labeled set "
+                                         "weighs as much as the unlabeled set, as in implementations that average each part per "
+                                         "minibatch; ``1``: the paper's unbiased ``J_alpha``, which at 100 labels leaves the decoder "
+                                         "blind to y (see docs/ssl.md).")
+    class_prior: Literal[CLASS_PRIORS] = Field("uniform", description="p(y): ``uniform``, the ``labeled`` class frequencies, or "
+                                               "``learned`` from the unlabeled data (before every pass over the data the ELBO's "
+                                               "maximiser given the guide, the mean of q(y | x) over the unlabeled examples: for data "
+                                               "whose class shares are unequal and unknown, since labels drawn per class say nothing "
+                                               "of them).")
+    balanced_labeled: bool = Field(True, description="draw labeled minibatches class-balanced (reweighted so the objective stays unbiased).")
+    labeled_batch_size: int | None = Field(None, ge=1, description="labeled examples per step (``None``: the unlabeled batch size, at "
+                                           "most the number of labels).")
     likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian", "binomial")
-
-    def validate(self) -> None:
-        super().validate()
-        checks = [(self.num_classes >= 2, f"num_classes must be at least 2, got {self.num_classes}"),
-                  (self.z_dim >= 1, f"z_dim must be at least 1, got {self.z_dim}"),
-                  (all(h >= 1 for h in self.hidden), f"hidden sizes must be positive, got {self.hidden}"),
-                  (self.alpha is None or self.alpha >= 0, f"alpha must be at least 0, got {self.alpha}"),
-                  (self.labeled_weight is None or self.labeled_weight > 0, f"labeled_weight must be positive, got {self.labeled_weight}"),
-                  (self.class_prior in CLASS_PRIORS, f"unknown class_prior {self.class_prior!r}; use uniform, labeled or learned"),
-                  (self.labeled_batch_size is None or self.labeled_batch_size >= 1, "labeled_batch_size must be at least 1")]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
 
 
 @register_model("m2")

@@ -1,21 +1,26 @@
-"""The options of a model: every field of its config with its type, default and meaning (``ppmodels models MODEL``).
-
-The meaning of a field comes, first found first, from ``dataclasses.field(metadata={"help": ...})``, from a
-``:param NAME:`` entry (or ``:param A, B:`` for several) in the docstring of its config class or of one of the
-config's bases, then of the model class; a description runs to the next ``:param`` or the end of its paragraph.
+"""The options of a model: every field of its config with its type, default and meaning (``ppmodels models MODEL``),
+and the options table of its docs page (``docs/models/NAME.md``), both read from the fields' declarations
+(:mod:`ppmodels.config`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from typing import Any, NamedTuple
 
+from ..config import bounds_of, default_of, option_fields, shown, type_name
 from .base import PPModel
 
-PARAM = re.compile(r":param\s+([\w\s,]+?):\s*(.*?)(?=:param\s|\Z)", re.S)
 #: filled in from the data, so they are options one rarely sets
 FROM_DATA = ("x_shape", "likelihood")
+#: the markers around the generated table of a model's docs page
+TABLE_START = "<!-- options table: generated from {name}'s config by `python -m ppmodels.models.options --write`; edit the fields, not this table -->"
+TABLE_END = "<!-- end of options table -->"
+
+
+def from_data(cls: type[PPModel], name: str) -> bool:
+    """Whether option ``name`` of ``cls`` is filled in from the data when not given (a model with one likelihood
+    family always has that one)."""
+    return name in FROM_DATA and (name != "likelihood" or len(cls.Config.likelihoods) > 1)
 
 
 class ModelOption(NamedTuple):
@@ -25,32 +30,62 @@ class ModelOption(NamedTuple):
     type: str
     default: Any
     help: str
-
-
-def documented_params(doc: str | None) -> dict[str, str]:
-    """``{name: meaning}`` for the ``:param:`` entries of a docstring, whitespace collapsed."""
-    found: dict[str, str] = {}
-    for paragraph in re.split(r"\n\s*\n", doc or ""):
-        for names, text in PARAM.findall(paragraph):
-            for name in names.split(","):
-                found.setdefault(name.strip(), " ".join(text.split()))
-    return found
+    #: the bounds its values keep, e.g. ``>= 1`` (empty when none)
+    bounds: str = ""
 
 
 def model_options(cls: type[PPModel]) -> list[ModelOption]:
-    """Every field of ``cls.Config`` in declaration order, with its default and the meaning its docs give."""
-    docs: dict[str, str] = {}
-    for owner in [*cls.Config.__mro__, cls]:
-        for name, text in documented_params(owner.__doc__).items():
-            docs.setdefault(name, text)
-    options = []
-    for field in dataclasses.fields(cls.Config):
-        if field.default is not dataclasses.MISSING:
-            default = field.default
-        elif field.default_factory is not dataclasses.MISSING:
-            default = field.default_factory()
-        else:
-            default = None
-        kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
-        options.append(ModelOption(field.name, kind, default, field.metadata.get("help") or docs.get(field.name, "")))
-    return options
+    """Every field of ``cls.Config`` in declaration order, with its type, default and description."""
+    return [ModelOption(name, type_name(field.annotation), default_of(field), " ".join((field.description or "").split()), bounds_of(field))
+            for name, field in option_fields(cls.Config).items()]
+
+
+def options_table(cls: type[PPModel]) -> str:
+    """The Markdown table of ``cls``'s options, between its markers, as docs/models/NAME.md holds it."""
+    rows = [TABLE_START.format(name=cls.name), "", "| option | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for option in model_options(cls):
+        default = "from the data" if from_data(cls, option.name) else f"`{shown(option.default)}`"
+        meaning = option.help.replace("|", "\\|").replace("``", "`")
+        kind = option.type.replace("|", "or") + (f", {option.bounds}" if option.bounds else "")
+        rows.append(f"| `{option.name}` | {kind} | {default} | {meaning} |")
+    return "\n".join([*rows, "", TABLE_END])
+
+
+def with_table(page: str, cls: type[PPModel]) -> str:
+    """``page`` (a model's docs page) with its options table replaced by the one its config gives now."""
+    start, end = TABLE_START.format(name=cls.name), TABLE_END
+    if start not in page or end not in page:
+        raise ValueError(f"the docs page of {cls.name} has no options table markers; put {start!r} ... {end!r} in it")
+    head, rest = page.split(start, 1)
+    return head + options_table(cls) + rest.split(end, 1)[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ppmodels.models.options --write [DOCS_DIR]``: rewrite the options table of every docs/models/NAME.md
+    of a registered model; without ``--write``, list the pages whose table is stale (exit code 1 if any)."""
+    import argparse
+    from pathlib import Path
+
+    from . import list_models
+
+    parser = argparse.ArgumentParser(prog="python -m ppmodels.models.options")
+    parser.add_argument("docs", nargs="?", default="docs/models", type=Path)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, cls in list_models().items():
+        page = args.docs / f"{name}.md"
+        if not page.is_file():
+            continue
+        text = page.read_text()
+        new = with_table(text, cls)
+        if new != text:
+            stale.append(str(page))
+            if args.write:
+                page.write_text(new)
+    print(("rewrote " if args.write else "stale: ") + (", ".join(stale) or "nothing"))
+    return 1 if stale and not args.write else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

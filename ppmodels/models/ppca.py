@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from typing import ClassVar, Literal
 
 import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
+from pydantic import model_validator
 from torch import nn
 
+from ..config import Field, IntList, config_dataclass
 from ..data import Dataset, TrainData, map_rows, row_moments
 from ..errors import ConfigError
 from ..registry import register_model
@@ -52,25 +54,22 @@ def principal_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(cosines))[::-1]
 
 
-@dataclasses.dataclass
+@config_dataclass
 class PPCAConfig(ModelConfig):
-    """:param z_dim: number of principal components K (less than the number of features D).
-    :param init: ``closed_form``: start SVI at the maximum-likelihood solution of the training data (Tipping & Bishop
-        1999), so training only has to hold it; ``random``: a random W of the data's scale (SVI has to find it).
-    """
+    """PPCA's options; its likelihood is always Gaussian."""
 
-    likelihood: str = "gaussian"
-    z_dim: int = 2
-    init: str = "closed_form"
+    likelihood: str = Field("gaussian", description="p(x | z): ``gaussian``, the only one PPCA has.")
+    z_dim: int = Field(2, ge=1, description="number of principal components K (less than the number of features D).")
+    init: Literal[INITS] = Field("closed_form", description="``closed_form``: start SVI at the maximum-likelihood solution of the "
+                                 "training data (Tipping & Bishop 1999), so training only has to hold it; ``random``: a random W of "
+                                 "the data's scale (SVI has to find it).")
+    likelihoods: ClassVar[tuple[str, ...]] = ("gaussian",)
 
-    def validate(self) -> None:
-        super().validate()
-        if self.init not in INITS:
-            raise ConfigError(f"ppca init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.likelihood != "gaussian":
-            raise ConfigError(f"ppca has a Gaussian likelihood, got likelihood={self.likelihood!r}; drop --likelihood or use gaussian")
-        if not 1 <= self.z_dim < math.prod(self.x_shape):
+    @model_validator(mode="after")
+    def _check_z_dim(self) -> PPCAConfig:
+        if self.x_shape and not self.z_dim < math.prod(self.x_shape):
             raise ConfigError(f"ppca needs 1 <= z_dim < {math.prod(self.x_shape)} (the number of features), got {self.z_dim}")
+        return self
 
 
 @register_model("ppca")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import pyro
@@ -11,35 +10,23 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..nets import GaussianEncoder, x_decoder, x_features
+from ..config import Field, IntList, config_dataclass
+from ..nets import ACTIVATION_NAMES, GaussianEncoder, x_decoder, x_features
 from ..registry import register_model
 from .base import EncoderConfig, PPModel, binomial_trials, data_plate
 
 
-@dataclasses.dataclass
+@config_dataclass
 class VAEConfig(EncoderConfig):
-    """:param z_dim: latent size. :param hidden: hidden layer sizes of encoder and decoder (``[]``: linear maps).
-    :param activation: nonlinearity (``linear`` for none). :param x_scale: Gaussian likelihood noise: ``feature``
-    (one learned scale per feature) or ``shared`` (one isotropic scale, as PPCA).
+    """The VAE's options; ``net``, ``channels``, ``corruption`` and ``noise_level`` come from
+    :class:`~ppmodels.models.base.EncoderConfig`."""
 
-    ``net``, ``channels``, ``corruption`` and ``noise_level`` come from :class:`~ppmodels.models.base.EncoderConfig`.
-    """
-
-    z_dim: int = 10
-    hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
-    activation: str = "relu"
+    z_dim: int = Field(10, ge=1, description="latent size.")
+    hidden: IntList = Field(default_factory=lambda: [256, 256], description="hidden layer sizes of encoder and decoder (``[]``: linear maps).")
+    activation: Literal[ACTIVATION_NAMES] = Field("relu", description="nonlinearity (``linear`` for none).")
     likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian", "binomial")
-    x_scale: str = "feature"
-
-    def validate(self) -> None:
-        super().validate()
-        if self.z_dim < 1:
-            raise ConfigError(f"z_dim must be at least 1, got {self.z_dim}")
-        if any(h < 1 for h in self.hidden):
-            raise ConfigError(f"hidden sizes must be positive, got {self.hidden}")
-        if self.x_scale not in ("feature", "shared"):
-            raise ConfigError(f"unknown x_scale {self.x_scale!r}; use feature or shared")
+    x_scale: Literal["feature", "shared"] = Field("feature", description="Gaussian likelihood noise: ``feature`` (one learned scale "
+                                                  "per feature) or ``shared`` (one isotropic scale, as PPCA).")
 
 
 class BinomialFraction(dist.Binomial):

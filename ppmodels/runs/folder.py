@@ -24,7 +24,7 @@ from typing import Iterator
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..errors import RunError, check_path
+from ..errors import ConfigError, RunError, check_path
 from ..files import atomic_write, check_writable, file_sha256, load_state, read_json, write_json
 from ..infer.trainer import CHECKPOINTS
 from ..models import get_model_class
@@ -138,7 +138,7 @@ def build_model(config: dict):
     cls = get_model_class(config["model"])
     try:
         return cls(cls.Config(**config.get("model_config", {})))
-    except TypeError as exc:
+    except (TypeError, ConfigError) as exc:
         raise RunError(f"config.json does not fit model {config['model']!r} ({exc}); was it written by another version?") from None
 
 

@@ -37,9 +37,9 @@ def test_models_vae_lists_every_option_with_its_default_and_meaning():
     assert lines[1] == "options (ppmodels train vae --set KEY=VALUE):"
     heads = [line.strip() for line in lines if line.startswith("  ") and not line.startswith("      ")]
     assert [h.split(" = ")[0] for h in heads] == [f.name for f in dataclasses.fields(VAEConfig)]
-    assert "  z_dim = 10  [int]  (also --z-dim)" in lines and "  activation = relu  [str]" in lines
-    assert "  hidden = [256, 256]  [list[int]]  (also --hidden)" in lines
-    assert lines[lines.index("  z_dim = 10  [int]  (also --z-dim)") + 1] == "      latent size."
+    assert "  z_dim = 10  [int, >= 1]  (also --z-dim)" in lines and "  activation = relu  [softplus | relu | tanh | elu | leaky_relu | linear]" in lines
+    assert "  hidden = [256, 256]  [list[int]]  (also --hidden)" in lines and "  noise_level = 0.0  [float, >= 0]  (also --noise-level)" in lines
+    assert lines[lines.index("  z_dim = 10  [int, >= 1]  (also --z-dim)") + 1] == "      latent size."
     assert "(undocumented)" not in result.output
 
 
@@ -49,7 +49,7 @@ def test_every_option_of_every_model_has_a_meaning(name):
     from ppmodels.models.options import model_options
 
     undocumented = [o.name for o in model_options(get_model_class(name)) if not o.help]
-    assert not undocumented, f"document these options of {name} with :param in its config docstring: {undocumented}"
+    assert not undocumented, f"describe these options of {name} in their Field(description=...): {undocumented}"
 
 
 def test_models_of_an_unknown_name_is_one_line():
@@ -57,14 +57,17 @@ def test_models_of_an_unknown_name_is_one_line():
     assert result.exit_code == 2 and result.stderr.strip().startswith("error: unknown model 'transformer'; known models: adgm, gmm")
 
 
-def test_documented_params_reads_grouped_names_and_stops_at_the_paragraph():
-    from ppmodels.models.options import documented_params
+def test_train_help_of_a_training_option_is_its_field_description():
+    import typer
 
-    doc = """Intro. :param a, b: sizes
-        of a and b. :param c: nonlinearity.
+    from ppmodels import TrainConfig
 
-        ``net`` comes from elsewhere."""
-    assert documented_params(doc) == {"a": "sizes of a and b.", "b": "sizes of a and b.", "c": "nonlinearity."}
+    params = {p.name: p for p in typer.main.get_command(app).commands["train"].params}
+    for name, field in TrainConfig.__pydantic_fields__.items():
+        described = " ".join(field.description.replace("``", "`").split())
+        assert params[name].help.startswith(described[0].upper() + described[1:]), name
+    assert params["lr_factor"].help.endswith(" Must be greater than 0 and less than 1.")
+    assert invoke("train", "--help").exit_code == 0
 
 
 def test_train_encode_sample_end_to_end(tmp_path):
@@ -141,7 +144,7 @@ def test_resume_continues_a_run(tmp_path):
     (["train", "vae", "--set", "classifier=svm"], "do not apply to model 'vae'"),
     (["train", "vae", "--likelihood", "poisson"], "unknown likelihood"),
     (["train", "vae", "--resume"], "cannot resume"),
-    (["train", "vae", "--lr-factor", "1.5"], "lr_factor must be between 0 and 1"),
+    (["train", "vae", "--lr-factor", "1.5"], "option lr_factor must be greater than 0 and less than 1, got 1.5; fix --lr-factor"),
     (["train", "vae", "--precision", "fp16"], "precision must be one of fp32, bf16, got 'fp16'"),
     (["train", "m1"], None),  # all labels visible: trains fine
 ])

@@ -349,11 +349,11 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         "x outside the likelihood's range to diagnose": diagnose_case(vae, s["gauss64"], tmp / "diag_range", "binomial:16 likelihood needs [0, 1]"),
         "rank-5 data": t("rank5", "vae", s["rank5"], "5 dimensions"),
         # options
-        "--set z_dim=abc": t("z_abc", "vae", message="option z_dim='abc' must be a whole number", settings={"z_dim": "abc"}),
-        "--lr 0": t("lr0", "vae", message="learning rate must be a positive number", lr=0.0),
+        "--set z_dim=abc": t("z_abc", "vae", message="option z_dim must be a whole number, got 'abc'; fix --set z_dim=VALUE", settings={"z_dim": "abc"}),
+        "--lr 0": t("lr0", "vae", message="option lr must be greater than 0, got 0.0; fix --lr", lr=0.0),
         "--clip-norm 0": Case(["train", "vae", "--out", str(tmp / "runs" / "clip0"), *FAST, "--clip-norm", "0"],
                               lambda: api.train("vae", "digits", tmp / "runs" / "clip0", train_config=TrainConfig(epochs=1, clip_norm=0.0)),
-                              "clip norm must be a positive number", out=tmp / "runs" / "clip0"),
+                              "option clip_norm must be greater than 0, got 0.0; fix --clip-norm or leave it out", out=tmp / "runs" / "clip0"),
         "sample more than memory holds": Case(["sample", str(vae), "--out", str(tmp / "huge.npy"), "--num", str(10**12)],
                                               lambda: api.sample(vae, tmp / "huge.npy", num=10**12), "of memory but"),
         # labels that are accepted but wrong

@@ -78,5 +78,5 @@ def test_registered_with_every_option_documented_and_checked():
     assert {"a_dim", "z_dim", "hidden", "alpha", "labeled_weight"} <= options.keys()
     assert options["a_dim"].default == 100 and options["z_dim"].default == 100 and options["hidden"].default == [500, 500]
     assert all(o.help for o in options.values())
-    with pytest.raises(ConfigError, match="a_dim must be at least 1"):
+    with pytest.raises(ConfigError, match="option a_dim must be at least 1, got"):
         ADGM(x_shape=[4], a_dim=0)

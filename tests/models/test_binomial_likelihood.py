@@ -33,7 +33,7 @@ def test_bad_likelihoods_are_refused(likelihood):
 
 def test_models_without_a_binomial_decoder_refuse_it():
     with pytest.raises(ConfigError, match="use one of bernoulli, gaussian"):
-        ModelConfig(x_shape=[4], likelihood="binomial:16").validate()
+        ModelConfig(x_shape=[4], likelihood="binomial:16")
 
 
 @pytest.mark.parametrize("cls, options", [(VAE, {"z_dim": 2, "hidden": [16]}), (M2, {"z_dim": 2, "hidden": [16]})])

@@ -104,7 +104,7 @@ def test_train_reports_balanced_accuracy_and_warns_on_the_command_line(digits90,
 def test_unknown_class_weight_is_refused():
     from ppmodels.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown class_weight 'auto'; use one of none, balanced"):
+    with pytest.raises(ConfigError, match="option class_weight must be one of none, balanced, got 'auto'"):
         M1(x_shape=[4], class_weight="auto")
 
 

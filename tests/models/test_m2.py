@@ -270,7 +270,7 @@ def test_other_class_priors_are_left_alone_by_a_pass():
     before = m2.log_prior.clone()
     next(iter(m2.training_batches(Split("train", torch.rand(20, 5), torch.full((20,), -1)), 8, torch.Generator())))
     assert torch.equal(m2.log_prior, before)
-    with pytest.raises(ConfigError, match="use uniform, labeled or learned"):
+    with pytest.raises(ConfigError, match="option class_prior must be one of uniform, labeled, learned"):
         small_m2(class_prior="empirical")
 
 

@@ -71,4 +71,4 @@ def test_a_resumed_run_continues_at_the_cut_rate(digits, tmp_path):
 @pytest.mark.parametrize("field, value", [("lr_patience", 0), ("lr_factor", 1.0), ("lr_factor", 0.0)])
 def test_bad_lr_schedule_is_refused(field, value):
     with pytest.raises(ConfigError, match=field):
-        TrainConfig(**{field: value}).validate()
+        TrainConfig(**{field: value})

@@ -94,7 +94,7 @@ def test_skip_nonfinite_counts_skipped_batches(digits):
                                           ("precision", "fp16")])
 def test_bad_train_config(field, value):
     with pytest.raises(ConfigError):
-        TrainConfig(**{field: value}).validate()
+        TrainConfig(**{field: value})
 
 
 def steps_per_epoch(model, data, **config):
