@@ -49,6 +49,9 @@ def test_invariants_ignore_rotation():
     assert principal_angles(basis, np.linalg.qr(rng.normal(size=(5, 2)))[0]).max() > 1.0
 
 
+# 150 + 150 draws in 2 chains (7 s): slow; compare_ppca runs by default in the subset test below and through
+# `ppmodels diagnose --nuts` in tests/cli/test_diagnose_command.py
+@pytest.mark.slow
 def test_nuts_agrees_with_closed_form_and_svi(fitted):
     ppca, x, mle = fitted
     gold = compare_ppca(ppca, x, num_samples=150, warmup=150, num_chains=2, seed=0)
@@ -150,6 +153,21 @@ def test_relabel_undoes_a_permutation():
     np.testing.assert_array_equal(fixed["scales"], np.broadcast_to(GMM_SCALES, locs.shape))
 
 
+def test_nuts_gmm_reports_every_component_quantity_and_its_draws(fitted_gmm):
+    """compare_gmm end to end on few draws (the default suite's run of it): every quantity, relabelled draws as
+    InferenceData, finite diagnostics; what the draws agree with is the slow test's below."""
+    gmm, x = fitted_gmm
+    gold = compare_gmm(gmm, x, num_samples=20, warmup=20, num_chains=2, seed=0)
+    q = gold["quantities"]
+    assert set(q) == {f"weight_{k}" for k in range(3)} | {f"{s}_{k}_{d}" for s in ("loc", "scale") for k in range(3) for d in range(2)}
+    assert all(np.isfinite([v["mean"], v["sd"], v["rhat"], v["ess"]]).all() and v["sd"] > 0 for v in q.values())
+    assert np.isfinite(gold["max_abs_z"]) and np.isfinite(gold["max_rhat"]) and 0 <= gold["switched_draws"] <= 1
+    assert gold["idata"].posterior.sizes["chain"] == 2 and gold["idata"].posterior.sizes["draw"] == 20
+    assert abs(sum(q[f"weight_{k}"]["mean"] for k in range(3)) - 1) < 1e-5  # relabelling permutes, never mixes, weights
+
+
+# 150 + 150 draws in 2 chains (8 s): slow; the test above runs compare_gmm by default
+@pytest.mark.slow
 def test_nuts_gmm_agrees_with_truth_and_svi_after_relabelling(fitted_gmm):
     gmm, x = fitted_gmm
     gold = compare_gmm(gmm, x, num_samples=150, warmup=150, num_chains=2, seed=0)

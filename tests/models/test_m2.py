@@ -278,6 +278,9 @@ def test_other_class_priors_are_left_alone_by_a_pass():
         small_m2(class_prior="empirical")
 
 
+# two M2 trainings of 3 epochs (8.5 s): slow; the learned prior's M-step and gradient are checked by default in
+# test_learned_class_prior_is_the_elbo_maximiser_over_the_unlabeled_examples
+@pytest.mark.slow
 def test_learned_class_prior_finds_the_majority_class_and_stops_calling_it_rare():
     """Digits with one class at 90% and 3 labels of each class: a uniform p(y) makes M2 explain the majority's
     images with the rare classes (measured: 0.648 of them classified right after 3 epochs), a learned one gives
