@@ -1,7 +1,7 @@
 """``ppmodels train`` killed with SIGKILL and resumed with ``--resume`` ends exactly where an uninterrupted run ends.
 
 Each run is a separate process, as a real crash would leave it. The process kills itself at a defined point through
-a test-only plugin (tests/cli/kill_plugin.py, named in ``PPMODELS_PLUGINS``): right after a checkpoint is renamed
+a test-only plugin (tests/kill_plugin.py, named in ``PPMODELS_PLUGINS``): right after a checkpoint is renamed
 into place, or right after an epoch's metrics line is written, before that epoch's checkpoint; no clock, no polling.
 The test resumes and at the end compares the final weights (bitwise), the metrics log (every field but wall time)
 and the summary ELBOs with an uninterrupted run with the same seed.
@@ -36,7 +36,7 @@ def environment() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-KILL_PLUGIN = Path(__file__).with_name("kill_plugin.py")
+KILL_PLUGIN = Path(__file__).parents[1] / "kill_plugin.py"
 
 
 def kill_at(args: list[str], point: str) -> None:
