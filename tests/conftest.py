@@ -13,6 +13,20 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
 
 
+def pytest_report_header(config):
+    return thread_report()
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(thread_report())  # shown under -q too, so CI's log says which thread count ran
+
+
+def thread_report() -> str:
+    """The thread count torch computes with, beside the one asked for (scripts/test.sh runs the numerical tests under
+    two counts: floating-point sums come out in another order with each)."""
+    return f"torch threads: {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})"
+
+
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--runslow") or os.environ.get("PPMODELS_SLOW") == "1":
         return

@@ -13,6 +13,7 @@ from ppmodels.analysis.inference_data import labels_of
 from ppmodels.commands.train import train
 from ppmodels.commands.diagnose import DIAGNOSTICS, IDATA, REPORT, diagnose
 from ppmodels.infer import TrainConfig
+from tests.helpers import assert_close_scaled
 
 M, S = 24, 30
 RUNS = {
@@ -93,7 +94,7 @@ def test_diagnostics_json_is_strict_and_consistent_with_the_idata(diagnosed):
     assert ll["iw"] == pytest.approx(iw.mean(), rel=1e-6)
     khat = pareto_khat(lw.T.astype(float))
     exact = saved.get("khat_exact_sum", saved["khat"])  # M2, M1+M2: the exact sum over y is the secondary judge
-    np.testing.assert_allclose(exact["khat"], khat["khat"], rtol=1e-6)
+    assert_close_scaled(exact["khat"], khat["khat"], rel=1e-6)
     assert exact["frac_above_0.7"] == pytest.approx(np.mean(khat["khat"] > 0.7))
     assert exact["threshold"] == pytest.approx(1 - 1 / np.log10(S))  # 0.32 at 30 draws
     assert exact["frac_above_threshold"] == pytest.approx(np.mean(khat["khat"] > exact["threshold"]))
@@ -204,6 +205,7 @@ def test_batched_posterior_keeps_the_layout():
     assert np.isfinite(batched.sample_stats["log_weight"].values).all()
 
 
+@pytest.mark.numerical
 def test_a_latent_the_guide_leaves_to_the_prior_cancels_out_of_the_weights():
     import pyro
     import pyro.distributions as dist
@@ -229,7 +231,7 @@ def test_a_latent_the_guide_leaves_to_the_prior_cancels_out_of_the_weights():
     guide_trace, model_trace = trace_particles(PriorOnly(), x, 40)
     k = model_trace.nodes["k"]["value"]
     expected = dist.Normal(k, 1.0).log_prob(x)  # log p(x | k): p(k) is proposal and target at once
-    torch.testing.assert_close(replay_log_weights(guide_trace, model_trace, 40, 3), expected.expand(40, 3))
+    assert_close_scaled(replay_log_weights(guide_trace, model_trace, 40, 3), expected.expand(40, 3), rel=1e-6)
 
 
 def test_a_model_without_guide_latents_is_diagnosed_by_its_exact_weights(tmp_path):

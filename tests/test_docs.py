@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import typer.main
 from typer.cli import app as typer_cli
 from typer.testing import CliRunner
 
@@ -37,6 +38,10 @@ MARKERS = {"run", "run slow"}
 SETUP = (ROOT / "README.md", 1)  # README's first block: the scripts CI runs (bash scripts/demo.sh, scripts/test.sh)
 MNIST_DIR = "../shared/data/mnist"
 REGENERATE = ".venv/bin/typer ppmodels_cli.main utils docs --name ppmodels --output docs/cli.md"
+# pages whose `run` blocks train for long (README 25 s, hyperspectral 19 s on 2 cores): they run under --runslow; by
+# default their commands are parsed (test_commands_of_slow_pages_parse), and tests/cli and tests/test_predict.py run
+# the same commands on smaller settings
+SLOW_PAGES = {"README.md", "docs/hyperspectral.md"}
 
 
 @dataclass(frozen=True)
@@ -157,9 +162,23 @@ def run_page(page: Path, tmp_path: Path, monkeypatch, request, slow: bool) -> No
                 assert result.exit_code == 0, f"{where} failed: ppmodels {shlex.join(args)}\n{result.output}"
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if runnable_blocks(p)], ids=rel)
+@pytest.mark.parametrize("page", [pytest.param(p, marks=[pytest.mark.slow] if rel(p) in SLOW_PAGES else [])
+                                  for p in PAGES if runnable_blocks(p)], ids=rel)
 def test_runnable_blocks_run(page, tmp_path, monkeypatch, request):
     run_page(page, tmp_path, monkeypatch, request, slow=False)
+
+
+def test_commands_of_slow_pages_parse():
+    """Every ``ppmodels`` command of the SLOW_PAGES parses: the command, its options and their values' types."""
+    group = typer.main.get_command(app)
+    commands = [args for page in PAGES if rel(page) in SLOW_PAGES for block in runnable_blocks(page, slow=True)
+                if block.language == "bash" for args in shell_commands(block.code)]
+    assert len(commands) > 10
+    for args in commands:
+        command = group.get_command(None, args[0])
+        assert command is not None, f"no command ppmodels {args[0]}"
+        with command.make_context(args[0], list(args[1:])) as ctx:
+            assert ctx.params, shlex.join(args)
 
 
 @pytest.mark.slow

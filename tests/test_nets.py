@@ -11,6 +11,7 @@ from ppmodels.nets import ConvDecoder, ConvFeatures, MLP, broadcast_cat, precisi
 from ppmodels.infer import TrainConfig
 from ppmodels.infer import fit
 from ppmodels.runs import save_model
+from tests.helpers import assert_close_scaled
 
 
 @pytest.mark.parametrize("x_shape", [(1, 28, 28), (5, 64, 64), (1, 8, 8), (3, 7, 9)])
@@ -81,6 +82,7 @@ def test_conv_m2_trains_on_labeled_five_band_cutouts(likelihood):
     assert model.iw_log_likelihood(torch.from_numpy(x[:2]), num_particles=2).shape == (2,)
 
 
+@pytest.mark.numerical
 @pytest.mark.parametrize("hidden", [[], [6, 4]])
 def test_mlp_of_several_inputs_equals_the_mlp_of_their_broadcast_concatenation(hidden):
     """The first layer meets each input on its own columns (an image batch once, not once per class), same result."""
@@ -89,11 +91,12 @@ def test_mlp_of_several_inputs_equals_the_mlp_of_their_broadcast_concatenation(h
     x, every_class = torch.randn(4, 7), torch.eye(3).unsqueeze(1)  # (B, D) against (K, 1, K)
     out = net(x, every_class)
     assert out.shape == (3, 4, 5)
-    assert torch.allclose(out, net.net(broadcast_cat(x, every_class)), atol=1e-6)
+    assert_close_scaled(out, net.net(broadcast_cat(x, every_class)), rel=1e-5)
     y = torch.eye(3)[torch.tensor([0, 2, 1, 1])]
-    assert torch.allclose(net(x, y), net.net(torch.cat([x, y], -1)), atol=1e-6)
+    assert_close_scaled(net(x, y), net.net(torch.cat([x, y], -1)), rel=1e-5)
 
 
+@pytest.mark.numerical
 def test_bf16_precision_runs_the_products_in_bfloat16_and_hands_back_float32():
     """Inside ``precision("bf16")`` a layer is the bfloat16 product (inputs and weights rounded, the output rounded
     once), its output comes back float32 for the likelihoods, and outside the block nothing changes."""
@@ -107,7 +110,7 @@ def test_bf16_precision_runs_the_products_in_bfloat16_and_hands_back_float32():
     assert out.dtype == torch.float32
     assert torch.equal(out, by_hand)
     assert not torch.equal(out, net(x))  # rounded, so not the float32 product ...
-    assert torch.allclose(out, net(x), rtol=2e-2, atol=2e-2)  # ... but close to it
+    assert_close_scaled(out, net(x), rel=2e-2)  # ... but close to it
     assert torch.equal(net(x), layer(x))  # the block left nothing behind
 
 

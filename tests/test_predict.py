@@ -13,6 +13,7 @@ from ppmodels.errors import ConfigError, DataError
 from ppmodels.infer import TrainConfig
 from ppmodels.runs import run_config
 from ppmodels_cli.main import app
+from tests.helpers import assert_close_scaled
 
 FAST = TrainConfig(epochs=1, batch_size=100, patience=None)
 
@@ -34,7 +35,7 @@ def m2_run(scene, tmp_path_factory):
 def test_the_run_records_the_cube_transform(m2_run, scene):
     record = run_config(m2_run)["data"]["cube"]
     raw = scene["data"]["cube"].reshape(-1, 6)
-    np.testing.assert_allclose(record["mean"], raw.mean(0), rtol=1e-5)
+    assert_close_scaled(record["mean"], raw.mean(0), rel=1e-6)
     assert record["classes"] == list(range(1, 17)) and record["background"] == 0 and record["standardize"] == "band"
 
 
@@ -57,7 +58,7 @@ def test_predict_on_the_same_scene_as_mat_gives_the_same_map(m2_run, scene, tmp_
     a = predict(m2_run, f"cube:{scene['nc']}", tmp_path / "a.nc", png=False)["map"]
     b = predict(m2_run, f"mat:{scene['mat']}", tmp_path / "b.nc", png=False)["map"]
     with xr.open_dataset(a) as da, xr.open_dataset(b) as db:
-        np.testing.assert_allclose(da["probability"].values, db["probability"].values, atol=1e-5)
+        assert_close_scaled(da["probability"].values, db["probability"].values, rel=1e-5)
 
 
 def test_a_scene_left_on_disk_trains_and_maps_as_the_scene_in_memory(m2_run, scene, tmp_path):
@@ -67,11 +68,11 @@ def test_a_scene_left_on_disk_trains_and_maps_as_the_scene_in_memory(m2_run, sce
     a = predict(m2_run, f"cube:{scene['nc']}", tmp_path / "a.nc", png=False)["map"]
     b = predict(m2_run, lazy, tmp_path / "b.nc", png=False)["map"]
     with xr.open_dataset(a) as da, xr.open_dataset(b) as db:
-        np.testing.assert_allclose(da["probability"].values, db["probability"].values, atol=1e-5)
+        assert_close_scaled(da["probability"].values, db["probability"].values, rel=1e-5)
         np.testing.assert_array_equal(da["class_map"].values, db["class_map"].values)
     out = tmp_path / "m2_disk"
     train("m2", lazy, out, train_config=FAST, model_options={"z_dim": 3, "hidden": [16]}, progress=False)
-    np.testing.assert_allclose(run_config(out)["data"]["cube"]["mean"], run_config(m2_run)["data"]["cube"]["mean"], rtol=1e-9)
+    assert_close_scaled(run_config(out)["data"]["cube"]["mean"], run_config(m2_run)["data"]["cube"]["mean"], rel=1e-9)
     with xr.open_dataset(predict(out, lazy, tmp_path / "c.nc", png=False)["map"]) as dc:
         assert dc["class_map"].shape == (20, 16)
 
@@ -140,7 +141,7 @@ def test_data_opened_for_a_run_gets_the_run_transform(m2_run, scene, tmp_path):
     darker = write_netcdf(tmp_path / "darker.nc", dict(scene["data"], cube=scene["data"]["cube"] * 0.5))
     record = run_config(m2_run)["data"]["cube"]
     expected = (scene["data"]["cube"].reshape(-1, 6) * 0.5 - np.asarray(record["mean"])) / np.asarray(record["std"])
-    np.testing.assert_allclose(open_for_run(m2_run, f"cube:{darker}").x, expected, rtol=1e-4, atol=1e-4)
+    assert_close_scaled(open_for_run(m2_run, f"cube:{darker}").x, expected, rel=1e-5)
     np.testing.assert_allclose(open_for_run({}, f"cube:{darker}").x.std(0), 1, atol=1e-4)  # no record: its own statistics
     with pytest.raises(DataError, match="not an image cube"):
         open_for_run(m2_run, "digits")  # a cube run applied to other data: refused, the transform would not fit

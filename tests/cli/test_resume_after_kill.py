@@ -1,10 +1,10 @@
 """``ppmodels train`` killed with SIGKILL and resumed with ``--resume`` ends exactly where an uninterrupted run ends.
 
-Each run is a separate process, as a real crash would leave it: the test polls the run folder, kills the process
-at a chosen point (right after the first checkpoint is renamed into place; as the metrics line of a later epoch
-appears, which is just before that epoch's checkpoint is written), resumes, and at the end compares the final
-weights (bitwise), the metrics log (every field but wall time) and the summary ELBOs with an uninterrupted run
-with the same seed.
+Each run is a separate process, as a real crash would leave it. The process kills itself at a defined point through
+a test-only plugin (tests/kill_plugin.py, named in ``PPMODELS_PLUGINS``): right after a checkpoint is renamed
+into place, or right after an epoch's metrics line is written, before that epoch's checkpoint; no clock, no polling.
+The test resumes and at the end compares the final weights (bitwise), the metrics log (every field but wall time)
+and the summary ELBOs with an uninterrupted run with the same seed.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -38,35 +36,19 @@ def environment() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+KILL_PLUGIN = Path(__file__).parents[1] / "kill_plugin.py"
+
+
+def kill_at(args: list[str], point: str) -> None:
+    """Run ``ppmodels ARGS`` until it SIGKILLs itself at ``point`` (``HOOK:N``, see kill_plugin.py), and check it died
+    of that kill rather than ending on its own or failing."""
+    env = {**environment(), "PPMODELS_PLUGINS": str(KILL_PLUGIN), "PPMODELS_TEST_KILL": point}
+    result = subprocess.run(command(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert result.returncode == -signal.SIGKILL, f"no kill at {point} (exit code {result.returncode}): {result.stderr[-500:]}"
+
+
 def metrics_epochs(run: Path) -> list[int]:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    epochs = []
-    for line in path.read_text().splitlines():
-        try:
-            epochs.append(json.loads(line)["epoch"])
-        except (json.JSONDecodeError, KeyError):
-            pass
-    return epochs
-
-
-def kill_when(args: list[str], ready: Callable[[], bool], timeout: float = 120.0) -> None:
-    """Start ``ppmodels ARGS``, SIGKILL it as soon as ``ready()`` holds, and check it died of the kill."""
-    process = subprocess.Popen(command(*args), env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            if process.poll() is not None:
-                pytest.fail(f"the run ended (code {process.returncode}) before the kill point: {process.stderr.read().decode()[-500:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("the kill point never came")
-            time.sleep(0.002)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
+    return [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 def finish(args: list[str]) -> None:
@@ -105,41 +87,40 @@ def wait_for(process: subprocess.Popen) -> None:
 
 
 def test_sigkill_after_first_and_later_checkpoint_then_resume(tmp_path):
-    train = [*TRAIN, "--epochs", "12"]
+    train = [*TRAIN, "--epochs", "8"]
     run, reference = tmp_path / "killed", tmp_path / "reference"
     background = reference_run(reference, train)
     resume = ["train", "vae", "--out", str(run), "--resume", "--quiet"]
 
-    kill_when([*train, "--out", str(run)], lambda: (run / "checkpoints" / "last.pt").is_file())
-    first = checkpoint_epoch(run)
-    kill_when(resume, lambda: max(metrics_epochs(run), default=0) >= 5)
-    later = checkpoint_epoch(run)
-    assert first >= 1 and later >= 4, (first, later)
-    print(f"killed twice, with checkpoints/last.pt at epochs {first} and {later}")
+    kill_at([*train, "--out", str(run)], "on_checkpoint:1")  # just after the first last.pt is in place
+    assert checkpoint_epoch(run) == 1 and metrics_epochs(run) == [1]
+    kill_at(resume, "on_epoch_end:3")  # epoch 4's metrics line written, its checkpoint not
+    assert checkpoint_epoch(run) == 3 and metrics_epochs(run) == [1, 2, 3, 4]
     finish(resume)
 
     wait_for(background)
     summary = json.loads((reference / "summary.json").read_text())
-    # the second kill came before the end, which is all 12 epochs or where early stopping's patience ran out
-    assert later < summary["epochs"]
-    assert summary["epochs"] - summary["best_epoch"] == PATIENCE if summary["stopped_early"] else summary["epochs"] == 12
+    # the second kill came before the end, which is all 8 epochs or where early stopping's patience ran out
+    assert summary["epochs"] > 4
+    assert summary["epochs"] - summary["best_epoch"] == PATIENCE if summary["stopped_early"] else summary["epochs"] == 8
     assert_same_run(run, reference)
 
 
 @pytest.mark.slow
 def test_sigkill_at_many_points_then_resume(tmp_path):
     """Six kills in one run of 30 epochs without early stopping: after the first checkpoint, as the metrics lines of
-    epochs 6, 9, 14 and 20 appear, and once more at least four seconds into a resumed process."""
+    epochs 6, 9, 14 and 20 appear, and once more in the middle of the epoch after (10 batches into it)."""
     train = [*TRAIN, "--epochs", "30", "--patience", "100"]
     run, reference = tmp_path / "killed", tmp_path / "reference"
     background = reference_run(reference, train)
     resume = ["train", "vae", "--out", str(run), "--resume", "--quiet"]
 
-    kill_when([*train, "--out", str(run)], lambda: (run / "checkpoints" / "last.pt").is_file())
+    kill_at([*train, "--out", str(run)], "on_checkpoint:1")
     for target in (6, 9, 14, 20):
-        kill_when(resume, lambda target=target: max(metrics_epochs(run), default=0) >= target)
-    start = time.monotonic()
-    kill_when(resume, lambda: time.monotonic() - start > 4.0 and max(metrics_epochs(run), default=0) >= 21)
+        kill_at(resume, f"on_epoch_end:{target - checkpoint_epoch(run)}")
+        assert max(metrics_epochs(run)) == target and checkpoint_epoch(run) == target - 1
+    kill_at(resume, "on_step_end:10")  # an epoch of digits at batch size 64 has more than 10 batches
+    assert checkpoint_epoch(run) == 19
     finish(resume)
 
     wait_for(background)

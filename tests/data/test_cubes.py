@@ -13,6 +13,7 @@ from ppmodels.data import cubes, scenes
 from ppmodels.data.lazy import LazyRows
 from ppmodels.data.mnist import download_checked
 from ppmodels.errors import DataError, DataNotFoundError
+from tests.helpers import assert_close_scaled
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_netcdf_cube_pixels_become_points_background_unlabeled(tmp_path, pines, 
     np.testing.assert_allclose(d.x.mean(0), 0, atol=1e-4)  # per-band standardisation
     np.testing.assert_allclose(d.x.std(0), 1, atol=1e-4)
     raw = pines["cube"].reshape(-1, 6)
-    np.testing.assert_allclose(d.x * np.asarray(d.metadata["cube"]["std"]) + np.asarray(d.metadata["cube"]["mean"]), raw, rtol=1e-4, atol=1e-5)
+    assert_close_scaled(d.x * np.asarray(d.metadata["cube"]["std"]) + np.asarray(d.metadata["cube"]["mean"]), raw, rel=1e-5)
     geometry = d.metadata["geometry"]
     np.testing.assert_allclose(geometry["band"], pines["wavelength"])
     assert (geometry["y_dim"], geometry["x_dim"]) == ("y", "x") and geometry["x"][1] == 20.0
@@ -69,11 +70,11 @@ def test_a_zarr_store_reads_as_the_netcdf_cube(tmp_path, small):
     with xr.open_dataset(tmp_path / "scene.nc") as ds:
         ds.transpose("wavelength", "y", "x").to_zarr(tmp_path / "scene.zarr", zarr_format=2, consolidated=True)
     d = load_dataset(f"cube:{tmp_path / 'scene.zarr'}")  # a bare .zarr path is the array source (docs/data.md)
-    np.testing.assert_allclose(d.x, reference.x, atol=1e-6)
+    assert_close_scaled(d.x, reference.x, rel=1e-5)
     np.testing.assert_array_equal(d.y, reference.y)
     on_disk = load_dataset(f"cube:{tmp_path / 'scene.zarr'}?lazy=1")  # bands first in the store: read a line at a time
     assert isinstance(on_disk.x, LazyRows)
-    np.testing.assert_allclose(np.asarray(on_disk.x), reference.x, atol=1e-5)
+    assert_close_scaled(np.asarray(on_disk.x), reference.x, rel=1e-5)
     np.testing.assert_allclose(d.metadata["geometry"]["band"], small["wavelength"])
 
 
@@ -89,16 +90,16 @@ def test_a_cube_left_on_disk_reads_as_the_cube_in_memory(tmp_path, pines, bands_
     assert isinstance(disk.x, LazyRows) and not isinstance(memory.x, LazyRows)
     one_pass = -(-disk.x.disk.shape[0] // disk.x.block_rows)
     assert disk.x.disk.reads == one_pass and disk.x.disk.max_rows_read <= disk.x.block_rows
-    np.testing.assert_allclose(np.asarray(disk.x), memory.x, rtol=1e-5, atol=1e-5)
+    assert_close_scaled(np.asarray(disk.x), memory.x, rel=1e-5)
     np.testing.assert_array_equal(disk.y, memory.y)
     assert all(np.array_equal(disk.splits[k], memory.splits[k]) for k in memory.splits)
     for key in ("mean", "std", "bands"):
-        np.testing.assert_allclose(disk.metadata["cube"][key], memory.metadata["cube"][key], rtol=1e-9)
+        assert_close_scaled(disk.metadata["cube"][key], memory.metadata["cube"][key], rel=1e-9, what=key)
     assert disk.likelihood == memory.likelihood == "gaussian"
     low, high = disk.x.stats().low, disk.x.stats().high
     assert np.isclose(low, memory.x.min(), atol=1e-5) and np.isclose(high, memory.x.max(), atol=1e-5)
     test = disk.split("test").x
-    np.testing.assert_allclose(test[: 50], memory.x[memory.splits["test"][:50]], rtol=1e-5, atol=1e-5)
+    assert_close_scaled(test[: 50], memory.x[memory.splits["test"][:50]], rel=1e-5)
 
 
 def test_a_large_cube_stays_on_disk_by_default_and_unstandardised_values_keep_their_range(tmp_path, small, monkeypatch):
@@ -113,14 +114,15 @@ def test_a_large_cube_stays_on_disk_by_default_and_unstandardised_values_keep_th
         load_dataset(f"cube:{path}?lazy=2")
 
 
+@pytest.mark.numerical
 def test_band_statistics_merged_over_blocks_are_those_of_all_pixels(tmp_path, pines, monkeypatch):
     """A cube in memory is summed a block of pixels at a time too (no float64 copy of it): merged over 22 blocks the
     means and standard deviations are numpy's over all pixels at once."""
     monkeypatch.setattr(cubes, "MOMENT_BYTES", 1000 * 4 * 6)  # 1000 pixels of 6 float32 bands a block
     d = load_dataset(f"cube:{write_netcdf(tmp_path / 'scene.nc', pines)}")
     raw = pines["cube"].reshape(-1, 6).astype(np.float64)
-    np.testing.assert_allclose(d.metadata["cube"]["mean"], raw.mean(0), rtol=1e-10)
-    np.testing.assert_allclose(d.metadata["cube"]["std"], raw.std(0), rtol=1e-10)
+    assert_close_scaled(d.metadata["cube"]["mean"], raw.mean(0), rel=1e-10)
+    assert_close_scaled(d.metadata["cube"]["std"], raw.std(0), rel=1e-10)
 
 
 def test_a_cube_on_disk_with_nan_pixels_is_refused_in_one_line(tmp_path, small):
@@ -137,7 +139,7 @@ def test_mat_files_v5_and_v73_read_as_the_netcdf_cube(tmp_path, pines, v73):
     reference = load_dataset(f"cube:{write_netcdf(tmp_path / 'scene.nc', pines)}")
     path = write_mat(tmp_path / "scene.mat", pines, gt_path=tmp_path / "scene_gt.mat", v73=v73)
     d = load_dataset(f"mat:{path}?x=cube&gt={tmp_path / 'scene_gt.mat'}&y=gt")
-    np.testing.assert_allclose(d.x, reference.x, rtol=1e-5, atol=1e-5)
+    assert_close_scaled(d.x, reference.x, rel=1e-5)
     np.testing.assert_array_equal(d.y, reference.y)
     assert d.metadata["geometry"]["shape"] == (145, 145)
 
@@ -148,7 +150,7 @@ def test_mat_with_map_in_the_same_file_and_bands_first(tmp_path, small):
     assert d.x.shape == (480, 5) and d.num_classes == 16
     flipped = dict(small, cube=np.moveaxis(small["cube"], -1, 0))
     e = load_dataset(f"mat:{write_mat(tmp_path / 'flipped.mat', flipped)}")
-    np.testing.assert_allclose(e.x, d.x, atol=1e-6)
+    assert_close_scaled(e.x, d.x, rel=1e-5)
 
 
 def test_bands_are_selected_by_coordinate(tmp_path, small):
@@ -185,9 +187,9 @@ def test_a_run_record_transforms_another_scene_as_the_training_scene(tmp_path, s
     brighter = dict(small, cube=small["cube"] * 2)
     path = write_netcdf(tmp_path / "b.nc", brighter)
     own, recorded = load_dataset(f"cube:{path}"), open_cube(f"cube:{path}", train.metadata["cube"])
-    np.testing.assert_allclose(own.x, train.x, atol=1e-4)  # its own statistics hide the brightness change
+    assert_close_scaled(own.x, train.x, rel=1e-5)  # its own statistics hide the brightness change
     expected = (brighter["cube"].reshape(-1, 5) - np.asarray(train.metadata["cube"]["mean"])) / np.asarray(train.metadata["cube"]["std"])
-    np.testing.assert_allclose(recorded.x, expected, rtol=1e-4, atol=1e-4)
+    assert_close_scaled(recorded.x, expected, rel=1e-5)
     assert recorded.metadata["cube"]["classes"] == train.metadata["cube"]["classes"]
     with pytest.raises(DataError, match="trained on 5"):
         open_cube(f"cube:{path}?bands=400:1000", train.metadata["cube"])

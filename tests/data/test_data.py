@@ -7,6 +7,7 @@ import torch
 from ppmodels.data import UNLABELED, cap_per_class, draw_labeled, load_dataset, parse_spec, prepare_data
 from ppmodels.data import mnist as mnist_source
 from ppmodels.errors import DataError, DataNotFoundError
+from tests.helpers import assert_close_scaled
 
 
 def test_digits_is_builtin_scaled_and_split(digits):
@@ -80,7 +81,7 @@ def test_npz_csv_npy_h5_sources(tmp_path):
         f["x"], f["y"] = x, y
     for spec in (f"npz:{tmp_path}/a.npz", f"{tmp_path}/a.npz", f"csv:{tmp_path}/a.csv?label=label", f"h5:{tmp_path}/a.h5"):
         d = load_dataset(spec)
-        np.testing.assert_allclose(np.sort(d.x, axis=0), np.sort(x, axis=0), rtol=1e-5)
+        assert_close_scaled(np.sort(d.x, axis=0), np.sort(x, axis=0), rel=1e-6, what=spec)
         assert d.likelihood == "gaussian" and d.num_classes == 3
     assert load_dataset(f"npy:{tmp_path}/a.npy").y is None
 

@@ -25,6 +25,7 @@ def test_corrupt_masks_at_the_rate_and_adds_noise():
     assert corrupt(x, "none", 0.5) is x
 
 
+@pytest.mark.numerical
 def test_loss_scores_the_clean_x_while_the_encoder_sees_the_corrupted_one():
     vae = VAE(x_shape=[12], z_dim=2, hidden=[8], corruption="mask", noise_level=0.5)
     x = torch.rand(6, 12)

@@ -17,6 +17,7 @@ def small_gmvae(**kw):
     return GMVAE(x_shape=[1, 8, 8], z_dim=2, hidden=[16], num_components=3, **kw)
 
 
+@pytest.mark.numerical
 def test_enumerated_elbo_equals_brute_force_sum_over_components():
     model = small_gmvae()
     x = torch.rand(5, 1, 8, 8)

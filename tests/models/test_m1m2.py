@@ -18,6 +18,7 @@ def small(**kw):
     return M1M2(**{"x_shape": [1, 8, 8], "num_classes": 10, "z1_dim": 6, "z2_dim": 3, "m1_hidden": [32], "m2_hidden": [16], **kw})
 
 
+@pytest.mark.numerical
 def test_stacked_elbo_equals_brute_force_sum_over_classes():
     torch.manual_seed(0)
     model = small()

@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pyro
+import pytest
 import torch
 from pyro import poutine
 
@@ -28,6 +29,7 @@ def test_sites_and_shapes():
     assert prior.nodes["x"]["value"].shape == (4, 1, 8, 8)
 
 
+@pytest.mark.numerical
 def test_loss_matches_hand_written_elbo():
     """The Pyro loss equals the hand-written -[log p(x|z) + log p(z) - log q(z|x)] at the same z, scaled by N/B."""
     vae = small_vae()
