@@ -172,3 +172,12 @@ def test_every_option_the_docs_set_exists_and_takes_that_value():
             models[name].Config(**options)
             checked += len(options)
     assert checked >= 10
+
+
+def test_the_table_writer_finds_and_rewrites_a_stale_page(tmp_path, capsys):
+    from ppmodels.models.options import main
+
+    page = (ROOT / "docs" / "models" / "vae.md").read_text()
+    (tmp_path / "vae.md").write_text(page.replace("| `z_dim` | int, >= 1 | `10` |", "| `z_dim` | int, >= 1 | `12` |"))
+    assert main([str(tmp_path)]) == 1 and "vae.md" in capsys.readouterr().out
+    assert main([str(tmp_path), "--write"]) == 0 and (tmp_path / "vae.md").read_text() == page

@@ -8,7 +8,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..config import Field, IntList, config_dataclass
+from ..config import Field, config_dataclass
 from ..data import TrainData
 from ..errors import ConfigError
 from ..registry import register_model

@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         if not page.is_file():
             continue
         text = page.read_text()
+        if TABLE_START.format(name=name) not in text:
+            print(f"{page} has no options table; put {TABLE_START.format(name=name)!r} and {TABLE_END!r} where it goes")
+            continue
         new = with_table(text, cls)
         if new != text:
             stale.append(str(page))

@@ -12,7 +12,7 @@ import torch
 from pydantic import model_validator
 from torch import nn
 
-from ..config import Field, IntList, config_dataclass
+from ..config import Field, config_dataclass
 from ..data import Dataset, TrainData, map_rows, row_moments
 from ..errors import ConfigError
 from ..registry import register_model
