@@ -132,6 +132,7 @@ class GMM(PPModel):
 
     def model(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
         """``k ~ Categorical(pi)`` (enumerated), ``x ~ Normal(mu_k, sigma_k)``; with ``x=None`` it samples new data."""
+        pyro.module(self.pyro_name, self)  # pi, mu and sigma in Pyro's param store: plain SVI trains them too
         n = len(x) if x is not None else batch_size or 1
         with data_plate(n, num_data, self.locs.device):
             k = pyro.sample("k", dist.Categorical(logits=self.logits), infer={"enumerate": "parallel"})
