@@ -80,8 +80,8 @@ class GMM(PPModel):
 
     Example::
 
-        ppmodels train vae --data mnist --out runs/vae
-        ppmodels train gmm --data latents:runs/vae --set num_components=10 --out runs/gmm
+        ppmodels train vae --data digits --epochs 3 --hidden 64 --quiet --out runs/vae
+        ppmodels train gmm --data latents:runs/vae --set num_components=10 --epochs 3 --quiet --out runs/gmm
         ppmodels sample runs/gmm --out gmm-samples.png
     """
 

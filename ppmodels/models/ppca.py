@@ -95,8 +95,8 @@ class PPCA(PPModel):
 
     Example::
 
-        ppca = PPCA(x_shape=[64], z_dim=5).fit(load_dataset("npz:data.npz"), TrainConfig(epochs=500, batch_size=1000, lr=0.05))
-        ppca.noise_variance_, ppca.components_        # sigma^2 and an orthonormal basis of span(W)
+        ppca = PPCA(x_shape=[1, 8, 8], z_dim=5).fit(load_dataset("digits"), TrainConfig(epochs=5, batch_size=1000, lr=0.05))
+        ppca.noise_variance_, ppca.components_        # sigma^2 and an orthonormal basis (64, 5) of span(W)
 
     Reference: M. E. Tipping, C. M. Bishop, "Probabilistic principal component analysis", JRSS B 61(3), 1999.
     """
