@@ -45,8 +45,8 @@ CLASSIFIER_EPOCH_STEPS = 100
 @dataclasses.dataclass
 class TrainConfig:
     """:param epochs: maximum passes over the training data. :param batch_size: minibatch size.
-    :param lr: Adam learning rate. :param patience: stop after this many epochs without a better validation ELBO
-    (``None``: never). :param seed: seeds Pyro, torch and the batch order. :param checkpoint_every: write
+    :param lr: Adam learning rate. :param patience: stop after this many epochs without a better validation score
+    (``select_by``; ``None``: never). :param seed: seeds Pyro, torch and the batch order. :param checkpoint_every: write
     ``checkpoints/last.pt`` every this many epochs. :param clip_norm: clip the gradient norm (``None``: no clipping).
     :param skip_nonfinite: skip a batch whose loss or gradient is not finite (counted in the metrics) instead of stopping.
     :param select_by: which epoch's weights to keep (and what early stopping watches): ``valid_accuracy`` (ties
