@@ -32,6 +32,7 @@ def corrupt(x: torch.Tensor, kind: str, level: float, generator: torch.Generator
 
     Example::
 
+        x = torch.ones(100, 64)
         x_in = corrupt(x, "mask", 0.3)     # about 30% of the pixels zeroed
     """
     if kind == "none" or level == 0:

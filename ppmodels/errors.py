@@ -2,7 +2,8 @@
 how to fix it.
 
 The CLI turns these into one line on stderr and exit code 2; the Python API raises them as they are.
-They subclass the built-in exceptions a caller would already catch (``ValueError``, ``FileNotFoundError``).
+They subclass the built-in exceptions a caller would already catch (``ValueError``, ``FileNotFoundError``, and
+``RuntimeError`` for :class:`TrainingError`).
 """
 
 

@@ -120,6 +120,28 @@ def test_every_shell_and_python_block_is_marked():
                           "`run slow` (--runslow) and make them run as printed (see tests/test_docs.py):\n" + "\n".join(unmarked))
 
 
+COMMAND = re.compile(r"^(\$ )?(ppmodels|torchrun|srun|python)\b", re.M)
+NOT_RUN = re.compile(r"<!-- not run: \S.*-->\s*$")
+
+
+def test_every_unrun_command_block_says_why():
+    """A ```text or ```console block that shows commands (a transcript, a torchrun launch over several machines) is
+    not run; the line above it says why, in a comment ``<!-- not run: REASON -->``. docs/cli.md is generated and
+    checked against the app instead."""
+    silent = []
+    for page in PAGES:
+        if page == ROOT / "docs" / "cli.md":
+            continue
+        text = page.read_text()
+        for block in code_blocks(page):
+            if block.language in RUNNABLE or not COMMAND.search(block.code):
+                continue
+            above = [line for line in text.splitlines()[: block.line - 1] if line.strip()]
+            if not above or not NOT_RUN.match(above[-1].strip()):
+                silent.append(f"{rel(page)}:{block.line}: ```{block.language}")
+    assert not silent, "run these blocks (```bash run) or say above each why not (<!-- not run: REASON -->):\n" + "\n".join(silent)
+
+
 def test_readme_setup_block_names_the_scripts_ci_runs():
     page, number = SETUP
     block = code_blocks(page)[number - 1]

@@ -52,6 +52,21 @@ def test_the_model_is_a_student_t_pyro_model(student_t_run):
     assert model.transform(x).shape == (4, 2) and model.sample(3).shape == (3, 1, 8, 8)
 
 
+def test_two_instances_of_the_example_keep_their_own_parameters_under_plain_svi():
+    """The example registers its networks under the instance's ``pyro_name``: plain SVI on one of two Student-t VAEs
+    moves its parameters and leaves the other's alone, either way round."""
+    from tests.models.test_plain_svi import snapshot, svi_steps
+
+    cls = import_plugin(str(EXAMPLE)).StudentTVAE
+    x = torch.from_numpy(ppmodels.load_dataset("digits").x[:50])
+    first, second = (cls(x_shape=[1, 8, 8], hidden=[8], z_dim=2) for _ in range(2))
+    for trained, other in ((first, second), (second, first)):
+        before_trained, before_other = snapshot(trained), snapshot(other)
+        svi_steps(trained, x, None, steps=2)
+        assert all(not torch.equal(v, before_trained[k]) for k, v in snapshot(trained).items()), "SVI left a parameter of its own model unchanged"
+        assert all(torch.equal(v, before_other[k]) for k, v in snapshot(other).items()), "SVI on one instance changed the other"
+
+
 def pyro_trace(model, x):
     from pyro import poutine
 

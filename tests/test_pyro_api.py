@@ -87,6 +87,10 @@ def test_sklearn_surface(loaded_vae, x):
     assert loaded_vae.sample(4).shape == (4, 1, 8, 8)
     fitted = VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[8])
     assert fit(fitted, ppmodels.load_dataset("digits"), TrainConfig(epochs=1, patience=None)) is fitted
+    again = VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[8], seed=3)
+    before = _weights(again)
+    assert again.fit(ppmodels.load_dataset("digits"), TrainConfig(epochs=1, patience=None)) is again  # the method form
+    assert again.train_state_.epoch == 1 and any(not torch.equal(before[k], v) for k, v in _weights(again).items())
 
 
 @pytest.fixture(scope="module")

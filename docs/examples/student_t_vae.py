@@ -65,7 +65,7 @@ class StudentTVAE(PPModel):
         self.x_log_scale = nn.Parameter(torch.full(c.x_shape, -2.0))
 
     def model(self, x=None, num_data=None, batch_size=None):
-        pyro.module(self.name, self)
+        pyro.module(self.pyro_name, self)  # this instance's own name: two models never share parameters
         n = len(x) if x is not None else batch_size or 1
         with data_plate(n, num_data, self.device):
             z = pyro.sample("z", dist.Normal(torch.zeros(n, self.config.z_dim, device=self.device), 1.0).to_event(1))
@@ -74,7 +74,7 @@ class StudentTVAE(PPModel):
             return pyro.sample("x", x_dist, obs=x)
 
     def guide(self, x, num_data=None, batch_size=None):
-        pyro.module(self.name, self)
+        pyro.module(self.pyro_name, self)  # this instance's own name: two models never share parameters
         with data_plate(len(x), num_data, x.device):
             loc, scale = self.encoder(flatten_event(x, self.config.x_shape))
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))

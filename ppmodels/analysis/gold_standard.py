@@ -63,8 +63,9 @@ def nuts_ppca(x, latent_dim: int, num_samples: int = 200, warmup: int = 200, num
 
     Example::
 
-        draws = nuts_ppca(x, latent_dim=2, num_samples=300, warmup=300, num_chains=2)
-        draws["sigma"].shape   # (2, 300)
+        x = np.random.default_rng(0).normal(size=(40, 3))
+        draws = nuts_ppca(x, latent_dim=1, num_samples=10, warmup=10, num_chains=2)    # real use: 300 and 300
+        draws["sigma"].shape   # (2, 10)
     """
     x = torch.as_tensor(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
     if not 1 <= latent_dim < x.shape[1]:
@@ -161,7 +162,10 @@ def compare_ppca(run_model, x, num_samples: int = 200, warmup: int = 200, num_ch
 
     Example::
 
-        gold = compare_ppca(load("runs/ppca"), x_train[:300], fit_x=x_train)
+        x_train = np.random.default_rng(0).normal(size=(200, 3)) * [3.0, 1.0, 0.5]
+        np.savez("points.npz", x=x_train)
+        ppca = PPCA(x_shape=[3], z_dim=1).fit(load_dataset("npz:points.npz"), TrainConfig(epochs=2))   # or load("runs/ppca")
+        gold = compare_ppca(ppca, x_train[:40], num_samples=10, warmup=10, fit_x=x_train)   # real use: 300 rows, 200 draws
         gold["angles_deg"]["nuts_vs_closed_form"], gold["angles_deg"]["fit_vs_closed_form"], gold["max_rhat"]
     """
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
@@ -295,8 +299,9 @@ def nuts_gmm(x, num_components: int, num_samples: int = 200, warmup: int = 200, 
 
     Example::
 
-        draws = nuts_gmm(x, num_components=2, num_samples=200, warmup=200)
-        draws["locs"].shape   # (2, 200, 2, D)
+        x = np.random.default_rng(0).normal(size=(60, 2)) + np.repeat([[0, 0], [4, 4]], 30, axis=0)
+        draws = nuts_gmm(x, num_components=2, num_samples=10, warmup=10)     # real use: 200 and 200
+        draws["locs"].shape   # (2, 10, 2, 2): chains, draws, components, features
     """
     x = torch.as_tensor(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
     check_gmm_size(num_components, x.shape[1])
@@ -335,7 +340,10 @@ def compare_gmm(run_model, x, num_samples: int = 200, warmup: int = 200, num_cha
 
     Example::
 
-        gold = compare_gmm(load("runs/gmm"), x_train[:300])
+        x_train = np.random.default_rng(0).normal(size=(200, 2)) + np.repeat([[0, 0], [4, 4]], 100, axis=0)
+        np.savez("blobs.npz", x=x_train)
+        gmm = GMM(x_shape=[2], num_components=2).fit(load_dataset("npz:blobs.npz"), TrainConfig(epochs=2))   # or load("runs/gmm")
+        gold = compare_gmm(gmm, x_train[:40], num_samples=10, warmup=10)    # real use: 300 rows, 200 draws
         gold["quantities"]["loc_0_0"]["z"], gold["max_rhat"]
     """
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)

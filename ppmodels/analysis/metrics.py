@@ -8,7 +8,8 @@ mean of the per-class recalls, scores that classifier 1/K. These are plain funct
 
 Example::
 
-    report = classification_report(y_test, model.predict(x_test))
+    y_test, predicted = [0, 0, 1, 1, 2, 2], [0, 0, 1, 0, 0, 0]    # or model.predict(x_test)
+    report = classification_report(y_test, predicted)
     report["balanced_accuracy"], report["per_class_recall"]
     for line in report["warnings"]:
         print("WARNING:", line)

@@ -156,7 +156,8 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
 
     Example::
 
-        result = ppmodels.diagnose("runs/vae", split="test", num_data=500, particles=1000)
+        ppmodels.train("vae", "digits", out="runs/vae", train_config=TrainConfig(epochs=1), model_options={"hidden": [64]}, progress=False)
+        result = ppmodels.diagnose("runs/vae", split="test", num_data=20, particles=50)     # defaults: 500 and 1000
         result["verdicts"]["khat"]
     """
     check_int(num_data, "--num-data", minimum=1)

@@ -41,7 +41,9 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
 
     Example::
 
-        result = ppmodels.evaluate("runs/m2", iw_samples=50)
+        ppmodels.train("m2", "digits", out="runs/m2", labels=50, train_config=TrainConfig(epochs=1, min_epoch_steps=0), model_options={"hidden": [64]},
+                       progress=False)
+        result = ppmodels.evaluate("runs/m2", iw_samples=10)
         result["accuracy"], result["warnings"]
     """
     if split not in SPLITS:

@@ -71,6 +71,7 @@ def sample_posterior(run: str | Path, data: str, out: str | Path, *, num_data: i
 
     Example::
 
+        ppmodels.train("vae", "digits", out="runs/vae", train_config=TrainConfig(epochs=1), model_options={"hidden": [64]}, progress=False)
         sample_posterior("runs/vae", "digits", "post.nc", num_data=10, draws=50)
     """
     check_int(draws, "--draws", minimum=1)
@@ -145,6 +146,8 @@ def sample(run: str | Path, out: str | Path, *, num: int | None = None, seed: in
 
     Example::
 
+        ppmodels.train("m2", "digits", out="runs/m2", labels=50, train_config=TrainConfig(epochs=1, min_epoch_steps=0), model_options={"hidden": [64]},
+                       progress=False)
         ppmodels.sample("runs/m2", "classes.png", label="all")
     """
     modes = [name for name, on in (("--posterior", posterior), ("--label", label is not None), ("--style-from", style_from is not None)) if on]

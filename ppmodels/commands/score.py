@@ -54,6 +54,9 @@ def score_data(run: str | Path, x, *, mixture: str | Path | None = None, num_par
 
     Example::
 
+        ppmodels.train("vae", "digits", out="runs/vae", train_config=TrainConfig(epochs=1), model_options={"hidden": [64]}, progress=False)
+        ppmodels.train("gmm", "latents:runs/vae", out="runs/gmm", train_config=TrainConfig(epochs=2), progress=False)
+        noise_images = np.random.default_rng(0).random((20, 1, 8, 8))
         scores = score_data("runs/vae", noise_images, mixture="runs/gmm")
         scores["log_px_percentile"]        # near 0 for noise
     """

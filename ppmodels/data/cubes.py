@@ -26,11 +26,18 @@ into memory. MATLAB files are always read whole (version 5 files cannot be read 
 Background pixels are unlabeled training points (label ``UNLABELED``), useful to a semi-supervised model; the
 labeled pixels are split 70/10/20 (stratified) into train, valid and test.
 
+The public Indian Pines scene, ``load_dataset("mat:Indian_pines_corrected.mat?gt=Indian_pines_gt.mat")``, gives 21025
+pixels (145 x 145) of 200 bands and 16 classes, its 10776 background pixels labeled -1. A small scene made on the spot:
+
 Example::
 
-    dataset = load_dataset("mat:Indian_pines_corrected.mat?gt=Indian_pines_gt.mat")
-    dataset.x.shape            # (21025, 200): 145 x 145 pixels, 200 bands
-    dataset.num_classes        # 16; the 10776 background pixels have y = -1
+    import scipy.io
+    rng = np.random.default_rng(0)
+    scipy.io.savemat("scene.mat", {"cube": rng.random((20, 15, 6))})
+    scipy.io.savemat("scene_gt.mat", {"gt": rng.integers(0, 4, (20, 15))})     # 0: background
+    dataset = load_dataset("mat:scene.mat?gt=scene_gt.mat")
+    dataset.x.shape            # (300, 6): 20 x 15 pixels, 6 bands
+    dataset.num_classes        # 3; the background pixels have y = -1
 """
 
 from __future__ import annotations

@@ -459,7 +459,7 @@ def fit(model, data: TrainData | Dataset, train_config: TrainConfig | None = Non
 
     Example::
 
-        vae = ppmodels.fit(VAE(x_shape=[1, 8, 8], z_dim=4, seed=0), load_dataset("digits"), TrainConfig(epochs=3))
+        vae = ppmodels.fit(VAE(x_shape=[1, 8, 8], z_dim=4, hidden=[64], seed=0), load_dataset("digits"), TrainConfig(epochs=3))
     """
     if isinstance(data, Dataset):
         data = prepare_data(data)

@@ -1,7 +1,7 @@
 """The model zoo: Pyro model/guide pairs and their configs. Importing this package registers every built-in model.
 
-Models know nothing of trainers, run folders or commands: :func:`ppmodels.fit` trains them, :mod:`ppmodels.runs`
-saves and loads them.
+Models know nothing of run folders or commands: the one trainer, a layer below (:func:`ppmodels.fit`, which
+``model.fit(data, config)`` calls), trains them, and :mod:`ppmodels.runs` saves and loads them.
 """
 
 from ..errors import ConfigError

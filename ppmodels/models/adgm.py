@@ -49,7 +49,7 @@ class ADGM(M2):
     Example::
 
         data = prepare_data(load_dataset("digits"), num_labels=50)
-        adgm = ADGM(x_shape=[1, 8, 8], z_dim=10, a_dim=10, hidden=[128]).fit(data, TrainConfig(epochs=100))
+        adgm = ADGM(x_shape=[1, 8, 8], z_dim=10, a_dim=10, hidden=[64]).fit(data, TrainConfig(epochs=1, min_epoch_steps=0))   # real use: epochs=100
         adgm.predict(data.test.x)                     # argmax q(y | E[a|x], x)
 
     Reference: L. Maaloe, C. K. Sonderby, S. K. Sonderby, O. Winther, "Auxiliary deep generative models", ICML 2016,

@@ -1,10 +1,14 @@
 """What every ppmodels model shares: its config, the Pyro loss, batching, and the scikit-learn style surface.
 
 A model is an ``nn.Module`` holding plain networks, with a Pyro ``model()``/``guide()`` pair. The trainer
-(:func:`ppmodels.fit`) only calls :meth:`PPModel.training_batches`, :meth:`PPModel.loss` (Pyro's
-``TraceEnum_ELBO`` of the pair), :meth:`PPModel.elbo_per_datum` and the hooks (:meth:`PPModel.training_stage`,
-:meth:`PPModel.start_stage`, :meth:`PPModel.before_fit`, :meth:`PPModel.after_fit`), so a model with an unusual
-objective (the M2 classifier term, say) overrides those and nothing else changes.
+(:func:`ppmodels.fit`, or :meth:`PPModel.fit`) optimises ``parameters()`` with torch's Adam and calls, beside the
+``nn.Module`` surface (``state_dict``, ``train``/``eval``, ``to``): :meth:`PPModel.check_data`,
+:meth:`PPModel.training_batches`, :meth:`PPModel.loss` (Pyro's ``TraceEnum_ELBO`` of the pair),
+:meth:`PPModel.elbo_per_datum`, the hooks (:meth:`PPModel.training_stage`, :meth:`PPModel.start_stage`,
+:meth:`PPModel.before_fit`, :meth:`PPModel.after_fit`) and :meth:`PPModel.trains_classifier` (with ``predict`` for
+validation accuracy while it is true), so a model with an unusual objective (the M2 classifier term, say) overrides
+those and nothing else changes. Every built-in model also calls ``pyro.module(self.pyro_name, self)`` in its
+``model`` and ``guide``, so plain ``pyro.infer.SVI`` with a ``pyro.optim`` optimizer trains it too.
 
 What a model can do beyond its ELBO is told by small protocols (:class:`CanEncode`, :class:`CanDecode`,
 :class:`CanClassify`, :class:`CanCluster`, :class:`CanSample`, :class:`CanReconstruct`, :class:`LabeledGenerator`),
@@ -32,6 +36,7 @@ from ..data import Dataset, LazyRows, Split, TrainData, binomial_trials, in_unit
 from ..data.dataset import nonfinite_rows
 from ..errors import ConfigError, DataError
 from ..infer.importance import iw_log_likelihood, log_importance_weights
+from ..infer.trainer import TrainConfig, fit
 from ..nets import NETS
 
 Batch = dict[str, Any]
@@ -180,8 +185,10 @@ _instances = itertools.count()
 class PPModel(nn.Module):
     """Base class of the registered models. Subclasses set ``Config`` and write ``model``/``guide``.
 
-    Each instance registers its networks in Pyro's param store under a name of its own (:attr:`pyro_name`), so two
-    models of one class train side by side, with the trainer or with plain ``pyro.infer.SVI``.
+    Each instance has a name of its own (:attr:`pyro_name`) under which its ``model`` and ``guide`` register its
+    parameters in Pyro's param store (``pyro.module(self.pyro_name, self)``; a subclass must make that call for plain
+    Pyro to see them), so two models of one class train side by side, with the trainer or with plain
+    ``pyro.infer.SVI`` (``tests/models/test_plain_svi.py`` checks every registered model).
     """
 
     name: ClassVar[str] = ""
@@ -234,6 +241,14 @@ class PPModel(nn.Module):
     @property
     def x_event_dim(self) -> int:
         return len(self.config.x_shape)
+
+    # ----- training ---------------------------------------------------------------------------------------------
+    def fit(self, data: TrainData | Dataset, config: TrainConfig | None = None, **kwargs: Any) -> PPModel:
+        """Train this model on ``data`` (a :class:`~ppmodels.data.Dataset` or prepared
+        :class:`~ppmodels.data.TrainData`) with the shared trainer and return it, as scikit-learn's ``fit`` does: the
+        same call as ``ppmodels.fit(self, data, config, **kwargs)`` (keywords: ``callbacks``, ``run_dir``,
+        ``resume``, ``device``). ``config``: a :class:`~ppmodels.infer.TrainConfig` (its defaults when ``None``)."""
+        return fit(self, data, config, **kwargs)
 
     # ----- the Pyro pair and its loss -------------------------------------------------------------------------
     def model(self, *args: Any, **kwargs: Any) -> Any:

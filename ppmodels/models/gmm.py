@@ -72,8 +72,8 @@ class GMM(PPModel):
 
     Example::
 
-        ppmodels train vae --data mnist --out runs/vae
-        ppmodels train gmm --data latents:runs/vae --set num_components=10 --out runs/gmm
+        ppmodels train vae --data digits --epochs 3 --hidden 64 --quiet --out runs/vae
+        ppmodels train gmm --data latents:runs/vae --set num_components=10 --epochs 3 --quiet --out runs/gmm
         ppmodels sample runs/gmm --out gmm-samples.png
     """
 
@@ -124,6 +124,7 @@ class GMM(PPModel):
 
     def model(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
         """``k ~ Categorical(pi)`` (enumerated), ``x ~ Normal(mu_k, sigma_k)``; with ``x=None`` it samples new data."""
+        pyro.module(self.pyro_name, self)  # pi, mu and sigma in Pyro's param store: plain SVI trains them too
         n = len(x) if x is not None else batch_size or 1
         with data_plate(n, num_data, self.locs.device):
             k = pyro.sample("k", dist.Categorical(logits=self.logits), infer={"enumerate": "parallel"})

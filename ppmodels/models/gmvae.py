@@ -48,7 +48,7 @@ class GMVAE(VAE):
 
     Example::
 
-        ppmodels train gmvae --data digits --set num_components=10 --z-dim 10 --out runs/gmvae
+        ppmodels train gmvae --data digits --set num_components=10 --z-dim 10 --epochs 3 --hidden 64 --quiet --out runs/gmvae
 
     References: N. Dilokthanakul et al., "Deep unsupervised clustering with Gaussian mixture variational
     autoencoders", 2016; Z. Jiang et al., "Variational deep embedding" (VaDE), IJCAI 2017.

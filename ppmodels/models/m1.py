@@ -69,7 +69,7 @@ class M1(VAE):
     Example::
 
         data = prepare_data(load_dataset("digits"), num_labels=50)
-        m1 = ppmodels.fit(M1(x_shape=[1, 8, 8], likelihood="binomial:16"), data, TrainConfig(epochs=50))
+        m1 = M1(x_shape=[1, 8, 8], likelihood="binomial:16", hidden=[64]).fit(data, TrainConfig(epochs=3))   # ~50 for real use
         m1.predict(data.test.x)
 
     Reference: D. P. Kingma, D. J. Rezende, S. Mohamed, M. Welling, "Semi-supervised learning with deep generative

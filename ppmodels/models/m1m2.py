@@ -88,8 +88,8 @@ class M1M2(PPModel):
     Example::
 
         data = prepare_data(load_dataset("digits"), num_labels=50)
-        model = M1M2(x_shape=[1, 8, 8], z1_dim=16, z2_dim=8, m1_hidden=[256], m2_hidden=[256], m1_epochs=100)
-        model.fit(data, TrainConfig(epochs=200)).predict(data.test.x)
+        model = M1M2(x_shape=[1, 8, 8], z1_dim=16, z2_dim=8, m1_hidden=[64], m2_hidden=[64], m1_epochs=2)
+        model.fit(data, TrainConfig(epochs=3, min_epoch_steps=0)).predict(data.test.x)   # real use: m1_epochs=100, epochs=200, 256 units
 
     Reference: D. P. Kingma, D. J. Rezende, S. Mohamed, M. Welling, "Semi-supervised learning with deep generative
     models", NeurIPS 2014, section 3.2 (stacked model).

@@ -86,7 +86,7 @@ class M2(PPModel):
     Example::
 
         data = prepare_data(load_dataset("digits"), num_labels=50)
-        m2 = M2(x_shape=[1, 8, 8], z_dim=10, hidden=[256]).fit(data, TrainConfig(epochs=100))
+        m2 = M2(x_shape=[1, 8, 8], z_dim=10, hidden=[64]).fit(data, TrainConfig(epochs=1, min_epoch_steps=0))   # real use: epochs=100
         m2.predict(data.test.x)                       # argmax q(y|x)
 
     Reference: D. P. Kingma, D. J. Rezende, S. Mohamed, M. Welling, "Semi-supervised learning with deep generative

@@ -94,8 +94,8 @@ class PPCA(PPModel):
 
     Example::
 
-        ppca = PPCA(x_shape=[64], z_dim=5).fit(load_dataset("npz:data.npz"), TrainConfig(epochs=500, batch_size=1000, lr=0.05))
-        ppca.noise_variance_, ppca.components_        # sigma^2 and an orthonormal basis of span(W)
+        ppca = PPCA(x_shape=[1, 8, 8], z_dim=5).fit(load_dataset("digits"), TrainConfig(epochs=5, batch_size=1000, lr=0.05))
+        ppca.noise_variance_, ppca.components_        # sigma^2 and an orthonormal basis (64, 5) of span(W)
 
     Reference: M. E. Tipping, C. M. Bishop, "Probabilistic principal component analysis", JRSS B 61(3), 1999.
     """
@@ -165,6 +165,7 @@ class PPCA(PPModel):
 
     def model(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
         """``z ~ N(0, I)``, ``x ~ N(W z + mu, sigma^2 I)``; with ``x=None`` it samples ``batch_size`` new data."""
+        pyro.module(self.pyro_name, self)  # W, mu and sigma in Pyro's param store: plain SVI trains them too
         n = len(x) if x is not None else batch_size or 1
         with data_plate(n, num_data, self.weight.device):
             z = pyro.sample("z", dist.Normal(torch.zeros(n, self.config.z_dim, device=self.weight.device), 1.0).to_event(1))
@@ -173,6 +174,7 @@ class PPCA(PPModel):
 
     def guide(self, x: torch.Tensor, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
         """``z ~ p(z | x)``, the exact posterior."""
+        pyro.module(self.pyro_name, self)
         with data_plate(len(x), num_data, x.device):
             loc, scale_tril = self.posterior(x)
             return pyro.sample("z", dist.MultivariateNormal(loc, scale_tril=scale_tril))

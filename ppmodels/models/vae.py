@@ -83,7 +83,7 @@ class VAE(PPModel):
     Example::
 
         data = ppmodels.data.load_dataset("digits")
-        vae = VAE(x_shape=data.x_shape, z_dim=8).fit(data, TrainConfig(epochs=20))
+        vae = VAE(x_shape=data.x_shape, z_dim=8, hidden=[64]).fit(data, TrainConfig(epochs=3))   # more epochs for real use
         z = vae.transform(data.split("test").x)        # (N, 8) posterior means
 
     Reference: D. P. Kingma, M. Welling, "Auto-Encoding Variational Bayes", ICLR 2014.

@@ -1,7 +1,9 @@
-"""Trainer callbacks that write into a run folder: metrics log, best-weights checkpoint, sample grids.
+"""Trainer callbacks that write into a run folder: metrics log, best-weights checkpoint, sample grids, and the removal
+of the run that ``--overwrite`` set aside.
 
 A callback is any object with some of the hooks ``on_train_start``, ``on_step_end``, ``on_epoch_end``,
-``on_best`` and ``on_train_end``; each receives the :class:`~ppmodels.infer.Trainer` first.
+``on_checkpoint`` (after ``checkpoints/last.pt`` is written), ``on_best`` and ``on_train_end``; each receives the
+:class:`~ppmodels.infer.Trainer` first.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ def _epoch_of(line: str) -> float:
 
 
 class BestCheckpoint:
-    """Writes ``RUN/checkpoints/best.pt`` (weights only) whenever the validation ELBO improves."""
+    """Writes ``RUN/checkpoints/best.pt`` (weights and epoch) whenever the trainer keeps a new best epoch: by validation
+    accuracy for a model training a classifier, else by validation ELBO (training ELBO without a validation split);
+    see ``Trainer._update_early_stopping`` and docs/run-folder.md."""
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / CHECKPOINTS / "best.pt"
