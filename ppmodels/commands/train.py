@@ -120,12 +120,13 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None)
     summary: dict[str, Any] = {"model": model.name, "data": data.dataset.spec, "num_labels": data.train.num_labeled}
     for name in ("train", "valid", "test"):
         split = getattr(data, name)
-        if split is not None:
+        if split is not None and model.has_elbo:
             summary[f"{name}_elbo"] = model.elbo_per_datum(split)
     if state is not None:
         kept = {"valid_accuracy": f"the best validation accuracy ({state.best_valid_accuracy:.4f})",
                 "valid_elbo": f"the best validation ELBO ({state.best_valid_elbo:.4f})",
-                "train_elbo": f"the best training ELBO ({state.best_valid_elbo:.4f}; no validation split)"}[state.selected_by]
+                "train_elbo": f"the best training ELBO ({state.best_valid_elbo:.4f}; no validation split)",
+                "last_epoch": "the last epoch (no likelihood, so no ELBO to select by)"}[state.selected_by]
         summary.update(epochs=state.epoch, best_epoch=state.best_epoch, selected_by=state.selected_by,
                        kept=f"weights of epoch {state.best_epoch}, {kept}", stopped_early=state.stopped_early,
                        skipped_batches=state.skipped_batches, train_time_s=round(state.elapsed, 2))
