@@ -147,6 +147,17 @@ class CanSample(Protocol):
 
 
 @runtime_checkable
+class CanSampleCodes(Protocol):
+    """Models that draw data from latent codes: ``sample_codes(num, generator)`` gives ``(num, z_dim)`` draws of p(z)
+    and ``decode(z)`` maps codes to data, so codes can be interpolated and averaged (``ppmodels sample
+    --interpolate``, ``--analogy``)."""
+
+    def sample_codes(self, num: int, generator: torch.Generator | None = None) -> np.ndarray: ...
+
+    def decode(self, z: Any) -> np.ndarray: ...
+
+
+@runtime_checkable
 class LabeledGenerator(Protocol):
     """What a model whose generative story has a class ``y ~ Cat(pi)`` provides to the sampling modes.
 
