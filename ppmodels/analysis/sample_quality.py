@@ -241,6 +241,9 @@ class QualityLog:
         self.dataset, self.every, self.num, self.seed, self.cache = dataset, every, num, seed, cache
         self.stick: Yardstick | None = None
 
+    def on_train_start(self, trainer) -> None:
+        self.stick = self.stick or yardstick(self.dataset, self.cache)  # before the trainer's clock starts
+
     def on_epoch_end(self, trainer, record: dict) -> None:
         if record["epoch"] % self.every:
             return
