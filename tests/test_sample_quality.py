@@ -4,7 +4,6 @@ neighbours, mode coverage, and the separation of a trained, a 1-epoch and a coll
 import numpy as np
 import pytest
 import scipy.linalg
-import torch
 from sklearn.neighbors import NearestNeighbors
 
 from ppmodels.analysis.sample_quality import (frechet_distance, measure, mode_coverage, precision_recall, quality_warnings, sample_quality,
