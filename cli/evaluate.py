@@ -24,11 +24,12 @@ def evaluate(
     out: Annotated[Optional[Path], typer.Option(help="Write the JSON here (a .json path) instead of RUN/evaluation.json.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the Monte Carlo estimates.")] = 0,
     baselines: Annotated[bool, typer.Option(help="Classifiers: also score an SVC and label spreading trained on the run's labeled examples.")] = True,
+    quality: Annotated[bool, typer.Option(help="Models that sample, on labeled data: Frechet distance, precision/recall and mode coverage in the features of a classifier of the data (trained once, cached).")] = True,
     overwrite: Overwrite = False,
 ) -> None:
     """Evaluate a trained run on a held-out split: accuracy, balanced accuracy, per-class accuracy, confusion matrix,
     ELBO and importance-weighted log-likelihood per datum. Writes RUN/evaluation.json."""
-    result = evaluate_run(run, data, split, iw_samples, data_dir=data_dir, out=out, seed=seed, baselines=baselines, overwrite=overwrite)
+    result = evaluate_run(run, data, split, iw_samples, data_dir=data_dir, out=out, seed=seed, baselines=baselines, quality=quality, overwrite=overwrite)
     typer.echo(f"{result['model']} on {result['data']} ({result['split']} split)")
     if result["data_found"] != result["data"]:
         typer.echo(f"data: {result['data_found']}")
@@ -45,6 +46,17 @@ def evaluate(
         rows += [(name, score["accuracy"], score["balanced_accuracy"]) for name, score in result["baselines"].items()]
         for name, accuracy, balanced in rows:
             typer.echo(f"{name:24s} {accuracy:9.4f} {balanced:9.4f}")
+    if result.get("sample_quality"):
+        echo_quality(result["sample_quality"])
     for warning in result["warnings"]:
         typer.secho(f"WARNING: {warning}", err=True, fg=typer.colors.RED, bold=True)
     typer.echo(f"wrote {out or run / 'evaluation.json'}")
+
+
+def echo_quality(quality: dict) -> None:
+    """The yardstick's figures, one per line, and each class's share of the samples beside the data's."""
+    for key in ("frechet_distance", "precision", "recall"):
+        typer.echo(f"{key}: {quality[key]:.4f}")
+    coverage = quality["coverage"]
+    typer.echo("sample share per class: " + " ".join(f"{s:.3f}" for s in coverage["shares"]))
+    typer.echo(f"classes under a tenth of their share: {coverage['num_low_classes']}  (yardstick classifier test accuracy {quality['classifier_test_accuracy']:.4f})")

@@ -27,9 +27,13 @@ def sample(
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first.")] = None,
     label: Annotated[Optional[str], typer.Option(help="Models with y: class-conditional samples of class K, or all (one row per class).")] = None,
     style_from: Annotated[Optional[str], typer.Option(help="Models with y: analogies: z inferred from each image of this data spec, decoded with every class (a row per image).")] = None,
+    interpolate: Annotated[bool, typer.Option(help="Models with a latent prior (gan, vae, gmvae): --num rows (default 8) of --steps images decoded between two prior draws.")] = False,
+    steps: Annotated[int, typer.Option(min=2, help="With --interpolate: images per row.")] = 10,
+    analogy: Annotated[Optional[str], typer.Option(help="Latent arithmetic on the prior grid of the same --seed and --num, e.g. '3,7,12 - 5,9,20 + 1,2,4': each group's codes averaged, combined, decoded (a row per group, then the results).")] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Draw samples: from the prior (default), the posterior (--posterior), one class (--label) or as analogies (--style-from)."""
+    """Draw samples: from the prior (default), the posterior (--posterior), one class (--label), as analogies (--style-from), interpolations (--interpolate) or latent arithmetic (--analogy)."""
     path = sample_model(run, out, num=num, seed=seed, zoom=zoom, posterior=posterior, data=data, num_data=num_data, draws=draws,
-                        split=split, data_dir=data_dir, label=label, style_from=style_from, overwrite=overwrite)
+                        split=split, data_dir=data_dir, label=label, style_from=style_from, interpolate=interpolate, steps=steps,
+                        analogy=analogy, overwrite=overwrite)
     typer.echo(f"wrote {path}")

@@ -18,6 +18,7 @@ from ppmodels.infer.distributed import close, init_from_env, launch_local, launc
 from ppmodels.runs import check_run_dir
 
 from .common import handle_errors, parse_int_list, parse_settings
+from .evaluate import echo_quality
 
 
 T = TrainConfig  # the training options' defaults, bounds and meanings come from TrainConfig, stated once there
@@ -110,7 +111,9 @@ def train(
         if key in summary:
             value = summary[key]
             typer.echo(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
-    for warning in summary.get("test_warnings", []):
+    if summary.get("sample_quality"):
+        echo_quality(summary["sample_quality"])
+    for warning in summary.get("test_warnings", []) + summary.get("warnings", []):
         typer.echo(f"WARNING: {warning}", err=True)
 
 

@@ -246,3 +246,106 @@ def x_decoder(net: str, in_dim: int, hidden: Sequence[int], x_shape: Sequence[in
     if net == "conv":
         return ConvDecoder(in_dim, hidden, x_shape, channels, activation_name)
     return Decoder(in_dim, hidden, x_shape, activation_name)
+
+
+# ----- the DC-GAN's networks (Radford et al. 2016) and their fully connected variant ---------------------------------
+GAN_OUTPUTS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "linear": nn.Identity}
+
+
+def dcgan_init_(module: nn.Module) -> nn.Module:
+    """DC-GAN's initialisation: convolution and linear weights ~ N(0, 0.02), batch-norm scales ~ N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    return module
+
+
+class DCGenerator(nn.Module):
+    """``z (N, z_dim) -> x (N, C, H, W)``: a linear map to a small feature map, then fractional-strided (stride-2
+    transposed) convolutions, batch norm and ReLU inside, ``output`` (sigmoid, tanh or linear) at the end.
+
+    The mirror of :class:`DCDiscriminator` (``channels`` reversed), with ``output_padding`` chosen per layer as in
+    :class:`ConvDecoder`, so 7 -> 14 -> 28 and 2 -> 4 -> 8 are met exactly."""
+
+    def __init__(self, z_dim: int, x_shape: Sequence[int], channels: Sequence[int], output: str = "sigmoid"):
+        super().__init__()
+        out_ch, h, w = x_shape
+        hs, ws = _halvings(h, len(channels)), _halvings(w, len(channels))
+        rev = list(reversed(channels))
+        self.start_shape = (rev[0], hs[-1], ws[-1])
+        self.project = nn.Sequential(nn.Linear(z_dim, math.prod(self.start_shape)), nn.BatchNorm1d(math.prod(self.start_shape)), nn.ReLU())
+        layers: list[nn.Module] = []
+        for i, in_ch in enumerate(rev):
+            last = i == len(rev) - 1
+            pad = (hs[-2 - i] - (2 * hs[-1 - i] - 1), ws[-2 - i] - (2 * ws[-1 - i] - 1))
+            layers.append(nn.ConvTranspose2d(in_ch, out_ch if last else rev[i + 1], 3, stride=2, padding=1, output_padding=pad))
+            layers += [GAN_OUTPUTS[output]()] if last else [nn.BatchNorm2d(rev[i + 1]), nn.ReLU()]
+        self.net = nn.Sequential(*layers)
+        dcgan_init_(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        flat, lead = _fold_batch(z, 1)
+        out = self.net(self.project(flat).reshape(-1, *self.start_shape))
+        return out.reshape(*lead, *out.shape[1:])
+
+
+class DCDiscriminator(nn.Module):
+    """``x (N, C, H, W) -> logit (N,)``: strided convolutions with LeakyReLU(0.2), batch norm after all but the first,
+    then a linear map to one logit of "x is real"."""
+
+    def __init__(self, x_shape: Sequence[int], channels: Sequence[int]):
+        super().__init__()
+        in_ch, h, w = x_shape
+        layers: list[nn.Module] = []
+        for i, out_ch in enumerate(channels):
+            layers.append(nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=2, padding=1))
+            layers += [nn.LeakyReLU(0.2)] if i == 0 else [nn.BatchNorm2d(out_ch), nn.LeakyReLU(0.2)]
+            in_ch = out_ch
+        self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(in_ch * _halvings(h, len(channels))[-1] * _halvings(w, len(channels))[-1], 1))
+        self.x_shape = tuple(x_shape)
+        dcgan_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat, lead = _fold_batch(x, 3)
+        return self.net(flat).reshape(lead)
+
+
+class MLPGenerator(nn.Module):
+    """``z -> x (N, *x_shape)`` for flat data: linear layers with batch norm and ReLU, ``output`` at the end."""
+
+    def __init__(self, z_dim: int, hidden: Sequence[int], x_shape: Sequence[int], output: str = "sigmoid"):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for a, b in zip([z_dim, *hidden[:-1]], hidden):
+            layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
+        layers += [nn.Linear(hidden[-1] if hidden else z_dim, math.prod(x_shape)), GAN_OUTPUTS[output]()]
+        self.net = nn.Sequential(*layers)
+        self.x_shape = tuple(x_shape)
+        dcgan_init_(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        flat, lead = _fold_batch(z, 1)
+        return self.net(flat).reshape(*lead, *self.x_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """``x (N, *x_shape) -> logit (N,)``: linear layers with LeakyReLU(0.2)."""
+
+    def __init__(self, x_shape: Sequence[int], hidden: Sequence[int]):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip([math.prod(x_shape), *hidden[:-1]], hidden):
+            layers += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
+        layers.append(nn.Linear(hidden[-1] if hidden else math.prod(x_shape), 1))
+        self.net = nn.Sequential(*layers)
+        self.x_shape = tuple(x_shape)
+        dcgan_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat, lead = _fold_batch(x, len(self.x_shape))
+        return self.net(flat).reshape(lead)

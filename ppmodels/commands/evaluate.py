@@ -15,11 +15,13 @@ import pyro
 
 from ..analysis.baselines import baseline_scores
 from ..analysis.metrics import classification_metrics
+from ..analysis.sample_quality import generator_quality
 from ..data import map_rows, parse_spec
 from ..errors import ConfigError, check_int
 from ..files import read_json, write_json
-from ..models import CanClassify, PPModel
-from ..runs import CONFIG, check_output, load, open_applied_data, open_run_data, record_output
+from .diagnose import read_metrics
+from ..models import CanClassify, CanSample, PPModel
+from ..runs import CONFIG, METRICS, SUMMARY, check_output, load, open_applied_data, open_run_data, record_output
 
 EVALUATION = "evaluation.json"
 SPLITS = ("test", "valid")
@@ -27,7 +29,7 @@ SPLITS = ("test", "valid")
 
 def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test", iw_samples: int = 100, *,
              data_dir: str | None = None, out: str | Path | None = None, seed: int = 0, max_examples: int | None = None,
-             baselines: bool = True, overwrite: bool = False) -> dict[str, Any]:
+             baselines: bool = True, quality: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Evaluate a run folder (or a fitted model) on ``split`` of ``data_spec`` (default: the run's own data).
 
     Returns a dict with ``accuracy``, ``balanced_accuracy``, ``per_class_accuracy``, ``confusion_matrix``
@@ -38,6 +40,11 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     examples (:mod:`ppmodels.analysis.baselines`), so one sees at once whether the deep model helped. For a run
     folder it also writes ``RUN/evaluation.json`` (or ``out``, a ``.json`` path: an existing file ppmodels did not
     write is replaced only with ``overwrite``, and never inside a run folder; see :mod:`ppmodels.runs.outputs`).
+    For a model that samples, on fully labeled data, ``sample_quality`` holds the yardstick of
+    :mod:`ppmodels.analysis.sample_quality` (Frechet distance, precision, recall, mode coverage; ``quality=False``
+    skips it), and ``warnings`` says when the generator dropped classes, its discriminator won outright (from the
+    run's summary) or its logged Frechet distance got worse. A model without a likelihood (the GAN) has no ELBO or
+    log p(x): both read ``"not available"``.
 
     Example::
 
@@ -78,12 +85,22 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
                                              model.imbalance_remedy, model.dispersal_remedy))
         if baselines and own_data:
             result["baselines"] = baseline_scores(open_run_data(run_config, dataset=dataset, run_dir=run).train, part, seed=seed)
-    result["elbo"] = float(model.elbo_per_datum(part))
-    if iw_samples:
+    if not model.has_elbo:
+        result["elbo"] = result["iw_log_likelihood"] = "not available"
+    else:
+        result["elbo"] = float(model.elbo_per_datum(part))
+    if iw_samples and model.has_elbo:
         # rows on disk are scored a chunk at a time (every split of an in-memory dataset at once, as before)
         result["iw_log_likelihood"] = float(map_rows(lambda x: model.iw_log_likelihood(x, iw_samples), part.x).mean())
         result["iw_samples"] = iw_samples
     result.setdefault("warnings", [])
+    if quality and isinstance(model, CanSample):
+        checks = read_json(run / SUMMARY) if run is not None and (run / SUMMARY).is_file() else None
+        records = read_metrics(run) if run is not None and (run / METRICS).is_file() else None
+        scores, warnings = generator_quality(model, dataset, split, num_samples=min(len(part), 10_000), seed=seed, checks=checks, records=records)
+        if scores is not None:
+            result["sample_quality"] = scores
+            result["warnings"] += warnings
     if target is not None:
         write_json(target, result)
         record_output(target, "evaluate")

@@ -7,13 +7,19 @@
 ``conditional``    x ~ p(x | y=k, z), z ~ p(z), for one class or every class (one row per class in a PNG grid).
 ``analogies``      Kingma et al. (2014), Figure 1 right: z inferred from each given image, decoded with every
                    class y; one row per input image, the input first.
+``interpolate``    rows of codes on the straight line between two prior draws, decoded (Radford et al. 2016, Fig. 4).
+``analogy``        latent arithmetic on groups of prior draws, "A - B + C": the codes of each group averaged, as
+                   DC-GAN did (Radford et al. 2016, Fig. 7), the result decoded with small perturbations.
 
-Models with a class variable ``y`` in their generative story (M2, M1+M2) take part in the last two through the
-small interface :class:`~ppmodels.models.LabeledGenerator`; any other model gets a one-line :class:`~ppmodels.errors.ConfigError`.
+Models with a class variable ``y`` in their generative story (M2, M1+M2) take part in ``conditional`` and ``analogies``
+through the small interface :class:`~ppmodels.models.LabeledGenerator`, models that decode codes drawn from their
+prior (GAN, VAE, GMVAE) in the last two through :class:`~ppmodels.models.CanSampleCodes`; any other model gets a
+one-line :class:`~ppmodels.errors.ConfigError`.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +29,7 @@ from ..analysis.inference_data import posterior_idata, save_idata
 from ..data import load_dataset, select_split
 from ..errors import ConfigError, DataError, check_int
 from ..files import write_arrays
-from ..models import CanSample, LabeledGenerator, PPModel
+from ..models import CanSample, CanSampleCodes, LabeledGenerator, PPModel
 from ..plots import save_image_grid
 from ..runs import check_memory, check_output, latent_decoder, load, open_for_run, record_output
 
@@ -33,6 +39,36 @@ def require_labels(model, option: str) -> LabeledGenerator:
     if not isinstance(model, LabeledGenerator):
         raise ConfigError(f"{option} needs a model with a class variable y (m2, m1m2); model {model.name!r} has none")
     return model
+
+
+def require_codes(model, option: str) -> CanSampleCodes:
+    """``model`` if it decodes codes drawn from its prior, else a :class:`ConfigError` naming ``option``."""
+    if not isinstance(model, CanSampleCodes):
+        raise ConfigError(f"{option} needs a model that decodes latent codes drawn from its prior (gan, vae, gmvae, m1); model {model.name!r} has none")
+    return model
+
+
+def parse_analogy(text: str, num: int) -> list[tuple[int, list[int]]]:
+    """``"3,7,12 - 5,9,20 + 1,2,4"`` -> ``[(1, [3, 7, 12]), (-1, [5, 9, 20]), (1, [1, 2, 4])]``: signed groups of
+    sample numbers, each below ``num`` (the draws of the prior grid with the same ``--seed`` and ``--num``)."""
+    tokens = [t.strip() for t in re.split(r"([+-])", str(text))]
+    if tokens[0] == "":
+        tokens = tokens[1:]
+    else:
+        tokens = ["+", *tokens]
+    terms = []
+    for sign, group in zip(tokens[::2], tokens[1::2]):
+        try:
+            indices = [int(i) for i in group.split(",")]
+        except ValueError:
+            indices = []
+        if not indices or any(not 0 <= i < num for i in indices):
+            raise ConfigError(f"--analogy {text!r}: each group must list sample numbers 0..{num - 1} separated by commas, "
+                              "groups joined by + or -, e.g. '3,7,12 - 5,9,20 + 1,2,4' (numbers of the prior grid drawn with the same --seed and --num)")
+        terms.append((1 if sign == "+" else -1, indices))
+    if len(tokens) % 2 or not terms:
+        raise ConfigError(f"--analogy {text!r} does not end in a group of sample numbers; e.g. '3,7,12 - 5,9,20 + 1,2,4'")
+    return terms
 
 
 def parse_labels(label: str | int, num_classes: int) -> list[int]:
@@ -136,13 +172,56 @@ def sample_analogies(run: str | Path, style_from: str, out: str | Path, *, num_d
     return _write_images(model, rows, out, ncol=model.num_classes + 1, zoom=zoom)
 
 
+def sample_interpolation(run: str | Path, out: str | Path, *, num: int = 8, steps: int = 10, seed: int = 0, zoom: int | None = None,
+                         overwrite: bool = False) -> Path:
+    """Write ``num`` rows of ``steps`` images decoded from codes on the straight line between two prior draws
+    (a PNG grid, a row per pair, or ``.npy`` ``(num, steps, *x_shape)``)."""
+    model = require_codes(_model(run), "--interpolate")
+    check_int(steps, "--steps", minimum=2)
+    out = _check_out(model, out, num * steps, overwrite)
+    codes = np.asarray(model.sample_codes(2 * num, generator=torch.Generator().manual_seed(seed)), dtype=np.float32)
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[None, :, None]
+    line = (1 - t) * codes[:num, None] + t * codes[num:, None]  # (num, steps, z_dim)
+    images = np.asarray(model.decode(line.reshape(num * steps, -1))).reshape(num, steps, *model.config.x_shape)
+    return _write_images(model, images, out, ncol=steps, zoom=zoom)
+
+
+def sample_analogy(run: str | Path, expression: str, out: str | Path, *, num: int = 64, seed: int = 0, variations: int = 8,
+                   noise: float = 0.25, zoom: int | None = None, overwrite: bool = False) -> Path:
+    """Latent arithmetic: the codes of each group of prior draws averaged (sample numbers of the grid that
+    ``ppmodels sample RUN grid.png --seed SEED --num NUM`` draws), combined as ``expression`` says ("A - B + C"), and
+    the result decoded with ``variations - 1`` more codes around it (Gaussian noise of scale ``noise``, as DC-GAN's
+    Figure 7 shows). The PNG has a row per group (its members, then its mean code decoded) and a last row of results;
+    ``.npy`` holds the results ``(variations, *x_shape)``."""
+    model = require_codes(_model(run), "--analogy")
+    check_int(variations, "variations", minimum=1)
+    terms = parse_analogy(expression, num)
+    out = _check_out(model, out, num + variations, overwrite)
+    codes = np.asarray(model.sample_codes(num, generator=torch.Generator().manual_seed(seed)), dtype=np.float32)
+    means = [codes[indices].mean(0) for _, indices in terms]
+    result = sum(sign * mean for (sign, _), mean in zip(terms, means))
+    around = noise * torch.randn(variations - 1, codes.shape[1], generator=torch.Generator().manual_seed(seed + 1)).numpy()
+    results = np.asarray(model.decode(np.concatenate([result[None], result + around]).astype(np.float32)))
+    if Path(out).suffix == ".npy":
+        return _write_images(model, results, out)
+    ncol = max(variations, *(len(indices) + 1 for _, indices in terms))
+    rows = [np.asarray(model.decode(np.concatenate([codes[indices], mean[None]]))) for (_, indices), mean in zip(terms, means)]
+    rows.append(results)
+    blank = np.ones((1, *model.config.x_shape), dtype=np.float32)  # the grid's padding colour
+    grid = np.concatenate([np.concatenate([row, *[blank] * (ncol - len(row))]) for row in rows])
+    return _write_images(model, grid, out, ncol=ncol, zoom=zoom)
+
+
 def sample(run: str | Path, out: str | Path, *, num: int | None = None, seed: int = 0, zoom: int | None = None, posterior: bool = False,
            data: str | None = None, num_data: int | None = 10, draws: int = 100, split: str = "all", data_dir: str | None = None,
-           label: str | int | None = None, style_from: str | None = None, overwrite: bool = False) -> Path:
+           label: str | int | None = None, style_from: str | None = None, interpolate: bool = False, steps: int = 10,
+           analogy: str | None = None, overwrite: bool = False) -> Path:
     """Draw samples from run ``run`` (or a fitted model) into ``out``, in one mode: the prior (default), the posterior
-    (``posterior=True`` with ``data``), one class or every class (``label``) or analogies (``style_from``).
-    ``num`` defaults to 64 prior samples, or 10 per class with ``label`` (a 10 x 10 grid for ``label="all"``); PNG
-    grids are drawn at a size a person can read (``zoom=None``: :func:`ppmodels.plots.readable_zoom`).
+    (``posterior=True`` with ``data``), one class or every class (``label``), analogies (``style_from``),
+    interpolations (``interpolate``: ``num`` rows of ``steps``) or latent arithmetic (``analogy``, on the ``num``
+    prior draws of ``seed``). ``num`` defaults to 64 prior samples, 10 per class with ``label`` (a 10 x 10 grid for
+    ``label="all"``), 8 rows with ``interpolate``; PNG grids are drawn at a size a person can read (``zoom=None``:
+    :func:`ppmodels.plots.readable_zoom`).
 
     Example::
 
@@ -150,7 +229,8 @@ def sample(run: str | Path, out: str | Path, *, num: int | None = None, seed: in
                        progress=False)
         ppmodels.sample("runs/m2", "classes.png", label="all")
     """
-    modes = [name for name, on in (("--posterior", posterior), ("--label", label is not None), ("--style-from", style_from is not None)) if on]
+    modes = [name for name, on in (("--posterior", posterior), ("--label", label is not None), ("--style-from", style_from is not None),
+                                   ("--interpolate", interpolate), ("--analogy", analogy is not None)) if on]
     if len(modes) > 1:
         raise ConfigError(f"{' and '.join(modes)} are separate modes; give one of them")
     if data is not None and not posterior:
@@ -161,6 +241,10 @@ def sample(run: str | Path, out: str | Path, *, num: int | None = None, seed: in
         return sample_posterior(run, data, out, num_data=num_data, draws=draws, seed=seed, data_dir=data_dir, split=split, overwrite=overwrite)
     if label is not None:
         return sample_conditional(run, label, out, num=10 if num is None else num, seed=seed, zoom=zoom, overwrite=overwrite)
+    if interpolate:
+        return sample_interpolation(run, out, num=8 if num is None else num, steps=steps, seed=seed, zoom=zoom, overwrite=overwrite)
+    if analogy is not None:
+        return sample_analogy(run, analogy, out, num=64 if num is None else num, seed=seed, zoom=zoom, overwrite=overwrite)
     if style_from is not None:
         return sample_analogies(run, style_from, out, num_data=num_data, data_dir=data_dir, split=split, zoom=zoom, overwrite=overwrite)
     return sample_prior(run, 64 if num is None else num, out, seed=seed, zoom=zoom, overwrite=overwrite)

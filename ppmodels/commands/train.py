@@ -12,6 +12,7 @@ import numpy as np
 import pyro
 
 from ..analysis.metrics import classification_report, clustering_accuracy
+from ..analysis.sample_quality import QualityLog, generator_quality
 from ..data import TrainData, map_rows, open_data
 from ..errors import ConfigError, RunError, check_int
 from ..files import read_json, write_json
@@ -19,10 +20,11 @@ from ..infer import ProgressBar, TrainConfig, fit
 from ..infer.distributed import barrier, is_main, resolve_device
 from ..models import CanClassify, CanCluster, get_model_class
 from ..plugins import config_entry, import_plugins, require_plugins
-from ..runs import (CONFIG, SUMMARY, BestCheckpoint, DropSetAside, MetricsLog, SampleGrid, build_model, check_run_dir, data_locations,
+from ..runs import (CONFIG, METRICS, SUMMARY, BestCheckpoint, DropSetAside, MetricsLog, SampleGrid, build_model, check_run_dir, data_locations,
                     located_data, peak_memory_mb, run_dir_transaction, save_model, start_gmvae_from_runs, versions)
 from ..models.m1m2 import M1M2
 from ..models.gmvae import GMVAE
+from .diagnose import read_metrics
 
 DATA_OPTIONS = ("spec", "data_dir", "labels", "binarize", "max_per_class")
 
@@ -75,6 +77,8 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
                 **config_entry(cls),
             })
         callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out), DropSetAside(aside)]
+        if not model.has_elbo and bundle.dataset.y is not None and not bundle.dataset.partly_labeled:
+            callbacks.insert(1, QualityLog(bundle.dataset, seed=train_config.seed))  # no ELBO to log: the Frechet distance instead
         if sample_every and bundle.dataset.is_image:
             callbacks.append(SampleGrid(out, every=sample_every, seed=train_config.seed))
         barrier()
@@ -83,7 +87,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         if not main:
             return model, {}
         save_model(model, out)
-        summary = summarize(model, bundle, wall_time=time.perf_counter() - start, seed=train_config.seed)
+        summary = summarize(model, bundle, wall_time=time.perf_counter() - start, seed=train_config.seed, run_dir=out)
         write_json(out / SUMMARY, summary)
     return model, summary
 
@@ -115,18 +119,21 @@ def saved_options(saved: dict, source: Path) -> tuple[str, tuple, TrainConfig]:
         raise RunError(f"{source}: {exc} (in its \"train\" entry); fix that entry or start again with --overwrite") from None
 
 
-def summarize(model, data: TrainData, wall_time: float, seed: int | None = None) -> dict[str, Any]:
-    """Final ELBOs per datum on each split, epochs, time, memory, test accuracy for classifiers, the seed and versions."""
+def summarize(model, data: TrainData, wall_time: float, seed: int | None = None, run_dir: Path | None = None) -> dict[str, Any]:
+    """Final ELBOs per datum on each split, epochs, time, memory, test accuracy for classifiers, the seed and versions.
+    A model without an ELBO (the GAN) gets the sample-quality yardstick on the test split instead, and ``warnings``
+    when it collapsed, its discriminator won outright or its Frechet distance (``metrics.jsonl``) got worse."""
     state = getattr(model, "train_state_", None)
     summary: dict[str, Any] = {"model": model.name, "data": data.dataset.spec, "num_labels": data.train.num_labeled}
     for name in ("train", "valid", "test"):
         split = getattr(data, name)
-        if split is not None:
+        if split is not None and model.has_elbo:
             summary[f"{name}_elbo"] = model.elbo_per_datum(split)
     if state is not None:
         kept = {"valid_accuracy": f"the best validation accuracy ({state.best_valid_accuracy:.4f})",
                 "valid_elbo": f"the best validation ELBO ({state.best_valid_elbo:.4f})",
-                "train_elbo": f"the best training ELBO ({state.best_valid_elbo:.4f}; no validation split)"}[state.selected_by]
+                "train_elbo": f"the best training ELBO ({state.best_valid_elbo:.4f}; no validation split)",
+                "last_epoch": "the last epoch (no likelihood, so no ELBO to select by)"}[state.selected_by]
         summary.update(epochs=state.epoch, best_epoch=state.best_epoch, selected_by=state.selected_by,
                        kept=f"weights of epoch {state.best_epoch}, {kept}", stopped_early=state.stopped_early,
                        skipped_batches=state.skipped_batches, train_time_s=round(state.elapsed, 2))
@@ -135,6 +142,12 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None)
                                        model.imbalance_remedy, model.dispersal_remedy)
         summary.update({f"test_{key}": value for key, value in report.items()})
     summary.update(model.fit_checks(data))
+    if not model.has_elbo:
+        records = read_metrics(run_dir) if run_dir is not None and (run_dir / METRICS).is_file() else None
+        split = "test" if data.test is not None else "valid"
+        quality, warnings = generator_quality(model, data.dataset, split, seed=seed or 0, checks=summary, records=records)
+        if quality is not None:
+            summary.update(sample_quality=quality, warnings=warnings)
     if isinstance(model, M1M2):  # M1+M2: the z1 dimensions its M2 models
         summary.update(active_dims=len(model.active_dims), latent_dims=int(model.m2.feature_mask.numel()))
     if isinstance(model, CanCluster) and data.test is not None and data.test.y is not None:

@@ -68,7 +68,10 @@ class ProgressBar:
         self._steps = max(1, record["step"] - self._epoch_start_step)
         self._epoch_start_step = record["step"]
         epochs = trainer.config.epochs
-        info = f"train ELBO {record['train_elbo']:.2f}"
+        if "train_elbo" in record:
+            info = f"train ELBO {record['train_elbo']:.2f}"
+        else:  # a model with parameter groups (the GAN): each group's mean loss
+            info = "  ".join(f"{key[5:]} loss {value:.3f}" for key, value in record.items() if key.startswith("loss_"))
         if "valid_elbo" in record:
             info += f"  valid ELBO {record['valid_elbo']:.2f}"
         info += f"  no improvement for {record['epochs_without_improvement']}"

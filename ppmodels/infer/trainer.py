@@ -10,6 +10,13 @@ Under an initialised ``torch.distributed`` process group (torchrun and the like)
 every rank draws the same global batch, trains on its slice through DDP, and every decision (the NaN guard, early
 stopping, the validation scores, the train ELBO) is taken on all-reduced numbers, so all ranks agree; rank 0 alone
 calls the callbacks and writes checkpoints. See docs/distributed.md and :mod:`ppmodels.infer.distributed`.
+
+A model with several objectives (the GAN's discriminator and generator) names its parameter groups instead
+(:meth:`~ppmodels.models.PPModel.parameter_groups`, each with its own Adam settings) and which of them each step
+updates (:meth:`~ppmodels.models.PPModel.step_groups`, :meth:`~ppmodels.models.PPModel.group_loss`); the trainer
+still owns the one optimizer (one Adam with a param group per name), its checkpoint, the NaN guard and resume. Such
+a model without an ELBO (``has_elbo = False``) is not validated by one: every epoch is kept as the best so far, so
+training ends on the last epoch and early stopping never fires.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ import random
 import time
 import warnings
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 import pyro
@@ -124,6 +132,7 @@ class Trainer:
         self.generator = torch.Generator()
         self.rank, self.world_size = 0, 1
         self.loss_fn = None  # the DDP module around the model's loss under a process group; None: the model's loss
+        self.groups: dict[str, list[torch.nn.Parameter]] | None = None  # a multi-objective model's parameters by group
 
     # ----- the loop -------------------------------------------------------------------------------------------
     def fit(self, model, data: TrainData, run_dir: str | Path | None = None, resume: bool = False):
@@ -132,7 +141,7 @@ class Trainer:
         self.rank, self.world_size = world()
         if self.device is not None:
             model.to(resolve_device(self.device))
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
+        self.optimizer = self._make_optimizer(model)
         pyro.set_rng_seed(noise_seed(self.config.seed, self.rank))  # Monte Carlo noise: a stream per rank
         self.generator.manual_seed(self.config.seed)  # batches: the same global batches on every rank
         if resume:
@@ -157,6 +166,21 @@ class Trainer:
             model.to("cpu")
         self._emit("on_train_end")
         return model
+
+    def _make_optimizer(self, model) -> torch.optim.Optimizer:
+        """Adam over every parameter at ``lr``; for a model that names parameter groups, one Adam param group per name
+        with the group's own settings (``lr`` by default), and :attr:`groups` set (one process only)."""
+        groups = getattr(model, "parameter_groups", lambda: None)()
+        if groups is None:
+            self.groups = None
+            return torch.optim.Adam(model.parameters(), lr=self.config.lr)
+        if self.world_size > 1:
+            raise ConfigError(f"model {model.name!r} trains several parameter groups, which the data-parallel trainer does not support; train it in one process")
+        self.groups = {group["name"]: list(group["params"]) for group in groups}
+        return torch.optim.Adam([{"lr": self.config.lr, **group, "params": list(group["params"])} for group in groups])
+
+    def _has_elbo(self) -> bool:
+        return getattr(self.model, "has_elbo", True)
 
     def _done(self) -> bool:
         return self.state.epoch >= self.config.epochs or self.state.stopped_early
@@ -207,13 +231,20 @@ class Trainer:
                 continue
             losses.append(loss)
             state.step += 1
-            self._emit("on_step_end", loss / len(self.data.train))
+            self._emit("on_step_end", loss if isinstance(loss, dict) else loss / len(self.data.train))
         state.skipped_batches += skipped
         self._check_parameters()
         if not losses:
             raise TrainingError(f"every batch of epoch {state.epoch} was non-finite and skipped; lower --lr or check the data")
-        record = {"epoch": state.epoch, "stage": state.stage, "step": state.step, "train_elbo": -sum(losses) / len(losses) / len(self.data.train)}
-        if self.data.valid is not None:
+        record = {"epoch": state.epoch, "stage": state.stage, "step": state.step}
+        if self.groups is None:
+            record["train_elbo"] = -sum(losses) / len(losses) / len(self.data.train)
+        else:  # each group's mean loss over the steps that updated it
+            for name in self.groups:
+                values = [loss[name] for loss in losses if name in loss]
+                if values:
+                    record[f"loss_{name}"] = sum(values) / len(values)
+        if self.data.valid is not None and self._has_elbo():
             record["valid_elbo"] = self._valid_elbo()
             if self.selects_accuracy():
                 record["valid_accuracy"] = self._valid_accuracy()
@@ -242,12 +273,28 @@ class Trainer:
             return self.config.min_epoch_steps
         return CLASSIFIER_EPOCH_STEPS if self.model.trains_classifier() else 0
 
-    def _step(self, batch: dict) -> float | None:
+    def _step(self, batch: dict) -> float | dict[str, float] | None:
         """One Adam step; returns the batch loss, or ``None`` when a non-finite batch was skipped. Under a process
-        group the batch is the global one: this rank trains on its slice, and the returned loss is the global one."""
+        group the batch is the global one: this rank trains on its slice, and the returned loss is the global one.
+
+        A model with parameter groups gets one update per group that :meth:`step_groups` names for this step, in its
+        order, each on the group's loss for this batch after the updates before it; the losses come back by group
+        name. A non-finite one skips the rest of the batch's updates (``skip_nonfinite``) or stops training."""
+        if self.groups is None:
+            return self._update(batch, self.loss_fn or self.model.loss)
+        values = {}
+        for name in self.model.step_groups(self.state.step):
+            value = self._update(batch, partial(self.model.group_loss, name), name)
+            if value is None:
+                return None
+            values[name] = value
+        return values
+
+    def _update(self, batch: dict, loss_fn: Callable, group: str | None = None) -> float | None:
+        """One Adam step on ``loss_fn(batch)``, of every parameter, or only of ``group``'s."""
         self.optimizer.zero_grad(set_to_none=True)
         batch = rank_slice(batch, self.rank, self.world_size)
-        loss, problem = self._forward(batch)
+        loss, problem = self._forward(batch, loss_fn, group)
         if self.world_size > 1:  # every rank learns whether any rank's loss failed before anyone calls backward
             total, failed = all_sum([0.0 if problem is not None else loss.item(), float(problem is not None)], self.model.device)
             if failed:
@@ -258,6 +305,10 @@ class Trainer:
                 return self._nonfinite("loss", problem)
             value = loss.item()
         loss.backward()
+        if group is not None:  # a generator's loss reaches the discriminator too: Adam skips parameters without a gradient
+            for other, params in self.groups.items():
+                for p in params if other != group else ():
+                    p.grad = None
         grads = [(name, p.grad) for name, p in self.model.named_parameters() if p.grad is not None]
         # one finiteness check per step, without autograd's anomaly mode: a gradient's norm is finite unless an entry
         # is not (or the squares overflow), and norms cost a thirtieth of isfinite(g).all(), 5 ms a step for a
@@ -268,21 +319,23 @@ class Trainer:
             more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
             return self._nonfinite("gradient", f"non-finite gradient of {', '.join(bad[:4])}{more}, while the loss was finite ({loss.item():.6g})")
         if self.config.clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters() if group is None else self.groups[group], self.config.clip_norm)
         self.optimizer.step()
         return value
 
-    def _forward(self, batch: dict) -> tuple[torch.Tensor | None, str | dict | None]:
+    def _forward(self, batch: dict, loss_fn: Callable, group: str | None = None) -> tuple[torch.Tensor | None, str | dict | None]:
         """The loss of this rank's batch and what went wrong: ``None`` (it is finite), a description, or the batch
         (its loss is not finite; the sites responsible are looked up only if training stops)."""
         try:
             with pyro_nan_warnings_off(), precision(self.config.precision):
-                loss = (self.loss_fn or self.model.loss)(batch)
+                loss = loss_fn(batch)
         except ValueError as exc:  # a distribution's argument validation caught non-finite parameters before the loss did
             if "invalid values" not in str(exc):
                 raise
             return None, f"a distribution got non-finite parameters: {str(exc).splitlines()[0].rstrip(':')}"
-        return loss, None if torch.isfinite(loss) else batch
+        if torch.isfinite(loss):
+            return loss, None
+        return loss, batch if group is None else f"the {group} loss"
 
     def _nonfinite(self, what: str, detail: str | dict | None, every_rank: bool = False) -> None:
         """Skip the batch (``skip_nonfinite``) or stop, naming where, which term, and the checkpoint that is still good.
@@ -356,6 +409,11 @@ class Trainer:
 
     def _update_early_stopping(self, record: dict) -> None:
         state = self.state
+        if not self._has_elbo():  # nothing to select by: every epoch is the best so far, so training keeps the last
+            state.best_epoch, state.epochs_without_improvement, state.selected_by = state.epoch, 0, "last_epoch"
+            self.best_weights = copy.deepcopy(self.model.state_dict())
+            self._emit("on_best")
+            return
         elbo = record.get("valid_elbo", record["train_elbo"])
         accuracy = record.get("valid_accuracy")
         if accuracy is not None:  # the most accurate epoch; among equally accurate ones, the best ELBO

@@ -8,8 +8,9 @@ from ..errors import ConfigError
 from ..plugins import load_external_plugins
 from ..registry import registered
 from .adgm import ADGM, ADGMConfig
-from .base import (CanClassify, CanCluster, CanDecode, CanEncode, CanReconstruct, CanSample, CanStyle, LabeledGenerator, ModelConfig, PPModel,
+from .base import (CanClassify, CanCluster, CanDecode, CanEncode, CanReconstruct, CanSample, CanSampleCodes, CanStyle, LabeledGenerator, ModelConfig, PPModel,
                    data_plate)
+from .gan import GAN, GANConfig
 from .gmm import GMM, GMMConfig
 from .gmvae import GMVAE, GMVAEConfig
 from .m1 import M1, M1Config
@@ -18,7 +19,7 @@ from .m2 import M2, M2Config
 from .ppca import PPCA, PPCAConfig
 from .vae import VAE, VAEConfig, observation_dist
 
-__all__ = ["ADGM", "ADGMConfig", "CanClassify", "CanCluster", "CanDecode", "CanEncode", "CanReconstruct", "CanSample", "CanStyle", "GMM", "GMMConfig", "GMVAE", "GMVAEConfig", "M1", "M1Config", "M1M2", "M1M2Config",
+__all__ = ["ADGM", "ADGMConfig", "CanClassify", "CanCluster", "CanDecode", "CanEncode", "CanReconstruct", "CanSample", "CanSampleCodes", "CanStyle", "GAN", "GANConfig", "GMM", "GMMConfig", "GMVAE", "GMVAEConfig", "M1", "M1Config", "M1M2", "M1M2Config",
            "LabeledGenerator", "M2", "M2Config", "ModelConfig", "PPCA", "PPCAConfig", "PPModel", "VAE", "VAEConfig", "data_plate",
            "get_model_class", "list_models", "observation_dist"]
 

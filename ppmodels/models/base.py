@@ -147,6 +147,17 @@ class CanSample(Protocol):
 
 
 @runtime_checkable
+class CanSampleCodes(Protocol):
+    """Models that draw data from latent codes: ``sample_codes(num, generator)`` gives ``(num, z_dim)`` draws of p(z)
+    and ``decode(z)`` maps codes to data, so codes can be interpolated and averaged (``ppmodels sample
+    --interpolate``, ``--analogy``)."""
+
+    def sample_codes(self, num: int, generator: torch.Generator | None = None) -> np.ndarray: ...
+
+    def decode(self, z: Any) -> np.ndarray: ...
+
+
+@runtime_checkable
 class LabeledGenerator(Protocol):
     """What a model whose generative story has a class ``y ~ Cat(pi)`` provides to the sampling modes.
 
@@ -201,6 +212,9 @@ class PPModel(nn.Module):
     #: what counters the opposite, a majority class mostly called rarer classes (``None``:
     #: ``ppmodels.analysis.metrics.DISPERSAL_REMEDY``)
     dispersal_remedy: ClassVar[str | None] = None
+    #: whether the model has a likelihood, hence an ELBO to validate and select epochs by (the GAN has none: the
+    #: trainer keeps its last epoch, and commands report sample quality instead)
+    has_elbo: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -309,6 +323,21 @@ class PPModel(nn.Module):
         """Checks of the fitted model against an answer known without SVI, for the run's summary (PPCA: the angle to
         its closed-form maximum-likelihood subspace); none by default."""
         return {}
+
+    def parameter_groups(self) -> list[dict[str, Any]] | None:
+        """Named parameter groups trained on objectives of their own (the GAN's discriminator and generator): dicts
+        with ``name``, ``params`` and any Adam settings (``lr``, ``betas``; the trainer's ``lr`` when left out). The
+        trainer then calls :meth:`step_groups` and :meth:`group_loss` instead of :meth:`loss`. ``None`` (the default):
+        one objective, :meth:`loss`, for every parameter."""
+        return None
+
+    def step_groups(self, step: int) -> tuple[str, ...]:
+        """The groups that training step ``step`` (the number of steps taken before it) updates, in order."""
+        raise NotImplementedError
+
+    def group_loss(self, name: str, batch: Batch) -> torch.Tensor:
+        """The differentiable loss that group ``name`` minimises on ``batch``."""
+        raise NotImplementedError
 
     def trains_classifier(self) -> bool:
         """Whether the current stage trains a classifier q(y|x) (then ``predict`` works during training and the trainer

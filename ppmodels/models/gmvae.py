@@ -128,3 +128,7 @@ class GMVAE(VAE):
     def sample(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:
         """``num`` draws ``c ~ pi``, ``z ~ N(mu_c, sigma_c)``, decoded to the mean of p(x|z)."""
         return self.decode(sample_mixture(num, self.prior_logits, self.prior_locs, self.prior_scales, generator))
+
+    def sample_codes(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:
+        """``num`` draws of z from the mixture prior: ``(num, z_dim)``."""
+        return sample_mixture(num, self.prior_logits, self.prior_locs, self.prior_scales, generator).numpy()

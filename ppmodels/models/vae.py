@@ -148,6 +148,10 @@ class VAE(PPModel):
         z = torch.randn(num, self.config.z_dim, generator=generator)
         return self.decode(z)
 
+    def sample_codes(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:
+        """``num`` draws ``z ~ N(0, I)``: ``(num, z_dim)``, the codes :meth:`sample` decodes for one generator seed."""
+        return torch.randn(num, self.config.z_dim, generator=generator).numpy()
+
     def reconstruct(self, x) -> np.ndarray:
         """Decoded posterior means: the mean of p(x | z = E[z|x])."""
         return self.decode(self.transform(x))

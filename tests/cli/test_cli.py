@@ -43,7 +43,7 @@ def test_models_vae_lists_every_option_with_its_default_and_meaning():
     assert "(undocumented)" not in result.output
 
 
-@pytest.mark.parametrize("name", ["adgm", "gmm", "gmvae", "m1", "m1m2", "m2", "ppca", "vae"])
+@pytest.mark.parametrize("name", ["adgm", "gan", "gmm", "gmvae", "m1", "m1m2", "m2", "ppca", "vae"])
 def test_every_option_of_every_model_has_a_meaning(name):
     from ppmodels.models import get_model_class
     from ppmodels.models.options import model_options
@@ -54,7 +54,7 @@ def test_every_option_of_every_model_has_a_meaning(name):
 
 def test_models_of_an_unknown_name_is_one_line():
     result = invoke("models", "transformer")
-    assert result.exit_code == 2 and result.stderr.strip().startswith("error: unknown model 'transformer'; known models: adgm, gmm")
+    assert result.exit_code == 2 and result.stderr.strip().startswith("error: unknown model 'transformer'; known models: adgm, gan, gmm")
 
 
 def test_train_help_of_a_training_option_is_its_field_description():

@@ -1,0 +1,21 @@
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "generators.py"
+
+
+def test_generators_benchmark_runs_and_writes_its_rows(tmp_path):
+    spec = importlib.util.spec_from_file_location("generators_benchmark", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "g.json"
+    tiny = {"vae": {"hidden": [16], "z_dim": 2}, "gan": {"z_dim": 4, "channels": [8, 16]}}
+    bench.main(["--models", "vae,gan", "--seeds", "0", "--seconds", "0", "--iw-samples", "3", "--set-json", json.dumps(tiny), "--out", str(out)])
+    saved = json.loads(out.read_text())
+    runs = {r["model"]: r for r in saved["runs"]}
+    assert set(runs) == {"vae", "gan"} and all(r["epochs"] == 1 for r in runs.values())  # stopped after the first epoch
+    assert runs["gan"]["iw_log_px"] == "not available" and saved["summary"]["gan"]["iw_log_px"] == "not available"
+    assert runs["vae"]["iw_log_px"] < 0 and runs["vae"]["config"]["z_dim"] == 2
+    for r in runs.values():
+        assert r["frechet_distance"] > 0 and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and len(r["class_shares"]) == 10

@@ -1,0 +1,130 @@
+"""The GAN: its generator as a Pyro model, its two losses against closed forms, and the trainer's parameter groups.
+
+Exact resume (interrupted + resumed equals straight) is checked with every registered model in
+tests/train/test_resume.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Predictive
+
+from ppmodels.data import load_dataset, prepare_data
+from ppmodels.errors import ConfigError, TrainingError
+from ppmodels.infer import TrainConfig, fit
+from ppmodels.models import GAN, CanSample
+from ppmodels.models.gan import discriminator_loss, generator_loss
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def data(digits):
+    return prepare_data(digits, seed=0)
+
+
+def tiny(digits, **options) -> GAN:
+    return GAN(GAN.config_from_data(digits, z_dim=4, channels=[8, 16], hidden=[16], seed=0, **options))
+
+
+@pytest.mark.parametrize("net, shape", [("conv", (1, 8, 8)), ("mlp", (1, 8, 8))])
+def test_generator_is_a_pyro_model_that_predictive_and_poutine_run(digits, net, shape):
+    gan = tiny(digits, net=net).eval()
+    samples = Predictive(gan.model, num_samples=3)(batch_size=5)
+    assert samples["z"].shape == (3, 5, 4) and samples["x"].shape == (3, 5, *shape)
+    assert float(samples["x"].min()) >= 0 and float(samples["x"].max()) <= 1  # sigmoid output for data in [0, 1]
+    z = torch.randn(6, 4)
+    x = poutine.condition(gan.model, data={"z": z})(batch_size=6)
+    expected = torch.from_numpy(gan.decode(z))
+    assert torch.allclose(x.detach(), expected, atol=1e-6 * float(expected.norm()))
+    trace = poutine.trace(gan.model).get_trace(batch_size=2)
+    assert trace.nodes["x"]["infer"].get("_deterministic") and trace.nodes["z"]["type"] == "sample"
+    assert isinstance(gan, CanSample) and gan.sample(7, torch.Generator().manual_seed(0)).shape == (7, *shape)
+
+
+def test_flat_data_gets_the_mlp_networks_and_conv_is_refused():
+    gan = GAN(x_shape=[64], likelihood="gaussian", z_dim=3, hidden=[8])
+    assert gan.sample(2).shape == (2, 64) and type(gan.generator).__name__ == "MLPGenerator"
+    with pytest.raises(ConfigError, match="net=conv needs image data"):
+        GAN(x_shape=[64], net="conv")
+    for bad in ({"k": 0}, {"loss": "wasserstein"}, {"label_smoothing": 0.7}, {"g_betas": [0.5]}, {"output": "softmax"}):
+        with pytest.raises(ConfigError):
+            GAN(x_shape=[64], **bad)
+
+
+def test_losses_equal_their_closed_forms():
+    logits = torch.linspace(-4, 4, 9)
+    d = logits.sigmoid()
+    assert torch.allclose(generator_loss(logits, "non_saturating"), -d.log().mean(), rtol=1e-5)
+    assert torch.allclose(generator_loss(logits, "minimax"), (1 - d).log().mean(), rtol=1e-5)
+    real, fake = logits, logits.flip(0)
+    smooth = 0.1  # one-sided: real targets 0.9, fakes 0
+    expected = -((1 - smooth) * real.sigmoid().log() + smooth * (1 - real.sigmoid()).log()).mean() - (1 - fake.sigmoid()).log().mean()
+    assert torch.allclose(discriminator_loss(real, fake, smooth), expected, rtol=1e-5)
+
+
+def test_trainer_runs_two_optimisers_with_their_own_settings_and_k_steps(digits, data):
+    gan = tiny(digits, k=2, d_lr=1e-3, g_lr=3e-4, g_betas=[0.3, 0.9])
+    trainer_seen = {}
+
+    class Spy:  # the trainer's optimizer and the parameters after each step
+        def on_step_end(self, trainer, losses):
+            trainer_seen.setdefault("groups", [g["name"] for g in trainer.optimizer.param_groups])
+            trainer_seen.setdefault("lr", {g["name"]: (g["lr"], tuple(g["betas"])) for g in trainer.optimizer.param_groups})
+            trainer_seen.setdefault("steps", []).append((sorted(losses), snapshot(gan)))
+
+    before = snapshot(gan)
+    fit(gan, data, TrainConfig(epochs=1, batch_size=128, seed=0), callbacks=[Spy()])
+    assert trainer_seen["lr"] == {"discriminator": (1e-3, (0.5, 0.999)), "generator": (3e-4, (0.3, 0.9))}
+    (first, after1), (second, after2) = trainer_seen["steps"][:2]
+    assert first == ["discriminator"] and second == ["discriminator", "generator"]  # k=2: the generator every 2nd step
+    assert changed(before, after1, "discriminator") and not changed(before, after1, "generator")
+    assert changed(after1, after2, "discriminator") and changed(after1, after2, "generator")
+    assert gan.train_state_.selected_by == "last_epoch" and gan.train_state_.best_epoch == 1
+
+
+def test_one_objective_models_keep_one_adam_group(digits, data):
+    from ppmodels.models import VAE
+
+    seen = []
+
+    class Spy:
+        def on_step_end(self, trainer, loss):
+            seen.append((len(trainer.optimizer.param_groups), trainer.groups, isinstance(loss, float)))
+
+    fit(VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[8]), data, TrainConfig(epochs=1, batch_size=512), callbacks=[Spy()])
+    assert set(seen) == {(1, None, True)}
+
+
+def test_nan_guard_names_the_group_whose_loss_failed(digits, data, monkeypatch):
+    gan = tiny(digits)
+    original = GAN.group_loss
+
+    def broken(self, name, batch):
+        loss = original(self, name, batch)
+        return loss * float("nan") if name == "generator" else loss
+
+    monkeypatch.setattr(GAN, "group_loss", broken)
+    with pytest.raises(TrainingError, match="generator loss"):
+        fit(gan, data, TrainConfig(epochs=1, batch_size=256))
+
+
+def test_no_elbo_and_no_log_likelihood(digits, data):
+    gan = tiny(digits)
+    with pytest.raises(ConfigError, match="no ELBO"):
+        gan.elbo_per_datum(data.test)
+    with pytest.raises(ConfigError, match="not available"):
+        gan.iw_log_likelihood(data.test.x[:3])
+
+
+def snapshot(model: GAN) -> dict[str, dict[str, torch.Tensor]]:
+    return {name: {k: v.detach().clone() for k, v in getattr(model, name).named_parameters()} for name in ("discriminator", "generator")}
+
+
+def changed(a: dict, b: dict, group: str) -> bool:
+    return any(not torch.equal(a[group][k], b[group][k]) for k in a[group])

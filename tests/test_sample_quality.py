@@ -1,0 +1,112 @@
+"""The sample-quality yardstick: Frechet distance against scipy's sqrtm, precision/recall against scikit-learn's
+neighbours, mode coverage, and the separation of a trained, a 1-epoch and a collapsed generator."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+from sklearn.neighbors import NearestNeighbors
+
+from ppmodels.analysis.sample_quality import (frechet_distance, measure, mode_coverage, precision_recall, quality_warnings, sample_quality,
+                                              yardstick)
+from ppmodels.data import load_dataset, prepare_data
+from ppmodels.infer import TrainConfig, fit
+from ppmodels.models import GAN
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def stick(digits, tmp_path_factory):
+    return yardstick(digits, cache=tmp_path_factory.mktemp("cache"))
+
+
+def direct_frechet(a, b):
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = scipy.linalg.sqrtm(ca @ cb).real
+    return ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca + cb - 2 * root)
+
+
+def test_frechet_distance_equals_the_sqrtm_formula():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((300, 6))
+    b = a @ rng.standard_normal((6, 6)) * 0.5 + 1.0
+    expected = direct_frechet(a, b)
+    assert abs(frechet_distance(a, b) - expected) <= 1e-8 * abs(expected)
+    assert abs(frechet_distance(a, a)) <= 1e-10 * np.trace(np.cov(a, rowvar=False))
+
+
+def test_precision_recall_equal_a_brute_force_count():
+    rng = np.random.default_rng(1)
+    real, fake = rng.standard_normal((80, 3)), rng.standard_normal((60, 3)) * 1.5 + 0.5
+
+    def share_inside(query, centres):  # the k-th neighbour other than the point itself: k+1 with the point included
+        radii = NearestNeighbors(n_neighbors=4).fit(centres).kneighbors(centres)[0][:, 3]
+        d = np.linalg.norm(query[:, None] - centres[None], axis=-1)
+        return (d <= radii[None]).any(1).mean()
+
+    precision, recall = precision_recall(real, fake, k=3)
+    assert precision == pytest.approx(share_inside(fake, real), abs=1e-6)
+    assert recall == pytest.approx(share_inside(real, fake), abs=1e-6)
+    assert precision_recall(real, real) == (1.0, 1.0)
+    assert precision_recall(real, fake + 100) == (0.0, 0.0)
+
+
+def test_frechet_of_data_with_itself_is_zero_and_rises_with_noise(digits, stick):
+    test = np.asarray(digits.split("test").x)
+    assert stick.test_accuracy > 0.9 and stick.path.is_file()
+    features = stick.features(test)
+    assert abs(frechet_distance(features, features)) <= 1e-6 * np.trace(np.cov(features, rowvar=False))
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(test.shape).astype(np.float32)
+    distances = [measure(stick, test, test + s * noise)["frechet_distance"] for s in (0.0, 0.1, 0.3, 1.0)]
+    assert abs(distances[0]) < 1e-3 and distances == sorted(distances) and distances[1] > 0
+    again = yardstick(digits, cache=stick.path.parent)  # read back from the cache: the same classifier
+    assert np.array_equal(again.features(test[:5]), features[:5]) and again.test_accuracy == stick.test_accuracy
+
+
+def test_coverage_flags_a_generator_of_one_class(digits, stick):
+    test = digits.split("test")
+    threes = np.asarray(test.x)[test.y.numpy() == 3]
+    result = measure(stick, np.asarray(test.x), np.resize(threes, (len(test), *threes.shape[1:])))
+    assert result["coverage"]["num_low_classes"] == 9 and 3 not in result["coverage"]["low_classes"]
+    assert result["recall"] < 0.3 < result["precision"]
+    assert "mode collapse" in quality_warnings(result)[0]
+    even = mode_coverage(np.arange(100) % 10, np.full(10, 0.1))
+    assert even["num_low_classes"] == 0 and even["shares"] == [0.1] * 10
+
+
+class Collapsed:
+    """A generator that lost its modes: every draw is the trained generator's image of one code."""
+
+    def __init__(self, gan):
+        self.gan = gan
+
+    def sample(self, num, generator=None):
+        return np.repeat(self.gan.sample(1, generator), num, axis=0)
+
+
+def test_yardstick_separates_trained_one_epoch_and_collapsed_generators(digits, stick):
+    data = prepare_data(digits, seed=0)
+    scores = {}
+    for name, epochs in (("one_epoch", 1), ("trained", 20)):
+        gan = GAN(GAN.config_from_data(digits, net="mlp", z_dim=16, hidden=[128, 128], seed=0))
+        fit(gan, data, TrainConfig(epochs=epochs, batch_size=64, seed=0))
+        scores[name] = sample_quality(gan, digits, stick=stick)
+    scores["collapsed"] = sample_quality(Collapsed(gan), digits, stick=stick)
+    fd = {name: s["frechet_distance"] for name, s in scores.items()}
+    assert fd["trained"] < 0.5 * fd["one_epoch"] and fd["trained"] < 0.5 * fd["collapsed"], fd
+    assert scores["collapsed"]["coverage"]["num_low_classes"] == 9
+    assert scores["trained"]["coverage"]["num_low_classes"] < scores["one_epoch"]["coverage"]["num_low_classes"]
+
+
+def test_warnings_name_a_winning_discriminator_and_a_run_that_got_worse():
+    quiet = {"coverage": {"num_low_classes": 0, "shares": [0.5, 0.5], "low_classes": []}}
+    assert quality_warnings(quiet, {"discriminator_accuracy": 0.7}, [{"epoch": e, "frechet_distance": 100 / e} for e in range(1, 6)]) == []
+    assert "wins outright" in quality_warnings(quiet, {"discriminator_accuracy": 1.0})[0]
+    worse = [{"epoch": 1, "frechet_distance": 50.0}, {"epoch": 2, "frechet_distance": 10.0}, {"epoch": 3, "frechet_distance": 40.0}]
+    assert "diverged or oscillates" in quality_warnings(quiet, None, worse)[0]
+    flat = [{"epoch": e, "frechet_distance": 50.0 + e % 2} for e in range(1, 6)]
+    assert "no progress" in quality_warnings(quiet, None, flat)[0]
