@@ -10,9 +10,9 @@ precision, recall with k = 3, classes under a tenth of their share), and the imp
 (``--iw-samples`` per datum) where the model has one: "not available" for the GAN, which has no likelihood. Wall
 time and peak resident memory are the process's. Results go to ``benchmarks/results/generators_<data>.json``.
 
-Run (digits, ~40 s per model and seed; MNIST runs of 30 minutes are for a machine of one's own)::
+Run (digits, 30 s of CPU per model and seed; MNIST runs of 30 minutes are for a machine of one's own)::
 
-    .venv/bin/python benchmarks/generators.py --data digits --seconds 40 --seeds 0,1,2
+    .venv/bin/python benchmarks/generators.py --data digits --seconds 30 --seeds 0,1,2
     .venv/bin/python benchmarks/generators.py --data mnist --seconds 1800 --seeds 0   # --data-dir ../shared/data/mnist
 """
 
@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=str(MNIST_DIR))
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--seconds", type=float, default=40.0, help="training time of every model (checked at the end of each epoch)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="training time of every model (checked at the end of each epoch)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="what --seconds counts: the process's CPU time (one thread) or wall time")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--iw-samples", type=int, default=100)

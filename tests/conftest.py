@@ -1,11 +1,16 @@
 import math
 import os
+import tempfile
 
 import pyro
 import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the user cache (downloads, the sample-quality yardstick's classifier) points into a folder of this session, so tests
+# neither read what an earlier run left in ~/.cache/ppmodels nor write there; processes the tests start inherit it
+_CACHE = tempfile.TemporaryDirectory(prefix="ppmodels-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE.name
 SHARED_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 
 
