@@ -69,6 +69,9 @@ def config_dataclass(cls: type) -> type:
         except ValidationError as exc:
             given = dict(zip(option_fields(type(self)), args)) | kwargs
             raise config_error(type(self), exc, given) from None
+        legacy = getattr(self, "validate", None)
+        if callable(legacy):  # a plugin's config written for the old API checks itself in validate(): still called
+            legacy()
 
     @functools.wraps(setattr_)
     def __setattr__(self, name: str, value: Any) -> None:

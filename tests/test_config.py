@@ -125,6 +125,24 @@ def test_a_plain_dataclass_config_is_checked_too():
         Plain(x_shape=[2], width="x")
 
 
+def test_a_plugin_configs_own_validate_still_runs():
+    """A plugin written for the earlier API checks its config in ``validate()``; the declared types do not replace it."""
+    @dataclasses.dataclass
+    class Checked(ModelConfig):
+        width: int = 3
+
+        def validate(self) -> None:
+            if self.width % 2 == 0:
+                raise ConfigError(f"width must be odd, got {self.width}")
+
+    class Plugin(PPModel):
+        Config = Checked
+
+    assert Plugin.Config(x_shape=[2], width=5).width == 5
+    with pytest.raises(ConfigError, match="width must be odd, got 4"):
+        Plugin(x_shape=[2], width=4)
+
+
 def test_a_config_class_of_its_own_names_its_options_as_declared():
     @config_dataclass
     class Flags:
