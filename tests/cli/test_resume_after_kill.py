@@ -87,22 +87,22 @@ def wait_for(process: subprocess.Popen) -> None:
 
 
 def test_sigkill_after_first_and_later_checkpoint_then_resume(tmp_path):
-    train = [*TRAIN, "--epochs", "8"]
+    train = [*TRAIN, "--epochs", "12"]
     run, reference = tmp_path / "killed", tmp_path / "reference"
     background = reference_run(reference, train)
     resume = ["train", "vae", "--out", str(run), "--resume", "--quiet"]
 
     kill_at([*train, "--out", str(run)], "on_checkpoint:1")  # just after the first last.pt is in place
     assert checkpoint_epoch(run) == 1 and metrics_epochs(run) == [1]
-    kill_at(resume, "on_epoch_end:3")  # epoch 4's metrics line written, its checkpoint not
-    assert checkpoint_epoch(run) == 3 and metrics_epochs(run) == [1, 2, 3, 4]
+    kill_at(resume, "on_epoch_end:4")  # epoch 5's metrics line written, its checkpoint not
+    assert checkpoint_epoch(run) == 4 and metrics_epochs(run) == [1, 2, 3, 4, 5]
     finish(resume)
 
     wait_for(background)
     summary = json.loads((reference / "summary.json").read_text())
-    # the second kill came before the end, which is all 8 epochs or where early stopping's patience ran out
-    assert summary["epochs"] > 4
-    assert summary["epochs"] - summary["best_epoch"] == PATIENCE if summary["stopped_early"] else summary["epochs"] == 8
+    # the second kill came before the end, which is all 12 epochs or where early stopping's patience ran out
+    assert summary["epochs"] > 5
+    assert summary["epochs"] - summary["best_epoch"] == PATIENCE if summary["stopped_early"] else summary["epochs"] == 12
     assert_same_run(run, reference)
 
 

@@ -65,6 +65,8 @@ def reconstruction_scores(vae, masked, clean, num_samples=50):
     return log_lik, hole_error
 
 
+# two VAEs of 50 epochs (8 s): slow; the corrupted-encoder path trains by default in the two tests above
+@pytest.mark.slow
 def test_denoising_vae_reconstructs_masked_inputs_better(digits):
     """Same net, data and seed; only the corruption differs. The plain VAE is already a fair denoiser on 8x8
     digits, so the margin is modest (measured: about 1 nat per image and 5% lower hole error)."""

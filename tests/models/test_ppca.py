@@ -96,6 +96,24 @@ def test_default_start_holds_the_closed_form_and_fit_checks_report_it(toy):
         PPCA(x_shape=[D], z_dim=K, init="pca")
 
 
+def test_a_shared_noise_scale_is_one_parameter_that_trains(toy):
+    """The default suite's run of x_scale="shared" (the slow test below checks what it converges to): one scale for
+    every feature, moved by training, and the likelihood's scale is that one number on every feature."""
+    data, _, _ = toy
+    torch.manual_seed(0)
+    vae = VAE(x_shape=[D], z_dim=K, hidden=[], likelihood="gaussian", x_scale="shared")
+    before = vae.x_log_scale.detach().clone()
+    assert before.numel() == 1
+    fit(vae, data, TrainConfig(epochs=3, batch_size=100, lr=0.01, patience=None))
+    assert not torch.equal(vae.x_log_scale.detach(), before)
+    from pyro import poutine
+
+    scale = poutine.trace(vae.model).get_trace(data.train.x[:5]).nodes["x"]["fn"].base_dist.scale
+    assert scale.shape == (5, D) and torch.equal(scale, vae.x_log_scale.exp().expand(5, D))
+
+
+# 300 epochs (7 s): slow; the test above trains the shared scale by default
+@pytest.mark.slow
 def test_linear_vae_recovers_the_same_subspace(toy):
     """A VAE with linear encoder and decoder and isotropic Gaussian noise is PPCA with an amortized guide."""
     data, top, noise_var = toy
