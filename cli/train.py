@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
 import dataclasses
 
+import torch
 import typer
 
 from ppmodels.commands.train import train as train_run
 from ppmodels.errors import ConfigError
 from ppmodels.infer import TrainConfig
-from ppmodels.infer.distributed import close, init_from_env, launch_local, launched_by_torchrun
-from ppmodels.runs import check_run_dir
+from ppmodels.infer.distributed import LAUNCHER_ENV, close, init_from_env, launch_local, launched_by_torchrun
+from ppmodels.infer.preemption import exit_code
+from ppmodels.runs import check_run_dir, run_lock
+from ppmodels.runs.lock import HOLDER_ENV
 
 from .common import handle_errors, parse_int_list, parse_settings
 
@@ -23,7 +27,7 @@ T = TrainConfig  # the training options' defaults come from TrainConfig, stated 
 TRAIN_OPTIONS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 # options that may change on --resume: where the run is, where its data lies, and how it reports
-RESUME_OPTIONS = {"model", "out", "resume", "quiet", "data_dir", "download", "device", "devices"}
+RESUME_OPTIONS = {"model", "out", "resume", "quiet", "data_dir", "download", "device", "devices", "oversubscribe", "timeout"}
 
 
 def refuse_options_on_resume(ctx: typer.Context) -> None:
@@ -61,6 +65,7 @@ def train(
     select_by: Annotated[str, typer.Option(help="Which epoch's weights to keep: auto (validation accuracy for models that train a classifier, else ELBO), valid_accuracy or valid_elbo.")] = T.select_by,
     min_epoch_steps: Annotated[Optional[int], typer.Option(min=0, help="Chain passes over the data until an epoch has this many steps (0: one pass; default: 100 for models that train a classifier, else one pass).")] = T.min_epoch_steps,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Write checkpoints/last.pt every this many epochs.")] = T.checkpoint_every,
+    checkpoint_every_steps: Annotated[Optional[int], typer.Option(min=1, help="Also write checkpoints/last.pt every this many steps, for long epochs (a resume continues mid-epoch exactly).")] = T.checkpoint_every_steps,
     clip_norm: Annotated[Optional[float], typer.Option(min=0, help="Clip the gradient norm to this value.")] = T.clip_norm,
     skip_nonfinite: Annotated[bool, typer.Option(help="Skip batches with a non-finite loss or gradient instead of stopping.")] = T.skip_nonfinite,
     precision: Annotated[str, typer.Option(help="What the networks compute in while training: fp32, or bf16 (faster on CPUs with AVX512-BF16/AMX and recent GPUs, slower where emulated; weights, ELBO and evaluation stay float32).")] = T.precision,
@@ -72,11 +77,18 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress (by default a live bar with steps and ETA on a terminal, one line per epoch otherwise).")] = False,
     device: Annotated[str, typer.Option(help="Where to train: cpu, cuda, cuda:N, or auto (a GPU when torch sees one).")] = "cpu",
     devices: Annotated[int, typer.Option(min=1, help="Train data-parallel in this many processes on this machine (relaunches itself through torchrun; --batch-size stays the global batch).")] = 1,
+    oversubscribe: Annotated[bool, typer.Option(help="Allow --devices above this machine's CPU cores (or GPUs with --device cuda).")] = False,
+    timeout: Annotated[int, typer.Option(min=1, help="Seconds a data-parallel process waits for the others in a collective before the run ends with one line (a stalled or stopped rank).")] = 1800,
 ) -> None:
     """Train MODEL on --data and write a run folder (config.json, metrics.jsonl, checkpoints/, model.safetensors, summary.json)."""
-    if devices > 1 and not launched_by_torchrun():
-        relaunch(devices, command_line(ctx))
     out = out or Path("runs") / model
+    if devices > 1 and not launched_by_torchrun():
+        check_devices(devices, device, oversubscribe)
+        target = check_run_dir(out, overwrite=overwrite, resume=resume)  # refused here once, not by every process
+        with run_lock(target):  # the launcher holds the run's lock; its processes join it (ppmodels.runs.lock)
+            os.environ[HOLDER_ENV] = str(target.resolve())
+            os.environ[LAUNCHER_ENV] = str(os.getpid())
+            relaunch(devices, command_line(ctx))
     if resume:
         check_run_dir(out, resume=True)  # a folder that cannot be resumed is the first thing to hear about
         refuse_options_on_resume(ctx)
@@ -84,7 +96,7 @@ def train(
                "noise_level": noise_level, **parse_settings(set_)}
     given = locals()
     config = TrainConfig(**{name: given[name] for name in TRAIN_OPTIONS})
-    started = init_from_env(device)  # under torchrun: join the process group it describes
+    started = init_from_env(device, timeout)  # under torchrun: join the process group it describes
     try:
         _, summary = train_run(model, data, out, data_dir=data_dir, download=download, labels=labels, binarize=binarize,
                                max_per_class=max_per_class, train_config=config, model_options=options, overwrite=overwrite,
@@ -126,9 +138,22 @@ def command_line(ctx: typer.Context) -> list[str]:
     return args
 
 
+def check_devices(devices: int, device: str, oversubscribe: bool) -> None:
+    """Refuse more processes than the machine has CPU cores (or GPUs, for ``--device cuda``) unless asked to."""
+    gpus = device != "cpu" and torch.cuda.is_available()
+    have = torch.cuda.device_count() if gpus else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if devices > have and not oversubscribe:
+        what = "GPUs" if gpus else "CPU cores"
+        raise ConfigError(f"--devices {devices} starts more processes than this machine's {have} {what}; pass --devices {have} or less "
+                          f"(or --oversubscribe to start them anyway)")
+
+
 def relaunch(devices: int, argv: list[str]) -> None:
-    """Run ``ppmodels *argv`` in ``devices`` processes through torchrun, then exit with its outcome."""
+    """Run ``ppmodels *argv`` in ``devices`` processes through torchrun, then exit with its outcome: 0, 130/143 when
+    a signal stopped them after a checkpoint (rank 0 printed the ``--resume`` line), else 2."""
     code = launch_local(devices, argv)
+    if code in (exit_code(signal.SIGINT), exit_code(signal.SIGTERM)):
+        raise typer.Exit(code)
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         typer.echo(f"error: a training process was killed by signal {name}; continue the run with --resume", err=True)

@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import math
 import random
+import signal
 import time
 import warnings
 from contextlib import contextmanager
@@ -29,9 +30,10 @@ import pyro
 import torch
 
 from ..data import Dataset, TrainData, prepare_data
-from ..errors import ConfigError, ResumeWarning, RunError, TrainingError, check_field_types
+from ..errors import ConfigError, Interrupted, ResumeWarning, RunError, TrainingError, check_field_types
 from ..files import load_checkpoint, load_state, save_checkpoint
 from ..nets import PRECISIONS, precision
+from .preemption import stop_requested, watching
 from .distributed import LossModule, all_sum, barrier, gather, noise_seed, rank_slice, resolve_device, world, wrap
 
 CHECKPOINTS = "checkpoints"  # the folder, inside a run folder, of last.pt (resume state) and best.pt
@@ -64,6 +66,8 @@ class TrainConfig:
     weights, gradients, Adam, the likelihoods and the ELBO stay float32; validation, selection and everything
     reported afterwards run in float32). ``bf16`` makes an MNIST M2 step 1.8 times faster on a CPU with AVX512-BF16
     (``benchmarks/speed.py``) and is slower where bfloat16 is emulated.
+    :param checkpoint_every_steps: also write ``checkpoints/last.pt`` after every this many steps (``None``: only at
+    epoch ends), for long epochs; a run resumed from such a checkpoint continues the epoch exactly where it stopped.
     """
 
     epochs: int = 100
@@ -79,6 +83,7 @@ class TrainConfig:
     lr_patience: int | None = None
     lr_factor: float = 0.5
     precision: str = "fp32"
+    checkpoint_every_steps: int | None = None
 
     def validate(self) -> None:
         check_field_types(self, lambda name: f"--{name.replace('_', '-')}")
@@ -88,6 +93,9 @@ class TrainConfig:
                   (self.clip_norm is None or (self.clip_norm > 0 and math.isfinite(self.clip_norm)),
                    f"clip norm must be a positive number, got {self.clip_norm} (0 would stop every step); pass e.g. --clip-norm 10 or leave it out"),
                   (self.checkpoint_every >= 1, "checkpoint_every must be at least 1"),
+                  (self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,
+                   f"checkpoint_every_steps must be at least 1, got {self.checkpoint_every_steps}; leave it out to checkpoint at epoch ends"),
+                  (0 <= self.seed < 2**32, f"seed must be in 0..2**32-1 (4294967295), got {self.seed}; pass e.g. --seed 0"),
                   (self.min_epoch_steps is None or self.min_epoch_steps >= 0, f"min_epoch_steps must be at least 0, got {self.min_epoch_steps}"),
                   (self.lr_patience is None or self.lr_patience >= 1, f"lr_patience must be at least 1, got {self.lr_patience}; leave it out for a constant rate"),
                   (0 < self.lr_factor < 1, f"lr_factor must be between 0 and 1, got {self.lr_factor}; pass e.g. --lr-factor 0.5"),
@@ -113,6 +121,12 @@ class TrainState:
     stopped_early: bool = False
     elapsed: float = 0.0
     stage: str = ""
+    # a checkpoint written mid-epoch (a signal, checkpoint_every_steps): batches the epoch has drawn, its losses and
+    # skipped batches so far, and the batch generator's state when the epoch began (to draw the same batches again)
+    epoch_batches: int = 0
+    epoch_losses: list = dataclasses.field(default_factory=list)
+    epoch_skipped: int = 0
+    epoch_generator: Any = None
 
 
 class Trainer:
@@ -214,16 +228,23 @@ class Trainer:
     def _run_epoch(self) -> dict[str, Any]:
         model, state = self.model, self.state
         model.train()
-        state.epoch += 1
-        losses, skipped = [], 0
-        for batch in self._epoch_batches():
+        batches = self._resumed_batches() if state.epoch_batches else None  # a checkpoint written mid-epoch
+        if batches is None:
+            state.epoch += 1
+            state.epoch_generator, state.epoch_losses, state.epoch_skipped = self.generator.get_state(), [], 0
+            batches = self._epoch_batches()
+        losses = state.epoch_losses
+        for batch in batches:
             loss = self._step(batch)
+            state.epoch_batches += 1
             if loss is None:
-                skipped += 1
-                continue
-            losses.append(loss)
-            state.step += 1
-            self._emit("on_step_end", loss / len(self.data.train))
+                state.epoch_skipped += 1
+            else:
+                losses.append(loss)
+                state.step += 1
+                self._emit("on_step_end", loss / len(self.data.train))
+            self._step_boundary(loss is not None)
+        skipped, state.epoch_batches, state.epoch_generator, state.epoch_losses = state.epoch_skipped, 0, None, []
         state.skipped_batches += skipped
         self._check_parameters()
         if not losses:
@@ -238,6 +259,34 @@ class Trainer:
         self._reduce_lr_on_plateau()
         record.update(best_epoch=state.best_epoch, epochs_without_improvement=state.epochs_without_improvement, skipped_batches=skipped)
         return record
+
+    def _resumed_batches(self):
+        """The rest of an epoch a mid-epoch checkpoint stopped: its batches drawn again from the epoch's first
+        generator state, the ones already trained on skipped, then every random state put back as it was saved."""
+        self.generator.set_state(self.state.epoch_generator)
+        batches = self._epoch_batches()
+        for _ in range(self.state.epoch_batches):
+            next(batches)
+        self._restore_rng(*self._saved_rng)
+        return batches
+
+    def _step_boundary(self, stepped: bool) -> None:
+        """After a step: checkpoint every ``checkpoint_every_steps`` steps, and stop (after a checkpoint) when a signal
+        asked to (:mod:`ppmodels.infer.preemption`); under a process group all ranks agree on stopping."""
+        signum = stop_requested() if watching() else None
+        if watching() and self.world_size > 1:  # one all-reduce per step, only while signals are watched
+            count, total = all_sum([float(signum is not None), float(signum or 0)], self.model.device)
+            signum = round(total / count) if count else None
+        every = self.config.checkpoint_every_steps
+        due = stepped and every is not None and self.state.step % every == 0
+        if self.run_dir is not None and (due or signum):
+            self._check_parameters()
+            self.save_checkpoint()
+            self._emit("on_checkpoint")
+        if signum:
+            where = f"epoch {self.state.epoch}, step {self.state.step}"
+            saved = f"checkpoint {self.run_dir / CHECKPOINTS / 'last.pt'} written" if self.run_dir is not None else "no run folder, nothing saved"
+            raise Interrupted(f"stopped by {signal.Signals(signum).name} at {where}; {saved}", signum)
 
     def _epoch_batches(self):
         """One epoch's batches: passes of the model's :meth:`training_batches` until ``min_epoch_steps`` (one pass
@@ -428,7 +477,7 @@ class Trainer:
                 "world_size": self.world_size,
             })
         barrier()
-        self.saved_epoch = self.state.epoch
+        self.saved_epoch = self.state.epoch - (1 if self.state.epoch_batches else 0)
         return path
 
     def _restore(self) -> None:
@@ -445,10 +494,12 @@ class Trainer:
             self.optimizer.load_state_dict(payload["optimizer"])
             self.state = TrainState(**payload["state"])
             self.best_weights = payload["best_model"]
-            self._restore_rng(payload, path)
+            self._saved_rng = (payload, path)
+            if not self.state.epoch_batches:  # mid-epoch: once the epoch's batches are drawn again (_resumed_batches)
+                self._restore_rng(payload, path)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RunError(f"checkpoint {path} is incomplete or from another version ({type(exc).__name__}: {exc}); start again with --overwrite") from None
-        self.saved_epoch = self.state.epoch
+        self.saved_epoch = self.state.epoch - (1 if self.state.epoch_batches else 0)
 
     def _restore_rng(self, payload: dict, path: Path) -> None:
         """Every rank continues its own random streams when the world size is the one that wrote the checkpoint;

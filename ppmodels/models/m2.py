@@ -14,7 +14,7 @@ from pyro import poutine
 from torch.nn import functional as F
 
 from ..data import Split, TrainData, take_rows
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 from ..nets import Classifier, GaussianEncoder, x_decoder, x_features
 from ..registry import register_model
 from .base import Batch, EncoderConfig, PPModel, data_plate
@@ -332,6 +332,7 @@ class M2(PPModel):
                label: int | None = None) -> np.ndarray:
         """``num`` draws decoded to the mean of p(x | y, z), ``(num, *x_shape)``; ``y`` (class indices, ``(num,)``)
         fixes the class of each draw, ``label`` that of all draws, else y ~ p(y)."""
+        check_int(num, "num", minimum=0)
         if label is not None:
             y = torch.full((num,), self.check_label(label), dtype=torch.long)
         if y is None:
