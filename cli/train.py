@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +14,7 @@ import torch
 import typer
 
 from ppmodels.commands.train import train as train_run
-from ppmodels.errors import ConfigError
+from ppmodels.errors import ConfigError, PPModelsError
 from ppmodels.infer import TrainConfig
 from ppmodels.infer.distributed import LAUNCHER_ENV, close, init_from_env, launch_local, launched_by_torchrun
 from ppmodels.infer.preemption import exit_code
@@ -101,6 +102,10 @@ def train(
         _, summary = train_run(model, data, out, data_dir=data_dir, download=download, labels=labels, binarize=binarize,
                                max_per_class=max_per_class, train_config=config, model_options=options, overwrite=overwrite,
                                resume=resume, progress=not quiet, sample_every=sample_every, device=device)
+    except RuntimeError as exc:
+        if not started or isinstance(exc, PPModelsError):
+            raise
+        peer_failed(exc, timeout)
     finally:
         if started:
             close()
@@ -114,6 +119,17 @@ def train(
             typer.echo(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     for warning in summary.get("test_warnings", []):
         typer.echo(f"WARNING: {warning}", err=True)
+
+
+def peer_failed(exc: RuntimeError, timeout: int) -> None:
+    """A collective of a data-parallel run failed (a process died, or stalled past --timeout): one line, not gloo's or
+    nccl's traceback, and the process ends at once (its peers are gone, torch's teardown could hang)."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    typer.echo(f"error (rank {os.environ.get('RANK', '?')}): training stopped because another process died or did not answer within "
+               f"--timeout {timeout} s ({first}); continue the run with --resume", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(2)
 
 
 def command_line(ctx: typer.Context) -> list[str]:

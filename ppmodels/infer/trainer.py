@@ -268,6 +268,7 @@ class Trainer:
         for _ in range(self.state.epoch_batches):
             next(batches)
         self._restore_rng(*self._saved_rng)
+        self._saved_rng = None  # the checkpoint's payload, weights and all, is not kept
         return batches
 
     def _step_boundary(self, stepped: bool) -> None:

@@ -31,7 +31,7 @@ from ..files import atomic_write, check_writable, file_sha256, load_state, read_
 from ..infer.trainer import CHECKPOINTS
 from ..models import get_model_class
 from ..plugins import config_entry, require_plugins
-from .lock import LOCK, alive, describe, holders, run_lock
+from .lock import LOCK, alive, describe, held_by_launcher, holders, run_lock
 from .provenance import check_model_memory
 
 CONFIG = "config.json"
@@ -61,7 +61,7 @@ def check_run_dir(path: str | Path, overwrite: bool = False, resume: bool = Fals
         if not last.is_file():
             again = "start it again with --overwrite" if (path / CONFIG).is_file() else "train without --resume"
             raise RunError(f"cannot resume: {last} does not exist (the run stopped before its first checkpoint); {again}")
-    elif path.exists() and _entries(path):
+    elif path.exists() and _has_content(path):
         if not overwrite:
             raise RunError(f"output folder {path} already exists; pass --overwrite to replace it or --resume to continue it")
         if not (path / CONFIG).is_file():
@@ -93,8 +93,22 @@ def _entries(path: Path) -> list[Path]:
     return [p for p in path.iterdir() if p.name != LOCK]
 
 
+def _has_content(path: Path) -> bool:
+    """Whether a folder holds anything but what a run killed before writing its config.json leaves (a lock, an empty
+    ``checkpoints/``, half-written ``.*.tmp`` files): such a folder is taken by a new run as if it were empty, so the
+    hints do not send the user round in circles (resume -> train -> --overwrite -> "not a run folder")."""
+    def leftover(entry: Path) -> bool:
+        if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            return True
+        return entry.name == CHECKPOINTS and entry.is_dir() and all(leftover(e) for e in entry.iterdir())
+    return not all(leftover(entry) for entry in _entries(path))
+
+
 def check_unlocked(path: Path) -> None:
-    """Refuse at once a run folder another live process writes (see :mod:`ppmodels.runs.lock`)."""
+    """Refuse at once a run folder another live process writes (see :mod:`ppmodels.runs.lock`); the lock of the
+    ``train --devices N`` that started this process is its own."""
+    if held_by_launcher(path):
+        return
     live = [record for record in holders(path) if alive(record)] if (path / LOCK).is_dir() else []
     if live:
         raise RunError(f"run folder {path} is being written by {describe(live[0])}; wait until it ends, or stop it "
@@ -126,7 +140,7 @@ def work_dir(path: str | Path, overwrite: bool = False, resume: bool = False) ->
     path = Path(path)
     if resume:
         return resume_dir(path)
-    return pending_path(path) if overwrite and path.is_dir() and _entries(path) else path
+    return pending_path(path) if overwrite and path.is_dir() and _has_content(path) else path
 
 
 def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
@@ -165,9 +179,8 @@ def run_dir_transaction(path: str | Path, overwrite: bool = False, resume: bool 
             if resume:
                 for stale in work.rglob(".*.tmp"):  # half-written files of a run that was killed mid-write
                     stale.unlink()
-            else:
-                if replacing:  # a replacement an earlier --overwrite abandoned: this --overwrite starts afresh
-                    _clear(work)
+            else:  # a replacement an earlier --overwrite abandoned, or a killed run's leftovers: start afresh
+                _clear(work)
                 (work / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
             try:
                 yield work

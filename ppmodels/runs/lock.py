@@ -169,16 +169,27 @@ def run_lock(run: str | Path, command: str | None = None) -> Iterator[Path]:
     (``PPMODELS_RUN_LOCK`` set to the run) joins its launcher's lock instead of taking one of its own."""
     run = Path(run)
     command = command or command_name()
-    launched = os.environ.get(HOLDER_ENV)
-    if launched is not None and Path(launched).resolve() == run.resolve():
+    if held_by_launcher(run):
         join(run, command)
         try:
             yield run / LOCK
         finally:
             leave(run)
         return
+    created = not run.exists()
     acquire(run, command)
     try:
         yield run / LOCK
     finally:
         release(run)
+        if created:
+            try:
+                run.rmdir()  # a folder made only to hold the lock (a request that failed before writing anything)
+            except OSError:
+                pass
+
+
+def held_by_launcher(run: str | Path) -> bool:
+    """Whether the ``train --devices N`` that started this process holds the lock of ``run``."""
+    launched = os.environ.get(HOLDER_ENV)
+    return launched is not None and Path(launched).resolve() == Path(run).resolve()

@@ -278,3 +278,64 @@ def test_api_arguments_raise_ppmodels_errors(reference):
     for call in (lambda: vae.sample(-1), lambda: vae.iw_log_likelihood(torch.rand(3, 1, 8, 8), 0)):
         with pytest.raises(PPModelsError):
             call()
+
+
+def test_a_command_replaces_only_what_it_wrote_for_the_same_run(tmp_path, reference):
+    """evaluate writes x.json for run A; evaluate of run B (or encode) may not replace it without --overwrite, and no
+    command replaces another run's evaluation.json inside that run, even with --overwrite."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(reference, other)
+    out = tmp_path / "x.json"
+    first = runner.invoke(app, ["evaluate", str(reference), "--iw-samples", "0", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["evaluate", str(reference), "--iw-samples", "0", "--out", str(out)])
+    assert again.exit_code == 0, again.output  # its own output, same run: replaced without asking
+    written = out.read_bytes()
+    result = runner.invoke(app, ["evaluate", str(other), "--iw-samples", "0", "--out", str(out)])
+    assert result.exit_code == 2 and "pass --overwrite" in one_error_line(result.stderr), result.output
+    assert out.read_bytes() == written
+    result = runner.invoke(app, ["evaluate", str(other), "--iw-samples", "0", "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    own = runner.invoke(app, ["evaluate", str(other), "--iw-samples", "0"])  # other/evaluation.json, its own
+    assert own.exit_code == 0, own.output
+    before = (other / "evaluation.json").read_bytes()
+    for extra in ([], ["--overwrite"]):
+        result = runner.invoke(app, ["evaluate", str(reference), "--iw-samples", "0", "--out", str(other / "evaluation.json"), *extra])
+        assert result.exit_code == 2 and "part of run folder" in one_error_line(result.stderr), result.output
+    assert (other / "evaluation.json").read_bytes() == before
+
+
+def test_a_run_killed_before_its_config_was_written_is_started_again_as_the_hint_says(tmp_path):
+    """kill -9 while config.json was being written leaves checkpoints/ and a .tmp file: --resume says to train without
+    --resume, and that works (the hints once went round: train -> --overwrite -> "not a run folder")."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / ".config.json.x1y2.tmp").write_text('{"model": "va')
+    result = runner.invoke(app, ["train", "vae", "--out", str(run), "--resume"])
+    assert result.exit_code == 2 and "train without --resume" in one_error_line(result.stderr), result.output
+    result = runner.invoke(app, [*TRAIN, "--epochs", "1", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert not list(run.glob(".*.tmp")) and api.load(run) is not None
+
+
+def test_a_long_epoch_prints_progress_lines_off_a_terminal(digits, monkeypatch):
+    """--min-epoch-steps makes an epoch long; off a terminal a line within the epoch shows the run is alive (every
+    STEP_LINE_EVERY_S seconds; 0 here, so every step prints and nothing waits on a clock)."""
+    import io
+
+    from rich.console import Console
+
+    from ppmodels.data import prepare_data
+    from ppmodels.infer import ProgressBar, TrainConfig, Trainer, callbacks
+    from ppmodels.models import VAE
+
+    monkeypatch.setattr(callbacks, "STEP_LINE_EVERY_S", 0.0)
+    console = Console(file=io.StringIO(), force_terminal=False)
+    model = VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[8])
+    Trainer(TrainConfig(epochs=1, batch_size=256, patience=None, min_epoch_steps=12), [ProgressBar(console=console)]).fit(model, prepare_data(digits))
+    lines = console.file.getvalue().splitlines()
+    steps = -(-12 // -(-len(digits.splits["train"]) // 256)) * -(-len(digits.splits["train"]) // 256)  # whole passes, >= 12
+    assert [line.split("  ")[1] for line in lines[:-1]] == [f"step {k} of about 12" for k in range(1, steps + 1)], lines
+    assert lines[-1].startswith(f"epoch 1/1  {steps} steps")
