@@ -171,7 +171,7 @@ class Trainer:
         self._emit("on_train_start")
         start = time.perf_counter() - self.state.elapsed
         self._stage = None
-        while self.state.epoch < self.config.epochs and not self.state.stopped_early:
+        while (self.state.epoch < self.config.epochs or self.state.epoch_batches) and not self.state.stopped_early:  # epoch_batches: one stopped mid-way
             self._enter_stage()
             record = self._run_epoch()
             self.state.elapsed = time.perf_counter() - start

@@ -86,21 +86,22 @@ def reference(tmp_path_factory) -> Path:
     return run
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_mid_epoch_checkpoints_and_resumes_exactly(tmp_path, reference, signum):
-    """A signal during epoch 3 (step 47 of 20 a epoch): a checkpoint at that step boundary, one line naming the
-    exact --resume command, exit code 128 + signal; the resumed run equals the uninterrupted one bitwise."""
+@pytest.mark.parametrize("signum, step, epoch", [(signal.SIGTERM, 47, 3), (signal.SIGINT, 87, 5)])
+def test_signal_mid_epoch_checkpoints_and_resumes_exactly(tmp_path, reference, signum, step, epoch):
+    """A signal during epoch 3 (step 47, of 20 steps an epoch), or during the last epoch: a checkpoint at that step
+    boundary, one line naming the exact --resume command, exit code 128 + signal; the resumed run equals the
+    uninterrupted one bitwise."""
     run = tmp_path / "run"
-    process = held(47, [*TRAIN, "--epochs", "5", "--out", str(run)])
+    process = held(step, [*TRAIN, "--epochs", "5", "--out", str(run)])
     process.send_signal(signum)
     code, err = release(process)
     assert code == 128 + signum, err
     line = one_error_line(err)
     resume = f"ppmodels train vae --out {run} --resume"
-    assert line.startswith(f"stopped by {signal.Signals(signum).name} at epoch 3, step 47") and line.endswith(f"`{resume}`"), line
+    assert line.startswith(f"stopped by {signal.Signals(signum).name} at epoch {epoch}, step {step}") and line.endswith(f"`{resume}`"), line
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["state"]
-    assert (state["epoch"], state["step"], state["epoch_batches"]) == (3, 47, 7)
-    assert [r["epoch"] for r in records(run)] == [1, 2]
+    assert (state["epoch"], state["step"], state["epoch_batches"]) == (epoch, step, 7)
+    assert [r["epoch"] for r in records(run)] == list(range(1, epoch))
     result = cli(*resume.split()[1:], "--quiet")
     assert result.returncode == 0, result.stderr
     assert_same_run(run, reference)
