@@ -11,7 +11,7 @@ from typing import Annotated, Any, Callable
 
 import typer
 
-from ppmodels.errors import ConfigError, DataError, PPModelsError, PPModelsWarning, TrainingError
+from ppmodels.errors import ConfigError, DataError, Interrupted, PPModelsError, PPModelsWarning, TrainingError
 
 #: ``--overwrite`` of the commands that write files (see ppmodels.runs.outputs for the rules)
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing output file that ppmodels did not write (never one inside a run folder).")]
@@ -47,6 +47,14 @@ def handle_errors(fn: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except Interrupted as exc:  # a signal stopped training after a checkpoint: 130 (SIGINT) or 143 (SIGTERM)
+            if int(os.environ.get("RANK", 0)) == 0:
+                typer.echo(f"{exc}", err=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if "RANK" not in os.environ:
+                raise typer.Exit(128 + exc.signum) from None
+            os._exit(128 + exc.signum)
         except PPModelsError as exc:
             if "RANK" not in os.environ:
                 typer.echo(f"error: {exc}", err=True)

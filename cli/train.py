@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import dataclasses
 
+import torch
 import typer
 
 from ppmodels.commands.train import train as train_run
 from ppmodels.config import bounds_in_words
-from ppmodels.errors import ConfigError
+from ppmodels.errors import ConfigError, PPModelsError
 from ppmodels.infer import TrainConfig
-from ppmodels.infer.distributed import close, init_from_env, launch_local, launched_by_torchrun
-from ppmodels.runs import check_run_dir
+from ppmodels.infer.distributed import LAUNCHER_ENV, close, init_from_env, launch_local, launched_by_torchrun
+from ppmodels.infer.preemption import exit_code
+from ppmodels.runs import check_run_dir, run_lock
+from ppmodels.runs.lock import HOLDER_ENV
 
 from .common import handle_errors, parse_int_list, parse_settings
 from .evaluate import echo_quality
@@ -34,7 +39,7 @@ def field_help(name: str) -> str:
     return text[:1].upper() + text[1:] + (f" Must be {bounds}." if bounds else "")
 
 # options that may change on --resume: where the run is, where its data lies, and how it reports
-RESUME_OPTIONS = {"model", "out", "resume", "quiet", "data_dir", "download", "device", "devices"}
+RESUME_OPTIONS = {"model", "out", "resume", "quiet", "data_dir", "download", "device", "devices", "oversubscribe", "timeout"}
 
 
 def refuse_options_on_resume(ctx: typer.Context) -> None:
@@ -72,6 +77,7 @@ def train(
     select_by: Annotated[str, typer.Option(help=field_help("select_by"))] = T.select_by,
     min_epoch_steps: Annotated[Optional[int], typer.Option(help=field_help("min_epoch_steps"))] = T.min_epoch_steps,
     checkpoint_every: Annotated[int, typer.Option(help=field_help("checkpoint_every"))] = T.checkpoint_every,
+    checkpoint_every_steps: Annotated[Optional[int], typer.Option(help=field_help("checkpoint_every_steps"))] = T.checkpoint_every_steps,
     clip_norm: Annotated[Optional[float], typer.Option(help=field_help("clip_norm"))] = T.clip_norm,
     skip_nonfinite: Annotated[bool, typer.Option(help=field_help("skip_nonfinite"))] = T.skip_nonfinite,
     precision: Annotated[str, typer.Option(help=field_help("precision"))] = T.precision,
@@ -83,11 +89,18 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress (by default a live bar with steps and ETA on a terminal, one line per epoch otherwise).")] = False,
     device: Annotated[str, typer.Option(help="Where to train: cpu, cuda, cuda:N, or auto (a GPU when torch sees one).")] = "cpu",
     devices: Annotated[int, typer.Option(min=1, help="Train data-parallel in this many processes on this machine (relaunches itself through torchrun; --batch-size stays the global batch).")] = 1,
+    oversubscribe: Annotated[bool, typer.Option(help="Allow --devices above this machine's CPU cores (or GPUs with --device cuda).")] = False,
+    timeout: Annotated[int, typer.Option(min=1, help="Seconds a data-parallel process waits for the others in a collective before the run ends with one line (a stalled or stopped rank).")] = 1800,
 ) -> None:
     """Train MODEL on --data and write a run folder (config.json, metrics.jsonl, checkpoints/, model.safetensors, summary.json)."""
-    if devices > 1 and not launched_by_torchrun():
-        relaunch(devices, command_line(ctx))
     out = out or Path("runs") / model
+    if devices > 1 and not launched_by_torchrun():
+        check_devices(devices, device, oversubscribe)
+        target = check_run_dir(out, overwrite=overwrite, resume=resume)  # refused here once, not by every process
+        with run_lock(target):  # the launcher holds the run's lock; its processes join it (ppmodels.runs.lock)
+            os.environ[HOLDER_ENV] = str(target.resolve())
+            os.environ[LAUNCHER_ENV] = str(os.getpid())
+            relaunch(devices, command_line(ctx))
     if resume:
         check_run_dir(out, resume=True)  # a folder that cannot be resumed is the first thing to hear about
         refuse_options_on_resume(ctx)
@@ -95,11 +108,15 @@ def train(
                "noise_level": noise_level, **parse_settings(set_)}
     given = locals()
     config = TrainConfig(**{name: given[name] for name in TRAIN_OPTIONS})
-    started = init_from_env(device)  # under torchrun: join the process group it describes
+    started = init_from_env(device, timeout)  # under torchrun: join the process group it describes
     try:
         _, summary = train_run(model, data, out, data_dir=data_dir, download=download, labels=labels, binarize=binarize,
                                max_per_class=max_per_class, train_config=config, model_options=options, overwrite=overwrite,
                                resume=resume, progress=not quiet, sample_every=sample_every, device=device)
+    except RuntimeError as exc:
+        if not started or isinstance(exc, PPModelsError):
+            raise
+        peer_failed(exc, timeout)
     finally:
         if started:
             close()
@@ -115,6 +132,17 @@ def train(
         echo_quality(summary["sample_quality"])
     for warning in summary.get("test_warnings", []) + summary.get("warnings", []):
         typer.echo(f"WARNING: {warning}", err=True)
+
+
+def peer_failed(exc: RuntimeError, timeout: int) -> None:
+    """A collective of a data-parallel run failed (a process died, or stalled past --timeout): one line, not gloo's or
+    nccl's traceback, and the process ends at once (its peers are gone, torch's teardown could hang)."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    typer.echo(f"error (rank {os.environ.get('RANK', '?')}): training stopped because another process died or did not answer within "
+               f"--timeout {timeout} s ({first}); continue the run with --resume", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(2)
 
 
 def command_line(ctx: typer.Context) -> list[str]:
@@ -139,9 +167,22 @@ def command_line(ctx: typer.Context) -> list[str]:
     return args
 
 
+def check_devices(devices: int, device: str, oversubscribe: bool) -> None:
+    """Refuse more processes than the machine has CPU cores (or GPUs, for ``--device cuda``) unless asked to."""
+    gpus = device != "cpu" and torch.cuda.is_available()
+    have = torch.cuda.device_count() if gpus else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if devices > have and not oversubscribe:
+        what = "GPUs" if gpus else "CPU cores"
+        raise ConfigError(f"--devices {devices} starts more processes than this machine's {have} {what}; pass --devices {have} or less "
+                          f"(or --oversubscribe to start them anyway)")
+
+
 def relaunch(devices: int, argv: list[str]) -> None:
-    """Run ``ppmodels *argv`` in ``devices`` processes through torchrun, then exit with its outcome."""
+    """Run ``ppmodels *argv`` in ``devices`` processes through torchrun, then exit with its outcome: 0, 130/143 when
+    a signal stopped them after a checkpoint (rank 0 printed the ``--resume`` line), else 2."""
     code = launch_local(devices, argv)
+    if code in (exit_code(signal.SIGINT), exit_code(signal.SIGTERM)):
+        raise typer.Exit(code)
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         typer.echo(f"error: a training process was killed by signal {name}; continue the run with --resume", err=True)

@@ -38,6 +38,15 @@ class TrainingError(PPModelsError, RuntimeError):
     """Training could not go on (for example, the loss became non-finite)."""
 
 
+class Interrupted(PPModelsError, RuntimeError):
+    """Training stopped on a signal (SIGTERM, SIGINT) after writing a checkpoint; ``signum`` is the signal, and the
+    CLI exits with ``128 + signum`` (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
 class PPModelsWarning(UserWarning):
     """Something a user should know that does not stop the work; the CLI prints it as one ``warning:`` line."""
 
@@ -54,12 +63,24 @@ def check_path(value: Any, what: str) -> Path:
     return Path(value)
 
 
-def check_int(value: Any, what: str, minimum: int | None = None, optional: bool = False) -> int | None:
-    """``value`` if it is a whole number (at least ``minimum``), or ``None`` when ``optional``; else a :class:`ConfigError`."""
+def check_int(value: Any, what: str, minimum: int | None = None, optional: bool = False, maximum: int | None = None) -> int | None:
+    """``value`` if it is a whole number (at least ``minimum``, at most ``maximum``), or ``None`` when ``optional``;
+    else a :class:`ConfigError`."""
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{what} must be a whole number, got {type(value).__name__} {value!r}; pass an int")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{what} must be at least {minimum}, got {value}; pass {minimum} or more")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{what} must be at most {maximum}, got {value}; pass {maximum} or less")
     return value
+
+
+#: the largest seed: NumPy's and torch's generators take seeds in 0..2**32-1
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(value: Any, what: str = "--seed") -> int:
+    """A seed in 0..2**32-1, as every generator ppmodels seeds accepts."""
+    return check_int(value, what, minimum=0, maximum=MAX_SEED)

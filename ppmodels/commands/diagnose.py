@@ -23,11 +23,11 @@ from ..analysis import diagnostics as dg
 from ..analysis.gold_standard import gold_standard_for, gold_standard_verdict, sampler_verdict
 from ..analysis.metrics import classification_metrics
 from ..data import parse_spec, select_split
-from ..errors import ConfigError, PPModelsError, RunError, check_int, check_path
+from ..errors import ConfigError, PPModelsError, RunError, check_int, check_path, check_seed
 from ..files import read_json, write_json
 from ..infer.importance import prior_sampled_sites, trace_particles
 from ..models import CanClassify, LabeledGenerator
-from ..runs import CONFIG, METRICS, check_output, check_output_folder, load, open_applied_data, open_run_dataset, record_output
+from ..runs import CONFIG, METRICS, check_output, check_particles_memory, check_output_folder, load, open_applied_data, open_run_dataset, record_output
 from ..analysis.inference_data import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
                                        datum_log_likelihood, has_own_log_weights, labels_of, loo_subset, posterior_idata, save_idata)
 
@@ -162,6 +162,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     """
     check_int(num_data, "--num-data", minimum=1)
     check_int(particles, "--particles", minimum=1)
+    check_seed(seed)
     if num_data < 1 or particles < dg.MIN_DRAWS:
         raise ConfigError(f"need --num-data >= 1 and --particles >= {dg.MIN_DRAWS} (k-hat needs many draws; 200 is a good start), got {num_data} and {particles}")
     run = check_path(run, "the run folder")
@@ -169,11 +170,13 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         parse_spec(data)  # a spec at all (not an array), before the slow part
     model = load(run)
     compare = gold_standard_for(model) if nuts else None  # refuse before the slow part
+    check_particles_memory(model.config.x_shape, particles, num_data, f"--particles {particles} for --num-data {num_data}",
+                           "ask for fewer --particles or --num-data")
     run_config = read_json(run / CONFIG)
     out = check_output_folder(out if out is not None else run / "diagnostics")
     names = [IDATA, DIAGNOSTICS] + [REPORT] * report
     for name in names:
-        check_output(out / name, (Path(name).suffix,), overwrite=overwrite, own=[run / "diagnostics" / name])
+        check_output(out / name, (Path(name).suffix,), overwrite=overwrite, own=[run / "diagnostics" / name], command="diagnose", run=run)
     dataset, train_data = diagnosed_data(run_config, data, data_dir, run)
     model.check_dataset(dataset)
     x, y = select_split(dataset, split)
@@ -211,7 +214,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
 
         write_report(out / REPORT, model, idata, result)
     for name in names:
-        record_output(out / name, "diagnose")
+        record_output(out / name, "diagnose", run)
     result["idata"] = idata
     return result
 

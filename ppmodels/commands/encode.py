@@ -9,7 +9,7 @@ from ..data import map_rows, select_split, to_xarray, write_netcdf
 from ..errors import ConfigError
 from ..files import write_arrays
 from ..models import CanEncode
-from ..runs import check_output, load, open_for_run, record_output
+from ..runs import check_output, load, open_for_run, output_lock, record_output
 
 
 def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None = None, split: str = "all", overwrite: bool = False) -> Path:
@@ -18,7 +18,7 @@ def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None 
     file ppmodels did not write is replaced only with ``overwrite`` (:mod:`ppmodels.runs.outputs`). Data on disk,
     ``npy``/``h5``/``zarr``, is read and encoded a chunk at a time; a run trained on an image cube applies its recorded
     transform (per-band standardisation) to the cube given."""
-    out = check_output(out, (".npz", ".nc"), overwrite=overwrite)
+    out = check_output(out, (".npz", ".nc"), overwrite=overwrite, command="encode", run=run)
     if out.suffix == ".nc" and split != "all":
         raise ConfigError(f"--out {out}: a netCDF map covers every pixel; drop --split {split} or write .npz")
     model = load(run)
@@ -27,11 +27,12 @@ def encode(run: str | Path, data: str, out: str | Path, *, data_dir: str | None 
     dataset = model.check_dataset(open_for_run(run, data, data_dir, cube=out.suffix == ".nc"))
     x, y = select_split(dataset, split)
     z_loc, z_scale = map_rows(model.encode, x)  # rows on disk are encoded a chunk at a time
-    if out.suffix == ".nc":
-        write_netcdf(to_xarray(dataset, {"z_loc": (z_loc, ("latent",)), "z_scale": (z_scale, ("latent",))}), out)
-        return record_output(out, "encode")
-    arrays = {"z_loc": z_loc, "z_scale": z_scale}
-    if y is not None:
-        arrays["y"] = y.numpy()
-    write_arrays(out, arrays)
-    return record_output(out, "encode")
+    with output_lock(out):
+        if out.suffix == ".nc":
+            write_netcdf(to_xarray(dataset, {"z_loc": (z_loc, ("latent",)), "z_scale": (z_scale, ("latent",))}), out)
+            return record_output(out, "encode", run)
+        arrays = {"z_loc": z_loc, "z_scale": z_scale}
+        if y is not None:
+            arrays["y"] = y.numpy()
+        write_arrays(out, arrays)
+        return record_output(out, "encode", run)

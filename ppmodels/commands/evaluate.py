@@ -17,11 +17,11 @@ from ..analysis.baselines import baseline_scores
 from ..analysis.metrics import classification_metrics
 from ..analysis.sample_quality import generator_quality
 from ..data import map_rows, parse_spec
-from ..errors import ConfigError, check_int
+from ..errors import ConfigError, check_int, check_seed
 from ..files import read_json, write_json
 from .diagnose import read_metrics
 from ..models import CanClassify, CanSample, PPModel
-from ..runs import CONFIG, METRICS, SUMMARY, check_output, load, open_applied_data, open_run_data, record_output
+from ..runs import CONFIG, METRICS, SUMMARY, check_output, check_particles_memory, load, open_applied_data, open_run_data, output_lock, record_output
 
 EVALUATION = "evaluation.json"
 SPLITS = ("test", "valid")
@@ -56,6 +56,7 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     check_int(iw_samples, "--iw-samples", minimum=0)
+    check_seed(seed)
     check_int(max_examples, "max_examples", minimum=1, optional=True)
     if data_spec is not None:
         parse_spec(data_spec)  # a spec at all (not an array), before the run is loaded
@@ -65,7 +66,7 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
                           "pass the --out folder of `ppmodels train` or a model from ppmodels.load")
     target = Path(out) if out is not None else None if run is None else run / EVALUATION
     if target is not None:
-        check_output(target, (".json",), overwrite=overwrite, own=[] if run is None else [run / EVALUATION])
+        check_output(target, (".json",), overwrite=overwrite, own=[] if run is None else [run / EVALUATION], command="evaluate", run=run)
     model = load(run) if run is not None else run_or_model
     run_config = read_json(run / CONFIG) if run is not None else {}
     data_options = run_config.get("data", {})
@@ -90,6 +91,7 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     else:
         result["elbo"] = float(model.elbo_per_datum(part))
     if iw_samples and model.has_elbo:
+        check_particles_memory(model.config.x_shape, iw_samples, min(500, len(part)), f"--iw-samples {iw_samples}", "ask for fewer --iw-samples")
         # rows on disk are scored a chunk at a time (every split of an in-memory dataset at once, as before)
         result["iw_log_likelihood"] = float(map_rows(lambda x: model.iw_log_likelihood(x, iw_samples), part.x).mean())
         result["iw_samples"] = iw_samples
@@ -102,6 +104,7 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
             result["sample_quality"] = scores
             result["warnings"] += warnings
     if target is not None:
-        write_json(target, result)
-        record_output(target, "evaluate")
+        with output_lock(target):
+            write_json(target, result)
+            record_output(target, "evaluate", run)
     return result

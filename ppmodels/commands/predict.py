@@ -17,7 +17,7 @@ from ..data import Dataset, class_numbers, to_xarray, write_netcdf
 from ..errors import ConfigError
 from ..models import CanClassify, CanEncode, CanStyle
 from ..plots import save_class_maps
-from ..runs import check_output, load, open_for_run, record_output
+from ..runs import check_output, load, open_for_run, output_lock, record_output
 
 
 def predict(run: str | Path, data: str, out: str | Path, *, data_dir: str | None = None, download: bool = False,
@@ -25,9 +25,9 @@ def predict(run: str | Path, data: str, out: str | Path, *, data_dir: str | None
     """Write the class map, q(y|x) and z of every pixel of the cube ``data`` to ``out`` (``.nc``), and a PNG of the
     map beside the ground truth (``out`` with ``.png``) unless ``png=False``. Returns the paths written. An existing
     file ppmodels did not write is replaced only with ``overwrite`` (:mod:`ppmodels.runs.outputs`)."""
-    out = check_output(out, (".nc",), overwrite=overwrite)
-    if png:
-        check_output(out.with_suffix(".png"), (".png",), overwrite=overwrite)
+    out = check_output(out, (".nc",), overwrite=overwrite, command="predict", run=run)
+    if png:  # not named on the command line: --overwrite does not reach it, only predict's own PNG of this run is replaced
+        check_output(out.with_suffix(".png"), (".png",), command="predict", run=run)
     model = load(run)
     if not isinstance(model, CanClassify):
         raise ConfigError(f"model {model.name!r} does not classify; predict needs a run of m2, m1m2 or m1 (with labels)")
@@ -40,10 +40,11 @@ def predict(run: str | Path, data: str, out: str | Path, *, data_dir: str | None
         variables["z"] = (z.astype(np.float32), ("latent",))
     ds = to_xarray(dataset, variables, coords={"class": values})
     ds["class_map"].attrs["description"] = "argmax q(y|x), as the ground-truth value of the class"
-    write_netcdf(ds, out)
-    written = {"map": record_output(out, "predict")}
-    if png:
-        written["png"] = record_output(save_class_maps(map_panels(ds, values), out.with_suffix(".png"), num_classes=len(values)), "predict")
+    with output_lock(out):
+        write_netcdf(ds, out)
+        written = {"map": record_output(out, "predict", run)}
+        if png:
+            written["png"] = record_output(save_class_maps(map_panels(ds, values), out.with_suffix(".png"), num_classes=len(values)), "predict", run)
     return written
 
 

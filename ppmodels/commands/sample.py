@@ -27,11 +27,11 @@ import torch
 
 from ..analysis.inference_data import posterior_idata, save_idata
 from ..data import load_dataset, select_split
-from ..errors import ConfigError, DataError, check_int
+from ..errors import ConfigError, DataError, check_int, check_seed
 from ..files import write_arrays
 from ..models import CanSample, CanSampleCodes, LabeledGenerator, PPModel
-from ..plots import save_image_grid
-from ..runs import check_memory, check_output, latent_decoder, load, open_for_run, record_output
+from ..plots import CELL_PX, save_image_grid
+from ..runs import check_memory, check_output, latent_decoder, load, open_for_run, output_lock, record_output
 
 
 def require_labels(model, option: str) -> LabeledGenerator:
@@ -111,13 +111,14 @@ def sample_posterior(run: str | Path, data: str, out: str | Path, *, num_data: i
         sample_posterior("runs/vae", "digits", "post.nc", num_data=10, draws=50)
     """
     check_int(draws, "--draws", minimum=1)
-    out = check_output(out, (".nc", ".npz"), overwrite=overwrite)
+    out = check_output(out, (".nc", ".npz"), overwrite=overwrite, command="sample", run=run)
     model = _model(run)
     x, y, index = pick_data(run, model, data, num_data, data_dir, split)
     check_memory(len(x) * draws * 3 * _numel(model.config.x_shape) * 4, f"--posterior with --num-data {len(x)} and --draws {draws}",
                  "ask for fewer --num-data or --draws")
     idata = posterior_idata(model, x, y, num_draws=draws, seed=seed, datum_index=index)
-    return record_output(save_idata(idata, out), "sample")
+    with output_lock(out):
+        return record_output(save_idata(idata, out), "sample", run)
 
 
 def sample_prior(run: str | Path, num: int, out: str | Path, *, seed: int = 0, zoom: int | None = None, overwrite: bool = False) -> Path:
@@ -130,11 +131,11 @@ def sample_prior(run: str | Path, num: int, out: str | Path, *, seed: int = 0, z
         raise ConfigError(f"model {model.name!r} cannot sample")
     decoder = latent_decoder(model)  # a density fitted on latents:RUN draws codes z, which RUN's decoder turns into x
     shown = decoder or model
-    out = _check_out(shown, out, num, overwrite)
+    out = _check_out(shown, out, num, overwrite, run=run, zoom=zoom)
     images = model.sample(num, generator=torch.Generator().manual_seed(seed))
     if decoder is not None:
         images = decoder.decode(images)
-    return _write_images(shown, images, out, zoom=zoom)
+    return _write_images(shown, images, out, zoom=zoom, run=run)
 
 
 def sample_conditional(run: str | Path, label: str | int, out: str | Path, *, num: int = 10, seed: int = 0, zoom: int | None = None,
@@ -146,10 +147,10 @@ def sample_conditional(run: str | Path, label: str | int, out: str | Path, *, nu
     """
     model = require_labels(_model(run), "--label")
     labels = parse_labels(label, model.num_classes)
-    out = _check_out(model, out, num * len(labels), overwrite)
+    out = _check_out(model, out, num * len(labels), overwrite, run=run, zoom=zoom)
     generator = torch.Generator().manual_seed(seed)
     images = np.stack([model.sample(num, label=k, generator=generator) for k in labels])
-    return _write_images(model, images if len(labels) > 1 else images[0], out, ncol=num, zoom=zoom)
+    return _write_images(model, images if len(labels) > 1 else images[0], out, ncol=num, zoom=zoom, run=run)
 
 
 def sample_analogies(run: str | Path, style_from: str, out: str | Path, *, num_data: int | None = 10,
@@ -161,15 +162,15 @@ def sample_analogies(run: str | Path, style_from: str, out: str | Path, *, num_d
     class), so the output needs no seed.
     """
     model = require_labels(_model(run), "--style-from")
-    out = _check_out(model, out, 1, overwrite)
+    out = _check_out(model, out, 1, overwrite, run=run)
     x, y, _ = pick_data(run, model, style_from, num_data, data_dir, split)
     if y is not None and int(y.max()) >= model.num_classes:
         raise DataError(f"--style-from data has labels up to {int(y.max())} but the model has classes 0..{model.num_classes - 1}; give data like the training data")
     decoded = np.asarray(model.decode_with_labels(x, y))
     if Path(out).suffix == ".npy":
-        return _write_images(model, decoded, out)
+        return _write_images(model, decoded, out, run=run)
     rows = np.concatenate([x.cpu().numpy()[:, None], decoded], axis=1)  # input first, then one column per class
-    return _write_images(model, rows, out, ncol=model.num_classes + 1, zoom=zoom)
+    return _write_images(model, rows, out, ncol=model.num_classes + 1, zoom=zoom, run=run)
 
 
 def sample_interpolation(run: str | Path, out: str | Path, *, num: int = 8, steps: int = 10, seed: int = 0, zoom: int | None = None,
@@ -178,12 +179,12 @@ def sample_interpolation(run: str | Path, out: str | Path, *, num: int = 8, step
     (a PNG grid, a row per pair, or ``.npy`` ``(num, steps, *x_shape)``)."""
     model = require_codes(_model(run), "--interpolate")
     check_int(steps, "--steps", minimum=2)
-    out = _check_out(model, out, num * steps, overwrite)
+    out = _check_out(model, out, num * steps, overwrite, run=run, zoom=zoom)
     codes = np.asarray(model.sample_codes(2 * num, generator=torch.Generator().manual_seed(seed)), dtype=np.float32)
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[None, :, None]
     line = (1 - t) * codes[:num, None] + t * codes[num:, None]  # (num, steps, z_dim)
     images = np.asarray(model.decode(line.reshape(num * steps, -1))).reshape(num, steps, *model.config.x_shape)
-    return _write_images(model, images, out, ncol=steps, zoom=zoom)
+    return _write_images(model, images, out, ncol=steps, zoom=zoom, run=run)
 
 
 def sample_analogy(run: str | Path, expression: str, out: str | Path, *, num: int = 64, seed: int = 0, variations: int = 8,
@@ -196,20 +197,20 @@ def sample_analogy(run: str | Path, expression: str, out: str | Path, *, num: in
     model = require_codes(_model(run), "--analogy")
     check_int(variations, "variations", minimum=1)
     terms = parse_analogy(expression, num)
-    out = _check_out(model, out, num + variations, overwrite)
+    out = _check_out(model, out, num + variations, overwrite, run=run, zoom=zoom)
     codes = np.asarray(model.sample_codes(num, generator=torch.Generator().manual_seed(seed)), dtype=np.float32)
     means = [codes[indices].mean(0) for _, indices in terms]
     result = sum(sign * mean for (sign, _), mean in zip(terms, means))
     around = noise * torch.randn(variations - 1, codes.shape[1], generator=torch.Generator().manual_seed(seed + 1)).numpy()
     results = np.asarray(model.decode(np.concatenate([result[None], result + around]).astype(np.float32)))
     if Path(out).suffix == ".npy":
-        return _write_images(model, results, out)
+        return _write_images(model, results, out, run=run)
     ncol = max(variations, *(len(indices) + 1 for _, indices in terms))
     rows = [np.asarray(model.decode(np.concatenate([codes[indices], mean[None]]))) for (_, indices), mean in zip(terms, means)]
     rows.append(results)
     blank = np.ones((1, *model.config.x_shape), dtype=np.float32)  # the grid's padding colour
     grid = np.concatenate([np.concatenate([row, *[blank] * (ncol - len(row))]) for row in rows])
-    return _write_images(model, grid, out, ncol=ncol, zoom=zoom)
+    return _write_images(model, grid, out, ncol=ncol, zoom=zoom, run=run)
 
 
 def sample(run: str | Path, out: str | Path, *, num: int | None = None, seed: int = 0, zoom: int | None = None, posterior: bool = False,
@@ -229,6 +230,8 @@ def sample(run: str | Path, out: str | Path, *, num: int | None = None, seed: in
                        progress=False)
         ppmodels.sample("runs/m2", "classes.png", label="all")
     """
+    check_seed(seed)
+    check_int(zoom, "--zoom", minimum=1, optional=True)
     modes = [name for name, on in (("--posterior", posterior), ("--label", label is not None), ("--style-from", style_from is not None),
                                    ("--interpolate", interpolate), ("--analogy", analogy is not None)) if on]
     if len(modes) > 1:
@@ -256,14 +259,18 @@ def _model(run):
     return load(run)
 
 
-def _check_out(model, out: str | Path, num: int, overwrite: bool = False) -> Path:
+def _check_out(model, out: str | Path, num: int, overwrite: bool = False, run=None, zoom: int | None = None) -> Path:
     """The output path, checked before drawing: suffix, what it would replace, and the memory ``num`` images need."""
     check_int(num, "--num", minimum=1)
-    out = check_output(out, (".png", ".npy"), overwrite=overwrite)
+    out = check_output(out, (".png", ".npy"), overwrite=overwrite, command="sample", run=run)
     if out.suffix == ".png" and len(model.config.x_shape) != 3:
         raise DataError(f"--out {out.name}: PNG needs image data (C x H x W) but the model's data has shape {model.config.x_shape}; write .npy instead")
     # the draws, their latents and the decoded means are held at once, a few copies of num x features floats
     check_memory(num * 3 * _numel(model.config.x_shape) * 4, f"{num} samples", "ask for fewer with --num")
+    if out.suffix == ".png":  # the grid: every pixel zoom x zoom times (at most the readable default), float64 and 8-bit RGB
+        scale = zoom or -(-CELL_PX // max(int(d) for d in model.config.x_shape[-2:]))
+        check_memory(num * _numel(model.config.x_shape) * scale ** 2 * 11, f"a PNG grid of {num} samples at --zoom {zoom or 1}",
+                     "ask for fewer with --num or a smaller --zoom, or write .npy")
     return out
 
 
@@ -271,10 +278,11 @@ def _numel(shape) -> int:
     return int(np.prod([int(d) for d in shape]))
 
 
-def _write_images(model, images: np.ndarray, out: str | Path, ncol: int | None = None, zoom: int | None = None) -> Path:
+def _write_images(model, images: np.ndarray, out: str | Path, ncol: int | None = None, zoom: int | None = None, run=None) -> Path:
     out = Path(out)
-    if out.suffix == ".npy":
-        write_arrays(out, images.astype(np.float32))
-    else:
-        save_image_grid(images.reshape(-1, *model.config.x_shape), out, ncol=ncol, zoom=zoom)
-    return record_output(out, "sample")
+    with output_lock(out):
+        if out.suffix == ".npy":
+            write_arrays(out, images.astype(np.float32))
+        else:
+            save_image_grid(images.reshape(-1, *model.config.x_shape), out, ncol=ncol, zoom=zoom)
+        return record_output(out, "sample", run)

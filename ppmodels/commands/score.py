@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from ..data import map_rows, select_split
-from ..errors import ConfigError, check_int
+from ..errors import ConfigError, check_int, check_seed
 from ..files import atomic_write, write_arrays
-from ..runs import check_output, latent_decoder, load, open_for_run, open_run_dataset, record_output
+from ..runs import check_output, check_particles_memory, latent_decoder, load, open_for_run, open_run_dataset, output_lock, record_output
 
 FORMATS = (".npz", ".csv")
 
@@ -62,7 +62,9 @@ def score_data(run: str | Path, x, *, mixture: str | Path | None = None, num_par
     """
     check_int(num_particles, "num_particles", minimum=1)
     check_int(reference_size, "reference_size", minimum=1)
+    check_seed(seed)
     model, density, model_run = _models(run, mixture)
+    check_particles_memory(model.config.x_shape, num_particles, 500, f"--num-particles {num_particles}", "ask for fewer --num-particles")
     reference = open_run_dataset(model_run).split("train").x
     gen = torch.Generator().manual_seed(seed)
     if len(reference) > reference_size:
@@ -84,15 +86,16 @@ def score(run: str | Path, data: str, out: str | Path, *, data_dir: str | None =
           overwrite: bool = False) -> Path:
     """Score the data named by ``data`` (a spec) with :func:`score_data` and write one row per datum to ``.npz`` or ``.csv``
     (an existing file ppmodels did not write is replaced only with ``overwrite``; see :mod:`ppmodels.runs.outputs`)."""
-    out = check_output(out, FORMATS, overwrite=overwrite)
+    out = check_output(out, FORMATS, overwrite=overwrite, command="score", run=run)
     x, y = select_split(open_for_run(run, data, data_dir), split)  # an image cube: the run's transform
     scores = score_data(run, x, mixture=mixture, num_particles=num_particles, reference_size=reference_size, seed=seed)
     if y is not None:
         scores["y"] = y.numpy()
-    if out.suffix == ".npz":
-        write_arrays(out, scores)
-    else:
-        names = list(scores)
-        table = np.column_stack([scores[n].astype(np.float64) for n in names])
-        atomic_write(out, lambda tmp: np.savetxt(tmp, table, delimiter=",", header=",".join(names), comments="", fmt="%.6g"))
-    return record_output(out, "score")
+    with output_lock(out):
+        if out.suffix == ".npz":
+            write_arrays(out, scores)
+        else:
+            names = list(scores)
+            table = np.column_stack([scores[n].astype(np.float64) for n in names])
+            atomic_write(out, lambda tmp: np.savetxt(tmp, table, delimiter=",", header=",".join(names), comments="", fmt="%.6g"))
+        return record_output(out, "score", run)

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import random
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyro
+import torch
 
 from ..analysis.metrics import classification_report, clustering_accuracy
 from ..analysis.sample_quality import QualityLog, generator_quality
 from ..data import TrainData, map_rows, open_data
-from ..errors import ConfigError, RunError, check_int
+from ..errors import ConfigError, Interrupted, PPModelsError, RunError, TrainingError, check_int
 from ..files import read_json, write_json
 from ..infer import ProgressBar, TrainConfig, fit
-from ..infer.distributed import barrier, is_main, resolve_device
+from ..infer.distributed import barrier, is_main, resolve_device, world
+from ..infer.preemption import stop_on_signals
 from ..models import CanClassify, CanCluster, get_model_class
 from ..plugins import config_entry, import_plugins, require_plugins
-from ..runs import (CONFIG, METRICS, SUMMARY, BestCheckpoint, DropSetAside, MetricsLog, SampleGrid, build_model, check_run_dir, data_locations,
-                    located_data, peak_memory_mb, run_dir_transaction, save_model, start_gmvae_from_runs, versions)
+from ..runs import (CONFIG, METRICS, SUMMARY, BestCheckpoint, MetricsLog, SampleGrid, build_model, check_model_memory, check_run_dir,
+                    data_locations, located_data, peak_memory_mb, resume_dir, run_dir_transaction, run_lock, save_model,
+                    start_gmvae_from_runs, versions, work_dir)
+from ..runs.lock import HOLDER_ENV
 from ..models.m1m2 import M1M2
 from ..models.gmvae import GMVAE
 from .diagnose import read_metrics
@@ -48,11 +55,11 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     resolve_device(device)  # a GPU asked for where there is none is refused before anything is written
     out = check_run_dir(out, overwrite=overwrite, resume=resume)
     if resume:
-        saved = read_json(out / CONFIG)
+        saved = read_json(resume_dir(out) / CONFIG)  # an interrupted --overwrite's replacement, if it left one
         asked = model_name
         require_plugins(saved.get("plugins"), saved.get("model"))
         model_name, (_, _, labels, binarize, max_per_class), train_config = saved_options(saved, out / CONFIG)
-        data, saved_dir, _ = located_data(saved["data"], out)  # from wherever the run folder is now
+        data, saved_dir, _ = located_data(saved["data"], resume_dir(out))  # from wherever the run folder is now
         data_dir = data_dir or saved_dir
         if asked != model_name:
             raise RunError(f"{out} is a run of model {model_name!r}, not {asked!r}; resume it as `ppmodels train {model_name} --out {out} --resume`")
@@ -60,36 +67,99 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     cls = get_model_class(model_name)
     bundle = open_data(data, data_dir, download, labels, binarize, max_per_class, train_config.seed)
     pyro.set_rng_seed(train_config.seed)  # the initial weights follow the seed, not whatever ran before in this process
-    model = build_model(saved) if resume else cls(cls.config_from_data(bundle.dataset, **(model_options or {})))
+    if not resume:
+        model_config = cls.config_from_data(bundle.dataset, **(model_options or {}))
+        check_model_memory(cls, model_config)  # before any weight is allocated (and before the seed below)
+        pyro.set_rng_seed(train_config.seed)
+    model = build_model(saved) if resume else cls(model_config)
     if isinstance(model, GMVAE) and not resume:
         start_gmvae_from_runs(model)
     model.check_data(bundle)
+    initial = saved.get("initial_elbo") if resume else initial_elbo(model, bundle)
     barrier()  # every rank has checked the folder before rank 0 creates or replaces it
     main = is_main()
-    # rank 0 alone touches the folder; an --overwrite keeps the old run aside until the new one has a checkpoint
-    transaction = run_dir_transaction(out, overwrite=overwrite, resume=resume) if main else nullcontext((out, None))
-    with transaction as (out, aside):  # only now: a failed request leaves no folder
+    # rank 0 alone touches the folder (locked); an --overwrite builds the new run beside the old one, which it
+    # replaces only when the new run succeeded; other ranks of a run started by `train --devices N` join the lock
+    transaction = run_dir_transaction(out, overwrite=overwrite, resume=resume) if main else worker_lock(out, work_dir(out, overwrite, resume))
+    user_out = out
+    with transaction as out:  # only now: a failed request leaves no folder
         if main and not resume:
             write_json(out / CONFIG, {
                 "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
                 "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **data_locations(data, data_dir, out), **cube_record(bundle)},
-                "seed": train_config.seed,
+                "seed": train_config.seed, "initial_elbo": initial,
                 **config_entry(cls),
             })
-        callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out), DropSetAside(aside)]
+        callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out)]
         if not model.has_elbo and bundle.dataset.y is not None and not bundle.dataset.partly_labeled:
             callbacks.insert(1, QualityLog(bundle.dataset, seed=train_config.seed))  # no ELBO to log: the Frechet distance instead
         if sample_every and bundle.dataset.is_image:
             callbacks.append(SampleGrid(out, every=sample_every, seed=train_config.seed))
         barrier()
         start = time.perf_counter()
-        fit(model, bundle, train_config, callbacks=callbacks, run_dir=out, resume=resume, device=device)
+        try:
+            with stop_on_signals():  # SIGTERM / Ctrl-C: a checkpoint at the next step boundary, then Interrupted
+                fit(model, bundle, train_config, callbacks=callbacks, run_dir=out, resume=resume, device=device)
+        except Interrupted as exc:
+            devices = f" --devices {world()[1]}" if world()[1] > 1 else ""
+            raise Interrupted(f"{exc}; continue with `ppmodels train {model_name} --out {user_out} --resume{devices}`", exc.signum) from None
         if not main:
             return model, {}
-        save_model(model, out)
         summary = summarize(model, bundle, wall_time=time.perf_counter() - start, seed=train_config.seed, run_dir=out)
+        check_success(summary, initial, out)  # a diverged run is no success: it writes no weights and replaces nothing
+        save_model(model, out)
         write_json(out / SUMMARY, summary)
     return model, summary
+
+
+#: a finished run fails when its ELBO per datum ends this many times its own magnitude below the untrained model's
+FAR_BELOW = 1.0
+
+
+def initial_elbo(model, bundle: TrainData, rows: int = 1000) -> float | None:
+    """The ELBO per datum of the untrained model on (the first ``rows`` of) the validation split, or of the training
+    split without one: the reference :func:`check_success` holds a finished run to. Every random state is put back,
+    so the run draws as it would without it; ``None`` when the model cannot score before it is fitted."""
+    split = bundle.valid if bundle.valid is not None else bundle.train
+    part = split.subset(np.arange(min(rows, len(split))))
+    state = (random.getstate(), np.random.get_state())
+    try:
+        with torch.random.fork_rng(devices=[]):
+            value = float(model.elbo_per_datum(part))
+    except (PPModelsError, RuntimeError, ValueError, AttributeError, TypeError):  # a model that needs before_fit first
+        value = None
+    finally:
+        random.setstate(state[0])
+        np.random.set_state(state[1])
+    return value if value is not None and math.isfinite(value) else None
+
+
+def check_success(summary: dict, initial: float | None, run: Path) -> None:
+    """Refuse to call a run that diverged a success: its final ELBO (validation, else training) must be finite and
+    not far below the untrained model's: ``final >= initial - FAR_BELOW * max(|initial|, 1)`` (for an initial ELBO
+    of -200 nats, at least -400). Such a run writes no final weights; an ``--overwrite`` replaces nothing."""
+    key = "valid_elbo" if "valid_elbo" in summary else "train_elbo"
+    final = summary.get(key)
+    if final is None:
+        return
+    floor = None if initial is None else initial - FAR_BELOW * max(abs(initial), 1.0)
+    if math.isfinite(final) and (floor is None or final >= floor):
+        return
+    why = "is not finite" if not math.isfinite(final) else f"is far below the untrained model's {initial:.4g} (the floor is {floor:.4g})"
+    raise TrainingError(f"training diverged: the final {key.replace('_', ' ').replace('elbo', 'ELBO')} per datum {final:.4g} {why}, "
+                        f"so the run is no success (no final weights written; an --overwrite replaced nothing; the checkpoints stay in {run}); "
+                        f"lower --lr or add --clip-norm")
+
+
+@contextmanager
+def worker_lock(out: Path, work: Path):
+    """A rank other than 0 joins the lock its launcher (``train --devices N``) holds, so a ``--resume`` started while
+    it lives is refused; under another launcher rank 0's lock alone guards the folder."""
+    if os.environ.get(HOLDER_ENV):
+        with run_lock(out):
+            yield work
+    else:
+        yield work
 
 
 def check_arguments(labels: Any, max_per_class: Any, train_config: Any, model_options: Any) -> None:

@@ -17,6 +17,10 @@ def clock(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(max(0.0, seconds))))
 
 
+#: off a terminal, the most seconds without a progress line while an epoch runs
+STEP_LINE_EVERY_S = 60.0
+
+
 class ProgressBar:
     """Training progress on stderr.
 
@@ -45,6 +49,7 @@ class ProgressBar:
         # epoch took (models batch differently)
         self._steps = max(1, math.ceil(len(trainer.data.train) / trainer.config.batch_size), trainer.min_epoch_steps())
         self._epoch_start_step, self._start_epoch, self._start = state.step, state.epoch, time.perf_counter()
+        self._last_line = self._start
         if not self.console.is_terminal:
             return
         self._progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
@@ -56,6 +61,7 @@ class ProgressBar:
 
     def on_step_end(self, trainer, loss: float) -> None:
         if self._progress is None:
+            self._step_line(trainer)
             return
         state = trainer.state
         step = state.step - self._epoch_start_step
@@ -80,9 +86,20 @@ class ProgressBar:
                                   steps=self._steps, info=info)
             return
         elapsed = time.perf_counter() - self._start
-        left = elapsed / (record["epoch"] - self._start_epoch) * (epochs - record["epoch"])
+        self._last_line = time.perf_counter()
+        left = elapsed / max(1, record["epoch"] - self._start_epoch) * (epochs - record["epoch"])
         print(f"epoch {record['epoch']}/{epochs}  {self._steps} steps  {info}  elapsed {clock(elapsed)}  ETA {clock(left)}",
               file=self.console.file, flush=True)
+
+    def _step_line(self, trainer) -> None:
+        """Off a terminal, a line within a long epoch (``--min-epoch-steps``, a big data set) every
+        :data:`STEP_LINE_EVERY_S` seconds, so a log shows the run is alive."""
+        if self.disable or self.console is None or time.perf_counter() - self._last_line < STEP_LINE_EVERY_S:
+            return
+        self._last_line = time.perf_counter()
+        state = trainer.state
+        print(f"epoch {state.epoch}/{trainer.config.epochs}  step {state.step - self._epoch_start_step} of about {self._steps}"
+              f"  elapsed {clock(self._last_line - self._start)}", file=self.console.file, flush=True)
 
     def on_train_end(self, trainer) -> None:
         if self._progress is not None:

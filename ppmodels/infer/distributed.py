@@ -10,9 +10,13 @@ serve the CLI: the first joins the group ``torchrun`` describes in the environme
 
 from __future__ import annotations
 
+import ctypes
+import datetime
 import inspect
 import logging
 import os
+import signal
+import sys
 from typing import Any
 
 import numpy as np
@@ -152,17 +156,40 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def init_from_env(device: str = "cpu") -> bool:
+def init_from_env(device: str = "cpu", timeout: float | None = None) -> bool:
     """Join the process group torchrun describes in the environment (gloo on CPU, nccl on GPUs); returns whether this
     call started it (then the caller ends it with :func:`close`). Nothing happens outside torchrun or when a
-    launcher already initialised the group."""
+    launcher already initialised the group. ``timeout``: seconds a collective waits for the other ranks (torch's
+    default, 30 minutes, when ``None``). A process started by ``train --devices N`` dies with its launcher."""
     if not launched_by_torchrun() or dist.is_initialized():
         return False
+    die_with_launcher()
     target = resolve_device(device)
     if target.type == "cuda":
         torch.cuda.set_device(target)
-    dist.init_process_group(backend="nccl" if target.type == "cuda" else "gloo")
+    extra = {} if timeout is None else {"timeout": datetime.timedelta(seconds=timeout)}
+    dist.init_process_group(backend="nccl" if target.type == "cuda" else "gloo", **extra)
     return True
+
+
+#: the environment variable ``train --devices N`` sets to its own pid for the processes it starts
+LAUNCHER_ENV = "PPMODELS_LAUNCHER_PID"
+
+
+def die_with_launcher() -> None:
+    """Linux: ask the kernel to send this process SIGTERM when its parent, the ``train --devices N`` launcher, dies
+    (``prctl(PR_SET_PDEATHSIG)``), so no process trains on after its launcher was killed; the SIGTERM stops it at
+    the next step boundary after a checkpoint. A launcher that died before this call ends the process at once."""
+    launcher = os.environ.get(LAUNCHER_ENV)
+    if launcher is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(launcher):
+        os._exit(128 + int(signal.SIGTERM))
 
 
 def close() -> None:
@@ -174,6 +201,7 @@ def launch_local(nproc: int, argv: list[str]) -> int:
     """Run ``torchrun --standalone --nproc-per-node nproc -m ppmodels *argv`` in this process (torch's own launcher,
     on a free port); returns 0, or the exit code of the first failed worker (negative: killed by that signal). The
     launcher's log is silenced: the workers report for themselves (rank 0 prints results and errors)."""
+    from torch.distributed.elastic.multiprocessing import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -182,6 +210,8 @@ def launch_local(nproc: int, argv: list[str]) -> int:
     logging.disable(logging.CRITICAL)
     try:
         run(args)
+    except SignalException as exc:  # the launcher got SIGTERM/SIGINT: torchrun passed it on to the processes, which
+        return 128 + int(exc.sigval)  # stopped after a checkpoint and printed the --resume line
     except ChildFailedError as exc:
         failures = sorted(exc.failures.values(), key=lambda failure: failure.timestamp)  # the first, not the ones it took down
         return next((f.exitcode for f in failures if f.exitcode == 2), failures[0].exitcode if failures else 1)

@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import math
 import random
+import signal
 import time
 import warnings
 from contextlib import contextmanager
@@ -38,9 +39,10 @@ import torch
 
 from ..config import Field, build_config, config_dataclass
 from ..data import Dataset, TrainData, prepare_data
-from ..errors import ConfigError, ResumeWarning, RunError, TrainingError
+from ..errors import ConfigError, Interrupted, ResumeWarning, RunError, TrainingError
 from ..files import load_checkpoint, load_state, save_checkpoint
 from ..nets import PRECISIONS, precision
+from .preemption import stop_requested, watching
 from .distributed import LossModule, all_sum, barrier, gather, noise_seed, rank_slice, resolve_device, world, wrap
 
 CHECKPOINTS = "checkpoints"  # the folder, inside a run folder, of last.pt (resume state) and best.pt
@@ -61,7 +63,7 @@ class TrainConfig:
     lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
     patience: int | None = Field(20, ge=1, description="stop after this many epochs without a better validation score "
                                  "(``select_by``; ``None``: never).")
-    seed: int = Field(0, description="seeds Pyro, torch and the batch order (and the data split and the initial weights of "
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds Pyro, torch and the batch order (and the data split and the initial weights of "
                       "``ppmodels train``).")
     checkpoint_every: int = Field(1, ge=1, description="write ``checkpoints/last.pt`` every this many epochs.")
     clip_norm: float | None = Field(None, gt=0, description="clip the gradient norm to this value (``None``: no clipping).")
@@ -87,6 +89,9 @@ class TrainConfig:
                                                 "selection and everything reported afterwards run in float32). ``bf16`` makes an "
                                                 "MNIST M2 step 1.8 times faster on a CPU with AVX512-BF16 (``benchmarks/speed.py``) "
                                                 "and is slower where bfloat16 is emulated.")
+    checkpoint_every_steps: int | None = Field(None, ge=1, description="also write ``checkpoints/last.pt`` after every this many "
+                                               "steps (``None``: only at epoch ends), for long epochs; a run resumed from such a "
+                                               "checkpoint continues the epoch exactly where it stopped.")
     #: how a user sets a field (error messages name it so): ``--lr``, ``--batch-size``
     option_flag: ClassVar[str] = "--{dashed}"
 
@@ -106,6 +111,12 @@ class TrainState:
     stopped_early: bool = False
     elapsed: float = 0.0
     stage: str = ""
+    # a checkpoint written mid-epoch (a signal, checkpoint_every_steps): batches the epoch has drawn, its losses and
+    # skipped batches so far, and the batch generator's state when the epoch began (to draw the same batches again)
+    epoch_batches: int = 0
+    epoch_losses: list = dataclasses.field(default_factory=list)
+    epoch_skipped: int = 0
+    epoch_generator: Any = None
 
 
 class Trainer:
@@ -150,7 +161,7 @@ class Trainer:
         self._emit("on_train_start")
         start = time.perf_counter() - self.state.elapsed
         self._stage = None
-        while self.state.epoch < self.config.epochs and not self.state.stopped_early:
+        while (self.state.epoch < self.config.epochs or self.state.epoch_batches) and not self.state.stopped_early:  # epoch_batches: one stopped mid-way
             self._enter_stage()
             record = self._run_epoch()
             self.state.elapsed = time.perf_counter() - start
@@ -222,16 +233,23 @@ class Trainer:
     def _run_epoch(self) -> dict[str, Any]:
         model, state = self.model, self.state
         model.train()
-        state.epoch += 1
-        losses, skipped = [], 0
-        for batch in self._epoch_batches():
+        batches = self._resumed_batches() if state.epoch_batches else None  # a checkpoint written mid-epoch
+        if batches is None:
+            state.epoch += 1
+            state.epoch_generator, state.epoch_losses, state.epoch_skipped = self.generator.get_state(), [], 0
+            batches = self._epoch_batches()
+        losses = state.epoch_losses
+        for batch in batches:
             loss = self._step(batch)
+            state.epoch_batches += 1
             if loss is None:
-                skipped += 1
-                continue
-            losses.append(loss)
-            state.step += 1
-            self._emit("on_step_end", loss if isinstance(loss, dict) else loss / len(self.data.train))
+                state.epoch_skipped += 1
+            else:
+                losses.append(loss)
+                state.step += 1
+                self._emit("on_step_end", loss if isinstance(loss, dict) else loss / len(self.data.train))
+            self._step_boundary(loss is not None)
+        skipped, state.epoch_batches, state.epoch_generator, state.epoch_losses = state.epoch_skipped, 0, None, []
         state.skipped_batches += skipped
         self._check_parameters()
         if not losses:
@@ -253,6 +271,35 @@ class Trainer:
         self._reduce_lr_on_plateau()
         record.update(best_epoch=state.best_epoch, epochs_without_improvement=state.epochs_without_improvement, skipped_batches=skipped)
         return record
+
+    def _resumed_batches(self):
+        """The rest of an epoch a mid-epoch checkpoint stopped: its batches drawn again from the epoch's first
+        generator state, the ones already trained on skipped, then every random state put back as it was saved."""
+        self.generator.set_state(self.state.epoch_generator)
+        batches = self._epoch_batches()
+        for _ in range(self.state.epoch_batches):
+            next(batches)
+        self._restore_rng(*self._saved_rng)
+        self._saved_rng = None  # the checkpoint's payload, weights and all, is not kept
+        return batches
+
+    def _step_boundary(self, stepped: bool) -> None:
+        """After a step: checkpoint every ``checkpoint_every_steps`` steps, and stop (after a checkpoint) when a signal
+        asked to (:mod:`ppmodels.infer.preemption`); under a process group all ranks agree on stopping."""
+        signum = stop_requested() if watching() else None
+        if watching() and self.world_size > 1:  # one all-reduce per step, only while signals are watched
+            count, total = all_sum([float(signum is not None), float(signum or 0)], self.model.device)
+            signum = round(total / count) if count else None
+        every = self.config.checkpoint_every_steps
+        due = stepped and every is not None and self.state.step % every == 0
+        if self.run_dir is not None and (due or signum):
+            self._check_parameters()
+            self.save_checkpoint()
+            self._emit("on_checkpoint")
+        if signum:
+            where = f"epoch {self.state.epoch}, step {self.state.step}"
+            saved = f"checkpoint {self.run_dir / CHECKPOINTS / 'last.pt'} written" if self.run_dir is not None else "no run folder, nothing saved"
+            raise Interrupted(f"stopped by {signal.Signals(signum).name} at {where}; {saved}", signum)
 
     def _epoch_batches(self):
         """One epoch's batches: passes of the model's :meth:`training_batches` until ``min_epoch_steps`` (one pass
@@ -470,7 +517,7 @@ class Trainer:
                 "world_size": self.world_size,
             })
         barrier()
-        self.saved_epoch = self.state.epoch
+        self.saved_epoch = self.state.epoch - (1 if self.state.epoch_batches else 0)
         return path
 
     def _restore(self) -> None:
@@ -487,10 +534,12 @@ class Trainer:
             self.optimizer.load_state_dict(payload["optimizer"])
             self.state = TrainState(**payload["state"])
             self.best_weights = payload["best_model"]
-            self._restore_rng(payload, path)
+            self._saved_rng = (payload, path)
+            if not self.state.epoch_batches:  # mid-epoch: once the epoch's batches are drawn again (_resumed_batches)
+                self._restore_rng(payload, path)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RunError(f"checkpoint {path} is incomplete or from another version ({type(exc).__name__}: {exc}); start again with --overwrite") from None
-        self.saved_epoch = self.state.epoch
+        self.saved_epoch = self.state.epoch - (1 if self.state.epoch_batches else 0)
 
     def _restore_rng(self, payload: dict, path: Path) -> None:
         """Every rank continues its own random streams when the world size is the one that wrote the checkpoint;

@@ -34,7 +34,7 @@ from ..config import Field, IntList, build_config, config_dataclass, is_config_d
 from ..corruption import CORRUPTIONS, check_corruption, corrupt
 from ..data import Dataset, LazyRows, Split, TrainData, binomial_trials, in_unit_interval, shuffled_batches
 from ..data.dataset import nonfinite_rows
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, check_int
 from ..infer.importance import iw_log_likelihood, log_importance_weights
 from ..infer.trainer import TrainConfig, fit
 from ..nets import NETS
@@ -371,6 +371,7 @@ class PPModel(nn.Module):
     @torch.no_grad()
     def iw_log_likelihood(self, x: torch.Tensor, num_particles: int = 100, batch_size: int = 500) -> torch.Tensor:
         """Per-datum importance-weighted lower bound on log p(x) with ``num_particles`` samples: shape ``(N,)``."""
+        check_int(num_particles, "num_particles", minimum=1)
         return torch.cat([iw_log_likelihood(self.log_importance_weights(xb, num_particles)) for xb in self.checked_batches(x, batch_size)])
 
     @contextmanager

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..config import Field, config_dataclass
 from ..data import Dataset, TrainData, sample_rows
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 from ..registry import register_model
 from .base import ModelConfig, PPModel, data_plate
 
@@ -159,5 +159,6 @@ class GMM(PPModel):
     @torch.no_grad()
     def sample(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:
         """``num`` draws from the mixture, shape ``(num, *x_shape)``."""
+        check_int(num, "num", minimum=0)
         draws = sample_mixture(num, self.logits, self.locs, self.scales, generator)
         return draws.reshape(num, *self.config.x_shape).numpy()

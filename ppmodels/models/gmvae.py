@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import Field, config_dataclass
 from ..data import TrainData
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 from ..registry import register_model
 from .base import data_plate
 from .gmm import component_log_posterior, mixture_log_prob, sample_mixture
@@ -127,6 +127,7 @@ class GMVAE(VAE):
     @torch.no_grad()
     def sample(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:
         """``num`` draws ``c ~ pi``, ``z ~ N(mu_c, sigma_c)``, decoded to the mean of p(x|z)."""
+        check_int(num, "num", minimum=0)
         return self.decode(sample_mixture(num, self.prior_logits, self.prior_locs, self.prior_scales, generator))
 
     def sample_codes(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:

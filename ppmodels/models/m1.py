@@ -16,7 +16,7 @@ from sklearn.svm import SVC
 
 from ..config import Field, IntList, config_dataclass
 from ..data import TrainData
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError, DataError, RunError
 from ..registry import register_model
 from .vae import VAE, VAEConfig
 
@@ -144,6 +144,8 @@ class M1(VAE):
     def predict(self, x) -> np.ndarray:
         """Predicted labels ``(N,)``."""
         self._check_fitted()
+        if len(x) == 0:  # scikit-learn would say "Found array with 0 sample(s)" from deep inside
+            raise DataError("predict got no examples; give at least one")
         return self.classifier_.predict(self.transform(x))
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ from pydantic import model_validator
 
 from ..config import Field, IntList, config_dataclass
 from ..data import Split, TrainData, map_rows
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 from ..nets import ACTIVATION_NAMES, flatten_event
 from ..registry import register_model
 from .base import Batch, ModelConfig, PPModel, data_plate
@@ -233,6 +233,7 @@ class M1M2(PPModel):
     def sample(self, num: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None,
                label: int | None = None) -> np.ndarray:
         """``num`` draws: z1 = the mean of p(z1 | y, z2), decoded to the mean of p(x | z1); ``y``/``label`` as in M2."""
+        check_int(num, "num", minimum=0)
         return self.m1.decode(self.m2.sample(num, generator=generator, y=y, label=label))
 
     @torch.no_grad()

@@ -13,7 +13,7 @@ from pyro import poutine
 from torch.nn import functional as F
 
 from ..data import Split, TrainData, take_rows
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 from ..config import Field, IntList, config_dataclass
 from ..nets import ACTIVATION_NAMES, Classifier, GaussianEncoder, x_decoder, x_features
 from ..registry import register_model
@@ -315,6 +315,7 @@ class M2(PPModel):
                label: int | None = None) -> np.ndarray:
         """``num`` draws decoded to the mean of p(x | y, z), ``(num, *x_shape)``; ``y`` (class indices, ``(num,)``)
         fixes the class of each draw, ``label`` that of all draws, else y ~ p(y)."""
+        check_int(num, "num", minimum=0)
         if label is not None:
             y = torch.full((num,), self.check_label(label), dtype=torch.long)
         if y is None:

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import Field, config_dataclass
 from ..data import Dataset, TrainData, map_rows, row_moments
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 from ..registry import register_model
 from .base import ModelConfig, PPModel, data_plate
 
@@ -215,4 +215,5 @@ class PPCA(PPModel):
     @torch.no_grad()
     def sample(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:
         """``num`` draws ``W z + mu`` (the mean of p(x|z)) for ``z ~ N(0, I)``."""
+        check_int(num, "num", minimum=0)
         return self.decode(torch.randn(num, self.config.z_dim, generator=generator))

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..config import Field, IntList, config_dataclass
+from ..errors import check_int
 from ..nets import ACTIVATION_NAMES, GaussianEncoder, x_decoder, x_features
 from ..registry import register_model
 from .base import EncoderConfig, PPModel, binomial_trials, data_plate
@@ -145,6 +146,7 @@ class VAE(PPModel):
     @torch.no_grad()
     def sample(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:
         """``num`` draws from the prior, decoded to the mean of p(x|z): ``(num, *x_shape)``."""
+        check_int(num, "num", minimum=0)
         z = torch.randn(num, self.config.z_dim, generator=generator)
         return self.decode(z)
 

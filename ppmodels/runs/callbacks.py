@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import torch
@@ -22,17 +21,6 @@ from ..plots import save_image_grid
 from .folder import METRICS
 
 
-class DropSetAside:
-    """Deletes the old run that ``train --overwrite`` set aside, once the new run has written its first checkpoint."""
-
-    def __init__(self, aside: str | Path | None):
-        self.aside = None if aside is None else Path(aside)
-
-    def on_checkpoint(self, trainer) -> None:
-        if self.aside is not None and self.aside.exists():
-            shutil.rmtree(self.aside)
-
-
 class MetricsLog:
     """Appends one JSON record per epoch to ``RUN/metrics.jsonl`` (a resumed run drops records past its checkpoint)."""
 
@@ -42,7 +30,8 @@ class MetricsLog:
     def on_train_start(self, trainer) -> None:
         if not self.path.is_file():
             return
-        kept = "".join(line + "\n" for line in self.path.read_text().splitlines() if _epoch_of(line) <= trainer.state.epoch)
+        done = trainer.state.epoch - (1 if trainer.state.epoch_batches else 0)  # a mid-epoch checkpoint: that epoch is not done
+        kept = "".join(line + "\n" for line in self.path.read_text().splitlines() if _epoch_of(line) <= done)
         atomic_write(self.path, lambda tmp: Path(tmp).write_text(kept))
 
     def on_epoch_end(self, trainer, record: dict) -> None:

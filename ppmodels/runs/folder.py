@@ -14,13 +14,15 @@ checkpoints are loaded with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
@@ -29,43 +31,116 @@ from ..files import atomic_write, check_writable, file_sha256, load_state, read_
 from ..infer.trainer import CHECKPOINTS
 from ..models import get_model_class
 from ..plugins import config_entry, require_plugins
+from .lock import LOCK, alive, describe, held_by_launcher, holders, run_lock
+from .provenance import check_model_memory
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 WEIGHTS = "model.safetensors"
 EXTRA_PREFIX = "extra."
+PENDING = ".new"  # RUN.new: the run an --overwrite builds until it replaces RUN
 
 
 def check_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Refuse, without touching anything, an output folder that :func:`prepare_run_dir` would not take."""
-    path = check_path(path, "--out (the run folder)")
-    last = path / CHECKPOINTS / "last.pt"
+    """Refuse, without touching anything, an output folder that :func:`run_dir_transaction` would not take.
+
+    A symlink is followed (the run is written where it points); ``--out .`` or a folder holding the working
+    directory cannot be replaced (the replacement would pull the folder from under the shell).
+    """
+    path = _followed(check_path(path, "--out (the run folder)"))
     if path.exists() and not path.is_dir():
         raise RunError(f"--out {path} is a file; give a folder path for the run")
+    check_unlocked(path)
     if resume:
-        if (path / WEIGHTS).is_file() and not last.is_file():
-            raise RunError(f"cannot resume: {last} does not exist, but the run finished ({path / WEIGHTS} is there); "
+        work = resume_dir(path)
+        last = work / CHECKPOINTS / "last.pt"
+        if (work / WEIGHTS).is_file() and not last.is_file():
+            raise RunError(f"cannot resume: {last} does not exist, but the run finished ({work / WEIGHTS} is there); "
                            f"use it as it is, or train a new run with another --out")
         if not last.is_file():
             again = "start it again with --overwrite" if (path / CONFIG).is_file() else "train without --resume"
             raise RunError(f"cannot resume: {last} does not exist (the run stopped before its first checkpoint); {again}")
-    elif path.exists() and any(path.iterdir()):
+    elif path.exists() and _has_content(path):
         if not overwrite:
             raise RunError(f"output folder {path} already exists; pass --overwrite to replace it or --resume to continue it")
         if not (path / CONFIG).is_file():
             raise RunError(f"refusing to overwrite {path}: it is not a ppmodels run folder (no {CONFIG}); choose another --out")
+        cwd = Path.cwd().resolve()
+        if path.resolve() == cwd or path.resolve() in cwd.parents:
+            raise RunError(f"refusing to overwrite {path}: it holds the working directory; run from elsewhere or give the run folder "
+                           f"by name (e.g. cd .. and --out {path.resolve().name})")
         if set_aside_path(path).exists():
-            raise RunError(f"{set_aside_path(path)} holds the run an interrupted --overwrite set aside; move it back to {path} "
-                           f"or delete it, then try again")
+            raise RunError(f"{set_aside_path(path)} holds the run an interrupted --overwrite of an older ppmodels set aside; move it "
+                           f"back to {path} or delete it, then try again")
+        check_unlocked(pending_path(path))
     check_writable(path)
     return path
 
 
+def _followed(path: Path) -> Path:
+    """``path`` with a symlink followed to the folder it names (a loop is refused)."""
+    if not path.is_symlink():
+        return path
+    try:
+        return path.resolve(strict=False)
+    except (RuntimeError, OSError) as exc:  # a symlink loop: RuntimeError before Python 3.13, OSError after
+        raise RunError(f"--out {path} is a symlink that loops ({exc}); give a folder path for the run") from None
+
+
+def _entries(path: Path) -> list[Path]:
+    """What a folder holds besides a run lock."""
+    return [p for p in path.iterdir() if p.name != LOCK]
+
+
+def _has_content(path: Path) -> bool:
+    """Whether a folder holds anything but what a run killed before writing its config.json leaves (a lock, an empty
+    ``checkpoints/``, half-written ``.*.tmp`` files): such a folder is taken by a new run as if it were empty, so the
+    hints do not send the user round in circles (resume -> train -> --overwrite -> "not a run folder")."""
+    def leftover(entry: Path) -> bool:
+        if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            return True
+        return entry.name == CHECKPOINTS and entry.is_dir() and all(leftover(e) for e in entry.iterdir())
+    return not all(leftover(entry) for entry in _entries(path))
+
+
+def check_unlocked(path: Path) -> None:
+    """Refuse at once a run folder another live process writes (see :mod:`ppmodels.runs.lock`); the lock of the
+    ``train --devices N`` that started this process is its own."""
+    if held_by_launcher(path):
+        return
+    live = [record for record in holders(path) if alive(record)] if (path / LOCK).is_dir() else []
+    if live:
+        raise RunError(f"run folder {path} is being written by {describe(live[0])}; wait until it ends, or stop it "
+                       f"(if that process is gone, e.g. on another host, delete {path / LOCK})")
+
+
 def set_aside_path(path: Path) -> Path:
-    """Where ``train --overwrite`` keeps the old run until the new one has a checkpoint."""
+    """Where an older ppmodels' ``train --overwrite`` kept the old run until the new one had a checkpoint."""
     path = path.resolve()  # "." and "runs/vae/" have names too
     return path.with_name(path.name + ".before-overwrite")
+
+
+def pending_path(path: str | Path) -> Path:
+    """Where ``train --overwrite`` builds the run that replaces ``RUN`` once it finishes: ``RUN.new`` beside it."""
+    path = Path(path).resolve()
+    return path.with_name(path.name + PENDING)
+
+
+def resume_dir(path: str | Path) -> Path:
+    """The folder ``--resume`` of ``path`` continues: the replacement an interrupted ``--overwrite`` left (``RUN.new``
+    with a checkpoint; it replaces RUN when it finishes), else ``path`` itself."""
+    pending = pending_path(path)
+    return pending if (pending / CHECKPOINTS / "last.pt").is_file() else Path(path)
+
+
+def work_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """The folder a training run of ``path`` writes (see :func:`run_dir_transaction`): ``RUN.new`` when it replaces or
+    continues the replacement of a run, else ``path``."""
+    path = Path(path)
+    if resume:
+        return resume_dir(path)
+    return pending_path(path) if overwrite and path.is_dir() and _has_content(path) else path
 
 
 def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
@@ -75,40 +150,82 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = Fa
         for stale in path.rglob(".*.tmp"):  # half-written files of a run that was killed mid-write
             stale.unlink()
         return path
-    if path.exists() and any(path.iterdir()):
+    if path.exists() and _entries(path):
         shutil.rmtree(path)
     (path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     return path
 
 
 @contextmanager
-def run_dir_transaction(path: str | Path, overwrite: bool = False, resume: bool = False) -> Iterator[tuple[Path, Path | None]]:
-    """:func:`prepare_run_dir` for a training run, undone when the run fails before its first checkpoint.
+def run_dir_transaction(path: str | Path, overwrite: bool = False, resume: bool = False) -> Iterator[Path]:
+    """The folder a training run writes, locked (:mod:`ppmodels.runs.lock`) for the block; yields that folder.
 
-    Yields ``(run folder, set-aside old run or None)``. ``overwrite`` does not delete the old run: it is renamed to
-    ``RUN.before-overwrite`` and deleted once the new run has a checkpoint (see :class:`DropSetAside`) or finished.
-    A run that fails before its first checkpoint is removed, and the old run, if any, put back: the retry (``--lr``
-    lower, say) then needs no ``--overwrite`` for a fresh run and still has its old run to replace.
+    - A new run is written in ``path``; if it fails before its first checkpoint the folder is removed (an empty
+      folder the user made is left empty), so the retry needs no ``--overwrite``.
+    - ``overwrite`` leaves the old run in ``path`` untouched and builds the new one in ``RUN.new`` beside it; only
+      when the block ends without an error are the two exchanged (one atomic ``renameat2`` on Linux) and the old run
+      deleted. A failure, Ctrl-C or kill at any point leaves the old run where it was, loadable; ``RUN.new`` stays
+      when it has a checkpoint (``--resume`` of RUN continues it, a new ``--overwrite`` discards it).
+    - ``resume`` continues ``path``, or the ``RUN.new`` an interrupted ``--overwrite`` left (then exchanged at the end).
+
+    ``path`` itself is locked throughout, and ``RUN.new`` too while it is written.
     """
     path = check_run_dir(path, overwrite, resume)
-    existed, aside = path.is_dir(), None
-    if not resume and existed and any(path.iterdir()):
-        aside = set_aside_path(path)
-        path.rename(aside)
+    existed = path.is_dir()
+    work = work_dir(path, overwrite, resume)
+    replacing = work != path
     try:
-        yield prepare_run_dir(path, resume=resume), aside
+        with run_lock(path), (run_lock(work) if replacing else nullcontext()):
+            if resume:
+                for stale in work.rglob(".*.tmp"):  # half-written files of a run that was killed mid-write
+                    stale.unlink()
+            else:  # a replacement an earlier --overwrite abandoned, or a killed run's leftovers: start afresh
+                _clear(work)
+                (work / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+            try:
+                yield work
+            except BaseException:
+                if not resume and not (work / CHECKPOINTS / "last.pt").is_file():
+                    _clear(work)  # the lock goes when the block ends
+                raise
+            if replacing:
+                exchange(work, path)  # the new run (and the lock of RUN.new, also ours) now in RUN; the old run in RUN.new
+                shutil.rmtree(work)
     except BaseException:
-        if not resume and not (path / CHECKPOINTS / "last.pt").is_file():
-            shutil.rmtree(path, ignore_errors=True)
-            if aside is not None:
-                aside.rename(path)
-                aside = None
-            elif existed:
-                path.mkdir()  # the empty folder the user made
+        if not resume and (replacing or not existed) and not (work / CHECKPOINTS / "last.pt").is_file():
+            try:
+                work.rmdir()  # only if empty: a folder another process locked meanwhile stays
+            except OSError:
+                pass
         raise
-    finally:
-        if aside is not None and aside.exists():
-            shutil.rmtree(aside)
+
+
+def _clear(folder: Path) -> None:
+    """Delete what a folder holds, except its lock."""
+    for entry in _entries(folder):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap folders ``a`` and ``b``: atomically with Linux's ``renameat2(RENAME_EXCHANGE)``, elsewhere in three renames
+    (a crash between them leaves ``b.previous`` holding ``b``'s old content)."""
+    a, b = Path(a), Path(b)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        renameat2 = None
+    if renameat2 is not None:
+        at_fdcwd, rename_exchange = -100, 2
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            return
+    previous = b.with_name(b.name + ".previous")
+    os.rename(b, previous)
+    os.rename(a, b)
+    os.rename(previous, a)
 
 
 def unfinished_hint(path: Path, model_name: str) -> str:
@@ -128,6 +245,9 @@ def save_model(model, path: str | Path) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tensors.update({EXTRA_PREFIX + k: v.detach().contiguous().cpu() for k, v in model.extra_tensors().items()})
     atomic_write(path / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"model": model.name}))
+    config = read_json(path / CONFIG)
+    if isinstance(config, dict):  # the weights' checksum in the run's record, verified by load()
+        write_json(path / CONFIG, {**config, "weights_sha256": file_sha256(path / WEIGHTS)})
 
 
 def build_model(config: dict):
@@ -136,8 +256,17 @@ def build_model(config: dict):
         raise RunError("config.json names no model; the run folder is damaged")
     require_plugins(config.get("plugins"), config["model"])
     cls = get_model_class(config["model"])
+    for key in ("model_config", "data", "train"):
+        if not isinstance(config.get(key, {}), dict):
+            raise RunError(f"config.json's {key!r} is a {type(config[key]).__name__}, not a mapping; the run folder is damaged, restore "
+                           f"config.json from a copy")
     try:
-        return cls(cls.Config(**config.get("model_config", {})))
+        model_config = cls.Config(**config.get("model_config", {}))
+    except (TypeError, ConfigError) as exc:
+        raise RunError(f"config.json does not fit model {config['model']!r} ({exc}); was it written by another version?") from None
+    check_model_memory(cls, model_config, "the run's config.json asks for more than this machine holds; is it damaged?")
+    try:
+        return cls(model_config)
     except (TypeError, ConfigError) as exc:
         raise RunError(f"config.json does not fit model {config['model']!r} ({exc}); was it written by another version?") from None
 
@@ -163,6 +292,14 @@ def load(path: str | Path):
     extra = {k[len(EXTRA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)}
     state = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
     load_state(model, state, weights)
+    recorded = config.get("weights_sha256") if isinstance(config, dict) else None
+    if recorded is not None and file_sha256(weights) != recorded:  # bytes changed inside a file that still parses
+        raise RunError(f"{weights} is damaged: its sha256 {file_sha256(weights)[:12]} is not the {recorded[:12]} recorded in {path / CONFIG} "
+                       f"when it was written; restore it from a copy, or train the run again")
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise RunError(f"{weights} holds non-finite weights ({', '.join(bad[:3])}); the run diverged or the file was damaged, "
+                       f"train it again (e.g. with a lower --lr)")
     model.load_extra_tensors(extra)
     model.eval()
     _find_decoder_run(model, config, path)

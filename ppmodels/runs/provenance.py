@@ -46,6 +46,26 @@ def available_memory() -> int | None:
         return None
 
 
+def check_model_memory(cls, config, fix: str = "choose smaller layer sizes (--hidden) or latent sizes (--z-dim)") -> None:
+    """Refuse, before any weight is allocated, a model whose weights, gradients and Adam state would not fit in memory:
+    the model is built on torch's ``meta`` device (shapes only, no memory), its weights counted. A model that cannot be
+    built there is left to its own constructor."""
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            model = cls(config)
+        numel = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    except (RuntimeError, TypeError, ValueError, NotImplementedError, AttributeError):
+        return
+    check_memory(numel * 4 * 4, f"a {getattr(cls, 'name', cls.__name__)} model of {numel:,} weights (with gradients and optimizer state)", fix)
+
+
+def check_particles_memory(x_shape, particles: int, rows: int, what: str, fix: str) -> None:
+    """Refuse ``particles`` importance samples or draws for ``rows`` data at once when they would not fit in memory
+    (a few float32 copies of the data's size per particle)."""
+    numel = int(np.prod([int(d) for d in x_shape]))
+    check_memory(particles * max(1, rows) * numel * 4 * 4, what, fix)
+
+
 def check_memory(needed: int, what: str, fix: str) -> None:
     """Refuse, before allocating, a request that needs more memory than the machine has available."""
     free = available_memory()

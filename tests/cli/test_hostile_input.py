@@ -276,7 +276,7 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
                                                              lr=1e30, skip_nonfinite=True),
         "--overwrite with a learning rate that diverges keeps the old run": t("replace_diverges", "vae", message="no checkpoint was written yet", builtin=RuntimeError,
                                                                               lr=1e30, out=to_replace, overwrite=True, intact=to_replace / weights),
-        "--overwrite while an interrupted one's set-aside run exists": t("aside", "vae", message="holds the run an interrupted --overwrite set aside",
+        "--overwrite while an interrupted one's set-aside run exists": t("aside", "vae", message="holds the run an interrupted --overwrite of an older ppmodels set aside",
                                                                       out=aside, overwrite=True, intact=aside / weights),
         # files
         "empty npz file": t("empty_npz", "vae", s["empty"], "is empty"),
@@ -432,7 +432,7 @@ def test_accepted(cases, name):
     for command in accepted[name]:
         result = runner.invoke(app, command)
         assert result.exit_code == 0, result.output
-    assert not list((tmp / "accepted").glob("*.before-overwrite")), "train --overwrite left the old run set aside"
+    assert not list((tmp / "accepted").glob("*.before-overwrite")) and not list((tmp / "accepted").glob("*.new")), "train --overwrite left a folder beside the run"
 
 
 def write_pickle_bomb(path: Path, marker: Path) -> None:
