@@ -316,9 +316,24 @@ def class_dependence_verdict(dep: dict) -> str:
 
 
 # ----- training -----------------------------------------------------------------------------------------------
-def training_convergence(records: list[dict], last: int = 5) -> dict[str, Any]:
-    """The ELBO trace of training: curves, the slope over the ``last`` epochs (nats per datum per epoch, of the
-    validation ELBO when there is one), the best validation epoch and the epochs since it.
+#: the convergence window: the last max(CONVERGENCE_MIN_EPOCHS, CONVERGENCE_SHARE x epochs) epochs of the last stage
+CONVERGENCE_MIN_EPOCHS, CONVERGENCE_SHARE = 10, 0.2
+#: a trend is a slope more than this many standard errors from 0 (the regression t-statistic over the window)
+CONVERGENCE_T = 2.0
+#: ... that moves the ELBO by more than this share of its size over the window (a trend too small to matter is none)
+CONVERGENCE_GAIN = 1e-3
+
+
+def convergence_window(num_epochs: int) -> int:
+    """How many of the last epochs the slope is fitted to: max(10, 20% of them), so that a trend shows above the
+    epoch-to-epoch jitter (5 epochs called runs whose validation ELBO rose with t = 4-24 over 15-25 epochs levelled)."""
+    return max(CONVERGENCE_MIN_EPOCHS, math.ceil(CONVERGENCE_SHARE * num_epochs))
+
+
+def training_convergence(records: list[dict], last: int | None = None) -> dict[str, Any]:
+    """The ELBO trace of training: curves, the least-squares slope over the last ``last`` epochs (default
+    :func:`convergence_window`; nats per datum per epoch, of the validation ELBO when there is one) with its standard
+    error and t-statistic, the best validation epoch and the epochs since it.
 
     Records of a staged model (M1+M2: ``stage`` m1, then m2) optimise different objectives per stage, so the slope
     and the best epoch are those of the last stage; ``stage_starts`` gives the first epoch of each stage.
@@ -337,16 +352,18 @@ def training_convergence(records: list[dict], last: int = 5) -> dict[str, Any]:
     finite = np.isfinite(trace)
     if not finite.any():
         return {**result, "slope": None, "relative_slope": None, "best_epoch": None, "epochs_since_best": None}
+    last = convergence_window(int(finite.sum())) if last is None else last
     tail = np.flatnonzero(finite)[-last:]
-    slope, slope_se = None, None
+    slope, slope_se, slope_t = None, None, None
     if len(tail) >= 2:
         t = np.array(epochs, dtype=float)[tail]
         slope, intercept = (float(c) for c in np.polyfit(t, trace[tail], 1))
         if len(tail) >= 3:  # the least-squares standard error: epoch-to-epoch jitter makes a small slope mean nothing
             residual = trace[tail] - (slope * t + intercept)
             slope_se = float(np.sqrt(residual @ residual / (len(t) - 2) / ((t - t.mean()) @ (t - t.mean()))))
+            slope_t = slope / slope_se if slope_se > 0 else math.copysign(math.inf, slope) if slope else 0.0
     best = int(np.nanargmax(trace))
-    return {**result, "slope": slope, "slope_se": slope_se,
+    return {**result, "slope": slope, "slope_se": slope_se, "slope_t": slope_t,
             "relative_slope": None if slope is None else slope / max(abs(float(trace[tail].mean())), 1e-12),
             "slope_epochs": int(len(tail)), "best_epoch": int(epochs[best]), "best_elbo": float(trace[best]),
             "epochs_since_best": int(epochs[-1] - epochs[best])}
@@ -431,14 +448,19 @@ def ppc_verdict(pit: dict | None, shift: dict | None) -> str:
 
 def convergence_state(conv: dict) -> str | None:
     """``improving``, ``past_best`` or ``levelled`` from :func:`training_convergence` (``None``: too few epochs).
-    A slope within 2 standard errors of 0 is the epoch-to-epoch jitter of a curve that has levelled off (PPCA from its
-    closed form wanders by 0.01 nats around an ELBO of -0.8: a large relative slope, yet no trend)."""
+
+    A trend needs a t-statistic beyond :data:`CONVERGENCE_T` over the window and a change over the window of more than
+    :data:`CONVERGENCE_GAIN` of the ELBO: a slope within 2 standard errors of 0 is the epoch-to-epoch jitter of a curve
+    that has levelled off (PPCA from its closed form wanders by 0.01 nats around an ELBO of -0.8: a large relative
+    slope, yet no trend)."""
     if conv.get("slope") is None:
         return None
-    trend = conv.get("slope_se") is None or abs(conv["slope"]) > 2 * conv["slope_se"]
-    if trend and conv["slope"] > 0 and conv["relative_slope"] > 1e-3:
+    t = conv.get("slope_t")
+    trend = t is None or abs(t) > CONVERGENCE_T
+    gain = conv["relative_slope"] * max(conv.get("slope_epochs", 2) - 1, 1)
+    if trend and conv["slope"] > 0 and gain > CONVERGENCE_GAIN:
         return "improving"
-    if trend and conv["epochs_since_best"] >= 3 and conv["relative_slope"] < -1e-3:
+    if trend and conv["epochs_since_best"] >= 3 and gain < -CONVERGENCE_GAIN:
         return "past_best"
     return "levelled"
 
@@ -449,7 +471,7 @@ def convergence_verdict(conv: dict) -> str:
         return f"Only {conv['num_epochs']} epoch(s) logged: too few to judge convergence."
     what = "validation ELBO" if conv["slope_of"] == "valid_elbo" else "training ELBO"
     text = (f"The {what} changed by {conv['slope']:+.3f} nats per datum per epoch over the last {conv['slope_epochs']} epochs"
-            + (f" (+-{conv['slope_se']:.3f})" if conv.get("slope_se") is not None else "")
+            + (f" (+-{conv['slope_se']:.3f}, t = {conv['slope_t']:.1f})" if conv.get("slope_se") is not None else "")
             + f"; best at epoch {conv['best_epoch']} ({conv['epochs_since_best']} epoch(s) ago)")
     return text + {"improving": ": still improving, train longer.",
                    "past_best": ": past its best, later epochs overfit (the saved weights are those of the best epoch).",
@@ -494,3 +516,105 @@ def verdicts(report: dict, noun: str = "data points") -> dict[str, str]:
     if report.get("convergence"):
         out["convergence"] = convergence_verdict(report["convergence"])
     return out
+
+
+# ----- the overall verdict ------------------------------------------------------------------------------------
+#: the statuses of :func:`overall_verdict`, least severe first (``--fail-on`` names one of the last two)
+STATUSES = ("good", "warning", "bad")
+#: k-hat share above the cut from which the guide is called too narrow for the data
+KHAT_SHARE_MAX = 0.1
+#: PIT tail share (0.1 when uniform) above which the decoder is called overconfident
+PIT_TAIL_MAX = 0.15
+#: ECE from which q(y|x) is called poorly calibrated
+ECE_MAX = 0.1
+#: a NUTS reference is trusted when every quantity has R-hat below this and a bulk ESS above NUTS_ESS_MIN
+NUTS_RHAT_MAX, NUTS_ESS_MIN = 1.05, 100
+#: an SVI value further than this many NUTS posterior sds from the NUTS mean is off the posterior
+NUTS_Z_MAX = 3.0
+
+
+def problem(code: str, check: str, severity: str, value: Any, threshold: Any, message: str) -> dict[str, Any]:
+    """One entry of ``overall.problems``: a stable ``code``, the ``check`` (a key of :data:`VERDICT_TITLES`) that found
+    it, ``bad`` or ``warning``, the measured ``value`` against its ``threshold``, and one sentence."""
+    return {"code": code, "check": check, "severity": severity, "value": value, "threshold": threshold, "message": message}
+
+
+def _weight_problems(result: dict) -> list[dict]:
+    out = []
+    units = result.get("active_units") or {}
+    for name, u in units.items():
+        if u["active"] == 0:
+            out.append(problem("posterior_collapse", "active_units", "bad", 0, u["threshold"],
+                               f"the latent {name} has collapsed: no dimension's posterior mean varies over the data, the decoder ignores it"))
+    khat = result.get("khat") or {}
+    share = khat.get("frac_above_threshold")
+    if result.get("guide_samples_latents", True) and not khat.get("exact") and share is not None and share > KHAT_SHARE_MAX:
+        out.append(problem("guide_too_narrow", "khat", "warning", share, KHAT_SHARE_MAX,
+                           f"the guide is too narrow for {100 * share:.0f}% of the data (k-hat above {khat['threshold']:.2f}), "
+                           "so its importance-weighted bound is unreliable there"))
+    return out
+
+
+def _check_problems(result: dict) -> list[dict]:
+    out = []
+    pit = result.get("pit") or {}
+    if (pit.get("tail_fraction") or 0) > PIT_TAIL_MAX:
+        out.append(problem("decoder_overconfident", "ppc", "warning", pit["tail_fraction"], PIT_TAIL_MAX,
+                           "the decoder is overconfident about the features it gets wrong (PITs pile at 0 and 1)"))
+    shift = result.get("reconstruction") or {}
+    if shift and shift["difference"] > 3 * shift["difference_se"] and shift["difference"] > 0.02 * abs(shift["train"]):
+        out.append(problem("overfitting", "ppc", "warning", shift["difference"], 3 * shift["difference_se"],
+                           "held-out data are reconstructed clearly worse than training data (overfitting, or other data)"))
+    cal = result.get("calibration") or {}
+    if cal and cal["ece"] >= ECE_MAX:
+        out.append(problem("poorly_calibrated", "calibration", "warning", cal["ece"], ECE_MAX,
+                           f"the class probabilities are poorly calibrated (ECE {cal['ece']:.2f})"))
+    for line in (result.get("classification") or {}).get("warnings", []):
+        if "collapse" in line or "no better than" in line:
+            out.append(problem("classifier_collapse", "calibration", "bad", (result["classification"] or {}).get("accuracy"), None,
+                               f"the classifier is degenerate: {line}"))
+    return out
+
+
+def _gold_problems(result: dict) -> list[dict]:
+    gold = result.get("gold_standard") or {}
+    if not gold:
+        return []
+    sampler = gold.get("sampler") or {}
+    if gold["max_rhat"] > NUTS_RHAT_MAX or gold["min_ess"] < NUTS_ESS_MIN or sampler.get("divergences") or sampler.get("tree_depth_hits"):
+        return [problem("nuts_untrustworthy", "nuts_sampler", "warning", gold["max_rhat"], NUTS_RHAT_MAX,
+                        "the NUTS reference itself is not trustworthy (see its sampler diagnostics), so the fit is not compared with it")]
+    if gold["max_abs_z"] > NUTS_Z_MAX:
+        return [problem("svi_off_posterior", "gold_standard", "bad", gold["max_abs_z"], NUTS_Z_MAX,
+                        f"the SVI estimates lie outside the NUTS posterior (largest |z| {gold['max_abs_z']:.1f} posterior sds)")]
+    return []
+
+
+def overall_verdict(result: dict) -> dict[str, Any]:
+    """The machine-readable verdict on a whole :func:`~ppmodels.commands.diagnose.diagnose` result (``diagnostics.json``'s
+    ``overall``): ``status`` (``good``, ``warning`` or ``bad``: the most severe problem) and ``problems``, each made by
+    :func:`problem`, in the order a reader should act on them (convergence first: judge the rest after training longer).
+
+    ``bad``: the model or fit is wrong for these data (a collapsed latent, a degenerate classifier, data the model
+    cannot reproduce, an SVI fit off the NUTS posterior). ``warning``: a result to use with care (training still
+    improving, a guide too narrow for importance sampling, overconfidence, overfitting, poor calibration)."""
+    problems = []
+    conv = result.get("convergence") or {}
+    if convergence_state(conv) == "improving":
+        problems.append(problem("not_converged", "convergence", "warning", conv.get("slope_t"), CONVERGENCE_T,
+                                "training had not converged (the ELBO was still rising): train longer before judging the rest"))
+    problems += _weight_problems(result) + _check_problems(result) + _gold_problems(result)
+    status = max((p["severity"] for p in problems), key=STATUSES.index, default="good")
+    return {"status": status, "problems": problems}
+
+
+def overall_text(overall: dict, checked: str) -> str:
+    """The overall verdict in one paragraph of plain words (the report's headline)."""
+    problems = overall["problems"]
+    if not problems:
+        return f"Overall: good. No problem found in any check below ({checked}). The model and its guide can be used as they are."
+    bad = [p for p in problems if p["severity"] == "bad"]
+    head = (f"Overall: bad. {len(bad)} check{'s' if len(bad) > 1 else ''} show{'' if len(bad) > 1 else 's'} the fit is wrong for these data"
+            if bad else "Overall: usable with care")
+    return (f"{head} ({checked}); {len(problems)} problem{'s' if len(problems) > 1 else ''} to act on: "
+            + "; ".join(f"{p['message']} [{p['severity']}]" for p in problems) + ". The sections below show the evidence.")

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .diagnostics import KHAT_GOOD, VERDICT_TITLES, _arviz, continuous_latents, convergence_state, khat_threshold
+from .diagnostics import KHAT_GOOD, VERDICT_TITLES, _arviz, continuous_latents, khat_threshold, overall_text
+from .diagnostics import overall_verdict as dg_overall
 from .inference_data import BINARY_NOTE, labels_of, loo_pit_defined, loo_subset
 from ..files import atomic_write
 from ..models import CanReconstruct, CanSample, LabeledGenerator
@@ -35,7 +36,8 @@ h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ccc;padding-bott
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
 img{max-width:100%;max-height:640px;width:auto;height:auto}.fig{margin:.8em 0}
 .overall{background:#fff8e6;border-left:4px solid #d08a00;padding:.6em 1em;margin:.6em 0;font-size:1.08em}
-.overall.good{background:#eef8ee;border-left-color:#3a8a3a}"""
+.overall.good{background:#eef8ee;border-left-color:#3a8a3a}
+.overall.bad{background:#fdeeee;border-left-color:#b03030}"""
 
 #: at most this many quantities get NUTS trace, rank and posterior plots (those whose SVI value is furthest out)
 MAX_NUTS_PLOTS = 6
@@ -340,7 +342,7 @@ def header(result: dict) -> list[str]:
     text, good = overall_verdict(result)
     ordered = sorted(result["verdicts"].items(), key=lambda kv: list(VERDICT_TITLES).index(kv[0]) if kv[0] in VERDICT_TITLES else len(VERDICT_TITLES))
     return [f"<h1>Diagnostics of {html.escape(result['model'])} run {html.escape(Path(result['run']).name)}</h1>",
-            f'<p class="overall{" good" if good else ""}">{html.escape(text)}</p>',
+            f'<p class="overall {"good" if good else (result.get("overall") or {}).get("status", "warning")}">{html.escape(text)}</p>',
             table([("run", result["run"]), ("model", result["model"]), ("data", f"{result['data']} ({result['split']} split)"),
                    ("likelihood p(x | latents)", result.get("likelihood", "")),
                    ("data points", str(result["num_data"])), ("guide draws per datum", str(result["particles"]))]),
@@ -348,40 +350,11 @@ def header(result: dict) -> list[str]:
 
 
 def overall_verdict(result: dict) -> tuple[str, bool]:
-    """One paragraph in plain words on the whole run, and whether no problem was found. It lists what to fix, in the
-    order a reader should act on it, from the numbers the sections below explain."""
-    problems = []
-    conv = result.get("convergence") or {}
-    if convergence_state(conv) == "improving":
-        problems.append("training had not converged (the ELBO was still rising): train longer before judging the rest")
-    units = result.get("active_units") or {}
-    if any(u["active"] == 0 for u in units.values()):
-        problems.append("a latent has collapsed (no dimension carries information about x)")
-    khat = result.get("khat") or {}
-    bad = khat.get("frac_above_threshold")
-    if result.get("guide_samples_latents", True) and not khat.get("exact") and bad is not None and bad > 0.1:
-        problems.append(f"the guide is too narrow for {100 * bad:.0f}% of the data, so its importance-weighted bound is unreliable there")
-    pit = result.get("pit") or {}
-    if (pit.get("tail_fraction") or 0) > 0.15:
-        problems.append("the decoder is overconfident about the features it gets wrong")
-    shift = result.get("reconstruction") or {}
-    if shift and shift["difference"] > 3 * shift["difference_se"] and shift["difference"] > 0.02 * abs(shift["train"]):
-        problems.append("held-out data are reconstructed clearly worse than training data (overfitting, or other data)")
-    cal = result.get("calibration") or {}
-    if cal and cal["ece"] >= 0.1:
-        problems.append(f"the class probabilities are poorly calibrated (ECE {cal['ece']:.2f})")
-    gold = result.get("gold_standard") or {}
-    if gold:
-        sampler = gold.get("sampler") or {}
-        if gold["max_rhat"] > 1.05 or gold["min_ess"] < 100 or sampler.get("divergences") or sampler.get("tree_depth_hits"):
-            problems.append("the NUTS reference itself is not trustworthy (see its sampler diagnostics)")
-        elif gold["max_abs_z"] > 3:
-            problems.append(f"the SVI estimates lie outside the NUTS posterior (largest |z| {gold['max_abs_z']:.1f})")
+    """The headline paragraph from ``result["overall"]`` (:func:`ppmodels.analysis.diagnostics.overall_verdict`, the
+    verdict of ``diagnostics.json``), and whether the status is ``good``."""
+    overall = result.get("overall") or dg_overall(result)
     checked = f"{result['num_data']} {result['split']} data, {result['particles']} guide draws each"
-    if not problems:
-        return f"Overall: no problem found in any check below ({checked}). The model and its guide can be used as they are.", True
-    return (f"Overall: {len(problems)} problem{'s' if len(problems) > 1 else ''} to act on ({checked}): "
-            + "; ".join(problems) + ". The sections below show the evidence."), False
+    return overall_text(overall, checked), overall["status"] == "good"
 
 
 def inference_sections(result: dict) -> list[str]:

@@ -200,6 +200,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     if nuts:
         result["verdicts"]["gold_standard"] = gold_standard_verdict(result["gold_standard"])
         result["verdicts"]["nuts_sampler"] = sampler_verdict(result["gold_standard"]["sampler"])
+    result["overall"] = dg.overall_verdict(result)
     out.mkdir(parents=True, exist_ok=True)
     save_idata(idata, out / IDATA)
     if nuts:

@@ -28,6 +28,16 @@ def test_train_then_diagnose_end_to_end(tmp_path):
     result = invoke("diagnose", run, "--num-data", 10, "--particles", 21, "--no-report")  # default folder RUN/diagnostics
     assert result.exit_code == 0, result.output
     assert (run / "diagnostics" / "diagnostics.json").is_file() and not (run / "diagnostics" / "report.html").exists()
+    overall = json.loads((run / "diagnostics" / "diagnostics.json").read_text())["overall"]
+    assert overall["status"] in ("good", "warning", "bad") and f"overall: {overall['status']}" in result.output
+    for problem in overall["problems"]:
+        assert set(problem) == {"code", "check", "severity", "value", "threshold", "message"}
+    for level in ("warning", "bad"):  # exit 3 exactly when the verdict reaches the level; the files are written anyway
+        result = invoke("diagnose", run, "--num-data", 10, "--particles", 21, "--no-report", "--fail-on", level)
+        reached = ("good", "warning", "bad").index(overall["status"]) >= ("good", "warning", "bad").index(level)
+        assert result.exit_code == (3 if reached else 0), result.output
+    result = invoke("diagnose", run, "--num-data", 10, "--particles", 21, "--fail-on", "never")
+    assert result.exit_code == 2 and "--fail-on" in result.output
 
 
 def test_diagnose_errors_are_one_line(tmp_path):
