@@ -24,6 +24,7 @@ def diagnose(
     split: Annotated[str, typer.Option(help="Which part of the data: test, valid, train or all.")] = "test",
     num_data: Annotated[int, typer.Option(min=1, help="Number of data points to diagnose (drawn at random from the split).")] = 500,
     particles: Annotated[int, typer.Option(min=21, help="Guide draws per data point (at least 21; with 1000 the share of bad k-hat repeats within 2 points across seeds, with 200 it does not).")] = 1000,
+    stored_draws: Annotated[int, typer.Option(min=1, help="Draws per data point kept in idata.nc (the diagnostics use all --particles; the file grows with data x draws x features).")] = 50,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN/diagnostics).")] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first (MNIST).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (which data, which draws).")] = 0,
@@ -42,6 +43,7 @@ def diagnose(
     if fail_on is not None and fail_on not in FAIL_ON:
         raise typer.BadParameter(f"--fail-on must be one of {', '.join(FAIL_ON)}, got {fail_on!r}")
     result = diagnose_run(run, data, out, split=split, num_data=num_data, particles=particles, seed=seed, data_dir=data_dir, report=report,
+                          stored_draws=stored_draws,
                           nuts=nuts, nuts_samples=nuts_samples, nuts_warmup=nuts_samples, nuts_chains=nuts_chains,
                           overwrite=overwrite)
     typer.echo(summary_table(result))

@@ -29,7 +29,8 @@ from ..infer.importance import prior_sampled_sites, trace_particles
 from ..models import CanClassify, LabeledGenerator
 from ..runs import CONFIG, METRICS, check_output, check_output_folder, load, open_applied_data, open_run_dataset, record_output
 from ..analysis.inference_data import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
-                                       datum_log_likelihood, has_own_log_weights, labels_of, loo_subset, posterior_idata, save_idata)
+                                       datum_log_likelihood, has_own_log_weights, labels_of, loo_subset, posterior_idata, save_idata, OBSERVED_SITE,
+                                       log_likelihood_float64, thinned)
 
 IDATA, DIAGNOSTICS, REPORT, NUTS_IDATA = "idata.nc", "diagnostics.json", "report.html", "nuts.nc"
 #: how many diagnosed data are decoded with every class to see whether the decoder uses the label
@@ -81,7 +82,7 @@ def weight_diagnostics(idata) -> dict[str, Any]:
     log_weights = stats[weights].values[0].T  # (datum, draw): samples last, as psislw wants
     # the stored weights are those of the guide's own ELBO only when the guide samples every latent: with none (the
     # GMM) or some left to the prior (the GMVAE's component c, summed exactly in training) they judge another proposal
-    guided = "posterior" in idata.groups()
+    guided = "posterior" in idata.groups() and idata.posterior.attrs.get("source", "guide") == "guide"
     whole_guide = guided and not stats.attrs.get(PRIOR_SAMPLED)
     guide_weights = stats["log_weight"].values[0].T if whole_guide else None
     result: dict[str, Any] = {"khat": dg.pareto_khat(log_weights, datum), "log_weights": weights, "guide_samples_latents": guided,
@@ -103,7 +104,7 @@ def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndar
         result["class_dependence"] = dg.class_dependence(model.decode_with_labels(idata.observed_data["x"].values[:CLASS_CHECK_DATA]))
     result["reconstruction_error"] = errors = -datum_log_likelihood(idata).mean(0)
     result["train_reconstruction_error"] = train_errors
-    if result["guide_samples_latents"]:  # posterior predictive checks need posterior draws
+    if "posterior_predictive" in idata.groups():  # posterior predictive checks need posterior draws (a guide's or exact ones)
         observed = idata.observed_data["x"].values.reshape(len(errors), -1)
         replicates = idata.posterior_predictive["x"].values[0, :predictive_draws].reshape(-1, len(errors), observed.shape[1])
         result["pit"] = dg.predictive_pit(observed, replicates, model.config.likelihood, seed)
@@ -124,10 +125,11 @@ def arviz_loo_check(idata, iw: np.ndarray) -> dict[str, Any]:
     bound ``iw`` of the same data (nats per datum); the difference is also written into the attributes of
     ``log_likelihood`` (``loo_minus_iw_per_datum``), beside its note."""
     subset = loo_subset(idata)
+    log_likelihood_float64(subset)  # float32 per-feature values give az.loo NaN
     count = subset.observed_data.sizes["datum"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # k-hat > 0.7 everywhere: that is what the note explains
-        loo = dg._arviz().loo(subset, reff=1.0)  # the guide's draws are independent (and the GMM has no posterior to measure it)
+        loo = dg._arviz().loo(subset, reff=1.0, var_name=OBSERVED_SITE)  # the guide's draws are independent
     per_datum, bound = float(loo.elpd_loo) / count, float(np.mean(iw[:count]))
     excess = per_datum - bound
     idata.log_likelihood.attrs["loo_minus_iw_per_datum"] = excess
@@ -145,9 +147,12 @@ def train_reconstruction_errors(model, train_x: torch.Tensor, num: int, particle
 
 def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = None, *, split: str = "test",
              num_data: int = 500, particles: int = 1000, seed: int = 0, data_dir: str | None = None,
-             batch_size: int = 100, predictive_draws: int = 20, report: bool = True, nuts: bool = False,
+             batch_size: int = 100, predictive_draws: int = 20, stored_draws: int = 50, report: bool = True, nuts: bool = False,
              nuts_samples: int = 200, nuts_warmup: int = 200, nuts_chains: int = 2, overwrite: bool = False) -> dict[str, Any]:
     """Diagnose the run in folder ``run`` on ``num_data`` data of ``split`` with ``particles`` guide draws each.
+
+    Every diagnostic uses all ``particles`` draws; ``idata.nc`` keeps the first ``stored_draws`` of them in every group
+    (the per-feature arrays grow with data x draws x features: 360 digits x 1000 draws made a 128 MB file).
 
     Returns the content of ``diagnostics.json`` (with per-datum arrays) and writes the files of the module
     docstring into ``out`` (files there that ppmodels did not write are replaced only with ``overwrite``; see
@@ -161,6 +166,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     """
     check_int(num_data, "--num-data", minimum=1)
     check_int(particles, "--particles", minimum=1)
+    check_int(stored_draws, "--stored-draws", minimum=1)
     if num_data < 1 or particles < dg.MIN_DRAWS:
         raise ConfigError(f"need --num-data >= 1 and --particles >= {dg.MIN_DRAWS} (k-hat needs many draws; 200 is a good start), got {num_data} and {particles}")
     run = check_path(run, "the run folder")
@@ -202,6 +208,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         result["verdicts"]["nuts_sampler"] = sampler_verdict(result["gold_standard"]["sampler"])
     result["overall"] = dg.overall_verdict(result)
     out.mkdir(parents=True, exist_ok=True)
+    idata = thinned(idata, stored_draws)  # the diagnostics used every draw; the file keeps the first stored_draws
     save_idata(idata, out / IDATA)
     if nuts:
         save_idata(result["nuts_idata"], out / NUTS_IDATA)
