@@ -153,7 +153,7 @@ def test_report_is_one_self_contained_page(diagnosed):
     assert images >= 8 + (name != "vae") + (name in ("m2", "m1m2"))
     assert "Class-conditional samples" in page if name in ("m2", "m1m2") else "Class-conditional samples" not in page
     for heading in ("Pareto k-hat", "How tight is the ELBO", "Reconstructions", "Latent space", "Posterior predictive checks",
-                    "KL per dimension", "as ArviZ draws them"):
+                    "I(x; z_d)", "as ArviZ draws them"):
         assert heading in page
     # an overall verdict first, verdicts keyed by their questions, not by internal names
     assert page.index('class="overall') < page.index("<h2>Verdicts</h2>") and "Overall: " in page

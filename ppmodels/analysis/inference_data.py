@@ -167,6 +167,12 @@ def exact_discrete_trace(model, x: torch.Tensor, num_draws: int, **kwargs: Any):
         if not any(site["type"] == "sample" and site["infer"].get("enumerate") for site in probe.nodes.values()):
             return None
         discrete = poutine.trace(infer_discrete(particles, first_available_dim=-3, temperature=1)).get_trace(x, num_data=n, **kwargs)
+        for site in discrete.nodes.values():  # a single category keeps its enumeration dim and no particle dims
+            if site["type"] == "sample" and site["infer"].get("enumerate"):
+                value = site["value"]
+                while value.dim() > 2 and value.shape[0] == 1:
+                    value = value[0]
+                site["value"] = value.expand(num_draws, n)
         # replay the model on the posterior draws: infer_discrete's own trace holds the enumerated distributions
         return poutine.trace(poutine.replay(particles, trace=discrete)).get_trace(x, num_data=n, **kwargs)
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .diagnostics import KHAT_GOOD, VERDICT_TITLES, _arviz, continuous_latents, khat_threshold, overall_text
+from .diagnostics import KHAT_GOOD, MI_COLLAPSED, VERDICT_TITLES, _arviz, continuous_latents, khat_threshold, overall_text
 from .diagnostics import overall_verdict as dg_overall
 from .inference_data import BINARY_NOTE, labels_of, loo_pit_defined, loo_subset
 from ..files import atomic_write
@@ -248,17 +248,19 @@ def accuracy_intervals(bins: list[dict], level: float = 0.95) -> tuple[np.ndarra
     return np.nan_to_num(low), np.nan_to_num(high, nan=1.0)
 
 
-def kl_figure(kl: dict[str, np.ndarray]) -> str:
-    """Bars of KL(q(z_d | x) || p(z_d)) per latent dimension, one panel per latent, averaged over data."""
+def kl_figure(values_by_latent: dict[str, np.ndarray], threshold: float = MI_COLLAPSED, measure: str = "I(x; z_d)") -> str:
+    """Bars of the information per latent dimension (I(x; z_d), or the KL to the prior), one panel per latent,
+    collapsed dimensions (below ``threshold``) in red."""
     def draw(axes):
-        for ax, (name, values) in zip(np.atleast_1d(axes), kl.items()):
+        for ax, (name, values) in zip(np.atleast_1d(axes), values_by_latent.items()):
             values = np.asarray(values, dtype=float)
-            ax.bar(np.arange(len(values)), values, color=np.where(values < 0.01, "tab:red", "tab:blue"))
-            ax.axhline(0.01, color="grey", linestyle="--", linewidth=1)
-            ax.set(xlabel=f"dimension of {name}", ylabel="KL (nats per datum)", title=f"{name}: {int((values >= 0.01).sum())} of {len(values)} dimensions carry information")
+            ax.bar(np.arange(len(values)), values, color=np.where(values < threshold, "tab:red", "tab:blue"))
+            ax.axhline(threshold, color="grey", linestyle="--", linewidth=1)
+            ax.set(xlabel=f"dimension of {name}", ylabel=f"{measure} (nats per datum)",
+                   title=f"{name}: {int((values >= threshold).sum())} of {len(values)} dimensions carry information")
             ax.set_xticks(np.arange(len(values)))
 
-    return figure_html(draw, (min(5 * len(kl), 11), 3.2), "KL per latent dimension", ncols=len(kl))
+    return figure_html(draw, (min(5 * len(values_by_latent), 11), 3.2), "information per latent dimension", ncols=len(values_by_latent))
 
 
 def images_figure(rows: list[tuple[str, np.ndarray]], ncol: int, alt: str) -> str:
@@ -307,7 +309,8 @@ def fit_sections(model, idata, result: dict) -> list[str]:
         draws = idata.posterior_predictive["x"].values[0, :, :show]
         recon, how = draws.mean(0), f"average of {len(draws)} posterior predictive draws"
     out = [section("Reconstructions", None, images_figure([("originals", x[:show]), (f"reconstructions ({how})", recon)], show, "reconstructions"),
-                   "Each reconstruction sits below its original. Blurry but recognisable is normal for a VAE; a wrong digit means the latent code lost it.")]
+                   "Each reconstruction sits below its original. Blurry but recognisable is common for a latent-variable model with a "
+                   "simple likelihood; a wrong digit means the latent code lost it.")]
     khat = np.asarray(result["khat"]["khat"], dtype=float)
     if result["khat"].get("exact") or not np.isfinite(khat).any():  # constant weights: no datum is fitted worse than another
         return out
@@ -387,10 +390,12 @@ def latent_sections(idata, result: dict) -> list[str]:
     latents = continuous_latents(idata)
     with_label = "posterior" in idata.groups() and "y" in idata.posterior  # then z (z2 in M1+M2) should hold style, not class
     out = []
-    if result.get("kl_per_dim"):
-        out.append(section("How much does each latent dimension carry? KL per dimension", result["verdicts"].get("active_units"), kl_figure(result["kl_per_dim"]),
-                           "KL(q(z_d | x) || p(z_d)) averaged over the data and the guide's draws, in nats: what dimension d tells about x. Red bars "
-                           "(below 0.01, dashed) are collapsed dimensions: the guide returns the prior there and the decoder ignores them."))
+    if result.get("mutual_information"):
+        out.append(section("How much does each latent dimension carry? I(x; z_d)", result["verdicts"].get("active_units"), kl_figure(result["mutual_information"]),
+                           "The mutual information between x and dimension d of the latent under the guide, in nats per datum: how much q(z_d | x) "
+                           f"changes with x (at most log N). Red bars (below {MI_COLLAPSED}, dashed) are collapsed dimensions: the guide gives every x "
+                           "the same distribution there and the decoder cannot use them. Unlike the KL to the prior it is not raised by a guide "
+                           "that is merely narrower than the prior for every x."))
     for name, points in latents.items():
         hint = "Coloured by the true label. Classes that form separate clusters are easy to classify from this latent code."
         if with_label and name == list(latents)[-1]:

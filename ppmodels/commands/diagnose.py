@@ -35,6 +35,8 @@ from ..analysis.inference_data import (add_class_probabilities, add_model_log_we
 IDATA, DIAGNOSTICS, REPORT, NUTS_IDATA = "idata.nc", "diagnostics.json", "report.html", "nuts.nc"
 #: how many diagnosed data are decoded with every class to see whether the decoder uses the label
 CLASS_CHECK_DATA = 100
+#: training rows (drawn at random) that fit the independent-features baseline
+BASELINE_ROWS = 20_000
 #: attribute of ``sample_stats``: the model's latents that the guide leaves to the prior, comma-separated
 PRIOR_SAMPLED = "prior_sampled_latents"
 
@@ -93,13 +95,18 @@ def weight_diagnostics(idata) -> dict[str, Any]:
 
 
 def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndarray | None, seed: int = 0,
-                        predictive_draws: int = 20) -> dict[str, Any]:
+                        predictive_draws: int = 20, baseline_x: np.ndarray | None = None) -> dict[str, Any]:
     """Every diagnostic of :mod:`ppmodels.diagnostics` from an InferenceData of :func:`posterior_idata`; the PIT uses
-    the first ``predictive_draws`` posterior predictive draws."""
+    the first ``predictive_draws`` posterior predictive draws, the p-values up to :data:`~ppmodels.analysis.diagnostics.PPC_DRAWS`;
+    ``baseline_x`` (training data) fits the independent-features baseline."""
     result = weight_diagnostics(idata)
     result["kl_per_dim"] = kl = {name[3:]: idata.sample_stats[name].values[0].mean(axis=(0, 1))
                                  for name in idata.sample_stats.data_vars if name.startswith("kl_")}
-    result["active_units"] = {name: dg.active_units(means, kl_per_dim=kl.get(name)) for name, means in dg.continuous_latents(idata).items()}
+    if result["guide_samples_latents"]:  # I(x; z) of each continuous latent, from its draws
+        result["mutual_information"] = {name: dg.mutual_information(idata.posterior[name].values[0]) for name in dg.continuous_latents(idata)}
+    mi = result.get("mutual_information") or {}
+    result["active_units"] = {name: dg.active_units(means, kl_per_dim=kl.get(name), mi_per_dim=mi.get(name))
+                              for name, means in dg.continuous_latents(idata).items()}
     if isinstance(model, LabeledGenerator):  # the class rows: does p(x | y, z) change with y?
         result["class_dependence"] = dg.class_dependence(model.decode_with_labels(idata.observed_data["x"].values[:CLASS_CHECK_DATA]))
     result["reconstruction_error"] = errors = -datum_log_likelihood(idata).mean(0)
@@ -108,8 +115,14 @@ def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndar
         observed = idata.observed_data["x"].values.reshape(len(errors), -1)
         replicates = idata.posterior_predictive["x"].values[0, :predictive_draws].reshape(-1, len(errors), observed.shape[1])
         result["pit"] = dg.predictive_pit(observed, replicates, model.config.likelihood, seed)
+        draws = idata.posterior_predictive["x"].values[0, :dg.PPC_DRAWS]
+        result["ppc_pvalues"] = dg.ppc_pvalues(observed, draws.reshape(len(draws), len(errors), -1), model.config.likelihood, seed)
         result["reconstruction"] = dg.reconstruction_shift(errors, train_errors) if train_errors is not None else None
     result["arviz_loo"] = arviz_loo_check(idata, result["log_likelihood"]["per_datum"]["iw"])
+    if baseline_x is not None:
+        x = idata.observed_data["x"].values
+        baseline = dg.independent_baseline(baseline_x, x, model.config.likelihood)
+        result["baseline"] = dg.baseline_comparison(baseline, result["log_likelihood"]["per_datum"]["iw"])
     labels = labels_of(idata) if "predictions" in idata.groups() else None
     known = None if labels is None else labels >= 0  # an image cube's background pixels have no label (-1)
     if labels is not None and known.any():
@@ -196,7 +209,11 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     if train_data is not None and split != "train":
         train_x = train_data.split("train").x
         train_errors = train_reconstruction_errors(model, train_x, len(idx), min(particles, 20), seed, batch_size)
-    result = compute_diagnostics(model, idata, records, train_errors, seed, min(predictive_draws, particles))
+    baseline_x = None
+    if train_data is not None:
+        train_x = train_data.split("train").x
+        baseline_x = np.asarray(train_x[choose_data(BASELINE_ROWS, len(train_x), seed + 3)])
+    result = compute_diagnostics(model, idata, records, train_errors, seed, min(predictive_draws, particles), baseline_x)
     if nuts:
         result["gold_standard"] = gold_standard(compare, model, train_data, num_data, seed, nuts_samples, nuts_warmup, nuts_chains)
         result["nuts_idata"] = result["gold_standard"].pop("idata")
