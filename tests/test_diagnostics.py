@@ -111,6 +111,8 @@ def test_worst_reports_the_named_data_with_the_largest_khat():
     lw[3] = rng.standard_t(1, size=1000) * 3  # a Cauchy-tailed datum
     khat = dg.pareto_khat(lw, datum_index=np.array([10, 11, 12, 13, 14]), num_worst=2)
     assert khat["worst"][0]["datum"] == 13 and khat["worst"][0]["khat"] == khat["max"]
+    # only the heavy-tailed datum is above the cut in both halves of the draws; the Gaussian ones are not listed at all
+    assert [w["datum"] for w in khat["worst"]] == [13] and khat["frac_above_threshold_both_halves"] == pytest.approx(0.2)
 
 
 def synthetic_classifier(n=20000, k=5, seed=0, sharpen=1.0):

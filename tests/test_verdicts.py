@@ -91,3 +91,17 @@ def test_mutual_information_of_a_gaussian_channel_and_of_a_guide_that_ignores_x(
     assert mi[0] == pytest.approx(0.5 * np.log(5), abs=0.08) and abs(mi[1]) < dg.MI_COLLAPSED / 2
     units = dg.active_units(np.concatenate([means, same.mean(0)], -1), kl_per_dim=np.array([0.8, 1.8]), mi_per_dim=mi)
     assert units["collapsed"] == [1] and "mutual information" in dg.active_verdict({"z": units})
+
+
+def test_calibration_has_an_ece_interval_a_noise_floor_nll_and_brier():
+    """A classifier calibrated by construction: its ECE lies near the floor of a perfectly calibrated one of the same
+    size; NLL and Brier against their definitions."""
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4) * 0.5, size=300)
+    labels = np.array([rng.choice(4, p=p) for p in probs])
+    cal = dg.calibration(probs, labels)
+    assert cal["ece_low"] <= cal["ece"] <= cal["ece_high"] and cal["ece"] < cal["ece_floor_95"] + 0.02
+    assert cal["nll"] == pytest.approx(-np.mean(np.log(probs[np.arange(300), labels])))
+    assert cal["brier"] == pytest.approx(np.mean(((probs - np.eye(4)[labels]) ** 2).sum(1)))
+    sure = np.eye(4)[(labels + (rng.random(300) < 0.3)) % 4] * 0.97 + 0.01  # 97% sure, right 70% of the time
+    assert dg.calibration(sure, labels)["ece"] > dg.calibration(sure, labels)["ece_floor_95"]

@@ -118,7 +118,8 @@ def pareto_khat(log_weights: np.ndarray, datum_index: np.ndarray | None = None, 
     :returns: ``khat`` (N,); ``threshold`` (:func:`khat_threshold` of S); ``frac_above_threshold`` with
         ``frac_above_threshold_se`` (binomial, over the N data: another sample of data would give another share) and
         ``frac_above_threshold_mc_se`` (:func:`khat_share_mc_error`: other draws for the same data); ``frac_above_0.5``,
-        ``frac_above_0.7``, ``median``, ``max``, ``worst`` (index, k-hat); ``exact``: every datum's weights are
+        ``frac_above_0.7``, ``median``, ``max``, ``worst`` (index, k-hat: at most ``num_worst`` data whose k-hat is above
+        the cut for S/2 draws in both halves of the draws, largest first; ``frac_above_threshold_both_halves``); ``exact``: every datum's weights are
         constant (an exact guide: no tail, k-hat -inf).
 
     Example::
@@ -131,7 +132,20 @@ def pareto_khat(log_weights: np.ndarray, datum_index: np.ndarray | None = None, 
     share = float(np.mean(khat > threshold))
     index = np.arange(len(khat)) if datum_index is None else np.asarray(datum_index)
     exact = bool(np.all(np.isneginf(khat)))
-    order = [] if exact else [i for i in np.argsort(-np.nan_to_num(khat, nan=np.inf, neginf=-1e9))[:num_worst] if not np.isneginf(khat[i])]
+    # the worst data: those above the cut in both halves of the draws (per-datum k-hat is noisy: the worst-10 lists of
+    # two draw sets shared 0-2 data), worst first
+    half = s // 2
+    if exact:
+        order, stable = [], np.zeros(len(khat), dtype=bool)
+    else:
+        if half >= MIN_DRAWS:
+            cut = khat_threshold(half)
+            lw = np.asarray(log_weights, dtype=np.float64)
+            stable = (psis(lw[:, :half])[1] > cut) & (psis(lw[:, half:2 * half])[1] > cut)
+        else:
+            stable = np.isfinite(khat) | np.isposinf(khat)
+        ranked = np.argsort(-np.nan_to_num(khat, nan=np.inf, neginf=-1e9))
+        order = [i for i in ranked if stable[i] and not np.isneginf(khat[i])][:num_worst]
     return {
         "khat": khat, "num_particles": s, "threshold": threshold, "frac_above_threshold": share,
         "frac_above_threshold_se": math.sqrt(share * (1 - share) / len(khat)),
@@ -139,6 +153,7 @@ def pareto_khat(log_weights: np.ndarray, datum_index: np.ndarray | None = None, 
         f"frac_above_{KHAT_GOOD}": float(np.mean(khat > KHAT_GOOD)), f"frac_above_{KHAT_BAD}": float(np.mean(khat > KHAT_BAD)),
         "median": float(np.median(khat)), "max": float(np.max(khat)), "exact": exact,
         "worst": [{"datum": int(index[i]), "khat": float(khat[i])} for i in order],
+        "frac_above_threshold_both_halves": float(np.mean(stable)),
     }
 
 
@@ -187,8 +202,33 @@ def calibration(probs: np.ndarray, labels: np.ndarray, num_bins: int = 10) -> di
             ece += count / len(labels) * abs(acc - conf)
             over += count / len(labels) * (conf - acc)
         bins.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": count, "accuracy": acc, "confidence": conf})
+    eps = 1e-12
+    nll = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels.astype(int)], eps, None))))
+    brier = float(np.mean(((probs - np.eye(probs.shape[1])[labels.astype(int)]) ** 2).sum(1)))
     return {"ece": float(ece), "overconfidence": float(over), "accuracy": float(correct.mean()),
-            "mean_confidence": float(confidence.mean()), "num_bins": num_bins, "bins": bins}
+            "mean_confidence": float(confidence.mean()), "num_bins": num_bins, "bins": bins, "nll": nll, "brier": brier,
+            **ece_uncertainty(confidence, correct, num_bins)}
+
+
+def _ece(confidence: np.ndarray, correct: np.ndarray, num_bins: int) -> float:
+    edges = np.linspace(0.0, 1.0, num_bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, num_bins - 1)
+    counts = np.bincount(which, minlength=num_bins)
+    gaps = np.bincount(which, weights=correct - confidence, minlength=num_bins)
+    return float(np.abs(gaps).sum() / len(confidence)) if len(confidence) else 0.0
+
+
+def ece_uncertainty(confidence: np.ndarray, correct: np.ndarray, num_bins: int = 10, draws: int = 500, seed: int = 0) -> dict[str, float]:
+    """A 95% bootstrap interval of the ECE over the data (``ece_low``, ``ece_high``), and the noise floor: the ECE of
+    a perfectly calibrated classifier of the same size and confidences (each datum correct with probability its
+    confidence), its mean and 95th percentile (``ece_floor``, ``ece_floor_95``). An ECE within the floor is what
+    calibration noise alone gives N data."""
+    rng = np.random.default_rng(seed)
+    n = len(confidence)
+    boot = [_ece(confidence[i], correct[i], num_bins) for i in rng.integers(0, n, size=(draws, n))]
+    floor = [_ece(confidence, (rng.random(n) < confidence).astype(float), num_bins) for _ in range(draws)]
+    return {"ece_low": float(np.quantile(boot, 0.025)), "ece_high": float(np.quantile(boot, 0.975)),
+            "ece_floor": float(np.mean(floor)), "ece_floor_95": float(np.quantile(floor, 0.95))}
 
 
 # ----- posterior predictive checks ----------------------------------------------------------------------------
@@ -451,7 +491,10 @@ def calibration_verdict(cal: dict, warnings: list[str] = ()) -> str:
     ece = cal["ece"]
     quality = "well calibrated" if ece < 0.03 else "roughly calibrated" if ece < 0.1 else "poorly calibrated"
     direction = "overconfident" if cal["overconfidence"] > 0 else "underconfident"
-    return (f"Accuracy {100 * cal['accuracy']:.1f}% at mean confidence {100 * cal['mean_confidence']:.1f}%; ECE {ece:.3f}: "
+    noise = (f" (95% interval {cal['ece_low']:.3f}-{cal['ece_high']:.3f}; a perfectly calibrated classifier of this size scores "
+             f"{cal['ece_floor']:.3f} on average, up to {cal['ece_floor_95']:.3f}); NLL {cal['nll']:.3f}, Brier {cal['brier']:.3f}"
+             if "ece_floor" in cal else "")
+    return (f"Accuracy {100 * cal['accuracy']:.1f}% at mean confidence {100 * cal['mean_confidence']:.1f}%; ECE {ece:.3f}{noise}: "
             f"q(y|x) is {quality}" + (f" and {direction}: trust its probabilities less than they claim" if ece >= 0.03 and direction == "overconfident" else
                                       f" and {direction}" if ece >= 0.03 else "") + "." + "".join(f" Warning: {w}." for w in warnings))
 
@@ -628,7 +671,7 @@ def _check_problems(result: dict) -> list[dict]:
         out.append(problem("overfitting", "ppc", "warning", shift["difference"], 3 * shift["difference_se"],
                            "held-out data are reconstructed clearly worse than training data (overfitting, or other data)"))
     cal = result.get("calibration") or {}
-    if cal and cal["ece"] >= ECE_MAX:
+    if cal and cal["ece"] >= ECE_MAX and cal["ece"] > cal.get("ece_floor_95", 0.0):
         out.append(problem("poorly_calibrated", "calibration", "warning", cal["ece"], ECE_MAX,
                            f"the class probabilities are poorly calibrated (ECE {cal['ece']:.2f})"))
     for line in (result.get("classification") or {}).get("warnings", []):

@@ -314,12 +314,16 @@ def fit_sections(model, idata, result: dict) -> list[str]:
     khat = np.asarray(result["khat"]["khat"], dtype=float)
     if result["khat"].get("exact") or not np.isfinite(khat).any():  # constant weights: no datum is fitted worse than another
         return out
-    worst = np.argsort(-np.where(np.isfinite(khat), khat, -np.inf))[:min(show, int(np.isfinite(khat).sum()))]
     datum = idata.observed_data["datum"].values
+    position = {int(d): i for i, d in enumerate(datum)}
+    worst = [position[w["datum"]] for w in result["khat"].get("worst", []) if w["datum"] in position][:show]
+    if not worst:  # no datum above the cut in both halves of the draws: a ranking would be noise
+        return out
     labels = ", ".join(f"#{datum[i]}: {khat[i]:.2f}" for i in worst)
     out.append(section("The data the guide fits worst", None, images_figure([("largest k-hat first", x[worst])], len(worst), "worst k-hat images"),
-                       f"Left to right, the datum's index in the split and its k-hat: {labels}. These are the images whose posterior the guide "
-                       "misses most; unusual writing styles are expected here."))
+                       f"Left to right, the datum's index in the split and its k-hat: {labels}. Only images above the cut in both halves of "
+                       "the draws are shown (a single k-hat is noisy); these are the images whose posterior the guide misses most; "
+                       "unusual writing styles are expected here."))
     return out
 
 
