@@ -610,8 +610,8 @@ KHAT_SHARE_MAX = 0.1
 PIT_TAIL_MAX = 0.15
 #: ECE from which q(y|x) is called poorly calibrated
 ECE_MAX = 0.1
-#: a NUTS reference is trusted when every quantity has R-hat below this and a bulk ESS above NUTS_ESS_MIN
-NUTS_RHAT_MAX, NUTS_ESS_MIN = 1.05, 100
+#: a NUTS reference is trusted when every quantity has R-hat below this and a bulk ESS above NUTS_ESS_MIN per chain
+NUTS_RHAT_MAX, NUTS_ESS_MIN = 1.01, 100
 #: an SVI value further than this many NUTS posterior sds from the NUTS mean is off the posterior
 NUTS_Z_MAX = 3.0
 
@@ -686,7 +686,8 @@ def _gold_problems(result: dict) -> list[dict]:
     if not gold:
         return []
     sampler = gold.get("sampler") or {}
-    if gold["max_rhat"] > NUTS_RHAT_MAX or gold["min_ess"] < NUTS_ESS_MIN or sampler.get("divergences") or sampler.get("tree_depth_hits"):
+    if (gold["max_rhat"] > NUTS_RHAT_MAX or gold["min_ess"] < NUTS_ESS_MIN * gold.get("num_chains", 1) or sampler.get("divergences")
+            or sampler.get("tree_depth_hits")):
         return [problem("nuts_untrustworthy", "nuts_sampler", "warning", gold["max_rhat"], NUTS_RHAT_MAX,
                         "the NUTS reference itself is not trustworthy (see its sampler diagnostics), so the fit is not compared with it")]
     if gold["max_abs_z"] > NUTS_Z_MAX:

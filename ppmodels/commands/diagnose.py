@@ -161,7 +161,7 @@ def train_reconstruction_errors(model, train_x: torch.Tensor, num: int, particle
 def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = None, *, split: str = "test",
              num_data: int = 500, particles: int = 1000, seed: int = 0, data_dir: str | None = None,
              batch_size: int = 100, predictive_draws: int = 20, stored_draws: int = 50, report: bool = True, nuts: bool = False,
-             nuts_samples: int = 200, nuts_warmup: int = 200, nuts_chains: int = 2, overwrite: bool = False) -> dict[str, Any]:
+             nuts_samples: int = 1000, nuts_warmup: int = 1000, nuts_chains: int = 4, overwrite: bool = False) -> dict[str, Any]:
     """Diagnose the run in folder ``run`` on ``num_data`` data of ``split`` with ``particles`` guide draws each.
 
     Every diagnostic uses all ``particles`` draws; ``idata.nc`` keeps the first ``stored_draws`` of them in every group
@@ -170,7 +170,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     Returns the content of ``diagnostics.json`` (with per-datum arrays) and writes the files of the module
     docstring into ``out`` (files there that ppmodels did not write are replaced only with ``overwrite``; see
     :mod:`ppmodels.runs.outputs`). With ``nuts`` (ppca and gmm) it also compares the fit with a NUTS posterior of the globals
-    on at most ``num_data`` training data (:data:`ppmodels.gold_standard.GOLD_STANDARDS`), under ``gold_standard``.
+    on the training data the fit saw (:data:`ppmodels.gold_standard.GOLD_STANDARDS`), under ``gold_standard``.
 
     Example::
 
@@ -215,7 +215,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         baseline_x = np.asarray(train_x[choose_data(BASELINE_ROWS, len(train_x), seed + 3)])
     result = compute_diagnostics(model, idata, records, train_errors, seed, min(predictive_draws, particles), baseline_x)
     if nuts:
-        result["gold_standard"] = gold_standard(compare, model, train_data, num_data, seed, nuts_samples, nuts_warmup, nuts_chains)
+        result["gold_standard"] = gold_standard(compare, model, train_data, seed, nuts_samples, nuts_warmup, nuts_chains)
         result["nuts_idata"] = result["gold_standard"].pop("idata")
     noun = f"{split} {'images' if dataset.is_image else 'data'}"
     result.update(run=str(run), model=model.name, data=dataset.spec or data, likelihood=model.config.likelihood, split=split, num_data=len(idx), particles=particles,
@@ -240,14 +240,22 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     return result
 
 
-def gold_standard(compare, model, train_data, num_data: int, seed: int, samples: int, warmup: int, chains: int) -> dict[str, Any]:
-    """NUTS against the SVI fit on at most ``num_data`` of the run's training data (the data the fit saw)."""
+#: ``--nuts`` refuses training data with more values (rows x features) than this: NUTS cost grows with both
+NUTS_MAX_VALUES = 200_000
+
+
+def gold_standard(compare, model, train_data, seed: int, samples: int, warmup: int, chains: int) -> dict[str, Any]:
+    """NUTS against the SVI fit on the very training data the fit saw (like with like: a subset has another principal
+    subspace), refused above :data:`NUTS_MAX_VALUES` values."""
     if train_data is None:
         raise RunError("--nuts needs the run's own training data, which cannot be opened any more; check --data-dir")
     train_x = train_data.split("train").x
-    idx = choose_data(num_data, len(train_x), seed + 2)
-    subset = train_x[idx]  # rows on disk: only these are read
-    return compare(model, np.asarray(subset), samples, warmup, chains, seed, fit_x=train_x)
+    values = len(train_x) * int(np.prod(train_x.shape[1:]))
+    if values > NUTS_MAX_VALUES:
+        raise ConfigError(f"--nuts samples the posterior on all {len(train_x)} training data the fit saw ({values:,} values); above "
+                          f"{NUTS_MAX_VALUES:,} NUTS would run for hours: fit the model on fewer data or features to compare it with NUTS")
+    x = np.asarray(train_x)
+    return compare(model, x, samples, warmup, chains, seed, fit_x=train_x)
 
 
 def summary_only(result: dict) -> dict:
