@@ -161,3 +161,29 @@ def test_sample_encode_shapes_and_config_checks(digits):
     assert PPCA.config_from_data(digits, z_dim=3).likelihood == "gaussian"
     with pytest.raises(ConfigError, match="z_dim"):
         PPCA(x_shape=[4], z_dim=4)
+
+
+def test_simulation_based_calibration_of_the_guide():
+    """SBC (Talts et al. 2018) for z: data simulated from known W, mu, sigma with z ~ N(0, I); the rank of the true z
+    among 99 draws of the guide is uniform (chi-square over 10 bins), and a guide whose scale is halved fails it."""
+    from scipy.stats import chisquare
+
+    torch.manual_seed(0)
+    ppca = PPCA(x_shape=[D], z_dim=K, seed=0)
+    with torch.no_grad():
+        ppca.weight.copy_(torch.randn(D, K))
+        ppca.loc.copy_(torch.randn(D))
+        ppca.log_noise_scale.fill_(np.log(0.7))
+    z = torch.randn(2000, K)
+    x = z @ ppca.weight.detach().T + ppca.loc.detach() + 0.7 * torch.randn(2000, D)
+
+    def ranks(shrink):
+        loc, tril = ppca.posterior(x)
+        draws = loc + shrink * (torch.randn(99, 2000, 1, K) @ tril.detach().T).squeeze(-2)
+        return (draws.detach() < z).sum(0).numpy().ravel()  # 0..99 per datum and dimension
+
+    def uniform_p(r):
+        return chisquare(np.bincount(r // 10, minlength=10)).pvalue
+
+    assert uniform_p(ranks(1.0)) > 1e-3
+    assert uniform_p(ranks(0.5)) < 1e-6
