@@ -161,7 +161,7 @@ def test_configs_written_before_the_declarations_still_load(name):
     else:
         loaded = dataclasses.asdict(build_model({"model": name, "model_config": saved}).config)
     assert {key: loaded[key] for key in saved} == saved
-    # an option added since takes its default, so the old run trains as it did
+    # an option added since takes its default (PPCA's optimizer: an old run resumed goes on by EM, not Adam)
     cls = TrainConfig if name == "train" else type(build_model({"model": name, "model_config": saved}).config)
     assert all(loaded[key] == default_of(option_fields(cls)[key]) for key in set(loaded) - set(saved))
 

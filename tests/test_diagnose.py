@@ -123,7 +123,11 @@ def test_arviz_own_functions_accept_the_idata(diagnosed):
         summary = az.summary(idata)
         assert len(summary) == sum(size for size in LATENTS[name].values()) * M
         assert not az.summary(idata, group="sample_stats", var_names=["log_weight"]).empty
-        loo = az.loo(idata)
+        assert idata.log_likelihood["x"].dtype == np.float64  # float32 gives az.loo NaN
+        loo = az.loo(idata, var_name="x")  # classifiers also have log q(y|x) as log_likelihood.y
+        assert np.isfinite(float(loo.elpd_loo))
+        if "y" in idata.observed_data:  # the label's LOO-PIT pairs log_likelihood.y with the draws of y
+            assert az.loo_pit(idata, y="y").shape == (M,)
         az.plot_ppc(idata, num_pp_samples=5)
         az.plot_khat(loo)
         if RUNS[name][0].get("likelihood") == "bernoulli":  # binary x: no LOO-PIT, and the file says why
@@ -150,7 +154,7 @@ def test_report_is_one_self_contained_page(diagnosed):
     assert images >= 8 + (name != "vae") + (name in ("m2", "m1m2"))
     assert "Class-conditional samples" in page if name in ("m2", "m1m2") else "Class-conditional samples" not in page
     for heading in ("Pareto k-hat", "How tight is the ELBO", "Reconstructions", "Latent space", "Posterior predictive checks",
-                    "KL per dimension", "as ArviZ draws them"):
+                    "I(x; z_d)", "as ArviZ draws them"):
         assert heading in page
     # an overall verdict first, verdicts keyed by their questions, not by internal names
     assert page.index('class="overall') < page.index("<h2>Verdicts</h2>") and "Overall: " in page
@@ -235,19 +239,37 @@ def test_a_latent_the_guide_leaves_to_the_prior_cancels_out_of_the_weights():
 
 
 def test_a_model_without_guide_latents_is_diagnosed_by_its_exact_weights(tmp_path):
+    import warnings
+
     import arviz as az
+    import matplotlib.pyplot as plt
+    import torch
+
+    from ppmodels import load
 
     run = tmp_path / "gmm"
     train("gmm", "digits", run, model_options={"num_components": 3}, progress=False, sample_every=0,
           train_config=TrainConfig(epochs=2, batch_size=256, patience=None, seed=0))
     result = diagnose(run, num_data=M, particles=S, batch_size=10)
-    assert not result["guide_samples_latents"] and "khat_exact_sum" not in result and "pit" not in result
+    assert not result["guide_samples_latents"] and "khat_exact_sum" not in result and "pit" in result  # exact posterior draws of k
     assert "no approximate posterior" in result["verdicts"]["khat"] and "covers" not in result["verdicts"]["khat"]
     page = (run / "diagnostics" / REPORT).read_text()  # nothing to plot where there is no approximation
     assert "Pareto k-hat per datum" not in page and "slack per datum" not in page and "fits worst" not in page
     assert result["khat"]["frac_above_0.5"] == 0.0 and abs(result["log_likelihood"]["gap"]) < 1e-6
     idata = az.from_netcdf(str(run / "diagnostics" / IDATA))
-    assert "posterior" not in idata.groups() and idata.posterior_predictive["x"].shape == (1, S, M, 1, 8, 8)
+    # a posterior all the same: k ~ p(k | x), exact, with its predictive; ArviZ's functions run on it
+    assert idata.posterior.attrs["source"] == "exact" and idata.posterior["k"].shape == (1, S, M)
+    assert idata.posterior_predictive["x"].shape == (1, S, M, 1, 8, 8)
+    model = load(run)
+    frequencies = np.stack([(idata.posterior["k"].values[0] == j).mean(0) for j in range(3)], 1)
+    x = torch.as_tensor(idata.observed_data["x"].values)
+    assert np.abs(frequencies - model.responsibilities(x)).max() < 5 / np.sqrt(S)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert len(az.summary(idata)) == M and np.isfinite(float(az.loo(idata).elpd_loo))
+        az.plot_trace(idata, coords={"datum": idata.posterior["datum"].values[:2]})
+        az.loo_pit(idata, y="x")
+    plt.close("all")
     assert json.loads((run / "diagnostics" / DIAGNOSTICS).read_text())["khat"]["median"] is None  # -inf: an exact guide
     page = (run / "diagnostics" / REPORT).read_text()  # no section where it has no meaning: exact weights have no tail
     assert "Pareto k-hat per datum" not in page and "fits worst" not in page and "The weights are exact here" in page
@@ -263,3 +285,23 @@ def test_a_latent_left_to_the_prior_keeps_the_stored_weights_out_of_the_elbo(tmp
     own = idata.sample_stats["iw_log_weight"].values[0]
     assert result["log_likelihood"]["elbo"] == pytest.approx(own.mean())  # the ELBO with c summed, as trained
     assert "khat_exact_sum" not in result and "pit" in result  # x depends on z alone: the PPC stands
+
+
+def test_arviz_compare_ranks_a_trained_vae_above_a_one_epoch_one(tmp_path):
+    """az.compare on two idata.nc files: with float32 log-likelihoods az.loo was NaN for the trained VAE and the
+    1-epoch one came first."""
+    import warnings
+
+    import arviz as az
+
+    files = {}
+    for name, epochs in (("one_epoch", 1), ("trained", 40)):
+        run = tmp_path / name
+        train("vae", "digits", run, model_options={"z_dim": 5, "hidden": [64]}, progress=False, sample_every=0,
+              train_config=TrainConfig(epochs=epochs, batch_size=64, patience=None, seed=0))
+        diagnose(run, num_data=40, particles=40, report=False)
+        files[name] = az.from_netcdf(str(run / "diagnostics" / IDATA))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ranking = az.compare(files, ic="loo")
+    assert np.isfinite(ranking["elpd_loo"]).all() and list(ranking.index) == ["trained", "one_epoch"]

@@ -5,9 +5,11 @@ and replayed in the model. The layout follows ArviZ's schema, so that ``az.summa
 y="x")``, ``az.plot_ppc``, ``az.plot_khat`` and ``az.plot_loo_pit(idata, y="x")`` run on it. Groups and dims::
 
     posterior              each latent guide site (z; y for M2; z1, z2 for M1+M2): (chain, draw, datum, <site>_dim)
+                           (a model whose guide samples nothing: its enumerated latents drawn from p(k | x))
     posterior_predictive   x ~ p(x | latents):        (chain, draw, datum, *feature dims), every draw
     log_likelihood         x: log p(x | latents) per observed feature: (chain, draw, datum, *feature dims) when the
-                           likelihood factorizes over features (all models here), else (chain, draw, datum)
+                           likelihood factorizes over features (all models here), else (chain, draw, datum); float32 in
+                           memory, float64 on disk (save_idata: az.loo gives NaN on float32)
     sample_stats           log_weight: log p(x, latents) - log q(latents | x): (chain, draw, datum)
                            kl_<site>: log q(z_d | x) - log p(z_d | ...) per dimension of a continuous latent site
                            (chain, draw, datum, <site>_dim); its mean over draws estimates KL per dimension
@@ -43,6 +45,7 @@ import pyro.distributions as dist
 import torch
 import xarray as xr
 
+from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from ..errors import ConfigError
@@ -105,28 +108,73 @@ def compact(draws: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def posterior_arrays(model, x: torch.Tensor, num_draws: int = 100, seed: int = 0, **kwargs: Any) -> dict[str, dict[str, np.ndarray]]:
-    """The groups above as numpy arrays with a leading chain dim of 1 (``{"posterior": {"z": ...}, ...}``)."""
+    """The groups above as numpy arrays with a leading chain dim of 1 (``{"posterior": {"z": ...}, ...}``).
+
+    A model whose guide samples no latent (the GMM sums its component exactly) gets a posterior all the same: its
+    summed latents drawn from their exact posterior given x (Pyro's ``infer_discrete``, e.g. k ~ p(k | x)), with the
+    posterior predictive and log-likelihood of those draws; ``log_weight`` stays that of the guide (the prior) as
+    proposal, and ``posterior_source`` says which it is (``guide`` or ``exact``)."""
     x = model.check_x(x)
     pyro.set_rng_seed(seed)
     guide_trace, model_trace = trace_particles(model, x, num_draws, **kwargs)
     n = len(x)
-    posterior = {}
-    for name, site in guide_trace.nodes.items():
-        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site):
-            value = site["value"].expand(num_draws, n, *site["value"].shape[2:]) if site["value"].dim() >= 2 else site["value"]
-            posterior[name] = value.cpu().numpy()[None]
+    log_weight = replay_log_weights(guide_trace, model_trace, num_draws, n)
+    posterior, source = latent_draws(guide_trace, num_draws, n), "guide"
+    if not posterior:
+        exact = exact_discrete_trace(model, x, num_draws, **kwargs)
+        if exact is not None:
+            model_trace, source = exact, "exact"
+            posterior = latent_draws(exact, num_draws, n)
     x_site = model_trace.nodes[OBSERVED_SITE]
     log_lik = pointwise_log_likelihood(x_site, num_draws, n, tuple(x.shape[1:]))
     predictive = x_site["fn"].sample()
-    log_weight = replay_log_weights(guide_trace, model_trace, num_draws, n)
     kl = latent_kl_terms(guide_trace, model_trace, num_draws, n)
     return {
         "posterior": posterior,
         # a model may observe x flattened (the GMM): the draws take the data's shape back
         "posterior_predictive": {OBSERVED_SITE: compact(predictive.expand(num_draws, n, *predictive.shape[2:]).reshape(num_draws, n, *x.shape[1:]))[None]},
+        # float32 in memory (per feature it is the largest array); save_idata writes float64, which az.loo needs
         "log_likelihood": {OBSERVED_SITE: log_lik.float().cpu().numpy()[None]},
-        "sample_stats": {"log_weight": log_weight.cpu().numpy()[None], **{k: v.float().cpu().numpy()[None] for k, v in kl.items()}},
+        "sample_stats": {"log_weight": log_weight.double().cpu().numpy()[None], **{k: v.float().cpu().numpy()[None] for k, v in kl.items()}},
+        "source": source,
     }
+
+
+def latent_draws(trace, num_draws: int, n: int) -> dict[str, np.ndarray]:
+    """The unobserved per-datum sample sites of ``trace`` as ``(1, num_draws, n, ...)`` arrays."""
+    draws = {}
+    for name, site in trace.nodes.items():
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site):
+            value = site["value"].expand(num_draws, n, *site["value"].shape[2:]) if site["value"].dim() >= 2 else site["value"]
+            draws[name] = value.cpu().numpy()[None]
+    return draws
+
+
+def exact_discrete_trace(model, x: torch.Tensor, num_draws: int, **kwargs: Any):
+    """The model traced with its enumerated discrete latents drawn from their exact posterior given ``x``
+    (``infer_discrete`` at temperature 1, ``num_draws`` per datum in the plate ``particles``), or ``None`` when it
+    has none."""
+    from pyro.infer import infer_discrete
+
+    n = len(x)
+
+    def particles(*args: Any, **options: Any):  # the plate inside infer_discrete, or its draws ignore it
+        with pyro.plate("particles", num_draws, dim=-2):
+            return model.model(*args, **options)
+
+    with model.evaluating():
+        probe = poutine.trace(particles).get_trace(x, num_data=n, **kwargs)
+        if not any(site["type"] == "sample" and site["infer"].get("enumerate") for site in probe.nodes.values()):
+            return None
+        discrete = poutine.trace(infer_discrete(particles, first_available_dim=-3, temperature=1)).get_trace(x, num_data=n, **kwargs)
+        for site in discrete.nodes.values():  # a single category keeps its enumeration dim and no particle dims
+            if site["type"] == "sample" and site["infer"].get("enumerate"):
+                value = site["value"]
+                while value.dim() > 2 and value.shape[0] == 1:
+                    value = value[0]
+                site["value"] = value.expand(num_draws, n)
+        # replay the model on the posterior draws: infer_discrete's own trace holds the enumerated distributions
+        return poutine.trace(poutine.replay(particles, trace=discrete)).get_trace(x, num_data=n, **kwargs)
 
 
 def datum_log_likelihood(idata_or_array) -> np.ndarray:
@@ -137,11 +185,10 @@ def datum_log_likelihood(idata_or_array) -> np.ndarray:
 
 
 def batched_posterior_arrays(model, x: torch.Tensor, num_draws: int, seed: int, batch_size: int | None,
-                             predictive_draws: int | None, **kwargs: Any) -> dict[str, dict[str, np.ndarray]]:
+                             predictive_draws: int | None, **kwargs: Any) -> dict[str, Any]:
     """:func:`posterior_arrays` over batches of ``batch_size`` data (seed ``seed + batch number``), joined on the
-    datum axis; ``posterior_predictive`` keeps only the first ``predictive_draws`` draws, which bounds its memory
-    (it is the size of the data times the draws; ArviZ's ``loo_pit`` then refuses the file). Per-datum tensors in
-    ``kwargs`` are split with ``x``."""
+    datum axis; ``posterior_predictive`` keeps only the first ``predictive_draws`` draws, which bounds its memory.
+    Per-datum tensors in ``kwargs`` are split with ``x``."""
     n = len(x)
     batch_size = batch_size or n
     parts = []
@@ -151,7 +198,10 @@ def batched_posterior_arrays(model, x: torch.Tensor, num_draws: int, seed: int, 
         if predictive_draws is not None:
             arrays["posterior_predictive"] = {k: v[:, :predictive_draws] for k, v in arrays["posterior_predictive"].items()}
         parts.append(arrays)
-    return {group: {name: np.concatenate([p[group][name] for p in parts], axis=2) for name in parts[0][group]} for group in parts[0]}
+    joined: dict[str, Any] = {group: {name: np.concatenate([p[group][name] for p in parts], axis=2) for name in parts[0][group]}
+                              for group in parts[0] if group != "source"}
+    joined["source"] = parts[0]["source"]
+    return joined
 
 
 def posterior_idata(model, x: torch.Tensor, y: torch.Tensor | None = None, num_draws: int = 100, seed: int = 0,
@@ -161,7 +211,8 @@ def posterior_idata(model, x: torch.Tensor, y: torch.Tensor | None = None, num_d
     in ``constant_data`` until :func:`add_class_probabilities` gives them a predictive).
 
     ``batch_size`` traces that many data at a time (memory); ``predictive_draws`` keeps that many draws in
-    ``posterior_predictive`` (default: all ``num_draws``, as ArviZ's LOO-PIT needs).
+    ``posterior_predictive`` (default: all ``num_draws``, as ArviZ's LOO-PIT needs). ``posterior.attrs["source"]`` is ``guide`` (q(z | x)) or ``exact`` (a model whose guide
+    samples nothing: its summed discrete latents drawn from p(k | x)).
     """
     az = _arviz()
     if batch_size is None and predictive_draws is None:
@@ -185,12 +236,19 @@ def posterior_idata(model, x: torch.Tensor, y: torch.Tensor | None = None, num_d
     if "posterior_predictive" in groups and not loo_pit_defined(idata):
         idata.posterior_predictive.attrs["note"] = BINARY_NOTE
     if "posterior" in groups:
+        idata.posterior.attrs["source"] = arrays["source"]
         idata.posterior.attrs["note"] = ("One chain: draws of an amortized guide are independent, so R-hat is undefined (ArviZ warns) "
-                                         "and the effective sample size is the number of draws.")
+                                         "and the effective sample size is the number of draws." if arrays["source"] == "guide" else EXACT_NOTE)
     else:
         idata.attrs["note"] = ("No posterior group: the guide samples no latent (its weights are exact). ArviZ functions that read "
                                "the posterior (az.summary; az.loo and az.loo_pit for the relative ESS) need reff=1.0 here.")
     return idata
+
+
+#: the posterior group of a model whose guide samples nothing (the GMM)
+EXACT_NOTE = ("The guide samples no latent: these are the model's summed discrete latents drawn from their exact posterior "
+              "given x (infer_discrete), with the posterior predictive and log-likelihood of those draws; sample_stats.log_weight "
+              "keeps the guide's (the prior's) weights, and the model's exact log p(x) is in iw_log_weight.")
 
 
 #: why the LOO-PIT of binary x is left out (``az.loo_pit`` smooths discrete data by a spline through its values)
@@ -241,7 +299,8 @@ def add_training_trace(idata, records: list[dict]) -> None:
 def add_class_probabilities(idata, probs: np.ndarray, seed: int = 0) -> None:
     """Add q(y | x) as ``predictions.y_prob`` (chain, draw, datum, class) and its argmax ``predictions.y_pred``, with
     one draw. Known labels move from ``constant_data`` to ``observed_data`` and get their counterpart
-    ``posterior_predictive.y``: one label drawn from q(y | x) per draw of ``x``."""
+    ``posterior_predictive.y``: one label drawn from q(y | x) per draw of ``x``, and ``log_likelihood.y`` = log q(y | x)
+    (``az.loo_pit(idata, y="y")`` then runs; ``az.loo`` needs ``var_name="x"`` once there are two variables)."""
     probs = np.asarray(probs, dtype=float)
     datum = idata.observed_data["datum"].values
     coords = {"chain": [0], "draw": [0], "datum": datum, "class": np.arange(probs.shape[1])}
@@ -260,6 +319,14 @@ def add_class_probabilities(idata, probs: np.ndarray, seed: int = 0) -> None:
     idata.posterior_predictive["y"] = xr.DataArray(draws[None], dims=["chain", "draw", "datum"],
                                                    coords={"chain": idata.posterior_predictive["chain"].values,
                                                            "draw": idata.posterior_predictive["draw"].values, "datum": datum})
+    # log q(y | x) of the known label, the same in every draw (one amortized classifier): az.loo_pit(idata, y="y") pairs it
+    # with the draws of y (unknown labels, -1, get 0)
+    labels = idata.observed_data["y"].values
+    log_q = np.where(labels >= 0, np.log(np.clip(probs[np.arange(len(probs)), np.maximum(labels, 0)], 1e-300, None)), 0.0)
+    log_draws = idata.log_likelihood.sizes["draw"]
+    idata.log_likelihood["y"] = xr.DataArray(np.broadcast_to(log_q, (1, log_draws, len(probs))).astype(np.float64), dims=["chain", "draw", "datum"],
+                                             coords={"chain": idata.log_likelihood["chain"].values, "draw": idata.log_likelihood["draw"].values,
+                                                     "datum": datum})
 
 
 def has_own_log_weights(model) -> bool:
@@ -276,8 +343,26 @@ def add_model_log_weights(idata, model, x: torch.Tensor, num_draws: int, seed: i
     idata.sample_stats["iw_log_weight"] = xr.DataArray(lw.cpu().numpy()[None], dims=["chain", "draw", "datum"], coords=coords)
 
 
+def thinned(idata, stored_draws: int | None):
+    """``idata`` with the first ``stored_draws`` draws of every group (draws of an amortized guide are independent, so
+    the first ones are a fair thinning; groups with fewer draws keep theirs)."""
+    if stored_draws is None:
+        return idata
+    return idata.isel(draw=slice(0, stored_draws))
+
+
+def log_likelihood_float64(idata) -> None:
+    """Cast ``log_likelihood`` to float64 in place: ArviZ's ``az.loo`` gives NaN on float32 per-feature values where the
+    same numbers in float64 are finite, and ``az.compare`` then ranks models wrongly."""
+    if "log_likelihood" in idata.groups():
+        for name, var in idata.log_likelihood.data_vars.items():
+            if var.dtype.kind == "f" and var.dtype != np.float64:
+                idata.log_likelihood[name] = var.astype(np.float64)
+
+
 def save_idata(idata, path: str | Path) -> Path:
-    """Write ``idata`` to ``path``: netCDF for ``.nc``, or ``.npz`` with one key per array.
+    """Write ``idata`` to ``path``: netCDF for ``.nc``, or ``.npz`` with one key per array; log-likelihoods in float64
+    (:func:`log_likelihood_float64`).
 
     npz keys are ``GROUP/VAR`` (e.g. ``posterior/z``) with ``GROUP/VAR.dims`` naming its dims and ``coords/datum``
     holding the datum coordinate. The time stamps ArviZ and zip add are left out, so the same draws give
@@ -288,6 +373,7 @@ def save_idata(idata, path: str | Path) -> Path:
         raise ConfigError(f"--out {path.name} must end in .nc (netCDF InferenceData) or .npz")
     for group in idata.groups():
         idata[group].attrs.pop("created_at", None)
+    log_likelihood_float64(idata)
     if path.suffix == ".nc":
         atomic_write(path, lambda tmp: idata.to_netcdf(tmp))
     else:

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .diagnostics import KHAT_GOOD, VERDICT_TITLES, _arviz, continuous_latents, convergence_state, khat_threshold
+from .diagnostics import KHAT_GOOD, MI_COLLAPSED, VERDICT_TITLES, _arviz, continuous_latents, khat_threshold, overall_text
+from .diagnostics import overall_verdict as dg_overall
 from .inference_data import BINARY_NOTE, labels_of, loo_pit_defined, loo_subset
 from ..files import atomic_write
 from ..models import CanReconstruct, CanSample, LabeledGenerator
@@ -35,7 +36,8 @@ h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ccc;padding-bott
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
 img{max-width:100%;max-height:640px;width:auto;height:auto}.fig{margin:.8em 0}
 .overall{background:#fff8e6;border-left:4px solid #d08a00;padding:.6em 1em;margin:.6em 0;font-size:1.08em}
-.overall.good{background:#eef8ee;border-left-color:#3a8a3a}"""
+.overall.good{background:#eef8ee;border-left-color:#3a8a3a}
+.overall.bad{background:#fdeeee;border-left-color:#b03030}"""
 
 #: at most this many quantities get NUTS trace, rank and posterior plots (those whose SVI value is furthest out)
 MAX_NUTS_PLOTS = 6
@@ -246,17 +248,19 @@ def accuracy_intervals(bins: list[dict], level: float = 0.95) -> tuple[np.ndarra
     return np.nan_to_num(low), np.nan_to_num(high, nan=1.0)
 
 
-def kl_figure(kl: dict[str, np.ndarray]) -> str:
-    """Bars of KL(q(z_d | x) || p(z_d)) per latent dimension, one panel per latent, averaged over data."""
+def kl_figure(values_by_latent: dict[str, np.ndarray], threshold: float = MI_COLLAPSED, measure: str = "I(x; z_d)") -> str:
+    """Bars of the information per latent dimension (I(x; z_d), or the KL to the prior), one panel per latent,
+    collapsed dimensions (below ``threshold``) in red."""
     def draw(axes):
-        for ax, (name, values) in zip(np.atleast_1d(axes), kl.items()):
+        for ax, (name, values) in zip(np.atleast_1d(axes), values_by_latent.items()):
             values = np.asarray(values, dtype=float)
-            ax.bar(np.arange(len(values)), values, color=np.where(values < 0.01, "tab:red", "tab:blue"))
-            ax.axhline(0.01, color="grey", linestyle="--", linewidth=1)
-            ax.set(xlabel=f"dimension of {name}", ylabel="KL (nats per datum)", title=f"{name}: {int((values >= 0.01).sum())} of {len(values)} dimensions carry information")
+            ax.bar(np.arange(len(values)), values, color=np.where(values < threshold, "tab:red", "tab:blue"))
+            ax.axhline(threshold, color="grey", linestyle="--", linewidth=1)
+            ax.set(xlabel=f"dimension of {name}", ylabel=f"{measure} (nats per datum)",
+                   title=f"{name}: {int((values >= threshold).sum())} of {len(values)} dimensions carry information")
             ax.set_xticks(np.arange(len(values)))
 
-    return figure_html(draw, (min(5 * len(kl), 11), 3.2), "KL per latent dimension", ncols=len(kl))
+    return figure_html(draw, (min(5 * len(values_by_latent), 11), 3.2), "information per latent dimension", ncols=len(values_by_latent))
 
 
 def images_figure(rows: list[tuple[str, np.ndarray]], ncol: int, alt: str) -> str:
@@ -305,16 +309,21 @@ def fit_sections(model, idata, result: dict) -> list[str]:
         draws = idata.posterior_predictive["x"].values[0, :, :show]
         recon, how = draws.mean(0), f"average of {len(draws)} posterior predictive draws"
     out = [section("Reconstructions", None, images_figure([("originals", x[:show]), (f"reconstructions ({how})", recon)], show, "reconstructions"),
-                   "Each reconstruction sits below its original. Blurry but recognisable is normal for a VAE; a wrong digit means the latent code lost it.")]
+                   "Each reconstruction sits below its original. Blurry but recognisable is common for a latent-variable model with a "
+                   "simple likelihood; a wrong digit means the latent code lost it.")]
     khat = np.asarray(result["khat"]["khat"], dtype=float)
     if result["khat"].get("exact") or not np.isfinite(khat).any():  # constant weights: no datum is fitted worse than another
         return out
-    worst = np.argsort(-np.where(np.isfinite(khat), khat, -np.inf))[:min(show, int(np.isfinite(khat).sum()))]
     datum = idata.observed_data["datum"].values
+    position = {int(d): i for i, d in enumerate(datum)}
+    worst = [position[w["datum"]] for w in result["khat"].get("worst", []) if w["datum"] in position][:show]
+    if not worst:  # no datum above the cut in both halves of the draws: a ranking would be noise
+        return out
     labels = ", ".join(f"#{datum[i]}: {khat[i]:.2f}" for i in worst)
     out.append(section("The data the guide fits worst", None, images_figure([("largest k-hat first", x[worst])], len(worst), "worst k-hat images"),
-                       f"Left to right, the datum's index in the split and its k-hat: {labels}. These are the images whose posterior the guide "
-                       "misses most; unusual writing styles are expected here."))
+                       f"Left to right, the datum's index in the split and its k-hat: {labels}. Only images above the cut in both halves of "
+                       "the draws are shown (a single k-hat is noisy); these are the images whose posterior the guide misses most; "
+                       "unusual writing styles are expected here."))
     return out
 
 
@@ -340,7 +349,7 @@ def header(result: dict) -> list[str]:
     text, good = overall_verdict(result)
     ordered = sorted(result["verdicts"].items(), key=lambda kv: list(VERDICT_TITLES).index(kv[0]) if kv[0] in VERDICT_TITLES else len(VERDICT_TITLES))
     return [f"<h1>Diagnostics of {html.escape(result['model'])} run {html.escape(Path(result['run']).name)}</h1>",
-            f'<p class="overall{" good" if good else ""}">{html.escape(text)}</p>',
+            f'<p class="overall {"good" if good else (result.get("overall") or {}).get("status", "warning")}">{html.escape(text)}</p>',
             table([("run", result["run"]), ("model", result["model"]), ("data", f"{result['data']} ({result['split']} split)"),
                    ("likelihood p(x | latents)", result.get("likelihood", "")),
                    ("data points", str(result["num_data"])), ("guide draws per datum", str(result["particles"]))]),
@@ -348,40 +357,11 @@ def header(result: dict) -> list[str]:
 
 
 def overall_verdict(result: dict) -> tuple[str, bool]:
-    """One paragraph in plain words on the whole run, and whether no problem was found. It lists what to fix, in the
-    order a reader should act on it, from the numbers the sections below explain."""
-    problems = []
-    conv = result.get("convergence") or {}
-    if convergence_state(conv) == "improving":
-        problems.append("training had not converged (the ELBO was still rising): train longer before judging the rest")
-    units = result.get("active_units") or {}
-    if any(u["active"] == 0 for u in units.values()):
-        problems.append("a latent has collapsed (no dimension carries information about x)")
-    khat = result.get("khat") or {}
-    bad = khat.get("frac_above_threshold")
-    if result.get("guide_samples_latents", True) and not khat.get("exact") and bad is not None and bad > 0.1:
-        problems.append(f"the guide is too narrow for {100 * bad:.0f}% of the data, so its importance-weighted bound is unreliable there")
-    pit = result.get("pit") or {}
-    if (pit.get("tail_fraction") or 0) > 0.15:
-        problems.append("the decoder is overconfident about the features it gets wrong")
-    shift = result.get("reconstruction") or {}
-    if shift and shift["difference"] > 3 * shift["difference_se"] and shift["difference"] > 0.02 * abs(shift["train"]):
-        problems.append("held-out data are reconstructed clearly worse than training data (overfitting, or other data)")
-    cal = result.get("calibration") or {}
-    if cal and cal["ece"] >= 0.1:
-        problems.append(f"the class probabilities are poorly calibrated (ECE {cal['ece']:.2f})")
-    gold = result.get("gold_standard") or {}
-    if gold:
-        sampler = gold.get("sampler") or {}
-        if gold["max_rhat"] > 1.05 or gold["min_ess"] < 100 or sampler.get("divergences") or sampler.get("tree_depth_hits"):
-            problems.append("the NUTS reference itself is not trustworthy (see its sampler diagnostics)")
-        elif gold["max_abs_z"] > 3:
-            problems.append(f"the SVI estimates lie outside the NUTS posterior (largest |z| {gold['max_abs_z']:.1f})")
+    """The headline paragraph from ``result["overall"]`` (:func:`ppmodels.analysis.diagnostics.overall_verdict`, the
+    verdict of ``diagnostics.json``), and whether the status is ``good``."""
+    overall = result.get("overall") or dg_overall(result)
     checked = f"{result['num_data']} {result['split']} data, {result['particles']} guide draws each"
-    if not problems:
-        return f"Overall: no problem found in any check below ({checked}). The model and its guide can be used as they are.", True
-    return (f"Overall: {len(problems)} problem{'s' if len(problems) > 1 else ''} to act on ({checked}): "
-            + "; ".join(problems) + ". The sections below show the evidence."), False
+    return overall_text(overall, checked), overall["status"] == "good"
 
 
 def inference_sections(result: dict) -> list[str]:
@@ -414,10 +394,12 @@ def latent_sections(idata, result: dict) -> list[str]:
     latents = continuous_latents(idata)
     with_label = "posterior" in idata.groups() and "y" in idata.posterior  # then z (z2 in M1+M2) should hold style, not class
     out = []
-    if result.get("kl_per_dim"):
-        out.append(section("How much does each latent dimension carry? KL per dimension", result["verdicts"].get("active_units"), kl_figure(result["kl_per_dim"]),
-                           "KL(q(z_d | x) || p(z_d)) averaged over the data and the guide's draws, in nats: what dimension d tells about x. Red bars "
-                           "(below 0.01, dashed) are collapsed dimensions: the guide returns the prior there and the decoder ignores them."))
+    if result.get("mutual_information"):
+        out.append(section("How much does each latent dimension carry? I(x; z_d)", result["verdicts"].get("active_units"), kl_figure(result["mutual_information"]),
+                           "The mutual information between x and dimension d of the latent under the guide, in nats per datum: how much q(z_d | x) "
+                           f"changes with x (at most log N). Red bars (below {MI_COLLAPSED}, dashed) are collapsed dimensions: the guide gives every x "
+                           "the same distribution there and the decoder cannot use them. Unlike the KL to the prior it is not raised by a guide "
+                           "that is merely narrower than the prior for every x."))
     for name, points in latents.items():
         hint = "Coloured by the true label. Classes that form separate clusters are easy to classify from this latent code."
         if with_label and name == list(latents)[-1]:

@@ -29,11 +29,14 @@ from ..infer.importance import prior_sampled_sites, trace_particles
 from ..models import CanClassify, LabeledGenerator
 from ..runs import CONFIG, METRICS, check_output, check_particles_memory, check_output_folder, load, open_applied_data, open_run_dataset, record_output
 from ..analysis.inference_data import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
-                                       datum_log_likelihood, has_own_log_weights, labels_of, loo_subset, posterior_idata, save_idata)
+                                       datum_log_likelihood, has_own_log_weights, labels_of, loo_subset, posterior_idata, save_idata, OBSERVED_SITE,
+                                       log_likelihood_float64, thinned)
 
 IDATA, DIAGNOSTICS, REPORT, NUTS_IDATA = "idata.nc", "diagnostics.json", "report.html", "nuts.nc"
 #: how many diagnosed data are decoded with every class to see whether the decoder uses the label
 CLASS_CHECK_DATA = 100
+#: training rows (drawn at random) that fit the independent-features baseline
+BASELINE_ROWS = 20_000
 #: attribute of ``sample_stats``: the model's latents that the guide leaves to the prior, comma-separated
 PRIOR_SAMPLED = "prior_sampled_latents"
 
@@ -81,7 +84,7 @@ def weight_diagnostics(idata) -> dict[str, Any]:
     log_weights = stats[weights].values[0].T  # (datum, draw): samples last, as psislw wants
     # the stored weights are those of the guide's own ELBO only when the guide samples every latent: with none (the
     # GMM) or some left to the prior (the GMVAE's component c, summed exactly in training) they judge another proposal
-    guided = "posterior" in idata.groups()
+    guided = "posterior" in idata.groups() and idata.posterior.attrs.get("source", "guide") == "guide"
     whole_guide = guided and not stats.attrs.get(PRIOR_SAMPLED)
     guide_weights = stats["log_weight"].values[0].T if whole_guide else None
     result: dict[str, Any] = {"khat": dg.pareto_khat(log_weights, datum), "log_weights": weights, "guide_samples_latents": guided,
@@ -92,23 +95,34 @@ def weight_diagnostics(idata) -> dict[str, Any]:
 
 
 def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndarray | None, seed: int = 0,
-                        predictive_draws: int = 20) -> dict[str, Any]:
+                        predictive_draws: int = 20, baseline_x: np.ndarray | None = None) -> dict[str, Any]:
     """Every diagnostic of :mod:`ppmodels.diagnostics` from an InferenceData of :func:`posterior_idata`; the PIT uses
-    the first ``predictive_draws`` posterior predictive draws."""
+    the first ``predictive_draws`` posterior predictive draws, the p-values up to :data:`~ppmodels.analysis.diagnostics.PPC_DRAWS`;
+    ``baseline_x`` (training data) fits the independent-features baseline."""
     result = weight_diagnostics(idata)
     result["kl_per_dim"] = kl = {name[3:]: idata.sample_stats[name].values[0].mean(axis=(0, 1))
                                  for name in idata.sample_stats.data_vars if name.startswith("kl_")}
-    result["active_units"] = {name: dg.active_units(means, kl_per_dim=kl.get(name)) for name, means in dg.continuous_latents(idata).items()}
+    if result["guide_samples_latents"]:  # I(x; z) of each continuous latent, from its draws
+        result["mutual_information"] = {name: dg.mutual_information(idata.posterior[name].values[0]) for name in dg.continuous_latents(idata)}
+    mi = result.get("mutual_information") or {}
+    result["active_units"] = {name: dg.active_units(means, kl_per_dim=kl.get(name), mi_per_dim=mi.get(name))
+                              for name, means in dg.continuous_latents(idata).items()}
     if isinstance(model, LabeledGenerator):  # the class rows: does p(x | y, z) change with y?
         result["class_dependence"] = dg.class_dependence(model.decode_with_labels(idata.observed_data["x"].values[:CLASS_CHECK_DATA]))
     result["reconstruction_error"] = errors = -datum_log_likelihood(idata).mean(0)
     result["train_reconstruction_error"] = train_errors
-    if result["guide_samples_latents"]:  # posterior predictive checks need posterior draws
+    if "posterior_predictive" in idata.groups():  # posterior predictive checks need posterior draws (a guide's or exact ones)
         observed = idata.observed_data["x"].values.reshape(len(errors), -1)
         replicates = idata.posterior_predictive["x"].values[0, :predictive_draws].reshape(-1, len(errors), observed.shape[1])
         result["pit"] = dg.predictive_pit(observed, replicates, model.config.likelihood, seed)
+        draws = idata.posterior_predictive["x"].values[0, :dg.PPC_DRAWS]
+        result["ppc_pvalues"] = dg.ppc_pvalues(observed, draws.reshape(len(draws), len(errors), -1), model.config.likelihood, seed)
         result["reconstruction"] = dg.reconstruction_shift(errors, train_errors) if train_errors is not None else None
     result["arviz_loo"] = arviz_loo_check(idata, result["log_likelihood"]["per_datum"]["iw"])
+    if baseline_x is not None:
+        x = idata.observed_data["x"].values
+        baseline = dg.independent_baseline(baseline_x, x, model.config.likelihood)
+        result["baseline"] = dg.baseline_comparison(baseline, result["log_likelihood"]["per_datum"]["iw"])
     labels = labels_of(idata) if "predictions" in idata.groups() else None
     known = None if labels is None else labels >= 0  # an image cube's background pixels have no label (-1)
     if labels is not None and known.any():
@@ -124,10 +138,11 @@ def arviz_loo_check(idata, iw: np.ndarray) -> dict[str, Any]:
     bound ``iw`` of the same data (nats per datum); the difference is also written into the attributes of
     ``log_likelihood`` (``loo_minus_iw_per_datum``), beside its note."""
     subset = loo_subset(idata)
+    log_likelihood_float64(subset)  # float32 per-feature values give az.loo NaN
     count = subset.observed_data.sizes["datum"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # k-hat > 0.7 everywhere: that is what the note explains
-        loo = dg._arviz().loo(subset, reff=1.0)  # the guide's draws are independent (and the GMM has no posterior to measure it)
+        loo = dg._arviz().loo(subset, reff=1.0, var_name=OBSERVED_SITE)  # the guide's draws are independent
     per_datum, bound = float(loo.elpd_loo) / count, float(np.mean(iw[:count]))
     excess = per_datum - bound
     idata.log_likelihood.attrs["loo_minus_iw_per_datum"] = excess
@@ -145,14 +160,17 @@ def train_reconstruction_errors(model, train_x: torch.Tensor, num: int, particle
 
 def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = None, *, split: str = "test",
              num_data: int = 500, particles: int = 1000, seed: int = 0, data_dir: str | None = None,
-             batch_size: int = 100, predictive_draws: int = 20, report: bool = True, nuts: bool = False,
-             nuts_samples: int = 200, nuts_warmup: int = 200, nuts_chains: int = 2, overwrite: bool = False) -> dict[str, Any]:
+             batch_size: int = 100, predictive_draws: int = 20, stored_draws: int = 50, report: bool = True, nuts: bool = False,
+             nuts_samples: int = 1000, nuts_warmup: int = 1000, nuts_chains: int = 4, overwrite: bool = False) -> dict[str, Any]:
     """Diagnose the run in folder ``run`` on ``num_data`` data of ``split`` with ``particles`` guide draws each.
+
+    Every diagnostic uses all ``particles`` draws; ``idata.nc`` keeps the first ``stored_draws`` of them in every group
+    (the per-feature arrays grow with data x draws x features: 360 digits x 1000 draws made a 128 MB file).
 
     Returns the content of ``diagnostics.json`` (with per-datum arrays) and writes the files of the module
     docstring into ``out`` (files there that ppmodels did not write are replaced only with ``overwrite``; see
     :mod:`ppmodels.runs.outputs`). With ``nuts`` (ppca and gmm) it also compares the fit with a NUTS posterior of the globals
-    on at most ``num_data`` training data (:data:`ppmodels.gold_standard.GOLD_STANDARDS`), under ``gold_standard``.
+    on the training data the fit saw (:data:`ppmodels.gold_standard.GOLD_STANDARDS`), under ``gold_standard``.
 
     Example::
 
@@ -163,6 +181,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     check_int(num_data, "--num-data", minimum=1)
     check_int(particles, "--particles", minimum=1)
     check_seed(seed)
+    check_int(stored_draws, "--stored-draws", minimum=1)
     if num_data < 1 or particles < dg.MIN_DRAWS:
         raise ConfigError(f"need --num-data >= 1 and --particles >= {dg.MIN_DRAWS} (k-hat needs many draws; 200 is a good start), got {num_data} and {particles}")
     run = check_path(run, "the run folder")
@@ -194,9 +213,13 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     if train_data is not None and split != "train":
         train_x = train_data.split("train").x
         train_errors = train_reconstruction_errors(model, train_x, len(idx), min(particles, 20), seed, batch_size)
-    result = compute_diagnostics(model, idata, records, train_errors, seed, min(predictive_draws, particles))
+    baseline_x = None
+    if train_data is not None:
+        train_x = train_data.split("train").x
+        baseline_x = np.asarray(train_x[choose_data(BASELINE_ROWS, len(train_x), seed + 3)])
+    result = compute_diagnostics(model, idata, records, train_errors, seed, min(predictive_draws, particles), baseline_x)
     if nuts:
-        result["gold_standard"] = gold_standard(compare, model, train_data, num_data, seed, nuts_samples, nuts_warmup, nuts_chains)
+        result["gold_standard"] = gold_standard(compare, model, train_data, seed, nuts_samples, nuts_warmup, nuts_chains)
         result["nuts_idata"] = result["gold_standard"].pop("idata")
     noun = f"{split} {'images' if dataset.is_image else 'data'}"
     result.update(run=str(run), model=model.name, data=dataset.spec or data, likelihood=model.config.likelihood, split=split, num_data=len(idx), particles=particles,
@@ -204,7 +227,9 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     if nuts:
         result["verdicts"]["gold_standard"] = gold_standard_verdict(result["gold_standard"])
         result["verdicts"]["nuts_sampler"] = sampler_verdict(result["gold_standard"]["sampler"])
+    result["overall"] = dg.overall_verdict(result)
     out.mkdir(parents=True, exist_ok=True)
+    idata = thinned(idata, stored_draws)  # the diagnostics used every draw; the file keeps the first stored_draws
     save_idata(idata, out / IDATA)
     if nuts:
         save_idata(result["nuts_idata"], out / NUTS_IDATA)
@@ -219,14 +244,22 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     return result
 
 
-def gold_standard(compare, model, train_data, num_data: int, seed: int, samples: int, warmup: int, chains: int) -> dict[str, Any]:
-    """NUTS against the SVI fit on at most ``num_data`` of the run's training data (the data the fit saw)."""
+#: ``--nuts`` refuses training data with more values (rows x features) than this: NUTS cost grows with both
+NUTS_MAX_VALUES = 200_000
+
+
+def gold_standard(compare, model, train_data, seed: int, samples: int, warmup: int, chains: int) -> dict[str, Any]:
+    """NUTS against the SVI fit on the very training data the fit saw (like with like: a subset has another principal
+    subspace), refused above :data:`NUTS_MAX_VALUES` values."""
     if train_data is None:
         raise RunError("--nuts needs the run's own training data, which cannot be opened any more; check --data-dir")
     train_x = train_data.split("train").x
-    idx = choose_data(num_data, len(train_x), seed + 2)
-    subset = train_x[idx]  # rows on disk: only these are read
-    return compare(model, np.asarray(subset), samples, warmup, chains, seed, fit_x=train_x)
+    values = len(train_x) * int(np.prod(train_x.shape[1:]))
+    if values > NUTS_MAX_VALUES:
+        raise ConfigError(f"--nuts samples the posterior on all {len(train_x)} training data the fit saw ({values:,} values); above "
+                          f"{NUTS_MAX_VALUES:,} NUTS would run for hours: fit the model on fewer data or features to compare it with NUTS")
+    x = np.asarray(train_x)
+    return compare(model, x, samples, warmup, chains, seed, fit_x=train_x)
 
 
 def summary_only(result: dict) -> dict:

@@ -202,7 +202,8 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None,
     if state is not None:
         kept = {"valid_accuracy": f"the best validation accuracy ({state.best_valid_accuracy:.4f})",
                 "valid_elbo": f"the best validation ELBO ({state.best_valid_elbo:.4f})",
-                "train_elbo": f"the best training ELBO ({state.best_valid_elbo:.4f}; no validation split)",
+                "train_elbo": f"the best training ELBO ({state.best_valid_elbo:.4f}; "
+                              + ("no validation split)" if data.valid is None else "the model selects on training data)"),
                 "last_epoch": "the last epoch (no likelihood, so no ELBO to select by)"}[state.selected_by]
         summary.update(epochs=state.epoch, best_epoch=state.best_epoch, selected_by=state.selected_by,
                        kept=f"weights of epoch {state.best_epoch}, {kept}", stopped_early=state.stopped_early,

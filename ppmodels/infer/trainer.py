@@ -153,6 +153,8 @@ class Trainer:
         if self.device is not None:
             model.to(resolve_device(self.device))
         self.optimizer = self._make_optimizer(model)
+        if model.updates_in_closed_form and self.world_size > 1:
+            raise ConfigError(f"{model.name} updates its parameters in closed form (EM) in one process; train it with one process or by Adam (its option optimizer=adam)")
         pyro.set_rng_seed(noise_seed(self.config.seed, self.rank))  # Monte Carlo noise: a stream per rank
         self.generator.manual_seed(self.config.seed)  # batches: the same global batches on every rank
         if resume:
@@ -327,6 +329,8 @@ class Trainer:
         A model with parameter groups gets one update per group that :meth:`step_groups` names for this step, in its
         order, each on the group's loss for this batch after the updates before it; the losses come back by group
         name. A non-finite one skips the rest of the batch's updates (``skip_nonfinite``) or stops training."""
+        if self.model.updates_in_closed_form:  # EM (PPCA): the model updates itself, no gradient
+            return self.model.closed_form_step(batch)
         if self.groups is None:
             return self._update(batch, self.loss_fn or self.model.loss)
         values = {}
@@ -461,7 +465,10 @@ class Trainer:
             self.best_weights = copy.deepcopy(self.model.state_dict())
             self._emit("on_best")
             return
-        elbo = record.get("valid_elbo", record["train_elbo"])
+        # a model that selects on its training likelihood is judged by one exact pass over the training data after the
+        # epoch (the mean of its steps' losses mixes parameters of the whole epoch and unequal batches: noise of 0.1 nats)
+        elbo = (self.model.elbo_per_datum(self.data.train) if self.model.selects_on_training_data
+                else record.get("valid_elbo", record["train_elbo"]))
         accuracy = record.get("valid_accuracy")
         if accuracy is not None:  # the most accurate epoch; among equally accurate ones, the best ELBO
             better = accuracy > state.best_valid_accuracy or (accuracy == state.best_valid_accuracy and elbo > state.best_valid_elbo)
@@ -470,7 +477,8 @@ class Trainer:
         if better:
             state.best_valid_elbo, state.best_epoch, state.epochs_without_improvement = elbo, state.epoch, 0
             state.best_valid_accuracy = -math.inf if accuracy is None else accuracy
-            state.selected_by = "valid_accuracy" if accuracy is not None else "valid_elbo" if "valid_elbo" in record else "train_elbo"
+            state.selected_by = ("valid_accuracy" if accuracy is not None else "valid_elbo" if "valid_elbo" in record and not self.model.selects_on_training_data
+                                 else "train_elbo")
             self.best_weights = copy.deepcopy(self.model.state_dict())
             self._emit("on_best")
         else:

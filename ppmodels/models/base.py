@@ -339,6 +339,20 @@ class PPModel(nn.Module):
         """The differentiable loss that group ``name`` minimises on ``batch``."""
         raise NotImplementedError
 
+    #: the trainer keeps the epoch with the best *training* ELBO (a maximum-likelihood fit whose target is defined on
+    #: the training data, as PPCA's closed form is), not the best validation ELBO, which may peak at a transient
+    selects_on_training_data: bool = False
+
+    @property
+    def updates_in_closed_form(self) -> bool:
+        """Whether the trainer calls :meth:`closed_form_step` for each batch instead of an Adam step (PPCA's EM)."""
+        return False
+
+    def closed_form_step(self, batch: Batch) -> float:
+        """Update the parameters in closed form from ``batch`` (e.g. accumulate an E-step and take the M-step once a
+        pass over the data is complete) and return the batch's loss before the update, as an Adam step would."""
+        raise NotImplementedError(f"{self.name} has no closed-form update")
+
     def trains_classifier(self) -> bool:
         """Whether the current stage trains a classifier q(y|x) (then ``predict`` works during training and the trainer
         can select the epoch with the best validation accuracy)."""

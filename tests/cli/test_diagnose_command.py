@@ -28,6 +28,16 @@ def test_train_then_diagnose_end_to_end(tmp_path):
     result = invoke("diagnose", run, "--num-data", 10, "--particles", 21, "--no-report")  # default folder RUN/diagnostics
     assert result.exit_code == 0, result.output
     assert (run / "diagnostics" / "diagnostics.json").is_file() and not (run / "diagnostics" / "report.html").exists()
+    overall = json.loads((run / "diagnostics" / "diagnostics.json").read_text())["overall"]
+    assert overall["status"] in ("good", "warning", "bad") and f"overall: {overall['status']}" in result.output
+    for problem in overall["problems"]:
+        assert set(problem) == {"code", "check", "severity", "value", "threshold", "message"}
+    for level in ("warning", "bad"):  # exit 3 exactly when the verdict reaches the level; the files are written anyway
+        result = invoke("diagnose", run, "--num-data", 10, "--particles", 21, "--no-report", "--fail-on", level)
+        reached = ("good", "warning", "bad").index(overall["status"]) >= ("good", "warning", "bad").index(level)
+        assert result.exit_code == (3 if reached else 0), result.output
+    result = invoke("diagnose", run, "--num-data", 10, "--particles", 21, "--fail-on", "never")
+    assert result.exit_code == 2 and "--fail-on" in result.output
 
 
 def test_diagnose_errors_are_one_line(tmp_path):
@@ -37,7 +47,7 @@ def test_diagnose_errors_are_one_line(tmp_path):
     assert result.exit_code == 2 and "21" in result.output
 
 
-def test_diagnose_nuts_writes_the_gold_standard_for_ppca_and_refuses_other_models(tmp_path):
+def test_diagnose_nuts_writes_the_gold_standard_for_ppca_and_refuses_other_models(tmp_path, monkeypatch):
     # points near a line in 4-D: NUTS on the 64 pixels of digits took 20 s, and tests/test_gold_standard.py checks
     # the sampler itself; here the command's plumbing is what is tested
     rng = np.random.default_rng(0)
@@ -48,10 +58,10 @@ def test_diagnose_nuts_writes_the_gold_standard_for_ppca_and_refuses_other_model
     assert result.exit_code == 0, result.output
     summary = json.loads((run / "summary.json").read_text())  # the fit against its closed form, in the run's summary
     assert summary["closed_form_angle_deg"] < 2 and 0 <= summary["closed_form_log_likelihood_gap"] < 0.01
-    result = invoke("diagnose", run, "--num-data", 40, "--particles", 21, "--nuts", "--nuts-samples", 30, "--out", out)
+    result = invoke("diagnose", run, "--num-data", 40, "--particles", 21, "--nuts", "--nuts-samples", 30, "--nuts-chains", 2, "--out", out)
     assert result.exit_code == 0, result.output
     gold = json.loads((out / "diagnostics.json").read_text())["gold_standard"]
-    assert gold["num_data"] == 40 and gold["num_samples"] == 30 and gold["num_chains"] == 2
+    assert gold["num_data"] == 140 and gold["num_samples"] == 30 and gold["num_chains"] == 2  # like with like: all the fit saw
     assert set(gold["quantities"]) == {"sigma2", "eigenvalue_1"} and len(gold["subspace_angles_deg"]) == 1
     assert gold["num_fit_data"] == 140 and gold["angles_deg"]["fit_vs_closed_form"] < 2  # the fit's own training data
     assert all(q["rhat"] > 0 and q["ess"] > 0 and q["sd"] > 0 for q in gold["quantities"].values())
@@ -69,6 +79,12 @@ def test_diagnose_nuts_writes_the_gold_standard_for_ppca_and_refuses_other_model
     result = invoke("diagnose", vae, "--num-data", 10, "--particles", 21, "--nuts")
     assert result.exit_code == 2 and "ppca and gmm only" in result.stderr and "Traceback" not in result.output
 
+    import ppmodels.commands.diagnose as command  # the size guard: training data too large for NUTS are refused in one line
+
+    monkeypatch.setattr(command, "NUTS_MAX_VALUES", 100)
+    result = invoke("diagnose", run, "--num-data", 10, "--particles", 21, "--nuts", "--out", tmp_path / "refused", "--no-report")
+    assert result.exit_code == 2 and "NUTS would run for hours" in result.stderr and "Traceback" not in result.output
+
 
 def test_diagnose_nuts_on_a_gmm_relabels_to_the_svi_components(tmp_path):
     rng = np.random.default_rng(0)
@@ -77,10 +93,10 @@ def test_diagnose_nuts_on_a_gmm_relabels_to_the_svi_components(tmp_path):
     run, out = tmp_path / "gmm", tmp_path / "diag"
     result = invoke("train", "gmm", "--data", tmp_path / "blobs.npy", "--out", run, "--epochs", 50, "--set", "num_components=2", "--quiet")
     assert result.exit_code == 0, result.output
-    result = invoke("diagnose", run, "--num-data", 60, "--particles", 21, "--nuts", "--nuts-samples", 40, "--out", out)
+    result = invoke("diagnose", run, "--num-data", 60, "--particles", 21, "--nuts", "--nuts-samples", 40, "--nuts-chains", 2, "--out", out)
     assert result.exit_code == 0, result.output
     gold = json.loads((out / "diagnostics.json").read_text())["gold_standard"]
-    assert gold["num_data"] == 60 and gold["num_samples"] == 40 and gold["num_chains"] == 2
+    assert gold["num_data"] == 140 and gold["num_samples"] == 40 and gold["num_chains"] == 2
     assert set(gold["quantities"]) == {"weight_0", "weight_1", *(f"{s}_{i}_{d}" for s in ("loc", "scale") for i in range(2) for d in range(2))}
     assert all(q["rhat"] > 0 and q["ess"] > 0 and q["sd"] > 0 for q in gold["quantities"].values())
     assert "relabelled to the SVI fit's" in gold["note"] and 0 <= gold["switched_draws"] <= 1
