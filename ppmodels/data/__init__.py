@@ -129,8 +129,9 @@ def prepare_data(dataset: Dataset, num_labels: int | None = None, seed: int = 0,
     y = np.concatenate([np.full(len(rows) - len(held), UNLABELED), labeled.y.numpy()[held]])
     order = np.argsort(rows, kind="stable")
     valid = _rows(dataset, rows[order], y[order]) if len(rows) else None
+    hidden = "the validation split's labels stay hidden" if own_valid is not None and own_valid.num_labeled else "the validation split has no labels"
     source = (f"held out (stratified) of the {labeled.num_labeled} labels of the budget, which leaves {train.num_labeled} to train on; "
-              "the validation split's labels stay hidden") if len(held) else "no labels: the validation ELBO of unlabeled rows"
+              f"{hidden}") if len(held) else "no labels: the validation ELBO of unlabeled rows"
     return TrainData(dataset, train, valid, test, labeled, {"protocol": "budget", "labels": int(len(held)), "source": source})
 
 
