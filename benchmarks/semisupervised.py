@@ -9,7 +9,12 @@ peak memory, and, for the deep models, a curve of valid/test error every ``--eva
     python benchmarks/semisupervised.py --quick                                                   # minutes: few epochs, one seed
 
 Protocol: the data layer's fixed splits (digits: stratified 70/10/20; MNIST: 50k train / 10k valid / 10k test),
-``--labels`` class-balanced labels drawn with the seed, the rest of the training split unlabeled.
+``--labels`` class-balanced labels drawn with the seed, the rest of the training split unlabeled. Each deep model runs
+under each of ``--protocols``, side by side: ``budget`` (the default of ``ppmodels train``: the kept epoch and early
+stopping are chosen by ``--valid-labels`` of the N labels, held out of training; the validation split's labels are
+never read) and ``paper`` (chosen by the validation split's labels, as Kingma et al. 2014 did with MNIST's 10,000
+labeled validation images). The baselines (:mod:`ppmodels.analysis.baselines`: an untuned SVC, and an SVC, logistic
+regression and label spreading tuned by stratified cross-validation) are fitted on the same N labels, once a seed.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ppmodels.analysis.baselines import BASELINES as PEERS, baseline_predictions  # noqa: E402
+from ppmodels.analysis.baselines import ALL_BASELINES as PEERS, BASELINES, fit_baselines, flat  # noqa: E402
+from ppmodels.commands.train import selects_with_labels  # noqa: E402
 from ppmodels.analysis.metrics import classification_metrics  # noqa: E402
-from ppmodels.data import TrainData, load_dataset, prepare_data  # noqa: E402
+from ppmodels.data import PROTOCOLS, TrainData, load_dataset, map_rows, prepare_data  # noqa: E402
 from ppmodels.files import write_json  # noqa: E402
 from ppmodels.infer import TrainConfig, fit  # noqa: E402
 from ppmodels.models import get_model_class  # noqa: E402
@@ -58,11 +64,12 @@ PRESETS = {
 }
 
 
-def run_peer(name: str, data: TrainData) -> dict:
-    """LabelSpreading (kNN graph over all training images, uncapped) or an RBF SVC on the labeled images only: the
-    baselines ``ppmodels evaluate`` prints (:mod:`ppmodels.analysis.baselines`)."""
-    predicted = baseline_predictions(data.train, data.test.x, names=(name,), max_spread=None)[name]
-    return {"predicted": predicted, "epochs": None, "curve": []}
+def run_peer(name: str, data: TrainData, seed: int) -> dict:
+    """A baseline ``ppmodels evaluate`` prints (:mod:`ppmodels.analysis.baselines`; label spreading's graph over all
+    training images, uncapped), fitted on the run's N labels: the training labels and those held out for selection."""
+    estimator, info = fit_baselines(data.labeled, names=(name,), max_spread=None, seed=seed)[name]
+    predicted = np.asarray(map_rows(lambda xb: estimator.predict(flat(xb)), data.test.x))
+    return {"predicted": predicted, "epochs": None, "curve": [], **info}
 
 
 class Curve:
@@ -70,6 +77,8 @@ class Curve:
 
     def __init__(self, model, data: TrainData, every: int, budget_s: float | None):
         self.model, self.data, self.every, self.budget_s, self.points = model, data, every, budget_s, []
+        # reported, never used for selection: the error on the whole labeled validation split, as the paper's curves
+        self.splits = {"valid": data.dataset.split("valid"), "test": data.test}
         self.start = time.perf_counter()
 
     def on_epoch_end(self, trainer, record: dict) -> None:
@@ -78,8 +87,7 @@ class Curve:
         if self.model.trains_classifier() and (record["epoch"] % self.every == 0 or out_of_time):
             point = {"epoch": record["epoch"], "elapsed_s": round(elapsed, 1), "valid_elbo": record.get("valid_elbo"),
                      "train_elbo": record.get("train_elbo")}
-            for name in ("valid", "test"):
-                split = getattr(self.data, name)
+            for name, split in self.splits.items():
                 accuracy = float((self.model.predict(split.x) == split.y.numpy()).mean())
                 point[f"{name}_error_pct"] = round(100 * (1 - accuracy), 3)
             self.points.append(point)
@@ -108,7 +116,7 @@ def run_deep(name: str, data: TrainData, dataset: str, seed: int, args) -> dict:
     state = model.train_state_
     extra = {"active_dims": len(model.active_dims)} if hasattr(model, "active_dims") else {}
     return {"predicted": model.predict(data.test.x), "epochs": state.epoch, "best_epoch": state.best_epoch,
-            "selected_by": state.selected_by, "curve": curve.points, "options": options, "train": train, **extra}
+            "selected_by": state.selected_by, "selection": data.selection, "curve": curve.points, "options": options, "train": train, **extra}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -118,16 +126,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
     models = args.models.split(",")
     dataset = imbalanced_digits() if args.dataset == "digits90" else load_dataset(args.dataset, data_dir=args.data_dir, binarize=args.binarize)
+    protocols = args.protocols.split(",")
     rows = []
     for seed in seeds:
-        data = prepare_data(dataset, args.labels, seed=seed)
-        for name in models:
-            print(f"{args.dataset}-{args.labels} seed {seed}: {name}", flush=True)
+        budget = prepare_data(dataset, args.labels, seed=seed)  # the N labels every row of this seed gets
+        for name, protocol in ((n, p) for n in models for p in ([None] if n in PEERS else protocols)):
+            print(f"{args.dataset}-{args.labels} seed {seed}: {name}{'' if protocol is None else f' ({protocol} protocol)'}", flush=True)
             torch.manual_seed(seed)
             start = time.perf_counter()
-            out = run_peer(name, data) if name in PEERS else run_deep(name, data, args.dataset, seed, args)
+            if protocol is None:
+                data, out = budget, run_peer(name, budget, seed)
+            else:
+                uses = selects_with_labels(get_model_class(name), TrainConfig())  # M1 keeps its epoch by the ELBO: nothing held out
+                data = prepare_data(dataset, args.labels, seed=seed, protocol=protocol, valid_labels=args.valid_labels if uses else 0)
+                out = run_deep(name, data, args.dataset, seed, args)
             metrics = classification_metrics(data.test.y.numpy(), out.pop("predicted"), dataset.num_classes)
-            rows.append({"dataset": args.dataset, "model": name, "num_labels": args.labels, "seed": seed, "binarize": args.binarize,
+            rows.append({"dataset": args.dataset, "model": name, "protocol": protocol, "num_labels": args.labels, "seed": seed, "binarize": args.binarize,
                          "test_error_pct": round(100 * (1 - metrics["accuracy"]), 3), "balanced_accuracy": round(metrics["balanced_accuracy"], 4),
                          "wall_time_s": round(time.perf_counter() - start, 1), "peak_memory_mb": round(peak_memory_mb(), 1),
                          "warnings": metrics["warnings"], **out})
@@ -141,13 +155,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
 def summarize(rows: list[dict]) -> dict[str, dict]:
     """Per model: mean and sd of the test error over seeds, mean balanced accuracy and wall time."""
     summary = {}
-    for name in dict.fromkeys(r["model"] for r in rows):
-        errors = np.array([r["test_error_pct"] for r in rows if r["model"] == name])
-        balanced = np.mean([r["balanced_accuracy"] for r in rows if r["model"] == name])
-        wall = np.mean([r["wall_time_s"] for r in rows if r["model"] == name])
+    for name in dict.fromkeys(row_name(r) for r in rows):
+        errors = np.array([r["test_error_pct"] for r in rows if row_name(r) == name])
+        balanced = np.mean([r["balanced_accuracy"] for r in rows if row_name(r) == name])
+        wall = np.mean([r["wall_time_s"] for r in rows if row_name(r) == name])
         summary[name] = {"test_error_pct_mean": round(float(errors.mean()), 3), "test_error_pct_sd": round(float(errors.std(ddof=1)) if len(errors) > 1 else 0.0, 3),
                          "balanced_accuracy_mean": round(float(balanced), 4), "seeds": len(errors), "wall_time_s_mean": round(float(wall), 1)}
     return summary
+
+
+def row_name(row: dict) -> str:
+    """``m2 [budget]`` for a deep model's row, the baseline's name for a baseline's."""
+    return row["model"] if row.get("protocol") is None else f"{row['model']} [{row['protocol']}]"
 
 
 def save(rows: list[dict], args, environment: dict[str, str]) -> Path:
@@ -159,9 +178,9 @@ def save(rows: list[dict], args, environment: dict[str, str]) -> Path:
 
 
 def print_summary(summary: dict[str, dict]) -> None:
-    print(f"\n{'model':16s} {'seeds':>5s} {'test error % (mean ± sd)':>26s} {'balanced acc':>12s} {'wall s':>8s}")
+    print(f"\n{'model':24s} {'seeds':>5s} {'test error % (mean ± sd)':>26s} {'balanced acc':>12s} {'wall s':>8s}")
     for name, s in summary.items():
-        print(f"{name:16s} {s['seeds']:5d} {s['test_error_pct_mean']:18.2f} ± {s['test_error_pct_sd']:5.2f} {s['balanced_accuracy_mean']:12.4f} {s['wall_time_s_mean']:8.0f}")
+        print(f"{name:24s} {s['seeds']:5d} {s['test_error_pct_mean']:18.2f} ± {s['test_error_pct_sd']:5.2f} {s['balanced_accuracy_mean']:12.4f} {s['wall_time_s_mean']:8.0f}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -169,7 +188,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dataset", default="digits", choices=("digits", "digits90", "mnist"), help="digits90: digits with one class at 90%%")
     p.add_argument("--labels", type=int, default=50, help="class-balanced labels kept (digits 50; MNIST 100/600/1000/3000)")
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (label draw, initialisation, batches)")
-    p.add_argument("--models", default="m1,m2,m1m2,label_spreading,svc", help=f"comma-separated: m1, m2, m1m2, adgm, {', '.join(PEERS)}")
+    p.add_argument("--models", default="m1,m2,m1m2," + ",".join(BASELINES), help=f"comma-separated: m1, m2, m1m2, adgm, {', '.join(PEERS)}")
+    p.add_argument("--protocols", default="budget,paper", help=f"comma-separated selection protocols for the deep models: {', '.join(PROTOCOLS)}")
+    p.add_argument("--valid-labels", type=int, help="budget protocol: labels of the N held out to choose the kept epoch (default: a fifth of each class's)")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"), help="folder with the MNIST IDX files")
     p.add_argument("--binarize", default="none", choices=("none", "threshold", "dynamic"),
                    help="binarize [0, 1] data as `ppmodels train --binarize` does (dynamic: a fresh Bernoulli draw each epoch)")

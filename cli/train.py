@@ -58,7 +58,10 @@ def train(
     data: Annotated[str, typer.Option(help="Data spec: digits, mnist, npz:PATH, npy:PATH, csv:PATH?label=COL, h5:PATH, zarr:PATH (docs/data.md); image cubes cube:PATH, mat:PATH, indian_pines (docs/hyperspectral.md).")] = "digits",
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first (MNIST).")] = None,
     download: Annotated[bool, typer.Option(help="Download missing data files (checksummed, cached).")] = False,
-    labels: Annotated[Optional[int], typer.Option(min=0, help="Keep this many class-balanced training labels; hide the rest.")] = None,
+    labels: Annotated[Optional[int], typer.Option(min=0, help="Keep this many class-balanced training labels; hide the rest (a partly labeled file: every given label is used unless this caps them).")] = None,
+    valid_labels: Annotated[Optional[int], typer.Option(min=0, help="With few labels (--labels, or a partly labeled file): how many of them to hold out, stratified, to choose the kept epoch (default: a fifth of each class's for models that select by accuracy; 0: keep the epoch by the validation ELBO). The validation split's labels are never read.")] = None,
+    valid_data: Annotated[Optional[str], typer.Option(help="A labeled validation file (a data spec) to choose the kept epoch with, used whole; then no training label is held out.")] = None,
+    protocol: Annotated[str, typer.Option(help="Where selection labels come from: budget (within the labels given), or paper (the validation split's labels, outside the budget, as Kingma et al. 2014).")] = "budget",
     epochs: Annotated[int, typer.Option(help=field_help("epochs"))] = T.epochs,
     batch_size: Annotated[int, typer.Option(help=field_help("batch_size"))] = T.batch_size,
     lr: Annotated[float, typer.Option(help=field_help("lr"))] = T.lr,
@@ -112,7 +115,8 @@ def train(
     try:
         _, summary = train_run(model, data, out, data_dir=data_dir, download=download, labels=labels, binarize=binarize,
                                max_per_class=max_per_class, train_config=config, model_options=options, overwrite=overwrite,
-                               resume=resume, progress=not quiet, sample_every=sample_every, device=device)
+                               resume=resume, progress=not quiet, sample_every=sample_every, device=device, valid_labels=valid_labels,
+                               valid_data=valid_data, protocol=protocol)
     except RuntimeError as exc:
         if not started or isinstance(exc, PPModelsError):
             raise
@@ -130,6 +134,12 @@ def train(
             typer.echo(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     if summary.get("sample_quality"):
         echo_quality(summary["sample_quality"])
+    counts, selection = summary.get("label_counts", {}), summary.get("selection", {})
+    if any(counts.get("labeled_per_class", [])):
+        typer.echo(f"labels: {summary['num_labels']} to train on (per class {' '.join(map(str, counts['labeled_per_class']))}), "
+                   f"{counts['unlabeled']} unlabeled training rows")
+    if selection:
+        typer.echo(f"selection: {selection['labels']} labels ({selection['protocol']}: {selection['source']})")
     for warning in summary.get("test_warnings", []) + summary.get("warnings", []):
         typer.echo(f"WARNING: {warning}", err=True)
 

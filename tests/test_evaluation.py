@@ -35,7 +35,7 @@ def test_collapse_and_majority_warnings():
 
 
 def test_evaluate_a_model_and_a_run(digits, tmp_path):
-    data = prepare_data(digits, num_labels=50, seed=0)
+    data = prepare_data(digits, num_labels=50, seed=0, protocol="paper")  # data.valid: the digits' validation split
     m2 = fit(M2(M2.config_from_data(digits, z_dim=4, hidden=[32])), data, TrainConfig(epochs=3, batch_size=200, patience=None))
     result = evaluate(m2, "digits", split="valid", iw_samples=5)
     assert result["split"] == "valid" and result["num_examples"] == len(data.valid)
@@ -85,3 +85,27 @@ def test_other_data_is_binarized_as_the_run_was(digits, tmp_path):
     pyro.set_rng_seed(0)
     assert result["elbo"] == pytest.approx(vae.elbo_per_datum(test), rel=1e-6)
     assert "baselines" not in result  # baselines are trained on the run's own labels only
+
+
+def test_every_row_of_a_separate_file_is_scored_against_baselines_on_the_run_budget(digits, tmp_path):
+    """``--split all`` scores every row of another file (its unlabeled rows in the ELBO only); the baselines are
+    fitted on the run's whole label budget, the labels it held out for selection too."""
+    from sklearn.svm import SVC
+
+    from ppmodels.commands.train import train
+
+    train("m2", "digits", tmp_path / "run", labels=50, progress=False, sample_every=0,
+          train_config=TrainConfig(epochs=1, batch_size=300, min_epoch_steps=0), model_options={"hidden": [8], "z_dim": 2})
+    rows = digits.splits["test"]
+    y = digits.y[rows].copy()
+    y[::3] = -1  # a partly labeled test file
+    np.savez(tmp_path / "other.npz", x=digits.x[rows], y=y)
+    result = evaluate(tmp_path / "run", f"npz:{tmp_path}/other.npz", split="all", iw_samples=0)
+    assert result["num_examples"] == len(rows) and result["num_labeled"] == int((y >= 0).sum())
+    budget = prepare_data(digits, num_labels=50, seed=0)
+    assert budget.train.num_labeled == 40 and budget.labeled.num_labeled == 50
+    lab = budget.labeled.labeled.numpy()
+    x = budget.labeled.x.reshape(len(lab), -1).numpy()
+    svc = SVC().fit(x[lab], budget.labeled.y.numpy()[lab]).predict(digits.x[rows][y >= 0].reshape(-1, 64))
+    assert result["baselines"]["svc"]["accuracy"] == pytest.approx((svc == y[y >= 0]).mean(), abs=1e-12)
+    assert {"svc_tuned", "logistic_tuned", "label_spreading_tuned"} <= set(result["baselines"])

@@ -16,7 +16,7 @@ import pyro
 from ..analysis.baselines import baseline_scores
 from ..analysis.metrics import classification_metrics
 from ..analysis.sample_quality import generator_quality
-from ..data import map_rows, parse_spec
+from ..data import Dataset, Split, map_rows, parse_spec, select_split
 from ..errors import ConfigError, check_int, check_seed
 from ..files import read_json, write_json
 from .diagnose import read_metrics
@@ -24,7 +24,13 @@ from ..models import CanClassify, CanSample, PPModel
 from ..runs import CONFIG, METRICS, SUMMARY, check_output, check_particles_memory, load, open_applied_data, open_run_data, output_lock, record_output
 
 EVALUATION = "evaluation.json"
-SPLITS = ("test", "valid")
+SPLITS = ("test", "valid", "all")
+
+
+def whole(dataset: Dataset) -> Split:
+    """Every row of ``dataset`` as one split (rows on disk stay there)."""
+    x, y = select_split(dataset, "all")
+    return Split("all", x, y, binarize=dataset.binarize)
 
 
 def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test", iw_samples: int = 100, *,
@@ -35,9 +41,11 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     Returns a dict with ``accuracy``, ``balanced_accuracy``, ``per_class_accuracy``, ``confusion_matrix``
     (classifiers on labeled data), ``elbo`` and ``iw_log_likelihood`` (per datum, the latter with ``iw_samples``
     importance samples; 0 skips it), ``num_examples``, ``split`` and ``warnings``; another image cube than the run's
-    is standardised with the run's recorded transform. For a classifier evaluated on its
-    run's own data, ``baselines`` holds the accuracy of an SVC and of label spreading trained on the same labeled
-    examples (:mod:`ppmodels.analysis.baselines`), so one sees at once whether the deep model helped. For a run
+    is standardised with the run's recorded transform. ``split="all"`` scores every row of the data (a separate
+    test file); the classification metrics count its labeled rows (``num_labeled``). For a classifier,
+    ``baselines`` holds the accuracy of an untuned SVC and of an SVC, logistic regression and label spreading tuned by
+    cross-validation, all fitted on the run's label budget (:mod:`ppmodels.analysis.baselines`), so one sees at once
+    whether the deep model helped. For a run
     folder it also writes ``RUN/evaluation.json`` (or ``out``, a ``.json`` path: an existing file ppmodels did not
     write is replaced only with ``overwrite``, and never inside a run folder; see :mod:`ppmodels.runs.outputs`).
     For a model that samples, on fully labeled data, ``sample_quality`` holds the yardstick of
@@ -75,17 +83,21 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
         raise ConfigError("no data to evaluate on: give a data spec (--data), the model's run names none")
     # the run's own data (held-out splits are never capped), or another spec binarized / standardised as the run's was
     dataset, own_data = open_applied_data(run_config, spec, data_dir, run)
-    part = model.check_dataset(dataset).split(split)
+    dataset = model.check_dataset(dataset)
+    part = whole(dataset) if split == "all" else dataset.split(split)
     if max_examples is not None:
         part = part.subset(np.arange(min(max_examples, len(part))))
     pyro.set_rng_seed(seed)
     result: dict[str, Any] = {"model": model.name, "data": spec, "data_found": dataset.metadata.get("found", spec), "split": split,
                               "num_examples": len(part)}
-    if isinstance(model, CanClassify) and part.y is not None:
-        result.update(classification_metrics(part.y.numpy(), np.asarray(map_rows(model.predict, part.x)), dataset.num_classes or 0,
+    labeled = part if part.y is None else part.subset(part.y >= 0)
+    if isinstance(model, CanClassify) and part.y is not None and len(labeled):
+        result["num_labeled"] = len(labeled)
+        result.update(classification_metrics(labeled.y.numpy(), np.asarray(map_rows(model.predict, labeled.x)), dataset.num_classes or 0,
                                              model.imbalance_remedy, model.dispersal_remedy))
-        if baselines and own_data:
-            result["baselines"] = baseline_scores(open_run_data(run_config, dataset=dataset, run_dir=run).train, part, seed=seed)
+        if baselines and run is not None:
+            budget = open_run_data(run_config, dataset=dataset if own_data else None, data_dir=data_dir, run_dir=run)
+            result["baselines"] = baseline_scores(budget.labeled or budget.train, labeled, seed=seed)
     if not model.has_elbo:
         result["elbo"] = result["iw_log_likelihood"] = "not available"
     else:

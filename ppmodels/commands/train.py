@@ -23,7 +23,7 @@ from ..files import read_json, write_json
 from ..infer import ProgressBar, TrainConfig, fit
 from ..infer.distributed import barrier, is_main, resolve_device, world
 from ..infer.preemption import stop_on_signals
-from ..models import CanClassify, CanCluster, get_model_class
+from ..models import CanClassify, CanCluster, PPModel, get_model_class
 from ..plugins import config_entry, import_plugins, require_plugins
 from ..runs import (CONFIG, METRICS, SUMMARY, BestCheckpoint, MetricsLog, SampleGrid, build_model, check_model_memory, check_run_dir,
                     data_locations, located_data, peak_memory_mb, resume_dir, run_dir_transaction, run_lock, save_model,
@@ -34,13 +34,14 @@ from ..models.gmvae import GMVAE
 from .diagnose import read_metrics
 
 DATA_OPTIONS = ("spec", "data_dir", "labels", "binarize", "max_per_class")
+SELECTION_OPTIONS = ("protocol", "valid_labels", "valid_data")  # absent from runs written before the budget protocol: "paper"
 
 
 def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest", *, data_dir: str | None = None,
           download: bool = False, labels: int | None = None, binarize: str = "none", max_per_class: int | None = None,
           train_config: TrainConfig | None = None, model_options: dict[str, Any] | None = None, overwrite: bool = False,
           resume: bool = False, progress: bool = True, sample_every: int = 10, plugins: list[str] | None = None,
-          device: str = "cpu"):
+          device: str = "cpu", valid_labels: int | None = None, valid_data: str | None = None, protocol: str = "budget"):
     """Train a registered model on a data spec and write a run folder; returns ``(model, summary)``.
 
     With ``resume=True`` everything (model, data, training options) is read back from ``out/config.json``
@@ -49,9 +50,16 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. Under a ``torch.distributed`` process group every rank calls this
     and trains its share (docs/distributed.md); rank 0 alone writes the run folder and gets the summary, the
     other ranks get ``{}``.
+
+    Selection stays within the label budget (:func:`~ppmodels.data.prepare_data`): with few labels (``labels``, or a
+    partly labeled file) ``valid_labels`` of them (default: a fifth of each class's, for models that pick their
+    epoch by validation accuracy; none for the others) are held out of training to choose the kept epoch;
+    ``valid_data`` names a labeled validation file to use whole instead; ``protocol="paper"`` uses the validation
+    split's labels, outside the budget (for comparison with published results).
     """
     import_plugins(plugins)
     check_arguments(labels, max_per_class, train_config, model_options)
+    check_int(valid_labels, "valid_labels", minimum=0, optional=True)
     resolve_device(device)  # a GPU asked for where there is none is refused before anything is written
     out = check_run_dir(out, overwrite=overwrite, resume=resume)
     if resume:
@@ -59,13 +67,17 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         asked = model_name
         require_plugins(saved.get("plugins"), saved.get("model"))
         model_name, (_, _, labels, binarize, max_per_class), train_config = saved_options(saved, out / CONFIG)
+        protocol, valid_labels, valid_data = (saved["data"].get(k, d) for k, d in zip(SELECTION_OPTIONS, ("paper", None, None)))
         data, saved_dir, _ = located_data(saved["data"], resume_dir(out))  # from wherever the run folder is now
         data_dir = data_dir or saved_dir
         if asked != model_name:
             raise RunError(f"{out} is a run of model {model_name!r}, not {asked!r}; resume it as `ppmodels train {model_name} --out {out} --resume`")
     train_config = train_config or TrainConfig()
     cls = get_model_class(model_name)
-    bundle = open_data(data, data_dir, download, labels, binarize, max_per_class, train_config.seed)
+    if valid_labels is None and not resume and not selects_with_labels(cls, train_config):
+        valid_labels = 0  # a model that keeps its epoch by the ELBO would waste labels held out for selection
+    bundle = open_data(data, data_dir, download, labels, binarize, max_per_class, train_config.seed, protocol=protocol,
+                       valid_labels=valid_labels, valid_data=valid_data)
     pyro.set_rng_seed(train_config.seed)  # the initial weights follow the seed, not whatever ran before in this process
     if not resume:
         model_config = cls.config_from_data(bundle.dataset, **(model_options or {}))
@@ -86,7 +98,8 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         if main and not resume:
             write_json(out / CONFIG, {
                 "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
-                "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **data_locations(data, data_dir, out), **cube_record(bundle)},
+                "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **data_locations(data, data_dir, out), **cube_record(bundle),
+                         **dict(zip(SELECTION_OPTIONS, (protocol, valid_labels, valid_data)))},
                 "seed": train_config.seed, "initial_elbo": initial,
                 **config_entry(cls),
             })
@@ -172,6 +185,12 @@ def check_arguments(labels: Any, max_per_class: Any, train_config: Any, model_op
         raise ConfigError(f"model_options must be a dict of model options, got {type(model_options).__name__}; e.g. {{'z_dim': 10}}")
 
 
+def selects_with_labels(cls, train_config: TrainConfig) -> bool:
+    """Whether a model of class ``cls`` may keep its epoch by validation accuracy (it trains a classifier in some stage:
+    its class overrides ``trains_classifier``), so that labels held out for selection are used."""
+    return train_config.select_by != "valid_elbo" and cls.trains_classifier is not PPModel.trains_classifier
+
+
 def cube_record(bundle: TrainData) -> dict:
     """An image cube's transform and classes (``data.cube`` in config.json), which ``ppmodels predict`` applies."""
     record = bundle.dataset.metadata.get("cube")
@@ -194,7 +213,9 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None,
     A model without an ELBO (the GAN) gets the sample-quality yardstick on the test split instead, and ``warnings``
     when it collapsed, its discriminator won outright or its Frechet distance (``metrics.jsonl``) got worse."""
     state = getattr(model, "train_state_", None)
-    summary: dict[str, Any] = {"model": model.name, "data": data.dataset.spec, "num_labels": data.train.num_labeled}
+    budget = (data.labeled or data.train).num_labeled
+    summary: dict[str, Any] = {"model": model.name, "data": data.dataset.spec, "num_labels": data.train.num_labeled, "budget_labels": budget,
+                               "label_counts": data.label_counts(), "selection": dict(data.selection)}
     for name in ("train", "valid", "test"):
         split = getattr(data, name)
         if split is not None and model.has_elbo:
@@ -205,6 +226,8 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None,
                 "train_elbo": f"the best training ELBO ({state.best_valid_elbo:.4f}; "
                               + ("no validation split)" if data.valid is None else "the model selects on training data)"),
                 "last_epoch": "the last epoch (no likelihood, so no ELBO to select by)"}[state.selected_by]
+        if state.selected_by != "valid_accuracy":  # the labels were there, but the epoch was kept by an ELBO
+            summary["selection"].update(labels=0, source=f"no labels: the {state.selected_by.replace('_', ' ').replace('elbo', 'ELBO')}")
         summary.update(epochs=state.epoch, best_epoch=state.best_epoch, selected_by=state.selected_by,
                        kept=f"weights of epoch {state.best_epoch}, {kept}", stopped_early=state.stopped_early,
                        skipped_batches=state.skipped_batches, train_time_s=round(state.elapsed, 2))

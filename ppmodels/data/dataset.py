@@ -127,8 +127,13 @@ def check_labels(y: np.ndarray, n: int, name: str, allow_unlabeled: bool = False
         raise DataError(f"labels of {name!r} have type {y.dtype}; give integer class labels 0..K-1")
     y = y.astype(np.int64)
     if (y < (UNLABELED if allow_unlabeled else 0)).any():
-        raise DataError(f"labels of {name!r} include negative values ({int(y.min())}); give class labels 0..K-1")
-    used, top = len(np.unique(y)), int(y.max()) if len(y) else 0
+        hint = " (-1 marks a row without a label)" if allow_unlabeled else ""
+        raise DataError(f"labels of {name!r} include {int(y.min())}, outside the classes 0..K-1{hint}; give class labels 0..K-1")
+    given = y[y >= 0]
+    if len(y) and not len(given):
+        raise DataError(f"every one of the {len(y)} rows of {name!r} is unlabeled (-1, NaN or blank); label at least one example of each class, "
+                        f"or leave the labels out to train without them")
+    used, top = len(np.unique(given)), int(given.max()) if len(given) else 0
     if top + 1 > 2 * used:  # 1-based labels pass here (training refuses their empty class 0); codes like 0, 1000, 2000 would make thousands of empty classes
         raise DataError(f"labels of {name!r} use {used} distinct values but run up to {top}, so most classes would have no examples; "
                         f"relabel them 0..K-1 (e.g. np.unique(y, return_inverse=True)[1])")
@@ -138,10 +143,14 @@ def check_labels(y: np.ndarray, n: int, name: str, allow_unlabeled: bool = False
 def check_classes_used(dataset: "Dataset") -> None:
     """Refuse training labels that leave a class of ``0..K-1`` without examples: 1-based labels (1..10 would make an
     11-class model whose class 0 is empty) or labels with gaps. Evaluation data may lack classes; training data may not."""
-    if dataset.y is None or dataset.class_names:
+    if dataset.y is None:
         return
-    counts = np.bincount(dataset.y, minlength=dataset.num_classes)
+    counts = np.bincount(dataset.y[dataset.y >= 0], minlength=dataset.num_classes)
     empty = np.flatnonzero(counts == 0)
+    if len(empty) and dataset.class_names:  # named classes (a text column, ?classes=): one has no labeled row
+        names = ", ".join(repr(dataset.class_names[c]) for c in empty[:5])
+        raise DataError(f"class(es) {names} of {dataset.name!r} have no labeled example, so the model could not learn them; "
+                        f"label at least one row of each class, or leave the class out")
     if len(empty):
         used = np.flatnonzero(counts)
         shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")

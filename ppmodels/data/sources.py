@@ -20,9 +20,9 @@ import numpy as np
 
 from ..errors import DataError, DataNotFoundError
 from .mnist import load_arrays as load_mnist_arrays
-from .dataset import Dataset, check_labels, in_unit_interval
+from .dataset import UNLABELED, Dataset, check_labels, in_unit_interval
 from .lazy import DiskArray, LazyRows, memmap_release
-from .splits import stratified_splits
+from .splits import partial_splits, stratified_splits
 
 Loader = Callable[..., Dataset]
 _SOURCES: dict[str, Loader] = {}
@@ -87,8 +87,12 @@ def _existing(path: str) -> Path:
 
 
 def from_arrays(name: str, x: np.ndarray, y: np.ndarray | None = None, likelihood: str | None = None,
-                class_names: list[str] | None = None, splits: dict | None = None, seed: int = 0) -> Dataset:
-    """A :class:`Dataset` from arrays: likelihood guessed from the value range, fixed stratified 70/10/20 splits."""
+                class_names: list[str] | None = None, splits: dict | None = None, seed: int = 0, options: dict | None = None) -> Dataset:
+    """A :class:`Dataset` from arrays: likelihood guessed from the value range, fixed stratified 70/10/20 splits.
+
+    Labels may leave rows unlabeled (-1, NaN, a blank text label or ``options["unlabeled"]``): the file is then
+    partly labeled and split by :func:`~ppmodels.data.splits.partial_splits`.
+    """
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
         raise DataError(f"data {name!r} has non-numeric values (dtype {x.dtype}); give numbers only")
@@ -100,28 +104,57 @@ def from_arrays(name: str, x: np.ndarray, y: np.ndarray | None = None, likelihoo
     if x.ndim == 3:
         x = x[:, None]  # (N, H, W) images get one channel
     if y is not None:
-        y, class_names = _labels_as_classes(name, np.asarray(y), len(x), class_names)
+        y, class_names = _labels_as_classes(name, np.asarray(y), len(x), class_names, options or {})
     if likelihood is None:
         likelihood = "bernoulli" if np.isfinite(x).all() and in_unit_interval(x) else "gaussian"
+    partly = y is not None and bool((y == UNLABELED).any())
     if splits is None:
-        splits = stratified_splits(y, len(x), seed=seed)
-    return Dataset(name, x, y, likelihood, splits, class_names=class_names)
+        splits = partial_splits(y, seed=seed) if partly else stratified_splits(y, len(x), seed=seed)
+    return Dataset(name, x, y, likelihood, splits, class_names=class_names, partly_labeled=partly)
 
 
-def _labels_as_classes(name: str, y: np.ndarray, n: int, class_names: list[str] | None) -> tuple[np.ndarray, list[str] | None]:
-    """Integer labels 0..K-1, checked before they are used to split; text labels become named classes."""
+def _labels_as_classes(name: str, y: np.ndarray, n: int, class_names: list[str] | None, options: dict | None = None) -> tuple[np.ndarray, list[str] | None]:
+    """Integer labels 0..K-1 (``UNLABELED`` for a row without one: -1, NaN, a blank text cell or the text
+    ``options["unlabeled"]``), checked before they are used to split; text labels become named classes, in
+    the order of ``options["classes"]`` (comma-separated) when given, else sorted."""
+    options = options or {}
     if y.dtype.kind == "S":
         y = y.astype(str)
+    if y.dtype.kind == "f" and y.shape == (n,) and np.isnan(y).any():
+        y = np.where(np.isnan(y), UNLABELED, y)
     if y.dtype.kind in "fiub":
-        return check_labels(y, n, name), class_names
+        y = check_labels(y, n, name, allow_unlabeled=True)
+        _check_labeled(name, y)
+        classes = options.get("classes")
+        if classes is not None:
+            if not classes.isdigit() or int(classes) < 1:
+                raise DataError(f"?classes={classes} should be the number of classes for integer labels (e.g. ?classes=10), or class names for text labels")
+            if y.max() >= int(classes):
+                raise DataError(f"labels of {name!r} include {int(y.max())}, outside the {classes} classes 0..{int(classes) - 1} that ?classes= names; fix the labels")
+        return y, class_names
     if y.dtype.kind != "U":
         raise DataError(f"labels of {name!r} have type {y.dtype}; give integer class labels 0..K-1 or text class names")
+    if y.shape != (n,):
+        raise DataError(f"labels of {name!r} have shape {y.shape}; expected ({n},), one label per example")
     text = np.char.strip(y)
-    if _all_numbers(text):
+    blank = (text == "") | (text == options.get("unlabeled", ""))
+    if (~blank).any() and _all_numbers(text[~blank]):
         # sorting "10" before "2" would silently renumber the classes, so numbers stored as text are refused
-        raise DataError(f"labels of {name!r} are numbers stored as text (e.g. {str(text[0])!r}); store them as integers 0..K-1")
-    names, y = np.unique(text, return_inverse=True)
-    return y.astype(np.int64), [str(c) for c in names]
+        raise DataError(f"labels of {name!r} are numbers stored as text (e.g. {str(text[~blank][0])!r}); store them as integers 0..K-1")
+    given = options.get("classes")
+    names = [c.strip() for c in given.split(",")] if given else sorted(set(text[~blank].tolist()))
+    outside = sorted(set(text[~blank].tolist()) - set(names))
+    if outside:
+        raise DataError(f"labels of {name!r} include {', '.join(map(repr, outside[:5]))}, not among the classes {', '.join(names)} that ?classes= names; "
+                        f"fix the labels or add the class")
+    index = {c: i for i, c in enumerate(names)}
+    y = np.array([UNLABELED if b else index[t] for t, b in zip(text.tolist(), blank)], dtype=np.int64)
+    _check_labeled(name, y)
+    return y, names
+
+
+def _check_labeled(name: str, y: np.ndarray) -> None:
+    check_labels(y, len(y), name, allow_unlabeled=True)  # not every row unlabeled, codes not far beyond the classes
 
 
 def _all_numbers(text: np.ndarray) -> bool:
@@ -175,12 +208,13 @@ def _npz(path: str, options: dict, **_) -> Dataset:
         if isinstance(exc, DataError):
             raise
         raise _unreadable(p, "npz", exc) from None
-    return from_arrays(p.stem, x, y, likelihood=options.get("likelihood"))
+    return from_arrays(p.stem, x, y, likelihood=options.get("likelihood"), options=options)
 
 
 @register_source("npy")
 def _npy(path: str, options: dict, **_) -> Dataset:
-    """One array, memory-mapped (``?lazy=0``: read into memory)."""
+    """One array, memory-mapped (``?lazy=0``: read into memory); ``?labels=Y.npy`` names a file of labels, one a row
+    (-1 or NaN where a row has none)."""
     p = _existing(path)
     lazy = _lazy_option(options)
     try:
@@ -189,9 +223,24 @@ def _npy(path: str, options: dict, **_) -> Dataset:
         if "Python objects" in str(exc):  # what a memory map of an object array says instead of allow_pickle
             exc = ValueError("allow_pickle")
         raise _unreadable(p, "npy", exc) from None
+    y = _npy_labels(p, options.get("labels"))
     if lazy:
-        return from_disk(p.stem, DiskArray(x, memmap_release(x)), None, likelihood=options.get("likelihood"))
-    return from_arrays(p.stem, x, None, likelihood=options.get("likelihood"))
+        return from_disk(p.stem, DiskArray(x, memmap_release(x)), y, likelihood=options.get("likelihood"), options=options)
+    return from_arrays(p.stem, x, y, likelihood=options.get("likelihood"), options=options)
+
+
+def _npy_labels(p: Path, labels: str | None) -> np.ndarray | None:
+    """The labels of ``npy:X.npy?labels=Y.npy`` (Y's path as given, else beside X), one a row, -1 or NaN for none."""
+    if labels is None:
+        return None
+    path = Path(labels).expanduser()
+    if not path.is_file() and (p.parent / labels).is_file():
+        path = p.parent / labels
+    path = _existing(str(path))
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise _unreadable(path, "npy", exc) from None
 
 
 @register_source("csv")
@@ -204,7 +253,9 @@ def _csv(path: str, options: dict, **_) -> Dataset:
     if label is not None and label not in header:
         raise DataError(f"{p} has no column {label!r} (columns: {', '.join(header)}); fix ?label=COLUMN")
     try:
-        table = np.genfromtxt(p, delimiter=",", names=True, dtype=None, encoding="utf-8", usemask=True)
+        token = options.get("unlabeled")  # a label cell holding it is masked, as an empty one is
+        missing = {header.index(label): ["", token]} if token is not None and label is not None else None
+        table = np.genfromtxt(p, delimiter=",", names=True, dtype=None, encoding="utf-8", usemask=True, missing_values=missing)
     except UnicodeDecodeError:
         raise DataError(f"{p} is not a UTF-8 text CSV file; check the file") from None
     except ValueError as exc:  # rows with the wrong number of columns: a truncated or hand-edited file
@@ -215,10 +266,13 @@ def _csv(path: str, options: dict, **_) -> Dataset:
     table = np.ma.atleast_1d(table)
     names = table.dtype.names
     # genfromtxt would fill empty cells with -1 or NaN, a silent wrong answer for a file cut short mid-row
-    empty = [h for n, h in zip(names, header) if np.ma.getmaskarray(table[n]).any()]
+    # (an empty label cell is a row without a label: a partly labeled file)
+    filled = [n for n, h in zip(names, header) if h != label]
+    empty = [h for n, h in zip(names, header) if h != label and np.ma.getmaskarray(table[n]).any()]
     if empty:
-        rows = np.flatnonzero(np.any([np.ma.getmaskarray(table[n]) for n in names], axis=0)) + 2
+        rows = np.flatnonzero(np.any([np.ma.getmaskarray(table[n]) for n in filled], axis=0)) + 2
         raise DataError(f"{p} has empty cells in column(s) {', '.join(empty)} (line {rows[0]}); the file is truncated or incomplete, fill them in or drop those rows")
+    y = _csv_labels(table[names[header.index(label)]], options.get("unlabeled")) if label is not None else None
     table = table.data
     features = [n for n, h in zip(names, header) if h != label]
     text = [h for n, h in zip(names, header) if h != label and table.dtype[n].kind not in "fiub"]
@@ -227,8 +281,19 @@ def _csv(path: str, options: dict, **_) -> Dataset:
     if text:
         raise DataError(f"{p} has text in numeric column(s) {', '.join(text)}; fix the values or name the label column with ?label=COLUMN")
     x = np.stack([table[n].astype(np.float32) for n in features], axis=1)
-    y = table[names[header.index(label)]] if label is not None else None
-    return from_arrays(p.stem, x, y, likelihood=options.get("likelihood"))
+    return from_arrays(p.stem, x, y, likelihood=options.get("likelihood"), options=options)
+
+
+def _csv_labels(column: np.ma.MaskedArray, token: str | None) -> np.ndarray:
+    """A csv label column with its empty cells (and cells holding ``?unlabeled=TOKEN``) as rows without a label:
+    numbers (NaN where unlabeled) when every other cell is a number, else text (blank where unlabeled)."""
+    text = np.char.strip(column.data.astype(str))
+    blank = np.ma.getmaskarray(column) | (text == "") | (token is not None and text == token.strip())
+    if _all_numbers(text[~blank]):
+        numbers = np.full(len(text), np.nan)
+        numbers[~blank] = text[~blank].astype(np.float64)
+        return numbers
+    return np.where(blank, "", text)
 
 
 @register_source("h5")
@@ -251,8 +316,8 @@ def _h5(path: str, options: dict, **_) -> Dataset:
     if not _lazy_option(options):
         with f:
             x = f[x_key][()]
-        return from_arrays(p.stem, x, y, likelihood=options.get("likelihood"))
-    return from_disk(p.stem, DiskArray(f[x_key]), y, likelihood=options.get("likelihood"))  # the dataset keeps the file open
+        return from_arrays(p.stem, x, y, likelihood=options.get("likelihood"), options=options)
+    return from_disk(p.stem, DiskArray(f[x_key]), y, likelihood=options.get("likelihood"), options=options)  # the dataset keeps the file open
 
 
 def _lazy_option(options: dict) -> bool:
@@ -262,7 +327,8 @@ def _lazy_option(options: dict) -> bool:
     return value in ("1", "true")
 
 
-def from_disk(name: str, disk: DiskArray, y: np.ndarray | None = None, likelihood: str | None = None, seed: int = 0) -> Dataset:
+def from_disk(name: str, disk: DiskArray, y: np.ndarray | None = None, likelihood: str | None = None, seed: int = 0,
+              options: dict | None = None) -> Dataset:
     """A :class:`Dataset` whose examples stay on disk: the likelihood guessed and the values checked in one pass over
     the rows, fixed stratified 70/10/20 splits as index arrays (as :func:`from_arrays`, nothing held in memory but y)."""
     if disk.dtype.kind not in "fiub":
@@ -272,13 +338,15 @@ def from_disk(name: str, disk: DiskArray, y: np.ndarray | None = None, likelihoo
     x = LazyRows(disk)
     class_names = None
     if y is not None:
-        y, class_names = _labels_as_classes(name, np.asarray(y), len(x), class_names)
+        y, class_names = _labels_as_classes(name, np.asarray(y), len(x), class_names, options)
     stats = x.stats()
     if stats.nonfinite_rows == 0:
         x.bounds = (stats.low, stats.high)
     if likelihood is None:
         likelihood = "bernoulli" if stats.nonfinite_rows == 0 and in_unit_interval(x) else "gaussian"
-    return Dataset(name, x, y, likelihood, stratified_splits(y, len(x), seed=seed), class_names=class_names)
+    partly = y is not None and bool((y == UNLABELED).any())
+    splits = partial_splits(y, seed=seed) if partly else stratified_splits(y, len(x), seed=seed)
+    return Dataset(name, x, y, likelihood, splits, class_names=class_names, partly_labeled=partly)
 
 
 @register_source("zarr")
@@ -305,5 +373,5 @@ def _zarr(path: str, options: dict, **_) -> Dataset:
             raise DataError(f"{p} has no array {x_key!r} (it has {', '.join(names) or 'none'}); name it with ?x=KEY")
         x, y = root[x_key], root[y_key][...] if y_key in names else None
     if not _lazy_option(options):
-        return from_arrays(p.stem, x[...], y, likelihood=options.get("likelihood"))
-    return from_disk(p.stem, DiskArray(x), y, likelihood=options.get("likelihood"))
+        return from_arrays(p.stem, x[...], y, likelihood=options.get("likelihood"), options=options)
+    return from_disk(p.stem, DiskArray(x), y, likelihood=options.get("likelihood"), options=options)

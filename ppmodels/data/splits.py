@@ -76,3 +76,59 @@ def hide_labels(split: Split, num_labels: int | None, num_classes: int | None, s
     hidden[keep] = False
     y[hidden] = UNLABELED
     return Split(split.name, split.x, y, split.binarize)
+
+
+def partial_splits(y: np.ndarray, test: float = 0.2, valid: float = 0.1, seed: int = 0) -> dict[str, np.ndarray]:
+    """Splits of a partly labeled file (``y`` is ``UNLABELED`` where a row has no label).
+
+    The labeled rows go to train and test, stratified: ``round(test * n_c)`` of each class's ``n_c`` test, but never
+    its last one, so every class keeps a training label and the test split (what a run reports) holds labels only.
+    The unlabeled rows go to train and valid: the valid split (``valid`` of them, at least one when there are two)
+    holds unlabeled rows only, for the validation ELBO; the labels that choose the kept epoch are held out of the
+    training labels when the data is prepared (:func:`hold_out_for_selection`), so no split is silently unlabeled.
+    """
+    rng = np.random.default_rng(seed)
+    train, test_idx = [], []
+    for c in np.unique(y[y != UNLABELED]):
+        members = rng.permutation(np.flatnonzero(y == c))
+        k = min(len(members) - 1, int(np.floor(test * len(members) + 0.5)))
+        test_idx.append(members[:k])
+        train.append(members[k:])
+    unlabeled = rng.permutation(np.flatnonzero(y == UNLABELED))
+    k = min(len(unlabeled) - 1, max(1, int(np.floor(valid * len(unlabeled) + 0.5)))) if len(unlabeled) > 1 else 0
+    train.append(unlabeled[k:])
+    return {"train": np.sort(np.concatenate(train)), "valid": np.sort(unlabeled[:k]), "test": np.sort(np.concatenate(test_idx or [np.zeros(0, np.int64)]))}
+
+
+#: the share of each class's labels held out for selection by default (``--valid-labels`` unset): one of 5, two of 10
+SELECTION_SHARE = 0.2
+
+
+def hold_out_for_selection(y: np.ndarray, num: int | None = None, seed: int = 0) -> np.ndarray:
+    """Positions (into ``y``, ``UNLABELED`` where hidden) of the labels held out to choose the kept epoch, stratified.
+
+    ``num=None``: ``round(0.2 n_c)`` of each class's ``n_c`` labels (none of a class with one or two). ``num``: that
+    many, shared out in proportion to the classes' labels (largest remainders first). A class always keeps at least
+    one training label, so ``num`` may be at most the number of labels less the number of classes.
+    """
+    classes, counts = np.unique(y[y != UNLABELED], return_counts=True)
+    room = counts - 1
+    if num is None:
+        take = np.minimum(room, np.floor(SELECTION_SHARE * counts + 0.5).astype(int))
+    else:
+        if num > room.sum():
+            raise DataError(f"--valid-labels {num} would leave a class without a training label: there are {int(counts.sum())} labels in "
+                            f"{len(classes)} classes, so at most {int(room.sum())} can be held out for selection; ask for fewer")
+        share = num * counts / counts.sum()
+        take = np.minimum(room, np.floor(share).astype(int))
+        for c in np.argsort(-(share - np.floor(share)), kind="stable"):  # the rest, one at a time, where room is left
+            if take.sum() >= num:
+                break
+            if take[c] < room[c]:
+                take[c] += 1
+        while take.sum() < num:  # proportional shares hit a class's floor: fill from the classes with room
+            c = int(np.argmax(room - take))
+            take[c] += 1
+    rng = np.random.default_rng(seed + 1)  # not the label draw's stream
+    held = [rng.choice(np.flatnonzero(y == c), t, replace=False) for c, t in zip(classes, take) if t > 0]
+    return np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)

@@ -103,10 +103,15 @@ def open_applied_data(run: str | Path | dict, spec: str | None, data_dir: str | 
 def open_run_data(run: str | Path | dict, data_dir: str | None = None, dataset: Dataset | None = None,
                   run_dir: str | Path | None = None) -> TrainData:
     """:func:`open_run_dataset` (or ``dataset``, when the caller opened it already) with the training labels hidden
-    as the run hid them (the same ``--labels`` draw)."""
+    as the run hid them (the same ``--labels`` draw, the same labels held out for selection; runs written before
+    the budget protocol selected on the validation split: ``paper``)."""
     config, run_dir = config_and_folder(run, run_dir)
     dataset = open_run_dataset(config, data_dir, run_dir) if dataset is None else dataset
-    return prepare_data(dataset, (config.get("data") or {}).get("labels"), seed=config.get("seed") or 0)
+    saved = config.get("data") or {}
+    valid = saved.get("valid_data")
+    valid = None if valid is None else load_dataset(valid, data_dir=data_dir or saved.get("data_dir"), binarize=saved.get("binarize") or "none")
+    return prepare_data(dataset, saved.get("labels"), seed=config.get("seed") or 0, protocol=saved.get("protocol", "paper"),
+                        valid_labels=saved.get("valid_labels"), valid_data=valid)
 
 
 def latent_decoder(model):

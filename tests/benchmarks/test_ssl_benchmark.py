@@ -24,19 +24,25 @@ def test_ssl_benchmark_runs_and_writes_its_rows(tmp_path):
                        "--eval-every", "1", "--set-json", '{"m2": {"hidden": [16], "z_dim": 2}, "m1m2": {"m1_epochs": 1, "m1_hidden": [16], "m2_hidden": [16]}}',
                        "--out", str(out)])
     saved = json.loads(out.read_text())
-    assert len(rows) == 6 and saved["rows"] == json.loads(json.dumps(rows))
-    assert set(saved["summary"]) == {"m2", "m1m2", "svc"} and saved["summary"]["m2"]["seeds"] == 2
+    assert len(rows) == 10 and saved["rows"] == json.loads(json.dumps(rows))
+    assert set(saved["summary"]) == {"m2 [budget]", "m2 [paper]", "m1m2 [budget]", "m1m2 [paper]", "svc"} and saved["summary"]["m2 [budget]"]["seeds"] == 2
+    # both protocols side by side: the budget's selection reads 4 of the 20 labels (2 a class, a fifth each, rounded: 0;
+    # so none are held out and the ELBO chooses), the paper's the validation split's 180
+    for row in (r for r in saved["rows"] if r["protocol"]):
+        assert row["selection"]["protocol"] == row["protocol"]
+        assert row["selection"]["labels"] == (180 if row["protocol"] == "paper" else 0)
     for row in saved["rows"]:
         assert {"dataset", "model", "num_labels", "seed", "test_error_pct", "balanced_accuracy", "wall_time_s", "peak_memory_mb"} <= set(row)
-    # the peer's error is the one an RBF SVC gets on the same 20 labeled images of each seed
+    # the peer's error is the one an RBF SVC gets on the same 20 labeled images of each seed (the run's whole budget)
     digits = load_dataset("digits")
     for row in (r for r in saved["rows"] if r["model"] == "svc"):
         data = prepare_data(digits, 20, seed=row["seed"])
-        labeled = data.train.labeled.numpy()
-        svc = SVC(gamma="scale").fit(data.train.x.reshape(len(data.train), -1).numpy()[labeled], data.train.y.numpy()[labeled])
+        labeled = data.labeled.labeled.numpy()
+        assert labeled.sum() == 20
+        svc = SVC(gamma="scale").fit(data.labeled.x.reshape(len(data.labeled), -1).numpy()[labeled], data.labeled.y.numpy()[labeled])
         accuracy = svc.score(data.test.x.reshape(len(data.test), -1).numpy(), data.test.y.numpy())
         assert row["test_error_pct"] == pytest.approx(100 * (1 - accuracy), abs=1e-3)
-    m1m2 = [r for r in saved["rows"] if r["model"] == "m1m2"]
+    m1m2 = [r for r in saved["rows"] if r["model"] == "m1m2" and r["protocol"] == "paper"]
     assert all(r["epochs"] == 2 and [p["epoch"] for p in r["curve"]] == [2] for r in m1m2)  # the curve starts with stage m2
     # its one M2 epoch is the one kept, so the curve's last point is the row's figure
     assert all(r["curve"][-1]["test_error_pct"] == r["test_error_pct"] for r in m1m2)

@@ -199,7 +199,7 @@ def test_a_run_record_transforms_another_scene_as_the_training_scene(tmp_path, s
 
 def test_labels_are_drawn_from_the_labeled_pixels_only(tmp_path, pines):
     d = load_dataset(f"cube:{write_netcdf(tmp_path / 'scene.nc', pines)}")
-    train = prepare_data(d, num_labels=160).train
+    train = prepare_data(d, num_labels=160).labeled  # the budget drawn (training labels and those held out for selection)
     assert train.num_labeled == 160
     assert np.bincount(train.y[train.labeled].numpy()).tolist() == [10] * 16
 

@@ -39,9 +39,12 @@ def test_labels_are_class_balanced_and_seeded(digits):
 
 def test_prepare_data_hides_all_but_the_chosen_labels(digits):
     data = prepare_data(digits, num_labels=20, seed=0)
-    assert data.train.num_labeled == 20
+    assert data.labeled.num_labeled == 20  # the budget: 16 to train on, 4 (a fifth of each class's 2, rounded: 0) ...
+    assert data.train.num_labeled + data.valid.num_labeled == 20 and data.selection["labels"] == data.valid.num_labeled
     assert (data.train.y[~data.train.labeled] == UNLABELED).all()
     assert data.test.y.min() >= 0  # held-out labels stay visible for evaluation
+    paper = prepare_data(digits, num_labels=20, seed=0, protocol="paper")
+    assert paper.train.num_labeled == 20 and paper.valid.num_labeled == len(digits.splits["valid"])
 
 
 @pytest.mark.parametrize("num_labels, message", [(5, "fewer than one per class"), (10_000, "more than")])

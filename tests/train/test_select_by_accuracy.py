@@ -44,7 +44,7 @@ class Recorder:
 
 @pytest.fixture
 def data(digits):
-    return prepare_data(digits, num_labels=50, seed=0)
+    return prepare_data(digits, num_labels=50, seed=0, protocol="paper")  # Disagreeing predicts the validation split's labels
 
 
 def disagreeing(data):

@@ -1,0 +1,115 @@
+"""Partly labeled files in every source: rows without a label (-1, NaN, an empty csv cell or a token, a blank text
+label), how such a file is split, what a run holds out for selection, and the one-line refusals."""
+
+import h5py
+import numpy as np
+import pytest
+import zarr
+
+from ppmodels.data import UNLABELED, hold_out_for_selection, load_dataset, open_data, partial_splits, prepare_data
+from ppmodels.errors import DataError
+
+N, K = 120, 3
+
+
+@pytest.fixture
+def partial():
+    """x (120 x 4) and labels 0..2 with 12 rows of each class labeled, the rest -1."""
+    rng = np.random.default_rng(0)
+    y = np.arange(N) % K
+    x = (rng.normal(size=(N, 4)) + y[:, None]).astype(np.float32)
+    given = np.full(N, UNLABELED)
+    for c in range(K):
+        rows = np.flatnonzero(y == c)[:12]
+        given[rows] = c
+    return x, given
+
+
+def write(kind: str, path, x, y) -> str:
+    if kind == "npz":
+        np.savez(path / "d.npz", x=x, y=y)
+        return f"npz:{path}/d.npz"
+    if kind == "npy":
+        np.save(path / "x.npy", x)
+        np.save(path / "y.npy", np.where(y < 0, np.nan, y))  # NaN for a row without a label
+        return f"npy:{path}/x.npy?labels=y.npy"
+    if kind == "h5":
+        with h5py.File(path / "d.h5", "w") as f:
+            f["x"], f["y"] = x, y
+        return f"h5:{path}/d.h5"
+    if kind == "zarr":
+        root = zarr.open_group(str(path / "d.zarr"), mode="w")
+        root.create_array("x", data=x)
+        root.create_array("y", data=y)
+        return f"zarr:{path}/d.zarr"
+    names = np.array(["corn", "soy", "wheat"])
+    cells = {"csv": [str(v) if v >= 0 else "" for v in y], "csv-token": [str(v) if v >= 0 else "?" for v in y],
+             "csv-text": [names[v] if v >= 0 else " " for v in y]}[kind]
+    lines = ["a,b,c,d,label"] + [",".join([*map(str, row), cell]) for row, cell in zip(x, cells)]
+    (path / "d.csv").write_text("\n".join(lines) + "\n")
+    return f"csv:{path}/d.csv?label=label" + ("&unlabeled=?" if kind == "csv-token" else "")
+
+
+@pytest.mark.parametrize("kind", ["npz", "npy", "h5", "zarr", "csv", "csv-token", "csv-text"])
+@pytest.mark.parametrize("lazy", ["1", "0"])
+def test_partly_labeled_files_round_trip(tmp_path, partial, kind, lazy):
+    x, y = partial
+    spec = write(kind, tmp_path, x, y)
+    if lazy == "0":
+        spec += ("&" if "?" in spec else "?") + "lazy=0"
+    data = open_data(spec)  # no --labels: every given label is used
+    d = data.dataset
+    assert d.partly_labeled and (d.y == y).all() and np.allclose(np.asarray(d.x[:]), x)
+    assert d.class_names == (["corn", "soy", "wheat"] if kind == "csv-text" else None)
+    # labeled rows: train and test (stratified, every class in both); unlabeled rows: train and valid
+    assert (d.y[d.splits["test"]] >= 0).all() and np.bincount(d.y[d.splits["test"]]).tolist() == [2, 2, 2]  # round(0.2 x 12)
+    assert (d.y[d.splits["valid"]] == UNLABELED).all() and len(d.splits["valid"]) == round(0.1 * (N - 36))
+    counts = data.label_counts()
+    assert counts["labeled_per_class"] == [8, 8, 8] and counts["selection_per_class"] == [2, 2, 2]  # 10 each in the budget
+    assert counts["unlabeled"] == N - 36 - len(d.splits["valid"]) + 6  # the unlabeled rows and the 6 held out
+    assert data.selection["protocol"] == "budget" and data.selection["labels"] == 6
+    capped = open_data(spec, labels=6)  # --labels caps the given labels
+    assert capped.labeled.num_labeled == 6
+
+
+def test_partial_splits_keep_a_training_label_of_every_class():
+    y = np.array([0, 1, 1, 2, 2, 2, 2, 2] + [UNLABELED] * 10)
+    splits = partial_splits(y)
+    assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(len(y)))
+    assert set(y[splits["train"]]) >= {0, 1, 2}  # a class with one label keeps it for training
+    assert (y[splits["test"]] >= 0).all() and (y[splits["valid"]] == UNLABELED).all()
+
+
+def test_selection_hold_out_is_stratified_and_never_takes_a_class_last_label():
+    y = np.array([0] * 10 + [1] * 5 + [2] * 2 + [UNLABELED] * 5)
+    assert np.bincount(y[hold_out_for_selection(y)], minlength=3).tolist() == [2, 1, 0]  # a fifth, rounded
+    assert np.bincount(y[hold_out_for_selection(y, 7)], minlength=3).tolist() == [4, 2, 1]
+    assert len(hold_out_for_selection(y, 0)) == 0
+    with pytest.raises(DataError, match="at most 14"):
+        hold_out_for_selection(y, 15)
+
+
+def test_bad_partial_label_files_get_one_clear_line(tmp_path, partial):
+    x, y = partial
+    np.savez(tmp_path / "none.npz", x=x, y=np.full(N, -1))
+    with pytest.raises(DataError, match="every one of the 120 rows .* is unlabeled"):
+        load_dataset(f"npz:{tmp_path}/none.npz")
+    np.savez(tmp_path / "minus2.npz", x=x, y=np.where(y < 0, -2, y))
+    with pytest.raises(DataError, match="include -2, outside the classes"):
+        load_dataset(f"npz:{tmp_path}/minus2.npz")
+    np.savez(tmp_path / "gap.npz", x=x, y=np.where(y == 1, UNLABELED, y))  # class 1 never labeled
+    with pytest.raises(DataError, match="no example has class 1"):
+        open_data(f"npz:{tmp_path}/gap.npz")
+    spec = write("csv-text", tmp_path, x, y)
+    with pytest.raises(DataError, match="'wheat', not among the classes corn, soy"):
+        load_dataset(spec + "&classes=corn,soy")
+    with pytest.raises(DataError, match="class\\(es\\) 'rye' .* no labeled example"):
+        open_data(spec + "&classes=corn,soy,wheat,rye")
+    np.savez(tmp_path / "big.npz", x=x, y=y)
+    with pytest.raises(DataError, match="include 2, outside the 2 classes"):
+        load_dataset(f"npz:{tmp_path}/big.npz?classes=2")
+
+
+def test_fully_labeled_file_without_labels_option_keeps_its_validation_split(digits):
+    data = prepare_data(digits)
+    assert data.selection == {"protocol": "all labels", "labels": len(digits.splits["valid"]), "source": "the validation split's labels"}
