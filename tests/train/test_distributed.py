@@ -237,7 +237,7 @@ def test_kill_9_under_two_processes_then_resume_continues_the_epochs(tmp_path):
     kill = environment(PPMODELS_PLUGINS=str(HERE.parent / "kill_plugin.py"), PPMODELS_TEST_KILL="on_epoch_end:2", PPMODELS_TEST_KILL_RANK="1")
     process = subprocess.run(cli(*train), env=kill, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
     assert process.returncode == 2, process.stderr[-2000:]
-    assert "killed by signal SIGKILL" in process.stderr
+    assert "another process died" in process.stderr  # rank 0's one line (the launcher's traceback is not shown)
     assert load_checkpoint(run / "checkpoints" / "last.pt")["state"]["epoch"] == 1  # epoch 2's never came: rank 1 was gone
     resumed = subprocess.run(cli("train", "vae", "--out", str(run), "--resume", "--devices", "2", "--quiet"), env=environment(),
                              capture_output=True, text=True, timeout=300)
@@ -271,7 +271,7 @@ class PPCANanOnRank1(PPCA):
 def test_nan_on_one_rank_stops_both_with_one_error_line(tmp_path):
     plugin, run = tmp_path / "nan_plugin.py", tmp_path / "run"
     plugin.write_text(NAN_PLUGIN)
-    result = subprocess.run(cli("--plugin", str(plugin), "train", "ppca_nan_on_rank1", "--batch-size", "200", "--epochs", "5",
+    result = subprocess.run(cli("--plugin", str(plugin), "train", "ppca_nan_on_rank1", "--set", "optimizer=adam", "--batch-size", "200", "--epochs", "5",
                                 "--quiet", "--sample-every", "0", "--devices", "2", "--out", str(run)),
                             env=environment(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
