@@ -103,7 +103,11 @@ def train(
         with run_lock(target):  # the launcher holds the run's lock; its processes join it (ppmodels.runs.lock)
             os.environ[HOLDER_ENV] = str(target.resolve())
             os.environ[LAUNCHER_ENV] = str(os.getpid())
-            relaunch(devices, command_line(ctx))
+            try:
+                relaunch(devices, command_line(ctx))
+            finally:  # its processes have ended: a later command in this process (a test runner, a notebook) is no worker
+                os.environ.pop(HOLDER_ENV, None)
+                os.environ.pop(LAUNCHER_ENV, None)
     if resume:
         check_run_dir(out, resume=True)  # a folder that cannot be resumed is the first thing to hear about
         refuse_options_on_resume(ctx)
