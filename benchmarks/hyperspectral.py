@@ -7,13 +7,17 @@ no-till and corn min-till); every pixel is its class spectrum times an illuminat
 variation, as topography and shade give), plus smooth within-class variation and sensor noise. Background pixels are
 unsurveyed fields of the same crops, 40% of the fields mixtures of two of them.
 
-Run (a few minutes on 2 cores)::
+Run (a few minutes a scene, seed and label count on 2 cores)::
 
-    python -m benchmarks.hyperspectral --out benchmarks/results/hyperspectral
+    python -m benchmarks.hyperspectral --out /tmp/hyperspectral --scenes voronoi,parcel --seeds 0,1,2 --labels-per-class 5,10
 
-It writes the scene (``scene.nc``), trains M2 with 10 labels per class (``ppmodels train m2 --labels 160``), maps the
-scene (``ppmodels predict``), fits an SVC on the same 160 labeled pixels, and prints and writes (``results.json``) the
-balanced accuracy of both on every labeled pixel outside the 160, and each class's predicted share against its true share.
+For each scene generator (this file's ``voronoi`` scene and the independent ``parcel`` scene of
+:mod:`benchmarks.parcel_scene`), seed and label count it writes the scene (``scene.nc``), trains M2 on the scene read
+through the front end (``--front-end``, default ``normalize=brightness&patch=5``) with that many labels a class
+(``ppmodels train m2 --labels``), maps the scene (``ppmodels predict``), fits the baselines on the same labeled
+pixels in the same input and, beside them, in the raw pixels and in plain 5 x 5 averages, and writes
+(``results.json``) the balanced accuracy of each on every labeled pixel outside the budget, each class's predicted
+share against its true share, and the mean and spread over seeds.
 """
 
 from __future__ import annotations
@@ -152,67 +156,154 @@ def share_ratios(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np
         return np.bincount(y_pred, minlength=num_classes) / len(y_pred) / true
 
 
-def compare(run: Path) -> dict:
+def _row(y_true: np.ndarray, y_pred: np.ndarray, k: int, **info) -> dict:
+    from ppmodels.analysis.metrics import balanced_accuracy
+
+    ratios = share_ratios(y_true, y_pred, k)
+    return {"balanced_accuracy": balanced_accuracy(y_true, y_pred), "share_ratio": ratios.round(3).tolist(),
+            "max_share_ratio": float(np.nanmax(ratios)), **info}
+
+
+def compare(run: Path, other_inputs: dict[str, str] | None = None, baselines: tuple[str, ...] | None = None,
+            other_baselines: tuple[str, ...] = ("svc", "svc_tuned", "logistic_tuned"), max_spread: int | None = None) -> dict:
     """M2 of ``run`` against the baselines of :mod:`ppmodels.analysis.baselines` (an untuned SVC; an SVC, logistic
     regression and label spreading tuned by stratified cross-validation) fitted on the run's labeled pixels (its whole
-    budget, those it held out for selection too), scored on every other labeled pixel of the scene."""
-    from ppmodels.analysis.baselines import BASELINES, fit_baselines
-    from ppmodels.analysis.metrics import balanced_accuracy
+    budget, those it held out for selection too), scored on every other labeled pixel of the scene.
+
+    The baselines read what M2 read (the run's data spec, front end included); ``other_inputs`` (``{name: spec}``,
+    the same scene read another way, e.g. raw pixels or ``?patch=5``) adds ``other_baselines`` fitted on the same
+    pixels' labels in that input, as rows ``"NAME:INPUT"``. ``max_spread``: label spreading's cap on graph nodes
+    (:data:`ppmodels.analysis.baselines.MAX_SPREAD` when ``None``)."""
+    from ppmodels.analysis.baselines import BASELINES, MAX_SPREAD, fit_baselines
+    from ppmodels.data import Split, load_dataset
     from ppmodels.runs import load, open_run_data
 
     data = open_run_data(run)
     dataset, budget = data.dataset, data.labeled
     labeled = budget.labeled.numpy()
-    held = np.setdiff1d(np.flatnonzero(dataset.y >= 0), dataset.splits["train"][labeled])
-    x_e, y_e = dataset.x[held], dataset.y[held]
-    k = dataset.num_classes
-    m2 = load(run).predict(x_e)
+    train_rows = dataset.splits["train"]
+    held = np.setdiff1d(np.flatnonzero(dataset.y >= 0), train_rows[labeled])
+    y_e, k = dataset.y[held], dataset.num_classes
     result = {"labeled_pixels": int(labeled.sum()), "evaluated_pixels": int(len(held)),
-              "m2": {"balanced_accuracy": balanced_accuracy(y_e, m2), "share_ratio": share_ratios(y_e, m2, k).round(3).tolist()}}
-    for name, (estimator, info) in fit_baselines(budget, BASELINES, seed=0).items():
-        predicted = estimator.predict(x_e.reshape(len(x_e), -1))
-        result[name] = {"balanced_accuracy": balanced_accuracy(y_e, predicted), "share_ratio": share_ratios(y_e, predicted, k).round(3).tolist(), **info}
-    for entry in (v for v in result.values() if isinstance(v, dict)):
-        entry["max_share_ratio"] = float(np.nanmax(entry["share_ratio"]))
+              "m2": _row(y_e, load(run).predict(dataset.x[held]), k)}
+    spread = MAX_SPREAD if max_spread is None else max_spread
+    for name, (estimator, info) in fit_baselines(budget, baselines or BASELINES, max_spread=spread, seed=0).items():
+        result[name] = _row(y_e, estimator.predict(dataset.x[held].reshape(len(held), -1)), k, **info)
+    for input_name, spec in (other_inputs or {}).items():
+        other = load_dataset(spec)
+        if not np.array_equal(other.splits["train"], train_rows) or not np.array_equal(other.y, dataset.y):
+            raise ValueError(f"{spec!r} is not the scene of {run}: its pixels or labels differ")
+        same_labels = Split("train", torch_rows(other.x[train_rows]), budget.y)
+        for name, (estimator, info) in fit_baselines(same_labels, other_baselines, max_spread=spread, seed=0).items():
+            result[f"{name}:{input_name}"] = _row(y_e, estimator.predict(other.x[held].reshape(len(held), -1)), k, **info)
     return result
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="benchmarks/results/hyperspectral", help="folder for the scene, the run and results.json")
-    parser.add_argument("--size", type=int, default=145, help="scene height and width in pixels")
-    parser.add_argument("--bands", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--labels-per-class", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--illumination", type=float, default=0.25, help="standard deviation of the log brightness factor of each pixel")
-    args = parser.parse_args(argv)
+def torch_rows(x):
+    import torch
 
+    return torch.as_tensor(np.asarray(x))
+
+
+#: the scene generators: this file's, and the independent one of :mod:`benchmarks.parcel_scene`
+SCENES = ("voronoi", "parcel")
+
+
+def make_scene(name: str, size: int, bands: int, seed: int, illumination: float = 0.25) -> dict:
+    """The arrays of scene generator ``name`` (:data:`SCENES`)."""
+    if name == "parcel":
+        from benchmarks.parcel_scene import parcel_scene  # it imports this module's class counts
+
+        return parcel_scene(size, size, bands, seed=seed)
+    return synthetic_scene(size, size, bands, seed=seed, illumination=illumination)
+
+
+#: what M2 reads of a scene by default (docs/hyperspectral.md): brightness removed, 5 x 5 spatial mean
+FRONT_END = "normalize=brightness&patch=5"
+#: the inputs the baselines also get beside M2's: the raw pixels and the plain 5 x 5 average
+OTHER_INPUTS = {"raw": "", "patch5": "patch=5"}
+M2_OPTIONS = {"z_dim": 8, "hidden": [128]}
+
+
+def _spec(path: Path, options: str) -> str:
+    return f"cube:{path}" + (f"?{options}" if options else "")
+
+
+def run_cell(out: Path, scene_name: str, seed: int, labels_per_class: int, args) -> dict:
+    """One scene, seed and label count: M2 trained and mapped, and every baseline row, as a dict."""
     from ppmodels.commands.predict import predict
     from ppmodels.commands.train import train
     from ppmodels.infer import TrainConfig
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    scene = write_netcdf(out / "scene.nc", synthetic_scene(args.size, args.size, args.bands, seed=args.seed, illumination=args.illumination))
+    folder = out / f"{scene_name}_seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    scene = folder / "scene.nc"
+    if not scene.exists():
+        write_netcdf(scene, make_scene(scene_name, args.size, args.bands, seed, args.illumination))
+    run = folder / f"m2_{labels_per_class}per_class_{args.epochs}epochs"
     start = time.perf_counter()
-    config = TrainConfig(epochs=args.epochs, batch_size=200, select_by="valid_elbo", patience=None, seed=args.seed)
-    options = M2_OPTIONS
-    train("m2", f"cube:{scene}", out / "m2", labels=16 * args.labels_per_class, train_config=config, model_options=options,
+    config = TrainConfig(epochs=args.epochs, batch_size=200, select_by="valid_elbo", patience=None, seed=seed)
+    train("m2", _spec(scene, args.front_end), run, labels=16 * labels_per_class, train_config=config, model_options=dict(M2_OPTIONS),
           overwrite=True, progress=False)
     train_s = time.perf_counter() - start
-    predict(out / "m2", f"cube:{scene}", out / "map.nc")
-    result = {"scene": f"{args.size}x{args.size}x{args.bands}, seed {args.seed}, illumination {args.illumination}", "epochs": args.epochs, "m2_options": options,
-              "train_time_s": round(train_s, 1), **compare(out / "m2")}
-    (out / "results.json").write_text(json.dumps(result, indent=1))
-    for name, entry in result.items():
-        if isinstance(entry, dict) and "balanced_accuracy" in entry:
-            print(f"{name:>12}: balanced accuracy {entry['balanced_accuracy']:.4f}, largest predicted/true share {entry['max_share_ratio']:.2f}")
-    print(f"M2 trained in {train_s:.0f} s; wrote {out / 'results.json'}, {out / 'map.nc'}, {out / 'map.png'}")
+    if args.map:
+        predict(run, _spec(scene, args.front_end), folder / "map.nc", overwrite=True)
+    others = {name: _spec(scene, options) for name, options in OTHER_INPUTS.items() if options != args.front_end}
+    return {"scene": scene_name, "seed": seed, "labels_per_class": labels_per_class, "train_time_s": round(train_s, 1),
+            **compare(run, others, max_spread=args.max_spread)}
+
+
+def summarise(cells: list[dict]) -> dict:
+    """``{scene: {labels per class: {row: {mean, sd, n, values}}}}`` of balanced accuracy over seeds."""
+    summary: dict = {}
+    for cell in cells:
+        rows = summary.setdefault(cell["scene"], {}).setdefault(str(cell["labels_per_class"]), {})
+        for name, entry in cell.items():
+            if isinstance(entry, dict) and "balanced_accuracy" in entry:
+                rows.setdefault(name, []).append(entry["balanced_accuracy"])
+    return {scene: {lpc: {name: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None, "n": len(v),
+                                 "values": [round(a, 4) for a in v]} for name, v in rows.items()}
+                    for lpc, rows in by_lpc.items()} for scene, by_lpc in summary.items()}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="benchmarks/results/hyperspectral", help="folder for the scenes, the runs and results.json")
+    parser.add_argument("--scenes", default="voronoi", help="comma-separated scene generators: voronoi (this file's), parcel (benchmarks/parcel_scene.py)")
+    parser.add_argument("--size", type=int, default=145, help="scene height and width in pixels")
+    parser.add_argument("--bands", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--labels-per-class", default="10", help="comma-separated label counts per class")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (scene, labels and initialisation)")
+    parser.add_argument("--front-end", default=FRONT_END, help="cube options M2 and the first baselines read the scene with ('' for raw pixels)")
+    parser.add_argument("--illumination", type=float, default=0.25, help="voronoi scene: standard deviation of each pixel's log brightness factor")
+    parser.add_argument("--max-spread", type=int, default=8000, help="label spreading's graph: every labeled pixel and a seeded sample of the others, this many in all")
+    parser.add_argument("--no-map", dest="map", action="store_false", help="skip writing map.nc / map.png")
+    parser.add_argument("--json", default=None, help="where to write the results (default: OUT/results.json)")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    target = Path(args.json) if args.json else out / "results.json"
+    result = {"config": {**vars(args), "m2_options": M2_OPTIONS}, "cells": []}
+    for scene_name in args.scenes.split(","):
+        if scene_name not in SCENES:
+            parser.error(f"unknown scene {scene_name!r}; use {', '.join(SCENES)}")
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for lpc in (int(n) for n in args.labels_per_class.split(",")):
+                cell = run_cell(out, scene_name, seed, lpc, args)
+                result["cells"].append(cell)
+                result["summary"] = summarise(result["cells"])
+                target.write_text(json.dumps(result, indent=1))
+                rows = {name: round(e["balanced_accuracy"], 3) for name, e in cell.items() if isinstance(e, dict) and "balanced_accuracy" in e}
+                print(f"{scene_name} seed {seed}, {lpc} labels a class ({cell['train_time_s']:.0f} s): {rows}", flush=True)
+    for scene_name, by_lpc in result["summary"].items():
+        for lpc, rows in by_lpc.items():
+            print(f"{scene_name}, {lpc} labels a class: " + ", ".join(f"{n} {r['mean']:.3f}" + (f" +- {r['sd']:.3f}" if r["sd"] else "")
+                                                                       for n, r in rows.items()))
+    print(f"wrote {target}")
     return result
 
-
-M2_OPTIONS = {"z_dim": 8, "hidden": [128]}
 
 if __name__ == "__main__":
     main()

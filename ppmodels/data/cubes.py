@@ -15,7 +15,10 @@ Without ``var``/``x`` the only 3-D array is the cube; without ``labels``/``y`` t
 Further options: ``background=0`` (the ground-truth value of unlabeled pixels, ``none`` to make every value a class),
 ``bands=START:STOP`` (inclusive, by band coordinate) or ``bands=V1,V2,...``, ``standardize=band`` (default: each band
 to mean 0 and standard deviation 1 over the scene, with the Gaussian likelihood; ``none`` keeps the raw values) and
-``likelihood=``. The transform is recorded in ``dataset.metadata["cube"]``; ``ppmodels train`` stores it in the run,
+``likelihood=``, and two front ends applied before the standardisation (:func:`front_end`): ``normalize=brightness``
+(each spectrum divided by its mean over the bands, which removes illumination and shade) and ``patch=K`` (each pixel
+replaced by the mean spectrum of the K x K window around it, K odd: the simplest spectral-spatial feature). Any other
+option is refused. The transform is recorded in ``dataset.metadata["cube"]``; ``ppmodels train`` stores it in the run,
 so ``ppmodels predict`` applies the training scene's transform to any scene.
 
 A ``cube:`` scene larger than :data:`LAZY_CUBE_BYTES` (1 GiB as float32) stays on disk: its pixels are read a block
@@ -57,6 +60,9 @@ from .sources import _existing, _lazy_option, open_source, register_source
 from .splits import stratified_splits
 
 STANDARDIZE = ("band", "none")
+NORMALIZE = ("none", "brightness")
+#: the options a cube spec may carry (``cube:`` and ``mat:``, the public scenes); any other is refused, not ignored
+CUBE_OPTIONS = frozenset({"var", "labels", "lazy", "x", "y", "gt", "background", "bands", "standardize", "likelihood", "normalize", "patch"})
 RECORD = "run_record"  # the option through which open_cube hands a run's recorded transform to the loaders
 LAZY_CUBE_BYTES = 1 << 30  # a cube: scene larger than this (as float32) stays on disk unless ?lazy=0
 MOMENT_BYTES = 16 << 20  # float32 pixels a block when the band statistics of a cube in memory are summed
@@ -273,6 +279,10 @@ def cube_splits(y: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
 
 def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
     """Pixels as data points, spectra standardised per band (or by the transform of ``options[RECORD]``, a run's)."""
+    unknown = sorted(set(options) - CUBE_OPTIONS - {RECORD})
+    if unknown:
+        raise DataError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for the image cube {name!r}; "
+                        f"use {', '.join(sorted(CUBE_OPTIONS))} (docs/hyperspectral.md)")
     record = options.get(RECORD) if isinstance(options.get(RECORD), dict) else None
     cube = select_bands(cube, options.get("bands"))
     on_disk = isinstance(cube.values, PixelRows)
@@ -280,15 +290,25 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
     standardize = (record or {}).get("standardize", options.get("standardize", "band"))
     if standardize not in STANDARDIZE:
         raise DataError(f"standardize={standardize!r} is unknown; use one of {', '.join(STANDARDIZE)}")
+    # a run's record says how it read its scene (a run from before these options read raw pixels)
+    normalize = record.get("normalize", "none") if record else options.get("normalize", "none")
+    patch = _patch_option(record.get("patch", 1) if record else options.get("patch", 1))
     record = dict(record) if record else {"standardize": standardize, "bands": cube.band.tolist(), "band_dim": cube.band_dim}
     if len(record["bands"]) != b:
         raise DataError(f"the cube of {name!r} has {b} bands but the run was trained on {len(record['bands'])}; select the same bands with ?bands=")
+    if normalize not in NORMALIZE:
+        raise DataError(f"normalize={normalize!r} is unknown; use one of {', '.join(NORMALIZE)}")
+    if on_disk and (normalize != "none" or patch > 1):
+        raise DataError(f"normalize= and patch= need the cube of {name!r} in memory; add ?lazy=0 (it has {h * w} pixels of {b} bands)")
+    if patch > min(h, w):
+        raise DataError(f"patch={patch} is larger than the cube of {name!r} ({h} x {w} pixels); use an odd number up to {min(h, w)}")
+    record.update(normalize=normalize, patch=patch)
     if on_disk:  # one pass over the file: the checks and the band statistics
         disk = DiskArray(cube.values)
         raw = LazyRows(disk)
         moments = band_moments((chunk.numpy() for chunk in raw.split(raw.block_rows)), b)
     else:  # the one float32 copy of the pixels, standardised in place below
-        x = cube.values.reshape(h * w, b).astype(np.float32)
+        x = front_end(cube.values.reshape(h * w, b).astype(np.float32), (h, w), normalize, patch, name)
         rows = max(1, MOMENT_BYTES // (4 * b))
         moments = band_moments((x[i:i + rows] for i in range(0, len(x), rows)), b)
     if moments.nonfinite_rows:
@@ -320,6 +340,38 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
     geometry = {"shape": (h, w), "y": cube.y, "x": cube.x, "y_dim": cube.y_dim, "x_dim": cube.x_dim, "band": cube.band, "labels": cube.labels}
     return Dataset(name, x, y, likelihood, splits, class_names=class_names, partly_labeled=True,
                    metadata={"cube": record, "geometry": geometry})
+
+
+def _patch_option(value) -> int:
+    try:
+        patch = int(value)
+    except (TypeError, ValueError):
+        raise DataError(f"patch={value!r} is not a whole number; give the side of the square window in pixels (an odd number, 1 for none)") from None
+    if patch < 1 or patch % 2 == 0:
+        raise DataError(f"patch={patch} must be an odd number of pixels of at least 1 (a window centred on its pixel), e.g. patch=5")
+    return patch
+
+
+def front_end(x: np.ndarray, shape: tuple[int, int], normalize: str = "none", patch: int = 1, name: str = "cube") -> np.ndarray:
+    """Pixels ``(h * w, bands)`` as the model reads them, before band standardisation: with ``normalize="brightness"``
+    each spectrum divided by its mean over the bands (a pixel's overall brightness, which illumination and shade
+    scale, is removed; its shape stays), then with ``patch > 1`` each pixel replaced by the mean spectrum of the
+    ``patch x patch`` window around it (edges mirrored): neighbours of one field share a class, so averaging cuts
+    noise and within-field variation by up to ``patch`` times in standard deviation, at the price of mixing
+    pixels at field borders."""
+    if normalize == "brightness":
+        brightness = x.mean(1, keepdims=True)
+        dark = int((brightness <= 0).sum())
+        if dark:
+            raise DataError(f"normalize=brightness needs spectra of positive mean, but {dark} pixels of {name!r} have a mean of 0 or less; "
+                            f"mask them or drop ?normalize")
+        x = x / brightness
+    if patch > 1:
+        from scipy.ndimage import uniform_filter
+
+        h, w = shape
+        x = uniform_filter(x.reshape(h, w, -1), size=(patch, patch, 1), mode="mirror").reshape(h * w, -1)
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 @dataclass

@@ -3,8 +3,9 @@ import json
 import numpy as np
 from sklearn.svm import SVC
 
-from benchmarks.hyperspectral import main, share_ratios
+from benchmarks.hyperspectral import FRONT_END, main, share_ratios
 from ppmodels.analysis.metrics import balanced_accuracy
+from ppmodels.data import load_dataset
 from ppmodels.runs import open_run_data
 
 
@@ -13,14 +14,25 @@ def test_share_ratios():
     np.testing.assert_allclose(share_ratios(y_true, y_pred, 3), [2 / 3, 2.0, np.nan])
 
 
-def test_the_benchmark_scores_m2_and_svc_on_the_same_pixels(tmp_path):
-    result = main(["--out", str(tmp_path), "--size", "36", "--bands", "12", "--epochs", "1", "--labels-per-class", "1"])
+def test_the_benchmark_scores_m2_and_the_baselines_on_the_same_pixels_in_each_input(tmp_path):
+    result = main(["--out", str(tmp_path), "--scenes", "voronoi,parcel", "--size", "36", "--bands", "12", "--epochs", "1",
+                   "--labels-per-class", "1", "--max-spread", "500"])
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["labeled_pixels"] == 16 and (tmp_path / "map.nc").is_file() and (tmp_path / "map.png").is_file()
-    assert {"m2", "svc", "svc_tuned", "logistic_tuned", "label_spreading_tuned"} <= set(saved)
-    data = open_run_data(tmp_path / "m2")
+    assert [(c["scene"], c["seed"], c["labels_per_class"]) for c in saved["cells"]] == [("voronoi", 0, 1), ("parcel", 0, 1)]
+    cell = saved["cells"][0]
+    assert cell["labeled_pixels"] == 16 and (tmp_path / "voronoi_seed0" / "map.nc").is_file()
+    assert {"m2", "svc", "svc_tuned", "logistic_tuned", "label_spreading_tuned", "svc_tuned:raw", "svc:patch5"} <= set(cell)
+    assert saved["summary"]["parcel"]["1"]["m2"]["n"] == 1
+    run = tmp_path / "voronoi_seed0" / "m2_1per_class_1epochs"
+    data = open_run_data(run)
+    assert data.dataset.metadata["cube"]["patch"] == 5 and data.dataset.metadata["cube"]["normalize"] == "brightness"
     labeled = data.labeled.labeled.numpy()
     held = np.setdiff1d(np.flatnonzero(data.dataset.y >= 0), data.dataset.splits["train"][labeled])
-    assert saved["evaluated_pixels"] == len(held) == (data.dataset.y >= 0).sum() - 16
-    svc = SVC(gamma="scale").fit(data.labeled.x.numpy()[labeled], data.labeled.y.numpy()[labeled]).predict(data.dataset.x[held])
-    assert result["svc"]["balanced_accuracy"] == balanced_accuracy(data.dataset.y[held], svc)
+    assert cell["evaluated_pixels"] == len(held) == (data.dataset.y >= 0).sum() - 16
+    rows = data.dataset.splits["train"][labeled]
+    y = data.dataset.y[rows]
+    # the same labeled pixels, in M2's input and in the raw pixels
+    for name, spec in [("svc", f"cube:{tmp_path / 'voronoi_seed0' / 'scene.nc'}?{FRONT_END}"), ("svc:raw", f"cube:{tmp_path / 'voronoi_seed0' / 'scene.nc'}")]:
+        x = load_dataset(spec).x
+        svc = SVC(gamma="scale").fit(x[rows], y).predict(x[held])
+        assert result["cells"][0][name]["balanced_accuracy"] == balanced_accuracy(data.dataset.y[held], svc)

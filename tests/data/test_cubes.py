@@ -260,3 +260,62 @@ def test_downloads_are_checked_for_size_and_checksum(tmp_path):
     assert not (tmp_path / "a.mat").exists()
     download_checked(["file:///nonexistent/x.mat", url], good, tmp_path / "a.mat", size=70)
     assert (tmp_path / "a.mat").read_bytes() == source.read_bytes()
+
+
+# ----- the spectral front ends: brightness normalisation and patch averaging -----------------------------------
+def brute_patch_mean(cube: np.ndarray, patch: int) -> np.ndarray:
+    """Each pixel's mean spectrum over the ``patch x patch`` window, edges mirrored about the edge pixel, by loops."""
+    h, w, _ = cube.shape
+    r = patch // 2
+
+    def mirror(i, n):
+        return -i if i < 0 else 2 * (n - 1) - i if i >= n else i
+
+    out = np.zeros_like(cube, dtype=np.float64)
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = np.mean([cube[mirror(i + a, h), mirror(j + b, w)] for a in range(-r, r + 1) for b in range(-r, r + 1)], axis=0)
+    return out
+
+
+def test_brightness_normalisation_and_patch_averaging_match_their_definitions(tmp_path, small):
+    path = write_netcdf(tmp_path / "scene.nc", small)
+    raw = small["cube"].astype(np.float64)
+    bright = raw / raw.mean(-1, keepdims=True)
+    for options, expected in [("normalize=brightness", bright), ("patch=3", brute_patch_mean(raw, 3)),
+                              ("normalize=brightness&patch=5", brute_patch_mean(bright, 5))]:
+        d = load_dataset(f"cube:{path}?standardize=none&{options}")
+        assert_close_scaled(d.x, expected.reshape(-1, 5), rel=1e-5)
+        standardized = load_dataset(f"cube:{path}?{options}")
+        assert_close_scaled(standardized.x, (d.x - d.x.mean(0)) / d.x.std(0), rel=1e-4)
+    # a brighter copy of the scene reads the same once brightness is normalised
+    brighter = write_netcdf(tmp_path / "bright.nc", dict(small, cube=small["cube"] * np.linspace(0.5, 2, small["cube"][..., :1].size).reshape(24, 20, 1)))
+    assert_close_scaled(load_dataset(f"cube:{brighter}?normalize=brightness").x, load_dataset(f"cube:{path}?normalize=brightness").x, rel=1e-4)
+
+
+def test_a_run_record_keeps_its_front_end_and_older_runs_read_raw_pixels(tmp_path, small):
+    path = write_netcdf(tmp_path / "scene.nc", small)
+    trained = load_dataset(f"cube:{path}?normalize=brightness&patch=3")
+    record = trained.metadata["cube"]
+    assert (record["normalize"], record["patch"]) == ("brightness", 3)
+    assert_close_scaled(open_cube(f"cube:{path}", record).x, trained.x, rel=1e-5)  # predict's spec need not repeat them
+    older = {k: v for k, v in load_dataset(f"cube:{path}").metadata["cube"].items() if k not in ("normalize", "patch")}
+    assert_close_scaled(open_cube(f"cube:{path}?patch=3", older).x, load_dataset(f"cube:{path}").x, rel=1e-5)
+
+
+@pytest.mark.parametrize("options, message", [
+    ("patch=4", "patch=4 must be an odd number"), ("patch=0", "must be an odd number"), ("patch=five", "not a whole number"),
+    ("patch=99", "larger than the cube"), ("normalize=l2", "normalize='l2' is unknown"),
+    ("pacth=5", "unknown option pacth for the image cube"), ("lazy=1&patch=3", "need the cube of .* in memory; add [?]lazy=0")])
+def test_bad_front_end_options_give_one_line(tmp_path, small, options, message):
+    path = write_netcdf(tmp_path / "scene.nc", small)
+    with pytest.raises(DataError, match=message):
+        load_dataset(f"cube:{path}?{options}")
+
+
+def test_brightness_normalisation_refuses_dark_pixels(tmp_path, small):
+    dark = small["cube"].copy()
+    dark[3, 4] = -dark[3, 4]
+    path = write_netcdf(tmp_path / "scene.nc", dict(small, cube=dark))
+    with pytest.raises(DataError, match="1 pixels of 'scene' have a mean of 0 or less"):
+        load_dataset(f"cube:{path}?normalize=brightness")
