@@ -43,8 +43,7 @@ class ADGM(M2):
     Sample sites: ``y`` (one-hot), ``z``, ``x``, ``a``, in the plate ``data``. Prediction: ``predict_proba(x)`` is
     ``q(y | a, x)`` at ``a = E[a | x]`` (deterministic). Importance weights sample every guide site (a, y, z).
 
-    :param x_shape, likelihood, num_classes, z_dim, a_dim, hidden, activation, alpha, labeled_weight, class_prior:
-        see :class:`ADGMConfig` and :class:`~ppmodels.models.m2.M2Config`.
+    Options: the fields of :class:`ADGMConfig` (``ppmodels models adgm``), each described once there.
 
     Example::
 

@@ -68,7 +68,7 @@ class GMM(PPModel):
     Two uses: on raw arrays, and on the latent codes of a trained model (``--data latents:RUN``), where it is a
     density p(z) to sample from (``ppmodels sample`` decodes the draws with RUN's decoder) and to score with.
 
-    :param num_components: K.
+    Options: the fields of :class:`GMMConfig` (``ppmodels models gmm``), each described once there.
 
     Example::
 

@@ -43,8 +43,7 @@ class GMVAE(VAE):
     ``E_q(z|x)[log p(x | z) + log sum_c pi_c N(z; mu_c, sigma_c) - log q(z | x)]``.
     The posterior over components, ``p(c | z = E[z | x])``, clusters the data without labels (:meth:`cluster`).
 
-    :param num_components: K.
-    :param prior_spread: scale of the random initial component means.
+    Options: the fields of :class:`GMVAEConfig` (``ppmodels models gmvae``), each described once there.
 
     Example::
 

@@ -80,8 +80,7 @@ class M2(PPModel):
     Features whose ``feature_mask`` entry is 0 are not modelled by the networks: they follow p = 1/2 or
     Normal(0, 1) (the stacked M1+M2 uses this to drop uninformative latent dimensions).
 
-    :param x_shape, likelihood, num_classes, z_dim, hidden, activation, alpha, class_prior, balanced_labeled,
-        labeled_batch_size: see :class:`M2Config`.
+    Options: the fields of :class:`M2Config` (``ppmodels models m2``), each described once there.
 
     Example::
 

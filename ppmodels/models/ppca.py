@@ -97,8 +97,7 @@ class PPCA(PPModel):
     ascent on the exact log-likelihood. At its maximum the columns of ``W`` span the top-K principal subspace
     and ``sigma^2`` is the mean of the discarded eigenvalues of the sample covariance.
 
-    :param x_shape: shape of one datum (flattened to D features).
-    :param z_dim: K.
+    Options: the fields of :class:`PPCAConfig` (``ppmodels models ppca``), each described once there.
 
     Example::
 

@@ -72,14 +72,9 @@ class VAE(PPModel):
 
     Sample sites: ``z`` (batch, z_dim) and ``x`` (batch, *x_shape), under the plate ``data``.
 
-    :param x_shape: shape of one datum, e.g. ``[1, 28, 28]`` or ``[64]``.
-    :param likelihood: ``bernoulli`` (data in [0, 1]), ``binomial:N`` (data k/N) or ``gaussian``.
-    :param z_dim: latent size.
-    :param hidden: hidden layer sizes.
-    :param activation: ``softplus``, ``relu``, ``tanh``, ``elu``, ``leaky_relu`` or ``linear``. With ``hidden=[]``
-        and a Gaussian likelihood the decoder is linear: the model is probabilistic PCA with an amortized guide.
-    :param net: ``mlp`` or ``conv`` (image data of any number of channels).
-    :param corruption: ``none``, ``mask`` or ``gaussian`` for a denoising VAE (see :mod:`ppmodels.corruption`).
+    Options: the fields of :class:`VAEConfig` (``ppmodels models vae``), each described once there. With
+    ``hidden=[]`` and a Gaussian likelihood the decoder is linear: the model is probabilistic PCA with an amortized
+    guide. ``corruption`` makes it a denoising VAE (:mod:`ppmodels.corruption`).
 
     Example::
 
