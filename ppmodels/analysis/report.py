@@ -457,11 +457,11 @@ def check_sections(model, idata, result: dict) -> list[str]:
 
 def nuts_shown(gold: dict) -> list[str]:
     """The compared quantities that get plots: all of them up to :data:`MAX_NUTS_PLOTS`, else those whose SVI value
-    lies furthest from the NUTS mean and those with the worst R-hat."""
+    lies furthest out among the NUTS draws (by quantile) and those with the worst R-hat."""
     quantities = gold["quantities"]
     if len(quantities) <= MAX_NUTS_PLOTS:
         return list(quantities)
-    by_z = sorted(quantities, key=lambda n: -abs(np.nan_to_num(quantities[n]["z"])))
+    by_z = sorted(quantities, key=lambda n: (quantities[n]["tail"], -abs(np.nan_to_num(quantities[n]["z"]))))
     by_rhat = sorted(quantities, key=lambda n: -np.nan_to_num(quantities[n]["rhat"]))
     return list(dict.fromkeys(by_z[:MAX_NUTS_PLOTS // 2] + by_rhat))[:MAX_NUTS_PLOTS]
 
@@ -480,12 +480,21 @@ def nuts_figures(nuts, gold: dict) -> str:
             + arviz_html(az.plot_energy, "NUTS energy and E-BFMI", (5.5, 3.2), data=nuts))
 
 
+def svi_position(q: dict) -> str:
+    """Where the SVI value lies among the NUTS draws, by rank: outside their range, or its quantile and rank."""
+    if q["outside"]:
+        return f"{q['outside']} all {q['num_draws']} draws"
+    return f"quantile {q['quantile']:.3f} (rank {q['rank']} of {q['num_draws']})"
+
+
 def nuts_tables(gold: dict) -> str:
-    """``az.summary``'s columns per compared quantity (with the SVI value and its z) and the sampler's own diagnostics."""
-    rows = [(name.replace("_", " "), f"{q['mean']:.4g} +- {q['sd']:.2g}", f"{q['mcse_mean']:.2g} / {q['mcse_sd']:.2g}",
-             f"{q['ess']:.0f} / {q['ess_tail']:.0f}", f"{q['rhat']:.3f}", f"{q['svi']:.4g} ({q['z']:+.2f} sds)")
+    """``az.summary``'s columns per compared quantity (with the SVI value, its position among the NUTS draws and its z)
+    and the sampler's own diagnostics."""
+    rows = [(name.replace("_", " "), f"{q['mean']:.4g} +- {q['sd']:.2g}", f"{q['interval_99'][0]:.4g} to {q['interval_99'][1]:.4g}",
+             f"{q['mcse_mean']:.2g} / {q['mcse_sd']:.2g}", f"{q['ess']:.0f} / {q['ess_tail']:.0f}", f"{q['rhat']:.3f}",
+             f"{q['svi']:.4g}: {svi_position(q)}; {q['z']:+.2f} sds")
             for name, q in gold["quantities"].items()]
-    head = ("quantity", "NUTS mean +- sd", "MCSE mean / sd", "ESS bulk / tail", "R-hat", "SVI (z)")
+    head = ("quantity", "NUTS mean +- sd", "NUTS central 99%", "MCSE mean / sd", "ESS bulk / tail", "R-hat", "SVI: among the NUTS draws; z")
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     summary = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
     sampler = gold.get("sampler")
@@ -506,7 +515,7 @@ def gold_standard_sections(result: dict) -> list[str]:
     if not gold:
         return []
     body = nuts_tables(gold)
-    closed = [(name.replace("_", " "), f"{q['closed_form']:.4g}, {q['z_closed_form']:+.2f} posterior sds from the NUTS mean")
+    closed = [(name.replace("_", " "), f"{q['closed_form']:.4g}: posterior quantile {q['quantile_closed_form']:.3f}, {q['z_closed_form']:+.2f} sds from the NUTS mean")
               for name, q in gold["quantities"].items() if "closed_form" in q]
     if closed:
         body += table(closed, ("quantity", "closed-form maximum on the same data"))
@@ -522,7 +531,8 @@ def gold_standard_sections(result: dict) -> list[str]:
     return [section("Gold standard: NUTS against the SVI fit", verdict, body,
                     f"NUTS ({gold['num_chains']} chains x {gold['num_samples']} draws, {gold['num_data']} of the {gold.get('num_fit_data', gold['num_data'])} training data; prior {gold['prior']}). "
                     + gold["note"] + " Trace plots: chains should overlap and look like noise, divergences are ticks at the bottom, the SVI value "
-                    "is the line. Rank plots: flat histograms mean the chains mix. Posterior: the SVI value (orange) should lie inside it. "
+                    "is the line. Rank plots: flat histograms mean the chains mix. Posterior: the SVI value (orange) should lie inside it; the table "
+                    "gives its quantile among the draws, which says how far out it is without assuming a normal posterior. "
                     "Energy: the two distributions should overlap (E-BFMI above 0.3). The draws are in nuts.nc beside this page.")]
 
 
