@@ -115,6 +115,8 @@ def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndar
         observed = idata.observed_data["x"].values.reshape(len(errors), -1)
         replicates = idata.posterior_predictive["x"].values[0, :predictive_draws].reshape(-1, len(errors), observed.shape[1])
         result["pit"] = dg.predictive_pit(observed, replicates, model.config.likelihood, seed)
+        ecdf = dg.pit_ecdf_check(result["pit"]["pit"], observed, seed)
+        result["pit"]["ecdf_values"], result["pit"]["ecdf"] = ecdf.pop("values"), ecdf
         draws = idata.posterior_predictive["x"].values[0, :dg.PPC_DRAWS]
         result["ppc_pvalues"] = dg.ppc_pvalues(observed, draws.reshape(len(draws), len(errors), -1), model.config.likelihood, seed)
         result["reconstruction"] = dg.reconstruction_shift(errors, train_errors) if train_errors is not None else None
@@ -266,7 +268,7 @@ def gold_standard(compare, model, train_data, seed: int, samples: int, warmup: i
 
 def summary_only(result: dict) -> dict:
     """``result`` without the bulky per-datum and per-feature arrays (k-hat per datum stays: it is what the plot shows)."""
-    drop = {("log_likelihood", "per_datum"), ("pit", "pit"), ("pit", "feature_mean")}
+    drop = {("log_likelihood", "per_datum"), ("pit", "pit"), ("pit", "feature_mean"), ("pit", "ecdf_values")}
     return {key: ({k: v for k, v in value.items() if (key, k) not in drop} if isinstance(value, dict) else value)
             for key, value in result.items() if key not in ("reconstruction_error", "train_reconstruction_error", "idata", "nuts_idata")}
 
@@ -307,7 +309,8 @@ def summary_table(result: dict) -> str:
         "nuts_sampler": lambda s: ("NUTS divergences / E-BFMI", f"{s['divergences']} / {min(s['bfmi']):.2f}-{max(s['bfmi']):.2f}  "
                                                                   f"(mean tree depth {s['mean_tree_depth']:.1f}, {s['tree_depth_hits']} at the limit)"),
         "convergence": lambda c: c.get("slope") is not None and
-        ("ELBO slope, last epochs", f"{c['slope']:+.3f} per epoch  (best epoch {c['best_epoch']}, {c['epochs_since_best']} ago)"),
+        ("ELBO slope, last epochs", f"{c['slope']:+.3f} per epoch  (best epoch {c['best_epoch']}, {c['epochs_since_best']} ago; "
+                                    f"diagnosed: epoch {c.get('selected_epoch', c['best_epoch'])} of {c.get('last_epoch', '?')})"),
     }
     sources = {**result, "nuts_sampler": (result.get("gold_standard") or {}).get("sampler")}
     rows += [row for key, make in optional.items() if sources.get(key) and (row := make(sources[key]))]
