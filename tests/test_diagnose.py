@@ -330,3 +330,22 @@ def test_diagnose_emits_no_runtime_warning(tmp_path):
         diagnose(ppca, num_data=M, particles=S, nuts=True, nuts_samples=30, nuts_warmup=30, nuts_chains=2)
     runtime = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if issubclass(w.category, RuntimeWarning)]
     assert runtime == []
+
+
+def test_a_one_component_mixture_is_drawn_without_pyro_warning_of_nothing_to_enumerate():
+    """k of a one-component GMM has one value: its posterior draws are that value, with no UserWarning from
+    infer_discrete (which found nothing to enumerate and said so in every diagnose of such a run)."""
+    import warnings
+
+    import torch
+
+    from ppmodels.analysis.inference_data import posterior_idata
+    from ppmodels.models import GMM
+
+    gmm, x = GMM(x_shape=[2], num_components=1), torch.randn(7, 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        idata = posterior_idata(gmm, x, None, num_draws=30, seed=0)
+    assert [str(w.message) for w in caught] == []
+    assert idata.posterior["k"].shape == (1, 30, 7) and not idata.posterior["k"].values.any()
+    assert_close_scaled(idata.log_likelihood["x"].values[0].sum(-1), gmm.log_density(x).numpy()[None].repeat(30, 0), rel=1e-6)
