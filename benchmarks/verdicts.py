@@ -3,7 +3,8 @@ against the truth.
 
     OMP_NUM_THREADS=1 python -P benchmarks/verdicts.py --out runs/bench_verdicts
 
-Prints one line per fit (truth, status, the codes of its problems) and writes ``verdicts.json``. Every bad fit must be
+Prints one line per fit (truth, status, the codes of its problems) and writes them (``--json``, default
+``benchmarks/results/verdicts.json``; the seconds are wall time, contended on a shared machine). Every bad fit must be
 named bad for the right reason (``reason``: the codes that would be right), no good fit named bad. M2 without labels
 is not among them: ``train m2 --labels 0`` is refused (the model learns its classes from labels).
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +23,11 @@ import numpy as np
 from ppmodels.commands.diagnose import diagnose
 from ppmodels.commands.train import train
 from ppmodels.data import load_dataset
+from ppmodels.files import write_json
 from ppmodels.infer import TrainConfig
+from ppmodels.runs import versions
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 BASELINE = {"worse_than_independent", "explains_little"}
 PPC = {"ppc_zero_share", "ppc_mean", "ppc_feature_mean", "ppc_feature_sd"}
@@ -51,7 +58,8 @@ def shuffled_digits(path: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/bench_verdicts"))
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_verdicts"), help="folder for the runs")
+    parser.add_argument("--json", type=Path, default=RESULTS / "verdicts.json", help="where the table goes")
     parser.add_argument("--num-data", type=int, default=200)
     parser.add_argument("--particles", type=int, default=200)
     args = parser.parse_args()
@@ -70,7 +78,10 @@ def main() -> None:
                      "warning_codes": sorted(p["code"] for p in overall["problems"] if p["severity"] == "warning"),
                      "right": right, "seconds": round(time.perf_counter() - start, 1)})
         print(json.dumps(rows[-1]), flush=True)
-    (args.out / "verdicts.json").write_text(json.dumps(rows, indent=1))
+    result = {"command": " ".join(["python -P", *sys.argv]), "num_data": args.num_data, "particles": args.particles,
+              "all_right": all(r["right"] for r in rows), "rows": rows, "load_average": os.getloadavg(), "versions": versions()}
+    write_json(args.json, result)
+    print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

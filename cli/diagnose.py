@@ -29,7 +29,7 @@ def diagnose(
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first (MNIST).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (which data, which draws).")] = 0,
     report: Annotated[bool, typer.Option(help="Write report.html with figures.")] = True,
-    nuts: Annotated[bool, typer.Option(help="ppca and gmm only: compare the fit with a NUTS posterior of its globals on the training data it saw (refused above 200,000 values).")] = False,
+    nuts: Annotated[bool, typer.Option(help="ppca and gmm only: compare the fit with a NUTS posterior of its globals on the training data it saw (refused above 200,000 values; progress on stderr).")] = False,
     nuts_samples: Annotated[int, typer.Option(min=10, help="NUTS draws per chain after as many warmup steps (with --nuts; trusted at R-hat < 1.01 and bulk ESS > 100 per chain).")] = 1000,
     nuts_chains: Annotated[int, typer.Option(min=2, help="NUTS chains, run one after another (R-hat needs 2 or more).")] = 4,
     fail_on: Annotated[Optional[str], typer.Option(help="Exit with code 3 when the overall verdict is this bad or worse: bad, or warning (warning or bad). The files are written first.")] = None,
@@ -45,7 +45,7 @@ def diagnose(
     result = diagnose_run(run, data, out, split=split, num_data=num_data, particles=particles, seed=seed, data_dir=data_dir, report=report,
                           stored_draws=stored_draws,
                           nuts=nuts, nuts_samples=nuts_samples, nuts_warmup=nuts_samples, nuts_chains=nuts_chains,
-                          overwrite=overwrite)
+                          overwrite=overwrite, progress=True)
     typer.echo(summary_table(result))
     folder = Path(out) if out is not None else Path(run) / "diagnostics"
     written = [IDATA, DIAGNOSTICS] + ([REPORT] if report else []) + ([NUTS_IDATA] if nuts else [])

@@ -37,3 +37,20 @@ def assert_close_scaled(actual, expected, rel: float = 1e-5, what: str = "") -> 
     raise AssertionError(f"{label}||actual - expected|| = {difference:.3g} is {relative:.3g} of ||expected|| = {scale:.3g} "
                          f"(allowed {rel:g}); largest elementwise difference {abs(a - b)[worst]:.3g} at index "
                          f"{tuple(int(i) for i in worst)}: {a[worst]:.8g} against {b[worst]:.8g}")
+
+
+def sbc_ranks(draws, truth, rng: np.random.Generator) -> np.ndarray:
+    """Simulation-based calibration ranks (Talts et al. 2018): the rank of each ``truth`` value among the posterior
+    ``draws`` of it (``(L, ...)`` against ``(...)``), 0..L; ties (a discrete latent) are broken at random, so the ranks
+    are uniform on 0..L exactly when the draws come from the right posterior."""
+    draws, truth = np.asarray(draws), np.asarray(truth)
+    below, ties = (draws < truth).sum(0), (draws == truth).sum(0)
+    return (below + rng.integers(0, ties + 1)).ravel()
+
+
+def uniform_ranks_pvalue(ranks: np.ndarray, num_draws: int, bins: int = 10) -> float:
+    """Chi-square p-value of ranks 0..num_draws against the uniform, over ``bins`` equal bins (num_draws + 1 divisible by bins)."""
+    from scipy.stats import chisquare
+
+    assert (num_draws + 1) % bins == 0, (num_draws, bins)
+    return float(chisquare(np.bincount(np.asarray(ranks) // ((num_draws + 1) // bins), minlength=bins)).pvalue)

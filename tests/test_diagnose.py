@@ -99,6 +99,11 @@ def test_diagnostics_json_is_strict_and_consistent_with_the_idata(diagnosed):
     assert exact["threshold"] == pytest.approx(1 - 1 / np.log10(S))  # 0.32 at 30 draws
     assert exact["frac_above_threshold"] == pytest.approx(np.mean(khat["khat"] > exact["threshold"]))
     assert saved["convergence"]["num_epochs"] == RUNS[name][2]
+    conv = saved["convergence"]  # the kept epoch's weights are the ones diagnosed, and the verdict names them
+    assert conv["selected_epoch"] == json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["best_epoch"]
+    assert f"epoch {conv['selected_epoch']}" in saved["verdicts"]["convergence"] and "diagnosed weights" in saved["verdicts"]["convergence"]
+    ecdf = saved["pit"]["ecdf"]  # one randomized PIT per datum; the values themselves stay out of the JSON
+    assert ecdf["num_values"] == M and 0 < ecdf["informative_features"] <= 64 and "ecdf_values" not in saved["pit"]
     assert set(saved["verdicts"]) >= {"khat", "log_likelihood", "ppc", "convergence"}
     assert ("calibration" in saved["verdicts"]) == (name != "vae")
     if name != "vae":
@@ -154,7 +159,7 @@ def test_report_is_one_self_contained_page(diagnosed):
     assert images >= 8 + (name != "vae") + (name in ("m2", "m1m2"))
     assert "Class-conditional samples" in page if name in ("m2", "m1m2") else "Class-conditional samples" not in page
     for heading in ("Pareto k-hat", "How tight is the ELBO", "Reconstructions", "Latent space", "Posterior predictive checks",
-                    "I(x; z_d)", "as ArviZ draws them"):
+                    "I(x; z_d)", "as ArviZ draws them", "Randomized PIT: ECDF against the uniform", "PSIS-smoothed estimate (not a bound)"):
         assert heading in page
     # an overall verdict first, verdicts keyed by their questions, not by internal names
     assert page.index('class="overall') < page.index("<h2>Verdicts</h2>") and "Overall: " in page
@@ -305,3 +310,42 @@ def test_arviz_compare_ranks_a_trained_vae_above_a_one_epoch_one(tmp_path):
         warnings.simplefilter("ignore")
         ranking = az.compare(files, ic="loo")
     assert np.isfinite(ranking["elpd_loo"]).all() and list(ranking.index) == ["trained", "one_epoch"]
+
+
+def test_diagnose_emits_no_runtime_warning(tmp_path):
+    """No NumPy or ArviZ RuntimeWarning reaches the user from diagnose, report and NUTS plots included (the report
+    silenced every RuntimeWarning of ArviZ's plots before; none is left to silence)."""
+    import warnings
+
+    vae, ppca = tmp_path / "vae", tmp_path / "ppca"
+    train("vae", "digits", vae, model_options={"z_dim": 3, "hidden": [16]}, progress=False, sample_every=0,
+          train_config=TrainConfig(epochs=2, batch_size=128, seed=0))
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "line.npy", (rng.normal(size=(120, 1)) * [2.0, -1.0, 1.0] + 0.5 * rng.normal(size=(120, 3))).astype(np.float32))
+    train("ppca", f"npy:{tmp_path / 'line.npy'}", ppca, model_options={"z_dim": 1}, progress=False, sample_every=0,
+          train_config=TrainConfig(epochs=10, batch_size=32, seed=0))  # on disk, batches above the training rows meet an empty one
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        diagnose(vae, num_data=M, particles=S, batch_size=10)
+        diagnose(ppca, num_data=M, particles=S, nuts=True, nuts_samples=30, nuts_warmup=30, nuts_chains=2)
+    runtime = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert runtime == []
+
+
+def test_a_one_component_mixture_is_drawn_without_pyro_warning_of_nothing_to_enumerate():
+    """k of a one-component GMM has one value: its posterior draws are that value, with no UserWarning from
+    infer_discrete (which found nothing to enumerate and said so in every diagnose of such a run)."""
+    import warnings
+
+    import torch
+
+    from ppmodels.analysis.inference_data import posterior_idata
+    from ppmodels.models import GMM
+
+    gmm, x = GMM(x_shape=[2], num_components=1), torch.randn(7, 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        idata = posterior_idata(gmm, x, None, num_draws=30, seed=0)
+    assert [str(w.message) for w in caught] == []
+    assert idata.posterior["k"].shape == (1, 30, 7) and not idata.posterior["k"].values.any()
+    assert_close_scaled(idata.log_likelihood["x"].values[0].sum(-1), gmm.log_density(x).numpy()[None].repeat(30, 0), rel=1e-6)

@@ -161,6 +161,65 @@ def test_randomized_pit_of_binary_data_is_uniform_when_probabilities_are_right()
     assert wrong["ks_distance"] > pit["ks_distance"] + 0.05
 
 
+def test_pit_ecdf_of_binary_and_binomial_data_stays_in_its_band_when_the_predictive_is_right():
+    """One randomized PIT per datum against arviz's simultaneous band: replicates from the data's own probabilities stay
+    inside it (binary pixels, and binomial counts out of 16), sharpened probabilities leave it; a feature constant in
+    the data (a corner pixel, always 0) is never drawn."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(scale=2.0, size=(600, 12))
+    p = 1 / (1 + np.exp(-logits))
+    p[:, 0] = 0.0  # a corner: 0 in every datum and every replicate, its PIT pure noise
+    observed = (rng.random(p.shape) < p).astype(float)
+    sharp = np.where(p > 0, 1 / (1 + np.exp(-3 * logits)), 0.0)
+
+    def check(probs):
+        replicates = (rng.random((20, *probs.shape)) < probs).astype(float)
+        return dg.pit_ecdf_check(dg.predictive_pit(observed, replicates, "bernoulli", seed=1)["pit"], observed, seed=1)
+
+    right, wrong = check(p), check(sharp)
+    assert right["informative_features"] == 11 and right["num_values"] == 600 and not right["outside_band"], right["max_deviation"]
+    assert wrong["outside_band"] and wrong["max_deviation"] > right["max_deviation"]
+    assert np.all((right["lower"] < right["eval_points"]) & (right["eval_points"] < right["upper"]))
+    counts = rng.binomial(16, p[:, 1:])
+    binomial = dg.pit_ecdf_check(dg.predictive_pit(counts / 16, rng.binomial(16, p[:, 1:], size=(20, 600, 11)) / 16, "binomial:16", seed=2)["pit"],
+                                 counts / 16, seed=2)
+    assert not binomial["outside_band"], binomial["max_deviation"]
+    off = dg.pit_ecdf_check(dg.predictive_pit(counts / 16, rng.binomial(16, np.clip(p[:, 1:] + 0.15, 0, 1), size=(20, 600, 11)) / 16,
+                                              "binomial:16", seed=2)["pit"], counts / 16, seed=2)
+    assert off["outside_band"]
+
+
+def test_pit_ecdf_of_a_vae_on_data_simulated_from_it_stays_in_its_band_and_a_one_epoch_vae_leaves_it():
+    """The check through the model: binary images simulated from a 20-epoch digits VAE are diagnosed by that VAE (the
+    true model, up to its guide) and by a 1-epoch one; only the latter leaves the band (seeds 0-2: largest deviation
+    0.03-0.054 inside against 0.096-0.138 outside)."""
+    from ppmodels.data import load_dataset
+    from ppmodels.infer import TrainConfig, fit
+    from ppmodels.models import VAE
+
+    digits = load_dataset("digits")
+
+    def trained(epochs):
+        torch.manual_seed(0)
+        return fit(VAE(x_shape=[1, 8, 8], z_dim=4, hidden=[32], likelihood="bernoulli", seed=0), digits,
+                   TrainConfig(epochs=epochs, batch_size=64, patience=None, seed=0))
+
+    good, bad = trained(20), trained(1)
+    with torch.no_grad():
+        x = good.x_dist(torch.randn(500, 4, generator=torch.Generator().manual_seed(1))).sample()
+
+    def check(model):
+        idata = posterior_idata(model, x, None, num_draws=20, seed=0)
+        observed = idata.observed_data["x"].values.reshape(len(x), -1)
+        replicates = idata.posterior_predictive["x"].values[0].reshape(-1, len(x), observed.shape[1])
+        return dg.pit_ecdf_check(dg.predictive_pit(observed, replicates, "bernoulli")["pit"], observed)
+
+    inside, outside = check(good), check(bad)
+    assert not inside["outside_band"] and outside["outside_band"], (inside["max_deviation"], outside["max_deviation"])
+    problems = [p["code"] for p in dg.overall_verdict({"pit": {"ecdf": outside}})["problems"]]
+    assert problems == ["pit_outside_band"] and dg.overall_verdict({"pit": {"ecdf": inside}})["problems"] == []
+
+
 def test_reconstruction_shift_detects_worse_held_out_errors():
     rng = np.random.default_rng(0)
     train = rng.normal(100, 10, size=500)
@@ -186,6 +245,23 @@ def test_training_convergence_slope_best_epoch_and_verdicts():
     staged = [{**r, "stage": "m1", "valid_elbo": -20.0 + r["epoch"]} for r in rising[:5]] + [{**r, "stage": "m2"} for r in rising[5:]]
     conv = dg.training_convergence(staged)  # the m2 stage's ELBO is lower than m1's best, but m1 optimised another objective
     assert conv["stage_starts"] == {"m1": 1, "m2": 6} and conv["best_epoch"] == 10 and conv["slope"] == pytest.approx(2.0)
+
+
+def test_convergence_names_the_epoch_whose_weights_are_diagnosed():
+    """M2 keeps its most accurate epoch (24 here) while its validation ELBO still rises to epoch 39: the verdict names
+    epoch 24 as the diagnosed one, beside the last epoch and the ELBO there; a run that kept its last epoch says so."""
+    records = [{"epoch": e, "train_elbo": -90 + e, "valid_elbo": -100 + 0.5 * e, "valid_accuracy": 0.8 - abs(e - 24) / 100,
+                "best_epoch": min(e, 24)} for e in range(1, 40)]
+    conv = dg.training_convergence(records)
+    assert (conv["selected_epoch"], conv["last_epoch"], conv["best_epoch"], conv["selected_by"]) == (24, 39, 39, "valid_accuracy")
+    assert conv["selected_elbo"] == pytest.approx(-88.0)
+    text = dg.convergence_verdict(conv)
+    assert ("The diagnosed weights are those of epoch 24 (chosen by validation accuracy), not of the last epoch 39; the validation "
+            "ELBO there was -88.00, 7.50 nats per datum below its best (epoch 39).") in text
+    kept_last = dg.training_convergence([{**r, "best_epoch": r["epoch"]} for r in records[:10]])
+    assert kept_last["selected_epoch"] == 10 and "those of epoch 10, the last (chosen by validation accuracy)." in dg.convergence_verdict(kept_last)
+    old = dg.training_convergence([{k: v for k, v in r.items() if k != "best_epoch"} for r in records])  # an older metrics.jsonl
+    assert old["selected_epoch"] == old["best_epoch"] == 39
 
 
 def test_a_slow_rise_under_jitter_is_still_improving_over_a_long_enough_window():

@@ -190,3 +190,60 @@ def test_nuts_gmm_agrees_with_truth_and_svi_after_relabelling(fitted_gmm):
 def test_nuts_gmm_refuses_large_mixtures():
     with pytest.raises(ConfigError, match="num_components x features <= 40"):
         nuts_gmm(np.zeros((50, 10)), num_components=5)
+
+
+# ----- comparison by ranks, and progress ----------------------------------------------------------------------------
+def test_an_svi_value_beyond_every_draw_is_said_outside_the_posterior_whatever_its_z():
+    """A skewed posterior (a variance's, bounded below): an SVI value under every one of 4000 draws is 1 sd from
+    the mean, which a z threshold of 3 passes; by rank it is outside the NUTS range, and the overall verdict is bad."""
+    from ppmodels.analysis.diagnostics import overall_verdict
+    from ppmodels.analysis.gold_standard import NUTS_TAIL, gold_standard_verdict, summarize
+
+    rng = np.random.default_rng(0)
+    draws = {"sigma2": 1.0 + rng.exponential(size=(4, 1000)), "mean": rng.normal(size=(4, 1000))}
+    gold = {**summarize(draws, {"sigma2": 0.999, "mean": 0.1}), "num_chains": 4}
+    q = gold["quantities"]["sigma2"]
+    assert -1.5 < q["z"] < -0.5 and q["rank"] == 0 and q["outside"] == "below" and q["outside_every_chain"]
+    assert gold["off_posterior"] == ["sigma2"] and gold["outside_range"] == ["sigma2"] and gold["most_extreme"] == "sigma2"
+    inside = gold["quantities"]["mean"]  # the mid-rank quantile of a value inside the draws, against a direct count
+    assert inside["quantile"] == pytest.approx(np.mean(draws["mean"] < 0.1)) and inside["outside"] is None
+    assert inside["chain_quantiles"] == pytest.approx([np.mean(c < 0.1) for c in draws["mean"]])
+    assert "sigma2 = 0.999 lies below all 4000 NUTS draws" in gold_standard_verdict(gold)
+    problems = overall_verdict({"gold_standard": gold})["problems"]
+    assert [(p["code"], p["severity"]) for p in problems] == [("svi_off_posterior", "bad")]
+    assert problems[0]["value"] == 0 and problems[0]["threshold"] == NUTS_TAIL and "below all 4000" in problems[0]["message"]
+
+
+def test_the_size_of_a_discrepancy_is_said_when_the_chains_have_not_mixed():
+    """Two chains stuck in different places (R-hat far above 1.01): the comparison is not trusted (a warning, not
+    bad), yet the verdict and the problem say how far out the SVI value lies, and that it lies beyond every chain."""
+    from ppmodels.analysis.diagnostics import overall_verdict
+    from ppmodels.analysis.gold_standard import gold_standard_verdict, summarize
+
+    rng = np.random.default_rng(1)
+    draws = {"a": rng.normal(size=(2, 500)) + np.array([[0.0], [3.0]])}
+    gold = {**summarize(draws, {"a": 9.0}), "num_chains": 2}
+    assert gold["max_rhat"] > 1.5 and gold["quantities"]["a"]["outside_every_chain"]
+    text = gold_standard_verdict(gold)
+    assert "have not mixed" in text and "a = 9 lies above all 1000 NUTS draws" in text and "beyond the draws of every chain" in text
+    (p,) = overall_verdict({"gold_standard": gold})["problems"]
+    assert p["code"] == "nuts_untrustworthy" and p["severity"] == "warning" and "above all 1000" in p["message"]
+
+
+def test_nuts_progress_is_one_line_per_tenth_of_each_chain_off_a_terminal(capsys):
+    import pyro.distributions as dist
+
+    from ppmodels.analysis.gold_standard import run_chains
+
+    def normal():
+        pyro.sample("a", dist.Normal(0.0, 1.0))
+
+    import pyro
+
+    draws = run_chains(normal, (), num_samples=20, warmup=20, num_chains=2, seed=0, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert draws["a"].shape == (2, 20) and len(lines) == 20
+    assert lines[0] == "NUTS chain 1 of 2: step 4 of 40 (warmup)" and lines[4] == "NUTS chain 1 of 2: step 20 of 40 (warmup)"
+    assert lines[5] == "NUTS chain 1 of 2: step 24 of 40 (draws)" and lines[-1] == "NUTS chain 2 of 2: step 40 of 40 (draws)"
+    run_chains(normal, (), num_samples=20, warmup=20, num_chains=2, seed=0)
+    assert capsys.readouterr().err == ""

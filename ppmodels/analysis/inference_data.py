@@ -164,9 +164,13 @@ def exact_discrete_trace(model, x: torch.Tensor, num_draws: int, **kwargs: Any):
 
     with model.evaluating():
         probe = poutine.trace(particles).get_trace(x, num_data=n, **kwargs)
-        if not any(site["type"] == "sample" and site["infer"].get("enumerate") for site in probe.nodes.values()):
+        enumerated = [site for site in probe.nodes.values() if site["type"] == "sample" and site["infer"].get("enumerate")]
+        if not enumerated:
             return None
-        discrete = poutine.trace(infer_discrete(particles, first_available_dim=-3, temperature=1)).get_trace(x, num_data=n, **kwargs)
+        if all(site["fn"].enumerate_support(expand=False).shape[0] == 1 for site in enumerated):
+            discrete = probe  # one category (a one-component mixture): its posterior is that category, which the probe drew
+        else:  # (infer_discrete would warn that it found nothing to enumerate in the case above)
+            discrete = poutine.trace(infer_discrete(particles, first_available_dim=-3, temperature=1)).get_trace(x, num_data=n, **kwargs)
         for site in discrete.nodes.values():  # a single category keeps its enumeration dim and no particle dims
             if site["type"] == "sample" and site["infer"].get("enumerate"):
                 value = site["value"]

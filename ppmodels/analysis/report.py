@@ -99,7 +99,7 @@ def quiet_arviz():
     """Silence what ArviZ 0.23 warns about while plotting: a matplotlib 3.11 deprecation it triggers, one-chain
     inputs and 0/0 in the MCSE of constant draws. None of them concerns the reader of the page."""
     with warnings.catch_warnings():
-        for category in (DeprecationWarning, UserWarning, RuntimeWarning):
+        for category in (DeprecationWarning, UserWarning):
             warnings.simplefilter("ignore", category)
         yield
 
@@ -121,7 +121,10 @@ def elbo_figure(conv: dict) -> str:
             ax.axvline(start - 0.5, color="black", linewidth=1)
             ax.annotate(f"stage {stage}", (start - 0.4, 0.03), xycoords=("data", "axes fraction"), fontsize=8)
         if conv.get("best_epoch") is not None:
-            ax.axvline(conv["best_epoch"], color="grey", linestyle=":", label=f"best epoch {conv['best_epoch']}")
+            chosen = conv.get("selected_epoch", conv["best_epoch"])
+            ax.axvline(chosen, color="black", linestyle="--", linewidth=1, label=f"diagnosed weights: epoch {chosen}")
+            if conv["best_epoch"] != chosen:
+                ax.axvline(conv["best_epoch"], color="grey", linestyle=":", label=f"best ELBO: epoch {conv['best_epoch']}")
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel("ELBO per datum (nats)")
@@ -189,6 +192,20 @@ def pit_figure(pit: dict, errors: np.ndarray, train_errors: np.ndarray | None, x
     return figure_html(draw, (13 if image else 10, 3.4), "posterior predictive checks", ncols=3 if image else 2)
 
 
+def pit_ecdf_html(pit: dict) -> str:
+    """ArviZ's ECDF-difference plot of one randomized PIT per datum against the uniform, with the simultaneous band
+    that :func:`ppmodels.analysis.diagnostics.pit_ecdf_check` judges by (same evaluation points, level and method)."""
+    from scipy.stats import uniform
+
+    ecdf = pit.get("ecdf") or {}
+    values = pit.get("ecdf_values")
+    if not ecdf.get("num_values") or values is None:
+        return ""
+    return arviz_html(_arviz().plot_ecdf, "ECDF of the randomized PIT minus the uniform, with its simultaneous band", (6, 3.2),
+                      values=np.asarray(values), cdf=uniform(0, 1).cdf, eval_points=np.asarray(ecdf["eval_points"]), difference=True,
+                      confidence_bands="optimized", ci_prob=ecdf["prob"])
+
+
 def latent_figure(points: np.ndarray, labels: np.ndarray | None, name: str) -> str:
     from sklearn.decomposition import PCA
 
@@ -249,8 +266,8 @@ def accuracy_intervals(bins: list[dict], level: float = 0.95) -> tuple[np.ndarra
 
 
 def kl_figure(values_by_latent: dict[str, np.ndarray], threshold: float = MI_COLLAPSED, measure: str = "I(x; z_d)") -> str:
-    """Bars of the information per latent dimension (I(x; z_d), or the KL to the prior), one panel per latent,
-    collapsed dimensions (below ``threshold``) in red."""
+    """Bars of I(x; z_d) per latent dimension (the information it carries about x), one panel per latent, collapsed
+    dimensions (below ``threshold``) in red; its count of dimensions that carry information is the verdict's."""
     def draw(axes):
         for ax, (name, values) in zip(np.atleast_1d(axes), values_by_latent.items()):
             values = np.asarray(values, dtype=float)
@@ -370,7 +387,8 @@ def inference_sections(result: dict) -> list[str]:
     out = []
     if result.get("convergence"):
         out.append(section("Training: did the ELBO converge?", verdicts.get("convergence"), elbo_figure(result["convergence"]),
-                           "The validation ELBO should rise and level off. A curve still climbing at the end means training stopped too early."))
+                           "The validation ELBO should rise and level off. A curve still climbing at the end means training stopped too early. "
+                           "The dashed line is the epoch whose weights the run kept and this page diagnoses."))
     # an exact guide (PPCA) or none (the GMM) has constant weights: no k-hat to plot, a slack of rounding noise
     approximate = result.get("guide_samples_latents", True) and not result["khat"].get("exact")
     if approximate:
@@ -379,7 +397,7 @@ def inference_sections(result: dict) -> list[str]:
                            "k-hat (Yao et al. 2018) estimates how heavy the tail of the importance weights p(x,z)/q(z|x) is. Below 0.5 (dashed) the guide "
                            f"covers the posterior; above {cut:.2f} (solid: min(1 - 1/log10 S, 0.7) for S draws, as ArviZ; k-hat itself is unreliable above it) it is too narrow and "
                            "importance sampling from it is unreliable."))
-    rows = [("ELBO (guide draws)", "elbo"), ("importance-weighted bound", "iw"), ("PSIS-smoothed bound", "psis"), ("gap (IW - ELBO)", "gap")]
+    rows = [("ELBO (guide draws)", "elbo"), ("importance-weighted bound", "iw"), ("PSIS-smoothed estimate (not a bound)", "psis"), ("gap (IW - ELBO)", "gap")]
     numbers = table([(label, f"{ll[key]:.3f} +- {ll[key + '_se']:.3f}") for label, key in rows], ("estimate, nats per datum", "mean +- standard error"))
     out.append(section("How tight is the ELBO?" if approximate else "Log-likelihood (exact)", verdicts["log_likelihood"],
                        numbers + (gap_figure(ll["per_datum"]) if approximate else ""),
@@ -441,6 +459,15 @@ def check_sections(model, idata, result: dict) -> list[str]:
                            "Left: where each observed feature falls in its predictive distribution, over the features the model is unsure of (uniform is ideal; "
                            "reconstructing x from itself makes it bunch in the middle). Middle: held-out data reconstructed clearly worse than training "
                            "data means overfitting (or other data). Right (images): red pixels are brighter in the data than the model predicts, blue ones darker."))
+        ecdf = result["pit"].get("ecdf") or {}
+        if ecdf.get("num_values"):
+            out.append(section("Randomized PIT: ECDF against the uniform", None, pit_ecdf_html(result["pit"]),
+                               f"One randomized PIT per datum (of {ecdf['num_values']}), of a feature drawn at random among the {ecdf['informative_features']} "
+                               "that vary in the data (constant ones, such as an image's corners, say nothing): ties between discrete values are "
+                               "broken at random, so the values are uniform when the data look like draws of the predictive. The line is their "
+                               f"ECDF minus the uniform's; it should stay inside the {ecdf['prob']:.0%} simultaneous band. One value per datum, because "
+                               "the features of a datum share its latent and the band is made for independent values. Reconstructing x from "
+                               "itself makes the check conservative: a line outside the band is a real misfit."))
         out.append(section("Posterior predictive checks, as ArviZ draws them", None, arviz_ppc_html(idata),
                            "Top: the density of all observed values (black) against 20 predictive draws (blue); discrete values are drawn as histograms. "
                            "Middle: the observed test statistic (black) against its predictive distribution, with the Bayesian p-value; a p-value "
@@ -457,11 +484,11 @@ def check_sections(model, idata, result: dict) -> list[str]:
 
 def nuts_shown(gold: dict) -> list[str]:
     """The compared quantities that get plots: all of them up to :data:`MAX_NUTS_PLOTS`, else those whose SVI value
-    lies furthest from the NUTS mean and those with the worst R-hat."""
+    lies furthest out among the NUTS draws (by quantile) and those with the worst R-hat."""
     quantities = gold["quantities"]
     if len(quantities) <= MAX_NUTS_PLOTS:
         return list(quantities)
-    by_z = sorted(quantities, key=lambda n: -abs(np.nan_to_num(quantities[n]["z"])))
+    by_z = sorted(quantities, key=lambda n: (quantities[n]["tail"], -abs(np.nan_to_num(quantities[n]["z"]))))
     by_rhat = sorted(quantities, key=lambda n: -np.nan_to_num(quantities[n]["rhat"]))
     return list(dict.fromkeys(by_z[:MAX_NUTS_PLOTS // 2] + by_rhat))[:MAX_NUTS_PLOTS]
 
@@ -480,12 +507,21 @@ def nuts_figures(nuts, gold: dict) -> str:
             + arviz_html(az.plot_energy, "NUTS energy and E-BFMI", (5.5, 3.2), data=nuts))
 
 
+def svi_position(q: dict) -> str:
+    """Where the SVI value lies among the NUTS draws, by rank: outside their range, or its quantile and rank."""
+    if q["outside"]:
+        return f"{q['outside']} all {q['num_draws']} draws"
+    return f"quantile {q['quantile']:.3f} (rank {q['rank']} of {q['num_draws']})"
+
+
 def nuts_tables(gold: dict) -> str:
-    """``az.summary``'s columns per compared quantity (with the SVI value and its z) and the sampler's own diagnostics."""
-    rows = [(name.replace("_", " "), f"{q['mean']:.4g} +- {q['sd']:.2g}", f"{q['mcse_mean']:.2g} / {q['mcse_sd']:.2g}",
-             f"{q['ess']:.0f} / {q['ess_tail']:.0f}", f"{q['rhat']:.3f}", f"{q['svi']:.4g} ({q['z']:+.2f} sds)")
+    """``az.summary``'s columns per compared quantity (with the SVI value, its position among the NUTS draws and its z)
+    and the sampler's own diagnostics."""
+    rows = [(name.replace("_", " "), f"{q['mean']:.4g} +- {q['sd']:.2g}", f"{q['interval_99'][0]:.4g} to {q['interval_99'][1]:.4g}",
+             f"{q['mcse_mean']:.2g} / {q['mcse_sd']:.2g}", f"{q['ess']:.0f} / {q['ess_tail']:.0f}", f"{q['rhat']:.3f}",
+             f"{q['svi']:.4g}: {svi_position(q)}; {q['z']:+.2f} sds")
             for name, q in gold["quantities"].items()]
-    head = ("quantity", "NUTS mean +- sd", "MCSE mean / sd", "ESS bulk / tail", "R-hat", "SVI (z)")
+    head = ("quantity", "NUTS mean +- sd", "NUTS central 99%", "MCSE mean / sd", "ESS bulk / tail", "R-hat", "SVI: among the NUTS draws; z")
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     summary = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
     sampler = gold.get("sampler")
@@ -506,7 +542,7 @@ def gold_standard_sections(result: dict) -> list[str]:
     if not gold:
         return []
     body = nuts_tables(gold)
-    closed = [(name.replace("_", " "), f"{q['closed_form']:.4g}, {q['z_closed_form']:+.2f} posterior sds from the NUTS mean")
+    closed = [(name.replace("_", " "), f"{q['closed_form']:.4g}: posterior quantile {q['quantile_closed_form']:.3f}, {q['z_closed_form']:+.2f} sds from the NUTS mean")
               for name, q in gold["quantities"].items() if "closed_form" in q]
     if closed:
         body += table(closed, ("quantity", "closed-form maximum on the same data"))
@@ -522,7 +558,8 @@ def gold_standard_sections(result: dict) -> list[str]:
     return [section("Gold standard: NUTS against the SVI fit", verdict, body,
                     f"NUTS ({gold['num_chains']} chains x {gold['num_samples']} draws, {gold['num_data']} of the {gold.get('num_fit_data', gold['num_data'])} training data; prior {gold['prior']}). "
                     + gold["note"] + " Trace plots: chains should overlap and look like noise, divergences are ticks at the bottom, the SVI value "
-                    "is the line. Rank plots: flat histograms mean the chains mix. Posterior: the SVI value (orange) should lie inside it. "
+                    "is the line. Rank plots: flat histograms mean the chains mix. Posterior: the SVI value (orange) should lie inside it; the table "
+                    "gives its quantile among the draws, which says how far out it is without assuming a normal posterior. "
                     "Energy: the two distributions should overlap (E-BFMI above 0.3). The draws are in nuts.nc beside this page.")]
 
 

@@ -115,6 +115,8 @@ def compute_diagnostics(model, idata, records: list[dict], train_errors: np.ndar
         observed = idata.observed_data["x"].values.reshape(len(errors), -1)
         replicates = idata.posterior_predictive["x"].values[0, :predictive_draws].reshape(-1, len(errors), observed.shape[1])
         result["pit"] = dg.predictive_pit(observed, replicates, model.config.likelihood, seed)
+        ecdf = dg.pit_ecdf_check(result["pit"]["pit"], observed, seed)
+        result["pit"]["ecdf_values"], result["pit"]["ecdf"] = ecdf.pop("values"), ecdf
         draws = idata.posterior_predictive["x"].values[0, :dg.PPC_DRAWS]
         result["ppc_pvalues"] = dg.ppc_pvalues(observed, draws.reshape(len(draws), len(errors), -1), model.config.likelihood, seed)
         result["reconstruction"] = dg.reconstruction_shift(errors, train_errors) if train_errors is not None else None
@@ -161,7 +163,8 @@ def train_reconstruction_errors(model, train_x: torch.Tensor, num: int, particle
 def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = None, *, split: str = "test",
              num_data: int = 500, particles: int = 1000, seed: int = 0, data_dir: str | None = None,
              batch_size: int = 100, predictive_draws: int = 20, stored_draws: int = 50, report: bool = True, nuts: bool = False,
-             nuts_samples: int = 1000, nuts_warmup: int = 1000, nuts_chains: int = 4, overwrite: bool = False) -> dict[str, Any]:
+             nuts_samples: int = 1000, nuts_warmup: int = 1000, nuts_chains: int = 4, overwrite: bool = False,
+             progress: bool = False) -> dict[str, Any]:
     """Diagnose the run in folder ``run`` on ``num_data`` data of ``split`` with ``particles`` guide draws each.
 
     Every diagnostic uses all ``particles`` draws; ``idata.nc`` keeps the first ``stored_draws`` of them in every group
@@ -170,7 +173,8 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     Returns the content of ``diagnostics.json`` (with per-datum arrays) and writes the files of the module
     docstring into ``out`` (files there that ppmodels did not write are replaced only with ``overwrite``; see
     :mod:`ppmodels.runs.outputs`). With ``nuts`` (ppca and gmm) it also compares the fit with a NUTS posterior of the globals
-    on the training data the fit saw (:data:`ppmodels.gold_standard.GOLD_STANDARDS`), under ``gold_standard``.
+    on the training data the fit saw (:data:`ppmodels.gold_standard.GOLD_STANDARDS`), under ``gold_standard``; ``progress``
+    reports the NUTS chains' progress on stderr.
 
     Example::
 
@@ -219,7 +223,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         baseline_x = np.asarray(train_x[choose_data(BASELINE_ROWS, len(train_x), seed + 3)])
     result = compute_diagnostics(model, idata, records, train_errors, seed, min(predictive_draws, particles), baseline_x)
     if nuts:
-        result["gold_standard"] = gold_standard(compare, model, train_data, seed, nuts_samples, nuts_warmup, nuts_chains)
+        result["gold_standard"] = gold_standard(compare, model, train_data, seed, nuts_samples, nuts_warmup, nuts_chains, progress)
         result["nuts_idata"] = result["gold_standard"].pop("idata")
     noun = f"{split} {'images' if dataset.is_image else 'data'}"
     result.update(run=str(run), model=model.name, data=dataset.spec or data, likelihood=model.config.likelihood, split=split, num_data=len(idx), particles=particles,
@@ -248,7 +252,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
 NUTS_MAX_VALUES = 200_000
 
 
-def gold_standard(compare, model, train_data, seed: int, samples: int, warmup: int, chains: int) -> dict[str, Any]:
+def gold_standard(compare, model, train_data, seed: int, samples: int, warmup: int, chains: int, progress: bool = False) -> dict[str, Any]:
     """NUTS against the SVI fit on the very training data the fit saw (like with like: a subset has another principal
     subspace), refused above :data:`NUTS_MAX_VALUES` values."""
     if train_data is None:
@@ -259,12 +263,12 @@ def gold_standard(compare, model, train_data, seed: int, samples: int, warmup: i
         raise ConfigError(f"--nuts samples the posterior on all {len(train_x)} training data the fit saw ({values:,} values); above "
                           f"{NUTS_MAX_VALUES:,} NUTS would run for hours: fit the model on fewer data or features to compare it with NUTS")
     x = np.asarray(train_x)
-    return compare(model, x, samples, warmup, chains, seed, fit_x=train_x)
+    return compare(model, x, samples, warmup, chains, seed, fit_x=train_x, progress=progress)
 
 
 def summary_only(result: dict) -> dict:
     """``result`` without the bulky per-datum and per-feature arrays (k-hat per datum stays: it is what the plot shows)."""
-    drop = {("log_likelihood", "per_datum"), ("pit", "pit"), ("pit", "feature_mean")}
+    drop = {("log_likelihood", "per_datum"), ("pit", "pit"), ("pit", "feature_mean"), ("pit", "ecdf_values")}
     return {key: ({k: v for k, v in value.items() if (key, k) not in drop} if isinstance(value, dict) else value)
             for key, value in result.items() if key not in ("reconstruction_error", "train_reconstruction_error", "idata", "nuts_idata")}
 
@@ -300,11 +304,13 @@ def summary_table(result: dict) -> str:
         "pit": lambda p: p.get("tail_fraction") is not None and
         ("PIT tails (uniform 10%)", f"{100 * p['tail_fraction']:.1f}%  (KS {p['ks_distance']:.3f})"),
         "reconstruction": lambda r: ("recon. error held-out - train", f"{r['difference']:+.2f} +- {r['difference_se']:.2f} nats"),
-        "gold_standard": lambda g: ("NUTS max R-hat / SVI max |z|", f"{g['max_rhat']:.3f} / {g['max_abs_z']:.2f} posterior sds  (min ESS {g['min_ess']:.0f})"),
+        "gold_standard": lambda g: ("NUTS max R-hat / SVI furthest out", f"{g['max_rhat']:.3f} / {g['most_extreme']} at quantile "
+                                                                         f"{g['quantities'][g['most_extreme']]['quantile']:.4f}, max |z| {g['max_abs_z']:.2f}  (min ESS {g['min_ess']:.0f})"),
         "nuts_sampler": lambda s: ("NUTS divergences / E-BFMI", f"{s['divergences']} / {min(s['bfmi']):.2f}-{max(s['bfmi']):.2f}  "
                                                                   f"(mean tree depth {s['mean_tree_depth']:.1f}, {s['tree_depth_hits']} at the limit)"),
         "convergence": lambda c: c.get("slope") is not None and
-        ("ELBO slope, last epochs", f"{c['slope']:+.3f} per epoch  (best epoch {c['best_epoch']}, {c['epochs_since_best']} ago)"),
+        ("ELBO slope, last epochs", f"{c['slope']:+.3f} per epoch  (best epoch {c['best_epoch']}, {c['epochs_since_best']} ago; "
+                                    f"diagnosed: epoch {c.get('selected_epoch', c['best_epoch'])} of {c.get('last_epoch', '?')})"),
     }
     sources = {**result, "nuts_sampler": (result.get("gold_standard") or {}).get("sampler")}
     rows += [row for key, make in optional.items() if sources.get(key) and (row := make(sources[key]))]
