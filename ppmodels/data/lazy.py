@@ -227,7 +227,7 @@ def shuffled_batches(x: torch.Tensor | LazyRows, batch_size: int, generator: tor
                 continue
             yield carry
         full = len(local) - len(local) % batch_size
-        for idx in local[:full].split(batch_size):
+        for idx in local[:full].split(batch_size) if full else ():  # split() of no rows gives one empty batch
             yield rows[idx]
         carry = rows[local[full:]]
     if len(carry):

@@ -111,6 +111,14 @@ def test_shuffled_batches_read_pools_not_the_file(tmp_path, small_blocks):
     assert rows.disk.reads > reads_before and rows.disk.max_rows_read <= small_blocks
 
 
+@pytest.mark.parametrize("batch_size", [50, 100, 2 * N])
+def test_shuffled_batches_are_never_empty_when_a_pool_is_smaller_than_a_batch(tmp_path, small_blocks, batch_size):
+    x = np.arange(N, dtype=np.float32)[:, None] * np.ones((1, D), np.float32)
+    rows = load_dataset(write(tmp_path, "npy", x) + "?likelihood=gaussian").x
+    batches = list(shuffled_batches(rows, batch_size, torch.Generator().manual_seed(0)))
+    assert min(len(b) for b in batches) > 0 and sum(len(b) for b in batches) == N
+
+
 def test_in_memory_batches_keep_torch_randperm_order():
     x = torch.arange(100.0)[:, None]
     batches = list(shuffled_batches(x, 30, torch.Generator().manual_seed(3)))
