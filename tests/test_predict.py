@@ -158,6 +158,22 @@ def test_map_keeps_the_cube_coordinate_attributes_and_class_names(scene, tmp_pat
         assert out["labels"].attrs["flag_meanings"] == out["class_map"].attrs["flag_meanings"]
 
 
+def test_predict_overwrite_replaces_the_named_output_and_not_a_png_beside_it(m2_run, tmp_path):
+    """--overwrite replaces --out map.nc, not a map.png beside it that the command line never named (and the refusal
+    does not send the user back to --overwrite); --no-png leaves the picture out."""
+    picture, out = tmp_path / "map.png", tmp_path / "map.nc"
+    picture.write_bytes(b"someone's picture")
+    out.write_bytes(b"an old map")
+    result = CliRunner().invoke(app, ["predict", str(m2_run), "--out", str(out), "--overwrite"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{picture} already exists and was not written by ppmodels" in result.output and "pass --no-png" in result.output
+    assert "pass --overwrite" not in result.output
+    assert picture.read_bytes() == b"someone's picture" and out.read_bytes() == b"an old map"  # refused before any work
+    result = CliRunner().invoke(app, ["predict", str(m2_run), "--out", str(out), "--overwrite", "--no-png"])
+    assert result.exit_code == 0, result.output
+    assert picture.read_bytes() == b"someone's picture" and out.read_bytes() != b"an old map"
+
+
 def test_diagnose_on_the_training_pixels_scores_only_the_labeled_ones(m2_run):
     """The training split of a cube holds unlabeled background pixels (-1): calibration uses the labeled ones."""
     import ppmodels

@@ -31,7 +31,7 @@ def predict(run: str | Path, data: str | None, out: str | Path, *, data_dir: str
     only with ``overwrite`` (:mod:`ppmodels.runs.outputs`)."""
     out = check_output(out, (".nc",), overwrite=overwrite, command="predict", run=run)
     if png:  # not named on the command line: --overwrite does not reach it, only predict's own PNG of this run is replaced
-        check_output(out.with_suffix(".png"), (".png",), command="predict", run=run)
+        check_output(out.with_suffix(".png"), (".png",), command="predict", run=run, unnamed="--no-png")
     model = load(run)
     if not isinstance(model, CanClassify):
         raise ConfigError(f"model {model.name!r} does not classify; predict needs a run of m2, m1m2 or m1 (with labels)")

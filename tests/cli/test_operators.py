@@ -308,6 +308,33 @@ def test_a_command_replaces_only_what_it_wrote_for_the_same_run(tmp_path, refere
     assert (other / "evaluation.json").read_bytes() == before
 
 
+def test_diagnose_holds_the_run_lock_while_it_writes(tmp_path, reference, monkeypatch):
+    """While diagnose writes RUN/diagnostics/ (caught at its write of diagnostics.json), a second writer that asks for
+    the run's lock is refused, naming diagnose's process; afterwards the lock is gone and can be taken."""
+    import shutil
+
+    import ppmodels.commands.diagnose as command
+    from ppmodels.runs.lock import LOCK, acquire, release
+
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    refusals = []
+    write_json = command.write_json
+
+    def second_writer_then_write(path, obj):
+        with pytest.raises(RunError, match=f"is being written by pid {os.getpid()} ") as refused:
+            acquire(run, "a second writer")
+        refusals.append(str(refused.value))
+        write_json(path, obj)
+
+    monkeypatch.setattr(command, "write_json", second_writer_then_write)
+    command.diagnose(run, num_data=20, particles=25, report=False, predictive_draws=5)
+    assert len(refusals) == 1 and (run / "diagnostics" / "diagnostics.json").is_file()
+    assert not (run / LOCK).exists()
+    acquire(run, "a later writer")
+    release(run)
+
+
 def test_a_run_killed_before_its_config_was_written_is_started_again_as_the_hint_says(tmp_path):
     """kill -9 while config.json was being written leaves checkpoints/ and a .tmp file: --resume says to train without
     --resume, and that works (the hints once went round: train -> --overwrite -> "not a run folder")."""
