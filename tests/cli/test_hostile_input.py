@@ -141,6 +141,10 @@ def write_files(tmp: Path) -> dict[str, str]:
     (d / "empty.npz").write_bytes(b"")
     np.save(d / "good.npy", x)
     (d / "truncated.npy").write_bytes((d / "good.npy").read_bytes()[:100])
+    good_npy = (d / "good.npy").read_bytes()
+    (d / "bad_header.npy").write_bytes(good_npy[:10] + b"garbage!!" + good_npy[19:])  # the header dict cut open
+    (d / "npz_named.npy").write_bytes((d / "good.npz").read_bytes())
+    (d / "blank_lines.csv").write_text("\n\n\n")
     csv = "a,b,label\n" + "".join(f"{i % 7 / 7:.3f},{i % 5 / 5:.3f},{i % 3}\n" for i in range(60))
     (d / "good.csv").write_text(csv)
     (d / "truncated.csv").write_text(csv[: csv.index(",", len(csv) // 2) + 1])  # cut mid-row
@@ -155,8 +159,8 @@ def write_files(tmp: Path) -> dict[str, str]:
         f["x"] = x
     (d / "truncated.h5").write_bytes((d / "good.h5").read_bytes()[:1000])
     specs = {name: f"npz:{d / name}.npz" for name in [*arrays, "objects", "truncated", "empty"]}
-    specs.update({f"{n}_npy": f"npy:{d / n}.npy" for n in ("good", "truncated")})
-    specs.update({f"{n}_csv": f"csv:{d / n}.csv" for n in ("good", "truncated", "short_row", "text", "semicolons", "header", "empty")})
+    specs.update({f"{n}_npy": f"npy:{d / n}.npy" for n in ("good", "truncated", "bad_header", "npz_named")})
+    specs.update({f"{n}_csv": f"csv:{d / n}.csv" for n in ("good", "truncated", "short_row", "text", "semicolons", "header", "empty", "blank_lines")})
     specs.update(truncated_h5=f"h5:{d / 'truncated'}.h5", missing_npz=f"npz:{d / 'missing'}.npz",
                  missing_csv=f"csv:{d / 'missing'}.csv", missing_label="csv:" + str(d / "good.csv") + "?label=kind")
     return specs
@@ -225,6 +229,8 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
     # issue 14: outputs that would replace someone's work
     kept = copy_run(vae, damaged / "kept")  # a run whose files no request may change
     (kept / "notes.npy").write_bytes(b"a file of the user's inside the run folder")
+    (kept / "diagnostics").mkdir()
+    (kept / "diagnostics" / "idata.nc").write_bytes(b"what diagnose wrote")
     precious = {suffix: tmp / f"precious{suffix}" for suffix in (".json", ".npz", ".tex")}
     for path in precious.values():
         path.write_text("the user's own file")
@@ -291,6 +297,10 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         "missing mnist file": t("mnist_missing", "vae", "mnist", "not found in", FileNotFoundError, data_dir=mnist["missing"]),
         "truncated npz": t("truncated_npz", "vae", s["truncated"], "truncated or corrupt"),
         "truncated npy": t("truncated_npy", "vae", s["truncated_npy"], "truncated or corrupt"),
+        # issue 32: tracebacks once
+        "npy with a damaged header": t("bad_header_npy", "vae", s["bad_header_npy"], "is not a readable .npy file"),
+        "npz archive named .npy": t("npz_named_npy", "vae", s["npz_named_npy"], "is an .npz archive, not an .npy array; open it as npz:"),
+        "csv of blank lines": t("blank_lines_csv", "vae", s["blank_lines_csv"], "has no header row"),
         "truncated csv": t("truncated_csv", "vae", s["truncated_csv"], "truncated"),
         "csv row with too few columns": t("short_row_csv", "vae", s["short_row_csv"], "wrong number of columns (Line #3"),
         "truncated h5": t("truncated_h5", "vae", s["truncated_h5"], "not a readable HDF5 file"),
@@ -339,6 +349,10 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         "sample --out a user's file inside a run folder": Case(["sample", str(kept), "--out", str(kept / "notes.npy"), "--overwrite"],
                                                                lambda: api.sample(kept, kept / "notes.npy", overwrite=True), "it is part of run folder",
                                                                intact=kept / "notes.npy"),
+        "predict --out another command's file inside a run folder": Case(
+            ["predict", str(kept), "--out", str(kept / "diagnostics" / "idata.nc"), "--overwrite"],
+            lambda: api.predict(kept, None, kept / "diagnostics" / "idata.nc", overwrite=True), "it is part of run folder",
+            intact=kept / "diagnostics" / "idata.nc"),
         "score --out a folder": Case(["score", str(kept), "--data", "digits", "--out", str(tmp / "a_folder.npz")],
                                      lambda: api.score(kept, "digits", tmp / "a_folder.npz"), "is a folder"),
         "diagnose --out an existing file": diagnose_case(kept, "digits", precious[".tex"], "is a file; give a folder path"),
@@ -467,6 +481,7 @@ CASE_NAMES = [
     "learning rate that diverges", "learning rate that diverges, skipping bad batches",
     "empty npz file", "empty csv file", "csv with a header only", "csv with text in a numeric column", "csv separated by semicolons", "csv label column missing",
     "npz without the x array", "missing npz", "missing csv", "missing mnist file", "truncated npz", "truncated npy",
+    "npy with a damaged header", "npz archive named .npy", "csv of blank lines", "predict --out another command's file inside a run folder",
     "truncated csv", "csv row with too few columns", "truncated h5", "truncated mnist gzip", "mnist file that is not gzip", "mnist IDX shorter than its header says",
     "unknown data spec", "unknown model", "weights truncated", "weights corrupt", "weights that are a pickle",
     "weights from another model", "weights from another config", "config.json corrupt", "config.json with a field the model lacks",
