@@ -128,7 +128,7 @@ def write_files(tmp: Path) -> dict[str, str]:
         "unlabeled": {"x": x}, "text_numbers": {"x": x, "y": np.array([str(v) for v in np.arange(60) % 12])},
         "fractions": {"x": x, "y": y + 0.5}, "negative": {"x": x, "y": y - 2}, "short_labels": {"x": x, "y": y[:50]},
         "no_rows": {"x": np.zeros((0, 5))}, "other_key": {"pixels": x}, "one_class": {"x": x, "y": np.zeros(60, int)},
-        "sparse_labels": {"x": x, "y": y * 1000},
+        "sparse_labels": {"x": x, "y": y * 1000}, "row_ids": {"x": x, "y": np.arange(60)},
         "digits12": {"x": np.tile(x[:, :1], (1, 64)), "y": np.arange(60) % 12},
         "one_based": {"x": x, "y": y + 1}, "gaps": {"x": x, "y": np.where(y == 1, 3, y)}, "rank5": {"x": x.reshape(60, 5, 1, 1, 1)},
         "flat_digits": {"x": digits_rows()[0], "y": digits_rows()[1]},
@@ -373,6 +373,7 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         # labels that are accepted but wrong
         "labels 1..K": t("one_based", "m1", s["one_based"], "no example has class 0"),
         "labels with gaps": t("gaps", "m1", s["gaps"], "no example has class 1"),
+        "labels that give every example its own class": t("row_ids", "m1", s["row_ids"], "put 60 examples in 60 classes, 60 of them with a single example"),
         "--labels 0 for m2": t("m2_labels0", "m2", message="--labels 0 hides all of them", labels=0),
         # the Python API checks its arguments as the CLI's parser does
         "load(None)": Case(None, lambda: api.load(None), "must be a path"),
@@ -499,7 +500,7 @@ CASE_NAMES = [
     "sample --out a user's file inside a run folder", "score --out a folder", "diagnose --out an existing file",
     "wrong feature count to evaluate a model without classes", "x outside the likelihood's range to evaluate", "wrong feature count to diagnose",
     "x outside the likelihood's range to diagnose", "rank-5 data", "--set z_dim=abc", "--lr 0", "--clip-norm 0", "sample more than memory holds", "labels 1..K",
-    "labels with gaps", "--labels 0 for m2", "load(None)", "train on an array instead of a spec", "train with labels given as text",
+    "labels with gaps", "labels that give every example its own class", "--labels 0 for m2", "load(None)", "train on an array instead of a spec", "train with labels given as text",
     "train with a dict for train_config", "evaluate(None)", "score_data of a spec instead of an array",
 ]
 
