@@ -576,8 +576,11 @@ class Trainer:
         set_rng_states(states[0], self.generator)  # the shared streams (batches, labeled draws) continue
         pyro.set_rng_seed(noise_seed(self.config.seed, self.rank, epoch=self.state.epoch))
         if self.rank == 0:
-            warnings.warn(f"{path} was written by {saved_world} process(es), this run has {self.world_size}: the batch order continues "
-                          "but the Monte Carlo noise streams start afresh, so the run will not repeat an uninterrupted one exactly",
+            # rows left on disk are dealt out to the ranks, so each epoch's order depends on the process count
+            order = ("the batch order of data left on disk depends on the process count (a checkpoint written mid-epoch: some rows of "
+                     "that epoch may be trained on twice, others not)" if isinstance(self.data.train.x, LazyRows) else "the batch order continues")
+            warnings.warn(f"{path} was written by {saved_world} process(es), this run has {self.world_size}: {order} "
+                          "and the Monte Carlo noise streams start afresh, so the run will not repeat an uninterrupted one exactly",
                           ResumeWarning, stacklevel=2)
 
 

@@ -193,6 +193,17 @@ def test_labeled_rows_drawn_by_index_are_read_only_for_this_rank(small_blocks):
     assert set(disk.rows) == {70, *range(140, 181)}  # 140 to 180 in one span
 
 
+def test_no_batch_is_empty_when_a_pool_is_smaller_than_a_batch(small_blocks, monkeypatch):
+    """Pools of 64 rows (1 block each) and batches of 100: every batch is full but the last (an earlier version
+    yielded an empty batch whenever a pool ended on a batch boundary and the next pool was smaller than a batch)."""
+    rows = LazyRows(DiskArray(np.arange(1, 641, dtype=np.float32)[:, None]))
+    for pool_blocks in (1, 2, 16):
+        monkeypatch.setattr(lazy, "POOL_BLOCKS", pool_blocks)
+        batches = list(shuffled_batches(rows, 100, torch.Generator().manual_seed(0)))
+        assert [len(b) for b in batches] == [100] * 6 + [40]
+        assert sorted(torch.cat(batches)[:, 0].long().tolist()) == list(range(1, 641))
+
+
 def test_in_memory_batches_keep_torch_randperm_order():
     x = torch.arange(100.0)[:, None]
     batches = list(shuffled_batches(x, 30, torch.Generator().manual_seed(3)))
