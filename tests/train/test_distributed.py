@@ -317,3 +317,27 @@ def test_each_process_reads_its_share_of_data_on_disk_records_the_launch_and_lea
         assert all(abs(count - len(one) / 2) <= 2 * 64 + 100 for count in per_rank), (per_rank, len(one))
         # one process reads through the gaps (validation and test rows) between the pieces the two ranks read
         assert len(set(one) - set(ranks[0][epoch]) - set(ranks[1][epoch])) <= 2 * 64
+
+
+@pytest.mark.slow
+def test_ranks_reading_their_share_from_disk_keep_the_batch_generator_in_step(tmp_path):
+    """M2 on digits left on disk (npy), dynamic binarization (a transform that draws from the batch generator) and
+    labeled batches drawn by index (7 rows: 3 on rank 0, 4 on rank 1), under --devices 2: every rank reads only its
+    rows, yet the ranks' batch generators, which choose every global batch, end in the same state
+    (checkpoints/last.pt keeps each rank's). With the transform applied to a rank's own rows only, they part."""
+
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    np.save(tmp_path / "x.npy", (digits.data / 16).astype(np.float32))
+    np.save(tmp_path / "y.npy", digits.target)
+    run = tmp_path / "run"
+    result = subprocess.run(cli("train", "m2", "--data", f"npy:{tmp_path / 'x.npy'}?labels=y.npy", "--labels", "50", "--binarize", "dynamic",
+                                "--set", "labeled_batch_size=7", "--batch-size", "99", "--hidden", "16", "--z-dim", "2", "--epochs", "2",
+                                "--min-epoch-steps", "0", "--quiet", "--sample-every", "0",
+                                "--devices", "2", "--out", str(run)),
+                            env=environment(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ranks = load_checkpoint(run / "checkpoints" / "last.pt")["rng_ranks"]
+    assert len(ranks) == 2 and torch.equal(ranks[0]["batches"], ranks[1]["batches"])
+    assert not torch.equal(ranks[0]["torch"], ranks[1]["torch"])  # each rank's own Monte Carlo noise
