@@ -325,7 +325,6 @@ def test_ranks_reading_their_share_from_disk_keep_the_batch_generator_in_step(tm
     labeled batches drawn by index (7 rows: 3 on rank 0, 4 on rank 1), under --devices 2: every rank reads only its
     rows, yet the ranks' batch generators, which choose every global batch, end in the same state
     (checkpoints/last.pt keeps each rank's). With the transform applied to a rank's own rows only, they part."""
-
     from sklearn.datasets import load_digits
 
     digits = load_digits()
