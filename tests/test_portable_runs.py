@@ -97,6 +97,19 @@ def test_a_run_whose_data_is_gone_says_where_it_looked(project, tmp_path, monkey
                                      "nor ../../data/cells.npz relative to the run folder exists; put it back, or pass --data to use other data")
 
 
+def test_data_named_as_the_run_named_it_is_opened_as_given(project):
+    """--data with the run's own spec after the file moved, or changed: the hint may not be "pass --data" (it was
+    passed). A moved file is said not to exist; a changed one is evaluated as given, as other data is."""
+    (project / "data" / "cells.npz").rename(project / "cells_moved.npz")
+    result = CliRunner().invoke(app, ["evaluate", "runs/vae", "--data", "npz:data/cells.npz", "--iw-samples", "0"])
+    assert result.exit_code == 2 and "pass --data" not in result.stderr
+    assert result.stderr.strip() == "error: data file data/cells.npz does not exist; check the path", result.stderr
+    np.savez(project / "data" / "cells.npz", x=np.zeros((30, 6), np.float32), y=np.arange(30) % 3)  # other data under the old name
+    result = CliRunner().invoke(app, ["evaluate", "runs/vae", "--data", "npz:data/cells.npz", "--iw-samples", "0"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((project / "runs" / "vae" / "evaluation.json").read_text())["num_examples"] <= 30
+
+
 def test_only_paths_on_disk_are_recorded(tmp_path):
     from ppmodels.runs import data_locations
 

@@ -1,5 +1,7 @@
 """``ppmodels predict`` and ``encode`` on image cubes: maps over the cube's coordinates, the run's recorded transform."""
 
+import json
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -37,6 +39,13 @@ def test_the_run_records_the_cube_transform(m2_run, scene):
     raw = scene["data"]["cube"].reshape(-1, 6)
     assert_close_scaled(record["mean"], raw.mean(0), rel=1e-6)
     assert record["classes"] == list(range(1, 17)) and record["background"] == 0 and record["standardize"] == "band"
+
+
+def test_a_run_records_its_process_count_and_device(m2_run):
+    """One process on the CPU (tests/train/test_distributed.py checks 2 processes over gloo)."""
+    summary = json.loads((m2_run / "summary.json").read_text())
+    for record in (run_config(m2_run), summary):
+        assert (record["processes"], record["device"], "backend" in record) == (1, "cpu", False)
 
 
 def test_predict_writes_the_map_probabilities_and_z_over_the_cube_coordinates(m2_run, scene, tmp_path):
@@ -111,6 +120,58 @@ def test_the_cli_predict_command(m2_run, scene, tmp_path):
     assert "map.nc" in result.output and "map.png" in result.output
     result = CliRunner().invoke(app, ["predict", str(m2_run), "--data", "digits", "--out", str(tmp_path / "map.nc")])
     assert result.exit_code == 2 and "error: 'digits' is not an image cube" in result.output
+
+
+def test_predict_maps_the_runs_own_scene_without_data(m2_run, scene, tmp_path):
+    """`ppmodels predict RUN --out OUT` maps the scene the run trained on, as --data naming it does."""
+    result = CliRunner().invoke(app, ["predict", str(m2_run), "--out", str(tmp_path / "own.nc"), "--no-png"])
+    assert result.exit_code == 0, result.output
+    named = predict(m2_run, f"cube:{scene['nc']}", tmp_path / "named.nc", png=False)["map"]
+    with xr.open_dataset(tmp_path / "own.nc") as own, xr.open_dataset(named) as other:
+        np.testing.assert_array_equal(own["probability"].values, other["probability"].values)
+
+
+def test_map_keeps_the_cube_coordinate_attributes_and_class_names(scene, tmp_path):
+    """A cube whose y/x/wavelength carry units and long names and whose ground truth names its classes (CF
+    flag_values/flag_meanings): map.nc keeps the attributes, the wavelengths the model read, and names the classes
+    (class_name, and flag attributes on class_map and labels); the run records the names for other scenes."""
+    ds = xr.open_dataset(scene["nc"]).load()
+    units = {"y": ("m", "northing"), "x": ("m", "easting"), "wavelength": ("nm", "band centre wavelength")}
+    for dim, (unit, long_name) in units.items():
+        ds[dim].attrs.update(units=unit, long_name=long_name)
+    names = [f"crop {c}" for c in range(1, 17)]
+    ds["gt"].attrs.update(flag_values=np.arange(0, 17, dtype=np.uint8), flag_meanings=" ".join(["background", *[n.replace(" ", "_") for n in names]]))
+    ds.to_netcdf(tmp_path / "named.nc", engine="h5netcdf")
+    run = tmp_path / "m2"
+    train("m2", f"cube:{tmp_path / 'named.nc'}", run, train_config=FAST, model_options={"z_dim": 2, "hidden": [8]}, progress=False)
+    assert run_config(run)["data"]["cube"]["class_names"] == [n.replace(" ", "_") for n in names]
+    maps = {"named": predict(run, None, tmp_path / "map.nc", png=False)["map"],
+            "plain": predict(run, f"cube:{scene['nc']}", tmp_path / "plain.nc", png=False)["map"]}  # a scene without attributes
+    with xr.open_dataset(maps["named"]) as out, xr.open_dataset(maps["plain"]) as plain:
+        for dim, (unit, long_name) in units.items():
+            assert (out[dim].attrs["units"], out[dim].attrs["long_name"]) == (unit, long_name)
+        np.testing.assert_allclose(out["wavelength"].values, ds["wavelength"].values)
+        for result in (out, plain):
+            assert result["class_name"].values.tolist() == [n.replace(" ", "_") for n in names]
+            assert result["class_map"].attrs["flag_values"].tolist() == list(range(1, 17))
+            assert result["class_map"].attrs["flag_meanings"].split() == [n.replace(" ", "_") for n in names]
+        assert out["labels"].attrs["flag_meanings"] == out["class_map"].attrs["flag_meanings"]
+
+
+def test_predict_overwrite_replaces_the_named_output_and_not_a_png_beside_it(m2_run, tmp_path):
+    """--overwrite replaces --out map.nc, not a map.png beside it that the command line never named (and the refusal
+    does not send the user back to --overwrite); --no-png leaves the picture out."""
+    picture, out = tmp_path / "map.png", tmp_path / "map.nc"
+    picture.write_bytes(b"someone's picture")
+    out.write_bytes(b"an old map")
+    result = CliRunner().invoke(app, ["predict", str(m2_run), "--out", str(out), "--overwrite"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{picture} already exists and was not written by ppmodels" in result.output and "pass --no-png" in result.output
+    assert "pass --overwrite" not in result.output
+    assert picture.read_bytes() == b"someone's picture" and out.read_bytes() == b"an old map"  # refused before any work
+    result = CliRunner().invoke(app, ["predict", str(m2_run), "--out", str(out), "--overwrite", "--no-png"])
+    assert result.exit_code == 0, result.output
+    assert picture.read_bytes() == b"someone's picture" and out.read_bytes() != b"an old map"
 
 
 def test_diagnose_on_the_training_pixels_scores_only_the_labeled_ones(m2_run):

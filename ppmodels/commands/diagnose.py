@@ -27,7 +27,8 @@ from ..errors import ConfigError, PPModelsError, RunError, check_int, check_path
 from ..files import read_json, write_json
 from ..infer.importance import prior_sampled_sites, trace_particles
 from ..models import CanClassify, LabeledGenerator
-from ..runs import CONFIG, METRICS, check_output, check_particles_memory, check_output_folder, load, open_applied_data, open_run_dataset, record_output
+from ..runs import (CONFIG, METRICS, check_output, check_particles_memory, check_output_folder, load, open_applied_data, open_run_dataset, output_lock,
+                    record_output)
 from ..analysis.inference_data import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
                                        datum_log_likelihood, has_own_log_weights, labels_of, loo_subset, posterior_idata, save_idata, OBSERVED_SITE,
                                        log_likelihood_float64, thinned)
@@ -232,18 +233,19 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         result["verdicts"]["gold_standard"] = gold_standard_verdict(result["gold_standard"])
         result["verdicts"]["nuts_sampler"] = sampler_verdict(result["gold_standard"]["sampler"])
     result["overall"] = dg.overall_verdict(result)
-    out.mkdir(parents=True, exist_ok=True)
     idata = thinned(idata, stored_draws)  # the diagnostics used every draw; the file keeps the first stored_draws
-    save_idata(idata, out / IDATA)
-    if nuts:
-        save_idata(result["nuts_idata"], out / NUTS_IDATA)
-    write_json(out / DIAGNOSTICS, json_ready(summary_only(result)))
-    if report:
-        from ..analysis.report import write_report
+    with output_lock(out / DIAGNOSTICS):  # a run folder's lock while its files are written: one writer at a time
+        out.mkdir(parents=True, exist_ok=True)
+        save_idata(idata, out / IDATA)
+        if nuts:
+            save_idata(result["nuts_idata"], out / NUTS_IDATA)
+        write_json(out / DIAGNOSTICS, json_ready(summary_only(result)))
+        if report:
+            from ..analysis.report import write_report
 
-        write_report(out / REPORT, model, idata, result)
-    for name in names:
-        record_output(out / name, "diagnose", run)
+            write_report(out / REPORT, model, idata, result)
+        for name in names:
+            record_output(out / name, "diagnose", run)
     result["idata"] = idata
     return result
 

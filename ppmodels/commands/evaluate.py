@@ -82,7 +82,7 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     if not spec:
         raise ConfigError("no data to evaluate on: give a data spec (--data), the model's run names none")
     # the run's own data (held-out splits are never capped), or another spec binarized / standardised as the run's was
-    dataset, own_data = open_applied_data(run_config, spec, data_dir, run)
+    dataset, own_data = open_applied_data(run_config, data_spec, data_dir, run)  # data_spec None: the run's own
     dataset = model.check_dataset(dataset)
     part = whole(dataset) if split == "all" else dataset.split(split)
     if max_examples is not None:

@@ -100,7 +100,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
                 "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
                 "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **data_locations(data, data_dir, out), **cube_record(bundle),
                          **dict(zip(SELECTION_OPTIONS, (protocol, valid_labels, valid_data)))},
-                "seed": train_config.seed, "initial_elbo": initial,
+                "seed": train_config.seed, "initial_elbo": initial, **launch_record(device),
                 **config_entry(cls),
             })
         callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out)]
@@ -119,6 +119,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         if not main:
             return model, {}
         summary = summarize(model, bundle, wall_time=time.perf_counter() - start, seed=train_config.seed, run_dir=out)
+        summary.update(launch_record(device))  # this launch's: a --resume may run on other processes or another device
         check_success(summary, initial, out)  # a diverged run is no success: it writes no weights and replaces nothing
         save_model(model, out)
         write_json(out / SUMMARY, summary)
@@ -173,6 +174,16 @@ def worker_lock(out: Path, work: Path):
             yield work
     else:
         yield work
+
+
+def launch_record(device: str) -> dict[str, Any]:
+    """How the run trains: ``processes`` (1, or the data-parallel world size), ``device`` (where rank 0 trains:
+    ``cpu``, ``cuda:0``, ...) and, under a process group, its ``backend`` (gloo or nccl)."""
+    processes = world()[1]
+    record = {"processes": processes, "device": str(resolve_device(device))}
+    if processes > 1:
+        record["backend"] = str(torch.distributed.get_backend())
+    return record
 
 
 def check_arguments(labels: Any, max_per_class: Any, train_config: Any, model_options: Any) -> None:

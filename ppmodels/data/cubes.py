@@ -45,7 +45,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -110,7 +110,8 @@ class PixelRows:
 class Cube:
     """A scene as arrays: ``values`` ``(height, width, bands)`` (or :class:`PixelRows` left on disk), ``labels``
     ``(height, width)`` or ``None``, and the coordinates of each axis (``band_dim`` names the band axis: ``band``,
-    ``wavelength``, ...)."""
+    ``wavelength``, ...). ``attrs``: the attributes (units, long names) of each coordinate, by dim name, and those of
+    the ground truth under ``labels`` (CF ``flag_values``/``flag_meanings`` name its classes)."""
 
     values: np.ndarray | PixelRows
     labels: np.ndarray | None
@@ -120,6 +121,7 @@ class Cube:
     band_dim: str = "band"
     y_dim: str = "y"
     x_dim: str = "x"
+    attrs: dict = field(default_factory=dict)
 
 
 # ----- reading ------------------------------------------------------------------------------------------------
@@ -164,7 +166,9 @@ def _xarray_cube(ds, path: Path, var: str | None, labels: str | None, lazy: bool
     if lazy is None:
         lazy = 4 * cube.size > LAZY_CUBE_BYTES
     values = PixelRows(cube, spatial, band_dims[0], source=ds) if lazy else np.asarray(cube.transpose(*spatial, band_dims[0]).values)
-    return Cube(values, truth, *coords, band_dim=band_dims[0], y_dim=spatial[0], x_dim=spatial[1])
+    attrs = {dim: dict(ds[dim].attrs) for dim in (*spatial, band_dims[0]) if dim in ds.coords}
+    attrs["labels"] = dict(ds[labels].attrs) if labels else {}
+    return Cube(values, truth, *coords, band_dim=band_dims[0], y_dim=spatial[0], x_dim=spatial[1], attrs=attrs)
 
 
 def _coord(array, dim: str) -> np.ndarray:
@@ -241,7 +245,7 @@ def select_bands(cube: Cube, bands: str | None) -> Cube:
     if not len(keep):
         raise DataError(f"bands={bands} selects none of the cube's {cube.band_dim} coordinates {coords.min():g}..{coords.max():g}; widen the range")
     values = cube.values.with_bands(keep) if isinstance(cube.values, PixelRows) else cube.values[..., keep]
-    return Cube(values, cube.labels, cube.y, cube.x, cube.band[keep], cube.band_dim, cube.y_dim, cube.x_dim)
+    return Cube(values, cube.labels, cube.y, cube.x, cube.band[keep], cube.band_dim, cube.y_dim, cube.x_dim, cube.attrs)
 
 
 def pixel_labels(labels: np.ndarray, background: int | None, classes: list | None = None) -> tuple[np.ndarray, list]:
@@ -332,12 +336,13 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
         background = _background(options.get("background", record.get("background", "0")))
         y, classes = pixel_labels(cube.labels, background, record.get("classes"))
         record.update(background=background, classes=classes)
-        class_names = [str(c) for c in classes]
+        class_names = named_classes(cube.attrs.get("labels", {}), classes, record)
     likelihood = options.get("likelihood") or ("gaussian" if standardize == "band" else None)
     if likelihood is None:
         likelihood = "bernoulli" if low >= 0 and high <= 1 else "gaussian"
     splits = cube_splits(y) if y is not None else stratified_splits(None, len(x))
-    geometry = {"shape": (h, w), "y": cube.y, "x": cube.x, "y_dim": cube.y_dim, "x_dim": cube.x_dim, "band": cube.band, "labels": cube.labels}
+    geometry = {"shape": (h, w), "y": cube.y, "x": cube.x, "y_dim": cube.y_dim, "x_dim": cube.x_dim, "band": cube.band, "labels": cube.labels,
+                "band_dim": cube.band_dim, "attrs": cube.attrs}
     return Dataset(name, x, y, likelihood, splits, class_names=class_names, partly_labeled=True,
                    metadata={"cube": record, "geometry": geometry})
 
@@ -372,6 +377,17 @@ def front_end(x: np.ndarray, shape: tuple[int, int], normalize: str = "none", pa
         h, w = shape
         x = uniform_filter(x.reshape(h, w, -1), size=(patch, patch, 1), mode="mirror").reshape(h * w, -1)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def named_classes(label_attrs: dict, classes: list, record: dict) -> list[str]:
+    """The name of each class: from the ground truth's CF attributes ``flag_values``/``flag_meanings`` (then kept in
+    the run's ``record`` as ``class_names``), else the names a run recorded, else the ground-truth values."""
+    values, meanings = label_attrs.get("flag_values"), label_attrs.get("flag_meanings")
+    if values is not None and isinstance(meanings, str):
+        named = dict(zip(np.atleast_1d(values).astype(np.int64).tolist(), meanings.split()))
+        record["class_names"] = [named.get(c, str(c)) for c in classes]
+    names = record.get("class_names")
+    return list(names) if isinstance(names, list) and len(names) == len(classes) else [str(c) for c in classes]
 
 
 @dataclass
@@ -467,7 +483,10 @@ def to_xarray(dataset: Dataset, variables: dict[str, tuple[np.ndarray, tuple[str
     data_vars = {name: ((*spatial, *dims), np.asarray(values).reshape(h, w, *np.shape(values)[1:])) for name, (values, dims) in variables.items()}
     if geometry["labels"] is not None:
         data_vars["labels"] = (spatial, np.asarray(geometry["labels"]))
-    return xr.Dataset(data_vars, coords={spatial[0]: geometry["y"], spatial[1]: geometry["x"], **(coords or {})}, attrs={"source": dataset.spec})
+    attrs, band = geometry.get("attrs", {}), geometry.get("band_dim", "band")  # a cube's own coordinates, units and all
+    axes = {spatial[0]: geometry["y"], spatial[1]: geometry["x"], band: geometry["band"]}
+    axes = {dim: (dim, np.asarray(values), attrs.get(dim, {})) for dim, values in axes.items()}
+    return xr.Dataset(data_vars, coords={**axes, **(coords or {})}, attrs={"source": dataset.spec})
 
 
 def write_netcdf(ds, path) -> None:

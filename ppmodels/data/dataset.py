@@ -151,6 +151,11 @@ def check_classes_used(dataset: "Dataset") -> None:
         names = ", ".join(repr(dataset.class_names[c]) for c in empty[:5])
         raise DataError(f"class(es) {names} of {dataset.name!r} have no labeled example, so the model could not learn them; "
                         f"label at least one row of each class, or leave the class out")
+    labeled = int(counts.sum())
+    if labeled == len(dataset.y) and len(counts) > 1 and len(counts) > labeled / 2:  # fully labeled, e.g. row ids given as labels
+        raise DataError(f"labels of {dataset.name!r} put {labeled} examples in {len(counts)} classes, {int((counts == 1).sum())} of them with "
+                        f"a single example, so there is nothing to learn a class from (are they row ids?); give class labels 0..K-1 "
+                        f"with several examples of each class")
     if len(empty):
         used = np.flatnonzero(counts)
         shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")

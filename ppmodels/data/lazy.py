@@ -6,6 +6,10 @@ view (an index array, no copy); ``rows.split(n)`` reads them in order, n rows at
 (:func:`shuffled_batches`: contiguous blocks shuffled within a pool of blocks) and the checks over all the data
 (:meth:`LazyRows.stats`, one streaming pass) never hold more than a pool of blocks in memory, so an epoch over a
 file larger than memory streams from disk.
+
+Under data-parallel training each process reads only its share of an epoch: the trainer hands the models a view
+that knows its rank (:meth:`LazyRows.for_rank`), and :func:`shuffled_batches` then deals the shuffled blocks out to
+the ranks (:func:`sharded_block_order`, a distributed sampler over blocks) and reads only this rank's rows.
 """
 
 from __future__ import annotations
@@ -85,11 +89,12 @@ class LazyRows:
     """
 
     def __init__(self, disk: DiskArray, index: np.ndarray | None = None, transform: Transform | None = None,
-                 bounds: tuple[float, float] | None = None, stats: RowStats | None = None):
+                 bounds: tuple[float, float] | None = None, stats: RowStats | None = None, shard: tuple[int, int] | None = None):
         self.disk = disk
         self.index = np.arange(disk.shape[0], dtype=np.int64) if index is None else np.asarray(index, dtype=np.int64)
         self.transform, self.bounds = transform, bounds
         self._stats = stats
+        self.shard = shard  # (rank, world_size) of the data-parallel process that trains on these rows, if any
 
     def __len__(self) -> int:
         return len(self.index)
@@ -109,13 +114,18 @@ class LazyRows:
 
     def subset(self, key: Any) -> "LazyRows":
         """A view of some of the rows (``key``: indices, a boolean mask or a slice); nothing is read."""
-        return LazyRows(self.disk, self.index[_as_numpy_key(key)], self.transform, self.bounds)
+        return LazyRows(self.disk, self.index[_as_numpy_key(key)], self.transform, self.bounds, shard=self.shard)
+
+    def for_rank(self, rank: int, world_size: int) -> "LazyRows":
+        """The same rows as one process of a data-parallel group trains on them: :func:`shuffled_batches` and
+        :func:`batch_rows` then read only this rank's rows of each global batch (views keep the rank)."""
+        return LazyRows(self.disk, self.index, self.transform, self.bounds, self._stats, shard=(rank, world_size))
 
     def with_transform(self, transform: Transform, bounds: tuple[float, float] | None = None) -> "LazyRows":
         """The same rows, each read passed through ``transform`` after this view's own."""
         inner = self.transform
         composed = transform if inner is None else (lambda t: transform(inner(t)))
-        return LazyRows(self.disk, self.index, composed, bounds if bounds is not None else self.bounds)
+        return LazyRows(self.disk, self.index, composed, bounds if bounds is not None else self.bounds, shard=self.shard)
 
     def __getitem__(self, key: Any) -> torch.Tensor:
         """The rows ``key`` selects, read from disk as one float32 tensor (one row for an integer key)."""
@@ -124,8 +134,9 @@ class LazyRows:
             return self.read(self.index[[key]])[0]
         return self.read(self.index[key])
 
-    def read(self, positions: np.ndarray) -> torch.Tensor:
-        """Rows at ``positions`` of the disk array, in that order: nearby rows are read in one span, far ones apart."""
+    def read(self, positions: np.ndarray, raw: bool = False) -> torch.Tensor:
+        """Rows at ``positions`` of the disk array, in that order: nearby rows are read in one span, far ones apart.
+        ``raw``: without this view's transform."""
         positions = np.asarray(positions, dtype=np.int64)
         in_order = bool((np.diff(positions) >= 0).all())
         order = np.arange(len(positions)) if in_order else np.argsort(positions, kind="stable")
@@ -138,7 +149,7 @@ class LazyRows:
             out[slice(start, stop) if in_order else order[start:stop]] = rows
             self.disk.release()
         rows = torch.from_numpy(out)
-        return rows if self.transform is None else self.transform(rows)
+        return rows if self.transform is None or raw else self.transform(rows)
 
     def _pieces(self, ordered: np.ndarray) -> list[tuple[int, int]]:
         """``(start, stop)`` stretches of sorted ``ordered`` each read in one span: split where rows lie more than
@@ -207,31 +218,96 @@ def block_shuffled_order(n: int, block_rows: int, pool_blocks: int, generator: t
 
 def shuffled_batches(x: torch.Tensor | LazyRows, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """One epoch of ``x`` in shuffled minibatches. A tensor is shuffled whole (``torch.randperm``, so seeds give the
-    batches they always gave); rows on disk follow :func:`block_shuffled_order`, reading one pool at a time."""
+    batches they always gave); rows on disk follow :func:`block_shuffled_order`, reading one pool at a time, or for
+    a view of one rank of a data-parallel group (:meth:`LazyRows.for_rank`) :func:`sharded_batches`."""
     if not isinstance(x, LazyRows):
         for idx in torch.randperm(len(x), generator=generator).split(batch_size):
             yield x[idx]
         return
+    if x.shard is not None and x.shard[1] > 1:
+        yield from sharded_batches(x, batch_size, generator)
+        return
     order, sizes = block_shuffled_order(len(x), x.block_rows, POOL_BLOCKS, generator)
+    yield from _pooled(x, order.split(sizes), [batch_size] * -(-len(x) // batch_size))
+
+
+def _pooled(x: LazyRows, pools: Iterator[torch.Tensor] | list[torch.Tensor], sizes: list[int], raw: bool = False) -> Iterator[torch.Tensor]:
+    """Batches of ``sizes`` rows taken in turn from the concatenated ``pools`` (positions of ``x``), each pool read
+    at once with contiguous reads; a batch may span two pools. ``raw``: without ``x``'s transform."""
+    sizes = iter(sizes)
+    size = next(sizes, 0)
     carry = torch.empty((0, *x.shape[1:]))  # rows of the last pool that did not fill a batch: they start the next one
-    for pool in order.split(sizes):
+    for pool in pools:
         wanted, local = np.unique(pool.numpy(), return_inverse=True)
         rows = None  # the last pool goes before the next is read: batches are copies, so one pool is held at a time
-        rows = x[wanted]  # in disk order, read with contiguous reads
-        local = torch.from_numpy(local)
-        if len(carry):
-            need = batch_size - len(carry)
-            carry = torch.cat([carry, rows[local[:need]]])
-            local = local[need:]
-            if len(carry) < batch_size:
-                continue
-            yield carry
-        full = len(local) - len(local) % batch_size
-        for idx in local[:full].split(batch_size) if full else ():  # split() of no rows gives one empty batch
-            yield rows[idx]
-        carry = rows[local[full:]]
+        rows = x.read(x.index[wanted], raw=raw)  # in disk order, read with contiguous reads
+        local = torch.from_numpy(local.reshape(-1))
+        while size and len(carry) + len(local) >= size:
+            need = size - len(carry)
+            batch = torch.cat([carry, rows[local[:need]]]) if len(carry) else rows[local[:need]]
+            carry, local = carry[:0], local[need:]
+            yield batch
+            size = next(sizes, 0)
+        carry = torch.cat([carry, rows[local]])
     if len(carry):
         yield carry
+
+
+def rank_share(size: int, rank: int, world_size: int) -> slice:
+    """Rank ``rank``'s contiguous share of ``size`` rows of a global batch (sizes differ by at most one)."""
+    return slice(size * rank // world_size, size * (rank + 1) // world_size)
+
+
+def sharded_block_order(n: int, block_rows: int, pool_blocks: int, batch_size: int, world_size: int,
+                        generator: torch.Generator) -> tuple[list[torch.Tensor], list[list[int]], list[int]]:
+    """A distributed sampler over blocks: one epoch of ``range(n)`` dealt out to ``world_size`` ranks so that each
+    reads about ``n / world_size`` rows, in contiguous stretches.
+
+    The blocks of ``block_rows`` consecutive indices are shuffled and laid end to end; that sequence is cut into one
+    contiguous piece per rank, as long as the rows the rank takes of the epoch's global batches
+    (:func:`rank_share` of each batch); each piece is shuffled within pools of ``pool_blocks`` blocks' rows. Global
+    batch ``k`` is rank 0's next share of it, then rank 1's, and so on: every index once an epoch. Every rank draws
+    the same permutations from ``generator`` (every rank's), so all ranks agree on the order and leave the generator
+    in the same state. Returns each rank's order, each rank's pool sizes, and the global batch sizes."""
+    starts = torch.arange(0, n, block_rows)
+    blocks = starts[torch.randperm(len(starts), generator=generator)]
+    laid = torch.cat([torch.arange(s, min(s + block_rows, n)) for s in blocks.tolist()]) if n else torch.empty(0, dtype=torch.long)
+    sizes = [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+    counts = [sum(len(range(n)[rank_share(b, rank, world_size)]) for b in sizes) for rank in range(world_size)]
+    orders, pools = [], []
+    for piece in laid.split(counts):
+        parts = [p[torch.randperm(len(p), generator=generator)] for p in piece.split(pool_blocks * block_rows)]
+        orders.append(torch.cat(parts) if parts else piece)
+        pools.append([len(p) for p in parts])
+    return orders, pools, sizes
+
+
+def sharded_batches(x: LazyRows, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """The epoch's global batches (:func:`sharded_block_order`) as a rank of a data-parallel group sees them: its own
+    rows (:func:`rank_share` of each batch) read from disk, the other ranks' rows left zero. The trainer keeps only
+    this rank's rows (:func:`~ppmodels.infer.distributed.rank_slice`); the batch keeps its global size, so
+    everything that depends on it (``num_data`` scaling, draws from ``generator``, such as a dynamic binarization
+    applied here to the whole batch) is the same on every rank."""
+    rank, world_size = x.shard
+    orders, pools, sizes = sharded_block_order(len(x), x.block_rows, POOL_BLOCKS, batch_size, world_size, generator)
+    mine = [len(range(size)[rank_share(size, rank, world_size)]) for size in sizes]
+    local = _pooled(x, orders[rank].split(pools[rank]), [m for m in mine if m], raw=True)
+    for size, count in zip(sizes, mine):
+        batch = torch.zeros((size, *x.shape[1:]))
+        if count:
+            batch[rank_share(size, rank, world_size)] = next(local)
+        yield batch if x.transform is None else x.transform(batch)
+
+
+def batch_rows(x: torch.Tensor | LazyRows, idx: torch.Tensor) -> torch.Tensor:
+    """``x[idx]``, a batch drawn by index (the labeled rows of a semi-supervised step); for a view of one rank of a
+    data-parallel group only this rank's share of the rows is read, the others are zero, as in :func:`sharded_batches`."""
+    if not isinstance(x, LazyRows) or x.shard is None or x.shard[1] == 1:
+        return x[idx]
+    share = rank_share(len(idx), *x.shard)
+    batch = torch.zeros((len(idx), *x.shape[1:]))
+    batch[share] = x.read(x.index[_as_numpy_key(idx[share])], raw=True)
+    return batch if x.transform is None else x.transform(batch)
 
 
 def map_rows(fn: Callable[[Any], Any], x: Any, batch_size: int = 2000) -> Any:

@@ -11,6 +11,7 @@ read a block at a time, so data larger than memory trains; ``?lazy=0`` reads the
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -217,12 +218,7 @@ def _npy(path: str, options: dict, **_) -> Dataset:
     (-1 or NaN where a row has none)."""
     p = _existing(path)
     lazy = _lazy_option(options)
-    try:
-        x = np.load(p, allow_pickle=False, mmap_mode="r" if lazy else None)
-    except (ValueError, OSError, EOFError) as exc:
-        if "Python objects" in str(exc):  # what a memory map of an object array says instead of allow_pickle
-            exc = ValueError("allow_pickle")
-        raise _unreadable(p, "npy", exc) from None
+    x = _load_npy(p, mmap_mode="r" if lazy else None)
     y = _npy_labels(p, options.get("labels"))
     if lazy:
         return from_disk(p.stem, DiskArray(x, memmap_release(x)), y, likelihood=options.get("likelihood"), options=options)
@@ -236,11 +232,22 @@ def _npy_labels(p: Path, labels: str | None) -> np.ndarray | None:
     path = Path(labels).expanduser()
     if not path.is_file() and (p.parent / labels).is_file():
         path = p.parent / labels
-    path = _existing(str(path))
+    return _load_npy(_existing(str(path)))
+
+
+def _load_npy(p: Path, mmap_mode: str | None = None) -> np.ndarray:
+    """The array of an ``.npy`` file; one :class:`DataError` line for a file that is not one (a damaged header, whose
+    dict numpy parses as Python: SyntaxError or TokenError; an ``.npz`` archive under an ``.npy`` name)."""
     try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise _unreadable(path, "npy", exc) from None
+        x = np.load(p, allow_pickle=False, mmap_mode=mmap_mode)
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
+        if "Python objects" in str(exc):  # what a memory map of an object array says instead of allow_pickle
+            exc = ValueError("allow_pickle")
+        raise _unreadable(p, "npy", exc) from None
+    if isinstance(x, np.lib.npyio.NpzFile):
+        x.close()
+        raise DataError(f"{p} is an .npz archive, not an .npy array; open it as npz:{p}")
+    return x
 
 
 @register_source("csv")
@@ -249,6 +256,8 @@ def _csv(path: str, options: dict, **_) -> Dataset:
     p = _existing(path)
     with open(p, newline="") as f:
         header = f.readline().strip().split(",")
+    if header == [""]:  # genfromtxt would fail on it with an IndexError
+        raise DataError(f"{p} has no header row (its first line is blank); give comma-separated columns under a header row of names")
     label = options.get("label")
     if label is not None and label not in header:
         raise DataError(f"{p} has no column {label!r} (columns: {', '.join(header)}); fix ?label=COLUMN")

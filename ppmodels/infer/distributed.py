@@ -3,7 +3,9 @@
 The trainer never starts processes or a process group: whoever launches it does (``torchrun``, ``srun torchrun``,
 Lightning Fabric, Ray Train), and :func:`world` reads the group. Every rank draws the same global batch from the
 same seeded generator; :func:`rank_slice` keeps this rank's rows and rescales them so that DDP's mean of the ranks'
-gradients equals the single-process estimator at the global batch. :func:`init_from_env` and :func:`launch_local`
+gradients equals the single-process estimator at the global batch. Rows left on disk are not read by every rank:
+the trainer gives each rank a view of the training rows that knows its rank, and the batches drawn from it hold
+only this rank's rows (the rest zero, dropped here; :func:`ppmodels.data.lazy.sharded_batches`). :func:`init_from_env` and :func:`launch_local`
 serve the CLI: the first joins the group ``torchrun`` describes in the environment, the second is
 ``torchrun --standalone --nproc-per-node N -m ppmodels ...`` run from inside ``ppmodels train --devices N``.
 """
@@ -15,8 +17,10 @@ import datetime
 import inspect
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..data.lazy import rank_share as _rows
 from ..errors import ConfigError
 
 LABELED_ROWS = ("x_labeled", "y_labeled", "labeled_weights")
@@ -44,11 +49,6 @@ def is_main() -> bool:
 def barrier() -> None:
     if world()[1] > 1:
         dist.barrier()
-
-
-def _rows(size: int, rank: int, world_size: int) -> slice:
-    """Rank ``rank``'s contiguous share of ``size`` rows (sizes differ by at most one)."""
-    return slice(size * rank // world_size, size * (rank + 1) // world_size)
 
 
 def rank_slice(batch: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
@@ -200,13 +200,17 @@ def close() -> None:
 def launch_local(nproc: int, argv: list[str]) -> int:
     """Run ``torchrun --standalone --nproc-per-node nproc -m ppmodels *argv`` in this process (torch's own launcher,
     on a free port); returns 0, or the exit code of the first failed worker (negative: killed by that signal). The
-    launcher's log is silenced: the workers report for themselves (rank 0 prints results and errors)."""
+    launcher's log is silenced: the workers report for themselves (rank 0 prints results and errors). torchrun's
+    log folder (by default a ``torchelastic_*`` folder left in the temp directory by every launch) is a folder of
+    this launch's own, removed when the processes have ended, however they ended; only a launcher killed with
+    SIGKILL leaves it (a ``ppmodels-launch-*`` folder in the temp directory)."""
     from torch.distributed.elastic.multiprocessing import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default too, without its warning
-    args = parse_args(["--standalone", "--nproc-per-node", str(nproc), "-m", "ppmodels", *argv])
+    scratch = tempfile.mkdtemp(prefix="ppmodels-launch-")
+    args = parse_args(["--standalone", "--nproc-per-node", str(nproc), "--log-dir", scratch, "-m", "ppmodels", *argv])
     logging.disable(logging.CRITICAL)
     try:
         run(args)
@@ -217,4 +221,5 @@ def launch_local(nproc: int, argv: list[str]) -> int:
         return next((f.exitcode for f in failures if f.exitcode == 2), failures[0].exitcode if failures else 1)
     finally:
         logging.disable(logging.NOTSET)
+        shutil.rmtree(scratch, ignore_errors=True)
     return 0

@@ -38,7 +38,7 @@ import pyro
 import torch
 
 from ..config import Field, build_config, config_dataclass
-from ..data import Dataset, TrainData, prepare_data
+from ..data import Dataset, LazyRows, TrainData, prepare_data
 from ..errors import ConfigError, Interrupted, ResumeWarning, RunError, TrainingError
 from ..files import load_checkpoint, load_state, save_checkpoint
 from ..nets import PRECISIONS, precision
@@ -147,9 +147,9 @@ class Trainer:
 
     # ----- the loop -------------------------------------------------------------------------------------------
     def fit(self, model, data: TrainData, run_dir: str | Path | None = None, resume: bool = False):
-        self.model, self.data = model, data
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.rank, self.world_size = world()
+        self.model, self.data = model, self._rank_data(data)
         if self.device is not None:
             model.to(resolve_device(self.device))
         self.optimizer = self._make_optimizer(model)
@@ -179,6 +179,14 @@ class Trainer:
             model.to("cpu")
         self._emit("on_train_end")
         return model
+
+    def _rank_data(self, data: TrainData) -> TrainData:
+        """Under a process group, training rows left on disk as this rank reads them: only its share of each epoch
+        (:meth:`~ppmodels.data.LazyRows.for_rank`)."""
+        x = data.train.x
+        if self.world_size == 1 or not isinstance(x, LazyRows):
+            return data
+        return dataclasses.replace(data, train=dataclasses.replace(data.train, x=x.for_rank(self.rank, self.world_size)))
 
     def _make_optimizer(self, model) -> torch.optim.Optimizer:
         """Adam over every parameter at ``lr``; for a model that names parameter groups, one Adam param group per name
@@ -410,17 +418,25 @@ class Trainer:
         # --resume keeps the run's options, so the fixes named after this (a lower --lr, ...) need a new start
         return f"the last good checkpoint is {last}{epoch}, left untouched (to change options, train again with --overwrite)"
 
-    def _valid_shard(self):
-        """This rank's contiguous share of the validation split (all of it in one process)."""
-        valid = self.data.valid
+    def _shard(self, split):
+        """This rank's contiguous share of a split (all of it in one process)."""
         if self.world_size == 1:
-            return valid
-        return valid.subset(torch.arange(len(valid)).tensor_split(self.world_size)[self.rank])
+            return split
+        return split.subset(torch.arange(len(split)).tensor_split(self.world_size)[self.rank])
+
+    def _train_elbo(self) -> float:
+        """The ELBO per datum of one pass over the training split (each rank scores its share; the sums are
+        all-reduced)."""
+        if self.world_size == 1:
+            return self.model.elbo_per_datum(self.data.train)
+        shard = self._shard(self.data.train)
+        total = self.model.elbo_per_datum(shard) * len(shard) if len(shard) else 0.0
+        return all_sum([total], self.model.device)[0] / len(self.data.train)
 
     def _valid_elbo(self) -> float:
         """The validation ELBO (each rank scores its shard; the sums are all-reduced); a non-finite one stops
         training before the epoch is checkpointed."""
-        shard = self._valid_shard()
+        shard = self._shard(self.data.valid)
         try:
             with pyro_nan_warnings_off():
                 total = self.model.elbo_per_datum(shard, batch_size=max(self.config.batch_size, 500)) * len(shard) if len(shard) else 0.0
@@ -446,7 +462,7 @@ class Trainer:
     def _valid_accuracy(self) -> float:
         """Accuracy on the labeled validation examples (counted on shards and all-reduced; rows on disk are read by
         predict, a batch at a time)."""
-        shard = self._valid_shard()
+        shard = self._shard(self.data.valid)
         labeled = shard.subset(shard.y >= 0)
         correct = float((np.asarray(self.model.predict(labeled.x)) == labeled.y.numpy()).sum()) if len(labeled) else 0.0
         correct, count = all_sum([correct, float(len(labeled))], self.model.device)
@@ -467,7 +483,7 @@ class Trainer:
             return
         # a model that selects on its training likelihood is judged by one exact pass over the training data after the
         # epoch (the mean of its steps' losses mixes parameters of the whole epoch and unequal batches: noise of 0.1 nats)
-        elbo = (self.model.elbo_per_datum(self.data.train) if self.model.selects_on_training_data
+        elbo = (self._train_elbo() if self.model.selects_on_training_data
                 else record.get("valid_elbo", record["train_elbo"]))
         accuracy = record.get("valid_accuracy")
         if accuracy is not None:  # the most accurate epoch; among equally accurate ones, the best ELBO
@@ -560,8 +576,11 @@ class Trainer:
         set_rng_states(states[0], self.generator)  # the shared streams (batches, labeled draws) continue
         pyro.set_rng_seed(noise_seed(self.config.seed, self.rank, epoch=self.state.epoch))
         if self.rank == 0:
-            warnings.warn(f"{path} was written by {saved_world} process(es), this run has {self.world_size}: the batch order continues "
-                          "but the Monte Carlo noise streams start afresh, so the run will not repeat an uninterrupted one exactly",
+            # rows left on disk are dealt out to the ranks, so each epoch's order depends on the process count
+            order = ("the batch order of data left on disk depends on the process count (a checkpoint written mid-epoch: some rows of "
+                     "that epoch may be trained on twice, others not)" if isinstance(self.data.train.x, LazyRows) else "the batch order continues")
+            warnings.warn(f"{path} was written by {saved_world} process(es), this run has {self.world_size}: {order} "
+                          "and the Monte Carlo noise streams start afresh, so the run will not repeat an uninterrupted one exactly",
                           ResumeWarning, stacklevel=2)
 
 

@@ -14,6 +14,7 @@ from typing import Iterator
 import torch
 
 from ..data import Split, shuffled_batches, take_rows
+from ..data.lazy import batch_rows
 
 
 class LabeledSampler:
@@ -61,7 +62,7 @@ def labeled_unlabeled_batches(train: Split, batch_size: int, labeled_batch_size:
 
     def labeled_part() -> dict:
         idx, weights = sampler.draw()
-        return {"x_labeled": x_l[idx].to(device), "y_labeled": y_l[idx].to(device), "labeled_weights": (labeled_weight * weights).to(device),
+        return {"x_labeled": batch_rows(x_l, idx).to(device), "y_labeled": y_l[idx].to(device), "labeled_weights": (labeled_weight * weights).to(device),
                 "num_labeled": n_l, "alpha": alpha}
 
     if n_u == 0:

@@ -96,7 +96,12 @@ def open_applied_data(run: str | Path | dict, spec: str | None, data_dir: str | 
     config, run_dir = config_and_folder(run, run_dir)
     saved = config.get("data") or {}
     if spec is None or spec == saved.get("spec"):
-        return open_run_dataset(config, data_dir, run_dir), True
+        try:
+            return open_run_dataset(config, data_dir, run_dir), True
+        except (DataError, DataNotFoundError, RunError):  # gone, or changed since the run trained on it
+            if spec is None:
+                raise
+            # named on the command line: the file as it is now, like other data (its hint "pass --data" would go in a circle)
     return open_for_run(config, spec, data_dir or saved.get("data_dir")), False
 
 

@@ -40,10 +40,12 @@ def enclosing_run(path: str | Path) -> Path | None:
 
 
 def check_output(path: str | Path, suffixes: Iterable[str], *, overwrite: bool = False, own: Iterable[str | Path] = (),
-                 command: str | None = None, run: str | Path | None = None) -> Path:
+                 command: str | None = None, run: str | Path | None = None, unnamed: str | None = None) -> Path:
     """``path`` as a :class:`~pathlib.Path`, after the rules of this module; ``own`` lists the command's default
     outputs, which it may always replace; ``command`` and ``run`` say who writes (a file another command or another
-    run's command wrote is not replaced without ``overwrite``; ``None``: any file ppmodels wrote counts as its own)."""
+    run's command wrote is not replaced without ``overwrite``; ``None``: any file ppmodels wrote counts as its own).
+    ``unnamed``: ``path`` is a file the command writes beside its ``--out`` without the command line naming it, so
+    ``--overwrite`` does not reach it; the refusal then names this option, which leaves the file out."""
     path, suffixes = check_path(path, "--out"), tuple(suffixes)
     if path.is_dir():
         raise ConfigError(f"--out {path} is a folder; give a file path, e.g. {path / ('NAME' + suffixes[0])}")
@@ -55,6 +57,9 @@ def check_output(path: str | Path, suffixes: Iterable[str], *, overwrite: bool =
         run = enclosing_run(path)
         if run is not None:
             raise RunError(f"refusing to replace {path}: it is part of run folder {run}; choose an --out outside the run folder")
+        if unnamed is not None:  # "pass --overwrite" would send the user in a circle: it replaces only the named --out
+            raise ConfigError(f"{path} already exists and was not written by ppmodels; the command writes it beside --out without "
+                              f"the command line naming it, so --overwrite does not replace it: move it, choose another --out, or pass {unnamed}")
         if not overwrite:
             raise ConfigError(f"{path} already exists and was not written by ppmodels; pass --overwrite to replace it or choose another --out")
     check_writable(path.parent)

@@ -128,7 +128,7 @@ def write_files(tmp: Path) -> dict[str, str]:
         "unlabeled": {"x": x}, "text_numbers": {"x": x, "y": np.array([str(v) for v in np.arange(60) % 12])},
         "fractions": {"x": x, "y": y + 0.5}, "negative": {"x": x, "y": y - 2}, "short_labels": {"x": x, "y": y[:50]},
         "no_rows": {"x": np.zeros((0, 5))}, "other_key": {"pixels": x}, "one_class": {"x": x, "y": np.zeros(60, int)},
-        "sparse_labels": {"x": x, "y": y * 1000},
+        "sparse_labels": {"x": x, "y": y * 1000}, "row_ids": {"x": x, "y": np.arange(60)},
         "digits12": {"x": np.tile(x[:, :1], (1, 64)), "y": np.arange(60) % 12},
         "one_based": {"x": x, "y": y + 1}, "gaps": {"x": x, "y": np.where(y == 1, 3, y)}, "rank5": {"x": x.reshape(60, 5, 1, 1, 1)},
         "flat_digits": {"x": digits_rows()[0], "y": digits_rows()[1]},
@@ -141,6 +141,10 @@ def write_files(tmp: Path) -> dict[str, str]:
     (d / "empty.npz").write_bytes(b"")
     np.save(d / "good.npy", x)
     (d / "truncated.npy").write_bytes((d / "good.npy").read_bytes()[:100])
+    good_npy = (d / "good.npy").read_bytes()
+    (d / "bad_header.npy").write_bytes(good_npy[:10] + b"garbage!!" + good_npy[19:])  # the header dict cut open
+    (d / "npz_named.npy").write_bytes((d / "good.npz").read_bytes())
+    (d / "blank_lines.csv").write_text("\n\n\n")
     csv = "a,b,label\n" + "".join(f"{i % 7 / 7:.3f},{i % 5 / 5:.3f},{i % 3}\n" for i in range(60))
     (d / "good.csv").write_text(csv)
     (d / "truncated.csv").write_text(csv[: csv.index(",", len(csv) // 2) + 1])  # cut mid-row
@@ -155,8 +159,8 @@ def write_files(tmp: Path) -> dict[str, str]:
         f["x"] = x
     (d / "truncated.h5").write_bytes((d / "good.h5").read_bytes()[:1000])
     specs = {name: f"npz:{d / name}.npz" for name in [*arrays, "objects", "truncated", "empty"]}
-    specs.update({f"{n}_npy": f"npy:{d / n}.npy" for n in ("good", "truncated")})
-    specs.update({f"{n}_csv": f"csv:{d / n}.csv" for n in ("good", "truncated", "short_row", "text", "semicolons", "header", "empty")})
+    specs.update({f"{n}_npy": f"npy:{d / n}.npy" for n in ("good", "truncated", "bad_header", "npz_named")})
+    specs.update({f"{n}_csv": f"csv:{d / n}.csv" for n in ("good", "truncated", "short_row", "text", "semicolons", "header", "empty", "blank_lines")})
     specs.update(truncated_h5=f"h5:{d / 'truncated'}.h5", missing_npz=f"npz:{d / 'missing'}.npz",
                  missing_csv=f"csv:{d / 'missing'}.csv", missing_label="csv:" + str(d / "good.csv") + "?label=kind")
     return specs
@@ -225,6 +229,8 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
     # issue 14: outputs that would replace someone's work
     kept = copy_run(vae, damaged / "kept")  # a run whose files no request may change
     (kept / "notes.npy").write_bytes(b"a file of the user's inside the run folder")
+    (kept / "diagnostics").mkdir()
+    (kept / "diagnostics" / "idata.nc").write_bytes(b"what diagnose wrote")
     precious = {suffix: tmp / f"precious{suffix}" for suffix in (".json", ".npz", ".tex")}
     for path in precious.values():
         path.write_text("the user's own file")
@@ -291,6 +297,10 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         "missing mnist file": t("mnist_missing", "vae", "mnist", "not found in", FileNotFoundError, data_dir=mnist["missing"]),
         "truncated npz": t("truncated_npz", "vae", s["truncated"], "truncated or corrupt"),
         "truncated npy": t("truncated_npy", "vae", s["truncated_npy"], "truncated or corrupt"),
+        # issue 32: tracebacks once
+        "npy with a damaged header": t("bad_header_npy", "vae", s["bad_header_npy"], "is not a readable .npy file"),
+        "npz archive named .npy": t("npz_named_npy", "vae", s["npz_named_npy"], "is an .npz archive, not an .npy array; open it as npz:"),
+        "csv of blank lines": t("blank_lines_csv", "vae", s["blank_lines_csv"], "has no header row"),
         "truncated csv": t("truncated_csv", "vae", s["truncated_csv"], "truncated"),
         "csv row with too few columns": t("short_row_csv", "vae", s["short_row_csv"], "wrong number of columns (Line #3"),
         "truncated h5": t("truncated_h5", "vae", s["truncated_h5"], "not a readable HDF5 file"),
@@ -339,6 +349,10 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         "sample --out a user's file inside a run folder": Case(["sample", str(kept), "--out", str(kept / "notes.npy"), "--overwrite"],
                                                                lambda: api.sample(kept, kept / "notes.npy", overwrite=True), "it is part of run folder",
                                                                intact=kept / "notes.npy"),
+        "predict --out another command's file inside a run folder": Case(
+            ["predict", str(kept), "--out", str(kept / "diagnostics" / "idata.nc"), "--overwrite"],
+            lambda: api.predict(kept, None, kept / "diagnostics" / "idata.nc", overwrite=True), "it is part of run folder",
+            intact=kept / "diagnostics" / "idata.nc"),
         "score --out a folder": Case(["score", str(kept), "--data", "digits", "--out", str(tmp / "a_folder.npz")],
                                      lambda: api.score(kept, "digits", tmp / "a_folder.npz"), "is a folder"),
         "diagnose --out an existing file": diagnose_case(kept, "digits", precious[".tex"], "is a file; give a folder path"),
@@ -359,6 +373,7 @@ def build_cases(tmp: Path, mnist_dir: str | None) -> dict[str, Case]:
         # labels that are accepted but wrong
         "labels 1..K": t("one_based", "m1", s["one_based"], "no example has class 0"),
         "labels with gaps": t("gaps", "m1", s["gaps"], "no example has class 1"),
+        "labels that give every example its own class": t("row_ids", "m1", s["row_ids"], "put 60 examples in 60 classes, 60 of them with a single example"),
         "--labels 0 for m2": t("m2_labels0", "m2", message="--labels 0 hides all of them", labels=0),
         # the Python API checks its arguments as the CLI's parser does
         "load(None)": Case(None, lambda: api.load(None), "must be a path"),
@@ -467,6 +482,7 @@ CASE_NAMES = [
     "learning rate that diverges", "learning rate that diverges, skipping bad batches",
     "empty npz file", "empty csv file", "csv with a header only", "csv with text in a numeric column", "csv separated by semicolons", "csv label column missing",
     "npz without the x array", "missing npz", "missing csv", "missing mnist file", "truncated npz", "truncated npy",
+    "npy with a damaged header", "npz archive named .npy", "csv of blank lines", "predict --out another command's file inside a run folder",
     "truncated csv", "csv row with too few columns", "truncated h5", "truncated mnist gzip", "mnist file that is not gzip", "mnist IDX shorter than its header says",
     "unknown data spec", "unknown model", "weights truncated", "weights corrupt", "weights that are a pickle",
     "weights from another model", "weights from another config", "config.json corrupt", "config.json with a field the model lacks",
@@ -484,7 +500,7 @@ CASE_NAMES = [
     "sample --out a user's file inside a run folder", "score --out a folder", "diagnose --out an existing file",
     "wrong feature count to evaluate a model without classes", "x outside the likelihood's range to evaluate", "wrong feature count to diagnose",
     "x outside the likelihood's range to diagnose", "rank-5 data", "--set z_dim=abc", "--lr 0", "--clip-norm 0", "sample more than memory holds", "labels 1..K",
-    "labels with gaps", "--labels 0 for m2", "load(None)", "train on an array instead of a spec", "train with labels given as text",
+    "labels with gaps", "labels that give every example its own class", "--labels 0 for m2", "load(None)", "train on an array instead of a spec", "train with labels given as text",
     "train with a dict for train_config", "evaluate(None)", "score_data of a spec instead of an array",
 ]
 

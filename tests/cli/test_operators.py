@@ -308,6 +308,98 @@ def test_a_command_replaces_only_what_it_wrote_for_the_same_run(tmp_path, refere
     assert (other / "evaluation.json").read_bytes() == before
 
 
+def test_diagnose_holds_the_run_lock_while_it_writes(tmp_path, reference, monkeypatch):
+    """While diagnose writes RUN/diagnostics/ (caught at its write of diagnostics.json), a second writer that asks for
+    the run's lock is refused, naming diagnose's process; afterwards the lock is gone and can be taken."""
+    import shutil
+
+    import ppmodels.commands.diagnose as command
+    from ppmodels.runs.lock import LOCK, acquire, release
+
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    refusals = []
+    write_json = command.write_json
+
+    def second_writer_then_write(path, obj):
+        with pytest.raises(RunError, match=f"is being written by pid {os.getpid()} ") as refused:
+            acquire(run, "a second writer")
+        refusals.append(str(refused.value))
+        write_json(path, obj)
+
+    monkeypatch.setattr(command, "write_json", second_writer_then_write)
+    command.diagnose(run, num_data=20, particles=25, report=False, predictive_draws=5)
+    assert len(refusals) == 1 and (run / "diagnostics" / "diagnostics.json").is_file()
+    assert not (run / LOCK).exists()
+    acquire(run, "a later writer")
+    release(run)
+
+
+HOLD_PLUGIN = Path(__file__).parents[1] / "hold_plugin.py"
+DDP = [*TRAIN, "--epochs", "3", "--devices", "2"]
+
+
+def held_launch(run: Path, hold: str, tmp: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
+    """``train --devices 2`` with rank 0 held at ``hold`` (tests/hold_plugin.py); returns once it is held there, and
+    the folder of the ranks' pid files."""
+    pids = tmp / "pids"
+    pids.mkdir()
+    env = {**environment(), "PPMODELS_PLUGINS": str(HOLD_PLUGIN), "PPMODELS_TEST_HOLD": hold, "PPMODELS_TEST_HOLD_PIDS": str(pids),
+           "TMPDIR": str(tmp)}
+    process = subprocess.Popen([sys.executable, "-m", "ppmodels_cli.main", *DDP, "--out", str(run), *extra], env=env, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if process.stdout.readline().strip() != "ready":
+        process.kill()
+        pytest.fail(f"the run ended before it was held: {process.communicate(timeout=300)[1][-1500:]}")
+    return process, pids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_stopped_or_killed_launcher_of_two_processes_checkpoints_and_resumes(tmp_path, how):
+    """--devices 2, rank 0 held at step 25 (epoch 2): SIGTERM to the launcher, which passes it on to both processes,
+    or SIGKILL of the launcher, after which the kernel sends them SIGTERM (parent-death). Either way both stop at
+    that step after a checkpoint and rank 0 prints the --resume line (the launcher exits 143 for SIGTERM); no process
+    is left holding the run, and --resume --devices 2 trains the run to its end with every epoch once."""
+    from ppmodels.runs.lock import alive, holders
+
+    run = tmp_path / "run"
+    process, _ = held_launch(run, "25:signal", tmp_path)
+    process.send_signal(getattr(signal, how))
+    _, err = process.communicate(timeout=300)  # returns when the workers too have closed the pipes they inherited
+    assert process.returncode == (143 if how == "SIGTERM" else -signal.SIGKILL), err
+    line = one_error_line(err)
+    assert line.startswith("stopped by SIGTERM at epoch 2, step 25") and line.endswith(f"`ppmodels train vae --out {run} --resume --devices 2`"), line
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["state"]
+    assert (state["epoch"], state["step"]) == (2, 25)
+    assert not [record for record in holders(run) if alive(record)]
+    # torchrun's log folder is removed when the launcher ends; a launcher killed with SIGKILL cannot remove it
+    assert len(launch_folders(tmp_path)) == (0 if how == "SIGTERM" else 1)
+    result = cli("train", "vae", "--out", str(run), "--resume", "--devices", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert [r["epoch"] for r in records(run)] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_timeout_ends_the_job_of_a_stopped_process_with_one_line(tmp_path):
+    """--devices 2 --timeout 10: rank 1 stopped (SIGSTOP) while rank 0 is held at step 25; released, rank 0 waits in
+    its next collective for 10 s, then the job ends with one line naming --timeout, exit 2, and torchrun ends the
+    stopped process (SIGKILL after its grace period)."""
+    run = tmp_path / "run"
+    process, pids = held_launch(run, "25:stdin", tmp_path, "--timeout", "10")
+    os.kill(int((pids / "rank1.pid").read_text()), signal.SIGSTOP)
+    _, err = process.communicate("go\n", timeout=300)
+    assert process.returncode == 2, err
+    line = one_error_line(err)
+    assert line.startswith("error (rank 0): training stopped because another process died or did not answer within --timeout 10 s"), line
+    assert line.endswith("continue the run with --resume"), line
+    assert not launch_folders(tmp_path)
+
+
+def launch_folders(temp: Path) -> list[Path]:
+    return [p for p in temp.iterdir() if p.name.startswith(("ppmodels-launch-", "torchelastic_"))]
+
+
 def test_a_run_killed_before_its_config_was_written_is_started_again_as_the_hint_says(tmp_path):
     """kill -9 while config.json was being written leaves checkpoints/ and a .tmp file: --resume says to train without
     --resume, and that works (the hints once went round: train -> --overwrite -> "not a run folder")."""

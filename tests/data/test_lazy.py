@@ -8,6 +8,8 @@ import zarr
 
 import ppmodels
 from ppmodels.data import LazyRows, block_shuffled_order, load_dataset, shuffled_batches
+from ppmodels.data.lazy import DiskArray, batch_rows, rank_share, sharded_block_order
+from ppmodels.infer.distributed import rank_slice
 from ppmodels.data import lazy
 from ppmodels.errors import DataError, DataNotFoundError
 from ppmodels.infer import TrainConfig
@@ -117,6 +119,97 @@ def test_shuffled_batches_are_never_empty_when_a_pool_is_smaller_than_a_batch(tm
     rows = load_dataset(write(tmp_path, "npy", x) + "?likelihood=gaussian").x
     batches = list(shuffled_batches(rows, batch_size, torch.Generator().manual_seed(0)))
     assert min(len(b) for b in batches) > 0 and sum(len(b) for b in batches) == N
+
+
+class CountingArray:
+    """An array on disk that remembers which rows each read fetched."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype, self.rows = array, array.shape, array.dtype, []
+
+    def __getitem__(self, key):
+        self.rows.extend(range(*key.indices(len(self.array))))
+        return self.array[key]
+
+
+def rank_epochs(n, world_size, batch_size, index=None, transform=None):
+    """One epoch of rows ``1..n`` (row i holds i + 1, so a zero is a row not read) as each rank of ``world_size``
+    sees it: per rank its batches, the disk rows it read and its generator's state afterwards."""
+    out = []
+    for rank in range(world_size):
+        disk = CountingArray(np.arange(1, n + 1, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32))
+        generator = torch.Generator().manual_seed(5)
+        rows = LazyRows(DiskArray(disk), index)
+        rows = rows if transform is None else rows.with_transform(transform(generator))
+        batches = list(shuffled_batches(rows.subset(slice(None)).for_rank(rank, world_size), batch_size, generator))
+        out.append((batches, disk.rows, generator.get_state()))
+    return out
+
+
+@pytest.mark.parametrize("n, world_size, batch_size", [(900, 2, 50), (900, 3, 64), (1000, 4, 7), (130, 2, 1000)])
+def test_each_rank_reads_its_share_of_an_epoch_and_together_every_row_once(small_blocks, n, world_size, batch_size):
+    """A distributed sampler over blocks: every rank gets the global batches of one process (sizes 50, ..., the
+    rest), keeps only its slice of each (rank_slice), and has read from disk about 1/N of the rows; together the
+    ranks train on every row once, and every rank's batch generator ends in the same state."""
+    ranks = rank_epochs(n, world_size, batch_size)
+    sizes = [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+    trained = []
+    for rank, (batches, read, state) in enumerate(ranks):
+        assert [len(b) for b in batches] == sizes
+        assert torch.equal(state, ranks[0][2])
+        mine = torch.cat([rank_slice({"x": b, "num_data": n}, rank, world_size).get("x", b[:0]) for b in batches])[:, 0]
+        assert bool((mine > 0).all())  # the slice rank_slice keeps is the rows this rank read
+        others = torch.cat([torch.cat([b[:rank_share(len(b), rank, world_size).start], b[rank_share(len(b), rank, world_size).stop:]]) for b in batches])
+        assert bool((others == 0).all())  # the rest was never read
+        trained += mine.long().tolist()
+        # read: its own rows, and at most a few rows either side of its piece that lay between rows it wanted
+        assert set(mine.long().add(-1).tolist()) <= set(read)
+        assert len(read) <= len(mine) + 2 * lazy.MAX_GAP, (len(read), len(mine))
+        assert len(mine) == sum(len(range(len(b))[rank_share(len(b), rank, world_size)]) for b in batches)
+        assert abs(len(mine) - n / world_size) <= len(batches)  # a share of a batch is B / N rows, give or take one
+    assert sorted(trained) == list(range(1, n + 1))
+
+
+def test_shards_keep_random_transforms_in_step_and_read_only_the_train_rows(small_blocks):
+    """A transform that draws from the batch generator (dynamic binarization) sees the whole global batch on every
+    rank, so the ranks' generators stay together; on a split's rows (700 of 1200, the gaps between read through)
+    the two ranks together read what one process reads, give or take the rows at the edges of their pieces."""
+    index = np.sort(np.random.default_rng(0).choice(1200, 700, replace=False))
+    ranks = rank_epochs(1200, 2, 64, index=index, transform=lambda g: (lambda t: t + torch.rand(t.shape, generator=g)))
+    assert torch.equal(ranks[0][2], ranks[1][2])
+    alone = rank_epochs(1200, 1, 64, index=index)[0][1]
+    assert set(index.tolist()) <= set(ranks[0][1]) | set(ranks[1][1])
+    assert len(ranks[0][1]) + len(ranks[1][1]) <= len(alone) + 4 * lazy.MAX_GAP
+
+
+def test_sharded_order_deals_whole_blocks_out():
+    orders, pools, sizes = sharded_block_order(1000, 64, 2, 100, 3, torch.Generator().manual_seed(0))
+    assert sizes == [100] * 10 and [len(o) for o in orders] == [330, 330, 340]
+    assert sorted(torch.cat(orders).tolist()) == list(range(1000))
+    for order in orders:  # a rank's rows lie in few blocks: whole blocks and at most two partial ones
+        assert len(set((order // 64).tolist())) <= len(order) // 64 + 2
+
+
+def test_labeled_rows_drawn_by_index_are_read_only_for_this_rank(small_blocks):
+    disk = CountingArray(np.arange(1, 301, dtype=np.float32)[:, None])
+    rows = LazyRows(DiskArray(disk))
+    idx = torch.tensor([5, 250, 70, 180, 140])
+    assert torch.equal(batch_rows(rows, idx), rows[idx])
+    disk.rows.clear()
+    batch = batch_rows(rows.for_rank(1, 2), idx)
+    assert batch[:, 0].tolist() == [0, 0, 71, 181, 141]  # rank 1 of 2 reads the last 3 of 5 rows
+    assert set(disk.rows) == {70, *range(140, 181)}  # 140 to 180 in one span
+
+
+def test_no_batch_is_empty_when_a_pool_is_smaller_than_a_batch(small_blocks, monkeypatch):
+    """Pools of 64 rows (1 block each) and batches of 100: every batch is full but the last (an earlier version
+    yielded an empty batch whenever a pool ended on a batch boundary and the next pool was smaller than a batch)."""
+    rows = LazyRows(DiskArray(np.arange(1, 641, dtype=np.float32)[:, None]))
+    for pool_blocks in (1, 2, 16):
+        monkeypatch.setattr(lazy, "POOL_BLOCKS", pool_blocks)
+        batches = list(shuffled_batches(rows, 100, torch.Generator().manual_seed(0)))
+        assert [len(b) for b in batches] == [100] * 6 + [40]
+        assert sorted(torch.cat(batches)[:, 0].long().tolist()) == list(range(1, 641))
 
 
 def test_in_memory_batches_keep_torch_randperm_order():

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -237,7 +238,8 @@ def test_kill_9_under_two_processes_then_resume_continues_the_epochs(tmp_path):
     kill = environment(PPMODELS_PLUGINS=str(HERE.parent / "kill_plugin.py"), PPMODELS_TEST_KILL="on_epoch_end:2", PPMODELS_TEST_KILL_RANK="1")
     process = subprocess.run(cli(*train), env=kill, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
     assert process.returncode == 2, process.stderr[-2000:]
-    assert "another process died" in process.stderr  # rank 0's one line (the launcher's traceback is not shown)
+    errors = [line for line in process.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "another process died" in errors[0], process.stderr  # rank 0's one line, no gloo traceback
     assert load_checkpoint(run / "checkpoints" / "last.pt")["state"]["epoch"] == 1  # epoch 2's never came: rank 1 was gone
     resumed = subprocess.run(cli("train", "vae", "--out", str(run), "--resume", "--devices", "2", "--quiet"), env=environment(),
                              capture_output=True, text=True, timeout=300)
@@ -281,3 +283,60 @@ def test_nan_on_one_rank_stops_both_with_one_error_line(tmp_path):
     assert "checkpoints/last.pt (epoch 1), left untouched" in errors[0]
     assert load_checkpoint(run / "checkpoints" / "last.pt")["state"]["epoch"] == 1
     assert epochs_of(run) == [1]
+
+
+@pytest.mark.slow
+def test_each_process_reads_its_share_of_data_on_disk_records_the_launch_and_leaves_no_temp_folder(tmp_path):
+    """--devices 2 on an npy file left on disk (blocks of 64 rows, tests/read_count_plugin.py): in every epoch each
+    process reads about half the rows one process reads, together no more than one process plus the rows at the
+    edges of their pieces; config.json and summary.json record 2 processes, cpu and gloo; the launch leaves nothing
+    in the temp folder that a one-process run does not (torch's own per-user ``torchinductor_*`` cache)."""
+    rows = np.random.default_rng(0).random((3000, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", rows)
+    counts = {}
+    for devices in (1, 2):
+        reads, temp, run = (tmp_path / f"{name}{devices}" for name in ("reads", "tmp", "run"))
+        reads.mkdir()
+        temp.mkdir()
+        env = environment(PPMODELS_PLUGINS=str(HERE.parent / "read_count_plugin.py"), PPMODELS_TEST_READS=str(reads), TMPDIR=str(temp))
+        result = subprocess.run(cli("train", "vae", "--data", f"npy:{tmp_path / 'x.npy'}", "--hidden", "8", "--z-dim", "2", "--batch-size", "100",
+                                    "--epochs", "2", "--quiet", "--sample-every", "0", "--devices", str(devices), "--out", str(run)),
+                                env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        counts[devices] = [json.loads((reads / f"rank{rank}.json").read_text()) for rank in range(devices)]
+        assert not [p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")]
+        for record in ("config.json", "summary.json"):
+            launch = json.loads((run / record).read_text())
+            assert (launch["processes"], launch["device"], launch.get("backend")) == (devices, "cpu", "gloo" if devices == 2 else None)
+    (alone,), ranks = counts[1], counts[2]
+    assert len(alone) == len(ranks[0]) == len(ranks[1]) == 2
+    for epoch, one in enumerate(alone):
+        assert len(set(one)) == len(one) > 1500  # one process reads each row of its spans once an epoch
+        per_rank = [len(rank[epoch]) for rank in ranks]
+        assert sum(per_rank) <= len(one) + 4 * 64, (per_rank, len(one))
+        assert all(abs(count - len(one) / 2) <= 2 * 64 + 100 for count in per_rank), (per_rank, len(one))
+        # one process reads through the gaps (validation and test rows) between the pieces the two ranks read
+        assert len(set(one) - set(ranks[0][epoch]) - set(ranks[1][epoch])) <= 2 * 64
+
+
+@pytest.mark.slow
+def test_ranks_reading_their_share_from_disk_keep_the_batch_generator_in_step(tmp_path):
+    """M2 on digits left on disk (npy), dynamic binarization (a transform that draws from the batch generator) and
+    labeled batches drawn by index (7 rows: 3 on rank 0, 4 on rank 1), under --devices 2: every rank reads only its
+    rows, yet the ranks' batch generators, which choose every global batch, end in the same state
+    (checkpoints/last.pt keeps each rank's). With the transform applied to a rank's own rows only, they part."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    np.save(tmp_path / "x.npy", (digits.data / 16).astype(np.float32))
+    np.save(tmp_path / "y.npy", digits.target)
+    run = tmp_path / "run"
+    result = subprocess.run(cli("train", "m2", "--data", f"npy:{tmp_path / 'x.npy'}?labels=y.npy", "--labels", "50", "--binarize", "dynamic",
+                                "--set", "labeled_batch_size=7", "--batch-size", "99", "--hidden", "16", "--z-dim", "2", "--epochs", "2",
+                                "--min-epoch-steps", "0", "--quiet", "--sample-every", "0",
+                                "--devices", "2", "--out", str(run)),
+                            env=environment(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ranks = load_checkpoint(run / "checkpoints" / "last.pt")["rng_ranks"]
+    assert len(ranks) == 2 and torch.equal(ranks[0]["batches"], ranks[1]["batches"])
+    assert not torch.equal(ranks[0]["torch"], ranks[1]["torch"])  # each rank's own Monte Carlo noise
