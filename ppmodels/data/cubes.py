@@ -254,6 +254,11 @@ def pixel_labels(labels: np.ndarray, background: int | None, classes: list | Non
     if flat.dtype.kind == "f" and (~np.isfinite(flat) | (flat != np.round(flat))).any():
         raise DataError("the ground-truth map holds values that are not whole numbers; give integer class codes")
     flat = flat.astype(np.int64)
+    negative = np.unique(flat[(flat < 0) & (flat != (background if background is not None else 0))])
+    if len(negative):
+        raise DataError(f"the ground-truth map holds negative values ({', '.join(map(str, negative[:5].tolist()))}); class codes are 0 or "
+                        f"more, with background={background if background is not None else 'none'}; pass ?background=VALUE if "
+                        f"{negative[0]} marks unlabeled pixels")
     if classes is None:
         classes = [int(v) for v in np.unique(flat) if background is None or v != background]
     return class_numbers(flat, classes), classes

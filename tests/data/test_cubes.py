@@ -6,6 +6,7 @@ import hashlib
 import numpy as np
 import pytest
 import scipy.io
+import xarray as xr
 
 from benchmarks.hyperspectral import INDIAN_PINES_COUNTS, class_counts, synthetic_scene, write_mat, write_netcdf
 from ppmodels.data import UNLABELED, load_dataset, open_cube, parse_spec, prepare_data
@@ -319,3 +320,17 @@ def test_brightness_normalisation_refuses_dark_pixels(tmp_path, small):
     path = write_netcdf(tmp_path / "scene.nc", dict(small, cube=dark))
     with pytest.raises(DataError, match="1 pixels of 'scene' have a mean of 0 or less"):
         load_dataset(f"cube:{path}?normalize=brightness")
+
+
+def test_negative_ground_truth_values_are_refused_unless_they_are_the_background(tmp_path, small):
+    labels = small["labels"].copy()
+    labels[0, 0] = -3
+    path = write_netcdf(tmp_path / "scene.nc", small)
+    with xr.open_dataset(path) as ds:
+        ds = ds.load()
+    ds["gt"] = (("y", "x"), labels.astype(np.int16))
+    ds.to_netcdf(path, engine="h5netcdf")
+    with pytest.raises(DataError, match=r"negative values \(-3\).*pass \?background=VALUE if -3 marks unlabeled pixels"):
+        load_dataset(f"cube:{path}")
+    d = load_dataset(f"cube:{path}?background=-3")
+    assert d.y[0] == UNLABELED and d.num_classes == len(np.unique(small["labels"]))  # 0 is a class now
