@@ -266,6 +266,27 @@ def summarise(cells: list[dict]) -> dict:
                     for lpc, rows in by_lpc.items()} for scene, by_lpc in summary.items()}
 
 
+#: the rows of the docs' table, in order: (row key, label)
+TABLE_ROWS = (("m2", "**M2** (brightness + 5x5)"), ("svc_tuned", "SVC tuned (brightness + 5x5)"),
+              ("logistic_tuned", "logistic tuned (brightness + 5x5)"), ("label_spreading_tuned", "label spreading tuned (brightness + 5x5)"),
+              ("svc_tuned:patch5", "SVC tuned (5x5 average)"), ("logistic_tuned:patch5", "logistic tuned (5x5 average)"),
+              ("svc_tuned:raw", "SVC tuned (raw pixels)"), ("logistic_tuned:raw", "logistic tuned (raw pixels)"), ("svc:raw", "SVC C=1 (raw pixels)"))
+
+
+def markdown_table(summary: dict) -> str:
+    """The summary as a markdown table: one row per method, one column per scene and label count (mean +- sd (n))."""
+    columns = [(scene, lpc) for scene, by_lpc in summary.items() for lpc in by_lpc]
+    lines = ["| balanced accuracy | " + " | ".join(f"{scene}, {lpc} labels a class" for scene, lpc in columns) + " |",
+             "| --- |" + " --- |" * len(columns)]
+    for key, label in TABLE_ROWS:
+        cells = []
+        for scene, lpc in columns:
+            r = summary[scene][lpc].get(key)
+            cells.append("" if r is None else f"{r['mean']:.3f}" + (f" +- {r['sd']:.3f}" if r["sd"] is not None else "") + f" ({r['n']})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="benchmarks/results/hyperspectral", help="folder for the scenes, the runs and results.json")
@@ -280,7 +301,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-spread", type=int, default=8000, help="label spreading's graph: every labeled pixel and a seeded sample of the others, this many in all")
     parser.add_argument("--no-map", dest="map", action="store_false", help="skip writing map.nc / map.png")
     parser.add_argument("--json", default=None, help="where to write the results (default: OUT/results.json)")
+    parser.add_argument("--table", nargs="+", metavar="JSON", help="print the markdown table of these results files (merged) and stop")
     args = parser.parse_args(argv)
+    if args.table:
+        cells = [cell for path in args.table for cell in json.loads(Path(path).read_text())["cells"]]
+        print(markdown_table(summarise(cells)))
+        return {"cells": cells}
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

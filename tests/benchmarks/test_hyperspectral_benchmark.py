@@ -3,7 +3,7 @@ import json
 import numpy as np
 from sklearn.svm import SVC
 
-from benchmarks.hyperspectral import FRONT_END, main, share_ratios
+from benchmarks.hyperspectral import FRONT_END, main, markdown_table, share_ratios
 from ppmodels.analysis.metrics import balanced_accuracy
 from ppmodels.data import load_dataset
 from ppmodels.runs import open_run_data
@@ -23,6 +23,9 @@ def test_the_benchmark_scores_m2_and_the_baselines_on_the_same_pixels_in_each_in
     assert cell["labeled_pixels"] == 16 and (tmp_path / "voronoi_seed0" / "map.nc").is_file()
     assert {"m2", "svc", "svc_tuned", "logistic_tuned", "label_spreading_tuned", "svc_tuned:raw", "svc:patch5"} <= set(cell)
     assert saved["summary"]["parcel"]["1"]["m2"]["n"] == 1
+    table = markdown_table(saved["summary"]).splitlines()
+    assert table[0] == "| balanced accuracy | voronoi, 1 labels a class | parcel, 1 labels a class |"
+    assert table[2] == f"| **M2** (brightness + 5x5) | {cell['m2']['balanced_accuracy']:.3f} (1) | {saved['cells'][1]['m2']['balanced_accuracy']:.3f} (1) |"
     run = tmp_path / "voronoi_seed0" / "m2_1per_class_1epochs"
     data = open_run_data(run)
     assert data.dataset.metadata["cube"]["patch"] == 5 and data.dataset.metadata["cube"]["normalize"] == "brightness"
