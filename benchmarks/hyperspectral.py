@@ -243,13 +243,15 @@ def run_cell(out: Path, scene_name: str, seed: int, labels_per_class: int, args)
     run = folder / f"m2_{labels_per_class}per_class_{args.epochs}epochs"
     start = time.perf_counter()
     config = TrainConfig(epochs=args.epochs, batch_size=200, select_by="valid_elbo", patience=None, seed=seed)
-    train("m2", _spec(scene, args.front_end), run, labels=16 * labels_per_class, train_config=config, model_options=dict(M2_OPTIONS),
-          overwrite=True, progress=False)
-    train_s = time.perf_counter() - start
+    reused = (run / "summary.json").is_file() and not args.retrain  # a finished run of an interrupted benchmark
+    if not reused:
+        train("m2", _spec(scene, args.front_end), run, labels=16 * labels_per_class, train_config=config, model_options=dict(M2_OPTIONS),
+              overwrite=True, progress=False)
+    train_s = json.loads((run / "summary.json").read_text()).get("train_time_s") if reused else time.perf_counter() - start
     if args.map:
-        predict(run, _spec(scene, args.front_end), folder / "map.nc", overwrite=True)
+        predict(run, _spec(scene, args.front_end), run / "map.nc", overwrite=True)
     others = {name: _spec(scene, options) for name, options in OTHER_INPUTS.items() if options != args.front_end}
-    return {"scene": scene_name, "seed": seed, "labels_per_class": labels_per_class, "train_time_s": round(train_s, 1),
+    return {"scene": scene_name, "seed": seed, "labels_per_class": labels_per_class, "train_time_s": round(train_s, 1) if train_s is not None else None, "reused_run": reused,
             **compare(run, others, max_spread=args.max_spread)}
 
 
@@ -299,6 +301,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--front-end", default=FRONT_END, help="cube options M2 and the first baselines read the scene with ('' for raw pixels)")
     parser.add_argument("--illumination", type=float, default=0.25, help="voronoi scene: standard deviation of each pixel's log brightness factor")
     parser.add_argument("--max-spread", type=int, default=8000, help="label spreading's graph: every labeled pixel and a seeded sample of the others, this many in all")
+    parser.add_argument("--retrain", action="store_true", help="train again runs that a previous call finished (default: reuse them)")
     parser.add_argument("--no-map", dest="map", action="store_false", help="skip writing map.nc / map.png")
     parser.add_argument("--json", default=None, help="where to write the results (default: OUT/results.json)")
     parser.add_argument("--table", nargs="+", metavar="JSON", help="print the markdown table of these results files (merged) and stop")
@@ -322,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict:
                 result["summary"] = summarise(result["cells"])
                 target.write_text(json.dumps(result, indent=1))
                 rows = {name: round(e["balanced_accuracy"], 3) for name, e in cell.items() if isinstance(e, dict) and "balanced_accuracy" in e}
-                print(f"{scene_name} seed {seed}, {lpc} labels a class ({cell['train_time_s']:.0f} s): {rows}", flush=True)
+                print(f"{scene_name} seed {seed}, {lpc} labels a class ({cell['train_time_s']} s): {rows}", flush=True)
     for scene_name, by_lpc in result["summary"].items():
         for lpc, rows in by_lpc.items():
             print(f"{scene_name}, {lpc} labels a class: " + ", ".join(f"{n} {r['mean']:.3f}" + (f" +- {r['sd']:.3f}" if r["sd"] else "")

@@ -20,7 +20,7 @@ def test_the_benchmark_scores_m2_and_the_baselines_on_the_same_pixels_in_each_in
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [(c["scene"], c["seed"], c["labels_per_class"]) for c in saved["cells"]] == [("voronoi", 0, 1), ("parcel", 0, 1)]
     cell = saved["cells"][0]
-    assert cell["labeled_pixels"] == 16 and (tmp_path / "voronoi_seed0" / "map.nc").is_file()
+    assert cell["labeled_pixels"] == 16 and (tmp_path / "voronoi_seed0" / "m2_1per_class_1epochs" / "map.nc").is_file()
     assert {"m2", "svc", "svc_tuned", "logistic_tuned", "label_spreading_tuned", "svc_tuned:raw", "svc:patch5"} <= set(cell)
     assert saved["summary"]["parcel"]["1"]["m2"]["n"] == 1
     table = markdown_table(saved["summary"]).splitlines()
