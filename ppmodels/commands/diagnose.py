@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import xarray as xr
 
 from ..analysis import diagnostics as dg
 from ..analysis.gold_standard import gold_standard_for, gold_standard_verdict, sampler_verdict
@@ -31,7 +32,7 @@ from ..models import CanClassify, CanSample, LabeledGenerator
 from ..runs import CONFIG, METRICS, SUMMARY, check_output, check_particles_memory, check_output_folder, load, open_applied_data, open_run_dataset, record_output
 from ..analysis.inference_data import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
                                        datum_log_likelihood, has_own_log_weights, labels_of, loo_subset, posterior_idata, save_idata, OBSERVED_SITE,
-                                       log_likelihood_float64, thinned)
+                                       feature_dims, log_likelihood_float64, thinned)
 
 IDATA, DIAGNOSTICS, REPORT, NUTS_IDATA = "idata.nc", "diagnostics.json", "report.html", "nuts.nc"
 #: how many diagnosed data are decoded with every class to see whether the decoder uses the label
@@ -395,14 +396,13 @@ def generator_trace(records: list[dict]) -> dict[str, list]:
 
 def generator_idata(model, real: np.ndarray, seed: int):
     """An InferenceData of ``len(real)`` generator draws (one chain): ``prior`` z, ``prior_predictive`` x = G(z), and
-    ``real`` as ``observed_data`` x."""
+    ``real`` as ``observed_data`` x (by ``datum``), the features named as in :func:`posterior_idata`."""
     az = dg._arviz()
-    n = len(real)
-    codes = model.sample_codes(n, torch.Generator().manual_seed(seed))
-    samples = model.decode(codes)
-    pixel_dims = [f"x_dim_{i}" for i in range(real.ndim - 1)]
-    return az.from_dict(prior={"z": codes[None]}, prior_predictive={"x": samples[None]}, observed_data={"x": real},
-                        dims={"z": ["draw_z_dim"], "x": pixel_dims})
+    codes = model.sample_codes(len(real), torch.Generator().manual_seed(seed))
+    x_dims = feature_dims(model.config.x_shape)
+    return az.InferenceData(prior=az.dict_to_dataset({"z": codes[None]}, dims={"z": ["z_dim"]}),
+                            prior_predictive=az.dict_to_dataset({"x": model.decode(codes)[None]}, dims={"x": x_dims}),
+                            observed_data=xr.Dataset({"x": (["datum", *x_dims], real)}))
 
 
 def generator_summary_table(result: dict) -> str:
