@@ -29,6 +29,7 @@ def diagnose(
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first (MNIST).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (which data, which draws).")] = 0,
     report: Annotated[bool, typer.Option(help="Write report.html with figures.")] = True,
+    quality: Annotated[bool, typer.Option(help="Models that sample, on labeled data: the sample-quality yardstick (Frechet distance, precision/recall, mode coverage) beside the report's sample grid.")] = True,
     nuts: Annotated[bool, typer.Option(help="ppca and gmm only: compare the fit with a NUTS posterior of its globals on the training data it saw (refused above 200,000 values; progress on stderr).")] = False,
     nuts_samples: Annotated[int, typer.Option(min=10, help="NUTS draws per chain after as many warmup steps (with --nuts; trusted at R-hat < 1.01 and bulk ESS > 100 per chain).")] = 1000,
     nuts_chains: Annotated[int, typer.Option(min=2, help="NUTS chains, run one after another (R-hat needs 2 or more).")] = 4,
@@ -38,12 +39,14 @@ def diagnose(
     """Check the posterior of a trained run: Pareto k-hat, importance-weighted log-likelihood against the ELBO,
     calibration of q(y|x), posterior predictive checks and training convergence (and, with --nuts, a NUTS gold
     standard for ppca and gmm, its draws in nuts.nc). Writes idata.nc (ArviZ), diagnostics.json and report.html.
+    A model without a likelihood (the GAN) gets its samples judged instead: the yardstick beside a sample grid, mode
+    coverage, the training losses and the discriminator's checks; idata.nc holds generator draws.
     The overall verdict (good, warning or bad) is diagnostics.json's "overall"; with --fail-on a pipeline stops on it
     (exit code 3)."""
     if fail_on is not None and fail_on not in FAIL_ON:
         raise typer.BadParameter(f"--fail-on must be one of {', '.join(FAIL_ON)}, got {fail_on!r}")
     result = diagnose_run(run, data, out, split=split, num_data=num_data, particles=particles, seed=seed, data_dir=data_dir, report=report,
-                          stored_draws=stored_draws,
+                          stored_draws=stored_draws, quality=quality,
                           nuts=nuts, nuts_samples=nuts_samples, nuts_warmup=nuts_samples, nuts_chains=nuts_chains,
                           overwrite=overwrite, progress=True)
     typer.echo(summary_table(result))

@@ -290,8 +290,9 @@ class DCGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         flat, lead = _fold_batch(z, 1)
-        out = self.net(self.project(flat).reshape(-1, *self.start_shape))
-        return out.reshape(*lead, *out.shape[1:])
+        with autocast(z.device):  # bfloat16 inside precision("bf16"), as every network of this module
+            out = self.net(self.project(flat).reshape(-1, *self.start_shape))
+        return out.reshape(*lead, *out.shape[1:]).to(self.project[0].weight.dtype)
 
 
 class DCDiscriminator(nn.Module):
@@ -312,7 +313,9 @@ class DCDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat, lead = _fold_batch(x, 3)
-        return self.net(flat).reshape(lead)
+        with autocast(x.device):
+            out = self.net(flat)
+        return out.reshape(lead).to(self.net[0].weight.dtype)
 
 
 class MLPGenerator(nn.Module):
@@ -330,7 +333,9 @@ class MLPGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         flat, lead = _fold_batch(z, 1)
-        return self.net(flat).reshape(*lead, *self.x_shape)
+        with autocast(z.device):
+            out = self.net(flat)
+        return out.reshape(*lead, *self.x_shape).to(self.net[0].weight.dtype)
 
 
 class MLPDiscriminator(nn.Module):
@@ -348,4 +353,6 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat, lead = _fold_batch(x, len(self.x_shape))
-        return self.net(flat).reshape(lead)
+        with autocast(x.device):
+            out = self.net(flat)
+        return out.reshape(lead).to(self.net[-1].weight.dtype)

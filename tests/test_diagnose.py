@@ -170,6 +170,11 @@ def test_report_is_one_self_contained_page(diagnosed):
     for data in re.findall(r'src="data:image/png;base64,([^"]*)"', page):
         assert Image.open(io.BytesIO(base64.b64decode(data))).size[1] <= 950
     assert "max-height:640px" in page
+    # the sample-quality yardstick beside the sample grid, with the numbers of diagnostics.json
+    quality = json.loads((run / "diagnostics" / DIAGNOSTICS).read_text())["sample_quality"]
+    grid, beside = page.index('alt="prior samples"'), page.index("<th>sample quality</th>")
+    assert grid < beside < page.index('alt="share of samples per class"') and "Do the samples look like the data?" in page
+    assert f"<td>{quality['frechet_distance']:.3f}</td>" in page[beside:] and f"<td>{quality['recall']:.3f}</td>" in page[beside:]
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")

@@ -6,7 +6,7 @@ import pytest
 import scipy.linalg
 from sklearn.neighbors import NearestNeighbors
 
-from ppmodels.analysis.sample_quality import (frechet_distance, measure, mode_coverage, precision_recall, quality_warnings, sample_quality,
+from ppmodels.analysis.sample_quality import (frechet_distance, measure, mode_coverage, precision_recall, quality_problems, quality_warnings, sample_quality,
                                               yardstick)
 from ppmodels.data import load_dataset, prepare_data
 from ppmodels.infer import TrainConfig, fit
@@ -110,3 +110,14 @@ def test_warnings_name_a_winning_discriminator_and_a_run_that_got_worse():
     assert "diverged or oscillates" in quality_warnings(quiet, None, worse)[0]
     flat = [{"epoch": e, "frechet_distance": 50.0 + e % 2} for e in range(1, 6)]
     assert "no progress" in quality_warnings(quiet, None, flat)[0]
+
+
+def test_problems_carry_codes_and_a_non_finite_distance_is_a_divergence():
+    collapsed = {"coverage": {"num_low_classes": 9, "shares": [1.0] + [0.0] * 9, "low_classes": list(range(1, 10))}}
+    problems = quality_problems(collapsed, {"discriminator_accuracy": 0.995})
+    assert [(p["code"], p["severity"]) for p in problems] == [("mode_collapse", "bad"), ("discriminator_wins", "bad")]
+    assert quality_warnings(collapsed) == [problems[0]["message"]]
+    blown = [{"epoch": 1, "frechet_distance": 80.0}, {"epoch": 2, "frechet_distance": 40.0}, {"epoch": 3, "frechet_distance": None}]
+    (diverged,) = quality_problems(None, None, blown)
+    assert diverged["code"] == "diverged" and "epoch 3 is not finite" in diverged["message"] and "40" in diverged["message"]
+    assert quality_problems(None, None, blown[:2]) == []  # two epochs: too few to judge a trend

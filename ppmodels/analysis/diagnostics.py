@@ -43,6 +43,7 @@ VERDICT_TITLES = {
     "calibration": "Can the class probabilities be trusted? (calibration)",
     "gold_standard": "Does the SVI fit agree with the exact posterior? (NUTS)",
     "nuts_sampler": "Can the NUTS draws be trusted? (divergences, tree depth, E-BFMI)",
+    "sample_quality": "Do the samples look like the data? (Frechet distance, precision/recall, mode coverage)",
 }
 #: PSIS fits the largest min(0.2 S, 3 sqrt(S)) weights and gives up (k-hat = inf) below 5 of them: S >= 21
 MIN_DRAWS = 21

@@ -353,8 +353,8 @@ def image_sections(model, idata, result: dict) -> list[str]:
     num_classes = model.num_classes if isinstance(model, LabeledGenerator) else None
     conditional = class_conditional_samples(model, num_classes, 10, result.get("seed", 0)) if num_classes else None
     if rows:
-        out.append(section("Samples from the model", None, images_figure(rows, 16, "prior samples"),
-                           "Samples should look like the data. Smudges that are no digit mean the prior has regions the decoder never learned."))
+        out.append(section("Samples from the model", (result.get("verdicts") or {}).get("sample_quality"), samples_with_quality(images_figure(rows, 16, "prior samples"), result),
+                           "Samples should look like the data. Smudges that are no digit mean the prior has regions the decoder never learned." + QUALITY_HINT * bool(result.get("sample_quality"))))
     if conditional is not None:
         out.append(section("Class-conditional samples p(x | y)", None, images_figure([(f"y = {c}", conditional[c * 10:(c + 1) * 10]) for c in range(num_classes)], 10, "class-conditional samples"),
                            "One row per class: each row should show that class in varied styles."))
@@ -568,8 +568,122 @@ def write_report(path: str | Path, model, idata, result: dict) -> Path:
     parts = header(result) + inference_sections(result)
     if len(model.config.x_shape) == 3:
         parts += image_sections(model, idata, result)
+    elif result.get("sample_quality"):  # flat data: no grid, the yardstick alone
+        parts.append(section("Samples from the model", result["verdicts"].get("sample_quality"), sample_quality_html(result["sample_quality"]), QUALITY_HINT))
     parts += latent_sections(idata, result) + check_sections(model, idata, result) + gold_standard_sections(result)
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>ppmodels diagnostics</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
     path = Path(path)
     atomic_write(path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return path
+
+
+# ----- the sample-quality yardstick, and the page of a model without a likelihood (the GAN) -----------------------
+QUALITY_HINT = (" Beside the grid: the yardstick of ppmodels.analysis.sample_quality, on as many samples as the split has, in the "
+                "features of a classifier trained on the same data. The Frechet distance is 0 for the data against itself and only "
+                "comparable at equal sample counts on one data set; precision says whether samples are realistic, recall whether they "
+                "cover the data's variety. Bars: each class's share of the samples as that classifier labels them, the data's share "
+                "marked; red bars are classes under a tenth of their share (mode collapse).")
+
+
+def coverage_figure(coverage: dict) -> str:
+    """Bars of each class's share of the samples, the data's share marked, classes under a tenth of it in red."""
+    shares, data = np.asarray(coverage["shares"]), np.asarray(coverage["data_shares"])
+
+    def draw(ax):
+        classes = np.arange(len(shares))
+        from matplotlib.patches import Patch
+
+        low = np.isin(classes, coverage["low_classes"])
+        ax.bar(classes, shares, color=np.where(low, "tab:red", "tab:blue"))
+        data_mark = ax.scatter(classes, data, color="black", marker="_", s=400, zorder=3)
+        ax.set(xlabel="class (as the yardstick's classifier labels the samples)", ylabel="share of samples", xticks=classes,
+               title=f"mode coverage: {len(shares) - coverage['num_low_classes']} of {len(shares)} classes")
+        ax.legend([Patch(color="tab:blue"), Patch(color="tab:red"), data_mark], ["samples", "under a tenth of its share", "the data's share"], fontsize=8)
+
+    return figure_html(draw, (6, 3), "share of samples per class")
+
+
+def sample_quality_html(quality: dict) -> str:
+    """The yardstick's numbers as a table, and the coverage bars."""
+    coverage = quality["coverage"]
+    rows = [("Frechet distance (lower is better)", f"{quality['frechet_distance']:.3f}"),
+            (f"precision (samples inside the data's {quality['k']}-NN balls)", f"{quality['precision']:.3f}"),
+            (f"recall (data inside the samples' {quality['k']}-NN balls)", f"{quality['recall']:.3f}"),
+            ("classes under a tenth of their share", f"{coverage['num_low_classes']} of {len(coverage['shares'])}" + (f": {coverage['low_classes']}" if coverage["low_classes"] else "")),
+            ("smallest / largest class share", f"{min(coverage['shares']):.1%} / {max(coverage['shares']):.1%}"),
+            ("samples (and real data) compared", str(quality["num_samples"])),
+            ("the yardstick classifier's test accuracy", f"{quality['classifier_test_accuracy']:.1%}")]
+    return table(rows, ("sample quality", "value")) + coverage_figure(coverage)
+
+
+def samples_with_quality(grid: str, result: dict) -> str:
+    """A sample grid with the yardstick's table and coverage bars beside it (the grid alone when not measured)."""
+    if not result.get("sample_quality"):
+        return grid
+    return (f'<div style="display:flex;gap:1.2em;align-items:flex-start;flex-wrap:wrap"><div style="flex:1 1 420px">{grid}</div>'
+            f'<div style="flex:1 1 420px">{sample_quality_html(result["sample_quality"])}</div></div>')
+
+
+def generator_training_figure(training: dict) -> str:
+    """Each player's mean loss per epoch (left) and the Frechet distance of each epoch's samples (right)."""
+    def draw(axes):
+        for key in (k for k in training if k.startswith("loss_")):
+            axes[0].plot(training["epoch"], [np.nan if v is None else v for v in training[key]], marker=".", label=key[5:])
+        axes[0].set(xlabel="epoch", ylabel="mean loss", title="the players' losses")
+        axes[0].legend()
+        distances = [np.nan if v is None else v for v in training["frechet_distance"]]
+        axes[1].plot(training["epoch"], distances, marker=".", color="tab:green")
+        axes[1].set(xlabel="epoch", ylabel="Frechet distance", title="1000 samples against the validation split, per epoch")
+        if np.nanmin(distances, initial=np.inf) > 0 and np.nanmax(distances, initial=0) > 10 * np.nanmin(distances, initial=np.inf):
+            axes[1].set_yscale("log")  # a run that improves falls by orders of magnitude
+        for ax in axes:
+            ax.xaxis.get_major_locator().set_params(integer=True)
+
+    return figure_html(draw, (11, 3.4), "training losses and Frechet distance by epoch", ncols=2)
+
+
+def generator_overall_text(result: dict) -> str:
+    """The headline of a generator's page from ``result["overall"]``."""
+    problems = result["overall"]["problems"]
+    checked = f"{result['sample_quality']['num_samples']} samples against as many {result['split']} data" if result.get("sample_quality") else "its samples"
+    if not problems:
+        return (f"Overall: good. No failure found ({checked}): no class dropped, the discriminator does not win outright, and the "
+                "Frechet distance fell during training. Whether the samples are good enough is the numbers' to say; a GAN has no likelihood to check.")
+    return (f"Overall: bad ({checked}); {len(problems)} failure{'s' if len(problems) > 1 else ''}: "
+            + "; ".join(p["message"] for p in problems) + ". The sections below show the evidence.")
+
+
+def write_generator_report(path: str | Path, model, result: dict) -> Path:
+    """``report.html`` of :func:`ppmodels.commands.diagnose.diagnose_generator`: the overall verdict, the verdicts, the
+    sample grid beside the yardstick and the coverage bars, the training losses and Frechet distances, and the
+    discriminator's checks."""
+    status = result["overall"]["status"]
+    titles = result.get("verdict_titles", {})
+    parts = [f"<h1>Diagnostics of {html.escape(result['model'])} run {html.escape(Path(result['run']).name)}</h1>",
+             f'<p class="overall {status}">{html.escape(generator_overall_text(result))}</p>',
+             table([("run", result["run"]), ("model", result["model"]), ("data", f"{result['data']} ({result['split']} split)"),
+                    ("likelihood p(x | latents)", result["likelihood"])]),
+             "<h2>Verdicts</h2>", table([(titles.get(k, k), v) for k, v in result["verdicts"].items()], ("question", "answer"))]
+    grid = images_figure([("samples G(z), z ~ N(0, I)", model.sample(64, generator=torch.Generator().manual_seed(result["seed"])))], 16, "prior samples") \
+        if len(model.config.x_shape) == 3 else ""
+    verdict = " ".join(result["verdicts"][k] for k in ("sample_quality", "coverage") if k in result["verdicts"])
+    parts.append(section("Samples from the model", verdict, samples_with_quality(grid, result),
+                         "Samples should look like the data, in every class and in varied styles." + QUALITY_HINT * bool(result.get("sample_quality"))))
+    training = result.get("training") or {}
+    if training.get("epoch"):
+        parts.append(section("Training: the two players", result["verdicts"].get("training"), generator_training_figure(training),
+                             "The losses of a healthy game stay near each other and level off; a discriminator loss falling to 0 while the "
+                             "generator's climbs means the discriminator won. The Frechet distance should fall and level off; one that "
+                             "ends far above its best diverged or oscillates (the last epoch's weights are kept)."))
+    checks = result.get("fit_checks") or {}
+    if checks:
+        parts.append(section("How the game ended", result["verdicts"].get("discriminator"),
+                             table([("mean D(x), held-out data", f"{checks['discriminator_real']:.3f}"), ("mean D(G(z)), samples", f"{checks['discriminator_fake']:.3f}"),
+                                    ("accuracy telling them apart at 0.5", f"{checks['discriminator_accuracy']:.1%}")], ("discriminator", "value")),
+                             "From the run's summary. Near 50%: the samples fool the discriminator; near 100%: it wins outright and the generator "
+                             "gets no useful gradient."))
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>ppmodels diagnostics</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    path = Path(path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    return path
+

@@ -33,6 +33,7 @@ from torch import nn
 
 from ..data import Dataset, LazyRows, map_rows
 from ..data.mnist import cache_dir
+from .diagnostics import problem
 from ..errors import DataError
 from ..files import load_checkpoint, read_json, save_checkpoint, write_json
 
@@ -210,29 +211,95 @@ def measure(stick: Yardstick, real: np.ndarray, fake: np.ndarray, k: int = 3) ->
 
 
 def quality_warnings(quality: dict[str, Any], checks: dict[str, Any] | None = None, records: list[dict] | None = None) -> list[str]:
-    """What says a generator failed: classes it dropped (mode collapse), a discriminator that wins outright, and a
-    run whose Frechet distance (logged per epoch) ended far above its best or never improved."""
-    warnings = []
-    coverage = quality.get("coverage", {})
+    """The messages of :func:`quality_problems` (what ``ppmodels evaluate`` and a GAN's training summary print)."""
+    return [p["message"] for p in quality_problems(quality, checks, records)]
+
+
+#: a discriminator telling held-out data from samples at least this often has won the game outright
+DISCRIMINATOR_WINS = 0.99
+#: a last logged Frechet distance above this multiple of the run's best: diverged or oscillating
+DIVERGED_RATIO = 1.5
+#: a last logged Frechet distance not below this multiple of the first: no progress
+PROGRESS_RATIO = 0.9
+
+
+def quality_problems(quality: dict[str, Any] | None, checks: dict[str, Any] | None = None, records: list[dict] | None = None) -> list[dict]:
+    """What says a generator failed, each a problem of :func:`ppmodels.analysis.diagnostics.problem` (all ``bad``):
+    classes it dropped (``mode_collapse``), a discriminator that wins outright (``discriminator_wins``), a run whose
+    Frechet distance (logged per epoch) ended far above its best or became non-finite (``diverged``) or never
+    improved (``no_progress``). ``quality`` may be ``None`` (data the yardstick cannot measure)."""
+    out = []
+    coverage = (quality or {}).get("coverage", {})
     if coverage.get("num_low_classes"):
-        top = int(np.argmax(coverage["shares"]))
-        warnings.append(f"mode collapse: classes {coverage['low_classes']} get under a tenth of their share of the samples "
-                        f"(class {top} takes {coverage['shares'][top]:.0%}); the generator covers {len(coverage['shares']) - coverage['num_low_classes']} "
-                        f"of {len(coverage['shares'])} classes")
+        top, count = int(np.argmax(coverage["shares"])), len(coverage["shares"])
+        out.append(problem("mode_collapse", "coverage", "bad", coverage["num_low_classes"], 0,
+                           f"mode collapse: classes {coverage['low_classes']} get under a tenth of their share of the samples "
+                           f"(class {top} takes {coverage['shares'][top]:.0%}); the generator covers {count - coverage['num_low_classes']} of {count} classes"))
     accuracy = (checks or {}).get("discriminator_accuracy")
-    if accuracy is not None and accuracy >= 0.99:
-        warnings.append(f"the discriminator wins outright: it tells held-out data from samples {accuracy:.1%} of the time, so the generator "
-                        "gets no useful gradient (train longer, lower d_lr, or raise label_smoothing)")
+    if accuracy is not None and accuracy >= DISCRIMINATOR_WINS:
+        out.append(problem("discriminator_wins", "discriminator", "bad", accuracy, DISCRIMINATOR_WINS,
+                           f"the discriminator wins outright: it tells held-out data from samples {accuracy:.1%} of the time, so the generator "
+                           "gets no useful gradient (train longer, lower d_lr, or raise label_smoothing)"))
+    return out + _trace_problems(records or [])
+
+
+def _trace_problems(records: list[dict]) -> list[dict]:
+    """``diverged`` or ``no_progress`` from the Frechet distances of ``metrics.jsonl`` (three epochs or more)."""
+    logged = [r for r in records if "frechet_distance" in r]
+    distances = [(r["epoch"], r["frechet_distance"]) for r in logged if r["frechet_distance"] is not None]
+    if logged and distances and logged[-1]["frechet_distance"] is None:
+        return [problem("diverged", "training", "bad", None, None, f"the run diverged: the Frechet distance of epoch {logged[-1]['epoch']} is "
+                        f"not finite, against {min(d for _, d in distances):.3g} at best; the last epoch's weights are kept")]
+    if len(distances) < 3:
+        return []
+    best_epoch, best = min(distances, key=lambda p: p[1])
+    (first_epoch, first), (last_epoch, last) = distances[0], distances[-1]
+    if last > DIVERGED_RATIO * best and last > best + 1e-9:
+        return [problem("diverged", "training", "bad", last, DIVERGED_RATIO * best,
+                        f"the run diverged or oscillates: the Frechet distance ended at {last:.3g} (epoch {last_epoch}), "
+                        f"against {best:.3g} at epoch {best_epoch}; the last epoch's weights are kept")]
+    if not last < PROGRESS_RATIO * first:
+        return [problem("no_progress", "training", "bad", last, PROGRESS_RATIO * first,
+                        f"no progress: the Frechet distance went from {first:.3g} (epoch {first_epoch}) to {last:.3g} (epoch {last_epoch})")]
+    return []
+
+
+#: the questions :func:`quality_verdicts` answers, by key (for tables a person reads)
+QUALITY_TITLES = {"sample_quality": "Do the samples look like the data? (Frechet distance, precision, recall)",
+                  "coverage": "Are all classes generated? (mode coverage)",
+                  "discriminator": "How did the game end? (the discriminator on held-out data and samples)",
+                  "training": "Did training make progress? (Frechet distance per epoch)"}
+
+
+def quality_verdicts(quality: dict[str, Any] | None, checks: dict[str, Any] | None = None, records: list[dict] | None = None,
+                     split: str = "test") -> dict[str, str]:
+    """One plain sentence per question of :data:`QUALITY_TITLES` that the measures answer; a failure's sentence is
+    the message of its :func:`quality_problems` entry."""
+    found = {p["check"]: p["message"] for p in quality_problems(quality, checks, records)}
+    out = {}
+    if quality:
+        out["sample_quality"] = (f"Frechet distance {quality['frechet_distance']:.3g} between {quality['num_samples']} samples and as many {split} data, "
+                                 f"in the features of a classifier of the data (test accuracy {quality['classifier_test_accuracy']:.1%}; lower is better, "
+                                 f"0 for the data against itself); precision {quality['precision']:.2f} (samples inside the data's {quality['k']}-NN balls: "
+                                 f"realistic), recall {quality['recall']:.2f} (data inside the samples' balls: variety covered).")
+        shares, data_shares = quality["coverage"]["shares"], quality["coverage"]["data_shares"]
+        out["coverage"] = found.get("coverage") or (f"every class gets {min(shares):.1%} to {max(shares):.1%} of the samples (the data: "
+                                                    f"{min(data_shares):.1%} to {max(data_shares):.1%}); none is dropped.")
+    else:
+        out["sample_quality"] = "not measured: the yardstick needs fully labeled data held in memory (a classifier of the data gives its features)."
+    if (checks or {}).get("discriminator_accuracy") is not None:
+        out["discriminator"] = found.get("discriminator") or (
+            f"the discriminator gives held-out data D(x) = {checks['discriminator_real']:.2f} on average and samples {checks['discriminator_fake']:.2f}, "
+            f"and tells them apart {checks['discriminator_accuracy']:.1%} of the time (50%: it cannot): the game is still open.")
     distances = [(r["epoch"], r["frechet_distance"]) for r in records or [] if r.get("frechet_distance") is not None]
-    if len(distances) >= 3:
+    if found.get("training"):
+        out["training"] = found["training"]
+    elif distances:
         best_epoch, best = min(distances, key=lambda p: p[1])
-        (first_epoch, first), (last_epoch, last) = distances[0], distances[-1]
-        if last > 1.5 * best and last > best + 1e-9:
-            warnings.append(f"the run diverged or oscillates: the Frechet distance ended at {last:.3g} (epoch {last_epoch}), "
-                            f"against {best:.3g} at epoch {best_epoch}; the last epoch's weights are kept")
-        elif not last < 0.9 * first:
-            warnings.append(f"no progress: the Frechet distance went from {first:.3g} (epoch {first_epoch}) to {last:.3g} (epoch {last_epoch})")
-    return warnings
+        out["training"] = (f"the Frechet distance of the samples of each epoch went from {distances[0][1]:.3g} (epoch {distances[0][0]}) to "
+                           f"{distances[-1][1]:.3g} (epoch {distances[-1][0]}), best {best:.3g} at epoch {best_epoch}"
+                           + (": too few epochs to judge." if len(distances) < 3 else "."))
+    return out
 
 
 class QualityLog:
@@ -256,6 +323,5 @@ class QualityLog:
         state = torch.random.get_rng_state()  # sampling here must not move the run's random streams
         fake = np.asarray(trainer.model.sample(n, generator=torch.Generator().manual_seed(self.seed)), dtype=np.float32)
         torch.random.set_rng_state(state)
-        if np.isfinite(fake).all():
-            distance = frechet_distance(self.stick.features(real), self.stick.features(fake.reshape(real.shape)))
-            record["frechet_distance"] = round(distance, 4) if math.isfinite(distance) else None
+        distance = frechet_distance(self.stick.features(real), self.stick.features(fake.reshape(real.shape))) if np.isfinite(fake).all() else math.nan
+        record["frechet_distance"] = round(distance, 4) if math.isfinite(distance) else None  # None: the samples diverged

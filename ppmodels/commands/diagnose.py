@@ -18,20 +18,22 @@ from typing import Any
 
 import numpy as np
 import torch
+import xarray as xr
 
 from ..analysis import diagnostics as dg
 from ..analysis.gold_standard import gold_standard_for, gold_standard_verdict, sampler_verdict
 from ..analysis.metrics import classification_metrics
+from ..analysis.sample_quality import QUALITY_TITLES, generator_quality, quality_problems, quality_verdicts
 from ..data import parse_spec, select_split
 from ..errors import ConfigError, PPModelsError, RunError, check_int, check_path, check_seed
 from ..files import read_json, write_json
 from ..infer.importance import prior_sampled_sites, trace_particles
-from ..models import CanClassify, LabeledGenerator
-from ..runs import (CONFIG, METRICS, check_output, check_particles_memory, check_output_folder, load, open_applied_data, open_run_dataset, output_lock,
-                    record_output)
+from ..models import CanClassify, CanSample, LabeledGenerator
+from ..runs import (CONFIG, METRICS, SUMMARY, check_output, check_particles_memory, check_output_folder, load, open_applied_data, open_run_dataset,
+                    output_lock, record_output)
 from ..analysis.inference_data import (add_class_probabilities, add_model_log_weights, add_training_trace, batched_posterior_arrays,
                                        datum_log_likelihood, has_own_log_weights, labels_of, loo_subset, posterior_idata, save_idata, OBSERVED_SITE,
-                                       log_likelihood_float64, thinned)
+                                       feature_dims, log_likelihood_float64, thinned)
 
 IDATA, DIAGNOSTICS, REPORT, NUTS_IDATA = "idata.nc", "diagnostics.json", "report.html", "nuts.nc"
 #: how many diagnosed data are decoded with every class to see whether the decoder uses the label
@@ -76,6 +78,16 @@ def diagnosed_data(run_config: dict, spec: str | None, data_dir: str | None, run
         return dataset, open_run_dataset(run_config, data_dir, run)
     except PPModelsError:
         return dataset, None
+
+
+def checked_outputs(run: Path, out: str | Path | None, report: bool, overwrite: bool) -> tuple[Path, list[str]]:
+    """The output folder (default ``RUN/diagnostics``) and the names diagnose writes there, each checked by
+    :func:`~ppmodels.runs.check_output` before any work."""
+    out = check_output_folder(out if out is not None else run / "diagnostics")
+    names = [IDATA, DIAGNOSTICS] + [REPORT] * report
+    for name in names:
+        check_output(out / name, (Path(name).suffix,), overwrite=overwrite, own=[run / "diagnostics" / name], command="diagnose", run=run)
+    return out, names
 
 
 def weight_diagnostics(idata) -> dict[str, Any]:
@@ -164,7 +176,7 @@ def train_reconstruction_errors(model, train_x: torch.Tensor, num: int, particle
 def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = None, *, split: str = "test",
              num_data: int = 500, particles: int = 1000, seed: int = 0, data_dir: str | None = None,
              batch_size: int = 100, predictive_draws: int = 20, stored_draws: int = 50, report: bool = True, nuts: bool = False,
-             nuts_samples: int = 1000, nuts_warmup: int = 1000, nuts_chains: int = 4, overwrite: bool = False,
+             nuts_samples: int = 1000, nuts_warmup: int = 1000, nuts_chains: int = 4, quality: bool = True, overwrite: bool = False,
              progress: bool = False) -> dict[str, Any]:
     """Diagnose the run in folder ``run`` on ``num_data`` data of ``split`` with ``particles`` guide draws each.
 
@@ -175,7 +187,10 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     docstring into ``out`` (files there that ppmodels did not write are replaced only with ``overwrite``; see
     :mod:`ppmodels.runs.outputs`). With ``nuts`` (ppca and gmm) it also compares the fit with a NUTS posterior of the globals
     on the training data the fit saw (:data:`ppmodels.gold_standard.GOLD_STANDARDS`), under ``gold_standard``; ``progress``
-    reports the NUTS chains' progress on stderr.
+    reports the NUTS chains' progress on stderr. With
+    ``quality``, a model that samples on fully labeled data in memory gets the sample-quality yardstick
+    (:func:`add_sample_quality`), shown beside the report's sample grid. A model without a likelihood (the GAN) gets
+    :func:`diagnose_generator` instead.
 
     Example::
 
@@ -194,13 +209,12 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         parse_spec(data)  # a spec at all (not an array), before the slow part
     model = load(run)
     compare = gold_standard_for(model) if nuts else None  # refuse before the slow part
+    if not model.has_elbo:  # no likelihood (the GAN): no posterior to check, its samples are what is diagnosed
+        return diagnose_generator(run, model, data, out, split=split, num_data=num_data, seed=seed, data_dir=data_dir, report=report, overwrite=overwrite)
     check_particles_memory(model.config.x_shape, particles, num_data, f"--particles {particles} for --num-data {num_data}",
                            "ask for fewer --particles or --num-data")
     run_config = read_json(run / CONFIG)
-    out = check_output_folder(out if out is not None else run / "diagnostics")
-    names = [IDATA, DIAGNOSTICS] + [REPORT] * report
-    for name in names:
-        check_output(out / name, (Path(name).suffix,), overwrite=overwrite, own=[run / "diagnostics" / name], command="diagnose", run=run)
+    out, names = checked_outputs(run, out, report, overwrite)
     dataset, train_data = diagnosed_data(run_config, data, data_dir, run)
     model.check_dataset(dataset)
     x, y = select_split(dataset, split)
@@ -233,6 +247,8 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
         result["verdicts"]["gold_standard"] = gold_standard_verdict(result["gold_standard"])
         result["verdicts"]["nuts_sampler"] = sampler_verdict(result["gold_standard"]["sampler"])
     result["overall"] = dg.overall_verdict(result)
+    if quality:
+        add_sample_quality(result, model, dataset, split, seed)
     idata = thinned(idata, stored_draws)  # the diagnostics used every draw; the file keeps the first stored_draws
     with output_lock(out / DIAGNOSTICS):  # a run folder's lock while its files are written: one writer at a time
         out.mkdir(parents=True, exist_ok=True)
@@ -292,6 +308,8 @@ def json_ready(obj: Any) -> Any:
 
 def summary_table(result: dict) -> str:
     """A short plain-text table of the headline numbers of a :func:`diagnose` result."""
+    if result.get("generator_only"):
+        return generator_summary_table(result)
     khat, ll = result["khat"], result["log_likelihood"]
     approximate = result.get("guide_samples_latents", True) and not khat.get("exact")  # else constant weights: no k-hat
     rows = [("data points x draws", f"{result['num_data']} x {result['particles']} ({result['data']}, {result['split']})")]
@@ -320,3 +338,93 @@ def summary_table(result: dict) -> str:
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
     lines += ["", *(f"{name}: {text}" for name, text in result["verdicts"].items())]
     return "\n".join(lines)
+
+
+# ----- the sample-quality yardstick, and models without a likelihood (the GAN) ----------------------------------
+def add_sample_quality(result: dict, model, dataset, split: str, seed: int) -> None:
+    """``result["sample_quality"]`` of :func:`~ppmodels.analysis.sample_quality.generator_quality` (as many samples as
+    ``split`` has, at most 10,000, as ``ppmodels evaluate``), its verdict, and dropped classes among the overall
+    problems (as warnings: the posterior checks judge the fit, the samples are a second opinion); nothing for a model
+    that does not sample or data the yardstick cannot measure."""
+    if not isinstance(model, CanSample) or split not in dataset.splits:
+        return
+    quality, _ = generator_quality(model, dataset, split, num_samples=min(len(dataset.splits[split]), 10_000), seed=seed)
+    if quality is None:
+        return
+    result["sample_quality"] = quality
+    result["verdicts"]["sample_quality"] = " ".join(quality_verdicts(quality, split=split).values())
+    collapse = [{**p, "severity": "warning"} for p in quality_problems(quality)]
+    if collapse:
+        problems = result["overall"]["problems"] + collapse
+        result["overall"] = {"status": max((p["severity"] for p in problems), key=dg.STATUSES.index), "problems": problems}
+
+
+def diagnose_generator(run: Path, model, data: str | None, out: str | Path | None, *, split: str = "test", num_data: int = 500, seed: int = 0,
+                       data_dir: str | None = None, report: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """:func:`diagnose` of a model without a likelihood: no posterior, ELBO or k-hat, so the yardstick of
+    :mod:`ppmodels.analysis.sample_quality` on as many samples as ``split`` has (at most 10,000, as ``ppmodels
+    evaluate``), the discriminator's checks of the run's summary, the per-epoch losses and Frechet distances of
+    ``metrics.jsonl``, and ``overall`` from :func:`~ppmodels.analysis.sample_quality.quality_problems`. ``idata.nc``
+    holds ``num_data`` generator draws (``prior`` z, ``prior_predictive`` x) beside as many observed data."""
+    run_config = read_json(run / CONFIG)
+    out, names = checked_outputs(run, out, report, overwrite)
+    dataset, _ = open_applied_data(run_config, data, data_dir, run)
+    dataset = model.check_dataset(dataset)
+    x, _ = select_split(dataset, split)
+    summary = read_json(run / SUMMARY) if (run / SUMMARY).is_file() else {}
+    checks = {k: summary[k] for k in ("discriminator_real", "discriminator_fake", "discriminator_accuracy") if k in summary}
+    records = read_metrics(run)
+    quality, _ = generator_quality(model, dataset, split, num_samples=min(len(x), 10_000), seed=seed, checks=checks, records=records)
+    problems = quality_problems(quality, checks, records)
+    result = {"run": str(run), "model": model.name, "data": dataset.spec or data, "split": split, "seed": seed, "generator_only": True,
+              "likelihood": "none (no p(x | z): no ELBO, log p(x) or posterior to check)", "num_data": min(num_data, len(x)),
+              "sample_quality": quality, "fit_checks": checks, "training": generator_trace(records),
+              "verdicts": quality_verdicts(quality, checks, records, split), "verdict_titles": QUALITY_TITLES,
+              "overall": {"status": "bad" if problems else "good", "problems": problems}}
+    idata = generator_idata(model, np.asarray(x[choose_data(result["num_data"], len(x), seed)]), seed)
+    with output_lock(out / DIAGNOSTICS):  # as diagnose: one writer at a time
+        out.mkdir(parents=True, exist_ok=True)
+        save_idata(idata, out / IDATA)
+        write_json(out / DIAGNOSTICS, json_ready(result))
+        if report:
+            from ..analysis.report import write_generator_report
+
+            write_generator_report(out / REPORT, model, result)
+        for name in names:
+            record_output(out / name, "diagnose", run)
+    result["idata"] = idata
+    return result
+
+
+def generator_trace(records: list[dict]) -> dict[str, list]:
+    """The per-epoch columns of a generator's ``metrics.jsonl``: ``epoch``, each group's loss (``loss_*``) and the
+    Frechet distance (``None`` where not logged or not finite)."""
+    keys = sorted({k for r in records for k in r if k.startswith("loss_")}) + ["frechet_distance"]
+    return {"epoch": [r["epoch"] for r in records], **{k: [r.get(k) for r in records] for k in keys}}
+
+
+def generator_idata(model, real: np.ndarray, seed: int):
+    """An InferenceData of ``len(real)`` generator draws (one chain): ``prior`` z, ``prior_predictive`` x = G(z), and
+    ``real`` as ``observed_data`` x (by ``datum``), the features named as in :func:`posterior_idata`."""
+    az = dg._arviz()
+    codes = model.sample_codes(len(real), torch.Generator().manual_seed(seed))
+    x_dims = feature_dims(model.config.x_shape)
+    return az.InferenceData(prior=az.dict_to_dataset({"z": codes[None]}, dims={"z": ["z_dim"]}),
+                            prior_predictive=az.dict_to_dataset({"x": model.decode(codes)[None]}, dims={"x": x_dims}),
+                            observed_data=xr.Dataset({"x": (["datum", *x_dims], real)}))
+
+
+def generator_summary_table(result: dict) -> str:
+    """The plain-text headline of :func:`diagnose_generator`: the yardstick's numbers, then one verdict per question."""
+    quality, checks = result.get("sample_quality"), result.get("fit_checks") or {}
+    rows = [("model", f"{result['model']} (no likelihood: samples judged, {result['data']}, {result['split']} split)")]
+    if quality:
+        shares = quality["coverage"]["shares"]
+        rows += [("Frechet distance", f"{quality['frechet_distance']:.3f}  ({quality['num_samples']} samples)"),
+                 ("precision / recall", f"{quality['precision']:.3f} / {quality['recall']:.3f}"),
+                 ("class shares of samples", f"{min(shares):.1%} to {max(shares):.1%}, {quality['coverage']['num_low_classes']} under a tenth of their share")]
+    if "discriminator_accuracy" in checks:
+        rows.append(("discriminator accuracy", f"{checks['discriminator_accuracy']:.1%}  (D(x) {checks['discriminator_real']:.2f}, D(G(z)) {checks['discriminator_fake']:.2f})"))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join([f"{name:<{width}}  {value}" for name, value in rows] + [""] + [f"{name}: {text}" for name, text in result["verdicts"].items()])
+

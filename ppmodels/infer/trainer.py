@@ -197,8 +197,23 @@ class Trainer:
             return torch.optim.Adam(model.parameters(), lr=self.config.lr)
         if self.world_size > 1:
             raise ConfigError(f"model {model.name!r} trains several parameter groups, which the data-parallel trainer does not support; train it in one process")
+        self._refuse_shared_lr(model, groups)
         self.groups = {group["name"]: list(group["params"]) for group in groups}
-        return torch.optim.Adam([{"lr": self.config.lr, **group, "params": list(group["params"])} for group in groups])
+        return torch.optim.Adam([{"lr": self.config.lr, **{k: v for k, v in group.items() if k != "lr_option"}, "params": list(group["params"])}
+                                 for group in groups])
+
+    def _refuse_shared_lr(self, model, groups: list[dict]) -> None:
+        """``lr`` (and ``lr_patience``) would be silently ignored by a model whose parameter groups set their own rates
+        (the GAN's ``g_lr`` and ``d_lr``): refused in one line that names the model's options (``lr_option``)."""
+        own = [group["lr_option"] for group in groups if "lr" in group and "lr_option" in group]
+        if not own:
+            return
+        settings = " ".join(f"--set {name}=VALUE" for name in own)
+        if self.config.lr != TrainConfig.__pydantic_fields__["lr"].default:
+            raise ConfigError(f"option lr does not apply to model {model.name!r}: each of its networks has its own Adam rate ({', '.join(own)}); "
+                              f"drop --lr and use {settings}")
+        if self.config.lr_patience is not None and not self._has_elbo():
+            raise ConfigError(f"option lr_patience does not apply to model {model.name!r}: it has no validation score to wait for; drop --lr-patience")
 
     def _has_elbo(self) -> bool:
         return getattr(self.model, "has_elbo", True)

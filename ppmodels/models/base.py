@@ -326,7 +326,8 @@ class PPModel(nn.Module):
 
     def parameter_groups(self) -> list[dict[str, Any]] | None:
         """Named parameter groups trained on objectives of their own (the GAN's discriminator and generator): dicts
-        with ``name``, ``params`` and any Adam settings (``lr``, ``betas``; the trainer's ``lr`` when left out). The
+        with ``name``, ``params`` and any Adam settings (``lr``, ``betas``; the trainer's ``lr`` when left out; a group
+        whose ``lr`` is a model option names it in ``lr_option``, and the trainer then refuses its own ``lr``). The
         trainer then calls :meth:`step_groups` and :meth:`group_loss` instead of :meth:`loss`. ``None`` (the default):
         one objective, :meth:`loss`, for every parameter."""
         return None

@@ -133,8 +133,8 @@ class GAN(PPModel):
     # ----- the adversarial objective, run by the trainer's parameter groups ----------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
         c = self.config
-        return [{"name": "discriminator", "params": list(self.discriminator.parameters()), "lr": c.d_lr, "betas": tuple(c.d_betas)},
-                {"name": "generator", "params": list(self.generator.parameters()), "lr": c.g_lr, "betas": tuple(c.g_betas)}]
+        return [{"name": "discriminator", "params": list(self.discriminator.parameters()), "lr": c.d_lr, "betas": tuple(c.d_betas), "lr_option": "d_lr"},
+                {"name": "generator", "params": list(self.generator.parameters()), "lr": c.g_lr, "betas": tuple(c.g_betas), "lr_option": "g_lr"}]
 
     def step_groups(self, step: int) -> tuple[str, ...]:
         """The discriminator every step, the generator after every ``k``-th."""

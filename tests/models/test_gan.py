@@ -6,6 +6,7 @@ tests/train/test_resume.py.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from pyro import poutine
@@ -16,6 +17,8 @@ from ppmodels.errors import ConfigError, TrainingError
 from ppmodels.infer import TrainConfig, fit
 from ppmodels.models import GAN, CanSample
 from ppmodels.models.gan import discriminator_loss, generator_loss
+from ppmodels.nets import precision
+from tests.helpers import assert_close_scaled
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +115,40 @@ def test_nan_guard_names_the_group_whose_loss_failed(digits, data, monkeypatch):
     monkeypatch.setattr(GAN, "group_loss", broken)
     with pytest.raises(TrainingError, match="generator loss"):
         fit(gan, data, TrainConfig(epochs=1, batch_size=256))
+
+
+@pytest.mark.parametrize("net", ["conv", "mlp"])
+def test_bf16_reaches_both_networks_during_training_steps_only(digits, data, net):
+    """``precision="bf16"``: every layer of the generator and the discriminator computes in bfloat16 during the
+    training steps (their outputs come back float32 for the losses), weights stay float32, and sampling afterwards
+    runs in float32; with ``fp32`` nothing is bfloat16."""
+    layers = {}
+    for name in ("fp32", "bf16"):
+        gan = tiny(digits, net=net)
+        seen = set()
+        watched = [m for part in (gan.generator, gan.discriminator) for m in part.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+        hooks = [m.register_forward_hook(lambda m, i, out: seen.add(out.dtype)) for m in watched]
+        fit(gan, data, TrainConfig(epochs=1, batch_size=256, seed=0, precision=name))
+        layers[name] = set(seen)
+        seen.clear()
+        samples = gan.sample(3, torch.Generator().manual_seed(0))
+        assert seen == {torch.float32} and samples.dtype == np.float32 and np.isfinite(samples).all()
+        assert all(p.dtype == torch.float32 for p in gan.parameters())
+        for hook in hooks:
+            hook.remove()
+    assert layers == {"fp32": {torch.float32}, "bf16": {torch.bfloat16}}
+    gan, x = tiny(digits, net=net), data.test.x[:8]
+    with precision("bf16"):
+        logits, fake = gan.discriminator(x), gan.generator(torch.randn(8, 4))
+    assert logits.dtype == fake.dtype == torch.float32
+    assert_close_scaled(logits, gan.discriminator(x), rel=5e-2)
+
+
+def test_lr_is_refused_with_the_options_that_set_the_rates(digits, data):
+    with pytest.raises(ConfigError, match=r"option lr does not apply to model 'gan'.*\(d_lr, g_lr\); drop --lr and use --set d_lr=VALUE --set g_lr=VALUE"):
+        fit(tiny(digits), data, TrainConfig(epochs=1, lr=1e-2))
+    with pytest.raises(ConfigError, match="option lr_patience does not apply to model 'gan'"):
+        fit(tiny(digits), data, TrainConfig(epochs=1, lr_patience=2))
 
 
 def test_no_elbo_and_no_log_likelihood(digits, data):
