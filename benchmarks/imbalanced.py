@@ -1,5 +1,6 @@
-"""Digits with one class at 90% of the examples: the data of the majority-class-collapse checks (tests and
-``benchmarks/semisupervised.py --dataset digits90``)."""
+"""Data with one class at 90%: digits (the majority-class-collapse checks of the tests and ``benchmarks/semisupervised.py
+--dataset digits90``) and the photometric table of :mod:`benchmarks.tabular` with stars at 90% of the rows and of the
+labels (``--dataset tabular90``)."""
 
 from __future__ import annotations
 
