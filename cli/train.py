@@ -59,7 +59,7 @@ def train(
     data_dir: Annotated[Optional[str], typer.Option(help="Folder to look for data files in first (MNIST).")] = None,
     download: Annotated[bool, typer.Option(help="Download missing data files (checksummed, cached).")] = False,
     labels: Annotated[Optional[int], typer.Option(min=0, help="Keep this many class-balanced training labels; hide the rest (a partly labeled file: every given label is used unless this caps them).")] = None,
-    valid_labels: Annotated[Optional[int], typer.Option(min=0, help="With few labels (--labels, or a partly labeled file): how many of them to hold out, stratified, to choose the kept epoch (default: a fifth of each class's for models that select by accuracy; 0: keep the epoch by the validation ELBO). The validation split's labels are never read.")] = None,
+    valid_labels: Annotated[Optional[int], typer.Option(min=0, help="With few labels (--labels, or a partly labeled file): how many of them to hold out, stratified, to choose the kept epoch (default: a fifth of each class's for models that select by accuracy, when that is at least 2 a class, i.e. 8 labels a class and up; else, and with 0, the validation ELBO keeps the epoch). The validation split's labels are never read.")] = None,
     valid_data: Annotated[Optional[str], typer.Option(help="A labeled validation file (a data spec) to choose the kept epoch with, used whole; then no training label is held out.")] = None,
     protocol: Annotated[str, typer.Option(help="Where selection labels come from: budget (within the labels given), or paper (the validation split's labels, outside the budget, as Kingma et al. 2014).")] = "budget",
     epochs: Annotated[int, typer.Option(help=field_help("epochs"))] = T.epochs,

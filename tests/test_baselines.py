@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -13,7 +14,7 @@ from sklearn.semi_supervised import LabelSpreading
 from sklearn.svm import SVC
 
 from ppmodels.analysis import baselines
-from ppmodels.data import UNLABELED, prepare_data
+from ppmodels.data import UNLABELED, Split, prepare_data
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +80,28 @@ def test_one_label_in_a_class_leaves_the_defaults(budget):
     estimator, info = baselines.tuned_svc(x[lab], y[lab])
     assert not info["tuned"] and "single label" in info["reason"] and estimator.C == 1.0
     assert baselines.folds(np.array([0, 0, 1, 1, 1])).n_splits == 2 and baselines.folds(np.repeat([0, 1], 9)).n_splits == 5
+
+
+def test_scaled_rows_agree_with_a_pipeline_and_ignore_the_features_units(budget):
+    """The standardised SVC is GridSearchCV of StandardScaler + SVC; both scaled rows predict the same whatever units
+    each feature is in (the raw-feature rows do not)."""
+    data, x, y = budget
+    lab = y != UNLABELED
+    test = data.test.x.reshape(len(data.test), -1).numpy()
+    cv = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
+    scale = 1 / (x.shape[1] * float(StandardScaler().fit_transform(x[lab]).var()))  # gamma="scale" of standardised features
+    grid = {"svc__C": [0.1, 1, 10, 100, 1000], "svc__gamma": [scale * f for f in (0.1, 0.3, 1, 3, 10)]}
+    direct = GridSearchCV(make_pipeline(StandardScaler(), SVC()), grid, cv=cv, scoring="balanced_accuracy").fit(x[lab], y[lab])
+    names = ("svc_tuned_scaled", "label_spreading_tuned_scaled")
+    fitted = baselines.fit_baselines(data.labeled, names, seed=0)
+    estimator, info = fitted["svc_tuned_scaled"]
+    assert info["tuned"] and info["params"]["C"] == direct.best_params_["svc__C"]
+    assert (estimator.predict(test) == direct.predict(test)).all()
+    units = np.linspace(0.5, 20.0, x.shape[1]).astype(np.float32)  # every feature in other units, shifted
+    flat = data.labeled.x.reshape(len(data.labeled), -1)
+    other = Split("train", (flat * torch.from_numpy(units) + 3.0).reshape(data.labeled.x.shape), data.labeled.y)
+    again = baselines.fit_baselines(other, names, seed=0)
+    for name in names:
+        assert (again[name][0].predict(test * units + 3.0) == fitted[name][0].predict(test)).mean() > 0.99, name
+    raw, raw_again = (baselines.fit_baselines(split, ("svc_tuned",), seed=0)["svc_tuned"][0] for split in (data.labeled, other))
+    assert (raw_again.predict(test * units + 3.0) == raw.predict(test)).mean() < 0.95  # the check has teeth

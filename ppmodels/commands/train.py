@@ -52,8 +52,8 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     other ranks get ``{}``.
 
     Selection stays within the label budget (:func:`~ppmodels.data.prepare_data`): with few labels (``labels``, or a
-    partly labeled file) ``valid_labels`` of them (default: a fifth of each class's, for models that pick their
-    epoch by validation accuracy; none for the others) are held out of training to choose the kept epoch;
+    partly labeled file) ``valid_labels`` of them (default: a fifth of each class's when that is at least
+    2 a class, for models that pick their epoch by validation accuracy; none for the others, or with fewer labels) are held out of training to choose the kept epoch;
     ``valid_data`` names a labeled validation file to use whole instead; ``protocol="paper"`` uses the validation
     split's labels, outside the budget (for comparison with published results).
     """

@@ -94,8 +94,8 @@ def prepare_data(dataset: Dataset, num_labels: int | None = None, seed: int = 0,
     """Tensors for training: ``num_labels`` class-balanced labels visible (``None``: all), the rest hidden.
 
     When labels are few (``num_labels`` given, or a partly labeled file) the ``budget`` protocol keeps selection
-    within them: ``valid_labels`` of the budget's labels (``None``: a fifth of each class's, rounded; ``0``: none, the
-    kept epoch is then chosen by the validation ELBO) are held out of training, stratified, and become the labeled
+    within them: ``valid_labels`` of the budget's labels (``None``: a fifth of each class's, rounded, when that gives
+    every class at least 2, else none; ``0``: none; with none the kept epoch is chosen by the validation ELBO) are held out of training, stratified, and become the labeled
     part of ``valid``; the validation split's own rows stay in ``valid`` with their labels hidden (their ELBO
     still counts). ``paper`` keeps the validation split's labels (outside the budget, as Kingma et al.). With every
     label given, the validation split is the user's own and keeps its labels. ``valid_data``: a validation file

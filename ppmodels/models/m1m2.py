@@ -106,7 +106,7 @@ class M1M2(PPModel):
         self.m1 = VAE(x_shape=c.x_shape, likelihood=c.likelihood, z_dim=c.z1_dim, hidden=c.m1_hidden, activation=c.activation)
         self.m2 = M2(x_shape=[c.z1_dim], likelihood="gaussian", num_classes=c.num_classes, z_dim=c.z2_dim, hidden=c.m2_hidden,
                      activation=c.activation, alpha=c.alpha, labeled_weight=c.labeled_weight, class_prior=c.class_prior, balanced_labeled=c.balanced_labeled,
-                     labeled_batch_size=c.labeled_batch_size)
+                     labeled_batch_size=c.labeled_batch_size, standardize=False)  # z1 codes are on the prior's scale already
         self.stage_ = "m2"  # a built or loaded model is the whole stack
 
     # ----- the stacked Pyro pair (evaluation: ELBO of x) ----------------------------------------------------

@@ -12,7 +12,7 @@ import torch
 from pyro import poutine
 from torch.nn import functional as F
 
-from ..data import Split, TrainData, take_rows
+from ..data import Split, TrainData, row_moments, take_rows
 from ..errors import ConfigError, check_int
 from ..config import Field, IntList, config_dataclass
 from ..nets import ACTIVATION_NAMES, Classifier, GaussianEncoder, x_decoder, x_features
@@ -53,7 +53,18 @@ class M2Config(EncoderConfig):
     balanced_labeled: bool = Field(True, description="draw labeled minibatches class-balanced (reweighted so the objective stays unbiased).")
     labeled_batch_size: int | None = Field(None, ge=1, description="labeled examples per step (``None``: the unlabeled batch size, at "
                                            "most the number of labels).")
+    standardize: bool | None = Field(None, description="standardise each feature by the training data's mean and sd "
+                                     "(every training row, labeled or not; no label is read) before the networks see it, "
+                                     "and model the Gaussian likelihood on that scale, mapped back exactly (an affine "
+                                     "change of variables: the ELBO stays in the data's units). ``None``: on for the "
+                                     "``gaussian`` likelihood, whose data (colours and magnitudes, spectra) can have any "
+                                     "scale and offset; off for values in [0, 1]. On a 6-column photometric table it "
+                                     "lifted M2's balanced accuracy from 0.775 to 0.804 (3 seeds; docs/ssl.md).")
     likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian", "binomial")
+
+    def standardizes(self) -> bool:
+        """Whether the features are standardised (``standardize``, or by default for the Gaussian likelihood)."""
+        return self.likelihood == "gaussian" if self.standardize is None else self.standardize
 
 
 @register_model("m2")
@@ -112,11 +123,17 @@ class M2(PPModel):
         self.decoder = x_decoder(c.net, c.z_dim + k, list(reversed(c.hidden)), decoded, c.channels, c.activation)
         self.register_buffer("log_prior", torch.full((k,), -math.log(k)))
         self.register_buffer("feature_mask", torch.ones(c.x_shape))
+        # the training data's per-feature mean and sd when standardize is on (start_stage); 0 and 1 until then, and in
+        # runs saved before the option existed (load_state_dict keeps them: those were trained unstandardised)
+        self.register_buffer("x_loc", torch.zeros(c.x_shape))
+        self.register_buffer("x_scale", torch.ones(c.x_shape))
         self._every_feature: tuple[torch.Tensor, int, bool] | None = None  # models_every_feature's (mask, version, answer)
 
     # ----- distributions ------------------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """What the guide networks see of ``x`` (flattened, or conv features), with masked-out features zeroed."""
+        if self.config.standardizes():
+            x = (x - self.x_loc) / self.x_scale
         return self.x_features(x if self.models_every_feature() else x * self.feature_mask)
 
     def models_every_feature(self) -> bool:
@@ -151,6 +168,8 @@ class M2(PPModel):
             return observation_dist(out, self.config.likelihood, None, self.x_event_dim)
         d = len(self.config.x_shape)
         loc, scale = out.select(-d - 1, 0), F.softplus(out.select(-d - 1, 1)) + 1e-3
+        if self.config.standardizes():  # the decoder works in standard units: x = x_loc + x_scale * (standard x)
+            loc, scale = self.x_loc + self.x_scale * loc, self.x_scale * scale
         if not self.models_every_feature():
             keep = self.feature_mask.bool()
             loc, scale = torch.where(keep, loc, 0.0), torch.where(keep, scale, 1.0)
@@ -199,8 +218,30 @@ class M2(PPModel):
 
     # ----- training -----------------------------------------------------------------------------------------
     def start_stage(self, stage: str, data: TrainData) -> None:
-        """Set p(y) from the labeled class frequencies when ``class_prior='labeled'``."""
+        """Set p(y) from the labeled class frequencies when ``class_prior='labeled'``, and the features' mean and sd
+        from every training row when the features are standardised."""
         self.set_class_prior(data.train)
+        self.set_standardization(data.train)
+
+    @torch.no_grad()
+    def set_standardization(self, train: Split) -> None:
+        """``x_loc``, ``x_scale``: the mean and sd of each feature over every row of ``train`` (labels unread); a
+        constant feature keeps sd 1."""
+        if not self.config.standardizes():
+            return
+        mean, covariance = row_moments(train.x)
+        sd = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+        sd = np.where(sd > 1e-8 * max(1.0, float(np.abs(mean).max(initial=0.0))), sd, 1.0)
+        self.x_loc.copy_(torch.from_numpy(mean).reshape(self.x_loc.shape))
+        self.x_scale.copy_(torch.from_numpy(sd).reshape(self.x_scale.shape))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        """Runs saved before ``standardize`` existed have no ``x_loc``/``x_scale``: keep 0 and 1 (unstandardised, as
+        they were trained) instead of refusing them."""
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        for name in ("x_loc", "x_scale"):
+            if prefix + name in missing_keys and prefix + "feature_mask" in state_dict:
+                missing_keys.remove(prefix + name)
 
     def set_class_prior(self, train: Split) -> None:
         if self.config.class_prior != "labeled" or train.num_labeled == 0:
