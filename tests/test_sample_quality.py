@@ -121,3 +121,11 @@ def test_problems_carry_codes_and_a_non_finite_distance_is_a_divergence():
     (diverged,) = quality_problems(None, None, blown)
     assert diverged["code"] == "diverged" and "epoch 3 is not finite" in diverged["message"] and "40" in diverged["message"]
     assert quality_problems(None, None, blown[:2]) == []  # two epochs: too few to judge a trend
+
+
+def test_a_cache_folder_that_cannot_be_written_measures_anyway_and_says_so(digits, stick, tmp_path):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.warns(UserWarning, match="could not be kept in .*cache.*set XDG_CACHE_HOME to a writable folder"):
+        fresh = yardstick(digits, cache=blocker / "yardstick")
+    assert fresh.path is None and fresh.test_accuracy == stick.test_accuracy  # the same recipe and seed: the same classifier

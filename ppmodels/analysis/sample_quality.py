@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,13 @@ def yardstick(dataset: Dataset, cache: str | Path | None = None) -> Yardstick:
         info = read_json(meta)
     else:
         info = train_classifier(net, dataset)
-        save_checkpoint(weights, {"model": net.state_dict()})
-        write_json(meta, info)
+        try:
+            save_checkpoint(weights, {"model": net.state_dict()})
+            write_json(meta, info)
+        except OSError as exc:  # a cache folder that is a file or read-only: measure anyway, say it is not kept
+            warnings.warn(f"the sample-quality classifier could not be kept in {folder} ({exc.strerror or exc}); it is trained again "
+                          f"next time: set XDG_CACHE_HOME to a writable folder", stacklevel=2)
+            weights = None
     net.eval()
     return Yardstick(net, np.asarray(info["class_shares"]), float(info["test_accuracy"]), weights)
 
