@@ -174,7 +174,9 @@ def compare(run: Path, other_inputs: dict[str, str] | None = None, baselines: tu
     the same scene read another way, e.g. raw pixels or ``?patch=5``) adds ``other_baselines`` fitted on the same
     pixels' labels in that input, as rows ``"NAME:INPUT"``. ``max_spread``: label spreading's cap on graph nodes
     (:data:`ppmodels.analysis.baselines.MAX_SPREAD` when ``None``)."""
-    from ppmodels.analysis.baselines import BASELINES, MAX_SPREAD, fit_baselines
+    from ppmodels.analysis.baselines import BASELINES, MAX_SPREAD, fit_baselines, flat
+    import torch
+
     from ppmodels.data import Split, load_dataset
     from ppmodels.runs import load, open_run_data
 
@@ -183,26 +185,21 @@ def compare(run: Path, other_inputs: dict[str, str] | None = None, baselines: tu
     labeled = budget.labeled.numpy()
     train_rows = dataset.splits["train"]
     held = np.setdiff1d(np.flatnonzero(dataset.y >= 0), train_rows[labeled])
-    y_e, k = dataset.y[held], dataset.num_classes
+    x_e, y_e, k = dataset.x[held], dataset.y[held], dataset.num_classes
     result = {"labeled_pixels": int(labeled.sum()), "evaluated_pixels": int(len(held)),
-              "m2": _row(y_e, load(run).predict(dataset.x[held]), k)}
+              "m2": _row(y_e, load(run).predict(x_e), k)}
     spread = MAX_SPREAD if max_spread is None else max_spread
     for name, (estimator, info) in fit_baselines(budget, baselines or BASELINES, max_spread=spread, seed=0).items():
-        result[name] = _row(y_e, estimator.predict(dataset.x[held].reshape(len(held), -1)), k, **info)
+        result[name] = _row(y_e, estimator.predict(flat(x_e)), k, **info)
     for input_name, spec in (other_inputs or {}).items():
         other = load_dataset(spec)
         if not np.array_equal(other.splits["train"], train_rows) or not np.array_equal(other.y, dataset.y):
             raise ValueError(f"{spec!r} is not the scene of {run}: its pixels or labels differ")
-        same_labels = Split("train", torch_rows(other.x[train_rows]), budget.y)
+        same_labels = Split("train", torch.as_tensor(np.asarray(other.x[train_rows])), budget.y)
+        other_e = flat(other.x[held])
         for name, (estimator, info) in fit_baselines(same_labels, other_baselines, max_spread=spread, seed=0).items():
-            result[f"{name}:{input_name}"] = _row(y_e, estimator.predict(other.x[held].reshape(len(held), -1)), k, **info)
+            result[f"{name}:{input_name}"] = _row(y_e, estimator.predict(other_e), k, **info)
     return result
-
-
-def torch_rows(x):
-    import torch
-
-    return torch.as_tensor(np.asarray(x))
 
 
 #: the scene generators: this file's, and the independent one of :mod:`benchmarks.parcel_scene`

@@ -158,6 +158,15 @@ def _fold_batch(x: torch.Tensor, event_dim: int) -> tuple[torch.Tensor, torch.Si
     return x.reshape(-1, *x.shape[x.dim() - event_dim:]), lead
 
 
+def _folded(net, x: torch.Tensor, event_dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Size]:
+    """``net`` on ``x`` with its leading dims folded into one batch dim (:func:`_fold_batch`), under :func:`autocast`
+    (bfloat16 inside ``precision("bf16")``), the output cast back to ``dtype``; and the leading shape to unfold."""
+    flat, lead = _fold_batch(x, event_dim)
+    with autocast(x.device):
+        out = net(flat)
+    return out.to(dtype), lead
+
+
 class ConvFeatures(nn.Module):
     """``(..., C, H, W) -> (..., out_dim)``: stride-2 convolutions (kernel 3) with ``channels`` filters each, flattened.
 
@@ -179,10 +188,8 @@ class ConvFeatures(nn.Module):
         self.out_dim = math.prod(self.out_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat, lead = _fold_batch(x, 3)
-        with autocast(x.device):
-            out = self.net(flat)
-        return out.reshape(*lead, self.out_dim).to(self.net[0].weight.dtype)
+        out, lead = _folded(self.net, x, 3, self.net[0].weight.dtype)
+        return out.reshape(*lead, self.out_dim)
 
 
 class FlatFeatures(nn.Module):
@@ -227,10 +234,8 @@ class ConvDecoder(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         start = self.mlp(broadcast_cat(*inputs))
-        flat, lead = _fold_batch(start, 1)
-        with autocast(start.device):
-            out = self.net(flat.reshape(-1, *self.start_shape))
-        return out.reshape(*lead, *self.x_shape).to(start.dtype)
+        out, lead = _folded(lambda flat: self.net(flat.reshape(-1, *self.start_shape)), start, 1, start.dtype)
+        return out.reshape(*lead, *self.x_shape)
 
 
 def x_features(net: str, x_shape: Sequence[int], channels: Sequence[int], activation_name: str) -> nn.Module:
@@ -289,10 +294,8 @@ class DCGenerator(nn.Module):
         dcgan_init_(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        flat, lead = _fold_batch(z, 1)
-        with autocast(z.device):  # bfloat16 inside precision("bf16"), as every network of this module
-            out = self.net(self.project(flat).reshape(-1, *self.start_shape))
-        return out.reshape(*lead, *out.shape[1:]).to(self.project[0].weight.dtype)
+        out, lead = _folded(lambda flat: self.net(self.project(flat).reshape(-1, *self.start_shape)), z, 1, self.project[0].weight.dtype)
+        return out.reshape(*lead, *out.shape[1:])
 
 
 class DCDiscriminator(nn.Module):
@@ -312,10 +315,8 @@ class DCDiscriminator(nn.Module):
         dcgan_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat, lead = _fold_batch(x, 3)
-        with autocast(x.device):
-            out = self.net(flat)
-        return out.reshape(lead).to(self.net[0].weight.dtype)
+        out, lead = _folded(self.net, x, 3, self.net[0].weight.dtype)
+        return out.reshape(lead)
 
 
 class MLPGenerator(nn.Module):
@@ -332,10 +333,8 @@ class MLPGenerator(nn.Module):
         dcgan_init_(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        flat, lead = _fold_batch(z, 1)
-        with autocast(z.device):
-            out = self.net(flat)
-        return out.reshape(*lead, *self.x_shape).to(self.net[0].weight.dtype)
+        out, lead = _folded(self.net, z, 1, self.net[0].weight.dtype)
+        return out.reshape(*lead, *self.x_shape)
 
 
 class MLPDiscriminator(nn.Module):
@@ -352,7 +351,5 @@ class MLPDiscriminator(nn.Module):
         dcgan_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat, lead = _fold_batch(x, len(self.x_shape))
-        with autocast(x.device):
-            out = self.net(flat)
-        return out.reshape(lead).to(self.net[-1].weight.dtype)
+        out, lead = _folded(self.net, x, len(self.x_shape), self.net[-1].weight.dtype)
+        return out.reshape(lead)
