@@ -37,6 +37,8 @@ def evaluate(
         if key in result:
             value = result[key]
             typer.echo(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    if result.get("note"):
+        typer.echo(result["note"])
     if "per_class_accuracy" in result:
         cells = " ".join("-" if a is None else f"{a:.3f}" for a in result["per_class_accuracy"])
         typer.echo(f"per_class_accuracy: {cells}")

@@ -144,6 +144,8 @@ def train(
                    f"{counts['unlabeled']} unlabeled training rows")
     if selection:
         typer.echo(f"selection: {selection['labels']} labels ({selection['protocol']}: {selection['source']})")
+    if summary.get("test_note"):
+        typer.echo(summary["test_note"])
     for warning in summary.get("test_warnings", []) + summary.get("warnings", []):
         typer.echo(f"WARNING: {warning}", err=True)
 

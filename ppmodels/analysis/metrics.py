@@ -148,3 +148,12 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
     np.add.at(confusion, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
     return {"accuracy": report["accuracy"], "balanced_accuracy": report["balanced_accuracy"], "per_class_accuracy": report["per_class_recall"],
             "confusion_matrix": confusion.tolist(), "majority_rate": report["majority_rate"], "warnings": report["warnings"]}
+
+
+def no_labels_note(run: str, split: str, spec: str, every_label_trained: bool) -> str:
+    """The one line that stands where a classifier's accuracy would when the rows scored carry no label: the test
+    split of a partly labeled file, whose given labels all trained (or chose the kept epoch), or unlabeled data."""
+    rows = f"the rows of {spec} carry" if split == "all" else f"the {split} split of {spec} carries"
+    why = "every label of the file trained the run or chose its kept epoch" if every_label_trained else "no label is given there"
+    return (f"no accuracy: {rows} no label ({why}); score the run on labeled data with "
+            f"`ppmodels evaluate {run} --data LABELED_FILE --split all` (or train with ?test_labels=0.2 in the data spec to test on a share of the labels)")

@@ -22,7 +22,7 @@ import xarray as xr
 
 from ..analysis import diagnostics as dg
 from ..analysis.gold_standard import gold_standard_for, gold_standard_verdict, sampler_verdict
-from ..analysis.metrics import classification_metrics
+from ..analysis.metrics import classification_metrics, no_labels_note
 from ..analysis.sample_quality import QUALITY_TITLES, generator_quality, quality_problems, quality_verdicts
 from ..data import parse_spec, select_split
 from ..errors import ConfigError, PPModelsError, RunError, check_int, check_path, check_seed
@@ -218,6 +218,7 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     dataset, train_data = diagnosed_data(run_config, data, data_dir, run)
     model.check_dataset(dataset)
     x, y = select_split(dataset, split)
+    unlabeled_split = y is None or not bool((y >= 0).any())
     idx = choose_data(num_data, len(x), seed)
     x, y = x[idx], None if y is None else y[idx]
     idata = posterior_idata(model, x, y, num_draws=particles, seed=seed, datum_index=idx, batch_size=batch_size)
@@ -243,6 +244,9 @@ def diagnose(run: str | Path, data: str | None = None, out: str | Path | None = 
     noun = f"{split} {'images' if dataset.is_image else 'data'}"
     result.update(run=str(run), model=model.name, data=dataset.spec or data, likelihood=model.config.likelihood, split=split, num_data=len(idx), particles=particles,
                   seed=seed, verdicts=dg.verdicts(result, noun))
+    if isinstance(model, CanClassify) and unlabeled_split:  # no labeled row to diagnose: no calibration, no accuracy
+        own = data is None or data == run_config.get("data", {}).get("spec")
+        result["verdicts"]["calibration"] = no_labels_note(str(run), split, dataset.spec or data, own and dataset.partly_labeled)
     if nuts:
         result["verdicts"]["gold_standard"] = gold_standard_verdict(result["gold_standard"])
         result["verdicts"]["nuts_sampler"] = sampler_verdict(result["gold_standard"]["sampler"])

@@ -14,7 +14,7 @@ import numpy as np
 import pyro
 
 from ..analysis.baselines import baseline_scores
-from ..analysis.metrics import classification_metrics
+from ..analysis.metrics import classification_metrics, no_labels_note
 from ..analysis.sample_quality import generator_quality
 from ..data import Dataset, Split, map_rows, parse_spec, select_split
 from ..errors import ConfigError, check_int, check_seed
@@ -42,7 +42,8 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
     (classifiers on labeled data), ``elbo`` and ``iw_log_likelihood`` (per datum, the latter with ``iw_samples``
     importance samples; 0 skips it), ``num_examples``, ``split`` and ``warnings``; another image cube than the run's
     is standardised with the run's recorded transform. ``split="all"`` scores every row of the data (a separate
-    test file); the classification metrics count its labeled rows (``num_labeled``). For a classifier,
+    test file); the classification metrics count its labeled rows (``num_labeled``); with none (the test split of a
+    partly labeled file, whose labels all trained) ``note`` says so and how to score the run. For a classifier,
     ``baselines`` holds the accuracy of an untuned SVC and of an SVC, logistic regression and label spreading tuned by
     cross-validation, all fitted on the run's label budget (:mod:`ppmodels.analysis.baselines`), so one sees at once
     whether the deep model helped. For a run
@@ -98,6 +99,8 @@ def evaluate(run_or_model: Any, data_spec: str | None = None, split: str = "test
         if baselines and run is not None:
             budget = open_run_data(run_config, dataset=dataset if own_data else None, data_dir=data_dir, run_dir=run)
             result["baselines"] = baseline_scores(budget.labeled or budget.train, labeled, seed=seed)
+    elif isinstance(model, CanClassify):  # e.g. a partly labeled file's test split: every label trained
+        result["note"] = no_labels_note(str(run or "RUN"), split, spec, own_data and dataset.partly_labeled)
     if not model.has_elbo:
         result["elbo"] = result["iw_log_likelihood"] = "not available"
     else:

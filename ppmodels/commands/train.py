@@ -15,9 +15,9 @@ import numpy as np
 import pyro
 import torch
 
-from ..analysis.metrics import classification_report, clustering_accuracy
+from ..analysis.metrics import classification_report, clustering_accuracy, no_labels_note
 from ..analysis.sample_quality import QualityLog, generator_quality
-from ..data import TrainData, map_rows, open_data
+from ..data import Split, TrainData, map_rows, open_data
 from ..errors import ConfigError, Interrupted, PPModelsError, RunError, TrainingError, check_int
 from ..files import read_json, write_json
 from ..infer import ProgressBar, TrainConfig, fit
@@ -77,7 +77,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     if valid_labels is None and not resume and not selects_with_labels(cls, train_config):
         valid_labels = 0  # a model that keeps its epoch by the ELBO would waste labels held out for selection
     bundle = open_data(data, data_dir, download, labels, binarize, max_per_class, train_config.seed, protocol=protocol,
-                       valid_labels=valid_labels, valid_data=valid_data)
+                       valid_labels=valid_labels, valid_data=valid_data, legacy_split=resume and "test_labels" not in saved["data"])
     pyro.set_rng_seed(train_config.seed)  # the initial weights follow the seed, not whatever ran before in this process
     if not resume:
         model_config = cls.config_from_data(bundle.dataset, **(model_options or {}))
@@ -99,7 +99,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
             write_json(out / CONFIG, {
                 "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
                 "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **data_locations(data, data_dir, out), **cube_record(bundle),
-                         **dict(zip(SELECTION_OPTIONS, (protocol, valid_labels, valid_data)))},
+                         **dict(zip(SELECTION_OPTIONS, (protocol, valid_labels, valid_data))), "test_labels": bundle.dataset.metadata.get("test_labels")},
                 "seed": train_config.seed, "initial_elbo": initial, **launch_record(device),
                 **config_entry(cls),
             })
@@ -118,7 +118,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
             raise Interrupted(f"{exc}; continue with `ppmodels train {model_name} --out {user_out} --resume{devices}`", exc.signum) from None
         if not main:
             return model, {}
-        summary = summarize(model, bundle, wall_time=time.perf_counter() - start, seed=train_config.seed, run_dir=out)
+        summary = summarize(model, bundle, wall_time=time.perf_counter() - start, seed=train_config.seed, run_dir=out, run_name=user_out)
         summary.update(launch_record(device))  # this launch's: a --resume may run on other processes or another device
         check_success(summary, initial, out)  # a diverged run is no success: it writes no weights and replaces nothing
         save_model(model, out)
@@ -219,8 +219,15 @@ def saved_options(saved: dict, source: Path) -> tuple[str, tuple, TrainConfig]:
         raise RunError(f"{source}: {exc} (in its \"train\" entry); fix that entry or start again with --overwrite") from None
 
 
-def summarize(model, data: TrainData, wall_time: float, seed: int | None = None, run_dir: Path | None = None) -> dict[str, Any]:
-    """Final ELBOs per datum on each split, epochs, time, memory, test accuracy for classifiers, the seed and versions.
+def labeled_rows(split: Split | None) -> Split | None:
+    """The labeled rows of ``split``, ``None`` when it has none."""
+    return None if split is None or not split.num_labeled else split.subset(split.labeled)
+
+
+def summarize(model, data: TrainData, wall_time: float, seed: int | None = None, run_dir: Path | None = None,
+              run_name: str | Path | None = None) -> dict[str, Any]:
+    """Final ELBOs per datum on each split, epochs, time, memory, test accuracy for classifiers (on the test split's
+    labeled rows; without any, ``test_note`` says so and how to score the run ``run_name``), the seed and versions.
     A model without an ELBO (the GAN) gets the sample-quality yardstick on the test split instead, and ``warnings``
     when it collapsed, its discriminator won outright or its Frechet distance (``metrics.jsonl``) got worse."""
     state = getattr(model, "train_state_", None)
@@ -242,10 +249,13 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None,
         summary.update(epochs=state.epoch, best_epoch=state.best_epoch, selected_by=state.selected_by,
                        kept=f"weights of epoch {state.best_epoch}, {kept}", stopped_early=state.stopped_early,
                        skipped_batches=state.skipped_batches, train_time_s=round(state.elapsed, 2))
-    if isinstance(model, CanClassify) and data.test is not None and data.test.y is not None:
-        report = classification_report(data.test.y.numpy(), np.asarray(map_rows(model.predict, data.test.x)), data.num_classes,
+    test = labeled_rows(data.test)  # a partly labeled file's test split holds no label unless ?test_labels= asked for some
+    if isinstance(model, CanClassify) and test is not None:
+        report = classification_report(test.y.numpy(), np.asarray(map_rows(model.predict, test.x)), data.num_classes,
                                        model.imbalance_remedy, model.dispersal_remedy)
         summary.update({f"test_{key}": value for key, value in report.items()})
+    elif isinstance(model, (CanClassify, CanCluster)) and data.dataset.y is not None:
+        summary["test_note"] = no_labels_note(str(run_name or run_dir or "RUN"), "test", data.dataset.spec, data.dataset.partly_labeled)
     summary.update(model.fit_checks(data))
     if not model.has_elbo:
         records = read_metrics(run_dir) if run_dir is not None and (run_dir / METRICS).is_file() else None
@@ -255,8 +265,8 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None,
             summary.update(sample_quality=quality, warnings=warnings)
     if isinstance(model, M1M2):  # M1+M2: the z1 dimensions its M2 models
         summary.update(active_dims=len(model.active_dims), latent_dims=int(model.m2.feature_mask.numel()))
-    if isinstance(model, CanCluster) and data.test is not None and data.test.y is not None:
-        summary["test_cluster_accuracy"] = clustering_accuracy(data.test.y.numpy(), map_rows(model.cluster, data.test.x))
+    if isinstance(model, CanCluster) and test is not None:
+        summary["test_cluster_accuracy"] = clustering_accuracy(test.y.numpy(), map_rows(model.cluster, test.x))
     summary.update(wall_time_s=round(wall_time, 2), peak_memory_mb=round(peak_memory_mb(), 1), seed=seed,
                    versions=versions())
     return summary

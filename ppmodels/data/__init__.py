@@ -19,7 +19,7 @@ from .cubes import class_numbers, open_cube, to_xarray, write_netcdf
 from .dataset import BINARIZE_MODES, LIKELIHOODS, UNLABELED, Dataset, Split, binomial_trials, check_classes_used, in_unit_interval
 from .lazy import LazyRows, block_shuffled_order, map_rows, row_moments, sample_rows, shuffled_batches, take_rows
 from .sources import from_arrays, from_disk, known_kinds, open_source, parse_spec, register_source
-from .splits import SELECTION_SHARE, cap_per_class, draw_labeled, hide_labels, hold_out_for_selection, partial_splits, stratified_splits
+from .splits import LEGACY_TEST_LABELS, SELECTION_SHARE, cap_per_class, draw_labeled, hide_labels, hold_out_for_selection, partial_splits, stratified_splits
 
 __all__ = [
     "BINARIZE_MODES", "LIKELIHOODS", "PROTOCOLS", "SELECTION_SHARE", "UNLABELED", "Dataset", "LazyRows", "Split", "TrainData", "binomial_trials",
@@ -31,7 +31,7 @@ __all__ = [
 
 
 def load_dataset(spec: str, data_dir: str | None = None, download: bool = False, binarize: str = "none",
-                 max_per_class: int | None = None, seed: int = 0) -> Dataset:
+                 max_per_class: int | None = None, seed: int = 0, *, legacy_split: bool = False) -> Dataset:
     """Open the data named by ``spec``.
 
     :param spec: ``digits``, ``mnist``, ``npz:PATH``, ``npy:PATH``, ``csv:PATH?label=COL``, ``h5:PATH``,
@@ -42,8 +42,13 @@ def load_dataset(spec: str, data_dir: str | None = None, download: bool = False,
     :param binarize: ``none``, ``threshold`` (x > 0.5) or ``dynamic`` (Bernoulli resampling each epoch).
     :param max_per_class: keep at most this many examples of each class in the training split.
     :param seed: seed of the per-class cap.
+    :param legacy_split: split a partly labeled file as runs written before every given label trained did (a fifth
+        of each class's labels to test, no unlabeled row; their config.json records no ``test_labels``).
     """
     dataset = open_source(spec, data_dir=data_dir, download=download)
+    if legacy_split and "test_labels" in dataset.metadata:
+        dataset.splits = partial_splits(dataset.y, test_labels=LEGACY_TEST_LABELS, test=0.0)
+        dataset.metadata["test_labels"] = LEGACY_TEST_LABELS
     if binarize != "none":
         dataset.binarize = binarize
         dataset.__post_init__()
@@ -163,11 +168,12 @@ def _whole_file(valid: Dataset, dataset: Dataset) -> Split:
 
 def open_data(spec: str, data_dir: str | None = None, download: bool = False, labels: int | None = None, binarize: str = "none",
               max_per_class: int | None = None, seed: int = 0, *, protocol: str = "budget", valid_labels: int | None = None,
-              valid_data: str | None = None) -> TrainData:
+              valid_data: str | None = None, legacy_split: bool = False) -> TrainData:
     """Load a dataset to train on (every class 0..K-1 must have examples) and hide all but ``labels`` class-balanced
     training labels (``None`` keeps them all); selection as :func:`prepare_data` (``valid_data``: a spec, opened
-    binarized as the training data)."""
-    dataset = load_dataset(spec, data_dir=data_dir, download=download, binarize=binarize, max_per_class=max_per_class, seed=seed)
+    binarized as the training data; ``legacy_split``: as :func:`load_dataset`)."""
+    dataset = load_dataset(spec, data_dir=data_dir, download=download, binarize=binarize, max_per_class=max_per_class, seed=seed,
+                           legacy_split=legacy_split)
     check_classes_used(dataset)
     valid = None if valid_data is None else load_dataset(valid_data, data_dir=data_dir, download=download, binarize=binarize)
     return prepare_data(dataset, labels, seed=seed, protocol=protocol, valid_labels=valid_labels, valid_data=valid)

@@ -23,7 +23,7 @@ from ..errors import DataError, DataNotFoundError
 from .mnist import load_arrays as load_mnist_arrays
 from .dataset import UNLABELED, Dataset, check_labels, in_unit_interval
 from .lazy import DiskArray, LazyRows, memmap_release
-from .splits import partial_splits, stratified_splits
+from .splits import partial_splits, stratified_splits, test_labels_share
 
 Loader = Callable[..., Dataset]
 _SOURCES: dict[str, Loader] = {}
@@ -92,7 +92,7 @@ def from_arrays(name: str, x: np.ndarray, y: np.ndarray | None = None, likelihoo
     """A :class:`Dataset` from arrays: likelihood guessed from the value range, fixed stratified 70/10/20 splits.
 
     Labels may leave rows unlabeled (-1, NaN, a blank text label or ``options["unlabeled"]``): the file is then
-    partly labeled and split by :func:`~ppmodels.data.splits.partial_splits`.
+    partly labeled and split by :func:`~ppmodels.data.splits.partial_splits` (:func:`split_rows`).
     """
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
@@ -109,9 +109,24 @@ def from_arrays(name: str, x: np.ndarray, y: np.ndarray | None = None, likelihoo
     if likelihood is None:
         likelihood = "bernoulli" if np.isfinite(x).all() and in_unit_interval(x) else "gaussian"
     partly = y is not None and bool((y == UNLABELED).any())
+    metadata = {}
     if splits is None:
-        splits = partial_splits(y, seed=seed) if partly else stratified_splits(y, len(x), seed=seed)
-    return Dataset(name, x, y, likelihood, splits, class_names=class_names, partly_labeled=partly)
+        splits, metadata = split_rows(name, y, len(x), options or {}, seed)
+    return Dataset(name, x, y, likelihood, splits, class_names=class_names, partly_labeled=partly, metadata=metadata)
+
+
+def split_rows(name: str, y: np.ndarray | None, n: int, options: dict, seed: int = 0) -> tuple[dict, dict]:
+    """``(splits, metadata)``: a partly labeled file's by :func:`~ppmodels.data.splits.partial_splits` (every given
+    label trains unless ``?test_labels=SHARE`` sends a share of each class's to test; the share is recorded as
+    ``metadata["test_labels"]``), else fixed stratified 70/10/20 splits."""
+    share = test_labels_share(options.get("test_labels"))
+    if y is not None and bool((y == UNLABELED).any()):
+        share = share or 0.0
+        return partial_splits(y, test_labels=share, seed=seed), {"test_labels": share}
+    if share is not None:
+        what = "labels every row" if y is not None else "has no labels"
+        raise DataError(f"?test_labels applies to a partly labeled file, but {name!r} {what}, so its test split is a fifth of its rows; drop the option")
+    return stratified_splits(y, n, seed=seed), {}
 
 
 def _labels_as_classes(name: str, y: np.ndarray, n: int, class_names: list[str] | None, options: dict | None = None) -> tuple[np.ndarray, list[str] | None]:
@@ -354,8 +369,8 @@ def from_disk(name: str, disk: DiskArray, y: np.ndarray | None = None, likelihoo
     if likelihood is None:
         likelihood = "bernoulli" if stats.nonfinite_rows == 0 and in_unit_interval(x) else "gaussian"
     partly = y is not None and bool((y == UNLABELED).any())
-    splits = partial_splits(y, seed=seed) if partly else stratified_splits(y, len(x), seed=seed)
-    return Dataset(name, x, y, likelihood, splits, class_names=class_names, partly_labeled=partly)
+    splits, metadata = split_rows(name, y, len(x), options or {}, seed)
+    return Dataset(name, x, y, likelihood, splits, class_names=class_names, partly_labeled=partly, metadata=metadata)
 
 
 @register_source("zarr")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn.model_selection import train_test_split
 
@@ -78,26 +80,50 @@ def hide_labels(split: Split, num_labels: int | None, num_classes: int | None, s
     return Split(split.name, split.x, y, split.binarize)
 
 
-def partial_splits(y: np.ndarray, test: float = 0.2, valid: float = 0.1, seed: int = 0) -> dict[str, np.ndarray]:
+#: the share of each class's labels a partly labeled file gave its test split before every given label trained (runs
+#: whose config.json records no ``test_labels`` were split so, with no unlabeled row in the test split)
+LEGACY_TEST_LABELS = 0.2
+
+
+def partial_splits(y: np.ndarray, test_labels: float = 0.0, valid: float = 0.1, test: float = 0.2, seed: int = 0) -> dict[str, np.ndarray]:
     """Splits of a partly labeled file (``y`` is ``UNLABELED`` where a row has no label).
 
-    The labeled rows go to train and test, stratified: ``round(test * n_c)`` of each class's ``n_c`` test, but never
-    its last one, so every class keeps a training label and the test split (what a run reports) holds labels only.
-    The unlabeled rows go to train and valid: the valid split (``valid`` of them, at least one when there are two)
-    holds unlabeled rows only, for the validation ELBO; the labels that choose the kept epoch are held out of the
-    training labels when the data is prepared (:func:`hold_out_for_selection`), so no split is silently unlabeled.
+    Every given label trains: a user who labeled 10 rows of a class trains on all 10 (the budget protocol may still
+    hold some out to choose the kept epoch, :func:`hold_out_for_selection`). ``test_labels`` (the spec option
+    ``?test_labels=0.2``) sends ``round(test_labels * n_c)`` of each class's ``n_c`` labels to the test split
+    instead, never its last one, for an internal labeled test estimate. The unlabeled rows go to train, valid and
+    test: ``valid`` of them (at least one when there are two) for the validation ELBO, ``test`` of them (at least one
+    when one is left besides a training row) for the test ELBO, the rest train. So by default the test split holds no
+    label, and a run is scored on a labeled file of its own (``ppmodels evaluate RUN --data FILE --split all``).
     """
     rng = np.random.default_rng(seed)
     train, test_idx = [], []
     for c in np.unique(y[y != UNLABELED]):
         members = rng.permutation(np.flatnonzero(y == c))
-        k = min(len(members) - 1, int(np.floor(test * len(members) + 0.5)))
+        k = min(len(members) - 1, int(np.floor(test_labels * len(members) + 0.5)))
         test_idx.append(members[:k])
         train.append(members[k:])
     unlabeled = rng.permutation(np.flatnonzero(y == UNLABELED))
-    k = min(len(unlabeled) - 1, max(1, int(np.floor(valid * len(unlabeled) + 0.5)))) if len(unlabeled) > 1 else 0
-    train.append(unlabeled[k:])
-    return {"train": np.sort(np.concatenate(train)), "valid": np.sort(unlabeled[:k]), "test": np.sort(np.concatenate(test_idx or [np.zeros(0, np.int64)]))}
+    n = len(unlabeled)
+    k = min(n - 1, max(1, int(np.floor(valid * n + 0.5)))) if n > 1 else 0
+    t = min(n - 1 - k, max(1, int(np.floor(test * n + 0.5)))) if test > 0 and n - 1 - k > 0 else 0
+    test_idx.append(unlabeled[k:k + t])
+    train.append(unlabeled[k + t:])
+    return {"train": np.sort(np.concatenate(train)), "valid": np.sort(unlabeled[:k]), "test": np.sort(np.concatenate(test_idx))}
+
+
+def test_labels_share(value: str | None) -> float | None:
+    """The spec option ``?test_labels=SHARE`` as a float in [0, 1), ``None`` when not given; one line otherwise."""
+    if value is None:
+        return None
+    try:
+        share = float(value)
+    except ValueError:
+        share = math.nan
+    if not 0 <= share < 1:
+        raise DataError(f"?test_labels={value} should be the share of each class's labels to test on, at least 0 and below 1 "
+                        f"(e.g. ?test_labels=0.2; every class keeps at least one training label)")
+    return share
 
 
 #: the share of each class's labels held out for selection by default (``--valid-labels`` unset): two of 10

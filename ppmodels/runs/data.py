@@ -56,7 +56,8 @@ def located_data(saved: dict, run_dir: str | Path | None) -> tuple[str, str | No
 
 def open_run_dataset(run: str | Path | dict, data_dir: str | None = None, run_dir: str | Path | None = None) -> Dataset:
     """The data a run trained on, opened as its ``config.json`` records it: spec, data folder (``data_dir`` first),
-    binarization, per-class cap and seed, so the training subset is the one the run saw. ``run`` is a run folder
+    binarization, per-class cap and seed, so the training subset is the one the run saw (a partly labeled file split
+    as the run split it: runs that record no ``test_labels`` gave a fifth of each class's labels to test). ``run`` is a run folder
     or its parsed ``config.json`` (then ``run_dir`` names the folder, so that files are found relative to it).
     The file is looked for where it was, then relative to the run folder, and refused if its checksum changed
     (:func:`located_data`); ``dataset.metadata["found"]`` says where it was found."""
@@ -67,7 +68,7 @@ def open_run_dataset(run: str | Path | dict, data_dir: str | None = None, run_di
         raise DataError(f"{where} records no training data; use a run folder written by `ppmodels train`")
     spec, saved_dir, where = located_data(saved, run_dir)
     dataset = load_dataset(spec, data_dir=data_dir or saved_dir, binarize=saved.get("binarize") or "none",
-                           max_per_class=saved.get("max_per_class"), seed=config.get("seed") or 0)
+                           max_per_class=saved.get("max_per_class"), seed=config.get("seed") or 0, legacy_split="test_labels" not in saved)
     dataset.metadata["found"] = where
     return dataset
 

@@ -61,23 +61,60 @@ def test_partly_labeled_files_round_trip(tmp_path, partial, kind, lazy):
     d = data.dataset
     assert d.partly_labeled and (d.y == y).all() and np.allclose(np.asarray(d.x[:]), x)
     assert d.class_names == (["corn", "soy", "wheat"] if kind == "csv-text" else None)
-    # labeled rows: train and test (stratified, every class in both); unlabeled rows: train and valid
-    assert (d.y[d.splits["test"]] >= 0).all() and np.bincount(d.y[d.splits["test"]]).tolist() == [2, 2, 2]  # round(0.2 x 12)
+    # every labeled row trains; the unlabeled rows go to train, valid (a tenth) and test (a fifth)
+    assert (d.y[d.splits["train"]] >= 0).sum() == 36 and set(np.flatnonzero(y >= 0)) <= set(d.splits["train"])
+    assert (d.y[d.splits["test"]] == UNLABELED).all() and len(d.splits["test"]) == round(0.2 * (N - 36))
     assert (d.y[d.splits["valid"]] == UNLABELED).all() and len(d.splits["valid"]) == round(0.1 * (N - 36))
+    assert d.metadata["test_labels"] == 0.0 and data.test.num_labeled == 0
     counts = data.label_counts()
-    assert counts["labeled_per_class"] == [8, 8, 8] and counts["selection_per_class"] == [2, 2, 2]  # 10 each in the budget
-    assert counts["unlabeled"] == N - 36 - len(d.splits["valid"]) + 6  # the unlabeled rows and the 6 held out
+    assert counts["labeled_per_class"] == [10, 10, 10] and counts["selection_per_class"] == [2, 2, 2]  # all 12 each in the budget
+    assert counts["unlabeled"] == N - 36 - len(d.splits["valid"]) - len(d.splits["test"]) + 6  # the unlabeled rows and the 6 held out
     assert data.selection["protocol"] == "budget" and data.selection["labels"] == 6
     capped = open_data(spec, labels=6)  # --labels caps the given labels
     assert capped.labeled.num_labeled == 6
 
 
-def test_partial_splits_keep_a_training_label_of_every_class():
-    y = np.array([0, 1, 1, 2, 2, 2, 2, 2] + [UNLABELED] * 10)
+def test_partial_splits_train_on_every_label_by_default():
+    y = np.array([0] * 10 + [1] * 3 + [2] + [UNLABELED] * 20)
     splits = partial_splits(y)
-    assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(len(y)))
-    assert set(y[splits["train"]]) >= {0, 1, 2}  # a class with one label keeps it for training
-    assert (y[splits["test"]] >= 0).all() and (y[splits["valid"]] == UNLABELED).all()
+    assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(len(y)))  # a partition of the rows
+    assert np.bincount(y[splits["train"]][y[splits["train"]] >= 0]).tolist() == [10, 3, 1]  # every label of every class
+    assert (y[splits["valid"]] == UNLABELED).all() and len(splits["valid"]) == 2  # a tenth of the 20 unlabeled rows
+    assert (y[splits["test"]] == UNLABELED).all() and len(splits["test"]) == 4  # a fifth of them, for the test ELBO
+    for n, sizes in ((0, (0, 0)), (1, (0, 0)), (2, (1, 0)), (3, (1, 1)), (4, (1, 1))):  # few unlabeled rows: one stays in train
+        few = partial_splits(np.array([0, 1] + [UNLABELED] * n))
+        assert (len(few["valid"]), len(few["test"])) == sizes and len(few["train"]) == 2 + n - sum(sizes)
+
+
+def test_test_labels_share_goes_to_test_stratified_and_never_a_class_last_label():
+    y = np.array([0] * 10 + [1] * 3 + [2] + [UNLABELED] * 20)
+    splits = partial_splits(y, test_labels=0.2)
+    test, train = y[splits["test"]], y[splits["train"]]
+    assert np.bincount(test[test >= 0], minlength=3).tolist() == [2, 1, 0]  # round(0.2 n_c); class 2 keeps its one label
+    assert np.bincount(train[train >= 0], minlength=3).tolist() == [8, 2, 1]
+    assert (test == UNLABELED).sum() == 4  # the unlabeled test rows stay
+    most = y[partial_splits(y, test_labels=0.95)["train"]]
+    assert np.bincount(most[most >= 0], minlength=3).tolist() == [1, 1, 1]  # a class's last label trains
+    legacy = partial_splits(y, test_labels=0.2, test=0.0)  # how runs written before every label trained were split
+    assert (y[legacy["test"]] >= 0).all() and len(legacy["test"]) == 3 and (legacy["valid"] == splits["valid"]).all()
+
+
+@pytest.mark.parametrize("kind", ["npz", "csv", "h5"])
+def test_test_labels_spec_option(tmp_path, partial, kind):
+    x, y = partial
+    spec = write(kind, tmp_path, x, y)
+    spec += ("&" if "?" in spec else "?") + "test_labels=0.25"
+    data = open_data(spec)
+    d = data.dataset
+    test = d.y[d.splits["test"]]
+    assert np.bincount(test[test >= 0]).tolist() == [3, 3, 3] and d.metadata["test_labels"] == 0.25  # round(0.25 x 12)
+    assert data.labeled.num_labeled == 27 and data.test.num_labeled == 9
+    for bad in ("1", "-0.1", "nan", "a fifth"):
+        with pytest.raises(DataError, match=f"\\?test_labels={bad} should be the share .* at least 0 and below 1"):
+            load_dataset(spec.replace("0.25", bad))
+    np.savez(tmp_path / "full.npz", x=x, y=np.arange(N) % K)
+    with pytest.raises(DataError, match="applies to a partly labeled file, but 'full' labels every row"):
+        load_dataset(f"npz:{tmp_path}/full.npz?test_labels=0.2")
 
 
 def test_selection_hold_out_is_stratified_and_never_takes_a_class_last_label():
