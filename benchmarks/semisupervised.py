@@ -88,7 +88,7 @@ class Curve:
         out_of_time = self.budget_s is not None and elapsed > self.budget_s
         if self.model.trains_classifier() and (record["epoch"] % self.every == 0 or out_of_time):
             point = {"epoch": record["epoch"], "elapsed_s": round(elapsed, 1), "valid_elbo": record.get("valid_elbo"),
-                     "train_elbo": record.get("train_elbo"), "selection_accuracy": record.get("valid_accuracy")}
+                     "train_elbo": record.get("train_elbo"), "selection_balanced_accuracy": record.get("valid_accuracy")}
             for name, split in self.splits.items():
                 truth = split.y.numpy()
                 if (truth >= 0).any():  # a generated table's validation rows carry no label

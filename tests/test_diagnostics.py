@@ -256,10 +256,10 @@ def test_convergence_names_the_epoch_whose_weights_are_diagnosed():
     assert (conv["selected_epoch"], conv["last_epoch"], conv["best_epoch"], conv["selected_by"]) == (24, 39, 39, "valid_accuracy")
     assert conv["selected_elbo"] == pytest.approx(-88.0)
     text = dg.convergence_verdict(conv)
-    assert ("The diagnosed weights are those of epoch 24 (chosen by validation accuracy), not of the last epoch 39; the validation "
+    assert ("The diagnosed weights are those of epoch 24 (chosen by the accuracy of the validation labels, balanced over their classes), not of the last epoch 39; the validation "
             "ELBO there was -88.00, 7.50 nats per datum below its best (epoch 39).") in text
     kept_last = dg.training_convergence([{**r, "best_epoch": r["epoch"]} for r in records[:10]])
-    assert kept_last["selected_epoch"] == 10 and "those of epoch 10, the last (chosen by validation accuracy)." in dg.convergence_verdict(kept_last)
+    assert kept_last["selected_epoch"] == 10 and "those of epoch 10, the last (chosen by the accuracy of the validation labels, balanced over their classes)." in dg.convergence_verdict(kept_last)
     old = dg.training_convergence([{k: v for k, v in r.items() if k != "best_epoch"} for r in records])  # an older metrics.jsonl
     assert old["selected_epoch"] == old["best_epoch"] == 39
 

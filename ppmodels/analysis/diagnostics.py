@@ -622,7 +622,7 @@ def convergence_verdict(conv: dict) -> str:
 def selected_epoch_text(conv: dict, what: str) -> str:
     """Which epoch's weights are diagnosed, beside the last epoch and the best ELBO's when they differ."""
     chosen, last = conv.get("selected_epoch", conv["best_epoch"]), conv.get("last_epoch", conv["best_epoch"] + conv["epochs_since_best"])
-    by = " (chosen by validation accuracy)" if conv.get("selected_by") == "valid_accuracy" else ""
+    by = " (chosen by the accuracy of the validation labels, balanced over their classes)" if conv.get("selected_by") == "valid_accuracy" else ""
     if chosen == last:
         return f"The diagnosed weights are those of epoch {last}, the last{by}."
     text = f"The diagnosed weights are those of epoch {chosen}{by}, not of the last epoch {last}"

@@ -239,7 +239,8 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None,
         if split is not None and model.has_elbo:
             summary[f"{name}_elbo"] = model.elbo_per_datum(split)
     if state is not None:
-        kept = {"valid_accuracy": f"the best validation accuracy ({state.best_valid_accuracy:.4f})",
+        balanced = "balanced " if state.accuracy_kind == "balanced" else ""  # a run resumed from before: plain
+        kept = {"valid_accuracy": f"the best {balanced}validation accuracy ({state.best_valid_accuracy:.4f})",
                 "valid_elbo": f"the best validation ELBO ({state.best_valid_elbo:.4f})",
                 "train_elbo": f"the best training ELBO ({state.best_valid_elbo:.4f}; "
                               + ("no validation split)" if data.valid is None else "the model selects on training data)"),

@@ -70,7 +70,9 @@ class TrainConfig:
     skip_nonfinite: bool = Field(False, description="skip a batch whose loss or gradient is not finite (counted in the metrics) "
                                  "instead of stopping.")
     select_by: Literal[SELECT_BY] = Field("auto", description="which epoch's weights to keep (and what early stopping watches): "
-                                          "``valid_accuracy`` (ties broken by the ELBO), ``valid_elbo``, or ``auto``: accuracy while "
+                                          "``valid_accuracy`` (the balanced accuracy of the validation labels: the mean recall over "
+                                          "their classes, so a class with 90% of them does not decide alone; ties broken by the "
+                                          "ELBO), ``valid_elbo``, or ``auto``: that accuracy while "
                                           "a model trains a classifier and the validation split has labels (M2, M1+M2's second "
                                           "stage), else the ELBO. With few labels the up-weighted labeled terms can overfit late in "
                                           "training while the ELBO still improves, so classifiers keep their most accurate epoch.")
@@ -104,6 +106,9 @@ class TrainState:
     step: int = 0
     best_valid_elbo: float = -math.inf
     best_valid_accuracy: float = -math.inf
+    #: what ``valid_accuracy`` scores: ``balanced`` (a new run), or ``plain`` for a run resumed from a checkpoint
+    #: written before selection was balanced, which goes on as it began
+    accuracy_kind: str = "plain"
     best_epoch: int = 0
     selected_by: str = "valid_elbo"  # what chose best_epoch in the current stage
     epochs_without_improvement: int = 0
@@ -134,7 +139,7 @@ class Trainer:
         self.device = device
         self.config = build_config(TrainConfig, config)
         self.callbacks = list(callbacks or [])
-        self.state = TrainState()
+        self.state = TrainState(accuracy_kind="balanced")
         self.model = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.run_dir: Path | None = None
@@ -475,13 +480,21 @@ class Trainer:
         return self.model.trains_classifier()
 
     def _valid_accuracy(self) -> float:
-        """Accuracy on the labeled validation examples (counted on shards and all-reduced; rows on disk are read by
-        predict, a batch at a time)."""
+        """Balanced accuracy on the labeled validation examples: the mean over the classes present of the share of each
+        class predicted right, so that with 90% of the held-out labels in one class an epoch that floods that class
+        does not win (plain accuracy for a run resumed from before, :attr:`TrainState.accuracy_kind`). Hits and labels
+        per class are counted on shards and all-reduced; rows on disk are read by predict, a batch at a time."""
         shard = self._shard(self.data.valid)
         labeled = shard.subset(shard.y >= 0)
-        correct = float((np.asarray(self.model.predict(labeled.x)) == labeled.y.numpy()).sum()) if len(labeled) else 0.0
-        correct, count = all_sum([correct, float(len(labeled))], self.model.device)
-        return correct / count
+        k = self.data.num_classes
+        y = labeled.y.numpy()
+        predicted = np.asarray(self.model.predict(labeled.x)) if len(labeled) else y
+        counts = all_sum([*np.bincount(y[predicted == y], minlength=k), *np.bincount(y, minlength=k)], self.model.device)
+        hits, support = np.array(counts[:k]), np.array(counts[k:])
+        if self.state.accuracy_kind == "plain":
+            return float(hits.sum() / support.sum())
+        present = support > 0
+        return float(np.mean(hits[present] / support[present]))
 
     def _check_parameters(self) -> None:
         """Refuse to go on (and to checkpoint) with weights that are no longer finite."""
