@@ -87,6 +87,15 @@ def run_one(args: argparse.Namespace, name: str, seed: int) -> dict:
     fit(model, data, TrainConfig(epochs=100_000, batch_size=args.batch_size, patience=None, seed=seed), callbacks=[TimeBudget(args.seconds, args.clock)])
     train_s, train_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     quality = sample_quality(model, dataset, "test", seed=seed)
+    last_weights = None
+    if name == "gan" and model.config.ema_decay > 0:  # the same run's last weights, side by side with their average
+        average, model.generator_ema = model.generator_ema, model.generator
+        try:
+            last = sample_quality(model, dataset, "test", seed=seed)
+        finally:
+            model.generator_ema = average
+        last_weights = {"frechet_distance": last["frechet_distance"], "precision": last["precision"], "recall": last["recall"],
+                        "min_class_share": float(np.min(last["coverage"]["shares"])), "max_class_share": float(np.max(last["coverage"]["shares"]))}
     test_x = dataset.split("test").x
     if model.has_elbo:
         pyro.set_rng_seed(seed)
@@ -100,7 +109,7 @@ def run_one(args: argparse.Namespace, name: str, seed: int) -> dict:
             "classes_below_tenth": quality["coverage"]["num_low_classes"], "class_shares": quality["coverage"]["shares"],
             "min_class_share": float(np.min(quality["coverage"]["shares"])), "max_class_share": float(np.max(quality["coverage"]["shares"])),
             "iw_log_px": iw, "iw_samples": args.iw_samples if model.has_elbo else None, "num_samples": quality["num_samples"],
-            "classifier_test_accuracy": quality["classifier_test_accuracy"], "config": {k: v for k, v in vars(model.config).items() if k != "x_shape"}}
+            "classifier_test_accuracy": quality["classifier_test_accuracy"], "last_weights": last_weights, "config": {k: v for k, v in vars(model.config).items() if k != "x_shape"}}
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -118,6 +127,10 @@ def summarize(runs: list[dict]) -> dict:
                 row[key] = {"mean": round(float(np.mean(values)), 4), "sd": round(float(np.std(values, ddof=1)), 4) if len(values) > 1 else None}
             else:
                 row[key] = "not available"
+        if all(r.get("last_weights") for r in mine):  # the GAN's last weights beside their average (ema_decay)
+            row["last_weights"] = {key: {"mean": round(float(np.mean([r["last_weights"][key] for r in mine])), 4),
+                                         "sd": round(float(np.std([r["last_weights"][key] for r in mine], ddof=1)), 4) if len(mine) > 1 else None}
+                                   for key in mine[0]["last_weights"]}
         out[name] = row
     return out
 

@@ -274,10 +274,12 @@ class DCGenerator(nn.Module):
     """``z (N, z_dim) -> x (N, C, H, W)``: a linear map to a small feature map, then fractional-strided (stride-2
     transposed) convolutions, batch norm and ReLU inside, ``output`` (sigmoid, tanh or linear) at the end.
 
-    The mirror of :class:`DCDiscriminator` (``channels`` reversed), with ``output_padding`` chosen per layer as in
-    :class:`ConvDecoder`, so 7 -> 14 -> 28 and 2 -> 4 -> 8 are met exactly."""
+    The mirror of :class:`DCDiscriminator` (``channels`` reversed), with padding chosen per layer so 7 -> 14 -> 28,
+    4 -> 7 and 2 -> 4 -> 8 are met exactly. ``kernel`` 3 or 4: with 4, divisible by the stride, every output pixel
+    gets the same number of kernel taps, which avoids the checkerboard pattern of kernel 3 (Odena, Dumoulin & Olah,
+    "Deconvolution and Checkerboard Artifacts", Distill 2016)."""
 
-    def __init__(self, z_dim: int, x_shape: Sequence[int], channels: Sequence[int], output: str = "sigmoid"):
+    def __init__(self, z_dim: int, x_shape: Sequence[int], channels: Sequence[int], output: str = "sigmoid", kernel: int = 3):
         super().__init__()
         out_ch, h, w = x_shape
         hs, ws = _halvings(h, len(channels)), _halvings(w, len(channels))
@@ -287,8 +289,12 @@ class DCGenerator(nn.Module):
         layers: list[nn.Module] = []
         for i, in_ch in enumerate(rev):
             last = i == len(rev) - 1
-            pad = (hs[-2 - i] - (2 * hs[-1 - i] - 1), ws[-2 - i] - (2 * ws[-1 - i] - 1))
-            layers.append(nn.ConvTranspose2d(in_ch, out_ch if last else rev[i + 1], 3, stride=2, padding=1, output_padding=pad))
+            odd = (hs[-2 - i] % 2, ws[-2 - i] % 2)  # the size to reach is 2n - 1 (odd) or 2n
+            if kernel == 3:  # out = 2n - 1 + output_padding
+                padding, extra = (1, 1), (1 - odd[0], 1 - odd[1])
+            else:  # kernel 4: out = 2n with padding 1, 2n - 1 with padding 2 and output_padding 1
+                padding, extra = (1 + odd[0], 1 + odd[1]), odd
+            layers.append(nn.ConvTranspose2d(in_ch, out_ch if last else rev[i + 1], kernel, stride=2, padding=padding, output_padding=extra))
             layers += [GAN_OUTPUTS[output]()] if last else [nn.BatchNorm2d(rev[i + 1]), nn.ReLU()]
         self.net = nn.Sequential(*layers)
         dcgan_init_(self)

@@ -366,6 +366,7 @@ class Trainer:
             value = self._update(batch, partial(self.model.group_loss, name), name)
             if value is None:
                 return None
+            self.model.after_group_step(name)
             values[name] = value
         return values
 

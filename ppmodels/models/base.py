@@ -63,6 +63,9 @@ class ModelConfig:
     likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian")
     #: how a user sets a field (error messages name it so)
     option_flag: ClassVar[str] = "--set {name}=VALUE"
+    #: options whose default changed, with the value a saved config that lacks them was trained with (a run saved
+    #: before the change loads as it was trained)
+    saved_defaults: ClassVar[dict[str, Any]] = {}
 
     @model_validator(mode="after")
     def _check_likelihood(self) -> ModelConfig:
@@ -339,6 +342,9 @@ class PPModel(nn.Module):
     def group_loss(self, name: str, batch: Batch) -> torch.Tensor:
         """The differentiable loss that group ``name`` minimises on ``batch``."""
         raise NotImplementedError
+
+    def after_group_step(self, name: str) -> None:
+        """Work after group ``name``'s Adam step (the GAN averages its generator's weights here); none by default."""
 
     #: the trainer keeps the epoch with the best *training* ELBO (a maximum-likelihood fit whose target is defined on
     #: the training data, as PPCA's closed form is), not the best validation ELBO, which may peak at a transient

@@ -7,6 +7,7 @@ shared trainer minimises in turns through its parameter groups (:meth:`GAN.param
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -35,6 +36,9 @@ class GANConfig(ModelConfig):
                                                 "``auto`` (``conv`` for images).")
     channels: IntList = Field(default_factory=lambda: [64, 128], min_length=1, description="filters of the discriminator's stride-2 "
                               "convolutions (the generator mirrors them).")
+    kernel: Literal[3, 4] = Field(4, description="kernel size of the generator's fractional-strided convolutions: 4, a multiple "
+                                  "of the stride, gives every output pixel the same number of taps (no checkerboard pattern); "
+                                  "3 (runs saved before the option) is a little cheaper.")
     hidden: IntList = Field(default_factory=lambda: [256, 256], description="hidden layer sizes of the ``mlp`` networks.")
     output: Literal[("auto", *GAN_OUTPUTS)] = Field("auto", description="the generator's last nonlinearity: ``sigmoid`` (data in "
                                                     "[0, 1]), ``tanh`` (data in [-1, 1]), ``linear`` or ``auto`` (sigmoid when the "
@@ -48,7 +52,11 @@ class GANConfig(ModelConfig):
     d_lr: float = Field(2e-4, gt=0, description="the discriminator's Adam rate.")
     g_betas: list[float] = Field(default_factory=lambda: [0.5, 0.999], description="the generator's Adam betas, two numbers in [0, 1).")
     d_betas: list[float] = Field(default_factory=lambda: [0.5, 0.999], description="the discriminator's Adam betas, two numbers in [0, 1).")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="samples come from an exponential moving average of the generator's "
+                             "weights with this decay per generator step (Yazici et al. 2019; warmed up as ``min(decay, "
+                             "(1 + n) / (10 + n))`` after n steps); 0 samples from the last weights.")
     likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli", "gaussian", "binomial")
+    saved_defaults: ClassVar[dict[str, Any]] = {"kernel": 3, "ema_decay": 0.0}
 
     @model_validator(mode="after")
     def _check_net_and_betas(self) -> GANConfig:
@@ -112,11 +120,14 @@ class GAN(PPModel):
         super().__init__(config, **kwargs)
         c = self.config
         if c.uses_conv:
-            self.generator = DCGenerator(c.z_dim, c.x_shape, c.channels, c.output_fn)
+            self.generator = DCGenerator(c.z_dim, c.x_shape, c.channels, c.output_fn, c.kernel)
             self.discriminator = DCDiscriminator(c.x_shape, c.channels)
         else:
             self.generator = MLPGenerator(c.z_dim, c.hidden, c.x_shape, c.output_fn)
             self.discriminator = MLPDiscriminator(c.x_shape, c.hidden)
+        # the averaged generator that samples once training is over: not trained, so no gradient and no optimiser
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
 
     def model(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
         """``z ~ N(0, I)``, ``x = G(z)``: ``batch_size`` draws (or as many as ``x`` has rows; ``x`` itself is not
@@ -125,7 +136,35 @@ class GAN(PPModel):
         n = len(x) if x is not None else batch_size or 1
         with data_plate(n, num_data, self.device):
             z = pyro.sample("z", dist.Normal(torch.zeros(n, self.config.z_dim, device=self.device), 1.0).to_event(1))
-            return pyro.deterministic("x", self.generator(z), event_dim=self.x_event_dim)
+            return pyro.deterministic("x", self.sampler(z), event_dim=self.x_event_dim)
+
+    @property
+    def sampler(self) -> torch.nn.Module:
+        """The network that maps codes to images: the trained generator while training, its weight average
+        (``ema_decay``) otherwise."""
+        return self.generator if self.training or self.config.ema_decay == 0 else self.generator_ema
+
+    def after_group_step(self, name: str) -> None:
+        """After a generator step, move the average toward the new weights (batch-norm statistics are copied)."""
+        if name != "generator" or self.config.ema_decay == 0:
+            return
+        n = int(self.ema_updates)
+        decay = min(self.config.ema_decay, (1 + n) / (10 + n))
+        with torch.no_grad():
+            for average, weight in zip(self.generator_ema.parameters(), self.generator.parameters()):
+                average.lerp_(weight, 1.0 - decay)
+            for average, buffer in zip(self.generator_ema.buffers(), self.generator.buffers()):
+                average.copy_(buffer)
+        self.ema_updates += 1
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        """Runs saved before ``ema_decay`` existed have no averaged generator: it starts as the trained one (their
+        samples stay those of the last weights)."""
+        if not any(key.startswith(prefix + "generator_ema.") for key in state_dict):
+            for key in [key for key in state_dict if key.startswith(prefix + "generator.")]:
+                state_dict[prefix + "generator_ema." + key[len(prefix + "generator."):]] = state_dict[key]
+            state_dict.setdefault(prefix + "ema_updates", torch.zeros((), dtype=torch.long))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
     def guide(self, *args: Any, **kwargs: Any) -> None:
         raise ConfigError("a GAN has no inference network q(z | x): it cannot encode data or score it")
@@ -164,7 +203,7 @@ class GAN(PPModel):
         """``G(z)`` for latents ``z`` ``(N, z_dim)``: ``(N, *x_shape)`` (batch norm with its running statistics)."""
         z = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
         with self.evaluating():
-            return self.generator(z).cpu().numpy()
+            return self.sampler(z).cpu().numpy()
 
     def sample(self, num: int, generator: torch.Generator | None = None) -> np.ndarray:
         """``num`` draws ``G(z)``, ``z ~ N(0, I)``: ``(num, *x_shape)``."""
@@ -186,7 +225,9 @@ class GAN(PPModel):
         held_out = next(split for split in (data.test, data.valid, data.train) if split is not None)
         n = min(len(held_out), 2000)
         real = self.discriminate(held_out.x[:n])
-        fake = self.discriminate(self.sample(n, torch.Generator().manual_seed(0)))
+        with torch.no_grad(), self.evaluating():  # the game's own player, not the average that samples
+            fake = self.generator(torch.as_tensor(self.sample_codes(n, torch.Generator().manual_seed(0)), device=self.device))
+        fake = self.discriminate(fake)
         accuracy = 0.5 * (float((real > 0.5).mean()) + float((fake <= 0.5).mean()))
         return {"discriminator_real": round(float(real.mean()), 4), "discriminator_fake": round(float(fake.mean()), 4),
                 "discriminator_accuracy": round(accuracy, 4)}

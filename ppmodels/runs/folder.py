@@ -261,7 +261,7 @@ def build_model(config: dict):
             raise RunError(f"config.json's {key!r} is a {type(config[key]).__name__}, not a mapping; the run folder is damaged, restore "
                            f"config.json from a copy")
     try:
-        model_config = cls.Config(**config.get("model_config", {}))
+        model_config = cls.Config(**{**cls.Config.saved_defaults, **config.get("model_config", {})})
     except (TypeError, ConfigError) as exc:
         raise RunError(f"config.json does not fit model {config['model']!r} ({exc}); was it written by another version?") from None
     check_model_memory(cls, model_config, "the run's config.json asks for more than this machine holds; is it damaged?")

@@ -126,7 +126,8 @@ def test_bf16_reaches_both_networks_during_training_steps_only(digits, data, net
     for name in ("fp32", "bf16"):
         gan = tiny(digits, net=net)
         seen = set()
-        watched = [m for part in (gan.generator, gan.discriminator) for m in part.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+        watched = [m for part in (gan.generator, gan.discriminator, gan.generator_ema) for m in part.modules()
+                   if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
         hooks = [m.register_forward_hook(lambda m, i, out: seen.add(out.dtype)) for m in watched]
         fit(gan, data, TrainConfig(epochs=1, batch_size=256, seed=0, precision=name))
         layers[name] = set(seen)
@@ -165,3 +166,73 @@ def snapshot(model: GAN) -> dict[str, dict[str, torch.Tensor]]:
 
 def changed(a: dict, b: dict, group: str) -> bool:
     return any(not torch.equal(a[group][k], b[group][k]) for k in a[group])
+
+
+def test_samples_come_from_the_generators_weight_average(digits, data):
+    """``after_group_step("generator")`` moves every weight of ``generator_ema`` by ``w_avg += (1 - d)(w - w_avg)``
+    with ``d = min(ema_decay, (1 + n) / (10 + n))`` after n updates (checked by replaying the recursion on the weights
+    the generator had after each step), copies batch-norm statistics, ignores the discriminator's steps; trained and
+    sampling networks differ only in eval mode; ``ema_decay=0`` samples from the last weights."""
+    gan = tiny(digits, ema_decay=0.9)
+    start = [p.detach().clone() for p in gan.generator_ema.parameters()]
+    seen, average = [], gan.after_group_step
+
+    def spy(group: str) -> None:  # the generator's weights after each of its steps, then the model's own hook
+        if group == "generator":
+            seen.append([p.detach().clone() for p in gan.generator.parameters()])
+        average(group)
+
+    gan.after_group_step = spy
+    fit(gan, data, TrainConfig(epochs=1, batch_size=256, seed=0))
+    assert len(seen) == int(gan.ema_updates) == len(data.train) // 256 + (len(data.train) % 256 > 0)
+    expected = start
+    for n, weights in enumerate(seen):
+        decay = min(0.9, (1 + n) / (10 + n))
+        expected = [avg + (1 - decay) * (w - avg) for avg, w in zip(expected, weights)]
+    for avg, want in zip(gan.generator_ema.parameters(), expected):
+        assert_close_scaled(avg.detach(), want, rel=1e-5)
+    for avg, live in zip(gan.generator_ema.buffers(), gan.generator.buffers()):
+        assert torch.equal(avg, live)
+    z = torch.randn(5, 4)
+    with torch.no_grad():
+        assert_close_scaled(torch.from_numpy(gan.decode(z)), gan.generator_ema.eval()(z), rel=1e-6)
+        assert not torch.allclose(torch.from_numpy(gan.decode(z)), gan.generator.eval()(z))
+    assert gan.train().sampler is gan.generator and gan.eval().sampler is gan.generator_ema
+    plain = tiny(digits, ema_decay=0.0)
+    fit(plain, data, TrainConfig(epochs=1, batch_size=256, seed=0))
+    with torch.no_grad():
+        assert torch.equal(torch.from_numpy(plain.decode(z)), plain.generator.eval()(z)) and int(plain.ema_updates) == 0
+
+
+def test_runs_saved_before_kernel_and_ema_load_as_they_were_trained(digits, tmp_path):
+    """A config without ``kernel`` and ``ema_decay`` (saved before them) gets kernel 3 and no averaging, and weights
+    without ``generator_ema`` load with the averaged generator equal to the trained one."""
+    from ppmodels.runs.folder import build_model
+
+    old = tiny(digits, kernel=3, ema_decay=0.0)
+    config = {k: v for k, v in vars(old.config).items() if k not in ("kernel", "ema_decay")}
+    rebuilt = build_model({"model": "gan", "model_config": config})
+    assert rebuilt.config.kernel == 3 and rebuilt.config.ema_decay == 0.0
+    state = {k: v for k, v in old.state_dict().items() if not k.startswith("generator_ema.") and k != "ema_updates"}
+    rebuilt.load_state_dict(state)
+    z = torch.randn(4, 4)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.generator_ema.eval()(z), old.generator.eval()(z))
+    assert GAN(x_shape=[1, 8, 8]).config.kernel == 4
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 8, 8), (5, 69, 69), (3, 7, 9)])
+def test_kernel_4_meets_every_size_and_gives_every_pixel_the_same_taps(shape):
+    """Both kernels reach the data's size exactly; with all-ones weights and a constant input, kernel 4 (a multiple of
+    the stride) gives a constant interior, where kernel 3 alternates 1, 2 and 4 taps: the checkerboard."""
+    from ppmodels.nets import DCGenerator
+
+    for kernel in (3, 4):
+        assert DCGenerator(6, shape, [4, 8], kernel=kernel)(torch.randn(2, 6)).shape == (2, *shape)
+    taps = {}
+    for kernel in (3, 4):
+        up = torch.nn.ConvTranspose2d(1, 1, kernel, stride=2, padding=1, bias=False)
+        torch.nn.init.ones_(up.weight)
+        with torch.no_grad():
+            taps[kernel] = up(torch.ones(1, 1, 6, 6))[0, 0, 2:-2, 2:-2]
+    assert taps[4].unique().tolist() == [4.0] and taps[3].unique().tolist() == [1.0, 2.0, 4.0]
