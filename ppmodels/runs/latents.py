@@ -16,7 +16,7 @@ from .data import latent_decoder, open_run_dataset
 from .folder import load
 
 
-@register_source("latents")
+@register_source("latents", options=())
 def _latents(path: str, options: dict, **_) -> Dataset:
     """Posterior means of q(z | x) for every datum of the run's training data, with its splits and labels."""
     if not path:
