@@ -63,6 +63,17 @@ def test_predict_writes_the_map_probabilities_and_z_over_the_cube_coordinates(m2
         np.testing.assert_array_equal(ds["class_map"].values, codes)
 
 
+def test_encode_of_an_m2_run_maps_the_z_and_class_predict_writes(m2_run, scene, tmp_path):
+    """M2's z is inferred given a class: encode writes q(z | x, y_pred) at y_pred = argmax q(y|x), the z and the
+    class of predict's map (as ground-truth values, like the cube's labels)."""
+    codes = encode(m2_run, f"cube:{scene['nc']}", tmp_path / "z.nc")
+    mapped = predict(m2_run, f"cube:{scene['nc']}", tmp_path / "map.nc", png=False)["map"]
+    with xr.open_dataset(codes) as z, xr.open_dataset(mapped) as ds:
+        assert z["z_loc"].dims == ("y", "x", "latent") and z["z_scale"].shape == (20, 16, 3) and (z["z_scale"] > 0).all()
+        np.testing.assert_array_equal(z["y_pred"].values, ds["class_map"].values)
+        assert_close_scaled(z["z_loc"].values, ds["z"].values, rel=1e-6)
+
+
 def test_predict_on_the_same_scene_as_mat_gives_the_same_map(m2_run, scene, tmp_path):
     a = predict(m2_run, f"cube:{scene['nc']}", tmp_path / "a.nc", png=False)["map"]
     b = predict(m2_run, f"mat:{scene['mat']}", tmp_path / "b.nc", png=False)["map"]

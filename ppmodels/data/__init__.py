@@ -18,7 +18,7 @@ from . import cubes, scenes  # noqa: F401  (register the image-cube sources cube
 from .cubes import class_numbers, open_cube, to_xarray, write_netcdf
 from .dataset import BINARIZE_MODES, LIKELIHOODS, UNLABELED, Dataset, Split, binomial_trials, check_classes_used, in_unit_interval
 from .lazy import LazyRows, block_shuffled_order, map_rows, row_moments, sample_rows, shuffled_batches, take_rows
-from .sources import from_arrays, from_disk, known_kinds, open_source, parse_spec, register_source
+from .sources import from_arrays, from_disk, known_kinds, open_source, parse_spec, register_source, source_options
 from .splits import LEGACY_TEST_LABELS, SELECTION_SHARE, cap_per_class, draw_labeled, hide_labels, hold_out_for_selection, partial_splits, stratified_splits
 
 __all__ = [
@@ -26,7 +26,7 @@ __all__ = [
     "check_classes_used", "class_numbers", "open_cube", "to_xarray", "write_netcdf",
     "block_shuffled_order", "cap_per_class", "draw_labeled", "hold_out_for_selection", "partial_splits", "from_arrays", "from_disk", "hide_labels", "in_unit_interval",
     "known_kinds", "load_dataset", "map_rows", "parse_spec", "prepare_data", "open_data", "register_source", "row_moments",
-    "sample_rows", "select_split", "shuffled_batches", "stratified_splits", "take_rows",
+    "sample_rows", "select_split", "shuffled_batches", "source_options", "stratified_splits", "take_rows",
 ]
 
 

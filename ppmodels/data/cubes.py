@@ -62,6 +62,7 @@ from .splits import stratified_splits
 STANDARDIZE = ("band", "none")
 NORMALIZE = ("none", "brightness")
 #: the options a cube spec may carry (``cube:`` and ``mat:``, the public scenes); any other is refused, not ignored
+#: (:func:`~ppmodels.data.sources.parse_spec`)
 CUBE_OPTIONS = frozenset({"var", "labels", "lazy", "x", "y", "gt", "background", "bands", "standardize", "likelihood", "normalize", "patch"})
 RECORD = "run_record"  # the option through which open_cube hands a run's recorded transform to the loaders
 LAZY_CUBE_BYTES = 1 << 30  # a cube: scene larger than this (as float32) stays on disk unless ?lazy=0
@@ -288,10 +289,6 @@ def cube_splits(y: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
 
 def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
     """Pixels as data points, spectra standardised per band (or by the transform of ``options[RECORD]``, a run's)."""
-    unknown = sorted(set(options) - CUBE_OPTIONS - {RECORD})
-    if unknown:
-        raise DataError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for the image cube {name!r}; "
-                        f"use {', '.join(sorted(CUBE_OPTIONS))} (docs/hyperspectral.md)")
     record = options.get(RECORD) if isinstance(options.get(RECORD), dict) else None
     cube = select_bands(cube, options.get("bands"))
     on_disk = isinstance(cube.values, PixelRows)
@@ -460,7 +457,7 @@ def open_cube(spec: str, record: dict | None = None, data_dir: str | None = None
     return dataset
 
 
-@register_source("cube")
+@register_source("cube", options=CUBE_OPTIONS)
 def _cube(path: str, options: dict, **_) -> Dataset:
     """A netCDF (or zarr) cube with dims (y, x, band) or (band, y, x) and its ground-truth map."""
     p = Path(path).expanduser() if path and Path(path).expanduser().is_dir() else _existing(path)  # zarr stores are folders
@@ -468,7 +465,7 @@ def _cube(path: str, options: dict, **_) -> Dataset:
     return cube_dataset(read_xarray(p, options.get("var"), options.get("labels"), lazy), p.stem, options)
 
 
-@register_source("mat")
+@register_source("mat", options=CUBE_OPTIONS)
 def _mat(path: str, options: dict, **_) -> Dataset:
     """A MATLAB cube (rows, columns, bands) and its ground-truth map (v5 or v7.3), the map from ``gt=PATH`` if given."""
     p = _existing(path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataNotFoundError
-from .cubes import cube_dataset, read_mat
+from .cubes import CUBE_OPTIONS, cube_dataset, read_mat
 from .dataset import Dataset
 from .mnist import cache_dir, download_checked, search_dirs
 from .sources import register_source
@@ -73,4 +73,4 @@ def _scene_loader(scene: str):
 
 
 for _scene in SCENES:
-    register_source(_scene, bare=True)(_scene_loader(_scene))
+    register_source(_scene, bare=True, options=CUBE_OPTIONS)(_scene_loader(_scene))

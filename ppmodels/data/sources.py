@@ -7,14 +7,18 @@ A spec is ``KIND`` or ``KIND:PATH``, optionally followed by ``?key=value&key=val
 
 ``npy:`` (memory-mapped), ``h5:`` and ``zarr:`` leave the examples on disk (:mod:`ppmodels.data.lazy`): they are
 read a block at a time, so data larger than memory trains; ``?lazy=0`` reads them into memory instead.
+
+Each source declares the options it takes when it registers (:func:`source_options`); :func:`parse_spec` refuses any
+other in one line, so that a misspelt option (``?test_label=0.2``) does not leave the run reading other data.
 """
 
 from __future__ import annotations
 
+import difflib
 import tokenize
 import zipfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 from urllib.parse import parse_qsl
 
 import numpy as np
@@ -27,16 +31,23 @@ from .splits import partial_splits, stratified_splits, test_labels_share
 
 Loader = Callable[..., Dataset]
 _SOURCES: dict[str, Loader] = {}
+_OPTIONS: dict[str, frozenset[str] | None] = {}  # kind -> the options its specs may carry (None: not declared, not checked)
 _BARE = {"digits", "mnist"}  # kinds named without a path (built-in or downloaded data)
 _SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".h5": "h5", ".hdf5": "h5", ".zarr": "zarr", ".nc": "cube", ".mat": "mat"}  # cubes: data/cubes.py
 
 
-def register_source(kind: str, bare: bool = False) -> Callable[[Loader], Loader]:
+#: the options of every file source (docs/data.md): the likelihood hint, and the labels of a partly labeled file
+FILE_OPTIONS = frozenset({"likelihood", "classes", "unlabeled", "test_labels"})
+
+
+def register_source(kind: str, bare: bool = False, options: Iterable[str] | None = None) -> Callable[[Loader], Loader]:
     """Register ``loader(path, options, data_dir=..., download=...) -> Dataset`` for specs ``KIND[:PATH]``
-    (``bare``: a kind usually named without a path, such as ``mnist``)."""
+    (``bare``: a kind usually named without a path, such as ``mnist``). ``options``: the ``?key=value`` options its
+    specs may carry, any other refused by :func:`parse_spec` (``None``: the loader checks its own)."""
 
     def decorator(fn: Loader) -> Loader:
         _SOURCES[kind] = fn
+        _OPTIONS[kind] = None if options is None else frozenset(options)
         if bare:
             _BARE.add(kind)
         return fn
@@ -45,27 +56,57 @@ def register_source(kind: str, bare: bool = False) -> Callable[[Loader], Loader]
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
-    """``(kind, path, options)`` of a data spec."""
+    """``(kind, path, options)`` of a data spec; an option given twice, or one its source does not take, is refused."""
     if spec is not None and not isinstance(spec, str):
         raise DataError(f"the data must be a spec such as 'digits' or 'npz:PATH', got {type(spec).__name__}; "
                         f"save arrays with np.savez('data.npz', x=x, y=y) and pass 'npz:data.npz'")
     if not spec or not spec.strip():
         raise DataError("empty data spec; use digits, mnist, npz:PATH, npy:PATH, csv:PATH, h5:PATH or zarr:PATH")
     body, _, query = spec.partition("?")
-    options = dict(parse_qsl(query, keep_blank_values=True))
+    pairs = parse_qsl(query, keep_blank_values=True)
+    options = dict(pairs)
     kind, sep, path = body.partition(":")
-    if sep and kind in _SOURCES:
-        return kind, path, options
-    if body in _SOURCES:
-        return body, "", options
-    suffix = Path(body).suffix.lower()
-    if suffix in _SUFFIXES:
-        return _SUFFIXES[suffix], body, options
-    raise DataError(f"unknown data spec {spec!r}; use one of {', '.join(known_kinds())}, or a path ending in {', '.join(_SUFFIXES)}")
+    if not (sep and kind in _SOURCES):
+        if body in _SOURCES:
+            kind, path = body, ""
+        elif Path(body).suffix.lower() in _SUFFIXES:
+            kind, path = _SUFFIXES[Path(body).suffix.lower()], body
+        else:
+            raise DataError(f"unknown data spec {spec!r}; use one of {', '.join(known_kinds())}, or a path ending in {', '.join(_SUFFIXES)}")
+    if len(options) < len(pairs):
+        twice = sorted({k for k, _ in pairs if sum(key == k for key, _ in pairs) > 1})
+        raise DataError(f"option {', '.join(twice)} is given twice in the data spec {spec!r}; give each option once")
+    check_options(kind, options)
+    return kind, path, options
 
 
 def known_kinds() -> list[str]:
-    return [k if k in _BARE else f"{k}:PATH" for k in _SOURCES]
+    return [_kind_name(k) for k in _SOURCES]
+
+
+def _kind_name(kind: str) -> str:
+    return kind if kind in _BARE else f"{kind}:PATH"
+
+
+def source_options(kind: str) -> frozenset[str] | None:
+    """The options that specs of source ``kind`` may carry (``None``: its loader checks its own)."""
+    if kind not in _OPTIONS:
+        raise DataError(f"unknown data source {kind!r}; use one of {', '.join(_OPTIONS)}")
+    return _OPTIONS[kind]
+
+
+def check_options(kind: str, options: dict) -> None:
+    """Refuse, in one line, an option that source ``kind`` does not take: ignored, a misspelt one would leave the
+    run reading other data than the user asked for (``?test_label=0.2``: every label trains, none tests)."""
+    accepted = _OPTIONS.get(kind)
+    unknown = [key for key in options if accepted is not None and key not in accepted]
+    if not unknown:
+        return
+    close = [match for key in unknown for match in difflib.get_close_matches(key, sorted(accepted), n=1)]
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    takes = f"takes {', '.join(sorted(accepted))}" if accepted else "takes no options"
+    named = ", ".join(f"?{key}" for key in unknown)
+    raise DataError(f"unknown option{'s' if len(unknown) > 1 else ''} {named} for {_kind_name(kind)}{hint}; {_kind_name(kind)} {takes}")
 
 
 def open_source(spec: str, data_dir: str | None = None, download: bool = False, extra: dict | None = None) -> Dataset:
@@ -181,25 +222,26 @@ def _all_numbers(text: np.ndarray) -> bool:
     return True
 
 
-@register_source("digits")
+@register_source("digits", options={"likelihood"})
 def _digits(path: str, options: dict, **_) -> Dataset:
     """scikit-learn's handwritten digits: 1797 8x8 images of grey levels 0..16, scaled to [0, 1] (so the likelihood
-    hint is ``binomial:16``: each pixel a count of 16), fixed stratified splits."""
+    hint is ``binomial:16``, each pixel a count of 16, unless ``?likelihood=`` names another), fixed stratified splits."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8)
-    return from_arrays("digits", x, bunch.target, likelihood="binomial:16", splits=stratified_splits(bunch.target, len(x), seed=0))
+    return from_arrays("digits", x, bunch.target, likelihood=options.get("likelihood") or "binomial:16", splits=stratified_splits(bunch.target, len(x), seed=0))
 
 
-@register_source("mnist")
+@register_source("mnist", options={"likelihood"})
 def _mnist(path: str, options: dict, data_dir: str | None = None, download: bool = False) -> Dataset:
-    """MNIST: the first 50,000 training images train, the last 10,000 validate, the 10,000 test images test."""
+    """MNIST: the first 50,000 training images train, the last 10,000 validate, the 10,000 test images test (likelihood
+    hint ``bernoulli`` unless ``?likelihood=`` names another)."""
     x_train, y_train, x_test, y_test = load_mnist_arrays(path or data_dir, download)
     x = np.concatenate([x_train, x_test])[:, None].astype(np.float32) / 255.0
     y = np.concatenate([y_train, y_test]).astype(np.int64)
     splits = {"train": np.arange(50_000), "valid": np.arange(50_000, 60_000), "test": np.arange(60_000, 70_000)}
-    return Dataset("mnist", x, y, "bernoulli", splits)
+    return Dataset("mnist", x, y, options.get("likelihood") or "bernoulli", splits)
 
 
 def _unreadable(p: Path, kind: str, exc: Exception) -> DataError:
@@ -209,7 +251,7 @@ def _unreadable(p: Path, kind: str, exc: Exception) -> DataError:
     return DataError(f"{p} is not a readable .{kind} file ({type(exc).__name__}: {reason}); it is truncated or corrupt, check the file")
 
 
-@register_source("npz")
+@register_source("npz", options=FILE_OPTIONS | {"x", "y"})
 def _npz(path: str, options: dict, **_) -> Dataset:
     p = _existing(path)
     x_key, y_key = options.get("x", "x"), options.get("y", "y")
@@ -227,7 +269,7 @@ def _npz(path: str, options: dict, **_) -> Dataset:
     return from_arrays(p.stem, x, y, likelihood=options.get("likelihood"), options=options)
 
 
-@register_source("npy")
+@register_source("npy", options=FILE_OPTIONS | {"lazy", "labels"})
 def _npy(path: str, options: dict, **_) -> Dataset:
     """One array, memory-mapped (``?lazy=0``: read into memory); ``?labels=Y.npy`` names a file of labels, one a row
     (-1 or NaN where a row has none)."""
@@ -265,7 +307,7 @@ def _load_npy(p: Path, mmap_mode: str | None = None) -> np.ndarray:
     return x
 
 
-@register_source("csv")
+@register_source("csv", options=FILE_OPTIONS | {"label"})
 def _csv(path: str, options: dict, **_) -> Dataset:
     """Numeric columns with a header row; ``?label=COLUMN`` names the label column."""
     p = _existing(path)
@@ -320,7 +362,7 @@ def _csv_labels(column: np.ma.MaskedArray, token: str | None) -> np.ndarray:
     return np.where(blank, "", text)
 
 
-@register_source("h5")
+@register_source("h5", options=FILE_OPTIONS | {"x", "y", "lazy"})
 def _h5(path: str, options: dict, **_) -> Dataset:
     """HDF5 datasets ``?x=KEY`` (default ``x``) and ``?y=KEY`` (default ``y``, optional); x is read lazily from the
     open file (``?lazy=0``: into memory), the labels into memory."""
@@ -373,7 +415,7 @@ def from_disk(name: str, disk: DiskArray, y: np.ndarray | None = None, likelihoo
     return Dataset(name, x, y, likelihood, splits, class_names=class_names, partly_labeled=partly, metadata=metadata)
 
 
-@register_source("zarr")
+@register_source("zarr", options=FILE_OPTIONS | {"x", "y", "lazy"})
 def _zarr(path: str, options: dict, **_) -> Dataset:
     """A zarr store (a folder): its root array, or the arrays ``?x=KEY`` (default ``x``) and
     ``?y=KEY`` (default ``y``, optional) of its root group; x is read lazily (``?lazy=0``: into memory)."""

@@ -181,9 +181,12 @@ class LabeledGenerator(Protocol):
 
 @runtime_checkable
 class CanStyle(Protocol):
-    """Models whose z is inferred given a class (M2): ``style_means(x)`` is ``E[z | x, argmax q(y|x)]``, ``(N, z_dim)``."""
+    """Models whose z is inferred given a class (M2): ``style_means(x)`` is ``E[z | x, argmax q(y|x)]``, ``(N, z_dim)``;
+    ``style_posterior(x)`` gives ``(z_loc, z_scale, y)`` of q(z | x, y) at that class ``y``."""
 
     def style_means(self, x: Any) -> np.ndarray: ...
+
+    def style_posterior(self, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 @runtime_checkable

@@ -384,12 +384,22 @@ class M2(PPModel):
         y = self.y_logits(x).argmax(-1) if y is None else torch.as_tensor(y, device=x.device)
         return self.encoder(*self.point_inputs(x), self.one_hot(y))[0]
 
-    @torch.no_grad()
     def style_means(self, x, batch_size: int = 2000) -> np.ndarray:
         """``E[z | x, argmax q(y | x)]`` for every datum, ``(N, z_dim)`` (the z written beside a predicted class map)."""
-        x = self.check_x(x)
+        return self.style_posterior(x, batch_size)[0]
+
+    @torch.no_grad()
+    def style_posterior(self, x, batch_size: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(z_loc, z_scale, y)``: q(z | x, y) at the class ``y = argmax q(y | x)`` of each datum, ``(N, z_dim)``
+        twice and ``(N,)``. A single Gaussian code per datum: q(z | x) itself is a mixture over y, whose mean would lie
+        between the classes' codes. Rows on disk are read a batch at a time."""
+        parts = []
         with self.evaluating():
-            return torch.cat([self.style(xb) for xb in x.split(batch_size)]).cpu().numpy()
+            for xb in self.checked_batches(x, batch_size):
+                inputs = self.point_inputs(xb)
+                y = self.classifier(*inputs).argmax(-1)
+                parts.append((*self.encoder(*inputs, self.one_hot(y)), y))
+        return tuple(torch.cat(part).cpu().numpy() for part in zip(*parts))
 
     def decode_every_class(self, z: torch.Tensor) -> torch.Tensor:
         """The mean of p(x | y=k, z) for every class k and each row of ``z``: ``(N, K, *x_shape)``."""

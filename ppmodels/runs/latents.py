@@ -11,19 +11,20 @@ from pathlib import Path
 
 from ..data import Dataset, map_rows, register_source
 from ..errors import ConfigError, DataError
-from ..models import GMM, GMVAE, CanEncode
+from ..models import GMM, GMVAE, CanEncode, CanStyle
 from .data import latent_decoder, open_run_dataset
 from .folder import load
 
 
-@register_source("latents")
+@register_source("latents", options=())
 def _latents(path: str, options: dict, **_) -> Dataset:
     """Posterior means of q(z | x) for every datum of the run's training data, with its splits and labels."""
     if not path:
         raise DataError("the spec latents:RUN names no run folder; write it as latents:runs/vae")
     model = load(path)
     if not isinstance(model, CanEncode):
-        raise DataError(f"run {path} holds model {model.name!r}, which has no encoder; latents:RUN needs a model with q(z|x)")
+        style = " (its z is inferred given a class, q(z|x,y))" if isinstance(model, CanStyle) else ""
+        raise DataError(f"run {path} holds model {model.name!r}, which has no q(z|x){style}; latents:RUN needs a model with q(z|x), such as vae or m1")
     source = open_run_dataset(path)
     z_loc, _ = map_rows(model.encode, source.x)
     return Dataset(f"latents of {Path(path).name}", z_loc, source.y, "gaussian", dict(source.splits),

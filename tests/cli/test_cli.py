@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 from ppmodels import load, load_dataset
 from ppmodels_cli.main import app
+from tests.helpers import assert_close_scaled
 
 runner = CliRunner()
 FAST = ["--epochs", "2", "--batch-size", "256", "--hidden", "16", "--z-dim", "3", "--quiet"]
@@ -91,6 +92,23 @@ def test_train_encode_sample_end_to_end(tmp_path):
         assert result.exit_code == 0, result.output
     assert np.load(tmp_path / "s.npy").shape == (16, 1, 8, 8)
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_encode_of_an_m2_run_writes_q_z_given_x_and_the_predicted_class(tmp_path):
+    """M2 has no q(z|x) but q(z|x,y): encode gives it at y_pred = argmax q(y|x), written beside the codes."""
+    result = invoke("train", "m2", "--data", "digits", "--labels", 50, "--out", tmp_path / "m2", *FAST)
+    assert result.exit_code == 0, result.output
+    result = invoke("encode", tmp_path / "m2", "--data", "digits", "--split", "test", "--out", tmp_path / "z.npz")
+    assert result.exit_code == 0, result.output
+    model, test = load(tmp_path / "m2"), load_dataset("digits").split("test")
+    with np.load(tmp_path / "z.npz") as z:
+        assert sorted(z.files) == ["y", "y_pred", "z_loc", "z_scale"] and z["z_scale"].shape == (len(test.x), 3)
+        np.testing.assert_array_equal(z["y_pred"], model.predict(test.x))
+        np.testing.assert_array_equal(z["y"], test.y.numpy())
+        assert_close_scaled(z["z_loc"], model.style_means(test.x), rel=1e-6)
+    # a density fitted to codes needs one code per datum whatever its class: latents:RUN still says what M2 lacks
+    result = invoke("train", "gmm", "--data", f"latents:{tmp_path / 'm2'}", "--out", tmp_path / "gmm", "--epochs", "1", "--quiet")
+    assert result.exit_code == 2 and "which has no q(z|x) (its z is inferred given a class, q(z|x,y))" in result.stderr
 
 
 def test_train_m1_prints_accuracy(tmp_path):

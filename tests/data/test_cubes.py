@@ -307,7 +307,7 @@ def test_a_run_record_keeps_its_front_end_and_older_runs_read_raw_pixels(tmp_pat
 @pytest.mark.parametrize("options, message", [
     ("patch=4", "patch=4 must be an odd number"), ("patch=0", "must be an odd number"), ("patch=five", "not a whole number"),
     ("patch=99", "larger than the cube"), ("normalize=l2", "normalize='l2' is unknown"),
-    ("pacth=5", "unknown option pacth for the image cube"), ("lazy=1&patch=3", "need the cube of .* in memory; add [?]lazy=0")])
+    ("pacth=5", "unknown option [?]pacth for cube:PATH [(]did you mean patch[?][)]"), ("lazy=1&patch=3", "need the cube of .* in memory; add [?]lazy=0")])
 def test_bad_front_end_options_give_one_line(tmp_path, small, options, message):
     path = write_netcdf(tmp_path / "scene.nc", small)
     with pytest.raises(DataError, match=message):

@@ -55,7 +55,7 @@ def write(kind: str, path, x, y) -> str:
 def test_partly_labeled_files_round_trip(tmp_path, partial, kind, lazy):
     x, y = partial
     spec = write(kind, tmp_path, x, y)
-    if lazy == "0":
+    if lazy == "0" and kind in ("npy", "h5", "zarr"):  # the sources that read from disk (npz and csv refuse ?lazy)
         spec += ("&" if "?" in spec else "?") + "lazy=0"
     data = open_data(spec)  # no --labels: every given label is used
     d = data.dataset

@@ -295,3 +295,28 @@ def test_learned_class_prior_finds_the_majority_class_and_stops_calling_it_rare(
         recall[prior] = (m2.predict(data.test.x)[y == 0] == 0).mean()
         assert (m2.log_prior.exp()[0] > 0.3) == (prior == "learned")
     assert recall["learned"] >= recall["uniform"] + 0.05
+
+
+@pytest.mark.parametrize("name", list(ORACLES))
+def test_style_posterior_is_q_z_given_x_and_the_most_likely_class(name):
+    """``encode``'s code of M2 and the ADGM: q(z | x, y) at y = argmax q(y|x) (the ADGM's at a = E[a|x]), against
+    every class's q(z | x, y) computed the plain way (benchmarks/oracle.py) and the best class picked per datum."""
+    from benchmarks.oracle import encode
+    from ppmodels.nets import broadcast_cat
+
+    torch.manual_seed(1)
+    model = ORACLES[name][0](likelihood="gaussian")
+    x = 10 * torch.randn(40, 5)  # spread out, so that an untrained classifier's best class varies across the data
+    loc, scale, y = model.style_posterior(x, batch_size=16)  # three batches, joined
+    with torch.no_grad():
+        features = model.features(x)
+        inputs = (features,) if name == "m2" else (features, encode(model.a_encoder, features)[0])
+        best = model.classifier.net.net(broadcast_cat(*inputs)).argmax(-1)
+        every_loc, every_scale = encode(model.encoder, *inputs, torch.eye(K).unsqueeze(1))  # (K, N, z_dim)
+    rows = torch.arange(len(x))
+    assert len(set(y.tolist())) > 1  # the classes differ across the data, so picking the class per datum is tested
+    np.testing.assert_array_equal(y, best.numpy())
+    np.testing.assert_array_equal(y, model.predict(x))
+    assert_close_scaled(loc, every_loc[best, rows], rel=1e-6)
+    assert_close_scaled(scale, every_scale[best, rows], rel=1e-6)
+    assert_close_scaled(model.style_means(x), loc, rel=1e-6)
