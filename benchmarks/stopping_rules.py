@@ -10,9 +10,13 @@ longer budget is at least as good as the shorter on every seed, and writes it as
         --rule "5-fold cv=ssl_digits_50_m2_budget_12epochs_cv.json,ssl_digits_50_m2_budget_50epochs_cv.json" \\
         --out benchmarks/results/ssl_digits_50_m2_stopping_rules.json
 
-A rule given one file (a run of the long budget with a curve point after every epoch, ``--eval-every 1``, chosen by
-the validation ELBO) has its short budget read off that curve: the first ``--short`` epochs of a run are those of a
-shorter run (docs/ssl.md, "Stability"), so the short budget keeps the epoch among them with the best validation ELBO.
+A rule given one file (a run of the long budget with a curve point after every epoch, ``--eval-every 1``) has its
+short budget read off that run: the first ``--short`` epochs of a run are those of a shorter run (docs/ssl.md,
+"Stability"; for the folds of ``--select-by cv``, tests/train/test_cv_selection.py). Chosen by the validation ELBO, the
+short budget keeps the epoch among them with the best validation ELBO; chosen by cross-validation (rows with a ``cv``
+record), it keeps the epoch with the best mean fold score among them, and the refit's curve, which is a shorter
+refit's epoch for epoch, gives its test error (the long budget's refit runs at least that far: the first best of the
+first epochs is also the first best of all epochs, or an earlier epoch won).
 """
 
 from __future__ import annotations
@@ -45,11 +49,21 @@ def elbo_kept_at(row: dict, budget: int) -> tuple[float, int]:
     return best["test_error_pct"], best["epoch"]
 
 
+def cv_kept_at(row: dict, budget: int) -> tuple[float, int]:
+    """Test error and epoch a cross-validated run with a budget of ``budget`` epochs would keep: the first best of the mean
+    fold curve's first ``budget`` epochs, its test error read off the (longer) refit's curve."""
+    mean = row["cv"]["mean_curve"][:budget]
+    epoch = 1 + max(range(len(mean)), key=lambda e: (mean[e], -e))
+    point = next(p for p in row["curve"] if p["epoch"] == epoch)  # the refit ran to the long budget's choice, at least this far
+    return point["test_error_pct"], epoch
+
+
 def rule_figures(files: list[Path], short: int, long: int) -> dict[int, dict]:
     """Per seed: test error and kept epoch at the short and at the long budget."""
     if len(files) == 1:
         long_rows = rows_by_seed(files[0])
-        return {seed: {"short": elbo_kept_at(row, short), "long": (row["test_error_pct"], row["best_epoch"])} for seed, row in long_rows.items()}
+        return {seed: {"short": (cv_kept_at if row.get("cv") else elbo_kept_at)(row, short), "long": (row["test_error_pct"], row["best_epoch"])}
+                for seed, row in long_rows.items()}
     short_rows, long_rows = rows_by_seed(files[0]), rows_by_seed(files[1])
     return {seed: {"short": (short_rows[seed]["test_error_pct"], short_rows[seed]["best_epoch"]),
                    "long": (long_rows[seed]["test_error_pct"], long_rows[seed]["best_epoch"])} for seed in long_rows if seed in short_rows}
@@ -74,7 +88,7 @@ def table(results: dict, short: int, long: int) -> str:
         for budget in ("short", "long"):
             b = r[budget]
             cells.append(" / ".join(f"{e:.2f} ({k})" for e, k in zip(b["test_error_pct"], b["kept_epoch"])))
-            cells.append(f"{b['mean']:.2f} ± {b['sd']:.2f}%")
+            cells.append(f"{b['mean']:.2f}" + (f" ± {b['sd']:.2f}%" if b["sd"] is not None else "%"))
         verdict = " / ".join("yes" if v else "**no**" for v in r["longer_never_worse"])
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {verdict} |")
     return "\n".join(lines)

@@ -88,3 +88,9 @@ def test_stopping_rules_reads_the_short_budget_off_an_elbo_curve(tmp_path, monke
     result = rules.main(["--short", "3", "--long", "4", "--rule", "elbo=long.json", "--out", str(tmp_path / "t.json")])["elbo"]
     assert result["short"]["test_error_pct"] == [20.0, 20.0] and result["short"]["kept_epoch"] == [2, 2]  # the best ELBO of epochs 1-3
     assert result["longer_never_worse"] == [False, True]
+    # a cross-validated run: the short budget keeps the first best of the mean fold curve's first epochs, read off the refit
+    refit = [{"epoch": e, "test_error_pct": err} for e, err in ((1, 30.0), (2, 20.0), (3, 12.0), (4, 11.0))]
+    (tmp_path / "cv.json").write_text(json.dumps({"rows": [{"seed": 0, "curve": refit, "test_error_pct": 11.0, "best_epoch": 4,
+                                                            "cv": {"mean_curve": [0.5, 0.7, 0.7, 0.9]}}]}))
+    result = rules.main(["--short", "3", "--long", "4", "--rule", "cv=cv.json"])["cv"]
+    assert result["short"]["kept_epoch"] == [2] and result["short"]["test_error_pct"] == [20.0] and result["longer_never_worse"] == [True]
