@@ -249,7 +249,7 @@ def run_cell(out: Path, scene_name: str, seed: int, labels_per_class: int, args)
     if args.map:
         predict(run, _spec(scene, args.front_end), run / "map.nc", overwrite=True)
     others = {name: _spec(scene, options) for name, options in OTHER_INPUTS.items() if options != args.front_end}
-    kept = {key: json.loads((run / "summary.json").read_text()).get(key) for key in ("select_by", "best_epoch", "selection", "cv")}
+    kept = {key: json.loads((run / "summary.json").read_text()).get(key) for key in ("selected_by", "best_epoch", "selection", "cv")}
     return {"scene": scene_name, "seed": seed, "labels_per_class": labels_per_class, "train_time_s": round(train_s, 1) if train_s is not None else None, "reused_run": reused,
             "m2_selection": {**kept, "select_by": args.select_by}, **compare(run, others, max_spread=args.max_spread)}
 
