@@ -2,6 +2,7 @@
 (ppmodels.infer.crossval)."""
 
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from sklearn.metrics import balanced_accuracy_score
 from typer.testing import CliRunner
 
 from ppmodels.data import UNLABELED, prepare_data
-from ppmodels.errors import ConfigError
+from ppmodels.errors import ConfigError, Interrupted
 from ppmodels.infer import TrainConfig, fit, fit_cv
 from ppmodels.infer.crossval import choose_epoch, label_folds
 from ppmodels.models import M2
@@ -164,3 +165,29 @@ def test_cli_refuses_cv_where_it_cannot_apply(tmp_path):
                            (["train", "m2", *CLI_FAST, "--valid-labels", "10"], "drop --valid-labels")):
         result = runner.invoke(app, [*args, "--out", str(tmp_path / "x")])
         assert result.exit_code != 0 and expected in result.output and "Traceback" not in result.output
+
+
+class StopAtFold:
+    """Fold callbacks that stop fold ``stop`` (0-based) after its first epoch, as a signal would."""
+
+    def __init__(self, stop):
+        self.stop = stop
+
+    def __call__(self, i, k):
+        return [self] if i == self.stop else []
+
+    def on_epoch_end(self, trainer, record):
+        raise Interrupted("stopped by SIGTERM at epoch 1, step 7; no run folder, nothing saved", signal.SIGTERM)
+
+
+def test_an_interrupted_fold_keeps_the_finished_ones_and_resume_uses_them(digits, tmp_path):
+    data = prepare_data(digits, num_labels=50, seed=0, valid_labels=0)
+    config = TrainConfig(epochs=2, select_by="cv", cv_folds=2, **FAST)
+    with pytest.raises(Interrupted, match=r"fold 2 of 2; the 1 finished fold\(s\) are kept in .*cv.json, this fold trains again"):
+        fit_cv(M2(x_shape=[1, 8, 8], z_dim=2, hidden=[16], seed=0), data, config, run_dir=tmp_path, fold_callbacks=StopAtFold(1))
+    kept = json.loads((tmp_path / "cv.json").read_text())
+    assert len(kept["curves"]) == 1 and "chosen_epoch" not in kept
+    kept["curves"][0] = [0.0, 1.0]  # marked: a resumed run that trained fold 1 again would overwrite it
+    (tmp_path / "cv.json").write_text(json.dumps(kept))
+    model = fit_cv(M2(x_shape=[1, 8, 8], z_dim=2, hidden=[16], seed=0), data, config, run_dir=tmp_path, resume=True)
+    assert model.train_state_.cv["curves"][0] == [0.0, 1.0] and len(model.train_state_.cv["curves"]) == 2
