@@ -39,7 +39,8 @@ from ppmodels.commands.train import selects_with_labels  # noqa: E402
 from ppmodels.analysis.metrics import classification_metrics  # noqa: E402
 from ppmodels.data import PROTOCOLS, TrainData, load_dataset, map_rows, prepare_data  # noqa: E402
 from ppmodels.files import write_json  # noqa: E402
-from ppmodels.infer import TrainConfig, fit  # noqa: E402
+from ppmodels.infer import TrainConfig, fit, fit_cv  # noqa: E402
+from ppmodels.infer.trainer import SELECT_BY  # noqa: E402
 from ppmodels.models import get_model_class  # noqa: E402
 from ppmodels.runs import peak_memory_mb, versions  # noqa: E402
 
@@ -107,7 +108,7 @@ def run_deep(name: str, data: TrainData, dataset: str, seed: int, args) -> dict:
     options, train = (dict(part) for part in PRESETS[(dataset, name)])
     options.update(json.loads(args.set_json or "{}").get(name, {}))
     overrides = (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size), ("lr_patience", args.lr_patience),
-                 ("precision", args.precision))
+                 ("precision", args.precision), ("select_by", args.select_by), ("cv_folds", args.cv_folds))
     train.update({k: v for k, v in overrides if v is not None})
     if args.quick:
         train["epochs"] = min(train.get("epochs", TrainConfig.epochs), 20)
@@ -117,9 +118,12 @@ def run_deep(name: str, data: TrainData, dataset: str, seed: int, args) -> dict:
     model = cls(cls.config_from_data(data.dataset, **options))
     curve = Curve(model, data, args.eval_every, None if args.budget_min is None else 60 * args.budget_min)
     budgeted = {"patience": None} if dataset == "mnist" else {}  # digits: the CLI's early stopping, as a user gets it
-    fit(model, data, TrainConfig(seed=seed, **{**budgeted, **train}), callbacks=[curve])
+    config = TrainConfig(seed=seed, **{**budgeted, **train})
+    (fit_cv if config.select_by == "cv" else fit)(model, data, config, callbacks=[curve])  # cv: the curve is the refit's
     state = model.train_state_
     extra = {"active_dims": len(model.active_dims)} if hasattr(model, "active_dims") else {}
+    if state.cv is not None:
+        extra["cv"] = state.cv
     return {"predicted": model.predict(data.test.x), "epochs": state.epoch, "best_epoch": state.best_epoch,
             "selected_by": state.selected_by, "selection": data.selection, "curve": curve.points, "options": options, "train": train, **extra}
 
@@ -147,7 +151,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 data, out = budget, run_peer(name, budget, seed)
             else:
                 uses = selects_with_labels(get_model_class(name), TrainConfig())  # M1 keeps its epoch by the ELBO: nothing held out
-                data = prepare_data(dataset, num_labels, seed=seed, protocol=protocol, valid_labels=args.valid_labels if uses else 0)
+                cv = args.select_by == "cv"  # every label trains; the folds choose
+                data = prepare_data(dataset, num_labels, seed=seed, protocol=protocol, valid_labels=args.valid_labels if uses and not cv else 0)
                 out = run_deep(name, data, args.dataset, seed, args)
             metrics = classification_metrics(data.test.y.numpy(), out.pop("predicted"), dataset.num_classes)
             rows.append({"dataset": args.dataset, "model": name, "protocol": protocol, "num_labels": args.labels, "seed": seed, "binarize": args.binarize,
@@ -223,6 +228,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="override the preset unlabeled batch size")
     p.add_argument("--lr-patience", type=int, help="halve the learning rate after every this many epochs without a better validation score")
     p.add_argument("--precision", choices=("fp32", "bf16"), help="what the networks compute in while training (default: the preset's, fp32)")
+    p.add_argument("--select-by", choices=SELECT_BY, help="the deep models' TrainConfig.select_by (default: its auto); cv: the epoch "
+                   "count cross-validated over the N labels, then a refit on all of them (its curve is the refit's)")
+    p.add_argument("--cv-folds", type=int, help="--select-by cv: the number of folds (default: 5, at most the smallest class's labels)")
     p.add_argument("--set-json", help='model options per model as JSON, e.g. \'{"m2": {"alpha": 500}}\'')
     p.add_argument("--eval-every", type=int, default=50, help="epochs between points of the error curve")
     p.add_argument("--budget-min", type=float, help="stop each deep model after this many minutes of training")

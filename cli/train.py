@@ -78,6 +78,7 @@ def train(
     seed: Annotated[int, typer.Option(help=field_help("seed"))] = T.seed,
     patience: Annotated[Optional[int], typer.Option(help=field_help("patience"))] = T.patience,
     select_by: Annotated[str, typer.Option(help=field_help("select_by"))] = T.select_by,
+    cv_folds: Annotated[Optional[int], typer.Option(help=field_help("cv_folds"))] = T.cv_folds,
     min_epoch_steps: Annotated[Optional[int], typer.Option(help=field_help("min_epoch_steps"))] = T.min_epoch_steps,
     checkpoint_every: Annotated[int, typer.Option(help=field_help("checkpoint_every"))] = T.checkpoint_every,
     checkpoint_every_steps: Annotated[Optional[int], typer.Option(help=field_help("checkpoint_every_steps"))] = T.checkpoint_every_steps,

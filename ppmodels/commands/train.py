@@ -20,7 +20,7 @@ from ..analysis.sample_quality import QualityLog, generator_quality
 from ..data import Split, TrainData, map_rows, open_data
 from ..errors import ConfigError, Interrupted, PPModelsError, RunError, TrainingError, check_int
 from ..files import read_json, write_json
-from ..infer import ProgressBar, TrainConfig, fit
+from ..infer import ProgressBar, TrainConfig, fit, fit_cv
 from ..infer.distributed import barrier, is_main, resolve_device, world
 from ..infer.preemption import stop_on_signals
 from ..models import CanClassify, CanCluster, PPModel, get_model_class
@@ -55,7 +55,9 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     partly labeled file) ``valid_labels`` of them (default: a fifth of each class's when that is at least
     2 a class, for models that pick their epoch by validation accuracy; none for the others, or with fewer labels) are held out of training to choose the kept epoch;
     ``valid_data`` names a labeled validation file to use whole instead; ``protocol="paper"`` uses the validation
-    split's labels, outside the budget (for comparison with published results).
+    split's labels, outside the budget (for comparison with published results). ``train_config.select_by="cv"``
+    holds nothing out: the number of epochs is cross-validated over the training labels and the model trained again
+    on all of them (:mod:`ppmodels.infer.crossval`; the folds' curves in ``cv.json``).
     """
     import_plugins(plugins)
     check_arguments(labels, max_per_class, train_config, model_options)
@@ -74,6 +76,8 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
             raise RunError(f"{out} is a run of model {model_name!r}, not {asked!r}; resume it as `ppmodels train {model_name} --out {out} --resume`")
     train_config = train_config or TrainConfig()
     cls = get_model_class(model_name)
+    if train_config.select_by == "cv" and not resume:
+        valid_labels = check_cv(cls, train_config, valid_labels, valid_data, protocol)
     if valid_labels is None and not resume and not selects_with_labels(cls, train_config):
         valid_labels = 0  # a model that keeps its epoch by the ELBO would waste labels held out for selection
     bundle = open_data(data, data_dir, download, labels, binarize, max_per_class, train_config.seed, protocol=protocol,
@@ -112,7 +116,11 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         start = time.perf_counter()
         try:
             with stop_on_signals():  # SIGTERM / Ctrl-C: a checkpoint at the next step boundary, then Interrupted
-                fit(model, bundle, train_config, callbacks=callbacks, run_dir=out, resume=resume, device=device)
+                if train_config.select_by == "cv":
+                    fit_cv(model, bundle, train_config, callbacks=callbacks, run_dir=out, resume=resume, device=device,
+                           fold_callbacks=lambda i, k: [ProgressBar(disable=not progress)])
+                else:
+                    fit(model, bundle, train_config, callbacks=callbacks, run_dir=out, resume=resume, device=device)
         except Interrupted as exc:
             devices = f" --devices {world()[1]}" if world()[1] > 1 else ""
             raise Interrupted(f"{exc}; continue with `ppmodels train {model_name} --out {user_out} --resume{devices}`", exc.signum) from None
@@ -196,10 +204,28 @@ def check_arguments(labels: Any, max_per_class: Any, train_config: Any, model_op
         raise ConfigError(f"model_options must be a dict of model options, got {type(model_options).__name__}; e.g. {{'z_dim': 10}}")
 
 
+def check_cv(cls, train_config: TrainConfig, valid_labels: int | None, valid_data: str | None, protocol: str) -> int:
+    """``select_by=cv`` checked against the other selection options; returns ``valid_labels`` (0: every label trains)."""
+    if not selects_with_labels(cls, train_config):
+        raise ConfigError(f"select_by=cv scores a classifier on held-out labels; model {cls.name!r} trains none (use it with m2, adgm or m1m2)")
+    given = [flag for flag, bad in (("--valid-labels", valid_labels), ("--valid-data", valid_data), ("--protocol paper", protocol == "paper")) if bad]
+    if given:
+        raise ConfigError(f"select_by=cv cross-validates the epoch count over the training labels and holds none out; drop {', '.join(given)}")
+    return 0
+
+
 def selects_with_labels(cls, train_config: TrainConfig) -> bool:
     """Whether a model of class ``cls`` may keep its epoch by validation accuracy (it trains a classifier in some stage:
     its class overrides ``trains_classifier``), so that labels held out for selection are used."""
     return train_config.select_by != "valid_elbo" and cls.trains_classifier is not PPModel.trains_classifier
+
+
+def cv_selection(cv: dict, budget: int) -> dict:
+    """summary.json's ``selection`` of a ``select_by=cv`` run: the labels that chose are the run's own training labels."""
+    return {"protocol": "budget", "labels": cv["labels"],
+            "source": f"{cv['folds']}-fold cross-validation over the {cv['labels']} training labels of the budget of {budget} (each fold's labels "
+                      f"hidden from its run in turn, scored by balanced accuracy after every epoch); epoch {cv['chosen_epoch']} of {cv['epochs']} had "
+                      f"the best mean score ({cv['mean_score']:.4f}); the model then trained on all {cv['labels']} for {cv['chosen_epoch']} epochs"}
 
 
 def cube_record(bundle: TrainData) -> dict:
@@ -244,8 +270,11 @@ def summarize(model, data: TrainData, wall_time: float, seed: int | None = None,
                 "valid_elbo": f"the best validation ELBO ({state.best_valid_elbo:.4f})",
                 "train_elbo": f"the best training ELBO ({state.best_valid_elbo:.4f}; "
                               + ("no validation split)" if data.valid is None else "the model selects on training data)"),
-                "last_epoch": "the last epoch (no likelihood, so no ELBO to select by)"}[state.selected_by]
-        if state.selected_by != "valid_accuracy":  # the labels were there, but the epoch was kept by an ELBO
+                "last_epoch": "the last epoch (no likelihood, so no ELBO to select by)" if not model.has_elbo else "the last epoch",
+                "cv": "the last epoch, of an epoch count chosen by cross-validation"}[state.selected_by]
+        if state.selected_by == "cv":
+            summary.update(cv=state.cv, selection=cv_selection(state.cv, budget))
+        elif state.selected_by != "valid_accuracy":  # the labels were there, but the epoch was kept by an ELBO
             summary["selection"].update(labels=0, source=f"no labels: the {state.selected_by.replace('_', ' ').replace('elbo', 'ELBO')}")
         summary.update(epochs=state.epoch, best_epoch=state.best_epoch, selected_by=state.selected_by,
                        kept=f"weights of epoch {state.best_epoch}, {kept}", stopped_early=state.stopped_early,

@@ -5,5 +5,6 @@ This layer sits below the models: it calls their methods and imports none of the
 
 from .callbacks import ProgressBar
 from .trainer import TrainConfig, Trainer, TrainState, fit, nonfinite_terms
+from .crossval import fit_cv
 
-__all__ = ["ProgressBar", "TrainConfig", "TrainState", "Trainer", "fit", "nonfinite_terms"]
+__all__ = ["ProgressBar", "TrainConfig", "TrainState", "Trainer", "fit", "fit_cv", "nonfinite_terms"]

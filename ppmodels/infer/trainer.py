@@ -46,7 +46,7 @@ from .preemption import stop_requested, watching
 from .distributed import LossModule, all_sum, barrier, gather, noise_seed, rank_slice, resolve_device, world, wrap
 
 CHECKPOINTS = "checkpoints"  # the folder, inside a run folder, of last.pt (resume state) and best.pt
-SELECT_BY = ("auto", "valid_accuracy", "valid_elbo")
+SELECT_BY = ("auto", "valid_accuracy", "valid_elbo", "last_epoch", "cv")
 PRECISION_NAMES = tuple(PRECISIONS)
 # steps an epoch takes at least while a model trains a classifier (min_epoch_steps=None): on digits (1257 images,
 # 13 batches of 100) one pass gave M2's classifier 1300 steps in 100 epochs, too few for its 50 labels
@@ -75,7 +75,15 @@ class TrainConfig:
                                           "ELBO), ``valid_elbo``, or ``auto``: that accuracy while "
                                           "a model trains a classifier and the validation split has labels (M2, M1+M2's second "
                                           "stage), else the ELBO. With few labels the up-weighted labeled terms can overfit late in "
-                                          "training while the ELBO still improves, so classifiers keep their most accurate epoch.")
+                                          "training while the ELBO still improves, so classifiers keep their most accurate epoch. "
+                                          "``last_epoch``: the last epoch, no early stopping. ``cv`` (models that train a classifier, "
+                                          "with labels): cross-validate the number of epochs over ``cv_folds`` stratified folds of "
+                                          "the training labels (each fold's run trains the whole budget with that fold's labels "
+                                          "hidden and scores them after every epoch by balanced accuracy), then train again on every "
+                                          "label for the epoch count with the best mean score and keep that last epoch "
+                                          "(``ppmodels.infer.crossval``; costs ``cv_folds`` + 1 runs).")
+    cv_folds: int | None = Field(None, ge=2, description="``select_by=cv``: the number of folds (``None``: 5, or fewer when a "
+                                 "class has fewer training labels; at most the smallest class's count).")
     min_epoch_steps: int | None = Field(None, ge=0, description="an epoch chains passes over the training data until it has taken "
                                         "at least this many steps (``0``: one pass); ``None``: 100 while the model trains a "
                                         "classifier (M2, the ADGM, M1+M2's second stage), so that small data sets (digits: 13 "
@@ -116,6 +124,7 @@ class TrainState:
     stopped_early: bool = False
     elapsed: float = 0.0
     stage: str = ""
+    cv: dict | None = None  # select_by=cv: the cross-validation that chose the epoch count (ppmodels.infer.crossval)
     # a checkpoint written mid-epoch (a signal, checkpoint_every_steps): batches the epoch has drawn, its losses and
     # skipped batches so far, and the batch generator's state when the epoch began (to draw the same batches again)
     epoch_batches: int = 0
@@ -135,8 +144,10 @@ class Trainer:
         moved for training is moved back to the CPU at the end.
     """
 
-    def __init__(self, config: TrainConfig | None = None, callbacks: list | None = None, device: str | None = None):
+    def __init__(self, config: TrainConfig | None = None, callbacks: list | None = None, device: str | None = None,
+                 stop_epoch: int | None = None):
         self.device = device
+        self.stop_epoch = stop_epoch  # end after this epoch of the ``epochs`` schedule (a cross-validated refit); None: at ``epochs``
         self.config = build_config(TrainConfig, config)
         self.callbacks = list(callbacks or [])
         self.state = TrainState(accuracy_kind="balanced")
@@ -152,6 +163,9 @@ class Trainer:
 
     # ----- the loop -------------------------------------------------------------------------------------------
     def fit(self, model, data: TrainData, run_dir: str | Path | None = None, resume: bool = False):
+        if self.config.select_by == "cv":
+            raise ConfigError("select_by=cv trains several models (one per fold, then a refit); call ppmodels.infer.crossval.fit_cv, "
+                              "or ppmodels.train / `ppmodels train --select-by cv`")
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.rank, self.world_size = world()
         self.model, self.data = model, self._rank_data(data)
@@ -168,7 +182,7 @@ class Trainer:
         self._emit("on_train_start")
         start = time.perf_counter() - self.state.elapsed
         self._stage = None
-        while (self.state.epoch < self.config.epochs or self.state.epoch_batches) and not self.state.stopped_early:  # epoch_batches: one stopped mid-way
+        while (self.state.epoch < self.last_epoch() or self.state.epoch_batches) and not self.state.stopped_early:  # epoch_batches: one stopped mid-way
             self._enter_stage()
             record = self._run_epoch()
             self.state.elapsed = time.perf_counter() - start
@@ -224,7 +238,12 @@ class Trainer:
         return getattr(self.model, "has_elbo", True)
 
     def _done(self) -> bool:
-        return self.state.epoch >= self.config.epochs or self.state.stopped_early
+        return self.state.epoch >= self.last_epoch() or self.state.stopped_early
+
+    def last_epoch(self) -> int:
+        """The epoch training ends after: ``epochs``, or ``stop_epoch`` when that is earlier (the stages and everything
+        else still follow the ``epochs`` schedule)."""
+        return self.config.epochs if self.stop_epoch is None else min(self.stop_epoch, self.config.epochs)
 
     def _enter_stage(self) -> None:
         """Tell the model which training stage the next epoch is in; a new stage starts from the best weights of the
@@ -474,7 +493,7 @@ class Trainer:
     def selects_accuracy(self) -> bool:
         """Whether this epoch is judged by validation accuracy (``select_by``, the model's stage, labeled validation data)."""
         choice, valid = self.config.select_by, self.data.valid
-        if choice == "valid_elbo" or valid is None or valid.y is None or not bool((valid.y >= 0).any()):
+        if choice in ("valid_elbo", "last_epoch") or valid is None or valid.y is None or not bool((valid.y >= 0).any()):
             return False
         if choice == "valid_accuracy" and not self.model.trains_classifier() and self.model.training_stage(self.config.epochs, self.config.epochs) == self.state.stage:
             raise ConfigError(f"select_by=valid_accuracy needs a model that trains a classifier; {self.model.name!r} does not, use valid_elbo")
@@ -505,7 +524,7 @@ class Trainer:
 
     def _update_early_stopping(self, record: dict) -> None:
         state = self.state
-        if not self._has_elbo():  # nothing to select by: every epoch is the best so far, so training keeps the last
+        if not self._has_elbo() or self.config.select_by == "last_epoch":  # every epoch is the best so far: training keeps the last
             state.best_epoch, state.epochs_without_improvement, state.selected_by = state.epoch, 0, "last_epoch"
             self.best_weights = copy.deepcopy(self.model.state_dict())
             self._emit("on_best")
@@ -614,11 +633,12 @@ class Trainer:
 
 
 def fit(model, data: TrainData | Dataset, train_config: TrainConfig | None = None, callbacks: list | None = None,
-        run_dir: str | Path | None = None, resume: bool = False, device: str | None = None):
+        run_dir: str | Path | None = None, resume: bool = False, device: str | None = None, stop_epoch: int | None = None):
     """Train ``model`` on ``data`` with the shared :class:`Trainer`, between the model's ``before_fit`` and
     ``after_fit`` hooks; returns the model (scikit-learn's ``fit`` convention), with ``model.train_state_`` set.
     ``device``: where to train (``cpu``, ``cuda``, ``cuda:N``, ``auto``); the model comes back on the CPU. Under an
-    initialised ``torch.distributed`` process group every rank calls this, and trains data-parallel.
+    initialised ``torch.distributed`` process group every rank calls this, and trains data-parallel. ``stop_epoch``:
+    end after that epoch of the ``epochs`` schedule (a cross-validated refit, :mod:`ppmodels.infer.crossval`).
 
     Example::
 
@@ -629,7 +649,7 @@ def fit(model, data: TrainData | Dataset, train_config: TrainConfig | None = Non
     model.check_data(data)
     if not resume:
         model.before_fit(data)
-    trainer = Trainer(train_config, callbacks or [], device=device)
+    trainer = Trainer(train_config, callbacks or [], device=device, stop_epoch=stop_epoch)
     trainer.fit(model, data, run_dir=run_dir, resume=resume)
     model.train_state_ = trainer.state
     model.after_fit(data)

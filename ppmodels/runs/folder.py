@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 
 from ..errors import ConfigError, RunError, check_path
 from ..files import atomic_write, check_writable, file_sha256, load_state, read_json, write_json
+from ..infer.crossval import CV_RECORD
 from ..infer.trainer import CHECKPOINTS
 from ..models import get_model_class
 from ..plugins import config_entry, require_plugins
@@ -58,7 +59,7 @@ def check_run_dir(path: str | Path, overwrite: bool = False, resume: bool = Fals
         if (work / WEIGHTS).is_file() and not last.is_file():
             raise RunError(f"cannot resume: {last} does not exist, but the run finished ({work / WEIGHTS} is there); "
                            f"use it as it is, or train a new run with another --out")
-        if not last.is_file():
+        if not last.is_file() and not (work / CV_RECORD).is_file():  # a select_by=cv run resumes from its finished folds
             again = "start it again with --overwrite" if (path / CONFIG).is_file() else "train without --resume"
             raise RunError(f"cannot resume: {last} does not exist (the run stopped before its first checkpoint); {again}")
     elif path.exists() and _has_content(path):

@@ -39,3 +39,14 @@ def test_the_benchmark_scores_m2_and_the_baselines_on_the_same_pixels_in_each_in
         x = load_dataset(spec).x
         svc = SVC(gamma="scale").fit(x[rows], y).predict(x[held])
         assert result["cells"][0][name]["balanced_accuracy"] == balanced_accuracy(data.dataset.y[held], svc)
+
+
+def test_m2_can_keep_a_cross_validated_epoch_count(tmp_path):
+    main(["--out", str(tmp_path), "--scenes", "parcel", "--size", "36", "--bands", "12", "--epochs", "2", "--labels-per-class", "2",
+          "--max-spread", "500", "--select-by", "cv", "--no-map"])
+    (cell,) = json.loads((tmp_path / "results.json").read_text())["cells"]
+    chosen = cell["m2_selection"]
+    counts = json.loads((tmp_path / "parcel_seed0" / "m2_2per_class_2epochs_cv" / "summary.json").read_text())["label_counts"]
+    assert chosen["select_by"] == chosen["selected_by"] == "cv" and chosen["cv"]["labels"] == 32 == sum(counts["labeled_per_class"])
+    assert chosen["cv"]["folds"] == min(5, min(c for c in counts["labeled_per_class"] if c))  # the small scene has fewer classes
+    assert chosen["best_epoch"] == chosen["cv"]["chosen_epoch"] and (tmp_path / "parcel_seed0" / "m2_2per_class_2epochs_cv" / "cv.json").is_file()

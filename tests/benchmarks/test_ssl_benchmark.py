@@ -62,3 +62,35 @@ def test_rows_finished_before_a_crash_are_on_disk(tmp_path, monkeypatch):
     saved = json.loads(out.read_text())
     assert [r["model"] for r in saved["rows"]] == ["svc", "label_spreading"] and set(saved["summary"]) == {"svc", "label_spreading"}
     assert saved["versions"]["torch"]
+
+
+def test_select_by_cv_passes_through_and_its_kept_epoch_is_the_refits_last(tmp_path):
+    bench = load_benchmark()
+    rows = bench.main(["--dataset", "digits", "--labels", "20", "--seeds", "0", "--models", "m2", "--protocols", "budget", "--epochs", "3",
+                       "--eval-every", "1", "--select-by", "cv", "--cv-folds", "2", "--set-json", '{"m2": {"hidden": [16], "z_dim": 2}}',
+                       "--out", str(tmp_path / "r.json")])
+    (row,) = rows
+    cv = row["cv"]
+    assert row["selected_by"] == "cv" and row["epochs"] == row["best_epoch"] == cv["chosen_epoch"] and cv["folds"] == 2 and cv["labels"] == 20
+    assert row["selection"]["labels"] == 0  # nothing held out of the data: every label trains, the folds choose
+    assert [p["epoch"] for p in row["curve"]] == list(range(1, cv["chosen_epoch"] + 1))  # the curve is the refit's
+    assert row["curve"][-1]["test_error_pct"] == row["test_error_pct"]
+
+
+def test_stopping_rules_reads_the_short_budget_off_an_elbo_curve(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("stopping_rules", SCRIPT.with_name("stopping_rules.py"))
+    rules = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rules)
+    curve = [{"epoch": e, "valid_elbo": elbo, "test_error_pct": err} for e, elbo, err in ((1, -9, 30.0), (2, -5, 20.0), (3, -6, 10.0), (4, -4, 25.0))]
+    (tmp_path / "long.json").write_text(json.dumps({"rows": [{"seed": 0, "curve": curve, "test_error_pct": 25.0, "best_epoch": 4},
+                                                             {"seed": 1, "curve": curve, "test_error_pct": 15.0, "best_epoch": 4}]}))
+    monkeypatch.setattr(rules, "RESULTS", tmp_path)
+    result = rules.main(["--short", "3", "--long", "4", "--rule", "elbo=long.json", "--out", str(tmp_path / "t.json")])["elbo"]
+    assert result["short"]["test_error_pct"] == [20.0, 20.0] and result["short"]["kept_epoch"] == [2, 2]  # the best ELBO of epochs 1-3
+    assert result["longer_never_worse"] == [False, True]
+    # a cross-validated run: the short budget keeps the first best of the mean fold curve's first epochs, read off the refit
+    refit = [{"epoch": e, "test_error_pct": err} for e, err in ((1, 30.0), (2, 20.0), (3, 12.0), (4, 11.0))]
+    (tmp_path / "cv.json").write_text(json.dumps({"rows": [{"seed": 0, "curve": refit, "test_error_pct": 11.0, "best_epoch": 4,
+                                                            "cv": {"mean_curve": [0.5, 0.7, 0.7, 0.9]}}]}))
+    result = rules.main(["--short", "3", "--long", "4", "--rule", "cv=cv.json"])["cv"]
+    assert result["short"]["kept_epoch"] == [2] and result["short"]["test_error_pct"] == [20.0] and result["longer_never_worse"] == [True]

@@ -82,7 +82,7 @@ def test_models_without_a_classifier_select_by_elbo(data):
     assert vae.train_state_.selected_by == "valid_elbo"
     with pytest.raises(ConfigError, match="select_by=valid_accuracy needs a model that trains a classifier"):
         fit(VAE(x_shape=[1, 8, 8], z_dim=2, hidden=[8]), data, TrainConfig(epochs=1, batch_size=400, select_by="valid_accuracy"))
-    with pytest.raises(ConfigError, match="option select_by must be one of auto, valid_accuracy, valid_elbo, got 'accuracy'; fix --select-by"):
+    with pytest.raises(ConfigError, match="option select_by must be one of auto, valid_accuracy, valid_elbo, last_epoch, cv, got 'accuracy'; fix --select-by"):
         TrainConfig(select_by="accuracy")
 
 
