@@ -126,8 +126,7 @@ def test_bf16_reaches_both_networks_during_training_steps_only(digits, data, net
     for name in ("fp32", "bf16"):
         gan = tiny(digits, net=net)
         seen = set()
-        watched = [m for part in (gan.generator, gan.discriminator, gan.generator_ema) for m in part.modules()
-                   if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+        watched = [m for part in (gan.generator, gan.discriminator) for m in part.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
         hooks = [m.register_forward_hook(lambda m, i, out: seen.add(out.dtype)) for m in watched]
         fit(gan, data, TrainConfig(epochs=1, batch_size=256, seed=0, precision=name))
         layers[name] = set(seen)
@@ -201,23 +200,21 @@ def test_samples_come_from_the_generators_weight_average(digits, data):
     plain = tiny(digits, ema_decay=0.0)
     fit(plain, data, TrainConfig(epochs=1, batch_size=256, seed=0))
     with torch.no_grad():
-        assert torch.equal(torch.from_numpy(plain.decode(z)), plain.generator.eval()(z)) and int(plain.ema_updates) == 0
+        assert torch.equal(torch.from_numpy(plain.decode(z)), plain.generator.eval()(z)) and not hasattr(plain, "generator_ema")
 
 
-def test_runs_saved_before_kernel_and_ema_load_as_they_were_trained(digits, tmp_path):
-    """A config without ``kernel`` and ``ema_decay`` (saved before them) gets kernel 3 and no averaging, and weights
-    without ``generator_ema`` load with the averaged generator equal to the trained one."""
+def test_runs_saved_before_kernel_and_ema_load_as_they_were_trained(digits):
+    """A config without ``kernel`` and ``ema_decay`` (saved before them) gets kernel 3 and no averaging, and its
+    weights load as they are; a new model gets kernel 4."""
     from ppmodels.runs.folder import build_model
 
-    old = tiny(digits, kernel=3, ema_decay=0.0)
+    old = tiny(digits, kernel=3)
     config = {k: v for k, v in vars(old.config).items() if k not in ("kernel", "ema_decay")}
     rebuilt = build_model({"model": "gan", "model_config": config})
     assert rebuilt.config.kernel == 3 and rebuilt.config.ema_decay == 0.0
-    state = {k: v for k, v in old.state_dict().items() if not k.startswith("generator_ema.") and k != "ema_updates"}
-    rebuilt.load_state_dict(state)
+    rebuilt.load_state_dict(old.state_dict())
     z = torch.randn(4, 4)
-    with torch.no_grad():
-        assert torch.equal(rebuilt.generator_ema.eval()(z), old.generator.eval()(z))
+    assert np.array_equal(rebuilt.decode(z), old.decode(z))
     assert GAN(x_shape=[1, 8, 8]).config.kernel == 4
 
 
