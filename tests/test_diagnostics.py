@@ -251,7 +251,7 @@ def test_convergence_names_the_epoch_whose_weights_are_diagnosed():
     """M2 keeps its most accurate epoch (24 here) while its validation ELBO still rises to epoch 39: the verdict names
     epoch 24 as the diagnosed one, beside the last epoch and the ELBO there; a run that kept its last epoch says so."""
     records = [{"epoch": e, "train_elbo": -90 + e, "valid_elbo": -100 + 0.5 * e, "valid_accuracy": 0.8 - abs(e - 24) / 100,
-                "best_epoch": min(e, 24)} for e in range(1, 40)]
+                "valid_accuracy_kind": "balanced", "best_epoch": min(e, 24)} for e in range(1, 40)]
     conv = dg.training_convergence(records)
     assert (conv["selected_epoch"], conv["last_epoch"], conv["best_epoch"], conv["selected_by"]) == (24, 39, 39, "valid_accuracy")
     assert conv["selected_elbo"] == pytest.approx(-88.0)
@@ -260,6 +260,8 @@ def test_convergence_names_the_epoch_whose_weights_are_diagnosed():
             "ELBO there was -88.00, 7.50 nats per datum below its best (epoch 39).") in text
     kept_last = dg.training_convergence([{**r, "best_epoch": r["epoch"]} for r in records[:10]])
     assert kept_last["selected_epoch"] == 10 and "those of epoch 10, the last (chosen by the accuracy of the validation labels, balanced over their classes)." in dg.convergence_verdict(kept_last)
+    plain = dg.training_convergence([{k: v for k, v in r.items() if k != "valid_accuracy_kind"} for r in records])  # before balanced selection
+    assert plain["accuracy_kind"] == "plain" and "epoch 24 (chosen by the accuracy of the validation labels), not" in dg.convergence_verdict(plain)
     old = dg.training_convergence([{k: v for k, v in r.items() if k != "best_epoch"} for r in records])  # an older metrics.jsonl
     assert old["selected_epoch"] == old["best_epoch"] == 39
 

@@ -486,15 +486,19 @@ def selected_epoch(records: list[dict], trace: np.ndarray, best: int) -> dict[st
     """The epoch whose weights the run kept, hence the weights a diagnosis judges: the trainer's ``best_epoch`` of the
     last record (M2 keeps its most accurate epoch, which need not be the one of the best ELBO; a GAN its last), else
     the best of ``trace``. ``selected_elbo`` is the trace there (``None`` when that epoch has no value),
-    ``selected_by`` ``valid_accuracy`` when the records carry it, and ``last_epoch`` the last one logged."""
+    ``selected_by`` ``valid_accuracy`` when the records carry it (with ``accuracy_kind``, ``balanced`` or ``plain``:
+    what the records say, plain for runs from before they said), and ``last_epoch`` the last one logged."""
     epochs = [r["epoch"] for r in records]
     chosen = records[-1].get("best_epoch") if records else None
     if chosen not in epochs:  # an older metrics.jsonl, or a stage whose selection restarted
         chosen = epochs[best]
     value = trace[epochs.index(chosen)]
-    by = "valid_accuracy" if any(r.get("valid_accuracy") is not None and r.get("stage") == records[-1].get("stage") for r in records) else None
-    return {"selected_epoch": int(chosen), "selected_elbo": float(value) if np.isfinite(value) else None, "selected_by": by,
-            "last_epoch": int(epochs[-1])}
+    scored = [r for r in records if r.get("valid_accuracy") is not None and r.get("stage") == records[-1].get("stage")]
+    out = {"selected_epoch": int(chosen), "selected_elbo": float(value) if np.isfinite(value) else None,
+           "selected_by": "valid_accuracy" if scored else None, "last_epoch": int(epochs[-1])}
+    if scored:  # balanced since the trainer says so in each record; plain in runs made before it did
+        out["accuracy_kind"] = scored[-1].get("valid_accuracy_kind", "plain")
+    return out
 
 
 # ----- plain language -----------------------------------------------------------------------------------------
@@ -622,7 +626,8 @@ def convergence_verdict(conv: dict) -> str:
 def selected_epoch_text(conv: dict, what: str) -> str:
     """Which epoch's weights are diagnosed, beside the last epoch and the best ELBO's when they differ."""
     chosen, last = conv.get("selected_epoch", conv["best_epoch"]), conv.get("last_epoch", conv["best_epoch"] + conv["epochs_since_best"])
-    by = " (chosen by the accuracy of the validation labels, balanced over their classes)" if conv.get("selected_by") == "valid_accuracy" else ""
+    balanced = ", balanced over their classes" if conv.get("accuracy_kind") == "balanced" else ""
+    by = f" (chosen by the accuracy of the validation labels{balanced})" if conv.get("selected_by") == "valid_accuracy" else ""
     if chosen == last:
         return f"The diagnosed weights are those of epoch {last}, the last{by}."
     text = f"The diagnosed weights are those of epoch {chosen}{by}, not of the last epoch {last}"

@@ -315,6 +315,7 @@ class Trainer:
             record["valid_elbo"] = self._valid_elbo()
             if self.selects_accuracy():
                 record["valid_accuracy"] = self._valid_accuracy()
+                record["valid_accuracy_kind"] = self.state.accuracy_kind  # metrics.jsonl of runs before this say nothing: plain
         self._update_early_stopping(record)
         record["lr"] = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trained at
         self._reduce_lr_on_plateau()
