@@ -158,6 +158,10 @@ class GAN(PPModel):
                 average.copy_(buffer)
         self.ema_updates += 1
 
+    def guide(self, *args: Any, **kwargs: Any) -> None:
+        raise ConfigError("a GAN has no inference network q(z | x): it cannot encode data or score it")
+
+    # ----- the adversarial objective, run by the trainer's parameter groups ----------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
         c = self.config
         return [{"name": "discriminator", "params": list(self.discriminator.parameters()), "lr": c.d_lr, "betas": tuple(c.d_betas), "lr_option": "d_lr"},

@@ -157,6 +157,8 @@ def test_no_elbo_and_no_log_likelihood(digits, data):
         gan.elbo_per_datum(data.test)
     with pytest.raises(ConfigError, match="not available"):
         gan.iw_log_likelihood(data.test.x[:3])
+    with pytest.raises(ConfigError, match="no inference network"):
+        gan.guide(data.test.x[:3])
 
 
 def snapshot(model: GAN) -> dict[str, dict[str, torch.Tensor]]:
