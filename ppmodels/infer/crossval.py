@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
-from ..data import UNLABELED, Dataset, Split, TrainData, map_rows, prepare_data
+from ..data import UNLABELED, Dataset, Split, TrainData, prepare_data
 from ..errors import ConfigError, Interrupted, RunError
 from ..files import read_json, write_json
 from .trainer import CHECKPOINTS, TrainConfig, fit
@@ -81,21 +81,18 @@ class FoldScore:
         if not model.trains_classifier():
             self.scores.append(None)
             return
-        was_training = model.training
-        model.eval()
-        predicted = np.asarray(map_rows(model.predict, self.split.x))
-        model.train(was_training)
-        self.scores.append(balanced_accuracy(self.split.y.numpy(), predicted))
+        # predict evaluates in eval mode and reads rows on disk a batch at a time, as for the trainer's validation labels
+        self.scores.append(balanced_accuracy(self.split.y.numpy(), np.asarray(model.predict(self.split.x))))
 
 
 def choose_epoch(curves: list[list[float | None]]) -> tuple[int, list[float | None]]:
     """The epoch (1-based) with the best mean score over the folds' curves (ties: the earlier), and the mean curve
     (``None`` at epochs some fold did not score)."""
     mean = [None if any(c[e] is None for c in curves) else float(np.mean([c[e] for c in curves])) for e in range(len(curves[0]))]
-    scored = [(value, -e) for e, value in enumerate(mean) if value is not None]
-    if not scored:
+    chosen = _best(mean)
+    if chosen is None:
         raise ConfigError("select_by=cv needs a model that trains a classifier (M2, the ADGM, M1+M2): no epoch of the folds could be scored")
-    return -max(scored)[1] + 1, mean
+    return chosen, mean
 
 
 def fit_cv(model, data: TrainData | Dataset, train_config: TrainConfig, callbacks: list | None = None,
@@ -140,13 +137,14 @@ def fit_cv(model, data: TrainData | Dataset, train_config: TrainConfig, callback
     record["mean_score"] = record["mean_curve"][record["chosen_epoch"] - 1]
     _write(run_dir, record)
     again = resume and run_dir is not None and (run_dir / CHECKPOINTS / "last.pt").is_file()  # the refit had begun
-    fit(model, data, dataclasses.replace(each, select_by="last_epoch"), callbacks=callbacks, run_dir=run_dir, resume=again,
+    fit(model, data, each, callbacks=callbacks, run_dir=run_dir, resume=again,
         device=device, stop_epoch=record["chosen_epoch"])
     model.train_state_ = dataclasses.replace(model.train_state_, selected_by="cv", cv=record)
     return model
 
 
 def _best(scores: list[float | None]) -> int | None:
+    """The epoch (1-based) of the best score (ties: the earlier); ``None`` when no epoch was scored."""
     scored = [(s, -e) for e, s in enumerate(scores) if s is not None]
     return -max(scored)[1] + 1 if scored else None
 
