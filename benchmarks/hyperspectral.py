@@ -157,7 +157,7 @@ def share_ratios(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np
 
 
 def _row(y_true: np.ndarray, y_pred: np.ndarray, k: int, **info) -> dict:
-    from ppmodels.analysis.metrics import balanced_accuracy
+    from ppmodels.metrics import balanced_accuracy
 
     ratios = share_ratios(y_true, y_pred, k)
     return {"balanced_accuracy": balanced_accuracy(y_true, y_pred), "share_ratio": ratios.round(3).tolist(),

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import ppmodels
-from ppmodels.analysis.metrics import auroc
+from ppmodels.metrics import auroc
 from ppmodels.infer import TrainConfig
 
 

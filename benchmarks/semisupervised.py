@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from ppmodels.analysis.baselines import ALL_BASELINES as PEERS, BASELINES, fit_baselines, flat  # noqa: E402
 from ppmodels.commands.train import selects_with_labels  # noqa: E402
-from ppmodels.analysis.metrics import classification_metrics  # noqa: E402
+from ppmodels.metrics import classification_metrics  # noqa: E402
 from ppmodels.data import PROTOCOLS, TrainData, load_dataset, map_rows, prepare_data  # noqa: E402
 from ppmodels.files import write_json  # noqa: E402
 from ppmodels.infer import TrainConfig, fit, fit_cv  # noqa: E402

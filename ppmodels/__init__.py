@@ -8,9 +8,9 @@ Quick start::
     model.predict(x)
 
 The package is layered; each layer imports only those above it in this list:
-``errors``, ``config``, ``files``, ``registry``, ``plugins``, ``nets``, ``corruption``, ``plots`` (foundations) ->
+``errors``, ``config``, ``files``, ``metrics``, ``registry``, ``plugins``, ``nets``, ``corruption``, ``plots`` (foundations) ->
 ``data`` -> ``infer`` (trainer, importance weights) -> ``models`` (Pyro pairs) -> ``runs`` (run folders) ->
-``analysis`` (diagnostics, metrics, InferenceData, report) -> ``commands`` (one module per CLI command) -> this
+``analysis`` (diagnostics, baselines, InferenceData, report) -> ``commands`` (one module per CLI command) -> this
 module and the CLI.
 """
 

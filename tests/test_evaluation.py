@@ -7,7 +7,7 @@ import pytest
 from ppmodels import evaluate
 from ppmodels.data import load_dataset, prepare_data
 from ppmodels.errors import ConfigError
-from ppmodels.analysis.metrics import classification_metrics
+from ppmodels.metrics import classification_metrics
 from ppmodels.models import M2
 from ppmodels.infer import TrainConfig
 from ppmodels.infer import fit

@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, recall_score
 
 from ppmodels.errors import DataError
-from ppmodels.analysis.metrics import balanced_accuracy, classification_report, collapse_warnings, majority_rate, per_class_recall
+from ppmodels.metrics import balanced_accuracy, balanced_from_counts, classification_report, collapse_warnings, majority_rate, per_class_recall
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -13,6 +13,10 @@ def test_scores_match_scikit_learn(seed):
     y_pred = np.where(rng.random(200) < 0.6, y_true, rng.integers(0, 5, 200))
     assert balanced_accuracy(y_true, y_pred) == pytest.approx(balanced_accuracy_score(y_true, y_pred), abs=1e-12)
     assert np.allclose(per_class_recall(y_true, y_pred), recall_score(y_true, y_pred, average=None))
+    # the trainer's form: counts per class (as summed over processes), one class absent from the truth
+    keep = (y_true != 3) & (y_pred != 3)
+    hits, support = np.bincount(y_true[keep][(y_true == y_pred)[keep]], minlength=5), np.bincount(y_true[keep], minlength=5)
+    assert balanced_from_counts(hits, support) == pytest.approx(balanced_accuracy_score(y_true[keep], y_pred[keep]), abs=1e-12)
 
 
 def test_recall_of_a_class_without_examples_is_nan_and_left_out_of_the_mean():

@@ -6,7 +6,7 @@ import torch
 
 import ppmodels
 from ppmodels.errors import ConfigError
-from ppmodels.analysis.metrics import auroc
+from ppmodels.metrics import auroc
 from ppmodels.commands.score import percentile_of, score_data
 from ppmodels.infer import TrainConfig
 from tests.helpers import assert_close_scaled

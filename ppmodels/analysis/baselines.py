@@ -40,7 +40,7 @@ from sklearn.semi_supervised import LabelSpreading
 from sklearn.svm import SVC
 
 from ..data import UNLABELED, Split, map_rows
-from .metrics import balanced_accuracy
+from ..metrics import balanced_accuracy
 
 BASELINES = ("svc", "svc_tuned", "logistic_tuned", "label_spreading_tuned")
 ALL_BASELINES = BASELINES + ("label_spreading", "svc_tuned_scaled", "label_spreading_tuned_scaled")

@@ -22,7 +22,7 @@ import xarray as xr
 
 from ..analysis import diagnostics as dg
 from ..analysis.gold_standard import gold_standard_for, gold_standard_verdict, sampler_verdict
-from ..analysis.metrics import classification_metrics, no_labels_note
+from ..metrics import classification_metrics, no_labels_note
 from ..analysis.sample_quality import QUALITY_TITLES, generator_quality, quality_problems, quality_verdicts
 from ..data import parse_spec, select_split
 from ..errors import ConfigError, PPModelsError, RunError, check_int, check_path, check_seed

@@ -14,7 +14,7 @@ import numpy as np
 import pyro
 
 from ..analysis.baselines import baseline_scores
-from ..analysis.metrics import classification_metrics, no_labels_note
+from ..metrics import classification_metrics, no_labels_note
 from ..analysis.sample_quality import generator_quality
 from ..data import Dataset, Split, map_rows, parse_spec, select_split
 from ..errors import ConfigError, check_int, check_seed

@@ -15,7 +15,7 @@ import numpy as np
 import pyro
 import torch
 
-from ..analysis.metrics import classification_report, clustering_accuracy, no_labels_note
+from ..metrics import classification_report, clustering_accuracy, no_labels_note
 from ..analysis.sample_quality import QualityLog, generator_quality
 from ..data import Split, TrainData, map_rows, open_data
 from ..errors import ConfigError, Interrupted, PPModelsError, RunError, TrainingError, check_int

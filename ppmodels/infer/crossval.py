@@ -32,6 +32,7 @@ from sklearn.model_selection import StratifiedKFold
 from ..data import UNLABELED, Dataset, Split, TrainData, prepare_data
 from ..errors import ConfigError, Interrupted, RunError
 from ..files import read_json, write_json
+from ..metrics import balanced_accuracy
 from .trainer import CHECKPOINTS, TrainConfig, fit
 
 CV_RECORD = "cv.json"  # inside a run folder: the folds' curves and the chosen epoch count
@@ -62,11 +63,6 @@ def fold_data(data: TrainData, held: np.ndarray) -> TrainData:
     y[torch.from_numpy(held)] = UNLABELED
     train = Split(data.train.name, data.train.x, y, data.train.binarize)
     return dataclasses.replace(data, train=train, labeled=train)
-
-
-def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
-    """The mean over the classes in ``truth`` of the share of their examples predicted right."""
-    return float(np.mean([(predicted[truth == c] == c).mean() for c in np.unique(truth)]))
 
 
 class FoldScore:

@@ -41,6 +41,7 @@ from ..config import Field, build_config, config_dataclass
 from ..data import Dataset, LazyRows, TrainData, prepare_data
 from ..errors import ConfigError, Interrupted, ResumeWarning, RunError, TrainingError
 from ..files import load_checkpoint, load_state, save_checkpoint
+from ..metrics import balanced_from_counts
 from ..nets import PRECISIONS, precision
 from .preemption import stop_requested, watching
 from .distributed import LossModule, all_sum, barrier, gather, noise_seed, rank_slice, resolve_device, world, wrap
@@ -514,8 +515,7 @@ class Trainer:
         hits, support = np.array(counts[:k]), np.array(counts[k:])
         if self.state.accuracy_kind == "plain":
             return float(hits.sum() / support.sum())
-        present = support > 0
-        return float(np.mean(hits[present] / support[present]))
+        return balanced_from_counts(hits, support)
 
     def _check_parameters(self) -> None:
         """Refuse to go on (and to checkpoint) with weights that are no longer finite."""

@@ -213,10 +213,10 @@ class PPModel(nn.Module):
     #: models that need labels to fit (classifiers) set this; ``fit`` then refuses data without labels
     needs_labels: ClassVar[bool] = False
     #: what counters a classifier that collapses onto one class, in this model's options (the collapse warning says it;
-    #: ``None``: the options every model has, ``ppmodels.analysis.metrics.REMEDY``)
+    #: ``None``: the options every model has, ``ppmodels.metrics.REMEDY``)
     imbalance_remedy: ClassVar[str | None] = None
     #: what counters the opposite, a majority class mostly called rarer classes (``None``:
-    #: ``ppmodels.analysis.metrics.DISPERSAL_REMEDY``)
+    #: ``ppmodels.metrics.DISPERSAL_REMEDY``)
     dispersal_remedy: ClassVar[str | None] = None
     #: whether the model has a likelihood, hence an ELBO to validate and select epochs by (the GAN has none: the
     #: trainer keeps its last epoch, and commands report sample quality instead)

@@ -22,7 +22,7 @@ from .ssl_batches import labeled_unlabeled_batches
 from .vae import observation_dist
 
 CLASS_PRIORS = ("uniform", "labeled", "learned")
-#: what the warnings of ``ppmodels.analysis.metrics.collapse_warnings`` advise for models with a class prior p(y) (M2,
+#: what the warnings of ``ppmodels.metrics.collapse_warnings`` advise for models with a class prior p(y) (M2,
 #: the ADGM, M1+M2): against predictions collapsed onto one class, and against a majority class called rarer ones
 PRIOR_IMBALANCE_REMEDY = "--set class_prior=labeled, --max-per-class, or more class-balanced labels (--labels)"
 PRIOR_DISPERSAL_REMEDY = ("--set class_prior=learned (p(y) fitted to the unlabeled data), or class_prior=labeled when the labels "

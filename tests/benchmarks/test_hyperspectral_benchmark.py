@@ -4,7 +4,7 @@ import numpy as np
 from sklearn.svm import SVC
 
 from benchmarks.hyperspectral import FRONT_END, main, markdown_table, share_ratios
-from ppmodels.analysis.metrics import balanced_accuracy
+from ppmodels.metrics import balanced_accuracy
 from ppmodels.data import load_dataset
 from ppmodels.runs import open_run_data
 

@@ -7,7 +7,7 @@ import pyro.distributions as dist
 import torch
 
 from ppmodels.data import prepare_data
-from ppmodels.analysis.metrics import clustering_accuracy
+from ppmodels.metrics import clustering_accuracy
 from ppmodels.models import GMVAE
 from ppmodels.infer import TrainConfig
 from ppmodels.infer import fit

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmarks.imbalanced import imbalanced_digits
-from ppmodels.analysis.metrics import balanced_accuracy, classification_report
+from ppmodels.metrics import balanced_accuracy, classification_report
 from ppmodels.data import Dataset, load_dataset, prepare_data
 from ppmodels.infer import TrainConfig, fit
 from ppmodels.models import M1

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..errors import DataError
+from .errors import DataError
 
 
 def _labels(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
@@ -39,8 +39,13 @@ def per_class_recall(y_true, y_pred, num_classes: int | None = None) -> np.ndarr
     """Recall of each class ``0..K-1``: the fraction of its examples predicted as it (NaN for a class with no examples)."""
     y_true, y_pred = _labels(y_true, y_pred)
     k = max(num_classes or 0, int(y_true.max()) + 1, int(y_pred.max()) + 1)
-    support = np.bincount(y_true, minlength=k)
-    hits = np.bincount(y_true[y_true == y_pred], minlength=k)
+    return recall_from_counts(np.bincount(y_true[y_true == y_pred], minlength=k), np.bincount(y_true, minlength=k))
+
+
+def recall_from_counts(hits, support) -> np.ndarray:
+    """Per-class recall from each class's right predictions ``hits`` and examples ``support`` (NaN for a class with
+    none): the one formula, also for the trainer, whose counts are summed over processes before it is applied."""
+    hits, support = np.asarray(hits, dtype=np.float64), np.asarray(support, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(support > 0, hits / np.maximum(support, 1), np.nan)
 
@@ -48,6 +53,11 @@ def per_class_recall(y_true, y_pred, num_classes: int | None = None) -> np.ndarr
 def balanced_accuracy(y_true, y_pred) -> float:
     """The mean recall over the classes present in ``y_true``: 1/K for a classifier that predicts one class everywhere."""
     return float(np.nanmean(per_class_recall(y_true, y_pred)))
+
+
+def balanced_from_counts(hits, support) -> float:
+    """:func:`balanced_accuracy` from per-class counts (see :func:`recall_from_counts`)."""
+    return float(np.nanmean(recall_from_counts(hits, support)))
 
 
 def majority_rate(y_true) -> tuple[int, float]:
