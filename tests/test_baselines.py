@@ -105,3 +105,26 @@ def test_scaled_rows_agree_with_a_pipeline_and_ignore_the_features_units(budget)
         assert (again[name][0].predict(test * units + 3.0) == fitted[name][0].predict(test)).mean() > 0.99, name
     raw, raw_again = (baselines.fit_baselines(split, ("svc_tuned",), seed=0)["svc_tuned"][0] for split in (data.labeled, other))
     assert (raw_again.predict(test * units + 3.0) == raw.predict(test)).mean() < 0.95  # the check has teeth
+
+
+def test_spreading_over_a_neighbour_table_is_scikit_learns_spreading():
+    """One neighbour search serves every k (tuning k over folds on MNIST was one search a fold and k): each k's
+    graph read from the widest table is the graph scikit-learn searches for, on rows without ties in distance."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (150, 6)), rng.normal(2.5, 1, (150, 6))])
+    y = np.full(300, UNLABELED)
+    y[[0, 1, 2, 150, 151, 152]] = [0, 0, 0, 1, 1, 1]
+    new = rng.normal(1.2, 1.5, (40, 6))
+    table = baselines.neighbour_table(x, 40)
+    assert (table[:, 0] == np.arange(300)).all()
+    for k in (3, 10, 40):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ours = baselines.spreading(k, table).fit(x, y)
+            theirs = LabelSpreading(kernel="knn", n_neighbors=k, max_iter=100).fit(x, y)
+            predicted = ours.predict_proba(new), theirs.predict_proba(new)  # 0/0 where a component has no label
+        assert (ours.transduction_ == theirs.transduction_).all()
+        np.testing.assert_allclose(ours.label_distributions_, theirs.label_distributions_, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(*predicted, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="neighbour table is 300 x 40"):
+        baselines.spreading(41, table).fit(x, y)
