@@ -217,8 +217,9 @@ def make_scene(name: str, size: int, bands: int, seed: int, illumination: float 
 
 #: what M2 reads of a scene by default (docs/hyperspectral.md): brightness removed, 5 x 5 spatial mean
 FRONT_END = "normalize=brightness&patch=5"
-#: the inputs the baselines also get beside M2's: the raw pixels and the plain 5 x 5 average
-OTHER_INPUTS = {"raw": "", "patch5": "patch=5"}
+#: the inputs the baselines also get beside M2's: the raw pixels, the plain 5 x 5 average and, when M2 reads the
+#: scene another way (``--front-end``), the default front end
+OTHER_INPUTS = {"raw": "", "patch5": "patch=5", "bright5": FRONT_END}
 M2_OPTIONS = {"z_dim": 8, "hidden": [128]}
 
 
@@ -238,7 +239,8 @@ def run_cell(out: Path, scene_name: str, seed: int, labels_per_class: int, args)
     if not scene.exists():
         write_netcdf(scene, make_scene(scene_name, args.size, args.bands, seed, args.illumination))
     rule = "" if args.select_by == "valid_elbo" else f"_{args.select_by}"
-    run = folder / f"m2_{labels_per_class}per_class_{args.epochs}epochs{rule}"
+    reads = "" if args.front_end == FRONT_END else "_" + (args.front_end.replace("&", "_").replace("=", "") or "raw")
+    run = folder / f"m2_{labels_per_class}per_class_{args.epochs}epochs{rule}{reads}"
     start = time.perf_counter()
     config = TrainConfig(epochs=args.epochs, batch_size=200, select_by=args.select_by, cv_folds=args.cv_folds, patience=None, seed=seed)
     reused = (run / "summary.json").is_file() and not args.retrain  # a finished run of an interrupted benchmark
@@ -268,14 +270,22 @@ def summarise(cells: list[dict]) -> dict:
 
 
 #: the rows of the docs' table, in order: (row key, label)
-TABLE_ROWS = (("m2", "**M2** (brightness + 5x5)"), ("svc_tuned", "SVC tuned (brightness + 5x5)"),
-              ("logistic_tuned", "logistic tuned (brightness + 5x5)"), ("label_spreading_tuned", "label spreading tuned (brightness + 5x5)"),
+TABLE_ROWS = (("m2", "**M2** ({input})"), ("svc_tuned", "SVC tuned ({input})"),
+              ("logistic_tuned", "logistic tuned ({input})"), ("label_spreading_tuned", "label spreading tuned ({input})"),
+              ("svc_tuned:bright5", "SVC tuned (brightness + 5x5, beside another M2 input)"),
+              ("logistic_tuned:bright5", "logistic tuned (brightness + 5x5, beside another M2 input)"),
               ("svc_tuned:patch5", "SVC tuned (5x5 average)"), ("logistic_tuned:patch5", "logistic tuned (5x5 average)"),
               ("svc_tuned:raw", "SVC tuned (raw pixels)"), ("logistic_tuned:raw", "logistic tuned (raw pixels)"), ("svc:raw", "SVC C=1 (raw pixels)"))
 
 
-def markdown_table(summary: dict) -> str:
-    """The summary as a markdown table: one row per method, one column per scene and label count (mean +- sd (n))."""
+def input_name(front_end: str) -> str:
+    """How the table names what M2 read."""
+    return {FRONT_END: "brightness + 5x5", "": "raw pixels"}.get(front_end, front_end.replace("&", ", "))
+
+
+def markdown_table(summary: dict, front_end: str = FRONT_END) -> str:
+    """The summary as a markdown table: one row per method, one column per scene and label count (mean +- sd (n));
+    ``front_end``: what M2 and the first baselines read."""
     columns = [(scene, lpc) for scene, by_lpc in summary.items() for lpc in by_lpc]
     lines = ["| balanced accuracy | " + " | ".join(f"{scene}, {lpc} labels a class" for scene, lpc in columns) + " |",
              "| --- |" + " --- |" * len(columns)]
@@ -284,7 +294,8 @@ def markdown_table(summary: dict) -> str:
         for scene, lpc in columns:
             r = summary[scene][lpc].get(key)
             cells.append("" if r is None else f"{r['mean']:.3f}" + (f" +- {r['sd']:.3f}" if r["sd"] is not None else "") + f" ({r['n']})")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        if any(cells):  # a row no results file has (another input's baselines) is left out
+            lines.append(f"| {label.format(input=input_name(front_end))} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -309,8 +320,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--table", nargs="+", metavar="JSON", help="print the markdown table of these results files (merged) and stop")
     args = parser.parse_args(argv)
     if args.table:
-        cells = [cell for path in args.table for cell in json.loads(Path(path).read_text())["cells"]]
-        print(markdown_table(summarise(cells)))
+        results = [json.loads(Path(path).read_text()) for path in args.table]
+        front_ends = {r["config"].get("front_end", FRONT_END) for r in results}
+        if len(front_ends) > 1:
+            raise SystemExit(f"error: the results files read the scenes differently ({', '.join(sorted(map(repr, front_ends)))}); tabulate each front end on its own")
+        cells = [cell for r in results for cell in r["cells"]]
+        print(markdown_table(summarise(cells), front_ends.pop()))
         return {"cells": cells}
 
     out = Path(args.out)

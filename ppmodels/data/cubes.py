@@ -17,8 +17,9 @@ Further options: ``background=0`` (the ground-truth value of unlabeled pixels, `
 to mean 0 and standard deviation 1 over the scene, with the Gaussian likelihood; ``none`` keeps the raw values) and
 ``likelihood=``, and two front ends applied before the standardisation (:func:`front_end`): ``normalize=brightness``
 (each spectrum divided by its mean over the bands, which removes illumination and shade) and ``patch=K`` (each pixel
-replaced by the mean spectrum of the K x K window around it, K odd: the simplest spectral-spatial feature). Any other
-option is refused. The transform is recorded in ``dataset.metadata["cube"]``; ``ppmodels train`` stores it in the run,
+replaced by the mean spectrum of the K x K window around it, K odd: the simplest spectral-spatial feature), and one
+applied after it, ``components=K`` (each pixel projected onto the scene's K principal axes: :func:`principal_axes`).
+Any other option is refused. The transform is recorded in ``dataset.metadata["cube"]``; ``ppmodels train`` stores it in the run,
 so ``ppmodels predict`` applies the training scene's transform to any scene.
 
 A ``cube:`` scene larger than :data:`LAZY_CUBE_BYTES` (1 GiB as float32) stays on disk: its pixels are read a block
@@ -63,7 +64,7 @@ STANDARDIZE = ("band", "none")
 NORMALIZE = ("none", "brightness")
 #: the options a cube spec may carry (``cube:`` and ``mat:``, the public scenes); any other is refused, not ignored
 #: (:func:`~ppmodels.data.sources.parse_spec`)
-CUBE_OPTIONS = frozenset({"var", "labels", "lazy", "x", "y", "gt", "background", "bands", "standardize", "likelihood", "normalize", "patch"})
+CUBE_OPTIONS = frozenset({"var", "labels", "lazy", "x", "y", "gt", "background", "bands", "standardize", "likelihood", "normalize", "patch", "components"})
 RECORD = "run_record"  # the option through which open_cube hands a run's recorded transform to the loaders
 LAZY_CUBE_BYTES = 1 << 30  # a cube: scene larger than this (as float32) stays on disk unless ?lazy=0
 MOMENT_BYTES = 16 << 20  # float32 pixels a block when the band statistics of a cube in memory are summed
@@ -299,6 +300,7 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
     # a run's record says how it read its scene (a run from before these options read raw pixels)
     normalize = record.get("normalize", "none") if record else options.get("normalize", "none")
     patch = _patch_option(record.get("patch", 1) if record else options.get("patch", 1))
+    components = _components_option(record.get("components", 0) if record else options.get("components", 0), b)
     record = dict(record) if record else {"standardize": standardize, "bands": cube.band.tolist(), "band_dim": cube.band_dim}
     if len(record["bands"]) != b:
         raise DataError(f"the cube of {name!r} has {b} bands but the run was trained on {len(record['bands'])}; select the same bands with ?bands=")
@@ -308,7 +310,9 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
         raise DataError(f"normalize= and patch= need the cube of {name!r} in memory; add ?lazy=0 (it has {h * w} pixels of {b} bands)")
     if patch > min(h, w):
         raise DataError(f"patch={patch} is larger than the cube of {name!r} ({h} x {w} pixels); use an odd number up to {min(h, w)}")
-    record.update(normalize=normalize, patch=patch)
+    if on_disk and components:
+        raise DataError(f"components= needs the cube of {name!r} in memory; add ?lazy=0 (it has {h * w} pixels of {b} bands)")
+    record.update(normalize=normalize, patch=patch, components=components)
     if on_disk:  # one pass over the file: the checks and the band statistics
         disk = DiskArray(cube.values)
         raw = LazyRows(disk)
@@ -331,6 +335,12 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
         else:
             x -= mean.astype(np.float32)
             x /= std.astype(np.float32)
+    if components:
+        if "axes" not in record:
+            center, axes, explained = principal_axes(x, components)
+            record.update(center=center.tolist(), axes=axes.tolist(), explained=round(explained, 6))
+        x = (x - np.asarray(record["center"], dtype=np.float32)) @ np.asarray(record["axes"], dtype=np.float32).T
+        low, high = float(x.min()), float(x.max())
     if on_disk:  # with the pass's findings, so that the dataset's checks do not read the file again
         x = LazyRows(disk, transform=transform, bounds=(low, high), stats=RowStats(0, low, high))
     y, class_names = None, None
@@ -357,6 +367,42 @@ def _patch_option(value) -> int:
     if patch < 1 or patch % 2 == 0:
         raise DataError(f"patch={patch} must be an odd number of pixels of at least 1 (a window centred on its pixel), e.g. patch=5")
     return patch
+
+
+def _components_option(value, bands: int) -> int:
+    try:
+        components = int(value)
+    except (TypeError, ValueError):
+        raise DataError(f"components={value!r} is not a whole number; give how many principal axes to keep, e.g. components=30") from None
+    if not 0 <= components <= bands:
+        raise DataError(f"components={components} must be between 1 and the cube's {bands} bands (0 or absent: every band)")
+    return components
+
+
+def principal_axes(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(center, axes, explained)``: the mean pixel, the ``k`` leading principal axes of the pixels ``x`` (``k x
+    bands``, orthonormal rows, each signed so that its largest entry is positive: the same axes on every machine) and
+    the share of the total variance they hold.
+
+    A band-reduction front end: the projection keeps distances within the leading axes and drops the directions of
+    least variance, which after band standardisation are mostly noise (sensor noise is independent across bands and
+    spreads over all axes; what separates materials is correlated across bands and lies in the leading ones). A
+    generative model then spends its likelihood on k numbers that carry the signal instead of hundreds of bands that
+    mostly carry noise. Covariance summed in float64 a block of pixels at a time."""
+    n, b = x.shape
+    rows = max(1, MOMENT_BYTES // (4 * b))
+    total, cross = np.zeros(b), np.zeros((b, b))
+    for i in range(0, n, rows):
+        block = x[i:i + rows].astype(np.float64)
+        total += block.sum(0)
+        cross += block.T @ block
+    center = total / n
+    covariance = cross / n - np.outer(center, center)
+    values, vectors = np.linalg.eigh(covariance)
+    order = np.argsort(values)[::-1][:k]
+    axes = vectors[:, order].T
+    axes *= np.sign(axes[np.arange(k), np.abs(axes).argmax(1)])[:, None]
+    return center, axes, float(values[order].sum() / max(values.sum(), 1e-300))
 
 
 def front_end(x: np.ndarray, shape: tuple[int, int], normalize: str = "none", patch: int = 1, name: str = "cube") -> np.ndarray:

@@ -304,7 +304,34 @@ def test_a_run_record_keeps_its_front_end_and_older_runs_read_raw_pixels(tmp_pat
     assert_close_scaled(open_cube(f"cube:{path}?patch=3", older).x, load_dataset(f"cube:{path}").x, rel=1e-5)
 
 
+def test_principal_components_are_scikit_learns_and_a_run_projects_a_new_scene_on_its_own_axes(tmp_path, pines):
+    from sklearn.decomposition import PCA
+
+    path = write_netcdf(tmp_path / "scene.nc", pines)
+    full = load_dataset(f"cube:{path}?normalize=brightness&patch=3")
+    reduced = load_dataset(f"cube:{path}?normalize=brightness&patch=3&components=4")
+    pca = PCA(4).fit(np.asarray(full.x, dtype=np.float64))
+    expected = pca.transform(np.asarray(full.x, dtype=np.float64))
+    signs = np.sign((reduced.x * expected).sum(0))  # an axis is defined up to its sign
+    assert reduced.x.shape == (145 * 145, 4) and (np.abs(signs) == 1).all()
+    assert_close_scaled(reduced.x * signs, expected, rel=1e-4)
+    record = reduced.metadata["cube"]
+    assert record["components"] == 4 and record["explained"] == pytest.approx(pca.explained_variance_ratio_.sum(), rel=1e-6)
+    axes = np.asarray(record["axes"])
+    np.testing.assert_allclose(axes @ axes.T, np.eye(4), atol=1e-9)
+    # another scene is read through the training scene's standardisation and axes, not its own
+    other = write_netcdf(tmp_path / "other.nc", synthetic_scene(145, 145, bands=6, seed=5))
+    again = open_cube(f"cube:{other}", record)
+    fresh = load_dataset(f"cube:{other}?normalize=brightness&patch=3")  # its own statistics
+    own = (fresh.x * np.asarray(fresh.metadata["cube"]["std"]) + np.asarray(fresh.metadata["cube"]["mean"]) - np.asarray(record["mean"])) / np.asarray(record["std"])
+    assert_close_scaled(again.x, (own - np.asarray(record["center"])) @ axes.T, rel=1e-4)
+    older = {k: v for k, v in full.metadata["cube"].items() if k != "components"}  # a run saved before the option
+    assert open_cube(f"cube:{path}?components=2", older).x.shape == (145 * 145, 6)
+
+
 @pytest.mark.parametrize("options, message", [
+    ("components=7", "components=7 must be between 1 and the cube's 5 bands"), ("components=most", "not a whole number"),
+    ("lazy=1&components=3", "components= needs the cube of .* in memory"),
     ("patch=4", "patch=4 must be an odd number"), ("patch=0", "must be an odd number"), ("patch=five", "not a whole number"),
     ("patch=99", "larger than the cube"), ("normalize=l2", "normalize='l2' is unknown"),
     ("pacth=5", "unknown option [?]pacth for cube:PATH [(]did you mean patch[?][)]"), ("lazy=1&patch=3", "need the cube of .* in memory; add [?]lazy=0")])
