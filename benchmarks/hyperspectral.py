@@ -13,9 +13,10 @@ Run (a few minutes a scene, seed and label count on 2 cores)::
 
 For each scene generator (this file's ``voronoi`` scene and the independent ``parcel`` scene of
 :mod:`benchmarks.parcel_scene`), seed and label count it writes the scene (``scene.nc``), trains M2 on the scene read
-through the front end (``--front-end``, default ``normalize=brightness&patch=5``) with that many labels a class
+through the front end (``--front-end``, default :data:`FRONT_END`) with that many labels a class
 (``ppmodels train m2 --labels``), maps the scene (``ppmodels predict``), fits the baselines on the same labeled
-pixels in the same input and, beside them, in the raw pixels and in plain 5 x 5 averages, and writes
+pixels in the same input and, beside them, in the raw pixels, in plain 5 x 5 averages and in brightness-normalised
+5 x 5 averages of every band, and writes
 (``results.json``) the balanced accuracy of each on every labeled pixel outside the budget, each class's predicted
 share against its true share, and the mean and spread over seeds.
 """
@@ -174,7 +175,7 @@ def compare(run: Path, other_inputs: dict[str, str] | None = None, baselines: tu
     the same scene read another way, e.g. raw pixels or ``?patch=5``) adds ``other_baselines`` fitted on the same
     pixels' labels in that input, as rows ``"NAME:INPUT"``. ``max_spread``: label spreading's cap on graph nodes
     (:data:`ppmodels.analysis.baselines.MAX_SPREAD` when ``None``)."""
-    from ppmodels.analysis.baselines import BASELINES, MAX_SPREAD, fit_baselines, flat
+    from ppmodels.analysis.baselines import BASELINES, MAX_SPREAD, fit_baselines, predict_rows
     import torch
 
     from ppmodels.data import Split, load_dataset
@@ -190,15 +191,15 @@ def compare(run: Path, other_inputs: dict[str, str] | None = None, baselines: tu
               "m2": _row(y_e, load(run).predict(x_e), k)}
     spread = MAX_SPREAD if max_spread is None else max_spread
     for name, (estimator, info) in fit_baselines(budget, baselines or BASELINES, max_spread=spread, seed=0).items():
-        result[name] = _row(y_e, estimator.predict(flat(x_e)), k, **info)
+        result[name] = _row(y_e, predict_rows(estimator, x_e), k, **info)  # label spreading: 0/0 rows get class 0
     for input_name, spec in (other_inputs or {}).items():
         other = load_dataset(spec)
         if not np.array_equal(other.splits["train"], train_rows) or not np.array_equal(other.y, dataset.y):
             raise ValueError(f"{spec!r} is not the scene of {run}: its pixels or labels differ")
         same_labels = Split("train", torch.as_tensor(np.asarray(other.x[train_rows])), budget.y)
-        other_e = flat(other.x[held])
+        other_e = other.x[held]
         for name, (estimator, info) in fit_baselines(same_labels, other_baselines, max_spread=spread, seed=0).items():
-            result[f"{name}:{input_name}"] = _row(y_e, estimator.predict(other_e), k, **info)
+            result[f"{name}:{input_name}"] = _row(y_e, predict_rows(estimator, other_e), k, **info)
     return result
 
 
@@ -215,11 +216,12 @@ def make_scene(name: str, size: int, bands: int, seed: int, illumination: float 
     return synthetic_scene(size, size, bands, seed=seed, illumination=illumination)
 
 
-#: what M2 reads of a scene by default (docs/hyperspectral.md): brightness removed, 5 x 5 spatial mean
-FRONT_END = "normalize=brightness&patch=5"
-#: the inputs the baselines also get beside M2's: the raw pixels, the plain 5 x 5 average and, when M2 reads the
-#: scene another way (``--front-end``), the default front end
-OTHER_INPUTS = {"raw": "", "patch5": "patch=5", "bright5": FRONT_END}
+#: what M2 reads of a scene by default (docs/hyperspectral.md): brightness removed, 5 x 5 spatial mean, the 8
+#: leading principal axes
+FRONT_END = "normalize=brightness&patch=5&components=8"
+#: the inputs the baselines also get beside M2's (one that is M2's own is skipped): the raw pixels, the plain 5 x 5
+#: average, and brightness + 5 x 5 with every band
+OTHER_INPUTS = {"raw": "", "patch5": "patch=5", "bright5": "normalize=brightness&patch=5"}
 M2_OPTIONS = {"z_dim": 8, "hidden": [128]}
 
 
@@ -239,7 +241,7 @@ def run_cell(out: Path, scene_name: str, seed: int, labels_per_class: int, args)
     if not scene.exists():
         write_netcdf(scene, make_scene(scene_name, args.size, args.bands, seed, args.illumination))
     rule = "" if args.select_by == "valid_elbo" else f"_{args.select_by}"
-    reads = "" if args.front_end == FRONT_END else "_" + (args.front_end.replace("&", "_").replace("=", "") or "raw")
+    reads = "_" + (args.front_end.replace("&", "_").replace("=", "") or "raw")  # runs of another input are not reused
     run = folder / f"m2_{labels_per_class}per_class_{args.epochs}epochs{rule}{reads}"
     start = time.perf_counter()
     config = TrainConfig(epochs=args.epochs, batch_size=200, select_by=args.select_by, cv_folds=args.cv_folds, patience=None, seed=seed)
@@ -272,15 +274,16 @@ def summarise(cells: list[dict]) -> dict:
 #: the rows of the docs' table, in order: (row key, label)
 TABLE_ROWS = (("m2", "**M2** ({input})"), ("svc_tuned", "SVC tuned ({input})"),
               ("logistic_tuned", "logistic tuned ({input})"), ("label_spreading_tuned", "label spreading tuned ({input})"),
-              ("svc_tuned:bright5", "SVC tuned (brightness + 5x5, beside another M2 input)"),
-              ("logistic_tuned:bright5", "logistic tuned (brightness + 5x5, beside another M2 input)"),
+              ("svc_tuned:bright5", "SVC tuned (brightness + 5x5, every band)"),
+              ("logistic_tuned:bright5", "logistic tuned (brightness + 5x5, every band)"),
               ("svc_tuned:patch5", "SVC tuned (5x5 average)"), ("logistic_tuned:patch5", "logistic tuned (5x5 average)"),
               ("svc_tuned:raw", "SVC tuned (raw pixels)"), ("logistic_tuned:raw", "logistic tuned (raw pixels)"), ("svc:raw", "SVC C=1 (raw pixels)"))
 
 
 def input_name(front_end: str) -> str:
     """How the table names what M2 read."""
-    return {FRONT_END: "brightness + 5x5", "": "raw pixels"}.get(front_end, front_end.replace("&", ", "))
+    names = {FRONT_END: "brightness + 5x5 + 8 axes", OTHER_INPUTS["bright5"]: "brightness + 5x5", "": "raw pixels"}
+    return names.get(front_end, front_end.replace("&", ", "))
 
 
 def markdown_table(summary: dict, front_end: str = FRONT_END) -> str:

@@ -20,15 +20,15 @@ def test_the_benchmark_scores_m2_and_the_baselines_on_the_same_pixels_in_each_in
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [(c["scene"], c["seed"], c["labels_per_class"]) for c in saved["cells"]] == [("voronoi", 0, 1), ("parcel", 0, 1)]
     cell = saved["cells"][0]
-    assert cell["labeled_pixels"] == 16 and (tmp_path / "voronoi_seed0" / "m2_1per_class_1epochs" / "map.nc").is_file()
+    (run,) = (tmp_path / "voronoi_seed0").glob("m2_1per_class_1epochs_*")  # named by what M2 read
+    assert cell["labeled_pixels"] == 16 and (run / "map.nc").is_file()
     assert {"m2", "svc", "svc_tuned", "logistic_tuned", "label_spreading_tuned", "svc_tuned:raw", "svc:patch5"} <= set(cell)
     assert saved["summary"]["parcel"]["1"]["m2"]["n"] == 1
     table = markdown_table(saved["summary"]).splitlines()
     assert table[0] == "| balanced accuracy | voronoi, 1 labels a class | parcel, 1 labels a class |"
-    assert table[2] == f"| **M2** (brightness + 5x5) | {cell['m2']['balanced_accuracy']:.3f} (1) | {saved['cells'][1]['m2']['balanced_accuracy']:.3f} (1) |"
-    run = tmp_path / "voronoi_seed0" / "m2_1per_class_1epochs"
+    assert table[2] == f"| **M2** (brightness + 5x5 + 8 axes) | {cell['m2']['balanced_accuracy']:.3f} (1) | {saved['cells'][1]['m2']['balanced_accuracy']:.3f} (1) |"
     data = open_run_data(run)
-    assert data.dataset.metadata["cube"]["patch"] == 5 and data.dataset.metadata["cube"]["normalize"] == "brightness"
+    assert (data.dataset.metadata["cube"]["patch"], data.dataset.metadata["cube"]["normalize"], data.dataset.metadata["cube"]["components"]) == (5, "brightness", 8)
     labeled = data.labeled.labeled.numpy()
     held = np.setdiff1d(np.flatnonzero(data.dataset.y >= 0), data.dataset.splits["train"][labeled])
     assert cell["evaluated_pixels"] == len(held) == (data.dataset.y >= 0).sum() - 16
@@ -46,7 +46,8 @@ def test_m2_can_keep_a_cross_validated_epoch_count(tmp_path):
           "--max-spread", "500", "--select-by", "cv", "--no-map"])
     (cell,) = json.loads((tmp_path / "results.json").read_text())["cells"]
     chosen = cell["m2_selection"]
-    counts = json.loads((tmp_path / "parcel_seed0" / "m2_2per_class_2epochs_cv" / "summary.json").read_text())["label_counts"]
+    (run,) = (tmp_path / "parcel_seed0").glob("m2_2per_class_2epochs_cv_*")
+    counts = json.loads((run / "summary.json").read_text())["label_counts"]
     assert chosen["select_by"] == chosen["selected_by"] == "cv" and chosen["cv"]["labels"] == 32 == sum(counts["labeled_per_class"])
     assert chosen["cv"]["folds"] == min(5, min(c for c in counts["labeled_per_class"] if c))  # the small scene has fewer classes
-    assert chosen["best_epoch"] == chosen["cv"]["chosen_epoch"] and (tmp_path / "parcel_seed0" / "m2_2per_class_2epochs_cv" / "cv.json").is_file()
+    assert chosen["best_epoch"] == chosen["cv"]["chosen_epoch"] and (run / "cv.json").is_file()
