@@ -34,10 +34,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ppmodels.analysis.baselines import ALL_BASELINES as PEERS, BASELINES, fit_baselines, flat  # noqa: E402
+from ppmodels.analysis.baselines import ALL_BASELINES as PEERS, BASELINES, fit_baselines, predict_rows  # noqa: E402
 from ppmodels.commands.train import selects_with_labels  # noqa: E402
 from ppmodels.metrics import classification_metrics  # noqa: E402
-from ppmodels.data import PROTOCOLS, TrainData, load_dataset, map_rows, prepare_data  # noqa: E402
+from ppmodels.data import PROTOCOLS, TrainData, load_dataset, prepare_data  # noqa: E402
 from ppmodels.files import write_json  # noqa: E402
 from ppmodels.infer import TrainConfig, fit, fit_cv  # noqa: E402
 from ppmodels.infer.trainer import SELECT_BY  # noqa: E402
@@ -71,7 +71,7 @@ def run_peer(name: str, data: TrainData, seed: int) -> dict:
     """A baseline ``ppmodels evaluate`` prints (:mod:`ppmodels.analysis.baselines`; label spreading's graph over all
     training images, uncapped), fitted on the run's N labels: the training labels and those held out for selection."""
     estimator, info = fit_baselines(data.labeled, names=(name,), max_spread=None, seed=seed)[name]
-    predicted = np.asarray(map_rows(lambda xb: estimator.predict(flat(xb)), data.test.x))
+    predicted = predict_rows(estimator, data.test.x)  # a chunk at a time; label spreading's 0/0 rows get class 0
     return {"predicted": predicted, "epochs": None, "curve": [], **info}
 
 
