@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FOUNDATIONS = ["ppmodels.errors", "ppmodels.config", "ppmodels.version", "ppmodels.files", "ppmodels.registry", "ppmodels.plugins",
+FOUNDATIONS = ["ppmodels.errors", "ppmodels.config", "ppmodels.version", "ppmodels.files", "ppmodels.metrics", "ppmodels.registry", "ppmodels.plugins",
                "ppmodels.nets", "ppmodels.corruption", "ppmodels.plots"]
 LAYERS = [*FOUNDATIONS, "ppmodels.data", "ppmodels.infer", "ppmodels.models", "ppmodels.runs", "ppmodels.analysis",
           "ppmodels.commands", "ppmodels", "ppmodels_cli"]
