@@ -339,7 +339,9 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
         if "axes" not in record:
             center, axes, explained = principal_axes(x, components)
             record.update(center=center.tolist(), axes=axes.tolist(), explained=round(explained, 6))
-        x = (x - np.asarray(record["center"], dtype=np.float32)) @ np.asarray(record["axes"], dtype=np.float32).T
+        axes = np.asarray(record["axes"], dtype=np.float32)
+        x = x @ axes.T  # the product first, then the centre's projection: no second full-size copy of the pixels
+        x -= np.asarray(record["center"], dtype=np.float32) @ axes.T
         low, high = float(x.min()), float(x.max())
     if on_disk:  # with the pass's findings, so that the dataset's checks do not read the file again
         x = LazyRows(disk, transform=transform, bounds=(low, high), stats=RowStats(0, low, high))
