@@ -136,7 +136,8 @@ class TableSpreading(LabelSpreading):
     fitted on, itself first (:func:`neighbour_table`, at least ``n_neighbors`` wide), instead of a new neighbour search
     at every fit: tuning k over folds is then one search of the data instead of one per fold and k (on MNIST's 50 000
     images about a minute each). The graph is the one scikit-learn builds (``kneighbors_graph`` in connectivity mode)
-    up to the order of rows at equal distance. Predicting new rows searches as scikit-learn does."""
+    up to the order of rows at equal distance. Predicting new rows searches as scikit-learn does (its search tree is
+built on the first prediction, not at every fit: the folds of tuning never predict)."""
 
     _parameter_constraints = {**LabelSpreading._parameter_constraints, "table": [np.ndarray, None]}
 
@@ -150,7 +151,6 @@ class TableSpreading(LabelSpreading):
         n, k = len(X), self.n_neighbors
         if self.table.shape[0] != n or self.table.shape[1] < k:
             raise ValueError(f"the neighbour table is {self.table.shape[0]} x {self.table.shape[1]}; fitting {n} rows with k={k} needs {n} x {k} or wider")
-        self.nn_fit = NearestNeighbors(n_neighbors=k, n_jobs=self.n_jobs).fit(X)  # for predict on new rows
         return sparse.csr_matrix((np.ones(n * k), self.table[:, :k].ravel(), np.arange(0, n * k + 1, k)), shape=(n, n))
 
 
