@@ -674,7 +674,8 @@ def write_generator_report(path: str | Path, model, result: dict) -> Path:
         parts.append(section("Training: the two players", result["verdicts"].get("training"), generator_training_figure(training),
                              "The losses of a healthy game stay near each other and level off; a discriminator loss falling to 0 while the "
                              "generator's climbs means the discriminator won. The Frechet distance should fall and level off; one that "
-                             "ends far above its best diverged or oscillates (the last epoch's weights are kept)."))
+                             "ends far above its best diverged, one that swings up and down over the second half oscillates "
+                             "(the last epoch's weights are kept)."))
     checks = result.get("fit_checks") or {}
     if checks:
         parts.append(section("How the game ended", result["verdicts"].get("discriminator"),

@@ -227,13 +227,19 @@ DISCRIMINATOR_WINS = 0.99
 DIVERGED_RATIO = 1.5
 #: a last logged Frechet distance not below this multiple of the first: no progress
 PROGRESS_RATIO = 0.9
+#: over the last half of the logged epochs, the Frechet distance's mean swing an epoch beyond its net change (in log
+#: units, :func:`oscillation`) above which the run oscillates: healthy runs measured 0.01-0.08 (digits, DC-GAN and MLP,
+#: 16-60 epochs), a generator at 250 times DC-GAN's rate 0.4 (docs/models/gan.md)
+OSCILLATION = 0.15
+#: the fewest logged distances in that last half for :func:`oscillation` to judge
+OSCILLATION_MIN_POINTS = 4
 
 
 def quality_problems(quality: dict[str, Any] | None, checks: dict[str, Any] | None = None, records: list[dict] | None = None) -> list[dict]:
     """What says a generator failed, each a problem of :func:`ppmodels.analysis.diagnostics.problem` (all ``bad``):
     classes it dropped (``mode_collapse``), a discriminator that wins outright (``discriminator_wins``), a run whose
-    Frechet distance (logged per epoch) ended far above its best or became non-finite (``diverged``) or never
-    improved (``no_progress``). ``quality`` may be ``None`` (data the yardstick cannot measure)."""
+    Frechet distance (logged per epoch) ended far above its best or became non-finite (``diverged``), swung up and
+    down over its last half (``oscillates``, :func:`oscillation`) or never improved (``no_progress``). ``quality`` may be ``None`` (data the yardstick cannot measure)."""
     out = []
     coverage = (quality or {}).get("coverage", {})
     if coverage.get("num_low_classes"):
@@ -249,8 +255,18 @@ def quality_problems(quality: dict[str, Any] | None, checks: dict[str, Any] | No
     return out + _trace_problems(records or [])
 
 
+def oscillation(distances: list[float]) -> float:
+    """How much a run's Frechet distances swing without getting anywhere: over the last half of ``distances``, the mean
+    absolute change of their logarithm from one logged epoch to the next, less the net change over that half divided
+    by its steps. 0 for a trace that only falls (or only rises); 0.4 for one that moves 50% up and down every epoch."""
+    tail = np.log(np.asarray(distances[len(distances) // 2:], dtype=np.float64))
+    steps = np.diff(tail)
+    return float((np.abs(steps).sum() - abs(tail[-1] - tail[0])) / len(steps)) if len(steps) else 0.0
+
+
 def _trace_problems(records: list[dict]) -> list[dict]:
-    """``diverged`` or ``no_progress`` from the Frechet distances of ``metrics.jsonl`` (three epochs or more)."""
+    """``diverged`` (non-finite), ``oscillates``, ``diverged`` (far above its best) or ``no_progress``, the first that
+    holds, from the Frechet distances of ``metrics.jsonl`` (three logged epochs or more; seven for ``oscillates``)."""
     logged = [r for r in records if "frechet_distance" in r]
     distances = [(r["epoch"], r["frechet_distance"]) for r in logged if r["frechet_distance"] is not None]
     if logged and distances and logged[-1]["frechet_distance"] is None:
@@ -260,6 +276,14 @@ def _trace_problems(records: list[dict]) -> list[dict]:
         return []
     best_epoch, best = min(distances, key=lambda p: p[1])
     (first_epoch, first), (last_epoch, last) = distances[0], distances[-1]
+    swing = oscillation([d for _, d in distances])
+    if len(distances) - len(distances) // 2 >= OSCILLATION_MIN_POINTS and swing > OSCILLATION:
+        tail = distances[len(distances) // 2:]
+        low, high = min(d for _, d in tail), max(d for _, d in tail)
+        return [problem("oscillates", "training", "bad", round(swing, 4), OSCILLATION,
+                        f"the run oscillates without settling: over its last {len(tail)} logged epochs the Frechet distance swung between "
+                        f"{low:.3g} and {high:.3g} (a mean swing of {np.expm1(swing):.0%} an epoch beyond its net change), ending at {last:.3g}; "
+                        "the generator jumps between modes (lower its rate, g_lr, or the discriminator's, d_lr)")]
     if last > DIVERGED_RATIO * best and last > best + 1e-9:
         return [problem("diverged", "training", "bad", last, DIVERGED_RATIO * best,
                         f"the run diverged or oscillates: the Frechet distance ended at {last:.3g} (epoch {last_epoch}), "
