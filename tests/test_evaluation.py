@@ -94,7 +94,7 @@ def test_every_row_of_a_separate_file_is_scored_against_baselines_on_the_run_bud
 
     from ppmodels.commands.train import train
 
-    train("m2", "digits", tmp_path / "run", labels=80, progress=False, sample_every=0,
+    train("m2", "digits", tmp_path / "run", labels=130, progress=False, sample_every=0,
           train_config=TrainConfig(epochs=1, batch_size=300, min_epoch_steps=0), model_options={"hidden": [8], "z_dim": 2})
     rows = digits.splits["test"]
     y = digits.y[rows].copy()
@@ -102,8 +102,8 @@ def test_every_row_of_a_separate_file_is_scored_against_baselines_on_the_run_bud
     np.savez(tmp_path / "other.npz", x=digits.x[rows], y=y)
     result = evaluate(tmp_path / "run", f"npz:{tmp_path}/other.npz", split="all", iw_samples=0)
     assert result["num_examples"] == len(rows) and result["num_labeled"] == int((y >= 0).sum())
-    budget = prepare_data(digits, num_labels=80, seed=0)  # 8 a class: 2 a class held out for selection
-    assert budget.train.num_labeled == 60 and budget.labeled.num_labeled == 80
+    budget = prepare_data(digits, num_labels=130, seed=0)  # 13 a class: 3 a class held out for selection
+    assert budget.train.num_labeled == 100 and budget.labeled.num_labeled == 130
     lab = budget.labeled.labeled.numpy()
     x = budget.labeled.x.reshape(len(lab), -1).numpy()
     svc = SVC().fit(x[lab], budget.labeled.y.numpy()[lab]).predict(digits.x[rows][y >= 0].reshape(-1, 64))

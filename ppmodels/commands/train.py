@@ -53,7 +53,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
 
     Selection stays within the label budget (:func:`~ppmodels.data.prepare_data`): with few labels (``labels``, or a
     partly labeled file) ``valid_labels`` of them (default: a fifth of each class's when that is at least
-    2 a class, for models that pick their epoch by validation accuracy; none for the others, or with fewer labels) are held out of training to choose the kept epoch;
+    3 a class, i.e. from 13 labels a class, for models that pick their epoch by validation accuracy; none for the others, or with fewer labels) are held out of training to choose the kept epoch;
     ``valid_data`` names a labeled validation file to use whole instead; ``protocol="paper"`` uses the validation
     split's labels, outside the budget (for comparison with published results). ``train_config.select_by="cv"``
     holds nothing out: the number of epochs is cross-validated over the training labels and the model trained again

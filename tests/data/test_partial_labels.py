@@ -66,10 +66,13 @@ def test_partly_labeled_files_round_trip(tmp_path, partial, kind, lazy):
     assert (d.y[d.splits["test"]] == UNLABELED).all() and len(d.splits["test"]) == round(0.2 * (N - 36))
     assert (d.y[d.splits["valid"]] == UNLABELED).all() and len(d.splits["valid"]) == round(0.1 * (N - 36))
     assert d.metadata["test_labels"] == 0.0 and data.test.num_labeled == 0
-    counts = data.label_counts()
-    assert counts["labeled_per_class"] == [10, 10, 10] and counts["selection_per_class"] == [2, 2, 2]  # all 12 each in the budget
-    assert counts["unlabeled"] == N - 36 - len(d.splits["valid"]) - len(d.splits["test"]) + 6  # the unlabeled rows and the 6 held out
-    assert data.selection["protocol"] == "budget" and data.selection["labels"] == 6
+    counts = data.label_counts()  # a fifth of 12 a class is 2: too few to choose by, so every label trains
+    assert counts["labeled_per_class"] == [12, 12, 12] and counts["selection_per_class"] == [0, 0, 0]
+    assert counts["unlabeled"] == N - 36 - len(d.splits["valid"]) - len(d.splits["test"])
+    assert data.selection["protocol"] == "budget" and data.selection["labels"] == 0
+    held = open_data(spec, valid_labels=6).label_counts()  # asked for: 6 of the budget choose, 2 a class
+    assert held["labeled_per_class"] == [10, 10, 10] and held["selection_per_class"] == [2, 2, 2]  # all 12 each in the budget
+    assert held["unlabeled"] == counts["unlabeled"] + 6  # the unlabeled rows and the 6 held out
     capped = open_data(spec, labels=6)  # --labels caps the given labels
     assert capped.labeled.num_labeled == 6
 
@@ -119,9 +122,11 @@ def test_test_labels_spec_option(tmp_path, partial, kind):
 
 def test_selection_hold_out_is_stratified_and_never_takes_a_class_last_label():
     y = np.array([0] * 10 + [1] * 5 + [2] * 2 + [UNLABELED] * 5)
-    assert len(hold_out_for_selection(y)) == 0  # a fifth, rounded, is [2, 1, 0]: fewer than 2 a class, so none
-    enough = np.array([0] * 10 + [1] * 8 + [2] * 13 + [UNLABELED] * 5)
-    assert np.bincount(enough[hold_out_for_selection(enough)], minlength=3).tolist() == [2, 2, 3]  # a fifth, rounded
+    assert len(hold_out_for_selection(y)) == 0  # a fifth, rounded, is [2, 1, 0]: fewer than 3 a class, so none
+    ten = np.array([0] * 10 + [1] * 10 + [2] * 10)
+    assert len(hold_out_for_selection(ten)) == 0  # [2, 2, 2]: two a class judge too coarsely to be worth their training
+    enough = np.array([0] * 13 + [1] * 15 + [2] * 23 + [UNLABELED] * 5)
+    assert np.bincount(enough[hold_out_for_selection(enough)], minlength=3).tolist() == [3, 3, 5]  # a fifth, rounded
     assert np.bincount(y[hold_out_for_selection(y, 7)], minlength=3).tolist() == [4, 2, 1]
     assert len(hold_out_for_selection(y, 0)) == 0
     with pytest.raises(DataError, match="at most 14"):

@@ -89,7 +89,7 @@ def test_models_without_a_classifier_select_by_elbo(data):
 def test_summary_says_which_epoch_was_kept_and_why(tmp_path):
     import ppmodels
 
-    _, summary = ppmodels.train("m2", "digits", tmp_path / "run", labels=80, progress=False, sample_every=0,  # 2 a class choose
+    _, summary = ppmodels.train("m2", "digits", tmp_path / "run", labels=130, progress=False, sample_every=0,  # 3 a class choose
                                 train_config=TrainConfig(epochs=3, batch_size=400, patience=None, min_epoch_steps=0),
                                 model_options={"z_dim": 2, "hidden": [8]})
     assert summary["selected_by"] == "valid_accuracy" and 1 <= summary["best_epoch"] <= 3
