@@ -17,7 +17,7 @@ import torch
 
 from ..metrics import classification_report, clustering_accuracy, no_labels_note
 from ..analysis.sample_quality import QualityLog, generator_quality
-from ..data import Split, TrainData, map_rows, open_data
+from ..data import LEGACY_MIN_SELECTION_PER_CLASS, MIN_SELECTION_PER_CLASS, Split, TrainData, map_rows, open_data
 from ..errors import ConfigError, Interrupted, PPModelsError, RunError, TrainingError, check_int
 from ..files import read_json, write_json
 from ..infer import ProgressBar, TrainConfig, fit, fit_cv
@@ -80,8 +80,10 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         valid_labels = check_cv(cls, train_config, valid_labels, valid_data, protocol)
     if valid_labels is None and not resume and not selects_with_labels(cls, train_config):
         valid_labels = 0  # a model that keeps its epoch by the ELBO would waste labels held out for selection
+    min_selection = saved["data"].get("min_selection_per_class", LEGACY_MIN_SELECTION_PER_CLASS) if resume else MIN_SELECTION_PER_CLASS
     bundle = open_data(data, data_dir, download, labels, binarize, max_per_class, train_config.seed, protocol=protocol,
-                       valid_labels=valid_labels, valid_data=valid_data, legacy_split=resume and "test_labels" not in saved["data"])
+                       valid_labels=valid_labels, valid_data=valid_data, legacy_split=resume and "test_labels" not in saved["data"],
+                       min_selection_per_class=min_selection)
     pyro.set_rng_seed(train_config.seed)  # the initial weights follow the seed, not whatever ran before in this process
     if not resume:
         model_config = cls.config_from_data(bundle.dataset, **(model_options or {}))
@@ -103,7 +105,8 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
             write_json(out / CONFIG, {
                 "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
                 "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **data_locations(data, data_dir, out), **cube_record(bundle),
-                         **dict(zip(SELECTION_OPTIONS, (protocol, valid_labels, valid_data))), "test_labels": bundle.dataset.metadata.get("test_labels")},
+                         **dict(zip(SELECTION_OPTIONS, (protocol, valid_labels, valid_data))), "min_selection_per_class": min_selection,
+                         "test_labels": bundle.dataset.metadata.get("test_labels")},
                 "seed": train_config.seed, "initial_elbo": initial, **launch_record(device),
                 **config_entry(cls),
             })

@@ -19,10 +19,10 @@ from .cubes import class_numbers, open_cube, to_xarray, write_netcdf
 from .dataset import BINARIZE_MODES, LIKELIHOODS, UNLABELED, Dataset, Split, binomial_trials, check_classes_used, in_unit_interval
 from .lazy import LazyRows, block_shuffled_order, map_rows, row_moments, sample_rows, shuffled_batches, take_rows
 from .sources import from_arrays, from_disk, known_kinds, open_source, parse_spec, register_source, source_options
-from .splits import LEGACY_TEST_LABELS, SELECTION_SHARE, cap_per_class, draw_labeled, hide_labels, hold_out_for_selection, partial_splits, stratified_splits
+from .splits import LEGACY_MIN_SELECTION_PER_CLASS, LEGACY_TEST_LABELS, MIN_SELECTION_PER_CLASS, SELECTION_SHARE, cap_per_class, draw_labeled, hide_labels, hold_out_for_selection, partial_splits, stratified_splits
 
 __all__ = [
-    "BINARIZE_MODES", "LIKELIHOODS", "PROTOCOLS", "SELECTION_SHARE", "UNLABELED", "Dataset", "LazyRows", "Split", "TrainData", "binomial_trials",
+    "BINARIZE_MODES", "LEGACY_MIN_SELECTION_PER_CLASS", "LIKELIHOODS", "MIN_SELECTION_PER_CLASS", "PROTOCOLS", "SELECTION_SHARE", "UNLABELED", "Dataset", "LazyRows", "Split", "TrainData", "binomial_trials",
     "check_classes_used", "class_numbers", "open_cube", "to_xarray", "write_netcdf",
     "block_shuffled_order", "cap_per_class", "draw_labeled", "hold_out_for_selection", "partial_splits", "from_arrays", "from_disk", "hide_labels", "in_unit_interval",
     "known_kinds", "load_dataset", "map_rows", "parse_spec", "prepare_data", "open_data", "register_source", "row_moments",
@@ -95,12 +95,13 @@ class TrainData:
 
 
 def prepare_data(dataset: Dataset, num_labels: int | None = None, seed: int = 0, *, protocol: str = "budget",
-                 valid_labels: int | None = None, valid_data: Dataset | None = None) -> TrainData:
+                 valid_labels: int | None = None, valid_data: Dataset | None = None,
+                 min_selection_per_class: int = MIN_SELECTION_PER_CLASS) -> TrainData:
     """Tensors for training: ``num_labels`` class-balanced labels visible (``None``: all), the rest hidden.
 
     When labels are few (``num_labels`` given, or a partly labeled file) the ``budget`` protocol keeps selection
     within them: ``valid_labels`` of the budget's labels (``None``: a fifth of each class's, rounded, when that gives
-    every class at least 2, else none; ``0``: none; with none the kept epoch is chosen by the validation ELBO) are held out of training, stratified, and become the labeled
+    every class at least ``min_selection_per_class``, else none; ``0``: none; with none the kept epoch is chosen by the validation ELBO) are held out of training, stratified, and become the labeled
     part of ``valid``; the validation split's own rows stay in ``valid`` with their labels hidden (their ELBO
     still counts). ``paper`` keeps the validation split's labels (outside the budget, as Kingma et al.). With every
     label given, the validation split is the user's own and keeps its labels. ``valid_data``: a validation file
@@ -126,7 +127,7 @@ def prepare_data(dataset: Dataset, num_labels: int | None = None, seed: int = 0,
         source = ("the validation split's labels, outside the label budget" if few else "the validation split's labels") if used else \
             "no labels: the validation ELBO of unlabeled rows"
         return TrainData(dataset, labeled, valid, test, labeled, {"protocol": protocol if few else "all labels", "labels": used, "source": source})
-    held = hold_out_for_selection(labeled.y.numpy(), valid_labels, seed)
+    held = hold_out_for_selection(labeled.y.numpy(), valid_labels, seed, min_selection_per_class)
     train_y = labeled.y.clone()
     train_y[torch.from_numpy(held)] = UNLABELED
     train = Split(labeled.name, labeled.x, train_y, labeled.binarize)
@@ -168,7 +169,7 @@ def _whole_file(valid: Dataset, dataset: Dataset) -> Split:
 
 def open_data(spec: str, data_dir: str | None = None, download: bool = False, labels: int | None = None, binarize: str = "none",
               max_per_class: int | None = None, seed: int = 0, *, protocol: str = "budget", valid_labels: int | None = None,
-              valid_data: str | None = None, legacy_split: bool = False) -> TrainData:
+              valid_data: str | None = None, legacy_split: bool = False, min_selection_per_class: int = MIN_SELECTION_PER_CLASS) -> TrainData:
     """Load a dataset to train on (every class 0..K-1 must have examples) and hide all but ``labels`` class-balanced
     training labels (``None`` keeps them all); selection as :func:`prepare_data` (``valid_data``: a spec, opened
     binarized as the training data; ``legacy_split``: as :func:`load_dataset`)."""
@@ -176,7 +177,8 @@ def open_data(spec: str, data_dir: str | None = None, download: bool = False, la
                            legacy_split=legacy_split)
     check_classes_used(dataset)
     valid = None if valid_data is None else load_dataset(valid_data, data_dir=data_dir, download=download, binarize=binarize)
-    return prepare_data(dataset, labels, seed=seed, protocol=protocol, valid_labels=valid_labels, valid_data=valid)
+    return prepare_data(dataset, labels, seed=seed, protocol=protocol, valid_labels=valid_labels, valid_data=valid,
+                        min_selection_per_class=min_selection_per_class)
 
 
 def select_split(dataset: Dataset, split: str) -> tuple[torch.Tensor | LazyRows, torch.Tensor | None]:

@@ -135,13 +135,16 @@ SELECTION_SHARE = 0.2
 #: against 7.22% test error at epoch 185, the photometric table (M2) 0.804 against 0.815 balanced accuracy. Two labels
 #: a class judge in steps of 5%, coarser than the differences between epochs they are to tell apart.
 MIN_SELECTION_PER_CLASS = 3
+#: the same for runs whose config.json does not record it (saved before it rose from 2 to 3): reopened, resumed or
+#: evaluated, they hold out the labels they trained without
+LEGACY_MIN_SELECTION_PER_CLASS = 2
 
 
-def hold_out_for_selection(y: np.ndarray, num: int | None = None, seed: int = 0) -> np.ndarray:
+def hold_out_for_selection(y: np.ndarray, num: int | None = None, seed: int = 0, min_per_class: int = MIN_SELECTION_PER_CLASS) -> np.ndarray:
     """Positions (into ``y``, ``UNLABELED`` where hidden) of the labels held out to choose the kept epoch, stratified.
 
     ``num=None``: ``round(0.2 n_c)`` of each class's ``n_c`` labels when that gives every class at least
-    :data:`MIN_SELECTION_PER_CLASS`, else none (the validation ELBO then chooses). ``num``: that
+    ``min_per_class`` (:data:`MIN_SELECTION_PER_CLASS`), else none (the validation ELBO then chooses). ``num``: that
     many, shared out in proportion to the classes' labels (largest remainders first). A class always keeps at least
     one training label, so ``num`` may be at most the number of labels less the number of classes.
     """
@@ -149,7 +152,7 @@ def hold_out_for_selection(y: np.ndarray, num: int | None = None, seed: int = 0)
     room = counts - 1
     if num is None:
         take = np.minimum(room, np.floor(SELECTION_SHARE * counts + 0.5).astype(int))
-        if len(take) and take.min() < MIN_SELECTION_PER_CLASS:
+        if len(take) and take.min() < min_per_class:
             take[:] = 0
     else:
         if num > room.sum():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import Dataset, TrainData, load_dataset, open_cube, parse_spec, prepare_data
+from ..data import LEGACY_MIN_SELECTION_PER_CLASS, Dataset, TrainData, load_dataset, open_cube, parse_spec, prepare_data
 from ..errors import DataError, DataNotFoundError, RunError
 from ..files import read_json
 from ..models import CanDecode
@@ -117,7 +117,8 @@ def open_run_data(run: str | Path | dict, data_dir: str | None = None, dataset: 
     valid = saved.get("valid_data")
     valid = None if valid is None else load_dataset(valid, data_dir=data_dir or saved.get("data_dir"), binarize=saved.get("binarize") or "none")
     return prepare_data(dataset, saved.get("labels"), seed=config.get("seed") or 0, protocol=saved.get("protocol", "paper"),
-                        valid_labels=saved.get("valid_labels"), valid_data=valid)
+                        valid_labels=saved.get("valid_labels"), valid_data=valid,
+                        min_selection_per_class=saved.get("min_selection_per_class", LEGACY_MIN_SELECTION_PER_CLASS))
 
 
 def latent_decoder(model):

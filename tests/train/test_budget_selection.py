@@ -79,6 +79,22 @@ def test_default_hold_out_needs_three_selection_labels_a_class(digits):
     assert enough.selection["labels"] == 30 and enough.label_counts()["selection_per_class"] == [3] * 10
 
 
+def test_runs_saved_under_the_old_rule_reopen_with_the_labels_they_held_out(tmp_path, digits):
+    """The default rose from 2 to 3 selection labels a class: a run records the rule it trained under, and one saved
+    before (no record) is reopened (evaluate, predict, resume) holding out what it held out then."""
+    from ppmodels.runs.data import open_run_data
+
+    run = tmp_path / "run"
+    train("m2", "digits", run, labels=80, progress=False, sample_every=0, train_config=TrainConfig(epochs=1, batch_size=300, min_epoch_steps=0),
+          model_options={"hidden": [8], "z_dim": 2})
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["min_selection_per_class"] == 3 and open_run_data(run).selection["labels"] == 0  # 8 a class: all train
+    del config["data"]["min_selection_per_class"]
+    (run / "config.json").write_text(json.dumps(config))
+    old = open_run_data(run)
+    assert old.selection["labels"] == 20 and old.label_counts()["selection_per_class"] == [2] * 10 and old.train.num_labeled == 60
+
+
 def test_summary_records_the_selection_and_label_counts(tmp_path, digits):
     _, summary = train("m2", "digits", tmp_path / "run", labels=130, progress=False, sample_every=0,
                        train_config=TrainConfig(epochs=1, batch_size=300, min_epoch_steps=0), model_options={"hidden": [8], "z_dim": 2})
