@@ -137,7 +137,7 @@ class TableSpreading(LabelSpreading):
     at every fit: tuning k over folds is then one search of the data instead of one per fold and k (on MNIST's 50 000
     images about a minute each). The graph is the one scikit-learn builds (``kneighbors_graph`` in connectivity mode)
     up to the order of rows at equal distance. Predicting new rows searches as scikit-learn does (its search tree is
-built on the first prediction, not at every fit: the folds of tuning never predict)."""
+    built on the first prediction, not at every fit: the folds of tuning never predict)."""
 
     _parameter_constraints = {**LabelSpreading._parameter_constraints, "table": [np.ndarray, None]}
 
