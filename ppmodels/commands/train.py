@@ -17,7 +17,7 @@ import torch
 
 from ..metrics import classification_report, clustering_accuracy, no_labels_note
 from ..analysis.sample_quality import QualityLog, generator_quality
-from ..data import LEGACY_MIN_SELECTION_PER_CLASS, MIN_SELECTION_PER_CLASS, Split, TrainData, map_rows, open_data
+from ..data import MIN_SELECTION_PER_CLASS, Split, TrainData, map_rows, open_data
 from ..errors import ConfigError, Interrupted, PPModelsError, RunError, TrainingError, check_int
 from ..files import read_json, write_json
 from ..infer import ProgressBar, TrainConfig, fit, fit_cv
@@ -27,14 +27,14 @@ from ..models import CanClassify, CanCluster, PPModel, get_model_class
 from ..plugins import config_entry, import_plugins, require_plugins
 from ..runs import (CONFIG, METRICS, SUMMARY, BestCheckpoint, MetricsLog, SampleGrid, build_model, check_model_memory, check_run_dir,
                     data_locations, located_data, peak_memory_mb, resume_dir, run_dir_transaction, run_lock, save_model,
-                    start_gmvae_from_runs, versions, work_dir)
+                    saved_selection, start_gmvae_from_runs, versions, work_dir)
 from ..runs.lock import HOLDER_ENV
 from ..models.m1m2 import M1M2
 from ..models.gmvae import GMVAE
 from .diagnose import read_metrics
 
 DATA_OPTIONS = ("spec", "data_dir", "labels", "binarize", "max_per_class")
-SELECTION_OPTIONS = ("protocol", "valid_labels", "valid_data")  # absent from runs written before the budget protocol: "paper"
+SELECTION_OPTIONS = ("protocol", "valid_labels", "valid_data")  # what runs saved before them read as: runs.saved_selection
 
 
 def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest", *, data_dir: str | None = None,
@@ -69,7 +69,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         asked = model_name
         require_plugins(saved.get("plugins"), saved.get("model"))
         model_name, (_, _, labels, binarize, max_per_class), train_config = saved_options(saved, out / CONFIG)
-        protocol, valid_labels, valid_data = (saved["data"].get(k, d) for k, d in zip(SELECTION_OPTIONS, ("paper", None, None)))
+        protocol, valid_labels, valid_data, min_selection = saved_selection(saved["data"]).values()
         data, saved_dir, _ = located_data(saved["data"], resume_dir(out))  # from wherever the run folder is now
         data_dir = data_dir or saved_dir
         if asked != model_name:
@@ -80,7 +80,8 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         valid_labels = check_cv(cls, train_config, valid_labels, valid_data, protocol)
     if valid_labels is None and not resume and not selects_with_labels(cls, train_config):
         valid_labels = 0  # a model that keeps its epoch by the ELBO would waste labels held out for selection
-    min_selection = saved["data"].get("min_selection_per_class", LEGACY_MIN_SELECTION_PER_CLASS) if resume else MIN_SELECTION_PER_CLASS
+    if not resume:
+        min_selection = MIN_SELECTION_PER_CLASS
     bundle = open_data(data, data_dir, download, labels, binarize, max_per_class, train_config.seed, protocol=protocol,
                        valid_labels=valid_labels, valid_data=valid_data, legacy_split=resume and "test_labels" not in saved["data"],
                        min_selection_per_class=min_selection)

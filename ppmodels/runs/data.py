@@ -4,6 +4,7 @@ decoder a latent-space model needs."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..data import LEGACY_MIN_SELECTION_PER_CLASS, Dataset, TrainData, load_dataset, open_cube, parse_spec, prepare_data
 from ..errors import DataError, DataNotFoundError, RunError
@@ -106,6 +107,18 @@ def open_applied_data(run: str | Path | dict, spec: str | None, data_dir: str | 
     return open_for_run(config, spec, data_dir or saved.get("data_dir")), False
 
 
+#: the data options that chose a run's selection labels, with the value a run saved before each option existed reads
+#: as: the paper protocol (before the budget protocol), and 2 labels a class as the least worth holding out
+SELECTION_DEFAULTS = {"protocol": "paper", "valid_labels": None, "valid_data": None,
+                      "min_selection_per_class": LEGACY_MIN_SELECTION_PER_CLASS}
+
+
+def saved_selection(saved_data: dict) -> dict[str, Any]:
+    """The selection options a run trained under, from its ``config.json``'s ``data`` (:data:`SELECTION_DEFAULTS` for
+    those it predates), so ``--resume``, ``evaluate`` and ``predict`` hold out the labels it held out."""
+    return {key: saved_data.get(key, default) for key, default in SELECTION_DEFAULTS.items()}
+
+
 def open_run_data(run: str | Path | dict, data_dir: str | None = None, dataset: Dataset | None = None,
                   run_dir: str | Path | None = None) -> TrainData:
     """:func:`open_run_dataset` (or ``dataset``, when the caller opened it already) with the training labels hidden
@@ -114,11 +127,11 @@ def open_run_data(run: str | Path | dict, data_dir: str | None = None, dataset: 
     config, run_dir = config_and_folder(run, run_dir)
     dataset = open_run_dataset(config, data_dir, run_dir) if dataset is None else dataset
     saved = config.get("data") or {}
-    valid = saved.get("valid_data")
-    valid = None if valid is None else load_dataset(valid, data_dir=data_dir or saved.get("data_dir"), binarize=saved.get("binarize") or "none")
-    return prepare_data(dataset, saved.get("labels"), seed=config.get("seed") or 0, protocol=saved.get("protocol", "paper"),
-                        valid_labels=saved.get("valid_labels"), valid_data=valid,
-                        min_selection_per_class=saved.get("min_selection_per_class", LEGACY_MIN_SELECTION_PER_CLASS))
+    selection = saved_selection(saved)
+    valid = selection["valid_data"]
+    selection["valid_data"] = None if valid is None else load_dataset(valid, data_dir=data_dir or saved.get("data_dir"),
+                                                                      binarize=saved.get("binarize") or "none")
+    return prepare_data(dataset, saved.get("labels"), seed=config.get("seed") or 0, **selection)
 
 
 def latent_decoder(model):
