@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="TrainConfig.precision of every model's training steps "
                         "(bf16: the networks' products in bfloat16, faster on CPUs with AVX512-BF16 or AMX; scoring stays float32)")
     parser.add_argument("--iw-samples", type=int, default=100)
+    parser.add_argument("--curve-every", type=int, default=0, help="record the Frechet distance of 1000 samples against the "
+                        "validation split every this many epochs (each run's 'curve'; its time counts in the budget); 0: none")
     parser.add_argument("--set-json", default="{}", help='model options by model, e.g. {"gan": {"z_dim": 32}} (default: each model\'s defaults)')
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "SEED"), help=argparse.SUPPRESS)  # the child process's job
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/generators_<data>.json)")
@@ -86,7 +88,17 @@ def run_one(args: argparse.Namespace, name: str, seed: int) -> dict:
     pyro.set_rng_seed(seed)
     model = cls(cls.config_from_data(dataset, seed=seed, **json.loads(args.set_json).get(name, {})))
     start, cpu_start = time.perf_counter(), time.process_time()
-    fit(model, data, TrainConfig(epochs=100_000, batch_size=args.batch_size, patience=None, seed=seed, precision=args.precision), callbacks=[TimeBudget(args.seconds, args.clock)])
+    callbacks, curve = [TimeBudget(args.seconds, args.clock)], []
+    if args.curve_every:
+        from ppmodels.analysis.sample_quality import QualityLog
+
+        class Curve:  # after QualityLog, which adds the distance to the epoch's record
+            def on_epoch_end(self, trainer, record: dict) -> None:
+                if "frechet_distance" in record:
+                    curve.append({"epoch": record["epoch"], "elapsed_s": round(record["elapsed"], 1), "frechet_distance": record["frechet_distance"]})
+
+        callbacks += [QualityLog(dataset, every=args.curve_every, seed=seed), Curve()]
+    fit(model, data, TrainConfig(epochs=100_000, batch_size=args.batch_size, patience=None, seed=seed, precision=args.precision), callbacks=callbacks)
     train_s, train_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     quality = sample_quality(model, dataset, "test", seed=seed)
     last_weights = None
@@ -111,7 +123,7 @@ def run_one(args: argparse.Namespace, name: str, seed: int) -> dict:
             "classes_below_tenth": quality["coverage"]["num_low_classes"], "class_shares": quality["coverage"]["shares"],
             "min_class_share": float(np.min(quality["coverage"]["shares"])), "max_class_share": float(np.max(quality["coverage"]["shares"])),
             "iw_log_px": iw, "iw_samples": args.iw_samples if model.has_elbo else None, "train_precision": args.precision, "num_samples": quality["num_samples"],
-            "classifier_test_accuracy": quality["classifier_test_accuracy"], "last_weights": last_weights, "config": {k: v for k, v in vars(model.config).items() if k != "x_shape"}}
+            "classifier_test_accuracy": quality["classifier_test_accuracy"], "last_weights": last_weights, "curve": curve, "config": {k: v for k, v in vars(model.config).items() if k != "x_shape"}}
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -147,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name in args.models.split(","):
             cmd = [sys.executable, __file__, "--one", name, str(seed), "--data", args.data, "--data-dir", args.data_dir,
                    "--seconds", str(args.seconds), "--clock", args.clock, "--batch-size", str(args.batch_size), "--iw-samples", str(args.iw_samples), "--set-json", args.set_json,
-                   "--precision", args.precision]
+                   "--precision", args.precision, "--curve-every", str(args.curve_every)]
             done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
             if done.returncode:
                 raise SystemExit(f"{name} seed {seed} failed:\n{done.stderr[-3000:]}")

@@ -304,11 +304,43 @@ class DCGenerator(nn.Module):
         return out.reshape(*lead, *out.shape[1:])
 
 
+class MinibatchStd(nn.Module):
+    """``(N, F, ...) -> (N, F + 1, ...)``: appends one feature, how much the examples of a group of ``group`` differ
+    (the standard deviation of every feature and position over the group, averaged), the same for each member.
+
+    A discriminator sees single examples, so it cannot tell a generator that draws a few modes well from one that
+    draws all of them; with this feature a group of near-copies stands out (Karras et al., "Progressive Growing of
+    GANs", ICLR 2018, section 3). Groups are consecutive rows (batches are shuffled, and real and generated batches
+    go through separately); the rows left over after the last whole group share the statistic of the last ``group``
+    rows, so every statistic comes from ``group`` examples (fewer only when the batch is smaller)."""
+
+    def __init__(self, group: int):
+        super().__init__()
+        self.group = group
+
+    @staticmethod
+    def _spread(x: torch.Tensor, group: int) -> torch.Tensor:
+        grouped = x.float().reshape(-1, group, *x.shape[1:])
+        spread = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().flatten(1).mean(dim=1)
+        return spread.repeat_interleave(group)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = len(x)
+        group = min(self.group, n)
+        whole = n - n % group
+        spread = self._spread(x[:whole], group)
+        if whole < n:
+            spread = torch.cat([spread, self._spread(x[n - group:], group)[whole - n:]])
+        feature = spread.to(x.dtype).reshape(n, 1, *([1] * (x.dim() - 2))).expand(n, 1, *x.shape[2:])
+        return torch.cat([x, feature], dim=1)
+
+
 class DCDiscriminator(nn.Module):
     """``x (N, C, H, W) -> logit (N,)``: strided convolutions with LeakyReLU(0.2), batch norm after all but the first,
-    then a linear map to one logit of "x is real"."""
+    then (``minibatch_std`` > 0) the spread of groups of that many examples as one more feature map
+    (:class:`MinibatchStd`), then a linear map to one logit of "x is real"."""
 
-    def __init__(self, x_shape: Sequence[int], channels: Sequence[int]):
+    def __init__(self, x_shape: Sequence[int], channels: Sequence[int], minibatch_std: int = 0):
         super().__init__()
         in_ch, h, w = x_shape
         layers: list[nn.Module] = []
@@ -316,6 +348,9 @@ class DCDiscriminator(nn.Module):
             layers.append(nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=2, padding=1))
             layers += [nn.LeakyReLU(0.2)] if i == 0 else [nn.BatchNorm2d(out_ch), nn.LeakyReLU(0.2)]
             in_ch = out_ch
+        if minibatch_std:  # only then: the linear layer keeps its index in the saved weights of runs without it
+            layers.append(MinibatchStd(minibatch_std))
+            in_ch += 1
         self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(in_ch * _halvings(h, len(channels))[-1] * _halvings(w, len(channels))[-1], 1))
         self.x_shape = tuple(x_shape)
         dcgan_init_(self)
@@ -344,14 +379,19 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """``x (N, *x_shape) -> logit (N,)``: linear layers with LeakyReLU(0.2)."""
+    """``x (N, *x_shape) -> logit (N,)``: linear layers with LeakyReLU(0.2), then (``minibatch_std`` > 0) the spread
+    of groups of that many examples as one more feature (:class:`MinibatchStd`), then one logit."""
 
-    def __init__(self, x_shape: Sequence[int], hidden: Sequence[int]):
+    def __init__(self, x_shape: Sequence[int], hidden: Sequence[int], minibatch_std: int = 0):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         for a, b in zip([math.prod(x_shape), *hidden[:-1]], hidden):
             layers += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
-        layers.append(nn.Linear(hidden[-1] if hidden else math.prod(x_shape), 1))
+        width = hidden[-1] if hidden else math.prod(x_shape)
+        if minibatch_std:
+            layers.append(MinibatchStd(minibatch_std))
+            width += 1
+        layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
         self.x_shape = tuple(x_shape)
         dcgan_init_(self)

@@ -12,7 +12,7 @@ def test_generators_benchmark_runs_and_writes_its_rows(tmp_path):
     out = tmp_path / "g.json"
     tiny = {"vae": {"hidden": [16], "z_dim": 2}, "gan": {"z_dim": 4, "channels": [8, 16]}}
     bench.main(["--models", "vae,gan", "--seeds", "0", "--seconds", "0", "--iw-samples", "3", "--set-json", json.dumps(tiny), "--precision", "bf16",
-                "--out", str(out)])
+                "--curve-every", "1", "--out", str(out)])
     saved = json.loads(out.read_text())
     runs = {r["model"]: r for r in saved["runs"]}
     assert set(runs) == {"vae", "gan"} and all(r["epochs"] == 1 for r in runs.values())  # stopped after the first epoch
@@ -21,3 +21,4 @@ def test_generators_benchmark_runs_and_writes_its_rows(tmp_path):
     assert saved["train_precision"] == "bf16" and all(r["train_precision"] == "bf16" for r in runs.values())  # reaches each model's child process
     for r in runs.values():
         assert r["frechet_distance"] > 0 and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and len(r["class_shares"]) == 10
+        assert [point["epoch"] for point in r["curve"]] == [1] and r["curve"][0]["frechet_distance"] > 0  # --curve-every 1

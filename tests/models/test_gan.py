@@ -16,8 +16,8 @@ from ppmodels.data import load_dataset, prepare_data
 from ppmodels.errors import ConfigError, TrainingError
 from ppmodels.infer import TrainConfig, fit
 from ppmodels.models import GAN, CanSample
-from ppmodels.models.gan import discriminator_loss, generator_loss
-from ppmodels.nets import precision
+from ppmodels.models.gan import discriminator_loss, generator_loss, r1_penalty
+from ppmodels.nets import MinibatchStd, precision
 from tests.helpers import assert_close_scaled
 
 
@@ -69,6 +69,60 @@ def test_losses_equal_their_closed_forms():
     smooth = 0.1  # one-sided: real targets 0.9, fakes 0
     expected = -((1 - smooth) * real.sigmoid().log() + smooth * (1 - real.sigmoid()).log()).mean() - (1 - fake.sigmoid()).log().mean()
     assert torch.allclose(discriminator_loss(real, fake, smooth), expected, rtol=1e-5)
+
+
+def test_minibatch_std_appends_each_groups_spread():
+    """The appended feature is the biased standard deviation over each group of 4 consecutive rows, averaged over
+    features and positions, the same for every member; the rows after the last whole group (8, 9) take the last
+    4 rows' (6-9); copies of one row give a spread of about 0, so a generator drawing one image stands out."""
+    x = torch.randn(10, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    out = MinibatchStd(4)(x)
+    assert out.shape == (10, 4, 2, 2) and torch.equal(out[:, :3], x)
+    for rows, spread_of in [(range(0, 4), x[0:4]), (range(4, 8), x[4:8]), (range(8, 10), x[6:10])]:
+        expected = spread_of.std(dim=0, unbiased=False).mean()
+        for row in rows:
+            assert_close_scaled(out[row, 3], expected.expand(2, 2))
+    copies = MinibatchStd(4)(x[:1].expand(8, 3, 2, 2))
+    assert float(copies[:, 3].max()) < 1e-3
+    flat = MinibatchStd(4)(torch.randn(3, 5))  # fewer rows than a group: one group of 3
+    assert flat.shape == (3, 6) and torch.allclose(flat[:, 5], flat[:3, :5].std(dim=0, unbiased=False).mean().expand(3))
+
+
+def test_r1_penalty_equals_its_closed_form_for_a_linear_discriminator(digits, data):
+    """For D(x) = w.x + b the gradient of the logit is w for every row: the penalty is gamma / 2 * |w|^2. In the GAN
+    it is added to the discriminator's loss only (and only where a gradient is being taken)."""
+    w = torch.randn(6, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(5, 6).requires_grad_()
+    assert torch.allclose(r1_penalty(x @ w + 0.3, x, 2.5), 1.25 * w.pow(2).sum(), rtol=1e-5)
+    plain, penalised = tiny(digits, net="mlp"), tiny(digits, net="mlp", r1_gamma=2.5)
+    penalised.load_state_dict(plain.state_dict())
+    batch = {"x": data.train.x[:32]}
+    torch.manual_seed(0)
+    base = plain.group_loss("discriminator", batch)
+    torch.manual_seed(0)
+    real = batch["x"].clone().requires_grad_()
+    (grad,) = torch.autograd.grad(penalised.discriminator(real).sum(), real)
+    torch.manual_seed(0)
+    total = penalised.group_loss("discriminator", batch)
+    assert torch.allclose(total, base + 1.25 * grad.pow(2).flatten(1).sum(1).mean(), rtol=1e-5)
+    generator_losses = []
+    for gan in (plain, penalised):
+        torch.manual_seed(0)
+        generator_losses.append(gan.group_loss("generator", batch))
+    assert torch.allclose(*generator_losses)
+    with torch.no_grad():  # a report's loss, under no_grad: no gradient to penalise, so no penalty
+        torch.manual_seed(0)
+        assert torch.allclose(penalised.group_loss("discriminator", batch), base)
+
+
+@pytest.mark.parametrize("net", ["conv", "mlp"])
+def test_minibatch_std_and_r1_train_both_networks(digits, data, net):
+    gan = tiny(digits, net=net, minibatch_std=4, r1_gamma=2.5)
+    before = snapshot(gan)
+    fit(gan, data, TrainConfig(epochs=1, batch_size=128, seed=0))
+    after = snapshot(gan)
+    assert changed(before, after, "discriminator") and changed(before, after, "generator")
+    assert np.isfinite(gan.sample(4, torch.Generator().manual_seed(0))).all()
 
 
 def test_trainer_runs_two_optimisers_with_their_own_settings_and_k_steps(digits, data):
