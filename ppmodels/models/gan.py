@@ -54,13 +54,16 @@ class GANConfig(ModelConfig):
     d_betas: list[float] = Field(default_factory=lambda: [0.5, 0.999], description="the discriminator's Adam betas, two numbers in [0, 1).")
     minibatch_std: int = Field(0, ge=0, description="above 0, the discriminator also sees how much groups of this many examples "
                                "differ (the spread of its last features over the group; Karras et al. 2018 use 4), so a generator "
-                               "that draws too few kinds of sample stands out; 0: off.")
+                               "that draws too few kinds of sample stands out; 0: off (on MNIST, seed 0, 4 did not move the distance "
+                               "or the class mix: docs/models/gan.md).")
     r1_gamma: float = Field(0.0, ge=0, description="above 0, adds ``r1_gamma / 2`` times the mean squared norm of the gradient of "
                             "the discriminator's logit with respect to real data to its loss (R1, Mescheder, Geiger & Nowozin "
                             "2018): a discriminator flat on the data cannot push the generator past it, which damps the circling "
                             "the game does without it. Its scale follows the data's size and range: take it so the penalty is of "
                             "the order of the loss (on MNIST in [0, 1] the squared norm is about 150 after one epoch: 0.01); 0: "
-                            "off. Costs a second backward pass through the discriminator on each real batch.")
+                            "off, the default until measured on more data; on MNIST, 3 seeds, 0.01 took the Frechet distance from "
+                            "22.7 to 14.2 and evened the class mix (docs/models/gan.md). Costs a second backward pass through "
+                            "the discriminator on each real batch.")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="above 0, samples come from an exponential moving average of the "
                              "generator's weights with this decay per generator step (Yazici et al. 2019; warmed up as "
                              "``min(decay, (1 + n) / (10 + n))`` after n steps; 0.999 is usual); 0 samples from the last weights "
