@@ -61,9 +61,9 @@ class GANConfig(ModelConfig):
                             "2018): a discriminator flat on the data cannot push the generator past it, which damps the circling "
                             "the game does without it. Its scale follows the data's size and range: take it so the penalty is of "
                             "the order of the loss (on MNIST in [0, 1] the squared norm is about 150 after one epoch: 0.01); 0: "
-                            "off, the default until measured on more data; on MNIST, 3 seeds, 0.01 took the Frechet distance from "
-                            "22.7 to 14.2 and evened the class mix (docs/models/gan.md). Costs a second backward pass through "
-                            "the discriminator on each real batch.")
+                            "off (the default: the right scale depends on the data). On MNIST, 3 seeds, 0.01 took the Frechet "
+                            "distance from 22.7 to 14.2 and evened the class mix; on digits it was worse (docs/models/gan.md). "
+                            "Costs a second backward pass through the discriminator on each real batch.")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="above 0, samples come from an exponential moving average of the "
                              "generator's weights with this decay per generator step (Yazici et al. 2019; warmed up as "
                              "``min(decay, (1 + n) / (10 + n))`` after n steps; 0.999 is usual); 0 samples from the last weights "
