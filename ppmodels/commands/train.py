@@ -34,7 +34,6 @@ from ..models.gmvae import GMVAE
 from .diagnose import read_metrics
 
 DATA_OPTIONS = ("spec", "data_dir", "labels", "binarize", "max_per_class")
-SELECTION_OPTIONS = ("protocol", "valid_labels", "valid_data")  # what runs saved before them read as: runs.saved_selection
 
 
 def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest", *, data_dir: str | None = None,
@@ -64,12 +63,15 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     check_int(valid_labels, "valid_labels", minimum=0, optional=True)
     resolve_device(device)  # a GPU asked for where there is none is refused before anything is written
     out = check_run_dir(out, overwrite=overwrite, resume=resume)
+    min_selection = MIN_SELECTION_PER_CLASS
     if resume:
         saved = read_json(resume_dir(out) / CONFIG)  # an interrupted --overwrite's replacement, if it left one
         asked = model_name
         require_plugins(saved.get("plugins"), saved.get("model"))
         model_name, (_, _, labels, binarize, max_per_class), train_config = saved_options(saved, out / CONFIG)
-        protocol, valid_labels, valid_data, min_selection = saved_selection(saved["data"]).values()
+        selection = saved_selection(saved["data"])
+        protocol, valid_labels, valid_data = selection["protocol"], selection["valid_labels"], selection["valid_data"]
+        min_selection = selection["min_selection_per_class"]
         data, saved_dir, _ = located_data(saved["data"], resume_dir(out))  # from wherever the run folder is now
         data_dir = data_dir or saved_dir
         if asked != model_name:
@@ -80,8 +82,6 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
         valid_labels = check_cv(cls, train_config, valid_labels, valid_data, protocol)
     if valid_labels is None and not resume and not selects_with_labels(cls, train_config):
         valid_labels = 0  # a model that keeps its epoch by the ELBO would waste labels held out for selection
-    if not resume:
-        min_selection = MIN_SELECTION_PER_CLASS
     bundle = open_data(data, data_dir, download, labels, binarize, max_per_class, train_config.seed, protocol=protocol,
                        valid_labels=valid_labels, valid_data=valid_data, legacy_split=resume and "test_labels" not in saved["data"],
                        min_selection_per_class=min_selection)
@@ -106,7 +106,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
             write_json(out / CONFIG, {
                 "model": model.name, "model_config": dataclasses.asdict(model.config), "train": dataclasses.asdict(train_config),
                 "data": {**dict(zip(DATA_OPTIONS, (data, data_dir, labels, binarize, max_per_class))), **data_locations(data, data_dir, out), **cube_record(bundle),
-                         **dict(zip(SELECTION_OPTIONS, (protocol, valid_labels, valid_data))), "min_selection_per_class": min_selection,
+                         "protocol": protocol, "valid_labels": valid_labels, "valid_data": valid_data, "min_selection_per_class": min_selection,
                          "test_labels": bundle.dataset.metadata.get("test_labels")},
                 "seed": train_config.seed, "initial_elbo": initial, **launch_record(device),
                 **config_entry(cls),
