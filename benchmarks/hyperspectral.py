@@ -240,11 +240,12 @@ def run_cell(out: Path, scene_name: str, seed: int, labels_per_class: int, args)
     scene = folder / "scene.nc"
     if not scene.exists():
         write_netcdf(scene, make_scene(scene_name, args.size, args.bands, seed, args.illumination))
-    rule = "" if args.select_by == "valid_elbo" else f"_{args.select_by}"
+    rule = ("" if args.select_by == "valid_elbo" else f"_{args.select_by}") + (f"_average{args.average_epochs}" if args.average_epochs else "")
     reads = "_" + (args.front_end.replace("&", "_").replace("=", "") or "raw")  # runs of another input are not reused
     run = folder / f"m2_{labels_per_class}per_class_{args.epochs}epochs{rule}{reads}"
     start = time.perf_counter()
-    config = TrainConfig(epochs=args.epochs, batch_size=200, select_by=args.select_by, cv_folds=args.cv_folds, patience=None, seed=seed)
+    config = TrainConfig(epochs=args.epochs, batch_size=200, select_by=args.select_by, cv_folds=args.cv_folds, patience=None, seed=seed,
+                         average_epochs=args.average_epochs)
     reused = (run / "summary.json").is_file() and not args.retrain  # a finished run of an interrupted benchmark
     if not reused:
         train("m2", _spec(scene, args.front_end), run, labels=16 * labels_per_class, train_config=config, model_options=dict(M2_OPTIONS),
@@ -255,7 +256,7 @@ def run_cell(out: Path, scene_name: str, seed: int, labels_per_class: int, args)
     others = {name: _spec(scene, options) for name, options in OTHER_INPUTS.items() if options != args.front_end}
     kept = {key: json.loads((run / "summary.json").read_text()).get(key) for key in ("selected_by", "best_epoch", "selection", "cv")}
     return {"scene": scene_name, "seed": seed, "labels_per_class": labels_per_class, "train_time_s": round(train_s, 1) if train_s is not None else None, "reused_run": reused,
-            "m2_selection": {**kept, "select_by": args.select_by}, **compare(run, others, max_spread=args.max_spread)}
+            "m2_selection": {**kept, "select_by": args.select_by, "average_epochs": args.average_epochs}, **compare(run, others, max_spread=args.max_spread)}
 
 
 def summarise(cells: list[dict]) -> dict:
@@ -312,6 +313,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--select-by", default="valid_elbo", help="M2's TrainConfig.select_by (cv: the epoch count cross-validated over "
                         "the labels, then a refit on all of them; its runs go to folders named ..._cv)")
     parser.add_argument("--cv-folds", type=int, help="--select-by cv: the number of folds (default: 5, at most the labels a class)")
+    parser.add_argument("--average-epochs", type=int, default=0, help="M2's TrainConfig.average_epochs: keep the average of the "
+                        "weights at the ends of this many epochs (0: the last weights)")
     parser.add_argument("--labels-per-class", default="10", help="comma-separated label counts per class")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (scene, labels and initialisation)")
     parser.add_argument("--front-end", default=FRONT_END, help="cube options M2 and the first baselines read the scene with ('' for raw pixels)")

@@ -103,6 +103,13 @@ class TrainConfig:
     checkpoint_every_steps: int | None = Field(None, ge=1, description="also write ``checkpoints/last.pt`` after every this many "
                                                "steps (``None``: only at epoch ends), for long epochs; a run resumed from such a "
                                                "checkpoint continues the epoch exactly where it stopped.")
+    average_epochs: int = Field(0, ge=0, description="above 0, the weights that are scored, selected and kept (and that "
+                                "callbacks see at the end of each epoch) are an average of the weights at the ends of the "
+                                "training stage's epochs: uniform over its first N, then exponential, each new epoch weighing "
+                                "1/N (stochastic weight averaging: Izmailov et al. 2018; for semi-supervised models Athiwaratkun "
+                                "et al. 2019). Training itself goes on from the last weights. It removes the epoch-to-epoch "
+                                "jitter of a model that has levelled off, which more epochs do not (docs/ssl.md). Floating-point "
+                                "buffers (batch-norm statistics) are averaged alike. 0: off, the last weights.")
     #: how a user sets a field (error messages name it so): ``--lr``, ``--batch-size``
     option_flag: ClassVar[str] = "--{dashed}"
 
@@ -125,6 +132,7 @@ class TrainState:
     stopped_early: bool = False
     elapsed: float = 0.0
     stage: str = ""
+    averaged_epochs: int = 0  # average_epochs: epoch ends in the current stage's weight average
     cv: dict | None = None  # select_by=cv: the cross-validation that chose the epoch count (ppmodels.infer.crossval)
     # a checkpoint written mid-epoch (a signal, checkpoint_every_steps): batches the epoch has drawn, its losses and
     # skipped batches so far, and the batch generator's state when the epoch began (to draw the same batches again)
@@ -156,6 +164,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.run_dir: Path | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None
+        self.average: dict[str, torch.Tensor] | None = None  # average_epochs: the stage's weight average (floating-point entries)
         self.saved_epoch: int | None = None  # epoch of the last checkpoint this trainer wrote or resumed from
         self.generator = torch.Generator()
         self.rank, self.world_size = 0, 1
@@ -188,7 +197,8 @@ class Trainer:
             record = self._run_epoch()
             self.state.elapsed = time.perf_counter() - start
             record["elapsed"] = round(self.state.elapsed, 3)
-            self._emit("on_epoch_end", record)
+            with self.scored_weights():
+                self._emit("on_epoch_end", record)
             if self.run_dir is not None and (self.state.epoch % self.config.checkpoint_every == 0 or self._done()):
                 self.save_checkpoint()
                 self._emit("on_checkpoint")
@@ -257,6 +267,7 @@ class Trainer:
             if self.best_weights is not None:
                 self.model.load_state_dict(self.best_weights)
             state.best_valid_elbo, state.best_valid_accuracy, state.epochs_without_improvement, self.best_weights = -math.inf, -math.inf, 0, None
+            self.average, state.averaged_epochs = None, 0  # the new stage averages its own epochs
             self._set_lr(self.config.lr)  # a plateau of the last stage says nothing about this one
         state.stage = self._stage = stage
         self.model.start_stage(stage, self.data)
@@ -304,6 +315,14 @@ class Trainer:
         self._check_parameters()
         if not losses:
             raise TrainingError(f"every batch of epoch {state.epoch} was non-finite and skipped; lower --lr or check the data")
+        self._update_average()
+        with self.scored_weights():
+            return self._score_epoch(losses, skipped)
+
+    def _score_epoch(self, losses: list, skipped: int) -> dict[str, Any]:
+        """The epoch's record: training losses, validation scores (of the weights :meth:`scored_weights` puts in
+        place), early stopping and the learning rate."""
+        state = self.state
         record = {"epoch": state.epoch, "stage": state.stage, "step": state.step}
         if self.groups is None:
             record["train_elbo"] = -sum(losses) / len(losses) / len(self.data.train)
@@ -322,6 +341,35 @@ class Trainer:
         self._reduce_lr_on_plateau()
         record.update(best_epoch=state.best_epoch, epochs_without_improvement=state.epochs_without_improvement, skipped_batches=skipped)
         return record
+
+    def _update_average(self) -> None:
+        """``average_epochs``: fold this epoch's weights into the stage's average, with weight ``1 / (n + 1)`` for the
+        stage's ``n + 1``-th epoch while that is above ``1 / average_epochs``, then ``1 / average_epochs``."""
+        if not self.config.average_epochs:
+            return
+        weights = {name: value.detach() for name, value in self.model.state_dict().items() if value.is_floating_point()}
+        n = self.state.averaged_epochs
+        if self.average is None or n == 0:
+            self.average = {name: value.clone() for name, value in weights.items()}
+        else:
+            share = max(1.0 / (n + 1), 1.0 / self.config.average_epochs)
+            for name, value in weights.items():
+                self.average[name].lerp_(value, share)
+        self.state.averaged_epochs = n + 1
+
+    @contextmanager
+    def scored_weights(self):
+        """With ``average_epochs``, the stage's weight average in the model for the duration (what is scored, selected,
+        kept and shown to ``on_epoch_end`` callbacks), then the last weights back for training; else nothing changes."""
+        if self.average is None:
+            yield
+            return
+        last = {name: value.detach().clone() for name, value in self.model.state_dict().items() if name in self.average}
+        self.model.load_state_dict(self.average, strict=False)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(last, strict=False)
 
     def _resumed_batches(self):
         """The rest of an epoch a mid-epoch checkpoint stopped: its batches drawn again from the epoch's first
@@ -583,6 +631,7 @@ class Trainer:
                 "model_config": dataclasses.asdict(self.model.config),
                 "model": self.model.state_dict(),
                 "best_model": self.best_weights,
+                "weight_average": self.average,
                 "optimizer": self.optimizer.state_dict(),
                 "state": dataclasses.asdict(self.state),
                 "rng": states[0],
@@ -607,6 +656,7 @@ class Trainer:
             self.optimizer.load_state_dict(payload["optimizer"])
             self.state = TrainState(**payload["state"])
             self.best_weights = payload["best_model"]
+            self.average = payload.get("weight_average")  # absent: a checkpoint from before average_epochs
             self._saved_rng = (payload, path)
             if not self.state.epoch_batches:  # mid-epoch: once the epoch's batches are drawn again (_resumed_batches)
                 self._restore_rng(payload, path)

@@ -25,6 +25,9 @@ TINY = {"hidden": [16], "z_dim": 2, "z1_dim": 4, "z2_dim": 2, "m1_hidden": [16],
 SHORT = dict(epochs=4, batch_size=256, patience=None, seed=4)
 # a fast learning rate and short patience: the VAE stops early within a few epochs, so that kills cross that state
 EARLY = dict(epochs=200, batch_size=128, lr=0.05, patience=3, seed=1)
+# the stage's weight average (average_epochs) is part of what a resumed run must carry on with
+AVERAGED = dict(SHORT, average_epochs=2)
+CONFIGS = {"short": SHORT, "early": EARLY, "averaged": AVERAGED}
 AFTER_BEST = "after_best"  # a crash in the patience window: the epoch after the straight run's best epoch
 
 CASES = [(name, "short", 2) for name in sorted(ppmodels.list_models())] + [
@@ -32,6 +35,8 @@ CASES = [(name, "short", 2) for name in sorted(ppmodels.list_models())] + [
     ("m1m2", "short", 4),  # resumes inside stage m2
     ("vae", "early", 2),
     ("vae", "early", AFTER_BEST),
+    ("vae", "averaged", 2),
+    ("m1m2", "averaged", 3),  # the M1 stage's average ends, M2's starts after the resume
 ]
 
 
@@ -85,7 +90,7 @@ def straight(data, tmp_path_factory):
     def get(name: str, kind: str):
         if (name, kind) not in cache:
             run = prepare_run_dir(tmp_path_factory.mktemp(f"{name}_{kind}") / "straight")
-            cache[name, kind] = train(data, name, SHORT if kind == "short" else EARLY, run), records(run)
+            cache[name, kind] = train(data, name, CONFIGS[kind], run), records(run)
         return cache[name, kind]
 
     return get
@@ -99,7 +104,7 @@ SLOW_CASES = {("adgm", "short", 2)}
     pytest.param(*case, id="{}-{}-crash{}".format(*case), marks=[pytest.mark.slow] if case in SLOW_CASES else []) for case in CASES])
 def test_resume_ends_where_a_straight_run_ends(data, straight, tmp_path, name, kind, crash_at):
     reference, reference_records = straight(name, kind)
-    config = SHORT if kind == "short" else EARLY
+    config = CONFIGS[kind]
     if kind == "early":  # the straight run really stops early, so the kills below cross its early-stopping state
         state = reference.train_state_
         assert state.stopped_early and state.epoch - state.best_epoch == config["patience"] and state.epoch < config["epochs"]
