@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--iw-samples", type=int, default=100)
     parser.add_argument("--curve-every", type=int, default=0, help="record the Frechet distance of 1000 samples against the "
                         "validation split every this many epochs (each run's 'curve'; its time counts in the budget); 0: none")
+    parser.add_argument("--split-check", action="store_true", help="also score the trained weights with 1000 and with 10,000 "
+                        "samples (3 sample seeds) against the validation and the test split, and the two real splits against each "
+                        "other (each run's 'split_check'): how the per-epoch curve's figures relate to the final one")
     parser.add_argument("--set-json", default="{}", help='model options by model, e.g. {"gan": {"z_dim": 32}} (default: each model\'s defaults)')
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "SEED"), help=argparse.SUPPRESS)  # the child process's job
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/generators_<data>.json)")
@@ -110,6 +113,7 @@ def run_one(args: argparse.Namespace, name: str, seed: int) -> dict:
             model.generator_ema = average
         last_weights = {"frechet_distance": last["frechet_distance"], "precision": last["precision"], "recall": last["recall"],
                         "min_class_share": float(np.min(last["coverage"]["shares"])), "max_class_share": float(np.max(last["coverage"]["shares"]))}
+    split_check = frechet_splits(model, dataset) if args.split_check else None
     test_x = dataset.split("test").x
     if model.has_elbo:
         pyro.set_rng_seed(seed)
@@ -123,7 +127,31 @@ def run_one(args: argparse.Namespace, name: str, seed: int) -> dict:
             "classes_below_tenth": quality["coverage"]["num_low_classes"], "class_shares": quality["coverage"]["shares"],
             "min_class_share": float(np.min(quality["coverage"]["shares"])), "max_class_share": float(np.max(quality["coverage"]["shares"])),
             "iw_log_px": iw, "iw_samples": args.iw_samples if model.has_elbo else None, "train_precision": args.precision, "num_samples": quality["num_samples"],
-            "classifier_test_accuracy": quality["classifier_test_accuracy"], "last_weights": last_weights, "curve": curve, "config": {k: v for k, v in vars(model.config).items() if k != "x_shape"}}
+            "classifier_test_accuracy": quality["classifier_test_accuracy"], "last_weights": last_weights, "curve": curve, "split_check": split_check, "config": {k: v for k, v in vars(model.config).items() if k != "x_shape"}}
+
+
+def frechet_splits(model, dataset, sizes=(1000, 10_000), sample_seeds=(0, 1, 2)) -> dict:
+    """The Frechet distance of one set of weights as the per-epoch curve measures it (1000 samples against the
+    validation split) and as the final figure does (10,000 against the test split), and the cells between, for
+    ``sample_seeds``; and the two real splits against each other at each size (0 but for their difference and the
+    estimate's small-sample bias)."""
+    import numpy as np
+    import torch
+
+    from ppmodels.analysis.sample_quality import frechet_distance, yardstick
+
+    stick = yardstick(dataset)
+    cap = min(len(dataset.splits["valid"]), len(dataset.splits["test"]))
+    sizes = [n for n in sizes if n <= cap] or [cap]  # digits: 180, the validation split's size
+    real = {split: stick.features(np.asarray(dataset.split(split).x[:max(sizes)])) for split in ("valid", "test")}
+    cells = []
+    for seed in sample_seeds:
+        fake = stick.features(np.asarray(model.sample(max(sizes), generator=torch.Generator().manual_seed(seed)), dtype=np.float32))
+        for n in sizes:
+            for split in ("valid", "test"):
+                cells.append({"samples": n, "split": split, "sample_seed": seed, "frechet_distance": round(frechet_distance(real[split][:n], fake[:n]), 3)})
+    return {"samples_against_split": cells,
+            "valid_against_test": {str(n): round(frechet_distance(real["valid"][:n], real["test"][:n]), 3) for n in sizes}}
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -159,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name in args.models.split(","):
             cmd = [sys.executable, __file__, "--one", name, str(seed), "--data", args.data, "--data-dir", args.data_dir,
                    "--seconds", str(args.seconds), "--clock", args.clock, "--batch-size", str(args.batch_size), "--iw-samples", str(args.iw_samples), "--set-json", args.set_json,
-                   "--precision", args.precision, "--curve-every", str(args.curve_every)]
+                   "--precision", args.precision, "--curve-every", str(args.curve_every)] + (["--split-check"] if args.split_check else [])
             done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
             if done.returncode:
                 raise SystemExit(f"{name} seed {seed} failed:\n{done.stderr[-3000:]}")
