@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -202,6 +203,10 @@ def compare(run: Path, other_inputs: dict[str, str] | None = None, baselines: tu
             result[f"{name}:{input_name}"] = _row(y_e, predict_rows(estimator, other_e), k, **info)
     return result
 
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script (not with -m): the parcel scene's module is imported as benchmarks.parcel_scene
+    sys.path.insert(0, str(ROOT))
 
 #: the scene generators: this file's, and the independent one of :mod:`benchmarks.parcel_scene`
 SCENES = ("voronoi", "parcel")
