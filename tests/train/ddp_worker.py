@@ -24,7 +24,7 @@ CASES = {
     "ppca": ("ppca", {"z_dim": 4, "seed": 0, "optimizer": "adam"}, 3, None),  # EM runs in one process
     "gmm": ("gmm", {"num_components": 5, "seed": 0}, 3, None),
     "m2": ("m2", {"z_dim": 4, "hidden": [32], "seed": 0}, 1, 50),
-    "m1m2": ("m1m2", {"z1_dim": 6, "z2_dim": 4, "m1_hidden": [32], "m2_hidden": [32], "m1_epochs": 1, "seed": 0}, 2, 80),  # 8 labels a class: 2 of each held out, so valid_accuracy is recorded
+    "m1m2": ("m1m2", {"z1_dim": 6, "z2_dim": 4, "m1_hidden": [32], "m2_hidden": [32], "m1_epochs": 1, "seed": 0}, 2, 150),  # 15 labels a class: 3 of each held out (MIN_SELECTION_PER_CLASS), so valid_accuracy is recorded
 }
 
 
