@@ -31,6 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script (not with -m): the parcel scene's module is imported as benchmarks.parcel_scene
+    sys.path.insert(0, str(ROOT))
+
 #: pixels per class of Indian Pines (classes 1..16), 10249 labeled of 21025
 INDIAN_PINES_COUNTS = (46, 1428, 830, 237, 483, 730, 28, 478, 20, 972, 2455, 593, 205, 1265, 386, 93)
 BACKGROUND = 0.51
@@ -203,10 +207,6 @@ def compare(run: Path, other_inputs: dict[str, str] | None = None, baselines: tu
             result[f"{name}:{input_name}"] = _row(y_e, predict_rows(estimator, other_e), k, **info)
     return result
 
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script (not with -m): the parcel scene's module is imported as benchmarks.parcel_scene
-    sys.path.insert(0, str(ROOT))
 
 #: the scene generators: this file's, and the independent one of :mod:`benchmarks.parcel_scene`
 SCENES = ("voronoi", "parcel")

@@ -194,10 +194,11 @@ class Trainer:
         self._stage = None
         while (self.state.epoch < self.last_epoch() or self.state.epoch_batches) and not self.state.stopped_early:  # epoch_batches: one stopped mid-way
             self._enter_stage()
-            record = self._run_epoch()
-            self.state.elapsed = time.perf_counter() - start
-            record["elapsed"] = round(self.state.elapsed, 3)
-            with self.scored_weights():
+            losses, skipped = self._run_epoch()
+            with self.scored_weights():  # average_epochs: the average is scored, and callbacks see it
+                record = self._score_epoch(losses, skipped)
+                self.state.elapsed = time.perf_counter() - start
+                record["elapsed"] = round(self.state.elapsed, 3)
                 self._emit("on_epoch_end", record)
             if self.run_dir is not None and (self.state.epoch % self.config.checkpoint_every == 0 or self._done()):
                 self.save_checkpoint()
@@ -291,7 +292,9 @@ class Trainer:
         self.generator.set_state(batches)
         return all_sum([float(unused)], self.model.device)[0] > 0
 
-    def _run_epoch(self) -> dict[str, Any]:
+    def _run_epoch(self) -> tuple[list, int]:
+        """Train one epoch (or the rest of one a mid-epoch checkpoint stopped); returns its batch losses and the
+        number of batches skipped, and folds its weights into the ``average_epochs`` average."""
         model, state = self.model, self.state
         model.train()
         batches = self._resumed_batches() if state.epoch_batches else None  # a checkpoint written mid-epoch
@@ -316,8 +319,7 @@ class Trainer:
         if not losses:
             raise TrainingError(f"every batch of epoch {state.epoch} was non-finite and skipped; lower --lr or check the data")
         self._update_average()
-        with self.scored_weights():
-            return self._score_epoch(losses, skipped)
+        return losses, skipped
 
     def _score_epoch(self, losses: list, skipped: int) -> dict[str, Any]:
         """The epoch's record: training losses, validation scores (of the weights :meth:`scored_weights` puts in
