@@ -247,13 +247,16 @@ def run_cell(out: Path, scene_name: str, seed: int, labels_per_class: int, args)
         write_netcdf(scene, make_scene(scene_name, args.size, args.bands, seed, args.illumination))
     rule = ("" if args.select_by == "valid_elbo" else f"_{args.select_by}") + (f"_average{args.average_epochs}" if args.average_epochs else "")
     reads = "_" + (args.front_end.replace("&", "_").replace("=", "") or "raw")  # runs of another input are not reused
-    run = folder / f"m2_{labels_per_class}per_class_{args.epochs}epochs{rule}{reads}"
+    extra = args.m2_options or {}
+    options = {**M2_OPTIONS, **extra}
+    changed = "".join(f"_{key}{value}" for key, value in sorted(extra.items()))  # runs with other options are not reused
+    run = folder / f"m2_{labels_per_class}per_class_{args.epochs}epochs{rule}{reads}{changed}"
     start = time.perf_counter()
     config = TrainConfig(epochs=args.epochs, batch_size=200, select_by=args.select_by, cv_folds=args.cv_folds, patience=None, seed=seed,
                          average_epochs=args.average_epochs)
     reused = (run / "summary.json").is_file() and not args.retrain  # a finished run of an interrupted benchmark
     if not reused:
-        train("m2", _spec(scene, args.front_end), run, labels=16 * labels_per_class, train_config=config, model_options=dict(M2_OPTIONS),
+        train("m2", _spec(scene, args.front_end), run, labels=16 * labels_per_class, train_config=config, model_options=options,
               overwrite=True, progress=False)
     train_s = json.loads((run / "summary.json").read_text()).get("train_time_s") if reused else time.perf_counter() - start
     if args.map:
@@ -320,6 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cv-folds", type=int, help="--select-by cv: the number of folds (default: 5, at most the labels a class)")
     parser.add_argument("--average-epochs", type=int, default=0, help="M2's TrainConfig.average_epochs: keep the average of the "
                         "weights at the ends of this many epochs (0: the last weights)")
+    parser.add_argument("--m2-options", help=f"M2 options as JSON over the recipe's {M2_OPTIONS}, e.g. '{{\"class_prior\": \"learned\"}}'")
     parser.add_argument("--labels-per-class", default="10", help="comma-separated label counts per class")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (scene, labels and initialisation)")
     parser.add_argument("--front-end", default=FRONT_END, help="cube options M2 and the first baselines read the scene with ('' for raw pixels)")
@@ -330,6 +334,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", default=None, help="where to write the results (default: OUT/results.json)")
     parser.add_argument("--table", nargs="+", metavar="JSON", help="print the markdown table of these results files (merged) and stop")
     args = parser.parse_args(argv)
+    try:
+        args.m2_options = json.loads(args.m2_options or "{}")
+    except json.JSONDecodeError as error:
+        parser.error(f"--m2-options is not JSON ({error}); give an object such as '{{\"class_prior\": \"learned\"}}'")
+    if not isinstance(args.m2_options, dict):
+        parser.error("--m2-options must be a JSON object of M2 options, such as '{\"class_prior\": \"learned\"}'")
     if args.table:
         results = [json.loads(Path(path).read_text()) for path in args.table]
         front_ends = {r["config"].get("front_end", FRONT_END) for r in results}
@@ -342,7 +352,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     target = Path(args.json) if args.json else out / "results.json"
-    result = {"config": {**vars(args), "m2_options": M2_OPTIONS}, "cells": []}
+    result = {"config": {**vars(args), "m2_options": {**M2_OPTIONS, **args.m2_options}}, "cells": []}
     for scene_name in args.scenes.split(","):
         if scene_name not in SCENES:
             parser.error(f"unknown scene {scene_name!r}; use {', '.join(SCENES)}")

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 from sklearn.svm import SVC
 
 from benchmarks.hyperspectral import FRONT_END, main, markdown_table, share_ratios
@@ -51,3 +52,16 @@ def test_m2_can_keep_a_cross_validated_epoch_count(tmp_path):
     assert chosen["select_by"] == chosen["selected_by"] == "cv" and chosen["cv"]["labels"] == 32 == sum(counts["labeled_per_class"])
     assert chosen["cv"]["folds"] == min(5, min(c for c in counts["labeled_per_class"] if c))  # the small scene has fewer classes
     assert chosen["best_epoch"] == chosen["cv"]["chosen_epoch"] and (run / "cv.json").is_file()
+
+
+def test_m2_options_reach_the_run_and_name_its_folder(tmp_path, capsys):
+    main(["--out", str(tmp_path), "--scenes", "voronoi", "--size", "36", "--bands", "12", "--epochs", "1", "--labels-per-class", "1",
+          "--max-spread", "500", "--no-map", "--m2-options", '{"class_prior": "learned"}'])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["config"]["m2_options"] == {"z_dim": 8, "hidden": [128], "class_prior": "learned"}
+    (run,) = (tmp_path / "voronoi_seed0").glob("m2_1per_class_1epochs_*_class_priorlearned")  # not reused by a run of the recipe
+    assert json.loads((run / "config.json").read_text())["model_config"]["class_prior"] == "learned"
+    for bad in ("{class_prior", '["learned"]'):
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path), "--m2-options", bad])
+        assert "--m2-options" in capsys.readouterr().err
