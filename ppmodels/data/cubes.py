@@ -17,7 +17,9 @@ Further options: ``background=0`` (the ground-truth value of unlabeled pixels, `
 to mean 0 and standard deviation 1 over the scene, with the Gaussian likelihood; ``none`` keeps the raw values) and
 ``likelihood=``, and two front ends applied before the standardisation (:func:`front_end`): ``normalize=brightness``
 (each spectrum divided by its mean over the bands, which removes illumination and shade) and ``patch=K`` (each pixel
-replaced by the mean spectrum of the K x K window around it, K odd: the simplest spectral-spatial feature), and one
+replaced by the mean spectrum of the K x K window around it, K odd: the simplest spectral-spatial feature; with
+``window=edges`` each neighbour weighs by its likeness to the centre pixel, so that fields are not mixed at their
+edges), and one
 applied after it, ``components=K`` (each pixel projected onto the scene's K principal axes: :func:`principal_axes`).
 Any other option is refused. The transform is recorded in ``dataset.metadata["cube"]``; ``ppmodels train`` stores it in the run,
 so ``ppmodels predict`` applies the training scene's transform to any scene.
@@ -62,9 +64,12 @@ from .splits import stratified_splits
 
 STANDARDIZE = ("band", "none")
 NORMALIZE = ("none", "brightness")
+#: how ``patch=K`` weighs a window's pixels: ``mean`` all alike; ``edges`` by their likeness to the centre pixel, so that
+#: the window does not average across a field's edge (:func:`edge_preserving_mean`)
+WINDOWS = ("mean", "edges")
 #: the options a cube spec may carry (``cube:`` and ``mat:``, the public scenes); any other is refused, not ignored
 #: (:func:`~ppmodels.data.sources.parse_spec`)
-CUBE_OPTIONS = frozenset({"var", "labels", "lazy", "x", "y", "gt", "background", "bands", "standardize", "likelihood", "normalize", "patch", "components"})
+CUBE_OPTIONS = frozenset({"var", "labels", "lazy", "x", "y", "gt", "background", "bands", "standardize", "likelihood", "normalize", "patch", "window", "components"})
 RECORD = "run_record"  # the option through which open_cube hands a run's recorded transform to the loaders
 LAZY_CUBE_BYTES = 1 << 30  # a cube: scene larger than this (as float32) stays on disk unless ?lazy=0
 MOMENT_BYTES = 16 << 20  # float32 pixels a block when the band statistics of a cube in memory are summed
@@ -300,6 +305,11 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
     # a run's record says how it read its scene (a run from before these options read raw pixels)
     normalize = record.get("normalize", "none") if record else options.get("normalize", "none")
     patch = _patch_option(record.get("patch", 1) if record else options.get("patch", 1))
+    window = record.get("window", "mean") if record else options.get("window", "mean")
+    if window not in WINDOWS:
+        raise DataError(f"window={window!r} is unknown; use one of {', '.join(WINDOWS)}")
+    if window != "mean" and patch == 1:
+        raise DataError(f"window={window} weighs the pixels of a patch; give its size too, e.g. ?patch=5&window={window}")
     components = _components_option(record.get("components", 0) if record else options.get("components", 0), b)
     record = dict(record) if record else {"standardize": standardize, "bands": cube.band.tolist(), "band_dim": cube.band_dim}
     if len(record["bands"]) != b:
@@ -312,13 +322,16 @@ def cube_dataset(cube: Cube, name: str, options: dict) -> Dataset:
         raise DataError(f"patch={patch} is larger than the cube of {name!r} ({h} x {w} pixels); use an odd number up to {min(h, w)}")
     if on_disk and components:
         raise DataError(f"components= needs the cube of {name!r} in memory; add ?lazy=0 (it has {h * w} pixels of {b} bands)")
-    record.update(normalize=normalize, patch=patch, components=components)
+    record.update(normalize=normalize, patch=patch, window=window, components=components)
     if on_disk:  # one pass over the file: the checks and the band statistics
         disk = DiskArray(cube.values)
         raw = LazyRows(disk)
         moments = band_moments((chunk.numpy() for chunk in raw.split(raw.block_rows)), b)
     else:  # the one float32 copy of the pixels, standardised in place below
-        x = front_end(cube.values.reshape(h * w, b).astype(np.float32), (h, w), normalize, patch, name)
+        x, scale = front_end(cube.values.reshape(h * w, b).astype(np.float32), (h, w), normalize, patch, name, window,
+                             record.get("window_scale"))
+        if scale is not None:  # the training scene's scale: predict filters another scene the same way
+            record["window_scale"] = scale
         rows = max(1, MOMENT_BYTES // (4 * b))
         moments = band_moments((x[i:i + rows] for i in range(0, len(x), rows)), b)
     if moments.nonfinite_rows:
@@ -407,13 +420,16 @@ def principal_axes(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, float
     return center, axes, float(values[order].sum() / max(values.sum(), 1e-300))
 
 
-def front_end(x: np.ndarray, shape: tuple[int, int], normalize: str = "none", patch: int = 1, name: str = "cube") -> np.ndarray:
-    """Pixels ``(h * w, bands)`` as the model reads them, before band standardisation: with ``normalize="brightness"``
+def front_end(x: np.ndarray, shape: tuple[int, int], normalize: str = "none", patch: int = 1, name: str = "cube", window: str = "mean",
+              scale: float | None = None) -> tuple[np.ndarray, float | None]:
+    """Pixels ``(h * w, bands)`` as the model reads them, before band standardisation, and the scale of an ``edges``
+    window (``None`` for a plain mean): with ``normalize="brightness"``
     each spectrum divided by its mean over the bands (a pixel's overall brightness, which illumination and shade
     scale, is removed; its shape stays), then with ``patch > 1`` each pixel replaced by the mean spectrum of the
     ``patch x patch`` window around it (edges mirrored): neighbours of one field share a class, so averaging cuts
     noise and within-field variation by up to ``patch`` times in standard deviation, at the price of mixing
-    pixels at field borders."""
+    pixels at field borders. ``window="edges"`` weighs the window's pixels instead by their likeness to the centre
+    pixel (:func:`edge_preserving_mean`, with ``scale`` when given, a run's), which keeps a field's edge."""
     if normalize == "brightness":
         brightness = x.mean(1, keepdims=True)
         dark = int((brightness <= 0).sum())
@@ -421,12 +437,43 @@ def front_end(x: np.ndarray, shape: tuple[int, int], normalize: str = "none", pa
             raise DataError(f"normalize=brightness needs spectra of positive mean, but {dark} pixels of {name!r} have a mean of 0 or less; "
                             f"mask them or drop ?normalize")
         x = x / brightness
+    if patch > 1 and window == "edges":
+        h, w = shape
+        x, scale = edge_preserving_mean(x.reshape(h, w, -1), patch // 2, scale)
+        return np.ascontiguousarray(x.reshape(h * w, -1), dtype=np.float32), scale
     if patch > 1:
         from scipy.ndimage import uniform_filter
 
         h, w = shape
         x = uniform_filter(x.reshape(h, w, -1), size=(patch, patch, 1), mode="mirror").reshape(h * w, -1)
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32), None
+
+
+def edge_preserving_mean(x: np.ndarray, radius: int, scale: float | None = None) -> tuple[np.ndarray, float]:
+    """``x`` (height, width, bands) with each pixel replaced by the mean of its ``2 radius + 1`` square window (edges
+    mirrored), each neighbour weighted by ``exp(-d^2 / (2 s^2))``, ``d^2`` the mean squared band difference to the
+    centre pixel (a bilateral filter on spectra, Tomasi and Manduchi 1998). ``s^2`` (``scale``; returned): by default
+    the median ``d^2`` between a pixel and its 4 direct neighbours, most of which share its field, so within a field
+    the window still averages the noise away while across an edge the weights fall."""
+    h, w, _ = x.shape
+    x = np.asarray(x, dtype=np.float64)
+    pad = np.pad(x, ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
+
+    def shifted(dy: int, dx: int) -> np.ndarray:
+        return pad[radius + dy:radius + dy + h, radius + dx:radius + dx + w]
+
+    if scale is None:
+        direct = [np.mean((shifted(dy, dx) - x) ** 2, axis=2) for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0))]
+        scale = float(np.median(np.stack(direct)))
+    s2 = max(scale, 1e-300)
+    total, weights = np.zeros_like(x), np.zeros((h, w, 1))
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            near = shifted(dy, dx)
+            weight = np.exp(-np.mean((near - x) ** 2, axis=2, keepdims=True) / (2 * s2))
+            total += weight * near
+            weights += weight
+    return total / weights, scale
 
 
 def named_classes(label_attrs: dict, classes: list, record: dict) -> list[str]:
