@@ -170,6 +170,13 @@ def _row(y_true: np.ndarray, y_pred: np.ndarray, k: int, **info) -> dict:
             "max_share_ratio": float(np.nanmax(ratios)), **info}
 
 
+def evaluated_pixels(data) -> np.ndarray:
+    """The rows a run of this benchmark is scored on (``data``: :func:`ppmodels.runs.open_run_data`'s): every labeled
+    pixel of the scene outside the run's labels (its whole budget, those it held out for selection too)."""
+    labeled = data.labeled.labeled.numpy()
+    return np.setdiff1d(np.flatnonzero(data.dataset.y >= 0), data.dataset.splits["train"][labeled])
+
+
 def compare(run: Path, other_inputs: dict[str, str] | None = None, baselines: tuple[str, ...] | None = None,
             other_baselines: tuple[str, ...] = ("svc", "svc_tuned", "logistic_tuned"), max_spread: int | None = None) -> dict:
     """M2 of ``run`` against the baselines of :mod:`ppmodels.analysis.baselines` (an untuned SVC; an SVC, logistic
@@ -190,7 +197,7 @@ def compare(run: Path, other_inputs: dict[str, str] | None = None, baselines: tu
     dataset, budget = data.dataset, data.labeled
     labeled = budget.labeled.numpy()
     train_rows = dataset.splits["train"]
-    held = np.setdiff1d(np.flatnonzero(dataset.y >= 0), train_rows[labeled])
+    held = evaluated_pixels(data)
     x_e, y_e, k = dataset.x[held], dataset.y[held], dataset.num_classes
     result = {"labeled_pixels": int(labeled.sum()), "evaluated_pixels": int(len(held)),
               "m2": _row(y_e, load(run).predict(x_e), k)}
@@ -247,9 +254,8 @@ def run_cell(out: Path, scene_name: str, seed: int, labels_per_class: int, args)
         write_netcdf(scene, make_scene(scene_name, args.size, args.bands, seed, args.illumination))
     rule = ("" if args.select_by == "valid_elbo" else f"_{args.select_by}") + (f"_average{args.average_epochs}" if args.average_epochs else "")
     reads = "_" + (args.front_end.replace("&", "_").replace("=", "") or "raw")  # runs of another input are not reused
-    extra = args.m2_options or {}
-    options = {**M2_OPTIONS, **extra}
-    changed = "".join(f"_{key}{value}" for key, value in sorted(extra.items()))  # runs with other options are not reused
+    options = {**M2_OPTIONS, **args.m2_options}
+    changed = "".join(f"_{key}{value}" for key, value in sorted(args.m2_options.items()))  # runs with other options are not reused
     run = folder / f"m2_{labels_per_class}per_class_{args.epochs}epochs{rule}{reads}{changed}"
     start = time.perf_counter()
     config = TrainConfig(epochs=args.epochs, batch_size=200, select_by=args.select_by, cv_folds=args.cv_folds, patience=None, seed=seed,

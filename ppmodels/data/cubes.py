@@ -437,16 +437,17 @@ def front_end(x: np.ndarray, shape: tuple[int, int], normalize: str = "none", pa
             raise DataError(f"normalize=brightness needs spectra of positive mean, but {dark} pixels of {name!r} have a mean of 0 or less; "
                             f"mask them or drop ?normalize")
         x = x / brightness
-    if patch > 1 and window == "edges":
-        h, w = shape
-        x, scale = edge_preserving_mean(x.reshape(h, w, -1), patch // 2, scale)
-        return np.ascontiguousarray(x.reshape(h * w, -1), dtype=np.float32), scale
+    used = None
     if patch > 1:
-        from scipy.ndimage import uniform_filter
-
         h, w = shape
-        x = uniform_filter(x.reshape(h, w, -1), size=(patch, patch, 1), mode="mirror").reshape(h * w, -1)
-    return np.ascontiguousarray(x, dtype=np.float32), None
+        if window == "edges":
+            x, used = edge_preserving_mean(x.reshape(h, w, -1), patch // 2, scale)
+        else:
+            from scipy.ndimage import uniform_filter
+
+            x = uniform_filter(x.reshape(h, w, -1), size=(patch, patch, 1), mode="mirror")
+        x = x.reshape(h * w, -1)
+    return np.ascontiguousarray(x, dtype=np.float32), used
 
 
 def edge_preserving_mean(x: np.ndarray, radius: int, scale: float | None = None) -> tuple[np.ndarray, float]:

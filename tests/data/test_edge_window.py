@@ -57,9 +57,9 @@ def test_window_edges_reads_the_scene_through_the_weighted_window_and_a_run_keep
     assert record["window"] == "edges" and record["window_scale"] == pytest.approx(s2, rel=1e-5)
     assert_close_scaled(open_cube(f"cube:{path}", record).x, d.x, rel=1e-5)  # predict's spec need not repeat it
     # another scene is filtered with the training scene's scale, not its own
-    other = write_netcdf(tmp_path / "other.nc", synthetic_scene(20, 18, bands=6, seed=4))
-    again = open_cube(f"cube:{other}", record).x
-    o = synthetic_scene(20, 18, bands=6, seed=4)["cube"].astype(np.float64)
+    other_scene = synthetic_scene(20, 18, bands=6, seed=4)
+    again = open_cube(f"cube:{write_netcdf(tmp_path / 'other.nc', other_scene)}", record).x
+    o = other_scene["cube"].astype(np.float64)
     own_scale, _ = edge_preserving_mean(o / o.mean(-1, keepdims=True), 2, record["window_scale"])
     assert_close_scaled(again, own_scale.reshape(-1, 6), rel=1e-5)
     older = {k: v for k, v in load_dataset(f"cube:{path}?patch=5").metadata["cube"].items() if k != "window"}  # saved before the option
