@@ -108,7 +108,8 @@ def run_deep(name: str, data: TrainData, dataset: str, seed: int, args) -> dict:
     options, train = (dict(part) for part in PRESETS[(dataset, name)])
     options.update(json.loads(args.set_json or "{}").get(name, {}))
     overrides = (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size), ("lr_patience", args.lr_patience),
-                 ("precision", args.precision), ("select_by", args.select_by), ("cv_folds", args.cv_folds), ("average_epochs", args.average_epochs))
+                 ("precision", args.precision), ("select_by", args.select_by), ("cv_folds", args.cv_folds), ("average_epochs", args.average_epochs),
+                 ("average_stages", args.average_stages))
     train.update({k: v for k, v in overrides if v is not None})
     if args.quick:
         train["epochs"] = min(train.get("epochs", TrainConfig.epochs), 20)
@@ -233,6 +234,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cv-folds", type=int, help="--select-by cv: the number of folds (default: 5, at most the smallest class's labels)")
     p.add_argument("--average-epochs", type=int, help="the deep models' TrainConfig.average_epochs: score, select and keep the average "
                    "of the weights at the ends of this many epochs (default: 0, the last weights)")
+    p.add_argument("--average-stages", choices=("all", "final"), help="with --average-epochs, the stages that average: all "
+                   "(default), or final (M1+M2: only its M2 stage, so M2 reads the codes of M1's last weights)")
     p.add_argument("--set-json", help='model options per model as JSON, e.g. \'{"m2": {"alpha": 500}}\'')
     p.add_argument("--eval-every", type=int, default=50, help="epochs between points of the error curve")
     p.add_argument("--budget-min", type=float, help="stop each deep model after this many minutes of training")

@@ -68,6 +68,7 @@ def train(
     lr_patience: Annotated[Optional[int], typer.Option(help=field_help("lr_patience"))] = T.lr_patience,
     lr_factor: Annotated[float, typer.Option(help=field_help("lr_factor"))] = T.lr_factor,
     average_epochs: Annotated[int, typer.Option(help=field_help("average_epochs"))] = T.average_epochs,
+    average_stages: Annotated[str, typer.Option(help=field_help("average_stages"))] = T.average_stages,
     z_dim: Annotated[Optional[int], typer.Option(min=1, help="Latent size (model default if not given).")] = None,
     hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes, comma-separated, e.g. 500,500.")] = None,
     likelihood: Annotated[Optional[str], typer.Option(help="bernoulli, gaussian, or binomial:N for data k/N (digits: binomial:16) (default: from the data's range).")] = None,

@@ -110,6 +110,10 @@ class TrainConfig:
                                 "et al. 2019). Training itself goes on from the last weights. It removes the epoch-to-epoch "
                                 "jitter of a model that has levelled off, which more epochs do not (docs/ssl.md). Floating-point "
                                 "buffers (batch-norm statistics) are averaged alike. 0: off, the last weights.")
+    average_stages: Literal["all", "final"] = Field("all", description="with ``average_epochs``, which training stages average "
+                                                    "their weights: ``all``, or ``final`` (only the last stage, M1+M2's M2: its M1 "
+                                                    "is kept from its last weights, so M2 reads the codes a run without averaging "
+                                                    "has). For a model with one stage the two are the same.")
     #: how a user sets a field (error messages name it so): ``--lr``, ``--batch-size``
     option_flag: ClassVar[str] = "--{dashed}"
 
@@ -347,7 +351,7 @@ class Trainer:
     def _update_average(self) -> None:
         """``average_epochs``: fold this epoch's weights into the stage's average, with weight ``1 / (n + 1)`` for the
         stage's ``n + 1``-th epoch while that is above ``1 / average_epochs``, then ``1 / average_epochs``."""
-        if not self.config.average_epochs:
+        if not self.config.average_epochs or not self._averages_stage():
             return
         weights = {name: value.detach() for name, value in self.model.state_dict().items() if value.is_floating_point()}
         n = self.state.averaged_epochs
@@ -358,6 +362,10 @@ class Trainer:
             for name, value in weights.items():
                 self.average[name].lerp_(value, share)
         self.state.averaged_epochs = n + 1
+
+    def _averages_stage(self) -> bool:
+        """Whether the current stage averages its weights (``average_stages``)."""
+        return self.config.average_stages == "all" or self.state.stage == self.model.training_stage(self.config.epochs, self.config.epochs)
 
     @contextmanager
     def scored_weights(self):

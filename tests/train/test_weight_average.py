@@ -72,6 +72,32 @@ def test_a_new_stage_averages_only_its_own_epochs(digits):
     assert trainer.state.stage == "m2" and trainer.state.averaged_epochs == 3
 
 
+def m1m2_run(digits, **config):
+    """M1+M2 (2 epochs of M1, then 3 of M2) and the weights its callbacks saw, epoch by epoch."""
+    data = prepare_data(digits, num_labels=50, seed=0)
+    model = M1M2(x_shape=[1, 8, 8], num_classes=10, z1_dim=4, z2_dim=2, m1_hidden=[8], m2_hidden=[8], m1_epochs=2, seed=0)
+    seen = Weights()
+    trainer = Trainer(TrainConfig(epochs=5, batch_size=256, lr=0.01, patience=None, min_epoch_steps=0, select_by="last_epoch", seed=3, **config),
+                      callbacks=[seen])
+    trainer.fit(model, data)
+    return trainer, seen.seen
+
+
+def same(a: dict, b: dict) -> bool:
+    return all(close(a[key], b[key]) for key in b)
+
+
+def test_average_stages_final_keeps_the_first_stage_on_its_last_weights(digits):
+    _, last = m1m2_run(digits)
+    trainer, final = m1m2_run(digits, average_epochs=10, average_stages="final")
+    _, every = m1m2_run(digits, average_epochs=10)
+    assert trainer.state.averaged_epochs == 3
+    assert same(final[0], last[0]) and same(final[1], last[1])  # M1's epochs: the last weights, as without averaging
+    assert not same(every[1], last[1])  # (with average_stages=all, M1's second epoch is scored on an average)
+    assert same(final[2], last[2])  # M2's first epoch: its average is its one epoch end
+    assert not same(final[4], last[4])  # then M2's weights are averaged
+
+
 def test_average_epochs_must_not_be_negative():
     with pytest.raises(ConfigError, match="average_epochs must be at least 0"):
         TrainConfig(average_epochs=-1)
