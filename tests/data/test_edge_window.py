@@ -46,6 +46,18 @@ def test_a_flat_scene_stays_flat():
     np.testing.assert_allclose(out, x, rtol=1e-12)
 
 
+def test_the_result_does_not_depend_on_the_block_size_and_keeps_a_float32_cube_float32():
+    x, _ = two_fields()
+    x = np.concatenate([x, x[::-1]], axis=0)  # 24 rows: blocks of 1 and 5 rows, and one block
+    whole, scale = edge_preserving_mean(x, 2, block_bytes=1 << 30)
+    for rows in (1, 5):
+        part, again = edge_preserving_mean(x, 2, block_bytes=rows * 8 * (x.shape[1] + 4) * x.shape[2])
+        assert again == scale and np.array_equal(part, whole), rows
+    single, _ = edge_preserving_mean(x.astype(np.float32), 2, block_bytes=5 * 8 * 16 * 3)
+    assert single.dtype == np.float32
+    np.testing.assert_array_equal(single, edge_preserving_mean(x.astype(np.float32), 2, block_bytes=1 << 30)[0])
+
+
 def test_window_edges_reads_the_scene_through_the_weighted_window_and_a_run_keeps_its_scale(tmp_path):
     scene = synthetic_scene(20, 18, bands=6, seed=3)
     path = write_netcdf(tmp_path / "scene.nc", scene)
