@@ -4,6 +4,7 @@ neighbours, mode coverage, and the separation of a trained, a 1-epoch and a coll
 import numpy as np
 import pytest
 import scipy.linalg
+import torch
 from sklearn.neighbors import NearestNeighbors
 
 from ppmodels.analysis.sample_quality import (frechet_distance, measure, mode_coverage, oscillation, precision_recall, quality_problems, quality_warnings, sample_quality,
@@ -64,7 +65,10 @@ def test_frechet_of_data_with_itself_is_zero_and_rises_with_noise(digits, stick)
     distances = [measure(stick, test, test + s * noise)["frechet_distance"] for s in (0.0, 0.1, 0.3, 1.0)]
     assert abs(distances[0]) < 1e-3 and distances == sorted(distances) and distances[1] > 0
     again = yardstick(digits, cache=stick.path.parent)  # read back from the cache: the same classifier
-    assert np.array_equal(again.features(test[:5]), features[:5]) and again.test_accuracy == stick.test_accuracy
+    # the same weights give the same features for the same batch (a batch of 5 against rows of the batch of 360
+    # differs at 1e-7 where the matrix product takes another kernel path)
+    assert all(torch.equal(a, b) for a, b in zip(again.net.state_dict().values(), stick.net.state_dict().values()))
+    assert np.array_equal(again.features(test[:5]), stick.features(test[:5])) and again.test_accuracy == stick.test_accuracy
 
 
 def test_coverage_flags_a_generator_of_one_class(digits, stick):
