@@ -40,7 +40,7 @@ from ppmodels.metrics import classification_metrics  # noqa: E402
 from ppmodels.data import PROTOCOLS, TrainData, load_dataset, prepare_data  # noqa: E402
 from ppmodels.files import write_json  # noqa: E402
 from ppmodels.infer import TrainConfig, fit, fit_cv  # noqa: E402
-from ppmodels.infer.trainer import SELECT_BY  # noqa: E402
+from ppmodels.infer.trainer import AVERAGE_STAGES, SELECT_BY  # noqa: E402
 from ppmodels.models import get_model_class  # noqa: E402
 from ppmodels.runs import peak_memory_mb, versions  # noqa: E402
 
@@ -234,7 +234,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cv-folds", type=int, help="--select-by cv: the number of folds (default: 5, at most the smallest class's labels)")
     p.add_argument("--average-epochs", type=int, help="the deep models' TrainConfig.average_epochs: score, select and keep the average "
                    "of the weights at the ends of this many epochs (default: 0, the last weights)")
-    p.add_argument("--average-stages", choices=("all", "final"), help="with --average-epochs, the stages that average: all "
+    p.add_argument("--average-stages", choices=AVERAGE_STAGES, help="with --average-epochs, the stages that average: all "
                    "(default), or final (M1+M2: only its M2 stage, so M2 reads the codes of M1's last weights)")
     p.add_argument("--set-json", help='model options per model as JSON, e.g. \'{"m2": {"alpha": 500}}\'')
     p.add_argument("--eval-every", type=int, default=50, help="epochs between points of the error curve")

@@ -49,6 +49,7 @@ from .distributed import LossModule, all_sum, barrier, gather, noise_seed, rank_
 CHECKPOINTS = "checkpoints"  # the folder, inside a run folder, of last.pt (resume state) and best.pt
 SELECT_BY = ("auto", "valid_accuracy", "valid_elbo", "last_epoch", "cv")
 PRECISION_NAMES = tuple(PRECISIONS)
+AVERAGE_STAGES = ("all", "final")  # TrainConfig.average_stages
 # steps an epoch takes at least while a model trains a classifier (min_epoch_steps=None): on digits (1257 images,
 # 13 batches of 100) one pass gave M2's classifier 1300 steps in 100 epochs, too few for its 50 labels
 # (11% test error, against 8.3% after 11,000 steps; docs/ssl.md); on MNIST one pass is already 500 steps
@@ -110,7 +111,7 @@ class TrainConfig:
                                 "et al. 2019). Training itself goes on from the last weights. It removes the epoch-to-epoch "
                                 "jitter of a model that has levelled off, which more epochs do not (docs/ssl.md). Floating-point "
                                 "buffers (batch-norm statistics) are averaged alike. 0: off, the last weights.")
-    average_stages: Literal["all", "final"] = Field("all", description="with ``average_epochs``, which training stages average "
+    average_stages: Literal[AVERAGE_STAGES] = Field("all", description="with ``average_epochs``, which training stages average "
                                                     "their weights: ``all``, or ``final`` (only the last stage, M1+M2's M2: its M1 "
                                                     "is kept from its last weights, so M2 reads the codes a run without averaging "
                                                     "has). For a model with one stage the two are the same.")
@@ -365,7 +366,11 @@ class Trainer:
 
     def _averages_stage(self) -> bool:
         """Whether the current stage averages its weights (``average_stages``)."""
-        return self.config.average_stages == "all" or self.state.stage == self.model.training_stage(self.config.epochs, self.config.epochs)
+        return self.config.average_stages == "all" or self._in_final_stage()
+
+    def _in_final_stage(self) -> bool:
+        """Whether the current stage is the model's last (M1+M2's M2; a model with one stage: always)."""
+        return self.state.stage == self.model.training_stage(self.config.epochs, self.config.epochs)
 
     @contextmanager
     def scored_weights(self):
@@ -555,7 +560,7 @@ class Trainer:
         choice, valid = self.config.select_by, self.data.valid
         if choice in ("valid_elbo", "last_epoch") or valid is None or valid.y is None or not bool((valid.y >= 0).any()):
             return False
-        if choice == "valid_accuracy" and not self.model.trains_classifier() and self.model.training_stage(self.config.epochs, self.config.epochs) == self.state.stage:
+        if choice == "valid_accuracy" and not self.model.trains_classifier() and self._in_final_stage():
             raise ConfigError(f"select_by=valid_accuracy needs a model that trains a classifier; {self.model.name!r} does not, use valid_elbo")
         return self.model.trains_classifier()
 
@@ -606,8 +611,7 @@ class Trainer:
             self._emit("on_best")
         else:
             state.epochs_without_improvement += 1
-            final_stage = self.model.training_stage(self.config.epochs, self.config.epochs) == state.stage
-            if self.config.patience is not None and state.epochs_without_improvement >= self.config.patience and final_stage:
+            if self.config.patience is not None and state.epochs_without_improvement >= self.config.patience and self._in_final_stage():
                 state.stopped_early = True
 
     def _reduce_lr_on_plateau(self) -> None:

@@ -64,14 +64,6 @@ def test_selection_compares_averages(digits):
             assert close(value, seen[best - 1][key]), key
 
 
-def test_a_new_stage_averages_only_its_own_epochs(digits):
-    data = prepare_data(digits, num_labels=50, seed=0)
-    model = M1M2(x_shape=[1, 8, 8], num_classes=10, z1_dim=4, z2_dim=2, m1_hidden=[8], m2_hidden=[8], m1_epochs=2, seed=0)
-    trainer = Trainer(TrainConfig(epochs=5, batch_size=256, patience=None, min_epoch_steps=0, select_by="last_epoch", average_epochs=10))
-    trainer.fit(model, data)
-    assert trainer.state.stage == "m2" and trainer.state.averaged_epochs == 3
-
-
 def m1m2_run(digits, **config):
     """M1+M2 (2 epochs of M1, then 3 of M2) and the weights its callbacks saw, epoch by epoch."""
     data = prepare_data(digits, num_labels=50, seed=0)
@@ -85,6 +77,11 @@ def m1m2_run(digits, **config):
 
 def same(a: dict, b: dict) -> bool:
     return all(close(a[key], b[key]) for key in b)
+
+
+def test_a_new_stage_averages_only_its_own_epochs(digits):
+    trainer, _ = m1m2_run(digits, average_epochs=10)
+    assert trainer.state.stage == "m2" and trainer.state.averaged_epochs == 3
 
 
 def test_average_stages_final_keeps_the_first_stage_on_its_last_weights(digits):
