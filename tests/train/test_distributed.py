@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -134,23 +135,46 @@ def test_devices_relaunches_the_command_it_was_given(monkeypatch):
 
 
 # ----- two gloo processes ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory):
-    """Both ranks' results for every case of ddp_worker.py at the global batch GLOBAL_BATCH."""
-    out = tmp_path_factory.mktemp("ddp")
-    port = str(free_port())
-    procs = []
+#: how a rank says that the port free_port() found was taken before rank 0 bound it (torch's TCPStore: EADDRINUSE)
+PORT_TAKEN = "address already in use"
+
+
+def run_ranks(out: Path, port: int, timeout: float = 600) -> tuple[list[int | None], list[str]]:
+    """Start both ranks of ddp_worker.py on ``port`` and wait for them; if one fails, stop the other at once (it
+    would wait for the rendezvous until its own timeout). Returns their exit codes and stderr."""
+    procs, logs = [], [out / f"rank{rank}.stderr" for rank in range(2)]
     for rank in range(2):
         env = environment(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                          MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-        procs.append(subprocess.Popen([sys.executable, str(HERE / "ddp_worker.py"), str(out), str(GLOBAL_BATCH), *worker.CASES, "m2_resume"],
-                                      env=env, stderr=subprocess.PIPE, text=True))
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        with logs[rank].open("w") as log:
+            procs.append(subprocess.Popen([sys.executable, str(HERE / "ddp_worker.py"), str(out), str(GLOBAL_BATCH), *worker.CASES, "m2_resume"],
+                                          env=env, stderr=log, text=True))
+    deadline = time.monotonic() + timeout
     try:
-        errors = [p.communicate(timeout=600)[1] for p in procs]
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            if any(p.poll() not in (None, 0) for p in procs):
+                break
+            time.sleep(0.2)
     finally:
         for p in procs:
-            p.kill()
-    assert [p.returncode for p in procs] == [0, 0], errors
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    return [p.returncode for p in procs], [log.read_text() for log in logs]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """Both ranks' results for every case of ddp_worker.py at the global batch GLOBAL_BATCH.
+
+    free_port() releases its port before rank 0 binds it, so under ``pytest -n 2`` another test can take it in
+    between: then (and only then) the two ranks start again on another port."""
+    out = tmp_path_factory.mktemp("ddp")
+    for _ in range(3):
+        codes, errors = run_ranks(out, free_port())
+        if codes == [0, 0] or not any(PORT_TAKEN in e.lower() for e in errors):
+            break
+    assert codes == [0, 0], errors
     return out
 
 
