@@ -11,6 +11,9 @@ Run (a few minutes a scene, seed and label count on 2 cores)::
 
     python -m benchmarks.hyperspectral --out /tmp/hyperspectral --scenes voronoi,parcel --seeds 0,1,2 --labels-per-class 5,10
 
+Calls of one setting on other scenes, seeds or label counts (say, one a core) are joined into one results file with
+``--merge OUT JSON...``, and ``--table JSON...`` prints the docs' table of results files.
+
 For each scene generator (this file's ``voronoi`` scene and the independent ``parcel`` scene of
 :mod:`benchmarks.parcel_scene`), seed and label count it writes the scene (``scene.nc``), trains M2 on the scene read
 through the front end (``--front-end``, default :data:`FRONT_END`) with that many labels a class
@@ -177,6 +180,25 @@ def evaluated_pixels(data) -> np.ndarray:
     return np.setdiff1d(np.flatnonzero(data.dataset.y >= 0), data.dataset.splits["train"][labeled])
 
 
+class PixelCurve:
+    """Trainer callback (``--curve``): after every epoch, M2's balanced accuracy and largest predicted/true class share
+    on the pixels the benchmark scores (:func:`evaluated_pixels`), with the epoch's validation ELBO. The curve of a
+    run that keeps its last epoch (``--select-by last_epoch``) is what any rule choosing among its epochs would keep
+    (``benchmarks/stopping_rules.py``)."""
+
+    def __init__(self):
+        self.points, self.held = [], None
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        if self.held is None:
+            self.held = evaluated_pixels(trainer.data)
+        dataset = trainer.data.dataset
+        y = dataset.y[self.held]
+        row = _row(y, np.asarray(trainer.model.predict(dataset.x[self.held])), dataset.num_classes)
+        self.points.append({"epoch": record["epoch"], "balanced_accuracy": round(row["balanced_accuracy"], 4),
+                            "max_share_ratio": round(row["max_share_ratio"], 2), "valid_elbo": record.get("valid_elbo")})
+
+
 def compare(run: Path, other_inputs: dict[str, str] | None = None, baselines: tuple[str, ...] | None = None,
             other_baselines: tuple[str, ...] = ("svc", "svc_tuned", "logistic_tuned"), max_spread: int | None = None) -> dict:
     """M2 of ``run`` against the baselines of :mod:`ppmodels.analysis.baselines` (an untuned SVC; an SVC, logistic
@@ -260,17 +282,19 @@ def run_cell(out: Path, scene_name: str, seed: int, labels_per_class: int, args)
     start = time.perf_counter()
     config = TrainConfig(epochs=args.epochs, batch_size=200, select_by=args.select_by, cv_folds=args.cv_folds, patience=None, seed=seed,
                          average_epochs=args.average_epochs)
-    reused = (run / "summary.json").is_file() and not args.retrain  # a finished run of an interrupted benchmark
+    curve = PixelCurve() if args.curve else None
+    reused = (run / "summary.json").is_file() and not args.retrain and not args.curve  # a finished run of an interrupted benchmark
     if not reused:
         train("m2", _spec(scene, args.front_end), run, labels=16 * labels_per_class, train_config=config, model_options=options,
-              overwrite=True, progress=False)
+              overwrite=True, progress=False, callbacks=[curve] if curve else None)
     train_s = json.loads((run / "summary.json").read_text()).get("train_time_s") if reused else time.perf_counter() - start
     if args.map:
         predict(run, _spec(scene, args.front_end), run / "map.nc", overwrite=True)
     others = {name: _spec(scene, options) for name, options in OTHER_INPUTS.items() if options != args.front_end}
     kept = {key: json.loads((run / "summary.json").read_text()).get(key) for key in ("selected_by", "best_epoch", "selection", "cv")}
     return {"scene": scene_name, "seed": seed, "labels_per_class": labels_per_class, "train_time_s": round(train_s, 1) if train_s is not None else None, "reused_run": reused,
-            "m2_selection": {**kept, "select_by": args.select_by, "average_epochs": args.average_epochs}, **compare(run, others, max_spread=args.max_spread)}
+            "m2_selection": {**kept, "select_by": args.select_by, "average_epochs": args.average_epochs},
+            **({"m2_curve": curve.points} if curve else {}), **compare(run, others, max_spread=args.max_spread)}
 
 
 def summarise(cells: list[dict]) -> dict:
@@ -317,6 +341,50 @@ def markdown_table(summary: dict, front_end: str = FRONT_END) -> str:
     return "\n".join(lines)
 
 
+#: the settings every merged results file must share (cells of different settings are not one experiment)
+MERGE_MUST_AGREE = ("size", "bands", "epochs", "select_by", "cv_folds", "average_epochs", "m2_options", "front_end", "illumination", "max_spread")
+
+
+def merge_results(results: list[dict]) -> dict:
+    """Results files of separate calls (other scenes, seeds or label counts of one setting) as one: the cells
+    concatenated in (scene, labels a class, seed) order, the summary recomputed, the first call's config with the union
+    of scenes, seeds and label counts, and ``merged_from``: what each call ran. Raises ``ValueError`` when the calls'
+    settings (:data:`MERGE_MUST_AGREE`) differ or two calls ran the same cell."""
+    if not results:
+        raise ValueError("nothing to merge: give at least one results file")
+    configs = [r["config"] for r in results]
+    for key in MERGE_MUST_AGREE:
+        values = [c.get(key) for c in configs]
+        if any(v != values[0] for v in values[1:]):
+            raise ValueError(f"the results files differ in {key} ({', '.join(sorted({json.dumps(v) for v in values}))}); merge only calls of one setting")
+    cells = sorted((cell for r in results for cell in r["cells"]), key=lambda c: (c["scene"], c["labels_per_class"], c["seed"]))
+    keys = [(c["scene"], c["seed"], c["labels_per_class"]) for c in cells]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        scene, seed, lpc = repeated[0]
+        raise ValueError(f"two results files both have {scene} seed {seed} at {lpc} labels a class; leave one of them out")
+    config = {key: value for key, value in configs[0].items() if key not in ("out", "json", "table", "merge")}
+    config.update(scenes=",".join(dict.fromkeys(c["scene"] for c in cells)), seeds=",".join(str(s) for s in sorted({c["seed"] for c in cells})),
+                  labels_per_class=",".join(str(n) for n in sorted({c["labels_per_class"] for c in cells})))
+    merged_from = [entry for r in results for entry in r.get("merged_from")
+                   or [{key: r["config"].get(key) for key in ("scenes", "seeds", "labels_per_class", "epochs", "select_by", "m2_options")}]]
+    return {"config": config, "merged_from": merged_from, "cells": cells, "summary": summarise(cells)}
+
+
+def _read_results(paths: list[Path], parser: argparse.ArgumentParser) -> list[dict]:
+    """The results files at ``paths``; a missing or foreign file stops the call with one line."""
+    results = []
+    for path in paths:
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            parser.error(f"cannot read results file {path}: {error}")
+        if not isinstance(result, dict) or not {"config", "cells"} <= set(result):
+            parser.error(f"{path} is not a results file of this benchmark (it has no config and cells)")
+        results.append(result)
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="benchmarks/results/hyperspectral", help="folder for the scenes, the runs and results.json")
@@ -335,10 +403,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--front-end", default=FRONT_END, help="cube options M2 and the first baselines read the scene with ('' for raw pixels)")
     parser.add_argument("--illumination", type=float, default=0.25, help="voronoi scene: standard deviation of each pixel's log brightness factor")
     parser.add_argument("--max-spread", type=int, default=8000, help="label spreading's graph: every labeled pixel and a seeded sample of the others, this many in all")
+    parser.add_argument("--curve", action="store_true", help="record M2's balanced accuracy on the scored pixels after every epoch "
+                        "(the cell's m2_curve; trains again rather than reuse a finished run)")
     parser.add_argument("--retrain", action="store_true", help="train again runs that a previous call finished (default: reuse them)")
     parser.add_argument("--no-map", dest="map", action="store_false", help="skip writing map.nc / map.png")
     parser.add_argument("--json", default=None, help="where to write the results (default: OUT/results.json)")
     parser.add_argument("--table", nargs="+", metavar="JSON", help="print the markdown table of these results files (merged) and stop")
+    parser.add_argument("--merge", nargs="+", metavar=("OUT", "JSON"), help="write these results files (calls of one setting on "
+                        "other scenes, seeds or label counts) as one results file OUT, the summary recomputed, and stop")
     args = parser.parse_args(argv)
     try:
         args.m2_options = json.loads(args.m2_options or "{}")
@@ -346,8 +418,21 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--m2-options is not JSON ({error}); give an object such as '{{\"class_prior\": \"learned\"}}'")
     if not isinstance(args.m2_options, dict):
         parser.error("--m2-options must be a JSON object of M2 options, such as '{\"class_prior\": \"learned\"}'")
+    if args.merge:
+        if len(args.merge) < 2:
+            parser.error("--merge needs the file to write and at least one results file: --merge OUT JSON [JSON ...]")
+        target, *sources = (Path(path) for path in args.merge)
+        if target in sources:
+            parser.error(f"--merge would overwrite its input {target}; write the merged file elsewhere")
+        try:
+            merged = merge_results(_read_results(sources, parser))
+        except ValueError as error:
+            parser.error(f"--merge: {error}")
+        target.write_text(json.dumps(merged, indent=1))
+        print(f"wrote {target}: {len(merged['cells'])} cells from {len(sources)} files")
+        return merged
     if args.table:
-        results = [json.loads(Path(path).read_text()) for path in args.table]
+        results = _read_results([Path(path) for path in args.table], parser)
         front_ends = {r["config"].get("front_end", FRONT_END) for r in results}
         if len(front_ends) > 1:
             raise SystemExit(f"error: the results files read the scenes differently ({', '.join(sorted(map(repr, front_ends)))}); tabulate each front end on its own")

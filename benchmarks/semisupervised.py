@@ -7,6 +7,7 @@ peak memory, and, for the deep models, a curve of valid/test error every ``--eva
     python benchmarks/semisupervised.py --dataset digits --labels 50 --seeds 0,1,2,3,4          # digits-50 with peers
     python benchmarks/semisupervised.py --dataset mnist --labels 100 --models m1m2 --budget-min 25  # time-boxed MNIST-100
     python benchmarks/semisupervised.py --quick                                                   # minutes: few epochs, one seed
+    python benchmarks/semisupervised.py --merge OUT.json SEED0.json SEED2.json                    # calls run side by side, as one file
 
 Protocol: the data layer's fixed splits (digits: stratified 70/10/20; MNIST: 50k train / 10k valid / 10k test),
 ``--labels`` class-balanced labels drawn with the seed, the rest of the training split unlabeled. Each deep model runs
@@ -131,6 +132,8 @@ def run_deep(name: str, data: TrainData, dataset: str, seed: int, args) -> dict:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
+    if args.merge:
+        return merge_files(*(Path(path) for path in args.merge))
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     environment = versions()  # now, so that a library that cannot be imported fails the run before hours of training
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
@@ -165,6 +168,30 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print_summary(summarize(rows))
     print(f"wrote {out_path}")
     return rows
+
+
+def merge_files(target: Path, *sources: Path) -> list[dict]:
+    """``--merge``: :func:`merge_results` of the files ``sources`` written to ``target``; returns the merged rows. A
+    file that cannot be read, or files that are not one experiment, stop the call with one line."""
+    if target in sources:
+        raise SystemExit(f"error: --merge would overwrite its input {target}; write the merged file elsewhere")
+    results = []
+    for path in sources:
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise SystemExit(f"error: cannot read results file {path}: {error}")
+        if not isinstance(result, dict) or not {"rows", "command"} <= set(result):
+            raise SystemExit(f"error: {path} is not a results file of this benchmark (it has no command and rows)")
+        results.append(result)
+    try:
+        merged = merge_results(results)
+    except ValueError as error:
+        raise SystemExit(f"error: --merge: {error}")
+    write_json(target, merged)
+    print_summary(merged["summary"])
+    print(f"wrote {target}: {len(merged['rows'])} rows from {len(sources)} files")
+    return merged["rows"]
 
 
 def generated(name: str, labels: int, seed: int, folder: Path):
@@ -241,7 +268,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget-min", type=float, help="stop each deep model after this many minutes of training")
     p.add_argument("--quick", action="store_true", help="at most 20 epochs, one seed: see it work in minutes")
     p.add_argument("--out", help="JSON output path (default benchmarks/results/ssl_DATASET_LABELS[_quick].json)")
-    return p.parse_args(argv)
+    p.add_argument("--merge", nargs="+", metavar=("OUT", "JSON"), help="write these results files (calls of one data set and "
+                   "settings on other seeds or models, e.g. one a core) as one results file OUT, the summary recomputed, and stop")
+    args = p.parse_args(argv)
+    if args.merge is not None and len(args.merge) < 2:
+        p.error("--merge needs the file to write and at least one results file: --merge OUT JSON [JSON ...]")
+    return args
+
+
+def merge_results(results: list[dict]) -> dict:
+    """Results files of separate calls as one: their rows in order, the summary recomputed, ``commands``: every call's
+    command. Raises ``ValueError`` when the files are not one experiment: another data set, label count or
+    binarisation, another library version or thread count, a row name (model and protocol) trained with other
+    options or settings, or one (row name, seed) in two files."""
+    if not results:
+        raise ValueError("nothing to merge: give at least one results file")
+    rows = [row for r in results for row in r["rows"]]
+    for key in ("dataset", "num_labels", "binarize"):
+        values = {json.dumps(row.get(key)) for row in rows}
+        if len(values) > 1:
+            raise ValueError(f"the rows differ in {key} ({', '.join(sorted(values))}); merge only calls on one data set and label count")
+    for key in ("versions", "threads"):
+        values = {json.dumps(r.get(key), sort_keys=True) for r in results}
+        if len(values) > 1:
+            raise ValueError(f"the files differ in {key} ({' and '.join(sorted(values))}); rows measured in other environments are not one table")
+    settings: dict[str, tuple] = {}
+    seen = set()
+    for row in rows:
+        name = row_name(row)
+        if (name, row["seed"]) in seen:
+            raise ValueError(f"two files both have {name} seed {row['seed']}; leave one of them out")
+        seen.add((name, row["seed"]))
+        setting = (json.dumps(row.get("options"), sort_keys=True), json.dumps(row.get("train"), sort_keys=True))
+        if settings.setdefault(name, setting) != setting:
+            raise ValueError(f"{name} was trained with other options or settings in different files ({' against '.join(settings[name])} "
+                             f"and {' against '.join(setting)}); merge only calls of one setting")
+    commands = [command for r in results for command in r.get("commands") or [r["command"]]]
+    return {"command": "python benchmarks/semisupervised.py --merge (of the commands below)", "commands": commands,
+            "summary": summarize(rows), "rows": rows, "threads": results[0].get("threads"), "versions": results[0].get("versions")}
 
 
 if __name__ == "__main__":

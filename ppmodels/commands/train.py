@@ -40,7 +40,8 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
           download: bool = False, labels: int | None = None, binarize: str = "none", max_per_class: int | None = None,
           train_config: TrainConfig | None = None, model_options: dict[str, Any] | None = None, overwrite: bool = False,
           resume: bool = False, progress: bool = True, sample_every: int = 10, plugins: list[str] | None = None,
-          device: str = "cpu", valid_labels: int | None = None, valid_data: str | None = None, protocol: str = "budget"):
+          device: str = "cpu", valid_labels: int | None = None, valid_data: str | None = None, protocol: str = "budget",
+          callbacks: list | None = None):
     """Train a registered model on a data spec and write a run folder; returns ``(model, summary)``.
 
     With ``resume=True`` everything (model, data, training options) is read back from ``out/config.json``
@@ -57,6 +58,9 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
     split's labels, outside the budget (for comparison with published results). ``train_config.select_by="cv"``
     holds nothing out: the number of epochs is cross-validated over the training labels and the model trained again
     on all of them (:mod:`ppmodels.infer.crossval`; the folds' curves in ``cv.json``).
+
+    ``callbacks``: trainer callbacks (``on_epoch_end(trainer, record)``, see :mod:`ppmodels.infer.callbacks`) added to
+    the run's own, e.g. to score every epoch on data of your own; with ``select_by="cv"`` they see the refit.
     """
     import_plugins(plugins)
     check_arguments(labels, max_per_class, train_config, model_options)
@@ -111,7 +115,7 @@ def train(model_name: str, data: str = "digits", out: str | Path = "runs/latest"
                 "seed": train_config.seed, "initial_elbo": initial, **launch_record(device),
                 **config_entry(cls),
             })
-        callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out)]
+        callbacks = [ProgressBar(disable=not progress), MetricsLog(out), BestCheckpoint(out), *(callbacks or [])]
         if not model.has_elbo and bundle.dataset.y is not None and not bundle.dataset.partly_labeled:
             callbacks.insert(1, QualityLog(bundle.dataset, seed=train_config.seed))  # no ELBO to log: the Frechet distance instead
         if sample_every and bundle.dataset.is_image:

@@ -65,3 +65,53 @@ def test_m2_options_reach_the_run_and_name_its_folder(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["--out", str(tmp_path), "--m2-options", bad])
         assert "--m2-options" in capsys.readouterr().err
+
+
+def _results(tmp_path, name, seeds, epochs=12, scene="voronoi"):
+    """A results file as a call with these seeds would write it (made up balanced accuracies)."""
+    config = {"out": "/tmp/x", "json": None, "scenes": scene, "seeds": ",".join(map(str, seeds)), "labels_per_class": "5", "size": 145,
+              "bands": 200, "epochs": epochs, "select_by": "valid_elbo", "cv_folds": None, "average_epochs": 0, "m2_options": {"z_dim": 8},
+              "front_end": FRONT_END, "illumination": 0.25, "max_spread": 8000}
+    cells = [{"scene": scene, "seed": s, "labels_per_class": 5, "m2": {"balanced_accuracy": 0.8 + s / 100}, "svc": {"balanced_accuracy": 0.5}}
+             for s in seeds]
+    path = tmp_path / name
+    path.write_text(json.dumps({"config": config, "cells": cells}))
+    return path
+
+
+def test_merge_joins_the_cells_of_separate_calls_and_recomputes_the_summary(tmp_path, capsys):
+    first, second = _results(tmp_path, "a.json", [2]), _results(tmp_path, "b.json", [0, 1])
+    out = tmp_path / "merged.json"
+    main(["--merge", str(out), str(first), str(second)])
+    merged = json.loads(out.read_text())
+    assert [c["seed"] for c in merged["cells"]] == [0, 1, 2] and merged["config"]["seeds"] == "0,1,2"
+    m2 = merged["summary"]["voronoi"]["5"]["m2"]
+    assert m2["n"] == 3 and m2["mean"] == pytest.approx(0.81) and m2["sd"] == pytest.approx(0.01)
+    assert [entry["seeds"] for entry in merged["merged_from"]] == ["2", "0,1"]
+    # a merged file merges again, keeping what each call ran
+    again = tmp_path / "again.json"
+    main(["--merge", str(again), str(out), str(_results(tmp_path, "c.json", [0], scene="parcel"))])
+    assert [entry["seeds"] for entry in json.loads(again.read_text())["merged_from"]] == ["2", "0,1", "0"]
+
+
+@pytest.mark.parametrize("case, message", [("epochs", "differ in epochs"), ("same cell", "both have voronoi seed 0"),
+                                           ("missing", "cannot read results file"), ("itself", "would overwrite its input")])
+def test_merge_refuses_calls_that_are_not_one_experiment(tmp_path, capsys, case, message):
+    first = _results(tmp_path, "a.json", [0])
+    second = {"epochs": lambda: _results(tmp_path, "b.json", [1], epochs=50), "same cell": lambda: _results(tmp_path, "b.json", [0, 1]),
+              "missing": lambda: tmp_path / "none.json", "itself": lambda: first}[case]()
+    out = first if case == "itself" else tmp_path / "merged.json"
+    with pytest.raises(SystemExit):
+        main(["--merge", str(out), str(first), str(second)])
+    assert message in capsys.readouterr().err and not (tmp_path / "merged.json").exists()
+
+
+def test_the_curve_scores_every_epoch_on_the_pixels_the_cell_is_scored_on(tmp_path):
+    main(["--out", str(tmp_path), "--scenes", "voronoi", "--size", "36", "--bands", "12", "--epochs", "3", "--labels-per-class", "1",
+          "--max-spread", "500", "--no-map", "--select-by", "last_epoch", "--curve"])
+    (cell,) = json.loads((tmp_path / "results.json").read_text())["cells"]
+    curve = cell["m2_curve"]
+    assert [p["epoch"] for p in curve] == [1, 2, 3] and all(p["valid_elbo"] is not None for p in curve)
+    # the run keeps its last epoch, so the curve's last point is the cell's M2 row
+    assert curve[-1]["balanced_accuracy"] == round(cell["m2"]["balanced_accuracy"], 4)
+    assert curve[-1]["max_share_ratio"] == round(cell["m2"]["max_share_ratio"], 2)

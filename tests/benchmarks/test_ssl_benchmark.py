@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,40 @@ def test_stopping_rules_reads_the_short_budget_off_an_elbo_curve(tmp_path, monke
                                                             "cv": {"mean_curve": [0.5, 0.7, 0.7, 0.9]}}]}))
     result = rules.main(["--short", "3", "--long", "4", "--rule", "cv=cv.json"])["cv"]
     assert result["short"]["kept_epoch"] == [2] and result["short"]["test_error_pct"] == [20.0] and result["longer_never_worse"] == [True]
+
+
+def _results_file(tmp_path, name, seeds, model="m1m2", options=None, threads=1):
+    """A results file as a call with these seeds would write it (made-up errors)."""
+    rows = [{"dataset": "mnist", "model": model, "protocol": "budget", "num_labels": 100, "seed": s, "binarize": "none",
+             "test_error_pct": 6.0 + s / 10, "balanced_accuracy": 0.94 - s / 1000, "wall_time_s": 100.0 + s,
+             "options": options or {"z1_dim": 50}, "train": {"epochs": 1000}} for s in seeds]
+    path = tmp_path / name
+    path.write_text(json.dumps({"command": f"python benchmarks/semisupervised.py --seeds {','.join(map(str, seeds))}", "rows": rows,
+                                "summary": {}, "threads": threads, "versions": {"torch": "2.13.0+cpu"}}))
+    return path
+
+
+def test_merge_joins_calls_run_side_by_side_and_recomputes_the_summary(tmp_path):
+    bench = load_benchmark()
+    out = tmp_path / "merged.json"
+    bench.main(["--merge", str(out), str(_results_file(tmp_path, "a.json", [0])), str(_results_file(tmp_path, "b.json", [1, 2]))])
+    merged = json.loads(out.read_text())
+    assert [r["seed"] for r in merged["rows"]] == [0, 1, 2] and len(merged["commands"]) == 2
+    summary = merged["summary"]["m1m2 [budget]"]
+    assert summary["seeds"] == 3 and summary["test_error_pct_mean"] == pytest.approx(6.1) and summary["test_error_pct_sd"] == pytest.approx(0.1)
+    # merged again with a baseline's file, the commands of all three calls are kept
+    again = tmp_path / "again.json"
+    bench.main(["--merge", str(again), str(out), str(_results_file(tmp_path, "c.json", [0], model="svc"))])
+    assert len(json.loads(again.read_text())["commands"]) == 3
+
+
+@pytest.mark.parametrize("case, message", [("same seed", "both have m1m2 [budget] seed 0"), ("options", "other options or settings"),
+                                           ("threads", "differ in threads"), ("missing", "cannot read results file")])
+def test_merge_refuses_files_that_are_not_one_experiment(tmp_path, case, message):
+    bench = load_benchmark()
+    first = _results_file(tmp_path, "a.json", [0])
+    second = {"same seed": lambda: _results_file(tmp_path, "b.json", [0, 1]), "options": lambda: _results_file(tmp_path, "b.json", [1], options={"z1_dim": 10}),
+              "threads": lambda: _results_file(tmp_path, "b.json", [1], threads=2), "missing": lambda: tmp_path / "none.json"}[case]()
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        bench.main(["--merge", str(tmp_path / "merged.json"), str(first), str(second)])
+    assert not (tmp_path / "merged.json").exists()
