@@ -17,7 +17,8 @@ Calls of one setting on other scenes, seeds or label counts (say, one a core) ar
 For each scene generator (this file's ``voronoi`` scene and the independent ``parcel`` scene of
 :mod:`benchmarks.parcel_scene`), seed and label count it writes the scene (``scene.nc``), trains M2 on the scene read
 through the front end (``--front-end``, default :data:`FRONT_END`) with that many labels a class
-(``ppmodels train m2 --labels``), maps the scene (``ppmodels predict``), fits the baselines on the same labeled
+(``ppmodels train m2 --labels``), its epoch count chosen as the recipe does (``--select-by``, default
+:data:`SELECT_BY`: cross-validated over the labels, then a refit on all of them; docs/hyperspectral.md), maps the scene (``ppmodels predict``), fits the baselines on the same labeled
 pixels in the same input and, beside them, in the raw pixels, in plain 5 x 5 averages and in brightness-normalised
 5 x 5 averages of every band, and writes
 (``results.json``) the balanced accuracy of each on every labeled pixel outside the budget, each class's predicted
@@ -257,6 +258,9 @@ FRONT_END = "normalize=brightness&patch=5&components=8"
 #: average, and brightness + 5 x 5 with every band
 OTHER_INPUTS = {"raw": "", "patch5": "patch=5", "bright5": "normalize=brightness&patch=5"}
 M2_OPTIONS = {"z_dim": 8, "hidden": [128]}
+#: how the recipe chooses M2's epoch count: by 5-fold cross-validation over the labels (the validation ELBO keeps
+#: rising while the classes drift, so it keeps late epochs: docs/hyperspectral.md, "Longer runs")
+SELECT_BY = "cv"
 
 
 def _spec(path: Path, options: str) -> str:
@@ -392,8 +396,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--size", type=int, default=145, help="scene height and width in pixels")
     parser.add_argument("--bands", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--select-by", default="valid_elbo", help="M2's TrainConfig.select_by (cv: the epoch count cross-validated over "
-                        "the labels, then a refit on all of them; its runs go to folders named ..._cv)")
+    parser.add_argument("--select-by", default=SELECT_BY, help="M2's TrainConfig.select_by (cv, the recipe's: the epoch count "
+                        "cross-validated over the labels, then a refit on all of them, at least 2 labels a class; valid_elbo: the "
+                        "previous recipe's; runs of a rule other than valid_elbo go to folders named ..._RULE)")
     parser.add_argument("--cv-folds", type=int, help="--select-by cv: the number of folds (default: 5, at most the labels a class)")
     parser.add_argument("--average-epochs", type=int, default=0, help="M2's TrainConfig.average_epochs: keep the average of the "
                         "weights at the ends of this many epochs (0: the last weights)")
@@ -440,6 +445,14 @@ def main(argv: list[str] | None = None) -> dict:
         print(markdown_table(summarise(cells), front_ends.pop()))
         return {"cells": cells}
 
+    try:
+        label_counts = [int(n) for n in args.labels_per_class.split(",")]
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--labels-per-class and --seeds take comma-separated whole numbers, not {args.labels_per_class!r} / {args.seeds!r}")
+    if args.select_by == "cv" and min(label_counts) < 2:
+        parser.error(f"--select-by cv (the default) holds each label out in turn and needs at least 2 labels a class; "
+                     f"give --labels-per-class 2 or more, or --select-by valid_elbo")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     target = Path(args.json) if args.json else out / "results.json"
@@ -447,8 +460,8 @@ def main(argv: list[str] | None = None) -> dict:
     for scene_name in args.scenes.split(","):
         if scene_name not in SCENES:
             parser.error(f"unknown scene {scene_name!r}; use {', '.join(SCENES)}")
-        for seed in (int(s) for s in args.seeds.split(",")):
-            for lpc in (int(n) for n in args.labels_per_class.split(",")):
+        for seed in seeds:
+            for lpc in label_counts:
                 cell = run_cell(out, scene_name, seed, lpc, args)
                 result["cells"].append(cell)
                 result["summary"] = summarise(result["cells"])

@@ -17,7 +17,7 @@ def test_share_ratios():
 
 def test_the_benchmark_scores_m2_and_the_baselines_on_the_same_pixels_in_each_input(tmp_path):
     result = main(["--out", str(tmp_path), "--scenes", "voronoi,parcel", "--size", "36", "--bands", "12", "--epochs", "1",
-                   "--labels-per-class", "1", "--max-spread", "500"])
+                   "--labels-per-class", "1", "--max-spread", "500", "--select-by", "valid_elbo"])  # one label a class: no folds
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [(c["scene"], c["seed"], c["labels_per_class"]) for c in saved["cells"]] == [("voronoi", 0, 1), ("parcel", 0, 1)]
     cell = saved["cells"][0]
@@ -56,7 +56,7 @@ def test_m2_can_keep_a_cross_validated_epoch_count(tmp_path):
 
 def test_m2_options_reach_the_run_and_name_its_folder(tmp_path, capsys):
     main(["--out", str(tmp_path), "--scenes", "voronoi", "--size", "36", "--bands", "12", "--epochs", "1", "--labels-per-class", "1",
-          "--max-spread", "500", "--no-map", "--m2-options", '{"class_prior": "learned"}'])
+          "--max-spread", "500", "--no-map", "--select-by", "valid_elbo", "--m2-options", '{"class_prior": "learned"}'])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["config"]["m2_options"] == {"z_dim": 8, "hidden": [128], "class_prior": "learned"}
     (run,) = (tmp_path / "voronoi_seed0").glob("m2_1per_class_1epochs_*_class_priorlearned")  # not reused by a run of the recipe
@@ -65,6 +65,10 @@ def test_m2_options_reach_the_run_and_name_its_folder(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["--out", str(tmp_path), "--m2-options", bad])
         assert "--m2-options" in capsys.readouterr().err
+    # the recipe's cross-validation needs two labels a class: one is refused before anything trains
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "one"), "--labels-per-class", "1"])
+    assert "needs at least 2 labels a class" in capsys.readouterr().err and not (tmp_path / "one").exists()
 
 
 def _results(tmp_path, name, seeds, epochs=12, scene="voronoi"):

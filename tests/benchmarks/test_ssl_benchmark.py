@@ -132,3 +132,29 @@ def test_merge_refuses_files_that_are_not_one_experiment(tmp_path, case, message
     with pytest.raises(SystemExit, match=re.escape(message)):
         bench.main(["--merge", str(tmp_path / "merged.json"), str(first), str(second)])
     assert not (tmp_path / "merged.json").exists()
+
+
+def test_stopping_rules_reads_every_rule_off_a_spectra_curve(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("stopping_rules", SCRIPT.with_name("stopping_rules.py"))
+    rules = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rules)
+    monkeypatch.setattr(rules, "RESULTS", tmp_path)
+    # accuracy peaks at epoch 2 and drifts down while the ELBO keeps rising
+    curve = [{"epoch": e, "balanced_accuracy": acc, "valid_elbo": -10.0 + e} for e, acc in enumerate((0.6, 0.9, 0.8, 0.7), start=1)]
+    cell = {"scene": "voronoi", "labels_per_class": 5, "seed": 0}
+    (tmp_path / "curves.json").write_text(json.dumps({"cells": [{**cell, "m2_curve": curve}]}))
+    cv = {"mean_curve": [0.5, 0.8, 0.8, 0.6]}  # the folds agree: epoch 2 (ties: the earlier)
+    (tmp_path / "cv.json").write_text(json.dumps({"cells": [{**cell, "m2": {"balanced_accuracy": 0.9}, "m2_selection": {"best_epoch": 2, "cv": cv}}]}))
+    groups = rules.main(["--short", "3", "--long", "4", "--spectra", "curves.json", "--cv", "cv.json", "--out", str(tmp_path / "t.json")])
+    result = groups["voronoi, 5 labels a class"]
+    assert result["validation ELBO"]["short"]["kept_epoch"] == [3] and result["validation ELBO"]["long"]["balanced_accuracy"] == [0.7]
+    assert result["validation ELBO"]["longer_never_worse"] == [False]
+    assert result["5-fold cross-validation"]["short"]["kept_epoch"] == result["5-fold cross-validation"]["long"]["kept_epoch"] == [2]
+    assert result["5-fold cross-validation"]["longer_never_worse"] == [True]
+    assert json.loads((tmp_path / "t.json").read_text())["groups"] == json.loads(json.dumps(groups))
+    # a cv cell whose kept model is not the curve's point is another run: refused
+    (tmp_path / "cv.json").write_text(json.dumps({"cells": [{**cell, "m2": {"balanced_accuracy": 0.5}, "m2_selection": {"best_epoch": 2, "cv": cv}}]}))
+    with pytest.raises(SystemExit, match="the runs differ"):
+        rules.main(["--short", "3", "--long", "4", "--spectra", "curves.json", "--cv", "cv.json"])
+    with pytest.raises(SystemExit, match="fewer than --long 5"):
+        rules.main(["--short", "3", "--long", "5", "--spectra", "curves.json"])
