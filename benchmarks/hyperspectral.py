@@ -18,8 +18,8 @@ For each scene generator (this file's ``voronoi`` scene and the independent ``pa
 :mod:`benchmarks.parcel_scene`), seed and label count it writes the scene (``scene.nc``), trains M2 on the scene read
 through the front end (``--front-end``, default :data:`FRONT_END`) with that many labels a class
 (``ppmodels train m2 --labels``), its epoch count chosen as the recipe does (``--select-by``, default
-:data:`SELECT_BY`: cross-validated over the labels, then a refit on all of them; docs/hyperspectral.md), maps the scene (``ppmodels predict``), fits the baselines on the same labeled
-pixels in the same input and, beside them, in the raw pixels, in plain 5 x 5 averages and in brightness-normalised
+:data:`SELECT_BY`: cross-validated over the labels, then a refit on all of them; docs/hyperspectral.md), maps the
+scene (``ppmodels predict``), fits the baselines on the same labeled pixels in the same input and, beside them, in the raw pixels, in plain 5 x 5 averages and in brightness-normalised
 5 x 5 averages of every band, and writes
 (``results.json``) the balanced accuracy of each on every labeled pixel outside the budget, each class's predicted
 share against its true share, and the mean and spread over seeds.
@@ -329,9 +329,13 @@ def input_name(front_end: str) -> str:
     return names.get(front_end, front_end.replace("&", ", "))
 
 
-def markdown_table(summary: dict, front_end: str = FRONT_END) -> str:
+#: how the table names M2's stopping rule (``select_by``)
+RULE_NAMES = {"cv": "cross-validated epochs", "valid_elbo": "validation ELBO", "last_epoch": "last epoch"}
+
+
+def markdown_table(summary: dict, front_end: str = FRONT_END, select_by: str | None = None) -> str:
     """The summary as a markdown table: one row per method, one column per scene and label count (mean +- sd (n));
-    ``front_end``: what M2 and the first baselines read."""
+    ``front_end``: what M2 and the first baselines read; ``select_by``, if given, is named in M2's row."""
     columns = [(scene, lpc) for scene, by_lpc in summary.items() for lpc in by_lpc]
     lines = ["| balanced accuracy | " + " | ".join(f"{scene}, {lpc} labels a class" for scene, lpc in columns) + " |",
              "| --- |" + " --- |" * len(columns)]
@@ -341,7 +345,8 @@ def markdown_table(summary: dict, front_end: str = FRONT_END) -> str:
             r = summary[scene][lpc].get(key)
             cells.append("" if r is None else f"{r['mean']:.3f}" + (f" +- {r['sd']:.3f}" if r["sd"] is not None else "") + f" ({r['n']})")
         if any(cells):  # a row no results file has (another input's baselines) is left out
-            lines.append(f"| {label.format(input=input_name(front_end))} | " + " | ".join(cells) + " |")
+            what = input_name(front_end) if key != "m2" or select_by is None else f"{input_name(front_end)}, {RULE_NAMES.get(select_by, select_by)}"
+            lines.append(f"| {label.format(input=what)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -389,77 +394,101 @@ def _read_results(paths: list[Path], parser: argparse.ArgumentParser) -> list[di
     return results
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="benchmarks/results/hyperspectral", help="folder for the scenes, the runs and results.json")
+    p.add_argument("--scenes", default="voronoi", help="comma-separated scene generators: voronoi (this file's), parcel (benchmarks/parcel_scene.py)")
+    p.add_argument("--size", type=int, default=145, help="scene height and width in pixels")
+    p.add_argument("--bands", type=int, default=200)
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--select-by", default=SELECT_BY, help="M2's TrainConfig.select_by (cv, the recipe's: the epoch count "
+                   "cross-validated over the labels, then a refit on all of them, at least 2 labels a class; valid_elbo: the "
+                   "previous recipe's; runs of a rule other than valid_elbo go to folders named ..._RULE)")
+    p.add_argument("--cv-folds", type=int, help="--select-by cv: the number of folds (default: 5, at most the labels a class)")
+    p.add_argument("--average-epochs", type=int, default=0, help="M2's TrainConfig.average_epochs: keep the average of the "
+                   "weights at the ends of this many epochs (0: the last weights)")
+    p.add_argument("--m2-options", help=f"M2 options as JSON over the recipe's {M2_OPTIONS}, e.g. '{{\"class_prior\": \"learned\"}}'")
+    p.add_argument("--labels-per-class", default="10", help="comma-separated label counts per class")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (scene, labels and initialisation)")
+    p.add_argument("--front-end", default=FRONT_END, help="cube options M2 and the first baselines read the scene with ('' for raw pixels)")
+    p.add_argument("--illumination", type=float, default=0.25, help="voronoi scene: standard deviation of each pixel's log brightness factor")
+    p.add_argument("--max-spread", type=int, default=8000, help="label spreading's graph: every labeled pixel and a seeded sample of the others, this many in all")
+    p.add_argument("--curve", action="store_true", help="record M2's balanced accuracy on the scored pixels after every epoch "
+                   "(the cell's m2_curve; trains again rather than reuse a finished run)")
+    p.add_argument("--retrain", action="store_true", help="train again runs that a previous call finished (default: reuse them)")
+    p.add_argument("--no-map", dest="map", action="store_false", help="skip writing map.nc / map.png")
+    p.add_argument("--json", default=None, help="where to write the results (default: OUT/results.json)")
+    p.add_argument("--table", nargs="+", metavar="JSON", help="print the markdown table of these results files (merged) and stop")
+    p.add_argument("--merge", nargs="+", metavar=("OUT", "JSON"), help="write these results files (calls of one setting on "
+                   "other scenes, seeds or label counts) as one results file OUT, the summary recomputed, and stop")
+    return p
+
+
+def merge_files(args, p: argparse.ArgumentParser) -> dict:
+    """``--merge OUT JSON...``: :func:`merge_results` of the files, written to OUT."""
+    if len(args.merge) < 2:
+        p.error("--merge needs the file to write and at least one results file: --merge OUT JSON [JSON ...]")
+    target, *sources = (Path(path) for path in args.merge)
+    if target in sources:
+        p.error(f"--merge would overwrite its input {target}; write the merged file elsewhere")
+    try:
+        merged = merge_results(_read_results(sources, p))
+    except ValueError as error:
+        p.error(f"--merge: {error}")
+    target.write_text(json.dumps(merged, indent=1))
+    print(f"wrote {target}: {len(merged['cells'])} cells from {len(sources)} files")
+    return merged
+
+
+def print_table(args, p: argparse.ArgumentParser) -> dict:
+    """``--table JSON...``: the docs' markdown table of the files' cells."""
+    results = _read_results([Path(path) for path in args.table], p)
+    front_ends = {r["config"].get("front_end", FRONT_END) for r in results}
+    if len(front_ends) > 1:
+        p.error(f"the results files read the scenes differently ({', '.join(sorted(map(repr, front_ends)))}); tabulate each front end on its own")
+    rules = {r["config"].get("select_by", "valid_elbo") for r in results}  # files from before the option chose by the ELBO
+    if len(rules) > 1:
+        p.error(f"the results files choose M2's epoch differently ({', '.join(sorted(rules))}); tabulate each rule on its own")
+    cells = [cell for r in results for cell in r["cells"]]
+    print(markdown_table(summarise(cells), front_ends.pop(), rules.pop()))
+    return {"cells": cells}
+
+
+def checked_grid(args, p: argparse.ArgumentParser) -> tuple[list[str], list[int], list[int]]:
+    """The scenes, seeds and label counts asked for, every one checked before anything trains."""
+    scenes = args.scenes.split(",")
+    unknown = [name for name in scenes if name not in SCENES]
+    if unknown:
+        p.error(f"unknown scene {unknown[0]!r}; use {', '.join(SCENES)}")
+    try:
+        seeds, label_counts = [int(s) for s in args.seeds.split(",")], [int(n) for n in args.labels_per_class.split(",")]
+    except ValueError:
+        p.error(f"--labels-per-class and --seeds take comma-separated whole numbers, not {args.labels_per_class!r} / {args.seeds!r}")
+    if args.select_by == "cv" and min(label_counts) < 2:
+        p.error("--select-by cv (the default) holds each label out in turn and needs at least 2 labels a class; "
+                "give --labels-per-class 2 or more, or --select-by valid_elbo")
+    return scenes, seeds, label_counts
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="benchmarks/results/hyperspectral", help="folder for the scenes, the runs and results.json")
-    parser.add_argument("--scenes", default="voronoi", help="comma-separated scene generators: voronoi (this file's), parcel (benchmarks/parcel_scene.py)")
-    parser.add_argument("--size", type=int, default=145, help="scene height and width in pixels")
-    parser.add_argument("--bands", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--select-by", default=SELECT_BY, help="M2's TrainConfig.select_by (cv, the recipe's: the epoch count "
-                        "cross-validated over the labels, then a refit on all of them, at least 2 labels a class; valid_elbo: the "
-                        "previous recipe's; runs of a rule other than valid_elbo go to folders named ..._RULE)")
-    parser.add_argument("--cv-folds", type=int, help="--select-by cv: the number of folds (default: 5, at most the labels a class)")
-    parser.add_argument("--average-epochs", type=int, default=0, help="M2's TrainConfig.average_epochs: keep the average of the "
-                        "weights at the ends of this many epochs (0: the last weights)")
-    parser.add_argument("--m2-options", help=f"M2 options as JSON over the recipe's {M2_OPTIONS}, e.g. '{{\"class_prior\": \"learned\"}}'")
-    parser.add_argument("--labels-per-class", default="10", help="comma-separated label counts per class")
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds (scene, labels and initialisation)")
-    parser.add_argument("--front-end", default=FRONT_END, help="cube options M2 and the first baselines read the scene with ('' for raw pixels)")
-    parser.add_argument("--illumination", type=float, default=0.25, help="voronoi scene: standard deviation of each pixel's log brightness factor")
-    parser.add_argument("--max-spread", type=int, default=8000, help="label spreading's graph: every labeled pixel and a seeded sample of the others, this many in all")
-    parser.add_argument("--curve", action="store_true", help="record M2's balanced accuracy on the scored pixels after every epoch "
-                        "(the cell's m2_curve; trains again rather than reuse a finished run)")
-    parser.add_argument("--retrain", action="store_true", help="train again runs that a previous call finished (default: reuse them)")
-    parser.add_argument("--no-map", dest="map", action="store_false", help="skip writing map.nc / map.png")
-    parser.add_argument("--json", default=None, help="where to write the results (default: OUT/results.json)")
-    parser.add_argument("--table", nargs="+", metavar="JSON", help="print the markdown table of these results files (merged) and stop")
-    parser.add_argument("--merge", nargs="+", metavar=("OUT", "JSON"), help="write these results files (calls of one setting on "
-                        "other scenes, seeds or label counts) as one results file OUT, the summary recomputed, and stop")
-    args = parser.parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     try:
         args.m2_options = json.loads(args.m2_options or "{}")
     except json.JSONDecodeError as error:
-        parser.error(f"--m2-options is not JSON ({error}); give an object such as '{{\"class_prior\": \"learned\"}}'")
+        p.error(f"--m2-options is not JSON ({error}); give an object such as '{{\"class_prior\": \"learned\"}}'")
     if not isinstance(args.m2_options, dict):
-        parser.error("--m2-options must be a JSON object of M2 options, such as '{\"class_prior\": \"learned\"}'")
+        p.error("--m2-options must be a JSON object of M2 options, such as '{\"class_prior\": \"learned\"}'")
     if args.merge:
-        if len(args.merge) < 2:
-            parser.error("--merge needs the file to write and at least one results file: --merge OUT JSON [JSON ...]")
-        target, *sources = (Path(path) for path in args.merge)
-        if target in sources:
-            parser.error(f"--merge would overwrite its input {target}; write the merged file elsewhere")
-        try:
-            merged = merge_results(_read_results(sources, parser))
-        except ValueError as error:
-            parser.error(f"--merge: {error}")
-        target.write_text(json.dumps(merged, indent=1))
-        print(f"wrote {target}: {len(merged['cells'])} cells from {len(sources)} files")
-        return merged
+        return merge_files(args, p)
     if args.table:
-        results = _read_results([Path(path) for path in args.table], parser)
-        front_ends = {r["config"].get("front_end", FRONT_END) for r in results}
-        if len(front_ends) > 1:
-            raise SystemExit(f"error: the results files read the scenes differently ({', '.join(sorted(map(repr, front_ends)))}); tabulate each front end on its own")
-        cells = [cell for r in results for cell in r["cells"]]
-        print(markdown_table(summarise(cells), front_ends.pop()))
-        return {"cells": cells}
-
-    try:
-        label_counts = [int(n) for n in args.labels_per_class.split(",")]
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        parser.error(f"--labels-per-class and --seeds take comma-separated whole numbers, not {args.labels_per_class!r} / {args.seeds!r}")
-    if args.select_by == "cv" and min(label_counts) < 2:
-        parser.error(f"--select-by cv (the default) holds each label out in turn and needs at least 2 labels a class; "
-                     f"give --labels-per-class 2 or more, or --select-by valid_elbo")
+        return print_table(args, p)
+    scenes, seeds, label_counts = checked_grid(args, p)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     target = Path(args.json) if args.json else out / "results.json"
     result = {"config": {**vars(args), "m2_options": {**M2_OPTIONS, **args.m2_options}}, "cells": []}
-    for scene_name in args.scenes.split(","):
-        if scene_name not in SCENES:
-            parser.error(f"unknown scene {scene_name!r}; use {', '.join(SCENES)}")
+    for scene_name in scenes:
         for seed in seeds:
             for lpc in label_counts:
                 cell = run_cell(out, scene_name, seed, lpc, args)

@@ -71,10 +71,10 @@ def test_m2_options_reach_the_run_and_name_its_folder(tmp_path, capsys):
     assert "needs at least 2 labels a class" in capsys.readouterr().err and not (tmp_path / "one").exists()
 
 
-def _results(tmp_path, name, seeds, epochs=12, scene="voronoi"):
+def _results(tmp_path, name, seeds, epochs=12, scene="voronoi", select_by="valid_elbo"):
     """A results file as a call with these seeds would write it (made up balanced accuracies)."""
     config = {"out": "/tmp/x", "json": None, "scenes": scene, "seeds": ",".join(map(str, seeds)), "labels_per_class": "5", "size": 145,
-              "bands": 200, "epochs": epochs, "select_by": "valid_elbo", "cv_folds": None, "average_epochs": 0, "m2_options": {"z_dim": 8},
+              "bands": 200, "epochs": epochs, "select_by": select_by, "cv_folds": None, "average_epochs": 0, "m2_options": {"z_dim": 8},
               "front_end": FRONT_END, "illumination": 0.25, "max_spread": 8000}
     cells = [{"scene": scene, "seed": s, "labels_per_class": 5, "m2": {"balanced_accuracy": 0.8 + s / 100}, "svc": {"balanced_accuracy": 0.5}}
              for s in seeds]
@@ -119,3 +119,18 @@ def test_the_curve_scores_every_epoch_on_the_pixels_the_cell_is_scored_on(tmp_pa
     # the run keeps its last epoch, so the curve's last point is the cell's M2 row
     assert curve[-1]["balanced_accuracy"] == round(cell["m2"]["balanced_accuracy"], 4)
     assert curve[-1]["max_share_ratio"] == round(cell["m2"]["max_share_ratio"], 2)
+
+
+def test_an_unknown_scene_is_refused_before_anything_trains(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "run"), "--scenes", "voronoi,parcle"])
+    assert "unknown scene 'parcle'" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_the_table_names_the_rule_and_refuses_to_mix_rules(tmp_path, capsys):
+    cv = _results(tmp_path, "cv.json", [0, 1], select_by="cv")
+    main(["--table", str(cv)])
+    assert "| **M2** (brightness + 5x5 + 8 axes, cross-validated epochs) | 0.805 +- 0.007 (2) |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--table", str(cv), str(_results(tmp_path, "elbo.json", [2]))])
+    assert "choose M2's epoch differently (cv, valid_elbo)" in capsys.readouterr().err
