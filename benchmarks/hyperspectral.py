@@ -31,6 +31,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -188,14 +189,14 @@ class PixelCurve:
     (``benchmarks/stopping_rules.py``)."""
 
     def __init__(self):
-        self.points, self.held = [], None
+        self.points, self.held, self.y = [], None, None
 
     def on_epoch_end(self, trainer, record: dict) -> None:
-        if self.held is None:
-            self.held = evaluated_pixels(trainer.data)
         dataset = trainer.data.dataset
-        y = dataset.y[self.held]
-        row = _row(y, np.asarray(trainer.model.predict(dataset.x[self.held])), dataset.num_classes)
+        if self.held is None:  # the scored pixels and their labels do not change between epochs
+            self.held = evaluated_pixels(trainer.data)
+            self.y = dataset.y[self.held]
+        row = _row(self.y, np.asarray(trainer.model.predict(dataset.x[self.held])), dataset.num_classes)
         self.points.append({"epoch": record["epoch"], "balanced_accuracy": round(row["balanced_accuracy"], 4),
                             "max_share_ratio": round(row["max_share_ratio"], 2), "valid_elbo": record.get("valid_elbo")})
 
@@ -367,8 +368,7 @@ def merge_results(results: list[dict]) -> dict:
         if any(v != values[0] for v in values[1:]):
             raise ValueError(f"the results files differ in {key} ({', '.join(sorted({json.dumps(v) for v in values}))}); merge only calls of one setting")
     cells = sorted((cell for r in results for cell in r["cells"]), key=lambda c: (c["scene"], c["labels_per_class"], c["seed"]))
-    keys = [(c["scene"], c["seed"], c["labels_per_class"]) for c in cells]
-    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    repeated = sorted(key for key, n in Counter((c["scene"], c["seed"], c["labels_per_class"]) for c in cells).items() if n > 1)
     if repeated:
         scene, seed, lpc = repeated[0]
         raise ValueError(f"two results files both have {scene} seed {seed} at {lpc} labels a class; leave one of them out")
@@ -382,16 +382,12 @@ def merge_results(results: list[dict]) -> dict:
 
 def _read_results(paths: list[Path], parser: argparse.ArgumentParser) -> list[dict]:
     """The results files at ``paths``; a missing or foreign file stops the call with one line."""
-    results = []
-    for path in paths:
-        try:
-            result = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            parser.error(f"cannot read results file {path}: {error}")
-        if not isinstance(result, dict) or not {"config", "cells"} <= set(result):
-            parser.error(f"{path} is not a results file of this benchmark (it has no config and cells)")
-        results.append(result)
-    return results
+    from benchmarks.results_files import read_results
+
+    try:
+        return [read_results(path, ("config", "cells")) for path in paths]
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def parser() -> argparse.ArgumentParser:

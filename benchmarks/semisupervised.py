@@ -46,6 +46,7 @@ from ppmodels.models import get_model_class  # noqa: E402
 from ppmodels.runs import peak_memory_mb, versions  # noqa: E402
 
 from benchmarks.imbalanced import imbalanced_digits, imbalanced_tabular  # noqa: E402
+from benchmarks.results_files import read_results  # noqa: E402
 from benchmarks.tabular import tabular_dataset, write_tabular  # noqa: E402
 
 #: data sets drawn afresh for every seed (a new table written as partly labeled csv files, read through the data layer)
@@ -175,17 +176,8 @@ def merge_files(target: Path, *sources: Path) -> list[dict]:
     file that cannot be read, or files that are not one experiment, stop the call with one line."""
     if target in sources:
         raise SystemExit(f"error: --merge would overwrite its input {target}; write the merged file elsewhere")
-    results = []
-    for path in sources:
-        try:
-            result = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise SystemExit(f"error: cannot read results file {path}: {error}")
-        if not isinstance(result, dict) or not {"rows", "command"} <= set(result):
-            raise SystemExit(f"error: {path} is not a results file of this benchmark (it has no command and rows)")
-        results.append(result)
     try:
-        merged = merge_results(results)
+        merged = merge_results([read_results(path, ("command", "rows")) for path in sources])
     except ValueError as error:
         raise SystemExit(f"error: --merge: {error}")
     write_json(target, merged)

@@ -33,7 +33,6 @@ first epochs is also the first best of all epochs, or an earlier epoch won).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -42,21 +41,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results_files import read_results  # noqa: E402
 from ppmodels.files import write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def read_results(path: Path, entries: str) -> list[dict]:
+def read_entries(path: Path, entries: str) -> list[dict]:
     """The ``entries`` (``rows`` or ``cells``) of a results file; a missing or foreign file stops with one line."""
     try:
-        return json.loads(path.read_text())[entries]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise SystemExit(f"error: cannot read the {entries} of results file {path} ({type(error).__name__}: {error}); paths are relative to {RESULTS}")
+        return read_results(path, (entries,))[entries]
+    except ValueError as error:
+        raise SystemExit(f"error: {error}; paths are relative to {RESULTS}")
 
 
 def rows_by_seed(path: Path) -> dict[int, dict]:
-    return {row["seed"]: row for row in read_results(path, "rows")}
+    return {row["seed"]: row for row in read_entries(path, "rows")}
 
 
 def elbo_kept_at(row: dict, budget: int) -> tuple[float, int]:
@@ -68,18 +68,17 @@ def elbo_kept_at(row: dict, budget: int) -> tuple[float, int]:
     return best["test_error_pct"], best["epoch"]
 
 
+def first_best(values: list[float], budget: int) -> int:
+    """The epoch (1-based) of the best of the first ``budget`` values (ties: the earlier)."""
+    return 1 + max(range(min(budget, len(values))), key=lambda e: (values[e], -e))
+
+
 def cv_kept_at(row: dict, budget: int) -> tuple[float, int]:
     """Test error and epoch a cross-validated run with a budget of ``budget`` epochs would keep: the first best of the mean
     fold curve's first ``budget`` epochs, its test error read off the (longer) refit's curve."""
-    mean = row["cv"]["mean_curve"][:budget]
-    epoch = 1 + max(range(len(mean)), key=lambda e: (mean[e], -e))
+    epoch = first_best(row["cv"]["mean_curve"], budget)
     point = next(p for p in row["curve"] if p["epoch"] == epoch)  # the refit ran to the long budget's choice, at least this far
     return point["test_error_pct"], epoch
-
-
-def first_best(values: list[float], budget: int) -> int:
-    """The epoch (1-based) of the best of the first ``budget`` values (ties: the earlier)."""
-    return 1 + max(range(budget), key=lambda e: (values[e], -e))
 
 
 #: the rules read off a spectra curve: (name, kept epoch given the cell's curve, its cv record or None, and the budget)
@@ -96,8 +95,8 @@ def spectra_figures(curve_files: list[Path], cv_files: list[Path], short: int, l
     curves of ``curve_files``' cells; the cross-validation rule where a ``cv_files`` cell has the same scene, seed and
     labels. Stops with one line when a curve is shorter than ``long`` or a cv cell's kept model is not its curve's."""
     key = lambda c: (c["scene"], c["labels_per_class"], c["seed"])  # noqa: E731
-    curves = {key(c): c["m2_curve"] for f in curve_files for c in read_results(f, "cells") if "m2_curve" in c}
-    cvs = {key(c): c for f in cv_files for c in read_results(f, "cells")}
+    curves = {key(c): c["m2_curve"] for f in curve_files for c in read_entries(f, "cells") if "m2_curve" in c}
+    cvs = {key(c): c for f in cv_files for c in read_entries(f, "cells")}
     if not curves:
         raise SystemExit(f"error: no cell of {', '.join(map(str, curve_files))} has a curve; run benchmarks/hyperspectral.py with --curve")
     groups: dict[str, dict[str, dict[int, dict]]] = {}
